@@ -1,0 +1,44 @@
+"""The `tasklets-db` command line: error handling in one place, commands in sibling modules."""
+
+from __future__ import annotations
+
+import sys
+import traceback
+
+import psycopg
+from rich.console import Console
+
+from ops.cli import schema_cmds  # noqa: F401  (registers commands)
+from ops.cli.app import app, state
+from ops.db import first_line
+from ops.errors import OpsError
+
+__all__ = ["app", "main"]
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI: exit 0 ok, 1 failure, 2 usage error; one line per expected error."""
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    try:
+        # Standalone mode handles usage errors (exit 2) and --help; our errors propagate here.
+        app(args=argv, prog_name="tasklets-db")
+    except OpsError as exc:
+        err.print(f"❌ {exc.message}", markup=False)
+        if exc.hint:
+            err.print(f"💡 {exc.hint}", markup=False)
+        sys.exit(exc.exit_code)
+    except psycopg.Error as exc:
+        if state.debug:
+            traceback.print_exc()
+        err.print(f"❌ database error: {first_line(exc)}", markup=False)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        err.print("❌ Interrupted; any open transaction was rolled back.")
+        sys.exit(130)
+    except Exception as exc:  # a bug: one line unless --debug
+        if state.debug:
+            traceback.print_exc()
+        else:
+            err.print(f"❌ internal error: {exc.__class__.__name__}: {exc} "
+                      "(re-run with --debug for the traceback)", markup=False)
+        sys.exit(1)

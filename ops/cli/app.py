@@ -1,0 +1,56 @@
+"""The Typer app every command module registers on, and the helpers they share.
+
+Command modules only parse options, call a work function and print its result: the seed's
+emoji lines through a Reporter, or the result as JSON with --json.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+import typer
+
+from ops.config import Settings, load_settings
+from ops.output import SILENT, Reporter
+
+app = typer.Typer(
+    name="tasklets-db",
+    help="Database lifecycle toolkit for the Tasklets PostgreSQL database: migrate, seed, "
+    "back up, reset, restore, import.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@dataclass
+class State:
+    debug: bool = False
+    env_file: str = ".env"
+
+
+state = State()
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print a machine-readable summary.")]
+
+
+@app.callback()
+def _global_options(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for unexpected errors.")]
+    = False,
+    env_file: Annotated[str, typer.Option("--env-file", help="Dotenv file to read settings from.")]
+    = ".env",
+) -> None:
+    state.debug = debug
+    state.env_file = env_file
+
+
+def settings() -> Settings:
+    return load_settings(state.env_file)
+
+
+def reporter(as_json: bool = False) -> Reporter:
+    """Quiet under --json so stdout holds only the JSON document."""
+    return SILENT if as_json else Reporter()

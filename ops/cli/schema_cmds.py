@@ -1,0 +1,83 @@
+"""Schema commands: push, generate, check, status."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from ops import migrate
+from ops.cli.app import JsonOption, app, reporter, settings
+from ops.errors import OpsError
+from ops.output import human_size, print_json
+from ops.status import database_status
+
+
+@app.command()
+def push(
+    sql: Annotated[bool, typer.Option("--sql", help="Print the SQL instead of running it.")]
+    = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Apply pending Alembic migrations (alembic upgrade head)."""
+    cfg = settings()
+    if sql:
+        typer.echo(migrate.upgrade_sql(cfg), nl=False)
+        return
+    result = migrate.push(cfg, reporter(as_json))
+    if as_json:
+        print_json(result)
+
+
+@app.command()
+def generate(
+    message: Annotated[str, typer.Option("-m", "--message", help="What the revision changes.")],
+) -> None:
+    """Autogenerate a migration from the difference between ops/schema.py and the database."""
+    path = migrate.generate(settings(), message)
+    typer.echo(f"✅ Generated {path}")
+    typer.echo("📝 Review it, then run `tasklets-db push`.")
+
+
+@app.command()
+def check() -> None:
+    """Exit 1 when the database and ops/schema.py have drifted, naming the differences."""
+    diffs = migrate.schema_differences(settings())
+    if diffs:
+        for diff in diffs:
+            typer.echo(f"❌ {diff}")
+        raise OpsError(
+            f"schema drift: {len(diffs)} difference(s) between the database and ops/schema.py",
+            hint="Run `tasklets-db push`, or `tasklets-db generate -m ...` for a model change.",
+        )
+    typer.echo("✅ Database schema matches the models (no drift).")
+
+
+@app.command()
+def status(as_json: JsonOption = False) -> None:
+    """Show the target, server version, revision, row counts and latest backup."""
+    result = database_status(settings())
+    if as_json:
+        print_json(result)
+        return
+    out = reporter()
+    out.line(f"🎯 Target: {result.target}")
+    out.line(f"🐘 Server: PostgreSQL {result.server_version}")
+    marker = f" (marker in database: {result.stored_environment})" \
+        if result.stored_environment else ""
+    out.line(f"🏷️  Environment: {result.environment}{marker}")
+    state_text = "up to date" if result.up_to_date else "PENDING MIGRATIONS — run `push`"
+    out.line(f"📜 Revision: {result.current_revision or 'none'} (head: {result.head_revision})"
+             f" — {state_text}")
+    if result.tables:
+        out.line(f"📊 Tables: {len(result.tables)}, rows: {result.total_rows}")
+        width = max(len(name) for name in result.tables)
+        for name, count in result.tables.items():
+            out.line(f"   {name:<{width}}  {count:>10}")
+    else:
+        out.line("📊 No Tasklets tables yet — run `tasklets-db push`.")
+    if result.latest_backup:
+        b = result.latest_backup
+        out.line(f"💾 Latest backup: {b.name} ({human_size(b.size)})")
+    else:
+        out.line("💾 No backups yet.")

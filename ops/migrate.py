@@ -1,0 +1,184 @@
+"""Schema migrations through Alembic: push (upgrade), generate, check, revisions.
+
+Also stores the environment marker (like Rails' ar_internal_metadata) at push time, which
+reset/restore read to refuse production targets.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine, pool
+
+from ops.config import PROJECT_ROOT, Settings, sqlalchemy_url
+from ops.db import connect, first_line
+from ops.errors import OpsError
+from ops.output import SILENT, Reporter
+from ops.schema import OPS_METADATA_TABLE, metadata
+
+MIGRATIONS_DIR = PROJECT_ROOT / "migrations"
+ENVIRONMENT_KEY = "environment"
+
+
+def alembic_config(settings: Settings) -> Config:
+    cfg = Config(str(PROJECT_ROOT / "alembic.ini"))
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.attributes["database_url"] = settings.database_url
+    return cfg
+
+
+def head_revision(settings: Settings) -> str | None:
+    return ScriptDirectory.from_config(alembic_config(settings)).get_current_head()
+
+
+def current_revision(conn: psycopg.Connection) -> str | None:
+    """The database's Alembic revision, or None when it was never migrated."""
+    exists = conn.execute("SELECT to_regclass('public.alembic_version') IS NOT NULL").fetchone()[0]
+    if not exists:
+        return None
+    row = conn.execute("SELECT version_num FROM alembic_version LIMIT 1").fetchone()
+    return row[0] if row else None
+
+
+@dataclass
+class PushResult:
+    from_revision: str | None
+    to_revision: str | None
+    applied: list[str] = field(default_factory=list)  # "rev: message", oldest first
+    environment: str = ""
+
+
+def pending_revisions(settings: Settings, current: str | None) -> list[str]:
+    script = ScriptDirectory.from_config(alembic_config(settings))
+    revs = list(script.iterate_revisions("heads", current or "base"))
+    return [f"{r.revision}: {r.doc}" for r in reversed(revs)]
+
+
+def push(settings: Settings, report: Reporter = SILENT) -> PushResult:
+    """Upgrade the database to head (one transaction) and record the environment marker."""
+    report.line("🔄 Pushing schema (alembic upgrade head)...")
+    with connect(settings) as conn:
+        before = current_revision(conn)
+    pending = pending_revisions(settings, before)
+    engine = create_engine(sqlalchemy_url(settings.database_url), poolclass=pool.NullPool)
+    try:
+        with engine.begin() as sa_conn:
+            cfg = alembic_config(settings)
+            cfg.attributes["connection"] = sa_conn
+            command.upgrade(cfg, "head")
+            sa_conn.exec_driver_sql(
+                f"INSERT INTO {OPS_METADATA_TABLE} (key, value) VALUES (%s, %s) "
+                "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()",
+                (ENVIRONMENT_KEY, settings.app_env),
+            )
+    except Exception as exc:  # SQLAlchemy/psycopg errors: one line, the transaction rolled back
+        raise OpsError(
+            f"migration failed, nothing applied: {first_line(exc.__cause__ or exc)}"
+        ) from None
+    finally:
+        engine.dispose()
+    for rev in pending:
+        report.line(f"✅ Applied {rev}")
+    head = head_revision(settings)
+    if pending:
+        report.line(f"✅ Schema pushed! Database is at {head}")
+    else:
+        report.line(f"✅ Schema is already up to date (head: {head})")
+    return PushResult(before, head, pending, settings.app_env)
+
+
+def upgrade_sql(settings: Settings) -> str:
+    """The SQL `push` would run from an empty database, without touching any database."""
+    cfg = alembic_config(settings)
+    buffer = io.StringIO()
+    cfg.output_buffer = buffer
+    command.upgrade(cfg, "head", sql=True)
+    return buffer.getvalue()
+
+
+def downgrade(settings: Settings, revision: str) -> None:
+    engine = create_engine(sqlalchemy_url(settings.database_url), poolclass=pool.NullPool)
+    try:
+        with engine.begin() as sa_conn:
+            cfg = alembic_config(settings)
+            cfg.attributes["connection"] = sa_conn
+            command.downgrade(cfg, revision)
+    finally:
+        engine.dispose()
+
+
+def generate(settings: Settings, message: str) -> Path:
+    """Autogenerate a revision from the difference between the database and ops.schema."""
+    if not message.strip():
+        raise OpsError("a revision needs a message", hint='Pass -m "add due dates to ideas".',
+                       exit_code=2)
+    with connect(settings) as conn:
+        current = current_revision(conn)
+    if current != head_revision(settings):
+        raise OpsError(
+            f"the database is at {current or 'no revision'}, not head; generating against it "
+            "would repeat pending migrations",
+            hint="Run `tasklets-db push` first.",
+        )
+    cfg = alembic_config(settings)
+    script = command.revision(cfg, message=message, autogenerate=True)
+    scripts = script if isinstance(script, list) else [script]
+    return Path(scripts[0].path)
+
+
+def schema_differences(settings: Settings) -> list[str]:
+    """Human-readable differences between ops.schema and the live database (empty = in sync)."""
+    with connect(settings) as conn:
+        current = current_revision(conn)
+    head = head_revision(settings)
+    diffs: list[str] = []
+    if current != head:
+        diffs.append(f"database revision is {current or 'none'}, head is {head}")
+    engine = create_engine(sqlalchemy_url(settings.database_url), poolclass=pool.NullPool)
+    try:
+        with engine.connect() as sa_conn:
+            context = MigrationContext.configure(
+                sa_conn, opts={"compare_type": True, "target_metadata": metadata}
+            )
+            for diff in compare_metadata(context, metadata):
+                diffs.append(describe_diff(diff))
+    finally:
+        engine.dispose()
+    return diffs
+
+
+def describe_diff(diff: object) -> str:
+    """One line per Alembic diff tuple, e.g. 'add_column: tasks.color'."""
+    if isinstance(diff, list):  # column modifications come grouped
+        return "; ".join(describe_diff(d) for d in diff)
+    kind, *rest = diff  # type: ignore[misc]
+    parts: list[str] = []
+    for item in rest:
+        name = getattr(item, "name", None)
+        table = getattr(getattr(item, "table", None), "name", None)
+        if name and table and table != name:
+            parts.append(f"{table}.{name}")
+        elif name:
+            parts.append(str(name))
+        elif isinstance(item, str):
+            parts.append(item)
+    return f"{kind}: {' '.join(p for p in parts if p)}".strip()
+
+
+def stored_environment(conn: psycopg.Connection) -> str | None:
+    """The environment marker written at push time, if any."""
+    exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL",
+                          (f"public.{OPS_METADATA_TABLE}",)).fetchone()[0]
+    if not exists:
+        return None
+    row = conn.execute(f"SELECT value FROM {OPS_METADATA_TABLE} WHERE key = %s",
+                       (ENVIRONMENT_KEY,)).fetchone()
+    return row[0] if row else None

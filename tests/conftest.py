@@ -1,0 +1,187 @@
+"""Real-PostgreSQL fixtures: TEST_DATABASE_URL, or a throwaway cluster started here.
+
+One template database is migrated once per session; every test gets a fresh copy
+(CREATE DATABASE ... TEMPLATE), so tests are isolated and fast.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from ops.config import PROJECT_ROOT, Settings
+from ops.errors import OpsError
+from ops.localpg import start_throwaway
+from ops.migrate import push
+
+TEMPLATE_DB = "tasklets_test_template"
+# A role that owns its database and tables but is not superuser (managed Postgres).
+OWNER_ROLE = "tasklets_owner"
+
+
+def _with_dbname(url: str, dbname: str, user: str | None = None) -> str:
+    """The same server URL with another database (and optionally another, passwordless user)."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if user:
+        netloc = f"{user}@{netloc.rpartition('@')[2]}"
+    return urlunsplit(parts._replace(netloc=netloc, path=f"/{dbname}"))
+
+
+@pytest.fixture(scope="session")
+def pg_server_url() -> Iterator[str]:
+    """A superuser URL to the maintenance database of a server tests may create DBs on."""
+    external = os.environ.get("TEST_DATABASE_URL")
+    if external:
+        yield external
+        return
+    base = Path(tempfile.mkdtemp(prefix="tasklets-pg-"))
+    os.chmod(base, 0o755)
+    try:
+        cluster = start_throwaway(base)
+    except OpsError as exc:
+        pytest.exit(f"cannot start a throwaway PostgreSQL: {exc.message}\n{exc.hint or ''}",
+                    returncode=1)
+    os.environ["TASKLETS_TEST_CLUSTER_DATA"] = str(cluster.data_dir)
+    try:
+        yield cluster.url
+    finally:
+        cluster.stop("immediate")
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _admin(url: str) -> psycopg.Connection:
+    return psycopg.connect(url, autocommit=True)
+
+
+@pytest.fixture(scope="session")
+def template_db(pg_server_url: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Name of a database migrated to head, used as the template for every test database."""
+    with _admin(pg_server_url) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+            sql.Identifier(TEMPLATE_DB)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(TEMPLATE_DB)))
+        exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s",
+                              (OWNER_ROLE,)).fetchone()
+        if not exists:
+            conn.execute(sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER CREATEDB").format(
+                sql.Identifier(OWNER_ROLE)))
+    settings = Settings(database_url=_with_dbname(pg_server_url, TEMPLATE_DB),
+                        backup_dir=tmp_path_factory.mktemp("template-backups"), app_env="test")
+    push(settings)
+    return TEMPLATE_DB
+
+
+def create_database(server_url: str, template: str | None, owner: str | None = None) -> str:
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    query = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+    if template:
+        query += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
+    if owner:
+        query += sql.SQL(" OWNER {}").format(sql.Identifier(owner))
+    with _admin(server_url) as conn:
+        conn.execute(query)
+    return name
+
+
+def drop_database(server_url: str, name: str) -> None:
+    with _admin(server_url) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+            sql.Identifier(name)))
+
+
+@pytest.fixture
+def db_url(pg_server_url: str, template_db: str) -> Iterator[str]:
+    """URL of a fresh database at head, dropped after the test."""
+    name = create_database(pg_server_url, template_db)
+    yield _with_dbname(pg_server_url, name)
+    drop_database(pg_server_url, name)
+
+
+@pytest.fixture
+def empty_db_url(pg_server_url: str) -> Iterator[str]:
+    """URL of a fresh database with no schema at all."""
+    name = create_database(pg_server_url, "template0")
+    yield _with_dbname(pg_server_url, name)
+    drop_database(pg_server_url, name)
+
+
+_GIVE_TO_OWNER = """
+DO $$
+DECLARE r record;
+BEGIN
+  EXECUTE 'ALTER SCHEMA public OWNER TO {owner}';
+  FOR r IN SELECT tablename FROM pg_tables WHERE schemaname = 'public' LOOP
+    EXECUTE format('ALTER TABLE public.%I OWNER TO {owner}', r.tablename);
+  END LOOP;
+  FOR r IN SELECT t.typname FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+           WHERE n.nspname = 'public' AND t.typtype = 'e' LOOP
+    EXECUTE format('ALTER TYPE public.%I OWNER TO {owner}', r.typname);
+  END LOOP;
+END $$;
+"""
+
+
+@pytest.fixture
+def owner_db_url(pg_server_url: str, template_db: str) -> Iterator[str]:
+    """URL, as a non-superuser, of a fresh database at head whose tables that role owns."""
+    name = create_database(pg_server_url, template_db)
+    with _admin(_with_dbname(pg_server_url, name)) as conn:
+        conn.execute(_GIVE_TO_OWNER.replace("{owner}", OWNER_ROLE))
+        conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(
+            sql.Identifier(name), sql.Identifier(OWNER_ROLE)))
+    yield _with_dbname(pg_server_url, name, user=OWNER_ROLE)
+    drop_database(pg_server_url, name)
+
+
+@pytest.fixture
+def backup_dir(tmp_path: Path) -> Path:
+    path = tmp_path / "backups"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def settings(db_url: str, backup_dir: Path) -> Settings:
+    return Settings(database_url=db_url, backup_dir=backup_dir, app_env="test")
+
+
+@pytest.fixture
+def conn(db_url: str) -> Iterator[psycopg.Connection]:
+    """An autocommit connection to the test database, for arranging and asserting."""
+    with psycopg.connect(db_url, autocommit=True) as connection:
+        yield connection
+
+
+@pytest.fixture
+def cli_env(db_url: str, backup_dir: Path, tmp_path: Path) -> dict[str, str]:
+    """Environment for running `tasklets-db` as a subprocess against the test database."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("POSTGRES_", "DATABASE_"))}
+    env.update(DATABASE_URL=db_url, BACKUP_DIR=str(backup_dir), APP_ENV="test",
+               PYTHONUNBUFFERED="1")
+    return env
+
+
+@pytest.fixture
+def run_cli(cli_env: dict[str, str]):
+    """Run `python -m ops ARGS...` as a user would; returns the CompletedProcess."""
+
+    def run(*args: str, env: dict[str, str] | None = None, input: str | None = None,
+            timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "ops", *args], env={**cli_env, **(env or {})},
+            capture_output=True, text=True, input=input, timeout=timeout, cwd=PROJECT_ROOT,
+        )
+
+    return run

@@ -1,0 +1,162 @@
+"""Schema migrations, drift check, status and connection errors against a real PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from ops import migrate
+from ops.config import Settings, mask_url
+from ops.errors import OpsError
+from ops.schema import metadata
+from ops.status import database_status
+from ops.tables import discover_tables
+
+APP_TABLES = {t.name for t in metadata.sorted_tables} - {"ops_metadata"}
+
+
+def test_push_creates_every_table_and_records_environment(empty_db_url: str, tmp_path: Path):
+    settings = Settings(database_url=empty_db_url, backup_dir=tmp_path, app_env="test")
+    result = migrate.push(settings)
+    assert result.from_revision is None
+    assert result.to_revision == migrate.head_revision(settings)
+    assert result.applied and result.applied[0].startswith("0001")
+    with psycopg.connect(empty_db_url) as conn:
+        assert {t.name for t in discover_tables(conn)} == APP_TABLES
+        assert migrate.stored_environment(conn) == "test"
+
+
+def test_upgrade_downgrade_upgrade_round_trip(empty_db_url: str, tmp_path: Path):
+    settings = Settings(database_url=empty_db_url, backup_dir=tmp_path)
+    migrate.push(settings)
+    migrate.downgrade(settings, "base")
+    with psycopg.connect(empty_db_url) as conn:
+        assert discover_tables(conn) == []
+        enums = conn.execute("SELECT count(*) FROM pg_type WHERE typtype = 'e'").fetchone()[0]
+        assert enums == 0
+    migrate.push(settings)
+    assert migrate.schema_differences(settings) == []
+
+
+def test_every_foreign_key_is_deferrable(conn: psycopg.Connection):
+    tables = discover_tables(conn)
+    fks = [fk for t in tables for fk in t.foreign_keys]
+    assert len(fks) > 20
+    assert all(fk.deferrable for fk in fks)
+
+
+def test_tables_come_in_dependency_order(conn: psycopg.Connection):
+    order = [t.name for t in discover_tables(conn)]
+    for table in discover_tables(conn):
+        for fk in table.foreign_keys:
+            if fk.ref_table != table.name:
+                assert order.index(fk.ref_table) < order.index(table.name), fk.name
+
+
+def test_check_is_clean_on_fresh_database(run_cli):
+    result = run_cli("check")
+    assert result.returncode == 0, result.stderr
+    assert "no drift" in result.stdout
+
+
+def test_check_fails_and_names_an_ad_hoc_column(run_cli, conn: psycopg.Connection):
+    conn.execute("ALTER TABLE tasks ADD COLUMN color text")
+    result = run_cli("check")
+    assert result.returncode == 1
+    assert "tasks.color" in result.stdout
+    assert "schema drift" in result.stderr
+
+
+def test_status_reports_revision_and_row_counts(settings: Settings, conn: psycopg.Connection):
+    conn.execute("INSERT INTO tenants (name) VALUES ('A'), ('B')")
+    status = database_status(settings)
+    assert status.up_to_date and status.current_revision == status.head_revision
+    assert status.tables["tenants"] == 2
+    assert set(status.tables) == APP_TABLES
+    assert status.total_rows == 2
+
+
+def test_status_json_is_parseable_and_names_latest_backup(run_cli, backup_dir: Path):
+    (backup_dir / "backup-2024-01-08T14-30-45-123Z.json").write_text("{}")
+    (backup_dir / "notes.txt").write_text("not a backup")
+    result = run_cli("status", "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["up_to_date"] is True
+    assert data["tables"]["tasks"] == 0
+    assert data["latest_backup"]["name"] == "backup-2024-01-08T14-30-45-123Z.json"
+
+
+def test_status_on_unpushed_database_says_to_push(run_cli, empty_db_url: str):
+    result = run_cli("status", env={"DATABASE_URL": empty_db_url})
+    assert result.returncode == 0
+    assert "PENDING MIGRATIONS" in result.stdout
+
+
+def test_password_is_masked_in_status_output(run_cli, db_url: str, pg_server_url: str):
+    with psycopg.connect(pg_server_url, autocommit=True) as admin:
+        admin.execute("DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname='pw_user')"
+                      " THEN CREATE ROLE pw_user LOGIN SUPERUSER PASSWORD 's3cr3t-pw'; END IF;"
+                      " END $$")
+    url = db_url.replace("postgres@", "pw_user:s3cr3t-pw@", 1)
+    if "pw_user" not in url:
+        pytest.fail(f"unexpected test URL shape: {url}")
+    result = run_cli("status", env={"DATABASE_URL": url})
+    assert result.returncode == 0, result.stderr
+    assert "s3cr3t-pw" not in result.stdout + result.stderr
+    assert "pw_user:***@" in result.stdout
+
+
+def test_mask_url_hides_password_but_keeps_the_rest():
+    assert mask_url("postgresql://u:p%40ss@db.example:6543/app") == \
+        "postgresql://u:***@db.example:6543/app"
+    assert mask_url("postgresql://u@host/app") == "postgresql://u@host/app"
+
+
+def test_unreachable_database_gives_one_line_and_exit_1(run_cli):
+    result = run_cli("status", env={"DATABASE_URL": "postgresql://u:hunter2@127.0.0.1:1/appdb"})
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    first = result.stderr.splitlines()[0]
+    assert "127.0.0.1:1/appdb" in first and "refused" in first.lower()
+    assert "hunter2" not in result.stderr
+
+
+def test_missing_database_url_says_how_to_configure(run_cli, tmp_path: Path):
+    result = run_cli("--env-file", str(tmp_path / "none"), "status",
+                     env={"DATABASE_URL": ""})
+    assert result.returncode == 1
+    assert "DATABASE_URL" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_unknown_command_is_a_usage_error(run_cli):
+    assert run_cli("frobnicate").returncode == 2
+
+
+def test_push_sql_prints_ddl_without_connecting(run_cli):
+    result = run_cli("push", "--sql", env={"DATABASE_URL": "postgresql://x@127.0.0.1:1/none"})
+    assert result.returncode == 0, result.stderr
+    assert "CREATE TABLE tasks" in result.stdout
+
+
+def test_generate_refuses_when_database_is_behind(empty_db_url: str, tmp_path: Path):
+    settings = Settings(database_url=empty_db_url, backup_dir=tmp_path)
+    with pytest.raises(OpsError, match="not head"):
+        migrate.generate(settings, "something")
+
+
+def test_settings_assemble_url_from_postgres_variables(monkeypatch):
+    from ops.config import load_settings
+
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setenv("POSTGRES_HOST", "db")
+    monkeypatch.setenv("POSTGRES_USER", "app")
+    monkeypatch.setenv("POSTGRES_PASSWORD", "p@ss")
+    monkeypatch.setenv("POSTGRES_DB", "tasklets")
+    monkeypatch.setenv("POSTGRES_PORT", "5433")
+    s = load_settings(env_file=None)
+    assert s.database_url == "postgresql://app:p%40ss@db:5433/tasklets"
+    assert s.masked_url == "postgresql://app:***@db:5433/tasklets"
