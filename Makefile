@@ -1,6 +1,13 @@
 # tasklets-ops: `make help` lists the targets. `make test` is the single test command.
+#
+# Every db-* target runs `tasklets-db ...` in a one-off `ops` container (compose `run --rm`)
+# against the compose `db` service and the host's backups/ (mounted at /backups).
+# RUN=local runs the same commands in .venv instead, against DATABASE_URL, or, when that is
+# empty, a project-local PostgreSQL under .localpg/ started on demand (ops/localdb.py).
+# Extra CLI flags pass through ARGS:  make db-backup ARGS="--compress"
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
+.NOTPARALLEL:
 
 PYTHON ?= python3
 VENV := .venv
@@ -8,11 +15,78 @@ VENV_PY := $(VENV)/bin/python
 VENV_STAMP := $(VENV)/.installed
 TASKLETS_DB := $(VENV)/bin/tasklets-db
 ARGS ?=
+RUN ?= docker
+ifeq ($(filter $(RUN),docker local),)
+$(error RUN=$(RUN) is not one of: docker (default), local)
+endif
 
-.PHONY: help venv test lint db-push db-status db-check
+# `docker compose` (v2) when it answers, else `docker-compose` (1.29); override with COMPOSE=...
+ifndef COMPOSE
+COMPOSE := $(shell if docker compose version >/dev/null 2>&1; then echo "docker compose"; \
+	elif command -v docker-compose >/dev/null 2>&1; then echo docker-compose; fi)
+endif
+# Allocate a TTY for containers only when we have one (CI and tests have none).
+TTY := $(shell [ -t 0 ] || echo -T)
+
+# A setting from the command line or environment, else from .env, else the default. make does
+# not include .env itself: values there may hold characters make would expand.
+setting = $(or $($(1)),$(shell sed -n 's/^$(1)=//p' .env 2>/dev/null | tail -n 1),$(2))
+
+# The ops/api containers run as the host user, so backup files are yours to read and delete.
+export UID := $(shell id -u)
+export GID := $(shell id -g)
+# The host directory mounted at /backups (created here so Docker does not create it as root).
+override BACKUP_DIR := $(abspath $(call setting,BACKUP_DIR,./backups))
+export BACKUP_DIR
+# The beads export; compose mounts /dev/null instead when the file does not exist (Docker
+# would otherwise create a root-owned directory in its place).
+BEADS_PATH := $(call setting,BEADS_FILE,.beads/issues.jsonl)
+override BEADS_FILE := $(if $(wildcard $(BEADS_PATH)),$(abspath $(BEADS_PATH)),/dev/null)
+export BEADS_FILE
+API_PORT := $(call setting,API_PORT,8000)
+ADMINER_PORT := $(call setting,ADMINER_PORT,8080)
+
+# The ops image is rebuilt when anything that goes into it changes.
+OPS_STAMP := build/.ops-image
+OPS_INPUTS := $(shell find ops api migrations seeds -type f -not -path '*/__pycache__/*' \
+	2>/dev/null) pyproject.toml alembic.ini .dockerignore docker/ops/Dockerfile \
+	docker/ops/requirements.py
+
+# $(call tasklets,EXTRA RUN FLAGS): the command line that runs `tasklets-db` in this mode.
+ifeq ($(RUN),local)
+CLI_DEPS := $(VENV_STAMP)
+tasklets = url=$$($(VENV_PY) -m ops.localdb url) && DATABASE_URL="$$url" $(TASKLETS_DB)
+else
+CLI_DEPS := docker-ready .env $(OPS_STAMP)
+SEEDS_MOUNT := $(if $(wildcard seeds),-v "$(CURDIR)/seeds:/app/seeds:ro")
+tasklets = $(COMPOSE) run --rm $(TTY) $(SEEDS_MOUNT) $(1) ops tasklets-db
+endif
+
+# $(call wait_healthy,SERVICE): wait for the service's healthcheck (compose 1.x has no --wait).
+define wait_healthy
+@for _ in $$(seq 1 90); do \
+	state=$$(docker inspect -f '{{.State.Health.Status}}' $$($(COMPOSE) ps -q $(1)) 2>/dev/null); \
+	[ "$$state" = healthy ] && exit 0; sleep 1; done; \
+	echo "❌ $(1) is not healthy after 90 s ($${state:-not running}). 💡 See: make logs ARGS=$(1)" >&2; \
+	exit 1
+endef
+
+# Quote a make value for the shell.
+quote = '$(subst ','\'',$(1))'
+
+# $(call need,VAR,example): stop with one line when a required make variable is empty.
+need = @[ -n $(call quote,$($(1))) ] || { echo "❌ make $@ needs $(1)=... 💡 e.g. make $@ $(1)=$(2)" >&2; exit 2; }
+
+.PHONY: help venv test lint bench build up down logs dev docker-ready db-push db-generate \
+	db-check db-status db-backup db-backups db-verify db-prune db-reset db-restore \
+	db-seed-lookups db-seed-sample db-seed-demo db-seed db-seed-custom db-import-beads \
+	db-import-beads-api db-fresh db-studio db-shell
 
 help: ## List every target with one line each
+	@echo "Usage: make TARGET [RUN=local] [ARGS=\"--flag ...\"]   (now: RUN=$(RUN), compose: $(or $(COMPOSE),none))"
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-22s\033[0m %s\n", $$1, $$2}'
+
+# --- Local virtualenv and tests ----------------------------------------------------------------
 
 $(VENV_STAMP): pyproject.toml
 	@test -x $(VENV_PY) || $(PYTHON) -m venv $(VENV)
@@ -22,17 +96,149 @@ $(VENV_STAMP): pyproject.toml
 
 venv: $(VENV_STAMP) ## Create .venv and install the project with its test extras
 
-test: $(VENV_STAMP) ## Run the whole test suite against a throwaway PostgreSQL (no setup needed)
+test: $(VENV_STAMP) ## Run the whole test suite (throwaway PostgreSQL; container tests when Docker answers)
 	$(VENV_PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(VENV_STAMP) ## ruff over the code
-	$(VENV_PY) -m pip install -q ruff && $(VENV)/bin/ruff check ops migrations tests
+	$(VENV_PY) -m pip install -q ruff && $(VENV)/bin/ruff check ops api bench migrations tests
 
-db-push: $(VENV_STAMP) ## Apply pending migrations
-	$(TASKLETS_DB) push $(ARGS)
+bench: $(VENV_STAMP) ## Run the benchmarks (python -m bench ARGS...)
+	@if [ -f bench/__main__.py ]; then $(VENV_PY) -m bench $(ARGS); \
+	else echo "ℹ️  bench/ is not there yet: the benchmark suite lands with its own issue"; fi
 
-db-status: $(VENV_STAMP) ## Show target, revision, row counts, latest backup
-	$(TASKLETS_DB) status $(ARGS)
+# --- Docker plumbing ---------------------------------------------------------------------------
 
-db-check: $(VENV_STAMP) ## Exit 1 when models and database have drifted
-	$(TASKLETS_DB) check $(ARGS)
+.env:
+	@cp .env.example .env
+	@echo "📝 Created .env from .env.example (development defaults; edit .env to change them)"
+
+# Docker targets without an engine: one line pointing at RUN=local, not a daemon error.
+DOCKER_GOALS := $(filter build up down logs dev db-%,$(MAKECMDGOALS))
+ifneq ($(and $(filter docker,$(RUN)),$(DOCKER_GOALS)),)
+ifeq ($(shell [ -n "$(COMPOSE)" ] && docker info >/dev/null 2>&1 && echo yes),)
+$(error ❌ No Docker engine answers$(if $(COMPOSE),, (no docker compose either)), so make $(DOCKER_GOALS) cannot run. 💡 Start Docker, or run without it: make $(MAKECMDGOALS) RUN=local)
+endif
+endif
+
+docker-ready:
+	@mkdir -p "$(BACKUP_DIR)"
+
+$(OPS_STAMP): $(OPS_INPUTS) | docker-ready .env
+	@echo "🔨 Building the ops image (code changed)..." >&2
+	@$(COMPOSE) build -q ops >&2
+	@mkdir -p $(@D) && touch $@
+
+ifeq ($(RUN),local)
+build: $(VENV_STAMP)
+up: $(VENV_STAMP)
+	@url=$$($(VENV_PY) -m ops.localdb url) && echo "✅ Database: $$url"
+down: $(VENV_STAMP)
+	@$(VENV_PY) -m ops.localdb stop
+logs:
+	tail -n 100 -f .localpg/server.log
+dev: $(VENV_STAMP)
+	@$(call tasklets) serve $(ARGS)
+db-studio:
+	@echo "❌ db-studio runs adminer in Docker. 💡 Use make db-shell RUN=local for psql" >&2; exit 1
+db-shell: $(VENV_STAMP)
+	@$(VENV_PY) -m ops.localdb psql
+else
+build: docker-ready .env ## Build the ops image (RUN=local: set up .venv)
+	$(COMPOSE) build ops
+	@mkdir -p $(dir $(OPS_STAMP)) && touch $(OPS_STAMP)
+up: $(CLI_DEPS) ## Start db and api in the background (RUN=local: the project-local PostgreSQL)
+	$(COMPOSE) up -d db api
+	$(call wait_healthy,api)
+	@echo "✅ API on http://127.0.0.1:$(API_PORT) (docs at /docs); database published on 127.0.0.1"
+down: docker-ready ## Stop the stack; ARGS=-v also drops its data (RUN=local: stop .localpg)
+	$(COMPOSE) --profile studio down $(ARGS)
+logs: docker-ready ## Follow the services' logs; ARGS=SERVICE for one (RUN=local: .localpg/server.log)
+	$(COMPOSE) logs -f --tail=100 $(ARGS)
+dev: $(CLI_DEPS) ## Run the API in the foreground on 127.0.0.1:API_PORT (RUN=local: tasklets-db serve)
+	$(COMPOSE) up api
+db-studio: docker-ready .env ## Open adminer (the studio profile) on 127.0.0.1:ADMINER_PORT
+	$(COMPOSE) --profile studio up -d adminer
+	@echo "✅ Adminer on http://127.0.0.1:$(ADMINER_PORT) (server: db; user, password, database: see .env)"
+db-shell: docker-ready .env ## psql in the db container (RUN=local: psql against the local database)
+	$(COMPOSE) up -d db
+	$(call wait_healthy,db)
+	$(COMPOSE) exec $(TTY) db sh -c 'exec psql -U "$$POSTGRES_USER" -d "$$POSTGRES_DB"'
+endif
+
+# --- Database lifecycle (tasklets-db) ----------------------------------------------------------
+
+db-push: $(CLI_DEPS) ## Apply pending migrations (push)
+	@$(call tasklets) push $(ARGS)
+
+db-generate: $(CLI_DEPS) ## Autogenerate a migration: m="what changed" (writes migrations/versions)
+	$(call need,m,"add task color")
+	@$(call tasklets,$(if $(filter docker,$(RUN)),-v "$(CURDIR)/migrations:/app/migrations")) generate -m $(call quote,$(m)) $(ARGS)
+
+db-check: $(CLI_DEPS) ## Exit 1 when models and database have drifted (check)
+	@$(call tasklets) check $(ARGS)
+
+db-status: $(CLI_DEPS) ## Target, revision, row counts, latest backup (status; ARGS=--json)
+	@$(call tasklets) status $(ARGS)
+
+db-backup: $(CLI_DEPS) ## Write a backup to backups/ (backup; ARGS="--compress")
+	@$(call tasklets) backup $(ARGS)
+
+db-backups: $(CLI_DEPS) ## List the backups (backups)
+	@$(call tasklets) backups $(ARGS)
+
+db-verify: $(CLI_DEPS) ## Check a backup's checksums and structure (verify; ARGS=FILE)
+	@$(call tasklets) verify $(ARGS)
+
+db-prune: $(CLI_DEPS) ## Delete old backups by the retention policy (prune)
+	@$(call tasklets) prune $(ARGS)
+
+db-reset: $(CLI_DEPS) ## Empty every table; CONFIRM=yes passes --confirm (reset)
+	@$(call tasklets) reset $(if $(filter yes,$(CONFIRM)),--confirm) $(ARGS)
+
+# A BACKUP that exists on the host is mounted into the container read-only; any other value
+# (a file name in the backups directory, or latest) is passed on unchanged.
+RESTORE_FILE = $(if $(and $(filter docker,$(RUN)),$(wildcard $(BACKUP))),/restore/$(notdir $(BACKUP)),$(or $(BACKUP),latest))
+RESTORE_MOUNT = $(if $(and $(filter docker,$(RUN)),$(wildcard $(BACKUP))),-v "$(abspath $(BACKUP)):/restore/$(notdir $(BACKUP)):ro")
+db-restore: $(CLI_DEPS) ## Restore BACKUP=file (default: the latest backup) (restore)
+	@$(call tasklets,$(RESTORE_MOUNT)) restore $(call quote,$(RESTORE_FILE)) $(ARGS)
+
+db-seed-lookups: $(CLI_DEPS) ## Seed the lookup data: tenants, clients, products (seed lookups)
+	@$(call tasklets) seed lookups $(ARGS)
+
+db-seed-sample: $(CLI_DEPS) ## Seed the sample users, teams and work items (seed sample)
+	@$(call tasklets) seed sample $(ARGS)
+
+db-seed-demo: $(CLI_DEPS) ## Seed the larger demo data set (seed demo)
+	@$(call tasklets) seed demo $(ARGS)
+
+db-seed: $(CLI_DEPS) ## Seed the default set (seed)
+	@$(call tasklets) seed $(ARGS)
+
+db-seed-custom: $(CLI_DEPS) ## Run one named seed: NAME=... (seed run NAME; seed list shows them)
+	$(call need,NAME,sample)
+	@$(call tasklets) seed run $(call quote,$(NAME)) $(ARGS)
+
+BEADS_IN_CONTAINER := $(if $(filter docker,$(RUN)),/beads/issues.jsonl,$(BEADS_PATH))
+define need_beads_file
+@test -f "$(BEADS_PATH)" || { echo "❌ beads file $(BEADS_PATH) not found. 💡 Export it with \`bd export\`, or point to it: make $@ BEADS_FILE=path/to/issues.jsonl" >&2; exit 1; }
+endef
+
+db-import-beads: $(CLI_DEPS) ## Import the beads export BEADS_FILE (default .beads/issues.jsonl) (import beads)
+	$(need_beads_file)
+	@$(call tasklets) import beads --file $(call quote,$(BEADS_IN_CONTAINER)) $(ARGS)
+
+ifeq ($(RUN),local)
+API_URL ?= http://127.0.0.1:$(API_PORT)
+else
+API_URL ?= http://api:8000
+endif
+db-import-beads-api: $(CLI_DEPS) ## Import BEADS_FILE through the REST API (starts api; import beads --via api)
+	$(need_beads_file)
+ifneq ($(RUN),local)
+	$(COMPOSE) up -d api
+	$(call wait_healthy,api)
+endif
+	@$(call tasklets) import beads --via api --api-url $(API_URL) --file $(call quote,$(BEADS_IN_CONTAINER)) $(ARGS)
+
+db-fresh: $(CLI_DEPS) ## Start the db, create the schema, seed lookups + sample data (fresh)
+	@$(call tasklets) fresh $(ARGS)

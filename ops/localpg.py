@@ -91,11 +91,13 @@ class LocalCluster:
             raise OpsError(f"initdb failed: {result.stderr.strip().splitlines()[-1:]}",
                            hint=INSTALL_HINT)
 
-    def start(self, log_file: Path | None = None) -> None:
+    def start(self, log_file: Path | None = None, *, durable: bool = False) -> None:
+        """Start the server; throwaway clusters (durable=False) trade crash safety for speed."""
         log = log_file or self.data_dir / "server.log"
         opts = (f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.data_dir} "
-                "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
                 "-c max_connections=200 -c shared_buffers=256MB")
+        if not durable:
+            opts += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         result = self._cmd("pg_ctl", "-D", str(self.data_dir), "-l", str(log), "-o", opts,
                            "-w", "-t", "60", "start")
         if result.returncode != 0:
