@@ -12,6 +12,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from ops.backup_format import is_gzip, open_backup, read_meta
+from ops.errors import OpsError
+
 BACKUP_PREFIX = "backup-"
 SAFETY_PREFIX = "pre-restore-"
 _NAME = re.compile(
@@ -83,3 +86,60 @@ def list_backups(backup_dir: Path, *, include_safety: bool = True) -> list[Backu
 def partial_path(target: Path) -> Path:
     """The hidden temp file a backup is written to before it is renamed into place."""
     return target.with_name(f".{target.name}.partial")
+
+
+def looks_complete(path: Path) -> bool:
+    """Cheap check that a backup file was finished, for `backups` and `restore latest`.
+
+    Our files: the meta line is present at the end (an interrupted or truncated backup never
+    has it). Files without meta (the seed tool's): they end like a JSON object. Middle
+    corruption is found only by `verify`, which streams the whole file.
+    """
+    if read_meta(path) is not None:
+        return True
+    try:
+        return _ends_like_json_object(path)
+    except (OSError, EOFError, ValueError):  # gzip errors are OSError/EOFError subclasses
+        return False
+
+
+def _ends_like_json_object(path: Path) -> bool:
+    if is_gzip(path):  # no random access: stream to the end (only foreign .gz files get here)
+        last = b""
+        with open_backup(path) as fh:
+            while block := fh.read(1 << 20):
+                last = block.rstrip() or last
+        return last.endswith(b"}")
+    with path.open("rb") as fh:
+        fh.seek(0, 2)
+        fh.seek(max(0, fh.tell() - 4096))
+        return fh.read().rstrip().endswith(b"}")
+
+
+def latest_complete_backup(backup_dir: Path, *, include_safety: bool = False) -> BackupFile | None:
+    """The newest backup that `looks_complete` (what `restore latest` restores)."""
+    for candidate in list_backups(backup_dir, include_safety=include_safety):
+        if looks_complete(candidate.path):
+            return candidate
+    return None
+
+
+def ensure_backup_dir(directory: Path) -> Path:
+    """The directory backups are written to, created when only its last level is missing."""
+    if directory.is_dir():
+        return directory
+    if directory.exists():
+        raise OpsError(f"backup directory {directory} is not a directory",
+                       hint="Point BACKUP_DIR (or --output) at a directory.")
+    if not directory.parent.is_dir():
+        raise OpsError(f"backup directory {directory} does not exist (nor its parent "
+                       f"{directory.parent})",
+                       hint="Create it, or set BACKUP_DIR to an existing directory.")
+    try:
+        directory.mkdir()
+    except FileExistsError:  # created concurrently
+        pass
+    except OSError as exc:
+        raise OpsError(f"cannot create backup directory {directory}: {exc.strerror}",
+                       hint="Check the permissions of its parent, or set BACKUP_DIR.") from None
+    return directory

@@ -16,23 +16,38 @@ rows keyed by camelCase field names) and laid out so a reader can stream it line
 
 - Exactly one row per line inside each table's array; table openers (`"name": [`) and closers
   (`]` or `],`) on their own lines. Rows are what PostgreSQL's row_to_json produces under the
-  session settings in `ops.db.connect` (UTC, ISO dates, ISO 8601 intervals, hex bytea), with
-  keys renamed to camelCase. Every column is present; NULL is `null`.
+  session settings pinned by the backup (UTC, ISO dates, ISO 8601 intervals, hex bytea,
+  shortest-exact floats), with keys renamed by `column_keys` (camelCase unless that would
+  collide). Every column is present, generated ones too; NULL is `null`. NaN and ±Infinity
+  (numeric, float) are the strings "NaN"/"Infinity"/"-Infinity". `json` columns keep their
+  text except that whitespace between tokens may be turned into spaces.
+- Exact byte layout (what `header_line`, `table_open_line`, `table_close_line`, `TABLES_END`
+  and `meta_line` write; the parse_* helpers read it back):
+      line 1            {"timestamp": "<iso>", "version": "1.0", "tables": {
+      per table         "<name>": [            (then its rows, then)   ]  or  ],
+      after the tables  },
+      last line         "meta": {...}}
 - `meta` comes last (counts and checksums are known only after streaming). It holds: tool,
   toolVersion, alembicRevision, database (name only), serverVersion, tables (ordered list),
-  rowCounts {table: n}, sha256 {table: hex}, totalRows, partial (tables/excludeTables given),
-  compressed.
+  columns {table: [column, ...]}, rowCounts {table: n}, sha256 {table: hex}, totalRows,
+  partial (null, or {"tables": [...], "excludeTables": [...]} as given), compressed.
 - A table's sha256 is over each row line's UTF-8 bytes (without the separating comma) followed
   by b"\\n", in file order: `verify` recomputes it without parsing rows.
 - Files we did not write (the seed tool's, or re-indented ones) are still valid JSON; readers
   fall back to a streaming parser for them.
 - `.json.gz` is gzip of the same bytes; readers detect gzip by its magic bytes, not the name.
+  Our writer puts the meta line in a gzip member of its own (concatenated members are plain
+  gzip to every reader) so `read_meta` finds it from the file's tail without decompressing
+  the whole file.
 """
 
 from __future__ import annotations
 
 import gzip
+import json
 import re
+import zlib
+from collections.abc import Iterable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -62,6 +77,132 @@ def key_to_column(columns: list[str]) -> dict[str, str]:
     for column in columns:  # the exact name wins over a camelCase collision
         mapping[column] = column
     return mapping
+
+
+def column_keys(columns: Iterable[str]) -> dict[str, str]:
+    """The JSON key each column is written under: camelCase, unless that would be ambiguous.
+
+    A camelCase key that another column also produces, or that is another column's own name,
+    would lose a column on the way back; such columns keep their exact name, so
+    `key_to_column(columns)[column_keys(columns)[c]] == c` always holds.
+    """
+    names = list(columns)
+    camel = {c: camel_case(c) for c in names}
+    producers: dict[str, int] = {}
+    for key in camel.values():
+        producers[key] = producers.get(key, 0) + 1
+    exact = set(names)
+    return {
+        c: key if key == c or (producers[key] == 1 and key not in exact) else c
+        for c, key in camel.items()
+    }
+
+
+# --- the exact line layout our writer produces (see the module docstring) ------------------
+
+TABLES_END = b"},\n"
+META_PREFIX = b'"meta": '
+_HEADER_END = b'"tables": {\n'
+
+
+def header_line(timestamp: str, version: str = FORMAT_VERSION) -> bytes:
+    return (f'{{"timestamp": {json.dumps(timestamp)}, "version": {json.dumps(version)}, '
+            '"tables": {\n').encode()
+
+
+def table_open_line(name: str) -> bytes:
+    return json.dumps(name, ensure_ascii=False).encode() + b": [\n"
+
+
+def table_close_line(last: bool) -> bytes:
+    return b"]\n" if last else b"],\n"
+
+
+def meta_line(meta: dict) -> bytes:
+    return META_PREFIX + json.dumps(meta, ensure_ascii=False).encode() + b"}\n"
+
+
+def parse_header(line: bytes) -> dict | None:
+    """{"timestamp", "version"} from our first line; None when the file is laid out otherwise."""
+    if not (line.startswith(b'{"timestamp": ') and line.endswith(_HEADER_END)):
+        return None
+    try:
+        value = json.loads(line + b"}}")
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) and value.get("tables") == {} else None
+
+
+def parse_table_open(line: bytes) -> str | None:
+    """The table name of a `"name": [` line, None for anything else."""
+    if not (line.startswith(b'"') and line.endswith(b": [\n")):
+        return None
+    try:
+        value = json.loads(b"{" + line[:-1] + b"]}")
+    except ValueError:
+        return None
+    return next(iter(value)) if isinstance(value, dict) and len(value) == 1 else None
+
+
+def parse_meta_line(line: bytes) -> dict | None:
+    """The meta object of our last line, None for anything else."""
+    if not line.startswith(META_PREFIX):
+        return None
+    try:
+        value = json.loads(b"{" + line)
+    except ValueError:
+        return None
+    meta = value.get("meta") if isinstance(value, dict) else None
+    return meta if isinstance(meta, dict) else None
+
+
+# --- reading meta from the tail, without streaming the whole file -------------------------
+
+_TAIL_WINDOWS = (64 * 1024, 4 * 1024 * 1024)
+
+
+def read_meta(path: Path) -> dict | None:
+    """The meta object of a backup we wrote, read from the file's tail; None when absent.
+
+    None means: not our layout (e.g. the seed tool's file), or cut short (an interrupted or
+    truncated backup never has its meta line). Cheap: reads at most a few MB from the end.
+    Corruption in the middle is `verify`'s job.
+    """
+    try:
+        size = path.stat().st_size
+        gz = is_gzip(path)
+        with path.open("rb") as fh:
+            for window in _TAIL_WINDOWS:
+                fh.seek(max(0, size - window))
+                tail = fh.read()
+                meta = _meta_in_gzip_tail(tail) if gz else _meta_in_tail(tail)
+                if meta is not None or window >= size:
+                    return meta
+    except OSError:
+        return None
+    return None
+
+
+def _meta_in_tail(tail: bytes) -> dict | None:
+    tail = tail.rstrip(b" \t\r\n")
+    start = tail.rfind(b"\n" + META_PREFIX)
+    if start < 0:
+        return None
+    return parse_meta_line(tail[start + 1:] + b"\n")
+
+
+def _meta_in_gzip_tail(tail: bytes) -> dict | None:
+    """Find the last gzip member (our meta member) by trying each gzip header from the end."""
+    start = len(tail)
+    while (start := tail.rfind(GZIP_MAGIC + b"\x08", 0, start)) >= 0:
+        inflater = zlib.decompressobj(wbits=31)
+        try:
+            data = inflater.decompress(tail[start:])
+        except zlib.error:
+            continue
+        if inflater.eof and not inflater.unused_data and data.startswith(META_PREFIX):
+            return parse_meta_line(data)
+    return None
 
 
 def is_gzip(path: Path) -> bool:
