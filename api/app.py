@@ -1,0 +1,28 @@
+"""The FastAPI application factory: routes under /api, OpenAPI at /docs, JSON errors."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, FastAPI
+
+from api.config import ApiSettings
+from api.errors import install_error_handlers
+from api.routes import auth, health, products, tags, work_items
+
+
+def create_app(settings: ApiSettings) -> FastAPI:
+    app = FastAPI(
+        title="Tasklets API",
+        version="1.0.0",
+        description="Reference REST API over the Tasklets database: log in with "
+        "POST /api/auth/login, then send `Authorization: Bearer <token>`. Every request "
+        "sees only the token's tenant; only internal admin/developer users write.",
+        docs_url="/docs",
+        openapi_url="/openapi.json",
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    api = APIRouter(prefix="/api")
+    for module in (health, auth, products, tags, work_items):
+        api.include_router(module.router)
+    app.include_router(api)
+    return app

@@ -1,0 +1,176 @@
+"""Authentication: bcrypt password checks and signed, expiring bearer tokens.
+
+A token is `v1.<payload>.<signature>`: the payload is base64url JSON {sub, tid, exp} and the
+signature an HMAC-SHA256 under a key derived from SECRET_KEY. That is all a bearer token needs
+here (one issuer, one audience), without a JWT dependency. Every request re-reads the user, so
+a deactivated user or a changed role takes effect at once.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import bcrypt
+import psycopg
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from api.db import DbConn
+
+TOKEN_PREFIX = "v1"
+WRITER_ROLES = ("admin", "developer")
+# bcrypt ignores bytes past 72 (and bcrypt>=5 refuses them): compare the same prefix it hashed.
+BCRYPT_MAX_BYTES = 72
+# Same cost as the sample users' hashes, so an unknown email costs as long as a wrong password.
+DUMMY_HASH = bcrypt.hashpw(b"no such user", bcrypt.gensalt(rounds=10))
+LOGIN_FAILED = "invalid email or password"
+
+
+def password_matches(password: str, stored_hash: str | None) -> bool:
+    """bcrypt check; a malformed stored hash is a mismatch, never an error."""
+    candidate = password.encode("utf-8")[:BCRYPT_MAX_BYTES]
+    try:
+        return bcrypt.checkpw(candidate, (stored_hash or "").encode("utf-8"))
+    except ValueError:
+        return False
+
+
+def burn_dummy_check(password: str) -> None:
+    """Spend a bcrypt check when there is no user, so timing does not reveal the email."""
+    bcrypt.checkpw(password.encode("utf-8")[:BCRYPT_MAX_BYTES], DUMMY_HASH)
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    token: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class TokenClaims:
+    user_id: int
+    tenant_id: int
+    expires: int
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _signature(secret_key: str, signed_part: str) -> str:
+    key = hmac.new(secret_key.encode(), b"tasklets-api-token", hashlib.sha256).digest()
+    return _b64(hmac.new(key, signed_part.encode("ascii"), hashlib.sha256).digest())
+
+
+def issue_token(secret_key: str, *, user_id: int, tenant_id: int, ttl_seconds: int,
+                now: float | None = None) -> IssuedToken:
+    expires = int((time.time() if now is None else now) + ttl_seconds)
+    payload = _b64(json.dumps({"sub": user_id, "tid": tenant_id, "exp": expires},
+                              separators=(",", ":")).encode())
+    signed = f"{TOKEN_PREFIX}.{payload}"
+    return IssuedToken(token=f"{signed}.{_signature(secret_key, signed)}",
+                       expires_at=datetime.fromtimestamp(expires, UTC))
+
+
+def verify_token(secret_key: str, token: str, *, now: float | None = None) -> TokenClaims | None:
+    """The claims of a token signed with this key and not yet expired; None otherwise."""
+    parts = token.split(".")
+    if len(parts) != 3 or parts[0] != TOKEN_PREFIX:
+        return None
+    signed = f"{parts[0]}.{parts[1]}"
+    if not hmac.compare_digest(_signature(secret_key, signed), parts[2]):
+        return None
+    try:
+        data: Any = json.loads(_unb64(parts[1]))
+        claims = TokenClaims(user_id=int(data["sub"]), tenant_id=int(data["tid"]),
+                             expires=int(data["exp"]))
+    except (ValueError, KeyError, TypeError):
+        return None
+    if claims.expires <= (time.time() if now is None else now):
+        return None
+    return claims
+
+
+@dataclass(frozen=True)
+class CurrentUser:
+    id: int
+    tenant_id: int
+    email: str
+    role: str
+    user_type: str
+
+    @property
+    def can_write(self) -> bool:
+        return self.user_type == "internal" and self.role in WRITER_ROLES
+
+
+def _unauthorized(detail: str) -> HTTPException:
+    return HTTPException(status.HTTP_401_UNAUTHORIZED, detail=detail,
+                         headers={"WWW-Authenticate": "Bearer"})
+
+
+_bearer = HTTPBearer(auto_error=False, description="Token from POST /api/auth/login")
+
+
+def current_user(request: Request, conn: DbConn,
+                 credentials: Annotated[HTTPAuthorizationCredentials | None,
+                                        Depends(_bearer)]) -> CurrentUser:
+    if credentials is None:
+        raise _unauthorized("missing bearer token")
+    claims = verify_token(request.app.state.settings.secret_key, credentials.credentials)
+    if claims is None:
+        raise _unauthorized("invalid or expired token")
+    row = load_active_user(conn, claims.user_id, claims.tenant_id)
+    if row is None:
+        raise _unauthorized("invalid or expired token")
+    return row
+
+
+def load_active_user(conn: psycopg.Connection, user_id: int, tenant_id: int) -> CurrentUser | None:
+    row = conn.execute(
+        "SELECT id, tenant_id, email, role::text AS role, user_type::text AS user_type "
+        "FROM users WHERE id = %s AND tenant_id = %s AND is_active",
+        (user_id, tenant_id)).fetchone()
+    return CurrentUser(**row) if row else None
+
+
+def writer(user: Annotated[CurrentUser, Depends(current_user)]) -> CurrentUser:
+    if not user.can_write:
+        raise HTTPException(status.HTTP_403_FORBIDDEN,
+                            detail="only internal admin or developer users may write")
+    return user
+
+
+Reader = Annotated[CurrentUser, Depends(current_user)]
+Writer = Annotated[CurrentUser, Depends(writer)]
+
+
+def authenticate(conn: psycopg.Connection, email: str, password: str) -> CurrentUser | None:
+    """The active user with this email and password, or None (always one bcrypt check or more).
+
+    Emails are unique per tenant, not globally: with the same email in several tenants the
+    password picks the account (lowest id first).
+    """
+    rows = conn.execute(
+        "SELECT id, tenant_id, email, role::text AS role, user_type::text AS user_type, "
+        "password_hash FROM users WHERE lower(email) = lower(%s) AND is_active ORDER BY id",
+        (email,)).fetchall()
+    if not rows:
+        burn_dummy_check(password)
+        return None
+    for row in rows:
+        stored = row.pop("password_hash")
+        if password_matches(password, stored):
+            return CurrentUser(**row)
+    return None

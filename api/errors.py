@@ -1,0 +1,87 @@
+"""Error responses: always `{"detail": ...}` JSON, never a stack trace or SQL.
+
+Validation failures list the offending fields; database errors are mapped to what the
+client can act on (409 conflict, 422 invalid value, 503 database down) and anything else
+becomes a generic 500 whose details go to the server log only.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import psycopg
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ops.errors import OpsError
+
+log = logging.getLogger("api")
+
+
+def field_errors(errors: Any) -> list[dict[str, str]]:
+    """`{field, location, message}` per error; the input value is never echoed back."""
+    out = []
+    for error in errors:
+        loc = [str(part) for part in error.get("loc", ())]
+        location = loc[0] if loc and loc[0] in ("body", "query", "path", "header") else "body"
+        field = ".".join(loc[1:] if loc and loc[0] == location else loc)
+        out.append({"field": field or location, "location": location,
+                    "message": str(error.get("msg", "invalid value"))})
+    return out
+
+
+def invalid(field: str, message: str, location: str = "body") -> RequestValidationError:
+    """A 422 naming one field, for checks pydantic cannot do (references to other rows)."""
+    return RequestValidationError([{"loc": (location, field), "msg": message,
+                                    "type": "value_error"}])
+
+
+def _json(code: int, detail: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"detail": detail, **extra}, status_code=code)
+
+
+async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+    errors = field_errors(exc.errors())
+    names = ", ".join(dict.fromkeys(e["field"] for e in errors))
+    return _json(422, f"invalid request: {names}",
+                 errors=errors)
+
+
+async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    response = _json(exc.status_code, str(exc.detail))
+    for key, value in (exc.headers or {}).items():
+        response.headers[key] = value
+    return response
+
+
+async def _ops_error(request: Request, exc: OpsError) -> JSONResponse:
+    log.error("service unavailable: %s", exc.message)
+    return _json(503, "database unavailable")
+
+
+async def _database(request: Request, exc: psycopg.Error) -> JSONResponse:
+    if isinstance(exc, psycopg.errors.UniqueViolation):
+        return _json(409, "conflicts with an existing record")
+    if isinstance(exc, psycopg.errors.IntegrityError | psycopg.DataError):
+        return _json(422,
+                     "invalid value for the database (out of range or not allowed)")
+    if isinstance(exc, psycopg.OperationalError):
+        log.error("database unavailable: %s", exc.__class__.__name__)
+        return _json(503, "database unavailable")
+    return await _unexpected(request, exc)
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return _json(500, "internal server error")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, _validation)
+    app.add_exception_handler(StarletteHTTPException, _http)
+    app.add_exception_handler(OpsError, _ops_error)
+    app.add_exception_handler(psycopg.Error, _database)
+    app.add_exception_handler(Exception, _unexpected)

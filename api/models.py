@@ -1,0 +1,236 @@
+"""Request and response bodies: camelCase JSON like the backup format, validated by pydantic.
+
+Inputs forbid unknown fields (a typo is a 422, not a silent no-op) and reject NUL characters,
+which PostgreSQL text cannot store.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    create_model,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+from ops.schema import PRIORITIES, WORK_STATUSES
+
+MAX_ID = 2**63 - 1
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+Id = Annotated[int, Field(ge=1, le=MAX_ID)]
+Text = Annotated[str, AfterValidator(_no_nul)]
+Name = Annotated[str, Field(min_length=1, max_length=500), AfterValidator(_no_nul)]
+Title = Annotated[str, Field(min_length=1, max_length=2000), AfterValidator(_no_nul)]
+# Query-string filters: a NUL would reach PostgreSQL and fail there, so reject it here.
+NameQuery = Annotated[str, Field(max_length=500), AfterValidator(_no_nul)]
+Status = Literal[WORK_STATUSES]  # type: ignore[valid-type]
+Priority = Literal[PRIORITIES]  # type: ignore[valid-type]
+
+
+class CamelModel(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, validate_by_name=True,
+                              validate_by_alias=True, serialize_by_alias=True)
+
+
+class InputModel(CamelModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- auth ---------------------------------------------------------------------------------
+
+class LoginRequest(InputModel):
+    email: Annotated[str, Field(min_length=1, max_length=320), AfterValidator(_no_nul)]
+    password: Annotated[str, Field(min_length=1, max_length=1024), AfterValidator(_no_nul)]
+
+
+class UserOut(CamelModel):
+    id: int
+    email: str
+    role: str
+    tenant_id: int
+
+
+class LoginResponse(CamelModel):
+    token: str
+    expires_at: datetime
+    user: UserOut
+
+
+class HealthOut(CamelModel):
+    status: str
+    database: str
+    schema_revision: str | None = None
+    head_revision: str | None = None
+
+
+class ErrorOut(BaseModel):
+    detail: str
+
+
+# --- products and tags --------------------------------------------------------------------
+
+class ProductOut(CamelModel):
+    id: int
+    tenant_id: int
+    name: str
+    description: str | None
+    is_active: bool
+    metadata: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+
+class TagCreate(InputModel):
+    name: Name
+    color: Annotated[str, Field(max_length=50), AfterValidator(_no_nul)] | None = None
+    description: Text | None = None
+
+
+class TagOut(CamelModel):
+    id: int
+    name: str
+    color: str | None
+    description: str | None
+    created_at: datetime
+
+
+# --- epics, features, tasks ---------------------------------------------------------------
+
+class WorkItemOut(CamelModel):
+    id: int
+    public_id: UUID
+    product_id: int
+    title: str
+    description: str | None
+    status: Status
+    priority: Priority
+    labels: list[str]
+    metadata: dict[str, Any]
+    external_source: str | None
+    external_id: str | None
+    created_by: int | None
+    assignee_id: int | None
+    due_date: date | None
+    closed_at: datetime | None
+    deleted_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class EpicOut(WorkItemOut):
+    pass
+
+
+class FeatureOut(WorkItemOut):
+    epic_id: int | None
+
+
+class TaskOut(WorkItemOut):
+    epic_id: int | None
+    feature_id: int | None
+    parent_task_id: int | None
+    task_type: str
+    estimate_hours: float | None
+
+
+class WorkItemFields(InputModel):
+    """Fields every kind accepts on create and update."""
+
+    description: Text | None = None
+    status: Status = "backlog"
+    priority: Priority = "medium"
+    labels: list[Name] = Field(default_factory=list, max_length=200)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    external_source: Name | None = None
+    external_id: Name | None = None
+    assignee_id: Id | None = None
+    due_date: date | None = None
+    closed_at: datetime | None = None
+
+
+class EpicCreate(WorkItemFields):
+    product_id: Id
+    title: Title
+
+
+class FeatureCreate(EpicCreate):
+    epic_id: Id | None = None
+
+
+class TaskCreate(EpicCreate):
+    epic_id: Id | None = None
+    feature_id: Id | None = None
+    parent_task_id: Id | None = None
+    task_type: Name = "task"
+    estimate_hours: Annotated[float, Field(ge=0, lt=10**8, allow_inf_nan=False)] | None = None
+
+
+# Columns that may not be set to null by a PATCH (they are NOT NULL in the schema).
+NOT_NULL_ON_UPDATE = ("title", "status", "priority", "labels", "metadata", "task_type")
+
+
+class _UpdateMixin(InputModel):
+    @model_validator(mode="after")
+    def _no_null_for_required(self) -> _UpdateMixin:
+        for name in NOT_NULL_ON_UPDATE:
+            if name in self.model_fields_set and getattr(self, name, None) is None:
+                raise ValueError(f"{to_camel(name)} may not be null")
+        return self
+
+
+def _optional(model: type[InputModel], name: str, exclude: tuple[str, ...] = ()) -> type:
+    """A PATCH body: the create model's fields (same constraints), all optional."""
+    fields: dict[str, Any] = {}
+    for field_name, info in model.model_fields.items():
+        if field_name not in exclude:
+            constrained = info.annotation
+            if info.metadata:
+                constrained = Annotated[(constrained, *info.metadata)]  # type: ignore[valid-type]
+            fields[field_name] = (constrained | None, None)
+    return create_model(name, __base__=_UpdateMixin, **fields)
+
+
+EpicUpdate = _optional(EpicCreate, "EpicUpdate", exclude=("product_id",))
+FeatureUpdate = _optional(FeatureCreate, "FeatureUpdate", exclude=("product_id",))
+TaskUpdate = _optional(TaskCreate, "TaskUpdate", exclude=("product_id",))
+
+
+# --- list filters (query strings) ---------------------------------------------------------
+
+class EpicFilters(CamelModel):
+    product_id: Id | None = None
+    status: Status | None = None
+    priority: Priority | None = None
+    external_source: NameQuery | None = None
+    external_id: NameQuery | None = None
+    assignee_id: Id | None = None
+    include_deleted: bool = False
+    limit: Annotated[int, Field(ge=1, le=1000)] = 100
+    offset: Annotated[int, Field(ge=0, le=MAX_ID)] = 0
+
+
+class FeatureFilters(EpicFilters):
+    epic_id: Id | None = None
+
+
+class TaskFilters(FeatureFilters):
+    feature_id: Id | None = None
+    parent_task_id: Id | None = None
+    task_type: NameQuery | None = None
+
+
+PAGING = frozenset({"include_deleted", "limit", "offset"})

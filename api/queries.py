@@ -1,0 +1,72 @@
+"""Tenant-scoped SQL for the routes: every statement carries `tenant_id = <token's tenant>`.
+
+Column names come from pydantic models (a fixed whitelist), values are always parameters.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+JSON_COLUMNS = frozenset({"metadata", "settings"})
+
+
+def _value(column: str, value: Any) -> Any:
+    return Jsonb(value) if column in JSON_COLUMNS and value is not None else value
+
+
+def _where(tenant_id: int, filters: dict[str, Any],
+           ignore_case: frozenset[str]) -> tuple[sql.Composable, list[Any]]:
+    clauses = [sql.SQL("tenant_id = %s")]
+    params: list[Any] = [tenant_id]
+    for column, value in filters.items():
+        template = "lower({}) = lower(%s)" if column in ignore_case else "{} = %s"
+        clauses.append(sql.SQL(template).format(sql.Identifier(column)))
+        params.append(value)
+    return sql.SQL(" AND ").join(clauses), params
+
+
+def select_rows(conn: psycopg.Connection, table: str, tenant_id: int,
+                filters: dict[str, Any] | None = None, *, extra: str = "",
+                ignore_case: frozenset[str] = frozenset(), limit: int = 100,
+                offset: int = 0) -> list[dict[str, Any]]:
+    """Rows of `table` in the tenant matching `filters` (column = value), ordered by id.
+
+    `extra` is a fixed SQL condition (no parameters) appended with AND.
+    """
+    where, params = _where(tenant_id, filters or {}, ignore_case)
+    if extra:
+        where = sql.SQL("{} AND {}").format(where, sql.SQL(extra))
+    query = sql.SQL("SELECT * FROM {} WHERE {} ORDER BY id LIMIT %s OFFSET %s").format(
+        sql.Identifier(table), where)
+    return conn.execute(query, [*params, limit, offset]).fetchall()
+
+
+def select_one(conn: psycopg.Connection, table: str, tenant_id: int,
+               row_id: int) -> dict[str, Any] | None:
+    rows = select_rows(conn, table, tenant_id, {"id": row_id}, limit=1)
+    return rows[0] if rows else None
+
+
+def insert_row(conn: psycopg.Connection, table: str, values: dict[str, Any]) -> dict[str, Any]:
+    columns = list(values)
+    query = sql.SQL("INSERT INTO {} ({}) VALUES ({}) RETURNING *").format(
+        sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns)),
+        sql.SQL(", ").join(sql.Placeholder() * len(columns)))
+    return conn.execute(query, [_value(c, values[c]) for c in columns]).fetchone()
+
+
+def update_row(conn: psycopg.Connection, table: str, tenant_id: int, row_id: int,
+               values: dict[str, Any]) -> dict[str, Any] | None:
+    """Apply `values` to one row of the tenant (bumping updated_at); None if it is not there."""
+    if not values:
+        return select_one(conn, table, tenant_id, row_id)
+    assignments = [sql.SQL("{} = %s").format(sql.Identifier(c)) for c in values]
+    assignments.append(sql.SQL("updated_at = now()"))
+    query = sql.SQL("UPDATE {} SET {} WHERE id = %s AND tenant_id = %s RETURNING *").format(
+        sql.Identifier(table), sql.SQL(", ").join(assignments))
+    params = [_value(c, v) for c, v in values.items()]
+    return conn.execute(query, [*params, row_id, tenant_id]).fetchone()

@@ -1,0 +1,27 @@
+"""POST /api/auth/login: email + password -> signed bearer token."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException, Request
+
+from api.auth import LOGIN_FAILED, authenticate, issue_token
+from api.db import DbConn
+from api.models import ErrorOut, LoginRequest, LoginResponse, UserOut
+
+router = APIRouter(prefix="/auth", tags=["auth"])
+
+
+@router.post("/login", response_model=LoginResponse,
+             responses={401: {"model": ErrorOut, "description": "Wrong email or password"}})
+def login(body: LoginRequest, request: Request, conn: DbConn) -> LoginResponse:
+    """Exchange credentials for a token; the same 401 whether or not the email exists."""
+    user = authenticate(conn, body.email, body.password)
+    if user is None:
+        raise HTTPException(401, detail=LOGIN_FAILED)
+    conn.execute("UPDATE users SET last_login_at = now() WHERE id = %s", (user.id,))
+    settings = request.app.state.settings
+    issued = issue_token(settings.secret_key, user_id=user.id, tenant_id=user.tenant_id,
+                         ttl_seconds=settings.token_ttl_seconds)
+    return LoginResponse(token=issued.token, expires_at=issued.expires_at,
+                         user=UserOut(id=user.id, email=user.email, role=user.role,
+                                      tenant_id=user.tenant_id))

@@ -1,0 +1,134 @@
+"""Builders and fixtures for the API tests: tenants, users, products, an app, a live server.
+
+Test modules load them with `pytest_plugins = ["api_fixtures"]` and import the builders.
+Users get cheap bcrypt hashes (4 rounds): the API checks any cost.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import bcrypt
+import httpx
+import psycopg
+import pytest
+import uvicorn
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from api.config import ApiSettings
+from ops.config import Settings
+
+PASSWORD = "Correct-Horse-1"
+SECRET = "tZ4q7uWbV0yR2mN8cJ5hL1pX6sD9fG3kA0eQwErTyUi"
+
+
+def make_tenant(conn: psycopg.Connection, name: str) -> int:
+    return conn.execute("INSERT INTO tenants (name) VALUES (%s) RETURNING id",
+                        (name,)).fetchone()[0]
+
+
+def make_client_org(conn: psycopg.Connection, tenant_id: int, name: str) -> int:
+    return conn.execute("INSERT INTO clients (tenant_id, name) VALUES (%s, %s) RETURNING id",
+                        (tenant_id, name)).fetchone()[0]
+
+
+def make_user(conn: psycopg.Connection, tenant_id: int, email: str, role: str = "admin", *,
+              password: str = PASSWORD, client_id: int | None = None,
+              active: bool = True) -> int:
+    user_type = "client" if client_id else "internal"
+    hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(4)).decode()
+    return conn.execute(
+        "INSERT INTO users (tenant_id, client_id, email, name, password_hash, user_type, role,"
+        " is_active) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+        (tenant_id, client_id, email, email.split("@")[0], hashed, user_type, role, active),
+    ).fetchone()[0]
+
+
+def make_product(conn: psycopg.Connection, tenant_id: int, name: str) -> int:
+    return conn.execute("INSERT INTO products (tenant_id, name) VALUES (%s, %s) RETURNING id",
+                        (tenant_id, name)).fetchone()[0]
+
+
+@dataclass
+class World:
+    """Two tenants: `a` with a user of every kind, `b` with an admin and its own product."""
+
+    tenant_a: int
+    tenant_b: int
+    product_a: int
+    product_b: int
+    admin: int
+    developer: int
+    support: int
+    client_user: int
+    admin_b: int
+
+
+@pytest.fixture
+def world(conn: psycopg.Connection) -> World:
+    a = make_tenant(conn, "SysTech")
+    b = make_tenant(conn, "Other Co")
+    acme = make_client_org(conn, a, "Acme")
+    return World(
+        tenant_a=a, tenant_b=b,
+        product_a=make_product(conn, a, "Tasklets"),
+        product_b=make_product(conn, b, "Secret Product"),
+        admin=make_user(conn, a, "admin@a.test", "admin"),
+        developer=make_user(conn, a, "dev@a.test", "developer"),
+        support=make_user(conn, a, "support@a.test", "support"),
+        client_user=make_user(conn, a, "user@acme.test", "user", client_id=acme),
+        admin_b=make_user(conn, b, "admin@b.test", "admin"),
+    )
+
+
+@pytest.fixture
+def api_settings(settings: Settings) -> ApiSettings:
+    return ApiSettings(ops=settings, secret_key=SECRET, token_ttl_seconds=3600)
+
+
+@pytest.fixture
+def api_client(api_settings: ApiSettings) -> Iterator[TestClient]:
+    """In-process client; server errors come back as responses (so 500s are assertable)."""
+    with TestClient(create_app(api_settings), raise_server_exceptions=False) as client:
+        yield client
+
+
+def token_for(client: TestClient | httpx.Client, email: str, password: str = PASSWORD) -> str:
+    response = client.post("/api/auth/login", json={"email": email, "password": password})
+    assert response.status_code == 200, response.text
+    return response.json()["token"]
+
+
+def auth(client: TestClient | httpx.Client, email: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token_for(client, email)}"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def live_api(api_settings: ApiSettings) -> Iterator[str]:
+    """The app served by uvicorn on a real local port (in a thread); yields its base URL."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(api_settings), host="127.0.0.1",
+                                           port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
