@@ -8,6 +8,7 @@ import traceback
 import psycopg
 from rich.console import Console
 
+from ops.cli import api_cmds  # noqa: F401
 from ops.cli import beads_cmds  # noqa: F401
 from ops.cli import schema_cmds  # noqa: F401  (registers commands)
 from ops.cli.app import app, state
