@@ -1,0 +1,364 @@
+"""The benchmark: tasklets-db against pg_dump/pg_restore/psql on the same data, in one run.
+
+Every comparison alternates A/B for --runs rounds and reports medians, ratios to the pg tool,
+peak RSS (our process and its whole tree), rows/s and file sizes; results also go to
+bench/results/<timestamp>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from bench.measure import Measurement, run_measured
+from ops.localpg import find_bin_dir, start_throwaway
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+CLI = [sys.executable, "-m", "ops"]
+
+
+@dataclass
+class Side:
+    label: str
+    runs: list[Measurement] = field(default_factory=list)
+
+    @property
+    def median_seconds(self) -> float:
+        return statistics.median(m.seconds for m in self.runs)
+
+    @property
+    def peak_rss_mb(self) -> float:
+        return max(m.peak_rss_mb for m in self.runs)
+
+    @property
+    def tree_peak_rss_mb(self) -> float:
+        return max(m.tree_peak_rss_mb for m in self.runs)
+
+
+@dataclass
+class Case:
+    name: str
+    ours: Side
+    theirs: list[Side]
+    rows: int
+    sizes: dict[str, int] = field(default_factory=dict)
+    target: str = ""
+
+    def summary(self) -> dict:
+        base = self.theirs[0].median_seconds if self.theirs else None
+        return {
+            "case": self.name,
+            "rows": self.rows,
+            "target": self.target,
+            "ours": {"label": self.ours.label, "median_s": round(self.ours.median_seconds, 3),
+                     "runs_s": [round(m.seconds, 3) for m in self.ours.runs],
+                     "peak_rss_mb": round(self.ours.peak_rss_mb, 1),
+                     "tree_peak_rss_mb": round(self.ours.tree_peak_rss_mb, 1),
+                     "rows_per_s": round(self.rows / self.ours.median_seconds)
+                     if self.rows else None},
+            "theirs": [{"label": s.label, "median_s": round(s.median_seconds, 3),
+                        "runs_s": [round(m.seconds, 3) for m in s.runs],
+                        "peak_rss_mb": round(s.peak_rss_mb, 1),
+                        "ratio": round(self.ours.median_seconds / s.median_seconds, 2)}
+                       for s in self.theirs],
+            "ratio": round(self.ours.median_seconds / base, 2) if base else None,
+            "sizes_bytes": self.sizes,
+        }
+
+
+class Bench:
+    def __init__(self, server_url: str, work: Path, runs: int) -> None:
+        self.server_url = server_url
+        self.work = work
+        self.runs = runs
+        self.bin = find_bin_dir()
+
+    # -- databases -----------------------------------------------------------------------
+    def url(self, db: str) -> str:
+        base, _, _ = self.server_url.rpartition("/")
+        return f"{base}/{db}"
+
+    def admin(self, statement: sql.Composable) -> None:
+        with psycopg.connect(self.server_url, autocommit=True) as conn:
+            conn.execute(statement)
+
+    def create_db(self, name: str, template: str | None = None) -> str:
+        self.admin(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        create = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+        if template:
+            create += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
+        self.admin(create)
+        return self.url(name)
+
+    def env(self, db_url: str, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("POSTGRES_", "DATABASE_"))}
+        env.update(DATABASE_URL=db_url, BACKUP_DIR=str(self.work / "backups"), APP_ENV="test",
+                   **extra)
+        return env
+
+    def cli(self, db_url: str, *args: str, **extra: str) -> None:
+        result = subprocess.run([*CLI, *args], env=self.env(db_url, **extra),
+                                capture_output=True, text=True)
+        if result.returncode != 0:
+            raise RuntimeError(f"tasklets-db {' '.join(args)} failed: {result.stderr.strip()}")
+
+    def pg(self, tool: str) -> str:
+        return str(self.bin / tool)
+
+    def truncate_all(self, db_url: str) -> None:
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            names = [r[0] for r in conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+                "AND tablename NOT IN ('alembic_version', 'ops_metadata')")]
+            conn.execute(sql.SQL("TRUNCATE {} RESTART IDENTITY").format(
+                sql.SQL(", ").join(sql.Identifier(n) for n in names)))
+
+    def total_rows(self, db_url: str) -> int:
+        with psycopg.connect(db_url) as conn:
+            names = [r[0] for r in conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+                "AND tablename NOT IN ('alembic_version', 'ops_metadata')")]
+            return sum(conn.execute(sql.SQL("SELECT count(*) FROM {}").format(
+                sql.Identifier(n))).fetchone()[0] for n in names)
+
+    # -- comparisons ---------------------------------------------------------------------
+    def compare(self, name: str, rows: int, ours: tuple[str, list[str], dict],
+                theirs: list[tuple[str, list[str], dict]],
+                before: Callable[[], None] | None = None, stdin: dict[str, str] | None = None
+                ) -> Case:
+        """Alternate ours and each of theirs for self.runs rounds (before() ahead of each)."""
+        case = Case(name, Side(ours[0]), [Side(t[0]) for t in theirs], rows)
+        stdin = stdin or {}
+        for _ in range(self.runs):
+            for side, (label, cmd, env) in zip([case.ours, *case.theirs], [ours, *theirs],
+                                                strict=True):
+                if before:
+                    before()
+                side.runs.append(run_measured(cmd, env=env, stdin=stdin.get(label)))
+        print(format_case(case.summary()), flush=True)
+        return case
+
+
+def format_case(s: dict) -> str:
+    ours = s["ours"]
+    lines = [f"{s['case']}: {ours['label']} {ours['median_s']:.2f}s "
+             f"(RSS {ours['peak_rss_mb']:.0f} MB, tree {ours['tree_peak_rss_mb']:.0f} MB"
+             + (f", {ours['rows_per_s']:,} rows/s" if ours['rows_per_s'] else "") + ")"]
+    for t in s["theirs"]:
+        lines.append(f"    vs {t['label']} {t['median_s']:.2f}s (RSS {t['peak_rss_mb']:.0f} MB)"
+                     f" → ratio {t['ratio']:.2f}")
+    if s.get("target"):
+        lines.append(f"    target: {s['target']}")
+    return "\n".join(lines)
+
+
+def build_dataset(bench: Bench, name: str, scale: float, seed: int) -> tuple[str, int, float]:
+    url = bench.create_db(name)
+    bench.cli(url, "push")
+    bench.cli(url, "seed", "lookups")
+    started = datetime.now()
+    bench.cli(url, "seed", "sample", "--scale", str(scale), "--random-seed", str(seed))
+    seconds = (datetime.now() - started).total_seconds()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE")
+    return url, bench.total_rows(url), seconds
+
+
+def naive_cmd(url: str, out: Path) -> list[str]:
+    return [sys.executable, "-m", "bench.naive", url, str(out)]
+
+
+def run(args: argparse.Namespace) -> dict:
+    work = Path(tempfile.mkdtemp(prefix="tasklets-bench-"))
+    os.chmod(work, 0o755)
+    cluster = None
+    server = os.environ.get("BENCH_DATABASE_URL")
+    if not server:
+        cluster = start_throwaway(work / "pg")
+        server = cluster.url
+    try:
+        return _run(Bench(server, work, args.runs), args)
+    finally:
+        if cluster:
+            cluster.stop("immediate")
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _run(bench: Bench, args: argparse.Namespace) -> dict:
+    files = bench.work / "files"
+    files.mkdir()
+    (bench.work / "backups").mkdir()
+    print(f"⏳ Building dataset: seed sample --scale {args.scale} ...", flush=True)
+    src, rows, gen_seconds = build_dataset(bench, "bench_src", args.scale, args.random_seed)
+    print(f"✅ {rows:,} rows in {gen_seconds:.1f}s", flush=True)
+    dst = bench.create_db("bench_dst")
+    bench.cli(dst, "push")
+    env_src, env_dst = bench.env(src), bench.env(dst)
+    ours_json, ours_gz = files / "ours.json", files / "ours.json.gz"
+    dump_sql, dump_fc = files / "dump.sql", files / "dump.fc"
+    cases: list[Case] = []
+
+    case = bench.compare(
+        "backup", rows,
+        ("tasklets-db backup", [*CLI, "backup", "--output", str(ours_json)], env_src),
+        [("pg_dump --data-only -Fp", [bench.pg("pg_dump"), "--data-only", "-Fp", "-f",
+                                      str(dump_sql), src], env_src)])
+    case.sizes = {"ours": ours_json.stat().st_size, "pg_dump -Fp": dump_sql.stat().st_size}
+    case.target = "≤ 3 × pg_dump -Fp"
+    cases.append(case)
+
+    case = bench.compare(
+        "backup --compress", rows,
+        ("tasklets-db backup --compress",
+         [*CLI, "backup", "--compress", "--output", str(ours_gz)], env_src),
+        [("pg_dump --data-only -Fc", [bench.pg("pg_dump"), "--data-only", "-Fc", "-f",
+                                      str(dump_fc), src], env_src)])
+    case.sizes = {"ours": ours_gz.stat().st_size, "pg_dump -Fc": dump_fc.stat().st_size}
+    case.target = "≤ 0.9 × pg_dump -Fc"
+    cases.append(case)
+
+    def empty_dst() -> None:
+        bench.truncate_all(dst)
+
+    pg_restore = ("pg_restore --data-only --single-transaction",
+                  [bench.pg("pg_restore"), "--data-only", "--single-transaction", "-d", dst,
+                   str(dump_fc)], env_dst)
+    psql = ("psql -1 -f (plain dump)",
+            [bench.pg("psql"), "-X", "-q", "-1", "-v", "ON_ERROR_STOP=1", "-d", dst, "-f",
+             str(dump_sql)], env_dst)
+    for label, path in (("restore", ours_json), ("restore (compressed)", ours_gz)):
+        case = bench.compare(
+            label, rows,
+            (f"tasklets-db {label}",
+             [*CLI, "restore", str(path), "--no-safety-backup"], env_dst),
+            [pg_restore, psql], before=empty_dst)
+        case.target = "≤ 1.1 × pg_restore --data-only"
+        cases.append(case)
+
+    def full_copy() -> None:
+        bench.create_db("bench_reset", template="bench_src")
+
+    reset_url = bench.url("bench_reset")
+    env_reset = bench.env(reset_url)
+    truncate = "TRUNCATE " + ", ".join(_app_tables(src)) + " RESTART IDENTITY"
+    case = bench.compare(
+        "reset", rows,
+        ("tasklets-db reset --confirm", [*CLI, "reset", "--confirm"], env_reset),
+        [("psql -c TRUNCATE", [bench.pg("psql"), "-X", "-q", "-d", reset_url, "-c", truncate],
+          env_reset)], before=full_copy)
+    case.target = "< 1 s"
+    cases.append(case)
+
+    cases += beads_cases(bench, args)
+
+    print(f"⏳ Naive baseline and RSS flatness at --scale {args.small_scale} "
+          f"and {args.large_scale} ...", flush=True)
+    rss = rss_flatness(bench, args)
+    small_src = bench.url("bench_rss_large")
+    naive_json = files / "naive.json"
+    small_rows = bench.total_rows(small_src)
+    case = bench.compare(
+        f"naive select-all + json.dumps (scale {args.large_scale})", small_rows,
+        ("tasklets-db backup", [*CLI, "backup", "--output", str(files / "small.json")],
+         bench.env(small_src)),
+        [("naive (SELECT *, all in memory, json.dumps)", naive_cmd(small_src, naive_json),
+          bench.env(small_src))])
+    cases.append(case)
+
+    return {
+        "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "dataset": {"scale": args.scale, "rows": rows, "generate_seconds": round(gen_seconds, 1),
+                    "table_bytes": _table_bytes(src)},
+        "runs": args.runs,
+        "cases": [c.summary() for c in cases],
+        "rss_flatness": rss,
+    }
+
+
+def beads_cases(bench: Bench, args: argparse.Namespace) -> list[Case]:
+    """10,000 generated beads issues, imported directly and through the API."""
+    from bench.beads_bench import beads_cases as cases_for
+
+    return cases_for(bench, args)
+
+
+def rss_flatness(bench: Bench, args: argparse.Namespace) -> dict:
+    out: dict[str, dict] = {}
+    for label, scale in (("small", args.small_scale), ("large", args.large_scale)):
+        url, rows, _ = build_dataset(bench, f"bench_rss_{label}", scale, args.random_seed)
+        path = bench.work / "files" / f"rss-{label}.json"
+        b = run_measured([*CLI, "backup", "--output", str(path)], env=bench.env(url))
+        target = bench.create_db(f"bench_rss_{label}_dst")
+        bench.cli(target, "push")
+        r = run_measured([*CLI, "restore", str(path), "--no-safety-backup"],
+                         env=bench.env(target))
+        out[label] = {"scale": scale, "rows": rows, "file_bytes": path.stat().st_size,
+                      "backup_peak_rss_mb": round(b.peak_rss_mb, 1),
+                      "restore_peak_rss_mb": round(r.peak_rss_mb, 1)}
+    for key in ("backup_peak_rss_mb", "restore_peak_rss_mb"):
+        small, large = out["small"][key], out["large"][key]
+        out[f"{key}_large_over_small"] = round(large / small, 2)
+    print(f"RSS flatness: {json.dumps(out)}", flush=True)
+    return out
+
+
+def _app_tables(url: str) -> list[str]:
+    with psycopg.connect(url) as conn:
+        return [sql.Identifier(r[0]).as_string(conn) for r in conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+            "AND tablename NOT IN ('alembic_version', 'ops_metadata') ORDER BY 1")]
+
+
+def _table_bytes(url: str) -> int:
+    with psycopg.connect(url) as conn:
+        return conn.execute(
+            "SELECT sum(pg_table_size(c.oid)) FROM pg_class c JOIN pg_namespace n "
+            "ON n.oid = c.relnamespace WHERE n.nspname = 'public' AND c.relkind = 'r'"
+        ).fetchone()[0]
+
+
+def machine() -> dict:
+    mem = next((line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
+                if line.startswith("MemTotal")), "0")
+    return {"cpus": os.cpu_count(), "memory_gb": round(int(mem) / 1024 / 1024, 1),
+            "platform": platform.platform(), "python": platform.python_version(),
+            "cpu": _cpu_model()}
+
+
+def _cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="make bench", description=__doc__)
+    parser.add_argument("--scale", type=float, default=100,
+                        help="seed sample --scale for the main dataset (default 100 ≈ 2 M rows)")
+    parser.add_argument("--runs", type=int, default=3, help="A/B rounds per comparison")
+    parser.add_argument("--small-scale", type=float, default=1)
+    parser.add_argument("--large-scale", type=float, default=10)
+    parser.add_argument("--beads-issues", type=int, default=10_000)
+    parser.add_argument("--random-seed", type=int, default=42)
+    args = parser.parse_args(argv)
+    results = run(args)
+    RESULTS_DIR.mkdir(exist_ok=True)
+    out = RESULTS_DIR / f"{results['timestamp'].replace(':', '-')}.json"
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"📁 Results: {out}")
