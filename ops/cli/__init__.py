@@ -10,6 +10,7 @@ from rich.console import Console
 
 from ops.cli import api_cmds  # noqa: F401
 from ops.cli import beads_cmds  # noqa: F401
+from ops.cli import restore_cmds  # noqa: F401
 from ops.cli import schema_cmds  # noqa: F401  (registers commands)
 from ops.cli.app import app, state
 from ops.db import first_line

@@ -1,0 +1,58 @@
+"""Destructive commands: reset, restore."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from ops.cli.app import JsonOption, app, reporter, settings
+from ops.output import print_json
+from ops.reset import reset as reset_database
+from ops.restore import restore as restore_database
+
+AllowProduction = Annotated[bool, typer.Option(
+    "--allow-production", help="Allow a production target (APP_ENV or the database's marker).")]
+DryRun = Annotated[bool, typer.Option("--dry-run", help="Show what would happen; change nothing.")]
+
+
+@app.command()
+def reset(
+    confirm: Annotated[bool, typer.Option("--confirm", help="Really delete all data.")] = False,
+    dry_run: DryRun = False,
+    allow_production: AllowProduction = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Empty every table (identities restarted) in one transaction; the schema stays."""
+    result = reset_database(settings(), confirm=confirm, dry_run=dry_run,
+                            allow_production=allow_production, report=reporter(as_json))
+    if as_json:
+        print_json(result)
+
+
+@app.command()
+def restore(
+    file: Annotated[str, typer.Argument(
+        help="`latest` (newest complete backup in BACKUP_DIR), a file name in BACKUP_DIR, "
+        "or a path (.json or .json.gz).")] = "latest",
+    no_safety_backup: Annotated[bool, typer.Option(
+        "--no-safety-backup", help="Skip the pre-restore backup of the current data.")] = False,
+    allow_schema_mismatch: Annotated[bool, typer.Option(
+        "--allow-schema-mismatch",
+        help="Load a backup from another schema revision: the columns both sides have.")]
+    = False,
+    only_listed_tables: Annotated[bool, typer.Option(
+        "--only-listed-tables",
+        help="Leave tables the backup does not contain untouched (default: emptied).")]
+    = False,
+    dry_run: DryRun = False,
+    allow_production: AllowProduction = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Replace all data with a backup's, atomically (a safety backup is taken first)."""
+    result = restore_database(
+        settings(), file, safety_backup=not no_safety_backup, allow_production=allow_production,
+        allow_schema_mismatch=allow_schema_mismatch, only_listed_tables=only_listed_tables,
+        dry_run=dry_run, report=reporter(as_json))
+    if as_json:
+        print_json(result)

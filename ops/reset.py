@@ -1,0 +1,96 @@
+"""`reset`: empty every app table in one transaction, identities restarted; the schema stays."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import psycopg
+from psycopg import sql
+
+from ops.config import Settings
+from ops.db import connect, first_line
+from ops.errors import OpsError
+from ops.guard import refuse_production
+from ops.output import SILENT, Reporter
+from ops.tables import Table, discover_tables, require_schema, row_counts
+
+# How long to wait for other sessions (the app) to release the tables before giving up.
+LOCK_TIMEOUT = "30s"
+
+NEXT_STEPS = (
+    "make db-push",
+    "make db-seed-lookups",
+    "make db-seed-sample",
+    "make db-import-beads-api",
+)
+
+
+@dataclass
+class ResetResult:
+    tables: dict[str, int] = field(default_factory=dict)  # rows each table held before
+    total_rows: int = 0
+    dry_run: bool = False
+    next_steps: tuple[str, ...] = NEXT_STEPS
+
+
+def truncate_statement(tables: list[Table]) -> sql.Composed:
+    """One TRUNCATE for all tables: no CASCADE, so nothing outside the list is ever emptied."""
+    return sql.SQL("TRUNCATE {} RESTART IDENTITY").format(
+        sql.SQL(", ").join(t.ident for t in tables))
+
+
+def lock_wait_error(exc: psycopg.Error, what: str) -> OpsError:
+    """The one-line error for a lock wait that timed out (the app still holds the tables)."""
+    return OpsError(
+        f"{what}: the tables are in use by another session (waited {LOCK_TIMEOUT}); "
+        "nothing was changed",
+        hint="Stop the app (or other sessions using the tables) and try again.",
+    )
+
+
+def reset(settings: Settings, *, confirm: bool = False, dry_run: bool = False,
+          allow_production: bool = False, report: Reporter = SILENT) -> ResetResult:
+    """Truncate every app table (never alembic_version/ops_metadata), atomically."""
+    if not confirm and not dry_run:
+        raise OpsError(
+            "reset deletes ALL data in every table; refusing without --confirm "
+            "(nothing was changed)",
+            hint="Run `tasklets-db reset --confirm` (or `--dry-run` to see what it would "
+            "delete).",
+            exit_code=2,
+        )
+    with connect(settings) as conn:
+        tables = discover_tables(conn)
+        require_schema(tables)
+        counts = row_counts(conn, tables)
+        conn.commit()
+        result = ResetResult(counts, sum(counts.values()), dry_run)
+        if dry_run:
+            report.line(f"🔍 Dry run: reset would truncate {len(tables)} tables "
+                        f"({result.total_rows} rows):")
+            width = max(len(t.name) for t in tables)
+            for t in tables:
+                report.line(f"   {t.name:<{width}}  {counts[t.name]:>10} rows")
+            report.line("Nothing was changed.")
+            return result
+        refuse_production(conn, settings, action="reset", allow_production=allow_production)
+        report.line("🔄 Starting database reset...")
+        report.line("⚠️  WARNING: This will DELETE all data!")
+        report.line("🗑️  Truncating tables...")
+        try:
+            with conn.transaction():
+                conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(
+                    sql.Literal(LOCK_TIMEOUT)))
+                conn.execute(truncate_statement(tables))
+        except psycopg.errors.LockNotAvailable as exc:
+            raise lock_wait_error(exc, "reset failed") from None
+        except psycopg.Error as exc:
+            raise OpsError(f"reset failed, nothing was changed: {first_line(exc)}") from None
+    for t in tables:
+        report.line(f"✅ {t.name}")
+    report.line("✅ Database reset completed!")
+    report.line("")
+    report.line("📋 Next steps:")
+    for n, step in enumerate(NEXT_STEPS, 1):
+        report.line(f"   {n}. {step}")
+    return result
