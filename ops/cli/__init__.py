@@ -12,6 +12,7 @@ from ops.cli import api_cmds  # noqa: F401
 from ops.cli import beads_cmds  # noqa: F401
 from ops.cli import restore_cmds  # noqa: F401
 from ops.cli import schema_cmds  # noqa: F401  (registers commands)
+from ops.cli import seed_cmds  # noqa: F401
 from ops.cli.app import app, state
 from ops.db import first_line
 from ops.errors import OpsError

@@ -1,0 +1,122 @@
+"""Seed commands: `seed lookups|sample|demo|list|run`, bare `seed` (legacy), and `fresh`."""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from typing import Annotated
+
+import typer
+
+from ops import custom_seeds
+from ops.cli.app import JsonOption, app, reporter, settings, state
+from ops.errors import OpsError
+from ops.output import Reporter, print_json
+from ops.seed import fresh as fresh_database
+from ops.seed import run_seeds
+from ops.seed_volume import DEFAULT_RANDOM_SEED
+
+seed_app = typer.Typer(
+    help="Seed lookups, sample data, volume data (--scale) and custom seeds (seeds/*.py).",
+    invoke_without_command=True,
+    no_args_is_help=False,
+)
+app.add_typer(seed_app, name="seed")
+
+ScaleOption = Annotated[float, typer.Option(
+    "--scale", min=0, help="Also generate N units of volume data (~29k rows each; fractions "
+    "allowed).")]
+RandomSeedOption = Annotated[int, typer.Option(
+    "--random-seed", help="Seed for --scale data: the same seed gives identical rows.")]
+AllowProductionOption = Annotated[bool, typer.Option(
+    "--allow-production", help="Seed sample users (known password) into a production database.")]
+
+
+def _legacy_notice(out: Reporter, alias: str, runs: str) -> None:
+    out.warn(f"ℹ️  `tasklets-db {alias}` is a legacy alias for {runs}; prefer those commands.")
+
+
+def _seed(as_json: bool, **options: object) -> None:
+    result = run_seeds(settings(), report=reporter(as_json), **options)  # type: ignore[arg-type]
+    if as_json:
+        print_json(result)
+
+
+@seed_app.callback()
+def seed(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """Without a subcommand (legacy): lookups + sample in one transaction."""
+    if ctx.invoked_subcommand is not None:
+        return
+    _legacy_notice(reporter(as_json), "seed", "`seed lookups` + `seed sample`")
+    _seed(as_json, lookups=True, sample=True)
+
+
+@seed_app.command()
+def lookups(as_json: JsonOption = False) -> None:
+    """Create the SysTech tenant and the 18 reference tags (idempotent)."""
+    _seed(as_json, lookups=True, sample=False)
+
+
+@seed_app.command()
+def sample(
+    scale: ScaleOption = 0,
+    random_seed: RandomSeedOption = DEFAULT_RANDOM_SEED,
+    allow_production: AllowProductionOption = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Create sample clients, products, users (password Systech@123), teams, ideas and work
+    items (idempotent; needs `seed lookups`)."""
+    _seed(as_json, lookups=False, sample=True, scale=scale, random_seed=random_seed,
+          allow_production=allow_production)
+
+
+@seed_app.command()
+def demo(allow_production: AllowProductionOption = False, as_json: JsonOption = False) -> None:
+    """Legacy alias for `seed sample`."""
+    _legacy_notice(reporter(as_json), "seed demo", "`seed sample`")
+    _seed(as_json, lookups=False, sample=True, allow_production=allow_production)
+
+
+@seed_app.command("list")
+def list_seeds(as_json: JsonOption = False) -> None:
+    """List built-in and custom seeds (SEEDS_DIR, default ./seeds) with their descriptions."""
+    cfg = settings()
+    seeds = custom_seeds.available_seeds(cfg.seeds_dir)
+    if as_json:
+        print_json(seeds)
+        return
+    out = reporter()
+    out.line("🌱 Built-in seeds:")
+    for info in (s for s in seeds if s.builtin):
+        out.line(f"   {info.name:<24} {info.summary}")
+    custom = [s for s in seeds if not s.builtin]
+    out.line(f"🧩 Custom seeds ({cfg.seeds_dir}):")
+    if not custom:
+        out.line("   none yet — add seeds/NAME.py defining run(conn, report)")
+    for info in custom:
+        out.line(f"   {info.name:<24} {info.summary}")
+
+
+@seed_app.command("run")
+def run_seed(
+    name: Annotated[str, typer.Argument(help="A seed from `seed list` (seeds/NAME.py).")],
+    as_json: JsonOption = False,
+) -> None:
+    """Run one seed in a transaction: committed on success, rolled back on any error."""
+    try:
+        result = custom_seeds.run_seed(settings(), name, reporter(as_json))
+    except OpsError as exc:
+        if state.debug and exc.__cause__ is not None:
+            traceback.print_exception(exc.__cause__, file=sys.stderr)
+        raise
+    if as_json:
+        print_json(result)
+
+
+@app.command()
+def fresh(allow_production: AllowProductionOption = False, as_json: JsonOption = False) -> None:
+    """push + seed lookups + seed sample: a ready database; changes nothing if already fresh."""
+    result = fresh_database(settings(), allow_production=allow_production,
+                            report=reporter(as_json))
+    if as_json:
+        print_json({"changed": result.changed, "push": result.push, "seed": result.seed})

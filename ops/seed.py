@@ -1,0 +1,446 @@
+"""Built-in seeds: `lookups` (SysTech tenant + reference tags) and `sample` (demo data).
+
+Both are idempotent: every row is found by its natural key (the unique constraints in
+ops/schema.py) before it is inserted, so a second run creates nothing and reports what was
+already there. `run_seeds` runs any combination in ONE transaction under an advisory lock:
+a failure anywhere leaves nothing half-seeded, and two concurrent runs queue instead of racing.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import psycopg
+
+from ops.config import Settings
+from ops.db import connection
+from ops.errors import OpsError
+from ops.migrate import PushResult, push, stored_environment
+from ops.output import SILENT, Reporter
+from ops.seed_helpers import (
+    SAMPLE_PASSWORD,
+    SYSTECH_TENANT,
+    Tally,
+    announce,
+    get_or_create,
+    hash_password,
+    require_systech_tenant,
+)
+from ops.seed_volume import DEFAULT_RANDOM_SEED, VolumeResult, generate_volume
+from ops.tables import discover_tables, require_schema
+
+# Any constant works; it only has to be the same for every tasklets-db process.
+SEED_LOCK_KEY = 0x7461736B6C657473  # "tasklets"
+
+LOOKUP_TAGS: tuple[tuple[str, str, str], ...] = (
+    ("system-prompt", "#6366f1", "Base instructions that frame an assistant's behaviour"),
+    ("template", "#8b5cf6", "Reusable prompt or document skeletons"),
+    ("workflow", "#0ea5e9", "Multi-step procedures an agent follows"),
+    ("skill", "#10b981", "Packaged capabilities an agent can load"),
+    ("hook", "#f59e0b", "Scripts triggered by agent lifecycle events"),
+    ("agent", "#ef4444", "Agent definitions and personas"),
+    ("command", "#14b8a6", "Slash commands and shortcuts"),
+    ("prompt", "#a855f7", "Single prompts for one task"),
+    ("context", "#3b82f6", "Background material loaded into a session"),
+    ("memory", "#84cc16", "Facts an assistant keeps between sessions"),
+    ("tool", "#f97316", "Tool and function definitions"),
+    ("mcp-server", "#06b6d4", "Model Context Protocol server configurations"),
+    ("rule", "#dc2626", "Hard constraints an assistant must respect"),
+    ("guideline", "#65a30d", "Soft conventions and style guidance"),
+    ("example", "#d946ef", "Worked examples and few-shot samples"),
+    ("snippet", "#64748b", "Small reusable fragments"),
+    ("config", "#475569", "Settings files for tools and editors"),
+    ("documentation", "#0f766e", "Reference docs and READMEs"),
+)
+
+CLIENTS = (
+    ("Acme Corp", "contact@acme.com", "https://acme.com"),
+    ("TechCorp Inc", "hello@techcorp.com", "https://techcorp.com"),
+    ("StartupXYZ", "team@startupxyz.com", "https://startupxyz.com"),
+)
+PRODUCTS = (
+    ("Tasklets", "Task and project tracking for product teams"),
+    ("CRM Sales", "Customer relationship management for sales teams"),
+    ("SDMS v2", "School data management system, second generation"),
+    ("HRM v2", "Human resources management, second generation"),
+)
+CLIENT_PRODUCTS = (
+    ("Acme Corp", "Tasklets"), ("Acme Corp", "CRM Sales"),
+    ("TechCorp Inc", "Tasklets"), ("TechCorp Inc", "SDMS v2"),
+    ("StartupXYZ", "HRM v2"),
+)
+# (email, name, role, client name or None for internal users)
+USERS = (
+    ("ramesh@systech.com", "Ramesh Kumar", "admin", None),
+    ("john@systech.com", "John Smith", "developer", None),
+    ("sarah@systech.com", "Sarah Lee", "support", None),
+    ("mike@systech.com", "Mike Brown", "company_admin", None),
+    ("john@acme.com", "John Doe", "user", "Acme Corp"),
+    ("admin@acme.com", "Acme Admin", "company_admin", "Acme Corp"),
+    ("tech@techcorp.com", "Tech Lead", "user", "TechCorp Inc"),
+    ("founder@startupxyz.com", "Startup Founder", "company_admin", "StartupXYZ"),
+)
+TEAMS = (
+    ("Development", "Builds and ships the products",
+     (("ramesh@systech.com", "lead"), ("john@systech.com", "member"))),
+    ("QA", "Tests releases and triages bugs",
+     (("sarah@systech.com", "lead"), ("john@systech.com", "member"))),
+    ("Sales", "Wins and renews client contracts", (("mike@systech.com", "lead"),)),
+    ("HR", "People operations", (("mike@systech.com", "member"), ("ramesh@systech.com", "lead"))),
+)
+IDEAS = (
+    ("Dark mode", "A dark theme across the web and mobile apps", "Tasklets",
+     "john@acme.com", "proposed", 12),
+    ("API rate limiting", "Per-client limits on the public API to protect shared capacity",
+     "CRM Sales", "tech@techcorp.com", "under_review", 8),
+    ("Mobile app", "Native iOS and Android apps for approvals on the go", "HRM v2",
+     "founder@startupxyz.com", "planned", 21),
+)
+# (product, title, status, priority, labels, description)
+EPICS = (
+    ("Tasklets", "User authentication", "in_progress", "high", ["auth", "security"],
+     "Sign-in, sessions and password recovery for every portal."),
+    ("CRM Sales", "Sales pipeline reports", "backlog", "medium", ["reports"],
+     "Monthly and quarterly views of the sales pipeline."),
+)
+# (epic, title, status, priority)
+FEATURES = (
+    ("User authentication", "Email and password login", "in_progress", "high"),
+    ("User authentication", "Password reset", "todo", "medium"),
+    ("Sales pipeline reports", "Monthly pipeline report", "backlog", "medium"),
+)
+# (feature, title, status, priority, estimate_hours, parent task title or None)
+TASKS = (
+    ("Email and password login", "Store passwords as bcrypt hashes", "done", "high", 3, None),
+    ("Email and password login", "Build the login form", "in_progress", "high", 5, None),
+    ("Email and password login", "Validate the email field", "todo", "medium", 1,
+     "Build the login form"),
+    ("Password reset", "Send password reset emails", "todo", "medium", 4, None),
+    ("Monthly pipeline report", "Aggregate deals by stage", "todo", "medium", 6, None),
+    ("Monthly pipeline report", "Export the report as CSV", "backlog", "low", 2, None),
+)
+TASK_DEPENDENCIES = (
+    ("Send password reset emails", "Store passwords as bcrypt hashes"),
+    ("Export the report as CSV", "Aggregate deals by stage"),
+)
+# (product, client, title, status, priority, reporter, assignee)
+TICKETS = (
+    ("Tasklets", "Acme Corp", "Cannot log in after changing password", "open", "high",
+     "john@acme.com", "sarah@systech.com"),
+    ("CRM Sales", "Acme Corp", "CSV export is missing the totals row", "in_progress", "medium",
+     "admin@acme.com", "john@systech.com"),
+    ("HRM v2", "StartupXYZ", "Leave balance shows negative days", "open", "critical",
+     "founder@startupxyz.com", "sarah@systech.com"),
+)
+# (item kind, item title, author, body)
+COMMENTS = (
+    ("epic", "User authentication", "ramesh@systech.com", "Target: ship before the Q3 release."),
+    ("task", "Build the login form", "john@systech.com",
+     "Layout done; wiring up validation next."),
+    ("ticket", "Cannot log in after changing password", "sarah@systech.com",
+     "Reproduced: the session cookie is not refreshed after a password change."),
+    ("ticket", "Cannot log in after changing password", "john@acme.com",
+     "Thanks, happy to test a fix."),
+)
+# (item kind, item title, tag)
+ITEM_TAGS = (
+    ("epic", "User authentication", "documentation"),
+    ("feature", "Password reset", "workflow"),
+    ("task", "Build the login form", "template"),
+    ("ticket", "Cannot log in after changing password", "guideline"),
+    ("idea", "Dark mode", "example"),
+)
+ITEM_TABLES = {"epic": "epics", "feature": "features", "task": "tasks", "ticket": "tickets",
+               "idea": "ideas"}
+SUMMARY_KINDS = ("Clients", "Products", "Internal Users", "Client Users", "Teams",
+                 "Ideas")
+
+
+@dataclass
+class LookupsResult:
+    tenant_id: int
+    tenant_created: bool
+    tags: Tally
+
+
+@dataclass
+class SampleResult:
+    tenant_id: int
+    counts: dict[str, Tally] = field(default_factory=dict)
+    volume: VolumeResult | None = None
+
+    @property
+    def created(self) -> int:
+        return sum(t.created for t in self.counts.values())
+
+
+@dataclass
+class SeedResult:
+    lookups: LookupsResult | None = None
+    sample: SampleResult | None = None
+    seconds: float = 0.0
+
+    @property
+    def changed(self) -> bool:
+        created = 0
+        if self.lookups:
+            created += self.lookups.tags.created + int(self.lookups.tenant_created)
+        if self.sample:
+            created += self.sample.created + (self.sample.volume.total_rows
+                                              if self.sample.volume else 0)
+        return created > 0
+
+
+def seed_lookups(conn: psycopg.Connection, report: Reporter = SILENT) -> LookupsResult:
+    """Create the SysTech tenant and the 18 reference tags that are missing."""
+    report.line("📚 Seeding lookup tables...")
+    report.line(f"🏢 Creating {SYSTECH_TENANT} tenant...")
+    tenant_id, tenant_created = get_or_create(
+        conn, "tenants", {"name": SYSTECH_TENANT}, {"plan": "enterprise"})
+    announce(report, "tenant", f"{SYSTECH_TENANT} (ID: {tenant_id})", tenant_created)
+    tags = Tally()
+    for name, color, description in LOOKUP_TAGS:
+        _, created = get_or_create(conn, "tags", {"tenant_id": tenant_id, "name": name},
+                                   {"color": color, "description": description})
+        announce(report, "tag", name, created, tags)
+    report.line("✅ Lookup tables seeded!")
+    present = f" ({tags.existing} already present)" if tags.existing else ""
+    report.line(f"📊 Tags created: {tags.created}/{len(LOOKUP_TAGS)}{present}")
+    return LookupsResult(tenant_id, tenant_created, tags)
+
+
+def seed_sample(conn: psycopg.Connection, report: Reporter = SILENT, *, scale: float = 0,
+                random_seed: int = DEFAULT_RANDOM_SEED) -> SampleResult:
+    """Create the sample clients, products, users, teams, ideas and work items that are missing.
+
+    `scale` > 0 also streams that many units of volume data (see ops.seed_volume).
+    """
+    tenant_id = require_systech_tenant(conn, needed_by="`seed sample`")
+    report.line("🌱 Seeding sample data...")
+    result = SampleResult(tenant_id, {kind: Tally() for kind in SUMMARY_KINDS})
+    counts = result.counts
+    tenant = {"tenant_id": tenant_id}
+
+    clients: dict[str, int] = {}
+    for name, email, website in CLIENTS:
+        clients[name], created = get_or_create(conn, "clients", {**tenant, "name": name},
+                                               {"email": email, "website": website})
+        announce(report, "client", name, created, counts["Clients"])
+    products: dict[str, int] = {}
+    for name, description in PRODUCTS:
+        products[name], created = get_or_create(conn, "products", {**tenant, "name": name},
+                                                {"description": description})
+        announce(report, "product", name, created, counts["Products"])
+    links = counts["Client Products"] = Tally()
+    for client, product in CLIENT_PRODUCTS:
+        _, created = get_or_create(
+            conn, "client_products",
+            {"client_id": clients[client], "product_id": products[product]},
+            {"licensed_at": "2024-01-01"}, returning=None)
+        links.add(created)
+    report.line(f"✅ Client products linked: {links.created}/{len(CLIENT_PRODUCTS)}")
+
+    users: dict[str, int] = {}
+    for email, name, role, client in USERS:
+        users[email], created = get_or_create(
+            conn, "users", {**tenant, "email": email},
+            lambda name=name, role=role, client=client: {
+                "name": name, "role": role, "password_hash": hash_password(SAMPLE_PASSWORD),
+                "user_type": "client" if client else "internal",
+                "client_id": clients[client] if client else None,
+            })
+        kind = "client user" if client else "internal user"
+        announce(report, kind, f"{email} ({role})", created,
+                 counts["Client Users" if client else "Internal Users"])
+
+    members = counts["Team Members"] = Tally()
+    for name, description, team_members in TEAMS:
+        team_id, created = get_or_create(conn, "teams", {**tenant, "name": name},
+                                         {"description": description})
+        announce(report, "team", name, created, counts["Teams"])
+        for email, role in team_members:
+            _, created = get_or_create(conn, "team_members",
+                                       {"team_id": team_id, "user_id": users[email]},
+                                       {"role": role}, returning=None)
+            members.add(created)
+
+    items: dict[tuple[str, str], int] = {}
+    for title, description, product, submitter, status, votes in IDEAS:
+        items["idea", title], created = get_or_create(
+            conn, "ideas", {**tenant, "title": title},
+            {"description": description, "product_id": products[product],
+             "submitted_by": users[submitter], "status": status, "votes": votes})
+        announce(report, "idea", title, created, counts["Ideas"])
+
+    _seed_work_items(conn, report, tenant_id, products, clients, users, items, counts)
+    _print_summary(report, result)
+    if scale > 0:
+        result.volume = generate_volume(conn, tenant_id, scale=scale,
+                                        random_seed=random_seed, report=report)
+    return result
+
+
+def _seed_work_items(conn: psycopg.Connection, report: Reporter, tenant_id: int,
+                     products: dict[str, int], clients: dict[str, int], users: dict[str, int],
+                     items: dict[tuple[str, str], int], counts: dict[str, Tally]) -> None:
+    """Epics, features, tasks, dependencies, tickets, comments and tags: every table gets rows."""
+    owner = users["ramesh@systech.com"]
+    work = {"tenant_id": tenant_id, "created_by": owner}
+    epic_product: dict[str, int] = {}
+    for product, title, status, priority, labels, description in EPICS:
+        epic_product[title] = products[product]
+        items["epic", title], created = get_or_create(
+            conn, "epics", {"product_id": products[product], "title": title},
+            {**work, "status": status, "priority": priority, "labels": labels,
+             "description": description})
+        counts.setdefault("Epics", Tally()).add(created)
+    feature_epic: dict[str, str] = {}
+    for epic, title, status, priority in FEATURES:
+        feature_epic[title] = epic
+        items["feature", title], created = get_or_create(
+            conn, "features", {"product_id": epic_product[epic], "title": title},
+            {**work, "epic_id": items["epic", epic], "status": status, "priority": priority,
+             "assignee_id": users["john@systech.com"]})
+        counts.setdefault("Features", Tally()).add(created)
+    for feature, title, status, priority, estimate, parent in TASKS:
+        epic = feature_epic[feature]
+        items["task", title], created = get_or_create(
+            conn, "tasks", {"product_id": epic_product[epic], "title": title},
+            {**work, "epic_id": items["epic", epic], "feature_id": items["feature", feature],
+             "parent_task_id": items["task", parent] if parent else None,
+             "task_type": "subtask" if parent else "task", "status": status,
+             "priority": priority, "estimate_hours": estimate,
+             "assignee_id": users["john@systech.com"], "metadata": {"sample": True}})
+        counts.setdefault("Tasks", Tally()).add(created)
+    for task, depends_on in TASK_DEPENDENCIES:
+        _, created = get_or_create(
+            conn, "task_dependencies",
+            {"task_id": items["task", task], "depends_on_task_id": items["task", depends_on],
+             "dependency_type": "blocks"}, {"tenant_id": tenant_id})
+        counts.setdefault("Task Dependencies", Tally()).add(created)
+    for product, client, title, status, priority, reporter_email, assignee in TICKETS:
+        items["ticket", title], created = get_or_create(
+            conn, "tickets", {"product_id": products[product], "title": title},
+            {"tenant_id": tenant_id, "client_id": clients[client], "status": status,
+             "priority": priority, "reported_by": users[reporter_email],
+             "assignee_id": users[assignee]})
+        counts.setdefault("Tickets", Tally()).add(created)
+    for kind, title, author, body in COMMENTS:
+        _, created = get_or_create(
+            conn, "comments",
+            {f"{kind}_id": items[kind, title], "author_id": users[author], "body": body},
+            {"tenant_id": tenant_id})
+        counts.setdefault("Comments", Tally()).add(created)
+    for kind, title, tag in ITEM_TAGS:
+        tag_row = conn.execute("SELECT id FROM tags WHERE tenant_id = %s AND name = %s",
+                               (tenant_id, tag)).fetchone()
+        if tag_row is None:  # someone removed a lookup tag; the sample does not recreate it
+            continue
+        _, created = get_or_create(conn, "item_tags",
+                                   {"tag_id": tag_row[0], f"{kind}_id": items[kind, title]})
+        counts.setdefault("Item Tags", Tally()).add(created)
+    report.line("✅ Work items: " + ", ".join(
+        f"{counts[k].total} {k.lower()}" for k in ("Epics", "Features", "Tasks", "Tickets",
+                                                    "Comments") if k in counts))
+
+
+def _print_summary(report: Reporter, result: SampleResult) -> None:
+    report.line("")
+    report.line("📊 Summary:")
+    report.line("   Tenants: 1")
+    for kind in SUMMARY_KINDS:
+        tally = result.counts[kind]
+        note = ""
+        if tally.existing and tally.created:
+            note = f" ({tally.created} created, {tally.existing} already present)"
+        elif tally.existing:
+            note = " (already present)"
+        report.line(f"   {kind}: {tally.total}{note}")
+    report.line("")
+    report.line(f"🔑 Test users (password: {SAMPLE_PASSWORD}):")
+    report.line("   Internal portal:")
+    for email, _, role, client in USERS:
+        if client is None:
+            report.line(f"     {email:<24} {role}")
+    report.line("   Client portal:")
+    for email, _, role, client in USERS:
+        if client is not None:
+            report.line(f"     {email:<24} {role} ({client})")
+    if result.created:
+        report.line("✅ Sample data seeded!")
+    else:
+        report.line("✅ Sample data already present: nothing created.")
+
+
+def refuse_production(conn: psycopg.Connection, settings: Settings) -> None:
+    """Sample users share a published password: never plant them in production by accident."""
+    marker = stored_environment(conn)
+    if "production" in (settings.app_env, marker):
+        raise OpsError(
+            "refusing to seed sample data into a production database (sample users share the "
+            f"published password {SAMPLE_PASSWORD}); nothing was written",
+            hint="Pass --allow-production if you really mean it, or write a custom seed "
+            "(`tasklets-db seed run NAME`).",
+        )
+
+
+def run_seeds(settings: Settings, *, lookups: bool, sample: bool, scale: float = 0,
+              random_seed: int = DEFAULT_RANDOM_SEED, allow_production: bool = False,
+              report: Reporter = SILENT) -> SeedResult:
+    """Run the chosen built-in seeds in one transaction: all of it is committed, or none."""
+    started = time.monotonic()
+    result = SeedResult()
+    with connection(settings) as conn, conn.transaction():
+        prepare_seed_transaction(conn)
+        if sample and not allow_production:
+            refuse_production(conn, settings)
+        if lookups:
+            result.lookups = seed_lookups(conn, report)
+        if lookups and sample:
+            report.line("")
+        if sample:
+            result.sample = seed_sample(conn, report, scale=scale, random_seed=random_seed)
+    result.seconds = round(time.monotonic() - started, 3)
+    return result
+
+
+def prepare_seed_transaction(conn: psycopg.Connection) -> None:
+    """Check the schema exists and queue behind any other seed run (lock ends with the txn)."""
+    require_schema(discover_tables(conn))
+    conn.execute("SELECT pg_advisory_xact_lock(%s)", (SEED_LOCK_KEY,))
+
+
+@dataclass
+class FreshResult:
+    push: PushResult
+    seed: SeedResult
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.push.applied) or self.seed.changed
+
+
+def fresh(settings: Settings, *, allow_production: bool = False,
+          report: Reporter = SILENT) -> FreshResult:
+    """push, then lookups + sample (one transaction): a ready-to-use database, idempotently.
+
+    The push is its own transaction (Alembic's); if seeding fails afterwards the schema stays
+    migrated and no seed row is written.
+    """
+    if not allow_production:  # before push, which rewrites the environment marker
+        with connection(settings) as conn:
+            refuse_production(conn, settings)
+    pushed = push(settings, report)
+    report.line("")
+    seeded = run_seeds(settings, lookups=True, sample=True, allow_production=allow_production,
+                       report=report)
+    result = FreshResult(pushed, seeded)
+    report.line("")
+    if result.changed:
+        report.line("🎉 Fresh database ready: schema at head, lookups and sample data seeded.")
+    else:
+        report.line("✅ Database is already fresh: schema at head, lookups and sample data "
+                    "present. Nothing changed.")
+    return result
+
