@@ -28,9 +28,13 @@ endif
 # Allocate a TTY for containers only when we have one (CI and tests have none).
 TTY := $(shell [ -t 0 ] || echo -T)
 
-# A setting from the command line or environment, else from .env, else the default. make does
-# not include .env itself: values there may hold characters make would expand.
-setting = $(or $($(1)),$(shell sed -n 's/^$(1)=//p' .env 2>/dev/null | tail -n 1),$(2))
+# Settings file for compose and the CLI; created from .env.example when missing.
+ENV_FILE ?= .env
+DC = $(COMPOSE) --env-file $(ENV_FILE)
+
+# A setting from the command line or environment, else from ENV_FILE, else the default. make
+# does not include ENV_FILE itself: values there may hold characters make would expand.
+setting = $(or $($(1)),$(shell sed -n 's/^$(1)=//p' $(ENV_FILE) 2>/dev/null | tail -n 1),$(2))
 
 # The ops/api containers run as the host user, so backup files are yours to read and delete.
 export UID := $(shell id -u)
@@ -55,17 +59,18 @@ OPS_INPUTS := $(shell find ops api migrations seeds -type f -not -path '*/__pyca
 # $(call tasklets,EXTRA RUN FLAGS): the command line that runs `tasklets-db` in this mode.
 ifeq ($(RUN),local)
 CLI_DEPS := $(VENV_STAMP)
-tasklets = url=$$($(VENV_PY) -m ops.localdb url) && DATABASE_URL="$$url" $(TASKLETS_DB)
+tasklets = url=$$($(VENV_PY) -m ops.localdb url $(ENV_FILE)) && \
+	DATABASE_URL="$$url" $(TASKLETS_DB) --env-file $(ENV_FILE)
 else
-CLI_DEPS := docker-ready .env $(OPS_STAMP)
+CLI_DEPS := docker-ready $(ENV_FILE) $(OPS_STAMP)
 SEEDS_MOUNT := $(if $(wildcard seeds),-v "$(CURDIR)/seeds:/app/seeds:ro")
-tasklets = $(COMPOSE) run --rm $(TTY) $(SEEDS_MOUNT) $(1) ops tasklets-db
+tasklets = $(DC) run --rm $(TTY) $(SEEDS_MOUNT) $(1) ops tasklets-db
 endif
 
 # $(call wait_healthy,SERVICE): wait for the service's healthcheck (compose 1.x has no --wait).
 define wait_healthy
 @for _ in $$(seq 1 90); do \
-	state=$$(docker inspect -f '{{.State.Health.Status}}' $$($(COMPOSE) ps -q $(1)) 2>/dev/null); \
+	state=$$(docker inspect -f '{{.State.Health.Status}}' $$($(DC) ps -q $(1)) 2>/dev/null); \
 	[ "$$state" = healthy ] && exit 0; sleep 1; done; \
 	echo "❌ $(1) is not healthy after 90 s ($${state:-not running}). 💡 See: make logs ARGS=$(1)" >&2; \
 	exit 1
@@ -108,9 +113,9 @@ bench: $(VENV_STAMP) ## Run the benchmarks (python -m bench ARGS...)
 
 # --- Docker plumbing ---------------------------------------------------------------------------
 
-.env:
-	@cp .env.example .env
-	@echo "📝 Created .env from .env.example (development defaults; edit .env to change them)"
+$(ENV_FILE):
+	@cp .env.example $@
+	@echo "📝 Created $@ from .env.example (development defaults; edit $@ to change them)" >&2
 
 # Docker targets without an engine: one line pointing at RUN=local, not a daemon error.
 DOCKER_GOALS := $(filter build up down logs dev db-%,$(MAKECMDGOALS))
@@ -123,15 +128,15 @@ endif
 docker-ready:
 	@mkdir -p "$(BACKUP_DIR)"
 
-$(OPS_STAMP): $(OPS_INPUTS) | docker-ready .env
+$(OPS_STAMP): $(OPS_INPUTS) | docker-ready $(ENV_FILE)
 	@echo "🔨 Building the ops image (code changed)..." >&2
-	@$(COMPOSE) build -q ops >&2
+	@$(DC) build -q ops >&2
 	@mkdir -p $(@D) && touch $@
 
 ifeq ($(RUN),local)
 build: $(VENV_STAMP)
 up: $(VENV_STAMP)
-	@url=$$($(VENV_PY) -m ops.localdb url) && echo "✅ Database: $$url"
+	@url=$$($(VENV_PY) -m ops.localdb url $(ENV_FILE)) && echo "✅ Database: $$url"
 down: $(VENV_STAMP)
 	@$(VENV_PY) -m ops.localdb stop
 logs:
@@ -141,28 +146,28 @@ dev: $(VENV_STAMP)
 db-studio:
 	@echo "❌ db-studio runs adminer in Docker. 💡 Use make db-shell RUN=local for psql" >&2; exit 1
 db-shell: $(VENV_STAMP)
-	@$(VENV_PY) -m ops.localdb psql
+	@$(VENV_PY) -m ops.localdb psql $(ENV_FILE)
 else
-build: docker-ready .env ## Build the ops image (RUN=local: set up .venv)
-	$(COMPOSE) build ops
+build: docker-ready $(ENV_FILE) ## Build the ops image (RUN=local: set up .venv)
+	$(DC) build ops
 	@mkdir -p $(dir $(OPS_STAMP)) && touch $(OPS_STAMP)
 up: $(CLI_DEPS) ## Start db and api in the background (RUN=local: the project-local PostgreSQL)
-	$(COMPOSE) up -d db api
+	$(DC) up -d db api
 	$(call wait_healthy,api)
 	@echo "✅ API on http://127.0.0.1:$(API_PORT) (docs at /docs); database published on 127.0.0.1"
-down: docker-ready ## Stop the stack; ARGS=-v also drops its data (RUN=local: stop .localpg)
-	$(COMPOSE) --profile studio down $(ARGS)
-logs: docker-ready ## Follow the services' logs; ARGS=SERVICE for one (RUN=local: .localpg/server.log)
-	$(COMPOSE) logs -f --tail=100 $(ARGS)
+down: docker-ready $(ENV_FILE) ## Stop the stack; ARGS=-v also drops its data (RUN=local: stop .localpg)
+	$(DC) --profile studio down $(ARGS)
+logs: docker-ready $(ENV_FILE) ## Follow the services' logs; ARGS=SERVICE for one (RUN=local: .localpg/server.log)
+	$(DC) logs -f --tail=100 $(ARGS)
 dev: $(CLI_DEPS) ## Run the API in the foreground on 127.0.0.1:API_PORT (RUN=local: tasklets-db serve)
-	$(COMPOSE) up api
-db-studio: docker-ready .env ## Open adminer (the studio profile) on 127.0.0.1:ADMINER_PORT
-	$(COMPOSE) --profile studio up -d adminer
-	@echo "✅ Adminer on http://127.0.0.1:$(ADMINER_PORT) (server: db; user, password, database: see .env)"
-db-shell: docker-ready .env ## psql in the db container (RUN=local: psql against the local database)
-	$(COMPOSE) up -d db
+	$(DC) up api
+db-studio: docker-ready $(ENV_FILE) ## Open adminer (the studio profile) on 127.0.0.1:ADMINER_PORT
+	$(DC) --profile studio up -d adminer
+	@echo "✅ Adminer on http://127.0.0.1:$(ADMINER_PORT) (server: db; user, password, database: see $(ENV_FILE))"
+db-shell: docker-ready $(ENV_FILE) ## psql in the db container (RUN=local: psql against the local database)
+	$(DC) up -d db
 	$(call wait_healthy,db)
-	$(COMPOSE) exec $(TTY) db sh -c 'exec psql -U "$$POSTGRES_USER" -d "$$POSTGRES_DB"'
+	$(DC) exec $(TTY) db sh -c 'exec psql -U "$$POSTGRES_USER" -d "$$POSTGRES_DB"'
 endif
 
 # --- Database lifecycle (tasklets-db) ----------------------------------------------------------
@@ -235,7 +240,7 @@ endif
 db-import-beads-api: $(CLI_DEPS) ## Import BEADS_FILE through the REST API (starts api; import beads --via api)
 	$(need_beads_file)
 ifneq ($(RUN),local)
-	$(COMPOSE) up -d api
+	$(DC) up -d api
 	$(call wait_healthy,api)
 endif
 	@$(call tasklets) import beads --via api --api-url $(API_URL) --file $(call quote,$(BEADS_IN_CONTAINER)) $(ARGS)

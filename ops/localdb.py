@@ -1,11 +1,11 @@
 """The project-local PostgreSQL behind `make ... RUN=local`: a persistent cluster in .localpg/.
 
-    python -m ops.localdb url      # the DATABASE_URL to use (starts the cluster when needed)
-    python -m ops.localdb stop     # stop the project-local cluster (its data is kept)
-    python -m ops.localdb status   # say whether it runs, and where
-    python -m ops.localdb psql     # psql against the DATABASE_URL `url` prints
+    python -m ops.localdb url [ENV_FILE]    # the DATABASE_URL to use (starts the cluster if needed)
+    python -m ops.localdb psql [ENV_FILE]   # psql against that URL
+    python -m ops.localdb stop              # stop the project-local cluster (its data is kept)
+    python -m ops.localdb status            # say whether it runs, and where
 
-A DATABASE_URL from the environment or `.env` always wins: then nothing is started and `url`
+A DATABASE_URL from the environment or ENV_FILE (default `.env`) always wins: then nothing is started and `url`
 prints it unchanged. Otherwise a newcomer with the PostgreSQL server binaries but no Docker
 and no configured database still gets `make db-fresh RUN=local` working. The cluster keeps its
 port in .localpg/port (54329 unless taken when it was created), so the URL stays the same
@@ -138,8 +138,8 @@ def _create_database(cluster: LocalCluster) -> None:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE)))
 
 
-def _url_to_use() -> str:
-    url = configured_url()
+def _url_to_use(env_file: str) -> str:
+    url = configured_url(env_file)
     if url:
         return url
     db = ensure_local_db()
@@ -163,10 +163,11 @@ def _psql(url: str) -> None:
 
 def main(argv: list[str]) -> int:
     command = argv[0] if argv else "url"
+    env_file = argv[1] if len(argv) > 1 else ".env"
     if command == "url":
-        print(_url_to_use())
+        print(_url_to_use(env_file))
     elif command == "psql":
-        _psql(_url_to_use())
+        _psql(_url_to_use(env_file))
     elif command == "stop":
         stopped = stop_local_db()
         print("🛑 Stopped the project-local PostgreSQL" if stopped

@@ -1,0 +1,88 @@
+"""The project-local PostgreSQL behind `make ... RUN=local` (ops/localdb.py)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import tempfile
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from ops.localdb import DEFAULT_PORT, configured_url, ensure_local_db, stop_local_db
+
+
+@pytest.fixture
+def local_dir() -> Iterator[Path]:
+    """A .localpg directory in a fresh temp dir the server's user can traverse (as root)."""
+    base = Path(tempfile.mkdtemp(prefix="tasklets-localdb-"))
+    os.chmod(base, 0o755)
+    try:
+        yield base / ".localpg"
+    finally:
+        stop_local_db(base / ".localpg")
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_ensure_local_db_creates_and_starts_a_reachable_tasklets_database(local_dir):
+    db = ensure_local_db(local_dir)
+
+    assert db.started
+    with psycopg.connect(db.url) as conn:
+        assert conn.execute("SELECT current_database()").fetchone()[0] == "tasklets"
+
+
+def test_ensure_local_db_keeps_its_url_and_data_across_stop_and_start(local_dir):
+    first = ensure_local_db(local_dir)
+    with psycopg.connect(first.url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE kept (x int)")
+        conn.execute("INSERT INTO kept VALUES (42)")
+
+    assert ensure_local_db(local_dir) == replace(first, started=False)
+    assert stop_local_db(local_dir) is True
+    again = ensure_local_db(local_dir)
+
+    assert again.started and again.url == first.url
+    with psycopg.connect(again.url) as conn:
+        assert conn.execute("SELECT x FROM kept").fetchone()[0] == 42
+
+
+def test_ensure_local_db_records_another_port_when_the_default_one_is_taken(local_dir):
+    with socket.socket() as holder:
+        try:
+            holder.bind(("127.0.0.1", DEFAULT_PORT))
+            holder.listen()
+        except OSError:
+            pass  # already taken by something else: the same situation
+        db = ensure_local_db(local_dir)
+
+    assert db.port != DEFAULT_PORT
+    assert (local_dir / "port").read_text().strip() == str(db.port)
+    assert str(db.port) in db.url
+
+
+def test_stop_local_db_reports_false_when_no_cluster_runs(local_dir):
+    assert stop_local_db(local_dir) is False
+
+
+def test_configured_url_prefers_the_environment_then_the_env_file(tmp_path, monkeypatch):
+    env_file = tmp_path / "local.env"
+    env_file.write_text("DATABASE_URL=postgresql://file@db.example/tasklets\n")
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+
+    assert configured_url(env_file) == "postgresql://file@db.example/tasklets"
+    monkeypatch.setenv("DATABASE_URL", "postgresql://env@db.example/tasklets")
+    assert configured_url(env_file) == "postgresql://env@db.example/tasklets"
+
+
+def test_configured_url_is_none_when_database_url_is_empty_everywhere(tmp_path, monkeypatch):
+    env_file = tmp_path / "local.env"
+    env_file.write_text("DATABASE_URL=\nPOSTGRES_HOST=localhost\n")
+    monkeypatch.setenv("DATABASE_URL", "")
+
+    assert configured_url(env_file) is None
+    assert configured_url(tmp_path / "missing.env") is None

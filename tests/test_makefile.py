@@ -1,0 +1,91 @@
+"""The Makefile without Docker: `help`, the one-line no-engine message and RUN=local.
+
+RUN=local runs are pointed at the test database with DATABASE_URL (so the project's own
+.localpg cluster is never started here) and at an empty ENV_FILE (so the developer's .env
+does not leak in).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from ops.config import PROJECT_ROOT
+
+pytestmark = pytest.mark.skipif(not shutil.which("make"), reason="make is not installed")
+
+TARGETS = (
+    "help up down logs build dev test bench lint db-push db-generate db-check db-status "
+    "db-backup db-backups db-verify db-prune db-reset db-restore db-seed-lookups db-seed-sample "
+    "db-seed-demo db-seed db-seed-custom db-import-beads db-import-beads-api db-fresh db-studio "
+    "db-shell"
+).split()
+
+
+def make(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items()
+            if not k.startswith(("POSTGRES_", "DATABASE_", "MAKE", "MFLAGS"))}
+    return subprocess.run(["make", "--no-print-directory", *args], cwd=PROJECT_ROOT,
+                          env={**base, **(env or {})}, capture_output=True, text=True,
+                          timeout=300)
+
+
+@pytest.fixture
+def local_env(db_url: str, tmp_path: Path) -> dict[str, str]:
+    env_file = tmp_path / "empty.env"
+    env_file.write_text("")
+    return {"DATABASE_URL": db_url, "ENV_FILE": str(env_file), "APP_ENV": "test",
+            "BACKUP_DIR": str(tmp_path / "backups")}
+
+
+def test_help_lists_every_target_with_one_line_each():
+    result = make("help")
+
+    assert result.returncode == 0
+    listed = [line.split()[0] for line in result.stdout.splitlines()[1:]]
+    listed = [name.replace("\x1b[36m", "") for name in listed]
+    assert sorted(listed) == sorted(set(listed))  # one line each
+    assert set(TARGETS) <= set(listed)
+
+
+def test_db_targets_without_a_docker_engine_say_so_in_one_line_pointing_at_run_local():
+    result = make("db-status", env={"DOCKER_HOST": "unix:///nonexistent/docker.sock"})
+
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert "No Docker engine answers" in lines[0]
+    assert "make db-status RUN=local" in lines[0]
+
+
+def test_run_local_runs_the_cli_in_the_venv_against_database_url(local_env):
+    result = make("db-status", "RUN=local", "ARGS=--json", env=local_env)
+
+    assert result.returncode == 0, result.stderr
+    status = json.loads(result.stdout)
+    assert status["up_to_date"] is True
+    assert status["environment"] == "test"
+
+
+def test_run_local_db_reset_needs_confirm_yes(local_env, conn):
+    conn.execute("INSERT INTO tenants (name) VALUES ('Acme')")
+
+    refused = make("db-reset", "RUN=local", env=local_env)
+    assert refused.returncode != 0
+    assert conn.execute("SELECT count(*) FROM tenants").fetchone()[0] == 1
+
+    done = make("db-reset", "RUN=local", "CONFIRM=yes", env=local_env)
+    assert done.returncode == 0, done.stderr
+    assert conn.execute("SELECT count(*) FROM tenants").fetchone()[0] == 0
+
+
+def test_db_generate_without_a_message_says_how_to_give_one(local_env):
+    result = make("db-generate", "RUN=local", env=local_env)
+
+    assert result.returncode != 0
+    assert 'needs m=' in result.stderr
