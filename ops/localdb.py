@@ -5,11 +5,11 @@
     python -m ops.localdb stop              # stop the project-local cluster (its data is kept)
     python -m ops.localdb status            # say whether it runs, and where
 
-A DATABASE_URL from the environment or ENV_FILE (default `.env`) always wins: then nothing is started and `url`
-prints it unchanged. Otherwise a newcomer with the PostgreSQL server binaries but no Docker
-and no configured database still gets `make db-fresh RUN=local` working. The cluster keeps its
-port in .localpg/port (54329 unless taken when it was created), so the URL stays the same
-across restarts. Only the URL goes to stdout; messages go to stderr.
+A DATABASE_URL from the environment or ENV_FILE (default `.env`) always wins: then nothing is
+started and `url` prints it unchanged. Otherwise a newcomer with the PostgreSQL server binaries
+but no Docker and no configured database still gets `make db-fresh RUN=local` working. The
+cluster keeps its port in .localpg/port (54329 unless taken when it was created), so the URL
+stays the same across restarts. Only the URL goes to stdout; messages go to stderr.
 """
 
 from __future__ import annotations

@@ -19,12 +19,13 @@ from ops.config import PROJECT_ROOT
 
 pytestmark = pytest.mark.skipif(not shutil.which("make"), reason="make is not installed")
 
-TARGETS = (
-    "help up down logs build dev test bench lint db-push db-generate db-check db-status "
-    "db-backup db-backups db-verify db-prune db-reset db-restore db-seed-lookups db-seed-sample "
-    "db-seed-demo db-seed db-seed-custom db-import-beads db-import-beads-api db-fresh db-studio "
-    "db-shell"
-).split()
+TARGETS = [
+    "help", "up", "down", "logs", "build", "dev", "test", "bench", "lint", "db-push",
+    "db-generate", "db-check", "db-status", "db-backup", "db-backups", "db-verify", "db-prune",
+    "db-reset", "db-restore", "db-seed-lookups", "db-seed-sample", "db-seed-demo", "db-seed",
+    "db-seed-custom", "db-import-beads", "db-import-beads-api", "db-fresh", "db-studio",
+    "db-shell",
+]
 
 
 def make(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
