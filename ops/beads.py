@@ -77,6 +77,17 @@ def parse_timestamp(value: Any) -> datetime | None:
         return None
     if not isinstance(value, str):
         raise ValueError(f"not a timestamp: {value!r}")
+    try:  # fast path: Python 3.11 reads Z, offsets and long fractions (truncating)
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return _parse_rfc3339(value)
+    if parsed.year <= 1:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _parse_rfc3339(value: str) -> datetime | None:
+    """The slow path for what fromisoformat refuses (lower-case z, comma fractions...)."""
     m = _RFC3339.match(value.strip())
     if not m:
         raise ValueError(f"not an RFC 3339 timestamp: {value!r}")
@@ -84,13 +95,16 @@ def parse_timestamp(value: Any) -> datetime | None:
     if int(year) <= 1:  # Go's time.Time{} serialises as 0001-01-01T00:00:00Z: "unset"
         return None
     tz = UTC
-    if offset and offset not in ("Z", "z"):
-        digits = offset[1:].replace(":", "")
-        delta = timedelta(hours=int(digits[:2]), minutes=int(digits[2:4] or 0))
-        tz = timezone(-delta if offset[0] == "-" else delta)
     micro = int((fraction or "0")[:6].ljust(6, "0"))  # nanoseconds are truncated
-    return datetime(int(year), int(month), int(day), int(hour or 0), int(minute or 0),
-                    int(second or 0), micro, tzinfo=tz)
+    try:
+        if offset and offset not in ("Z", "z"):
+            digits = offset[1:].replace(":", "")
+            delta = timedelta(hours=int(digits[:2]), minutes=int(digits[2:4] or 0))
+            tz = timezone(-delta if offset[0] == "-" else delta)
+        return datetime(int(year), int(month), int(day), int(hour or 0), int(minute or 0),
+                        int(second or 0), micro, tzinfo=tz)
+    except ValueError as exc:
+        raise ValueError(f"not an RFC 3339 timestamp: {value!r} ({exc})") from None
 
 
 def parse_file(path: Path, *, skip_invalid: bool = False,

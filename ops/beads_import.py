@@ -151,8 +151,9 @@ def write_via_api(settings: Settings, prepared: PreparedImport, options: ImportO
     (WorkItem.to_dict(), parents first, in chunks) for phase 1 and then phase 2, and return
     the Target plus the merged SyncResult (SyncResult.from_dict of each response).
     """
-    raise OpsError("import via the API is not available yet",
-                   hint="Use --via db (the default) for now.")
+    from ops.beads_api import write_via_api as http_writer  # imports this module
+
+    return http_writer(settings, prepared, options, report)
 
 
 def find_target(conn: psycopg.Connection, product: str, report: Reporter = SILENT) -> Target:
@@ -208,7 +209,8 @@ def _result(options: ImportOptions, prepared: PreparedImport, target: Target,
         counts[kind].merge(c)
     for issue in parsed.ephemeral:
         counts[kind_of(issue)].skipped += 1
-    warnings = list(dict.fromkeys(parsed.warnings + prepared.mapped.warnings + sync.warnings))
+    warnings = list(dict.fromkeys(
+        parsed.warnings + prepared.mapped.warnings + sync.summary_warnings()))
     return BeadsImportResult(
         file=str(options.file), via=options.via, dry_run=options.dry_run,
         product=target.product, product_id=target.product_id, tenant_id=target.tenant_id,

@@ -27,7 +27,6 @@ Policies (README "import beads"):
 from __future__ import annotations
 
 import json
-from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -67,7 +66,26 @@ class SyncResult:
     comments_added: int = 0
     dependencies_added: int = 0
     dependencies_removed: int = 0
+    # Summarised once by summary_warnings(), so chunked calls do not repeat them:
+    dependencies_in_metadata: int = 0  # involve an epic/feature or an item not imported
+    unmatched_people: dict[str, int] = field(default_factory=dict)  # assignee/author -> uses
+    unresolved_parents: list[str] = field(default_factory=list)  # "parent (of child)"
     warnings: list[str] = field(default_factory=list)
+
+    def summary_warnings(self) -> list[str]:
+        """`warnings` plus one line per summarised kind of problem."""
+        lines = list(self.warnings)
+        if self.unresolved_parents:
+            lines.append(f"{len(self.unresolved_parents)} parent(s) not found, items left "
+                         f"without a parent: {', '.join(self.unresolved_parents[:SHOWN])}")
+        if self.dependencies_in_metadata:
+            lines.append(f"{self.dependencies_in_metadata} dependency(ies) involving epics, "
+                         "features or items not imported: kept in metadata only")
+        if self.unmatched_people:
+            top = sorted(self.unmatched_people.items(), key=lambda kv: (-kv[1], kv[0]))
+            lines.append(f"{len(top)} person(s) not matched to users by email or name (kept "
+                         "in metadata): " + ", ".join(f"{name} ({n})" for name, n in top[:SHOWN]))
+        return lines
 
     def merge(self, other: SyncResult) -> SyncResult:
         for kind, counts in other.counts.items():
@@ -76,6 +94,10 @@ class SyncResult:
         self.comments_added += other.comments_added
         self.dependencies_added += other.dependencies_added
         self.dependencies_removed += other.dependencies_removed
+        self.dependencies_in_metadata += other.dependencies_in_metadata
+        for name, n in other.unmatched_people.items():
+            self.unmatched_people[name] = self.unmatched_people.get(name, 0) + n
+        self.unresolved_parents.extend(other.unresolved_parents)
         self.warnings.extend(other.warnings)
         return self
 
@@ -87,6 +109,9 @@ class SyncResult:
             "commentsAdded": self.comments_added,
             "dependenciesAdded": self.dependencies_added,
             "dependenciesRemoved": self.dependencies_removed,
+            "dependenciesInMetadata": self.dependencies_in_metadata,
+            "unmatchedPeople": dict(self.unmatched_people),
+            "unresolvedParents": list(self.unresolved_parents),
             "warnings": list(self.warnings),
         }
 
@@ -98,6 +123,9 @@ class SyncResult:
             comments_added=data.get("commentsAdded", 0),
             dependencies_added=data.get("dependenciesAdded", 0),
             dependencies_removed=data.get("dependenciesRemoved", 0),
+            dependencies_in_metadata=data.get("dependenciesInMetadata", 0),
+            unmatched_people=dict(data.get("unmatchedPeople", {})),
+            unresolved_parents=list(data.get("unresolvedParents", [])),
             warnings=list(data.get("warnings", [])),
         )
 
@@ -127,6 +155,7 @@ KIND_COLUMNS = {
 }
 RETURNED = {"epic": "NULL::bigint, NULL::bigint", "feature": "t.epic_id, NULL::bigint",
             "task": "t.epic_id, t.feature_id"}  # columns of a row aliased `t`
+SHOWN = 8  # names listed in a summarised warning
 # Serialises concurrent imports into one product (a second run waits, then finds no work).
 LOCK_SQL = "SELECT pg_advisory_xact_lock(hashtextextended('tasklets-work-item-sync', %s))"
 
@@ -224,11 +253,9 @@ class _Phase1:
         self._remove_tombstones([i for i in items if i.tombstone])
         self._move_changed_kinds(live)
         self.users = _users(self.conn, self.tenant_id)
-        self.unmatched: Counter[str] = Counter()
         wanted = {i.external_id for i in live} | {
             i.parent_external_id for i in live if i.parent_external_id}
         self.refs = _refs(self.conn, self.product_id, self.source, wanted)
-        self.missing_parents: list[str] = []
         with self.report.progress("🔄 Syncing work items", total=len(live)) as advance:
             for level in _levels(live):
                 for kind in KINDS:
@@ -238,14 +265,6 @@ class _Phase1:
                         advance(len(batch))
         self._sync_tags(live)
         self._add_comments(live)
-        if self.missing_parents:
-            self.result.warnings.append(
-                f"{len(self.missing_parents)} parent(s) not found, items left top-level: "
-                + ", ".join(self.missing_parents[:8]))
-        if self.unmatched:
-            self.result.warnings.append(
-                "people not matched to users (kept in metadata): "
-                + ", ".join(f"{name} ({n})" for name, n in self.unmatched.most_common(8)))
 
     def _remove_tombstones(self, tombstones: list[WorkItem]) -> None:
         if not tombstones:
@@ -309,7 +328,8 @@ class _Phase1:
             return None
         ref = self.refs.get(item.parent_external_id)
         if ref is None or (item.kind == "feature" and ref.kind != "epic"):
-            self.missing_parents.append(f"{item.parent_external_id} (of {item.external_id})")
+            self.result.unresolved_parents.append(
+                f"{item.parent_external_id} (of {item.external_id})")
             return None
         return ref
 
@@ -318,7 +338,8 @@ class _Phase1:
             return None
         found = self.users.get(person.strip().lower())
         if found is None:
-            self.unmatched[person] += 1
+            unmatched = self.result.unmatched_people
+            unmatched[person] = unmatched.get(person, 0) + 1
         return found
 
     def _upsert(self, kind: str, batch: list[WorkItem]) -> None:
@@ -502,9 +523,7 @@ def _sync_dependencies(conn: psycopg.Connection, tenant_id: int, product_id: int
                 kept_in_metadata += 1
                 continue
             edges.setdefault((refs[item.external_id].id, target.id, dep.type), dep)
-    if kept_in_metadata:
-        result.warnings.append(f"{kept_in_metadata} dependency(ies) involving epics, features "
-                               "or items not imported: kept in metadata only")
+    result.dependencies_in_metadata += kept_in_metadata
     task_ids = [refs[i.external_id].id for i in tasks if i.external_id in refs]
     if not task_ids:
         return
