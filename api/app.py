@@ -6,7 +6,7 @@ from fastapi import APIRouter, FastAPI
 
 from api.config import ApiSettings
 from api.errors import install_error_handlers
-from api.routes import auth, health, products, tags, work_items
+from api.routes import auth, health, products, sync, tags, work_items
 
 
 def create_app(settings: ApiSettings) -> FastAPI:
@@ -22,7 +22,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.state.settings = settings
     install_error_handlers(app)
     api = APIRouter(prefix="/api")
-    for module in (health, auth, products, tags, work_items):
+    for module in (health, auth, products, tags, work_items, sync):
         api.include_router(module.router)
     app.include_router(api)
     return app

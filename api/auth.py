@@ -23,6 +23,7 @@ from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.db import DbConn
+from api.queries import rows_as_dicts
 
 TOKEN_PREFIX = "v1"
 WRITER_ROLES = ("admin", "developer")
@@ -138,7 +139,7 @@ def current_user(request: Request, conn: DbConn,
 
 
 def load_active_user(conn: psycopg.Connection, user_id: int, tenant_id: int) -> CurrentUser | None:
-    row = conn.execute(
+    row = rows_as_dicts(conn).execute(
         "SELECT id, tenant_id, email, role::text AS role, user_type::text AS user_type "
         "FROM users WHERE id = %s AND tenant_id = %s AND is_active",
         (user_id, tenant_id)).fetchone()
@@ -162,7 +163,7 @@ def authenticate(conn: psycopg.Connection, email: str, password: str) -> Current
     Emails are unique per tenant, not globally: with the same email in several tenants the
     password picks the account (lowest id first).
     """
-    rows = conn.execute(
+    rows = rows_as_dicts(conn).execute(
         "SELECT id, tenant_id, email, role::text AS role, user_type::text AS user_type, "
         "password_hash FROM users WHERE lower(email) = lower(%s) AND is_active ORDER BY id",
         (email,)).fetchall()

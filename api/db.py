@@ -10,14 +10,20 @@ from typing import Annotated
 
 import psycopg
 from fastapi import Depends, Request
-from psycopg.rows import dict_row
 
 from ops.db import connect
+from ops.errors import OpsError
+
+
+class DatabaseUnavailable(Exception):
+    """The database could not be reached: 503, detail in the server log only."""
 
 
 def get_conn(request: Request) -> Iterator[psycopg.Connection]:
-    conn = connect(request.app.state.settings.ops)  # OpsError -> 503 by the error handlers
-    conn.row_factory = dict_row
+    try:
+        conn = connect(request.app.state.settings.ops)
+    except OpsError as exc:
+        raise DatabaseUnavailable(exc.message) from None
     try:
         yield conn
         conn.commit()

@@ -1,8 +1,8 @@
 """Error responses: always `{"detail": ...}` JSON, never a stack trace or SQL.
 
 Validation failures list the offending fields; database errors are mapped to what the
-client can act on (409 conflict, 422 invalid value, 503 database down) and anything else
-becomes a generic 500 whose details go to the server log only.
+client can act on (409 conflict, 422 invalid value or refused item, 503 database down) and
+anything else becomes a generic 500 whose details go to the server log only.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.db import DatabaseUnavailable
 from ops.errors import OpsError
 
 log = logging.getLogger("api")
@@ -57,9 +58,14 @@ async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     return response
 
 
-async def _ops_error(request: Request, exc: OpsError) -> JSONResponse:
-    log.error("service unavailable: %s", exc.message)
+async def _unavailable(request: Request, exc: DatabaseUnavailable) -> JSONResponse:
+    log.error("database unavailable: %s", exc)
     return _json(503, "database unavailable")
+
+
+async def _ops_error(request: Request, exc: OpsError) -> JSONResponse:
+    """A refusal from shared ops code (e.g. an invalid work item): its one line, no internals."""
+    return _json(422, exc.message, **({"hint": exc.hint} if exc.hint else {}))
 
 
 async def _database(request: Request, exc: psycopg.Error) -> JSONResponse:
@@ -82,6 +88,7 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(StarletteHTTPException, _http)
+    app.add_exception_handler(DatabaseUnavailable, _unavailable)
     app.add_exception_handler(OpsError, _ops_error)
     app.add_exception_handler(psycopg.Error, _database)
     app.add_exception_handler(Exception, _unexpected)

@@ -7,6 +7,7 @@ which PostgreSQL text cannot store.
 from __future__ import annotations
 
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
@@ -234,3 +235,73 @@ class TaskFilters(FeatureFilters):
 
 
 PAGING = frozenset({"include_deleted", "limit", "offset"})
+
+
+# --- bulk sync (the beads import's wire format: ops.work_items.WorkItem.to_dict) ----------
+# No length limits beyond the schema's: the API must accept whatever the direct import does.
+
+class WorkCommentIn(InputModel):
+    text: Text
+    author: Text | None = None
+    created_at: datetime | None = None
+    external_id: Annotated[str, AfterValidator(_no_nul)] | int | None = None
+
+
+class WorkDependencyIn(InputModel):
+    depends_on: Text
+    type: Text = "blocks"
+    created_at: datetime | None = None
+
+
+class WorkItemIn(InputModel):
+    kind: Literal["epic", "feature", "task"]
+    external_source: Annotated[str, Field(min_length=1), AfterValidator(_no_nul)] = "beads"
+    external_id: Annotated[str, Field(min_length=1), AfterValidator(_no_nul)]
+    title: Annotated[str, Field(min_length=1), AfterValidator(_no_nul)]
+    description: Text | None = None
+    status: Status = "backlog"
+    priority: Priority = "medium"
+    task_type: Text | None = None
+    parent_external_id: Text | None = None
+    labels: list[Text] = Field(default_factory=list)
+    comments: list[WorkCommentIn] = Field(default_factory=list)
+    dependencies: list[WorkDependencyIn] = Field(default_factory=list)
+    assignee: Text | None = None
+    created_by: Text | None = None
+    estimate_hours: Annotated[Decimal, Field(ge=0, lt=10**8, allow_inf_nan=False)] | None = None
+    due_date: date | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    closed_at: datetime | None = None
+    deleted_at: datetime | None = None
+    tombstone: bool = False
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+MAX_SYNC_ITEMS = 20_000
+
+
+class SyncRequest(InputModel):
+    """One request of a sync: `items` runs phase 1 (items, tags, comments), `dependencies`
+    phase 2, `all` both in one transaction (what a dry run over the API uses)."""
+
+    phase: Literal["items", "dependencies", "all"] = "items"
+    dry_run: bool = False
+    items: list[WorkItemIn] = Field(max_length=MAX_SYNC_ITEMS)
+
+
+class KindCountsOut(BaseModel):
+    created: int
+    updated: int
+    unchanged: int
+    skipped: int
+    removed: int
+
+
+class SyncResultOut(CamelModel):
+    counts: dict[str, KindCountsOut]
+    tags_created: int
+    comments_added: int
+    dependencies_added: int
+    dependencies_removed: int
+    warnings: list[str]

@@ -9,9 +9,15 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 JSON_COLUMNS = frozenset({"metadata", "settings"})
+
+
+def rows_as_dicts(conn: psycopg.Connection) -> psycopg.Cursor[dict[str, Any]]:
+    """A cursor returning dicts; the connection itself keeps tuple rows for shared ops code."""
+    return conn.cursor(row_factory=dict_row)
 
 
 def _value(column: str, value: Any) -> Any:
@@ -42,7 +48,7 @@ def select_rows(conn: psycopg.Connection, table: str, tenant_id: int,
         where = sql.SQL("{} AND {}").format(where, sql.SQL(extra))
     query = sql.SQL("SELECT * FROM {} WHERE {} ORDER BY id LIMIT %s OFFSET %s").format(
         sql.Identifier(table), where)
-    return conn.execute(query, [*params, limit, offset]).fetchall()
+    return rows_as_dicts(conn).execute(query, [*params, limit, offset]).fetchall()
 
 
 def select_one(conn: psycopg.Connection, table: str, tenant_id: int,
@@ -56,7 +62,7 @@ def insert_row(conn: psycopg.Connection, table: str, values: dict[str, Any]) -> 
     query = sql.SQL("INSERT INTO {} ({}) VALUES ({}) RETURNING *").format(
         sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns)),
         sql.SQL(", ").join(sql.Placeholder() * len(columns)))
-    return conn.execute(query, [_value(c, values[c]) for c in columns]).fetchone()
+    return rows_as_dicts(conn).execute(query, [_value(c, values[c]) for c in columns]).fetchone()
 
 
 def update_row(conn: psycopg.Connection, table: str, tenant_id: int, row_id: int,
@@ -69,4 +75,4 @@ def update_row(conn: psycopg.Connection, table: str, tenant_id: int, row_id: int
     query = sql.SQL("UPDATE {} SET {} WHERE id = %s AND tenant_id = %s RETURNING *").format(
         sql.Identifier(table), sql.SQL(", ").join(assignments))
     params = [_value(c, v) for c, v in values.items()]
-    return conn.execute(query, [*params, row_id, tenant_id]).fetchone()
+    return rows_as_dicts(conn).execute(query, [*params, row_id, tenant_id]).fetchone()

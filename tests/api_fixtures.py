@@ -114,21 +114,40 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+class LiveServer:
+    """The app served by uvicorn on a real local port, in a thread; stop() and start() again
+    on the same port (to cut the API off in the middle of an import)."""
+
+    def __init__(self, settings: ApiSettings) -> None:
+        self.settings = settings
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server: uvicorn.Server | None = None
+        self.thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self.server = uvicorn.Server(uvicorn.Config(create_app(self.settings), host="127.0.0.1",
+                                                    port=self.port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.should_exit = True
+            self.thread.join(timeout=30)
+            self.server = None
+
+
 @pytest.fixture
-def live_api(api_settings: ApiSettings) -> Iterator[str]:
-    """The app served by uvicorn on a real local port (in a thread); yields its base URL."""
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(api_settings), host="127.0.0.1",
-                                           port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.05)
+def live_server(api_settings: ApiSettings) -> Iterator[LiveServer]:
+    server = LiveServer(api_settings)
+    server.start()
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield server
     finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+        server.stop()

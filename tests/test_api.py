@@ -383,3 +383,71 @@ def test_serve_refuses_to_start_in_production_without_a_real_secret_key(
         timeout=120)
     assert result.returncode == 1
     assert message in result.stderr and "Traceback" not in result.stderr
+
+
+# --- bulk sync endpoint ---------------------------------------------------------------------
+
+def _sync(client: TestClient, headers: dict, product_id: int, items: list[dict], **body):
+    return client.post(f"/api/products/{product_id}/work-items/sync", headers=headers,
+                       json={"items": items, **body})
+
+
+def test_sync_creates_items_in_own_tenant_and_is_idempotent(api_client: TestClient,
+                                                            world: World):
+    headers = auth(api_client, "dev@a.test")
+    items = [{"kind": "epic", "externalId": "bd-1", "title": "E", "labels": ["x"]},
+             {"kind": "task", "externalId": "bd-2", "title": "T", "parentExternalId": "bd-1"}]
+    first = _sync(api_client, headers, world.product_a, items)
+    assert first.status_code == 200, first.text
+    assert first.json()["counts"]["epic"]["created"] == 1
+    again = _sync(api_client, headers, world.product_a, items).json()
+    assert again["counts"]["task"] == {"created": 0, "updated": 0, "unchanged": 1,
+                                       "skipped": 0, "removed": 0}
+    task = api_client.get("/api/tasks", headers=headers, params={"externalId": "bd-2"}).json()
+    epic = api_client.get("/api/epics", headers=headers, params={"externalId": "bd-1"}).json()
+    assert task[0]["epicId"] == epic[0]["id"] and epic[0]["labels"] == ["x"]
+
+
+def test_sync_into_another_tenants_product_is_404(api_client: TestClient, world: World, conn):
+    headers = auth(api_client, "admin@a.test")
+    response = _sync(api_client, headers, world.product_b,
+                     [{"kind": "epic", "externalId": "bd-1", "title": "E"}])
+    assert response.status_code == 404
+    assert conn.execute("SELECT count(*) FROM epics").fetchone()[0] == 0
+
+
+def test_sync_is_403_for_users_who_may_not_write(api_client: TestClient, world: World):
+    headers = auth(api_client, "support@a.test")
+    response = _sync(api_client, headers, world.product_a,
+                     [{"kind": "epic", "externalId": "bd-1", "title": "E"}])
+    assert response.status_code == 403
+
+
+def test_sync_payload_errors_name_the_item_fields(api_client: TestClient, world: World):
+    headers = auth(api_client, "admin@a.test")
+    response = _sync(api_client, headers, world.product_a, [
+        {"kind": "epic", "externalId": "bd-1", "title": "ok"},
+        {"kind": "story", "externalId": "bd-2", "title": "x", "status": "open"}])
+    assert response.status_code == 422
+    assert {e["field"] for e in response.json()["errors"]} == {"items.1.kind", "items.1.status"}
+
+
+def test_sync_refusal_from_the_writer_is_422_and_writes_nothing(api_client: TestClient,
+                                                                world: World, conn):
+    headers = auth(api_client, "admin@a.test")
+    response = _sync(api_client, headers, world.product_a, [
+        {"kind": "epic", "externalId": "bd-0", "title": "fine"},
+        {"kind": "task", "externalId": "bd-1", "title": "a", "parentExternalId": "bd-2"},
+        {"kind": "task", "externalId": "bd-2", "title": "b", "parentExternalId": "bd-1"}])
+    assert response.status_code == 422
+    assert "cycle" in response.json()["detail"]
+    assert conn.execute("SELECT count(*) FROM epics").fetchone()[0] == 0
+
+
+def test_sync_dry_run_counts_and_rolls_back(api_client: TestClient, world: World, conn):
+    headers = auth(api_client, "admin@a.test")
+    response = _sync(api_client, headers, world.product_a,
+                     [{"kind": "epic", "externalId": "bd-1", "title": "E"}],
+                     phase="all", dryRun=True)
+    assert response.json()["counts"]["epic"]["created"] == 1
+    assert conn.execute("SELECT count(*) FROM epics").fetchone()[0] == 0

@@ -1,0 +1,45 @@
+"""POST /api/products/{id}/work-items/sync: the bulk upsert behind `import beads --via api`.
+
+The handler runs the SAME writer as the direct import (`ops.beads_sync`) inside the
+request's transaction; parsing and mapping stay in the client. Each request commits on its
+own, and the writer is idempotent, so a client that failed midway just sends everything
+again.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Path
+
+from api.auth import Writer
+from api.db import DbConn
+from api.models import MAX_ID, ErrorOut, SyncRequest, SyncResultOut
+from api.queries import select_one
+from ops.beads_sync import SyncResult, sync_dependencies, sync_work_items
+from ops.work_items import WorkItem
+
+router = APIRouter(tags=["sync"])
+
+
+@router.post("/products/{product_id}/work-items/sync", response_model=SyncResultOut,
+             responses={404: {"model": ErrorOut, "description": "No such product"},
+                        422: {"model": ErrorOut, "description": "Invalid items"}})
+def sync_items(body: SyncRequest, user: Writer, conn: DbConn,
+               product_id: Annotated[int, Path(ge=1, le=MAX_ID)]) -> dict:
+    """Upsert WorkItems (parents first, keyed by externalSource + externalId).
+
+    Send every chunk with `phase: items`, then every chunk again with
+    `phase: dependencies`. `dryRun` rolls this request back after counting.
+    """
+    if select_one(conn, "products", user.tenant_id, product_id) is None:
+        raise HTTPException(404, detail="product not found")
+    items = [WorkItem.from_dict(item.model_dump(mode="json")) for item in body.items]
+    key = {"tenant_id": user.tenant_id, "product_id": product_id, "items": items}
+    result = SyncResult()
+    with conn.transaction(force_rollback=body.dry_run):
+        if body.phase in ("items", "all"):
+            result.merge(sync_work_items(conn, **key))
+        if body.phase in ("dependencies", "all"):
+            result.merge(sync_dependencies(conn, **key))
+    return result.to_dict()
