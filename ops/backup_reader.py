@@ -18,6 +18,7 @@ import hashlib
 import json
 import zlib
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -177,7 +178,7 @@ class BackupReader:
         """Each table in file order; the caller consumes (or drains) one before the next."""
         inner = self._line_sections() if self.layout == LINES else self._stream_sections()
         seen: set[str] = set()
-        try:
+        with self._reading():
             for section in inner:
                 if section.name in seen:
                     raise self.error(f"table {section.name!r} appears twice")
@@ -187,11 +188,17 @@ class BackupReader:
                 section.drain()
                 self.counts[section.name] = section.count
                 self._where = f"after table {section.name!r}"
+
+    @contextmanager
+    def _reading(self) -> Iterator[None]:
+        """Turn decompression and parser failures into one line saying where they happened."""
+        try:
+            yield
         except _READ_ERRORS as exc:
             raise self.error(f"the file is truncated or corrupt {self._where} ({exc})") from None
         except ijson.JSONError as exc:
-            raise self.error(f"not valid JSON or truncated {self._where} "
-                             f"({str(exc).strip() or 'incomplete JSON'})") from None
+            detail = (str(exc).strip().splitlines() or ["incomplete JSON"])[0]
+            raise self.error(f"not valid JSON or truncated {self._where} ({detail})") from None
 
     def verify_meta(self) -> bool:
         """Check row counts (and sha256, line layout) against meta; True when meta had any."""
@@ -247,33 +254,37 @@ class BackupReader:
         digest = hashlib.sha256()
         decode_rows = self.decode_rows
         count = 0
-        for raw in fh:
-            self._lineno += 1
-            content = raw.strip()
-            if content in _TABLE_CLOSERS:
-                break
-            if not content:
-                continue
-            if content.endswith(b","):
-                content = content[:-1]
-            digest.update(content)
-            digest.update(b"\n")
-            count += 1
-            section.count = count
-            if not decode_rows:
-                continue
-            try:
-                text = content.decode()
-                value, end = decode(text)
-                if end != len(text):
-                    raise ValueError("extra content after the row")
-            except ValueError as exc:
-                raise self.error(f"table {section.name!r} row {count} (line {self._lineno}) "
-                                 f"is not valid JSON: {exc}") from None
-            yield count, self._lineno, value
-        else:
-            raise self.error(f"the file is truncated in table {section.name!r} after row "
-                             f"{count} (line {self._lineno})")
+        with self._reading():
+            for raw in fh:
+                self._lineno += 1
+                if not raw.endswith(b"\n"):  # only the last line of a file cut short lacks one
+                    raise self.error(f"the file is truncated in table {section.name!r} after row "
+                                     f"{count} (line {self._lineno})")
+                content = raw.strip()
+                if content in _TABLE_CLOSERS:
+                    break
+                if not content:
+                    continue
+                if content.endswith(b","):
+                    content = content[:-1]
+                digest.update(content)
+                digest.update(b"\n")
+                count += 1
+                section.count = count
+                if not decode_rows:
+                    continue
+                try:
+                    text = content.decode()
+                    value, end = decode(text)
+                    if end != len(text):
+                        raise ValueError("extra content after the row")
+                except ValueError as exc:
+                    raise self.error(f"table {section.name!r} row {count} (line {self._lineno}) "
+                                     f"is not valid JSON: {exc}") from None
+                yield count, self._lineno, value
+            else:
+                raise self.error(f"the file is truncated in table {section.name!r} after row "
+                                 f"{count} (line {self._lineno})")
         self.sha256[section.name] = digest.hexdigest()
 
     def _take_tail(self, tail: bytes) -> None:
@@ -336,14 +347,15 @@ class BackupReader:
 
     def _stream_rows(self, events: Iterator, section: Section) -> Iterator[Row]:
         count = 0
-        for event, value in events:
-            if event == "end_array":
-                return
-            row = _build(events, event, value) if self.decode_rows else _skip(events, event)
-            count += 1
-            section.count = count
-            yield count, None, row
-        raise self.error(f"the file is truncated in table {section.name!r} after row {count}")
+        with self._reading():
+            for event, value in events:
+                if event == "end_array":
+                    return
+                row = _build(events, event, value) if self.decode_rows else _skip(events, event)
+                count += 1
+                section.count = count
+                yield count, None, row
+            raise self.error(f"the file is truncated in table {section.name!r} after row {count}")
 
 
 _DECODER = json.JSONDecoder(parse_float=Decimal)
