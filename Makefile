@@ -142,7 +142,7 @@ down: $(VENV_STAMP)
 logs:
 	tail -n 100 -f .localpg/server.log
 dev: $(VENV_STAMP)
-	@$(call tasklets) serve $(ARGS)
+	@$(call tasklets) serve --port $(API_PORT) $(ARGS)
 db-studio:
 	@echo "❌ db-studio runs adminer in Docker. 💡 Use make db-shell RUN=local for psql" >&2; exit 1
 db-shell: $(VENV_STAMP)
