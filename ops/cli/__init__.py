@@ -9,6 +9,7 @@ import psycopg
 from rich.console import Console
 
 from ops.cli import api_cmds  # noqa: F401
+from ops.cli import backup_cmds  # noqa: F401
 from ops.cli import beads_cmds  # noqa: F401
 from ops.cli import restore_cmds  # noqa: F401
 from ops.cli import schema_cmds  # noqa: F401  (registers commands)

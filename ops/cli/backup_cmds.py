@@ -1,0 +1,120 @@
+"""Backup commands: backup, backups, verify, prune."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ops.backup import backup as backup_database
+from ops.backup_files import list_backups
+from ops.backup_reader import resolve_backup
+from ops.cli.app import JsonOption, app, reporter, settings
+from ops.errors import OpsError
+from ops.output import human_size, print_json
+from ops.prune import parse_age
+from ops.prune import prune as prune_backups
+from ops.verify import describe_backups, verify_backup
+
+
+def _names(value: str | None) -> list[str] | None:
+    """`a,b , c` -> ["a", "b", "c"]; None when not given."""
+    if value is None:
+        return None
+    return [name.strip() for name in value.split(",") if name.strip()]
+
+
+@app.command()
+def backup(
+    compress: Annotated[bool, typer.Option(
+        "--compress", envvar="BACKUP_COMPRESS", help="Write .json.gz (gzip level 1).")] = False,
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="File (or directory) to write instead of BACKUP_DIR/backup-<ts>"
+        ".json; a name ending in .gz is compressed.")] = None,
+    tables: Annotated[str | None, typer.Option(
+        "--tables", help="Only these tables (comma-separated); recorded in meta.")] = None,
+    exclude_tables: Annotated[str | None, typer.Option(
+        "--exclude-tables", help="Every table but these (comma-separated).")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Write a consistent JSON backup of every table (one snapshot, streamed, sha256 per table)."""
+    result = backup_database(settings(), output=output, compress=compress,
+                             tables=_names(tables), exclude=_names(exclude_tables),
+                             report=reporter(as_json))
+    if as_json:
+        print_json(result)
+
+
+@app.command()
+def backups(
+    verify: Annotated[bool, typer.Option(
+        "--verify", help="Fully verify each file (streams every file; slower).")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """List backups in BACKUP_DIR, newest first, with size, rows and completeness."""
+    cfg = settings()
+    listed = describe_backups(cfg.backup_dir, full_verify=verify)
+    if as_json:
+        print_json(listed)
+        return
+    out = reporter()
+    if not listed:
+        out.line(f"📂 No backups in {cfg.backup_dir} yet — create one with `tasklets-db backup`.")
+        return
+    out.line(f"📂 {len(listed)} backup(s) in {cfg.backup_dir}, newest first:")
+    width = max(len(b.name) for b in listed)
+    for b in listed:
+        rows = f"{b.rows} rows" if b.rows is not None else "? rows"
+        mark = "✅" if b.status.startswith(("verified", "complete")) else "❌"
+        out.line(f"{mark} {b.name:<{width}}  {human_size(b.size_bytes):>10}  {rows:>14}  "
+                 f"{b.status}{' — ' + b.problem if b.problem else ''}")
+
+
+@app.command()
+def verify(
+    file: Annotated[str, typer.Argument(
+        help="`latest` (newest backup in BACKUP_DIR), a file name in BACKUP_DIR, or a path.")]
+    = "latest",
+    as_json: JsonOption = False,
+) -> None:
+    """Stream a backup and check its structure, row counts and sha256 against its meta."""
+    cfg = settings()
+    if file == "latest":
+        found = list_backups(cfg.backup_dir, include_safety=False)
+        if not found:
+            raise OpsError(f"no backups in {cfg.backup_dir} to verify",
+                           hint="Create one with `tasklets-db backup`, or name a file.")
+        path = found[0].path
+    else:
+        path = resolve_backup(cfg.backup_dir, file)
+    out = reporter(as_json)
+    out.line(f"🔍 Verifying {path}...")
+    result = verify_backup(path)
+    if as_json:
+        print_json(result)
+    if not result.ok:
+        raise OpsError(f"{path.name} is NOT a good backup: {result.problem}",
+                       hint="Use another backup (`tasklets-db backups --verify` lists them).")
+    for name, rows in result.tables.items():
+        out.line(f"✅ {name}: {rows} rows")
+    out.line(f"✅ Backup verified: {result.checked}")
+    out.line(f"📊 Tables: {len(result.tables)}, rows: {result.total_rows}")
+
+
+@app.command()
+def prune(
+    keep: Annotated[int | None, typer.Option(
+        "--keep", help="Keep the N newest backups (and the N newest safety backups).")] = None,
+    older_than: Annotated[str | None, typer.Option(
+        "--older-than", help="Only delete backups older than this: 14d, 12h, 2w.")] = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Really delete (default: only show).")]
+    = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Delete old backups (never the newest good one); shows the plan unless --yes."""
+    age = parse_age(older_than) if older_than is not None else None
+    result = prune_backups(settings().backup_dir, keep=keep, older_than=age, yes=yes,
+                           report=reporter(as_json))
+    if as_json:
+        print_json(result)
