@@ -52,10 +52,14 @@ def _string(text: str) -> str:
 
 
 def _json_elements(value: Any) -> Any:
-    """A json[]/jsonb[] array: each element to JSON text, nested lists kept as dimensions."""
-    if isinstance(value, list):
-        return [_json_elements(v) for v in value]
-    return None if value is None else json_text(value)
+    """A json[]/jsonb[] array: each element to JSON text.
+
+    One-dimensional: a nested list is a JSON array element (row_to_json cannot tell it from
+    a second dimension, and multi-dimensional jsonb arrays are vanishingly rare).
+    """
+    if not isinstance(value, list):
+        return value  # not an array: COPY reports it against the row
+    return [None if v is None else json_text(v) for v in value]
 
 
 @dataclass
