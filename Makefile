@@ -191,21 +191,23 @@ db-backup: $(CLI_DEPS) ## Write a backup to backups/ (backup; ARGS="--compress")
 db-backups: $(CLI_DEPS) ## List the backups (backups)
 	@$(call tasklets) backups $(ARGS)
 
-db-verify: $(CLI_DEPS) ## Check a backup's checksums and structure (verify; ARGS=FILE)
-	@$(call tasklets) verify $(ARGS)
+db-verify: $(CLI_DEPS) ## Check BACKUP=file (default: the latest) against its checksums (verify)
+	@$(call tasklets,$(BACKUP_MOUNT)) verify $(BACKUP_ARG) $(ARGS)
 
-db-prune: $(CLI_DEPS) ## Delete old backups by the retention policy (prune)
+db-prune: $(CLI_DEPS) ## Delete old backups: ARGS="--keep 5 --yes" (prune; shows the plan without --yes)
 	@$(call tasklets) prune $(ARGS)
 
 db-reset: $(CLI_DEPS) ## Empty every table; CONFIRM=yes passes --confirm (reset)
 	@$(call tasklets) reset $(if $(filter yes,$(CONFIRM)),--confirm) $(ARGS)
 
-# A BACKUP that exists on the host is mounted into the container read-only; any other value
-# (a file name in the backups directory, or latest) is passed on unchanged.
-RESTORE_FILE = $(if $(and $(filter docker,$(RUN)),$(wildcard $(BACKUP))),/restore/$(notdir $(BACKUP)),$(or $(BACKUP),latest))
-RESTORE_MOUNT = $(if $(and $(filter docker,$(RUN)),$(wildcard $(BACKUP))),-v "$(abspath $(BACKUP)):/restore/$(notdir $(BACKUP)):ro")
+# BACKUP=file for db-restore and db-verify: a file on the host is mounted into the container
+# read-only; anything else (a name in the backups directory, latest) is passed on unchanged.
+HOST_BACKUP = $(if $(filter docker,$(RUN)),$(wildcard $(BACKUP)))
+BACKUP_ARG = $(call quote,$(if $(HOST_BACKUP),/restore/$(notdir $(BACKUP)),$(or $(BACKUP),latest)))
+BACKUP_MOUNT = $(if $(HOST_BACKUP),-v "$(abspath $(BACKUP)):/restore/$(notdir $(BACKUP)):ro")
+
 db-restore: $(CLI_DEPS) ## Restore BACKUP=file (default: the latest backup) (restore)
-	@$(call tasklets,$(RESTORE_MOUNT)) restore $(call quote,$(RESTORE_FILE)) $(ARGS)
+	@$(call tasklets,$(BACKUP_MOUNT)) restore $(BACKUP_ARG) $(ARGS)
 
 db-seed-lookups: $(CLI_DEPS) ## Seed the lookup data: tenants, clients, products (seed lookups)
 	@$(call tasklets) seed lookups $(ARGS)
