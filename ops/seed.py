@@ -15,8 +15,8 @@ import psycopg
 
 from ops.config import Settings
 from ops.db import connection
-from ops.errors import OpsError
-from ops.migrate import PushResult, push, stored_environment
+from ops.guard import refuse_production
+from ops.migrate import PushResult, push
 from ops.output import SILENT, Reporter
 from ops.seed_helpers import (
     SAMPLE_PASSWORD,
@@ -373,16 +373,11 @@ def _print_summary(report: Reporter, result: SampleResult) -> None:
         report.line("✅ Sample data already present: nothing created.")
 
 
-def refuse_production(conn: psycopg.Connection, settings: Settings) -> None:
+def refuse_sample_in_production(conn: psycopg.Connection, settings: Settings,
+                                allow_production: bool) -> None:
     """Sample users share a published password: never plant them in production by accident."""
-    marker = stored_environment(conn)
-    if "production" in (settings.app_env, marker):
-        raise OpsError(
-            "refusing to seed sample data into a production database (sample users share the "
-            f"published password {SAMPLE_PASSWORD}); nothing was written",
-            hint="Pass --allow-production if you really mean it, or write a custom seed "
-            "(`tasklets-db seed run NAME`).",
-        )
+    refuse_production(conn, settings, action="seed sample data (users with a published "
+                      "password) into", allow_production=allow_production)
 
 
 def run_seeds(settings: Settings, *, lookups: bool, sample: bool, scale: float = 0,
@@ -393,8 +388,8 @@ def run_seeds(settings: Settings, *, lookups: bool, sample: bool, scale: float =
     result = SeedResult()
     with connection(settings) as conn, conn.transaction():
         prepare_seed_transaction(conn)
-        if sample and not allow_production:
-            refuse_production(conn, settings)
+        if sample:
+            refuse_sample_in_production(conn, settings, allow_production)
         if lookups:
             result.lookups = seed_lookups(conn, report)
         if lookups and sample:
@@ -428,9 +423,8 @@ def fresh(settings: Settings, *, allow_production: bool = False,
     The push is its own transaction (Alembic's); if seeding fails afterwards the schema stays
     migrated and no seed row is written.
     """
-    if not allow_production:  # before push, which rewrites the environment marker
-        with connection(settings) as conn:
-            refuse_production(conn, settings)
+    with connection(settings) as conn:  # before push, which rewrites the environment marker
+        refuse_sample_in_production(conn, settings, allow_production)
     pushed = push(settings, report)
     report.line("")
     seeded = run_seeds(settings, lookups=True, sample=True, allow_production=allow_production,

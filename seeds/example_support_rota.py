@@ -1,4 +1,4 @@
-"""Support rota: a "Support rota" team of the support and developer staff, plus rota tags.
+"""Support rota: a "Support rota" team (Sarah leads, John backs up) and two rota tags.
 
 The example custom seed (`tasklets-db seed run example_support_rota`). Copy it to
 seeds/<your_name>.py and change the data. It is idempotent: every row is found by its natural
@@ -10,8 +10,8 @@ from ops.seed_helpers import Tally, announce, get_or_create, require_systech_ten
 
 TEAM = "Support rota"
 TEAM_DESCRIPTION = "Who answers client tickets this week; rotates every Monday"
-# Internal users with these roles join the rota; `lead` goes to the first support person.
-ROTA_ROLES = ("support", "developer")
+# (email, role in the team): the people on the rota, found by their natural key.
+ROTA = (("sarah@systech.com", "lead"), ("john@systech.com", "member"))
 TAGS = (
     ("on-call", "#e11d48", "Needs the person on call"),
     ("escalation", "#b45309", "Escalated beyond first-line support"),
@@ -24,26 +24,21 @@ def run(conn, report):
                                      {"description": TEAM_DESCRIPTION})
     announce(report, "team", TEAM, created)
 
-    staff = conn.execute(
-        "SELECT id, email, role::text FROM users"
-        " WHERE tenant_id = %s AND user_type = 'internal' AND is_active AND role::text = ANY(%s)"
-        " ORDER BY role::text DESC, id",  # support before developer
-        (tenant_id, list(ROTA_ROLES)),
-    ).fetchall()
-    if not staff:
-        report.line("ℹ️  No support or developer users yet (run `seed sample`); team left empty.")
     members = Tally()
-    for position, (user_id, email, role) in enumerate(staff):
-        _, created = get_or_create(
-            conn, "team_members", {"team_id": team_id, "user_id": user_id},
-            {"role": "lead" if position == 0 and role == "support" else "member"},
-            returning=None)
-        announce(report, "rota member", email, created, members)
+    for email, role in ROTA:
+        user = conn.execute("SELECT id FROM users WHERE tenant_id = %s AND email = %s",
+                            (tenant_id, email)).fetchone()
+        if user is None:  # a seed should explain a gap rather than fail on it
+            report.line(f"ℹ️  {email} does not exist (run `seed sample`); left off the rota")
+            continue
+        _, created = get_or_create(conn, "team_members", {"team_id": team_id, "user_id": user[0]},
+                                   {"role": role}, returning=None)
+        announce(report, "rota member", f"{email} ({role})", created, members)
 
     tags = Tally()
     for name, color, description in TAGS:
         _, created = get_or_create(conn, "tags", {"tenant_id": tenant_id, "name": name},
                                    {"color": color, "description": description})
         announce(report, "tag", name, created, tags)
-    report.line(f"📊 Rota members added: {members.created}/{members.total}, "
+    report.line(f"📊 Rota members added: {members.created}/{len(ROTA)}, "
                 f"tags created: {tags.created}/{len(TAGS)}")

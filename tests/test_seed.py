@@ -185,7 +185,7 @@ def test_sample_refuses_a_production_database_unless_allowed(run_cli, conn):
     assert run_cli("seed", "lookups").returncode == 0
     conn.execute("UPDATE ops_metadata SET value = 'production' WHERE key = 'environment'")
     refused = run_cli("seed", "sample")
-    assert refused.returncode == 1
+    assert refused.returncode == 2
     assert "production" in refused.stderr and "--allow-production" in refused.stderr
     assert counts(conn)["users"] == 0
     allowed = run_cli("seed", "sample", "--allow-production")
@@ -244,3 +244,11 @@ def test_require_systech_tenant_error_names_seed_lookups(conn):
 
     with pytest.raises(OpsError, match="seed lookups"):
         require_systech_tenant(conn)
+
+
+def test_fresh_refuses_production_before_pushing_anything(run_cli, empty_db_url, conn):
+    result = run_cli("fresh", env={"DATABASE_URL": empty_db_url, "APP_ENV": "production"})
+    assert result.returncode == 2
+    assert "production" in result.stderr
+    with psycopg.connect(empty_db_url) as other:
+        assert discover_tables(other) == []

@@ -64,8 +64,7 @@ def sample(
     allow_production: AllowProductionOption = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Create sample clients, products, users (password Systech@123), teams, ideas and work
-    items (idempotent; needs `seed lookups`)."""
+    """Create the sample tenant data; users get password Systech@123 (needs `seed lookups`)."""
     _seed(as_json, lookups=False, sample=True, scale=scale, random_seed=random_seed,
           allow_production=allow_production)
 
