@@ -21,12 +21,12 @@ from ops.config import Settings
 from ops.db import connection
 from ops.errors import OpsError
 from ops.output import SILENT, Reporter
+from ops.seed_helpers import SYSTECH_TENANT, require_systech_tenant
 from ops.tables import discover_tables, require_schema
 from ops.work_items import KINDS, WorkItem
 
 DEFAULT_FILE = ".beads/issues.jsonl"
 DEFAULT_PRODUCT = "Tasklets"
-TENANT = "SysTech"
 SOURCE = "beads"
 # Items per sync call: bounds statement size and lets the progress bar move; one transaction.
 CHUNK_SIZE = 2000
@@ -159,20 +159,16 @@ def write_via_api(settings: Settings, prepared: PreparedImport, options: ImportO
 def find_target(conn: psycopg.Connection, product: str, report: Reporter = SILENT) -> Target:
     """The SysTech tenant and its product named `product`, or the one-line fix."""
     report.line(f'📦 Finding "{product}" product...')
-    tenant = conn.execute("SELECT id FROM tenants WHERE name = %s", (TENANT,)).fetchone()
-    if tenant is None:
-        raise OpsError(f"the {TENANT} tenant does not exist: nothing was imported",
-                       hint="Run `tasklets-db seed lookups` (and `seed sample` for the "
-                       f"{DEFAULT_PRODUCT} product) first.")
+    tenant_id = require_systech_tenant(conn, needed_by="importing beads issues")
     row = conn.execute("SELECT id, name FROM products WHERE tenant_id = %s AND name = %s",
-                       (tenant[0], product)).fetchone()
+                       (tenant_id, product)).fetchone()
     if row is None:
-        raise OpsError(f'product "{product}" not found in the {TENANT} tenant: '
+        raise OpsError(f'product "{product}" not found in the {SYSTECH_TENANT} tenant: '
                        "nothing was imported",
                        hint="Run `tasklets-db seed sample` to create it, or pass "
                        "--product NAME for an existing product.")
     report.line(f"✅ Found product: {row[1]} (ID: {row[0]})")
-    return Target(tenant[0], row[0], row[1])
+    return Target(tenant_id, row[0], row[1])
 
 
 def print_summary(report: Reporter, result: BeadsImportResult) -> None:

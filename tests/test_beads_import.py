@@ -26,6 +26,7 @@ from ops.beads_fixtures import write_synthetic
 from ops.beads_mapping import map_issues
 from ops.beads_sync import SyncResult, sync_dependencies, sync_work_items
 from ops.errors import OpsError
+from ops.seed import seed_lookups, seed_sample
 
 
 @pytest.fixture
@@ -200,6 +201,20 @@ def test_missing_tenant_or_product_says_which_seed_to_run(settings, conn):
         run_import(settings, "early.jsonl")
     assert "--product" in err.value.hint
     assert counts(run_import(settings, "early.jsonl", product="Other"))["task"][0] == 2
+
+
+def test_import_into_the_seeded_tasklets_product_matches_seeded_users(settings, conn):
+    seed_lookups(conn)
+    seed_sample(conn)
+    seeded = conn.execute("SELECT count(*) FROM tasks").fetchone()[0]
+    ramesh = conn.execute("SELECT id FROM users WHERE email = 'ramesh@systech.com'").fetchone()[0]
+    result = run_import(settings, "modern.jsonl")
+    assert counts(result)["task"][0] == 10
+    assert item(conn, "task", "bd-a3f8.1")["assignee_id"] == ramesh
+    assert conn.execute("SELECT count(*) FROM tasks WHERE external_source IS DISTINCT FROM"
+                        " 'beads'").fetchone()[0] == seeded  # the sample items are untouched
+    again = run_import(settings, "modern.jsonl")
+    assert sum(c.created + c.updated for c in again.counts.values()) == 0
 
 
 def test_an_item_whose_type_changed_moves_to_the_other_table(settings, conn, systech, tmp_path):
