@@ -177,9 +177,15 @@ def _parse_line(number: int, line: bytes | str, parsed: ParsedBeads) -> BeadsIss
     if not text:
         return None
     try:
-        obj = json.loads(text)
+        obj = json.loads(text, parse_constant=_refuse_constant)
     except json.JSONDecodeError as exc:
         invalid(f"malformed JSON ({exc.msg} at column {exc.colno})")
+        return None
+    except ValueError as exc:
+        invalid(f"malformed JSON ({exc})")
+        return None
+    if "\\u0000" in text and _has_nul(obj):  # PostgreSQL text cannot hold NUL
+        invalid("contains a NUL character (\\u0000), which PostgreSQL cannot store")
         return None
     if not isinstance(obj, dict):
         invalid(f"expected a JSON object, got {type(obj).__name__}")
@@ -223,6 +229,20 @@ def _parse_line(number: int, line: bytes | str, parsed: ParsedBeads) -> BeadsIss
         tombstone=status == "tombstone" or "deleted_at" in times,
         ephemeral=obj.get("ephemeral") is True or obj.get("wisp") is True,
     )
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
 
 
 def _check_nested(obj: dict[str, Any]) -> None:

@@ -130,6 +130,12 @@ def test_newer_export_updates_reparents_relabels_tombstones_and_adds(settings, c
     assert all(c[0] == c[1] == c[4] == 0 for c in counts(again).values())
 
 
+def test_include_ephemeral_imports_wisps(settings, conn, systech):
+    result = run_import(settings, "modern.jsonl", include_ephemeral=True)
+    assert counts(result)["task"][:4] == (12, 0, 0, 1)  # only the tombstone skipped
+    assert item(conn, "task", "bd-w2")["task_type"] == "molecule"
+
+
 def test_a_tombstone_of_an_item_never_imported_is_skipped(settings, conn, systech, tmp_path):
     path = write_jsonl(tmp_path / "i.jsonl", {
         "id": "bd-gone", "title": "Gone", "status": "tombstone", "original_type": "epic",

@@ -134,6 +134,8 @@ def test_skip_invalid_keeps_the_valid_lines_and_lists_the_others():
     ('{"id": "bd-1", "title": "x", "created_at": "soon"}', "not an RFC 3339 timestamp"),
     ('{"id": "bd-1", "title": "x", "dependencies": [{"type": "blocks"}]}', "depends_on_id"),
     ('{"id": "bd-1", "title": "x", "labels": "a,b"}', "labels must be a list"),
+    ('{"id": "bd-1", "title": "x", "estimated_minutes": NaN}', "NaN is not valid JSON"),
+    ('{"id": "bd-1", "title": "x", "notes": "a\\u0000b"}', "NUL character"),
 ])
 def test_invalid_lines_say_why(line, reason):
     parsed = parse_lines([line.encode()])
