@@ -29,7 +29,7 @@ def find_bin_dir() -> Path:
     """The directory holding initdb, pg_ctl and pg_dump (newest version wins)."""
     found = shutil.which("initdb")
     if found and shutil.which("pg_ctl"):
-        return Path(found).parent
+        return Path(found).resolve().parent  # Debian links only some tools into PATH
     candidates = sorted(
         glob.glob("/usr/lib/postgresql/*/bin/initdb"),
         key=lambda p: int(Path(p).parent.parent.name) if Path(p).parent.parent.name.isdigit()

@@ -9,26 +9,30 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psycopg
-from alembic import command
-from alembic.autogenerate import compare_metadata
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, pool
 
 from ops.config import PROJECT_ROOT, Settings, sqlalchemy_url
 from ops.db import connect, first_line
 from ops.errors import OpsError
 from ops.output import SILENT, Reporter
-from ops.schema import OPS_METADATA_TABLE, metadata
+from ops.tables import OPS_METADATA_TABLE
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from sqlalchemy import Engine
+
+# Alembic and SQLAlchemy are imported inside the functions that need them: together they cost
+# about a second of start-up, which every backup/restore/seed command would otherwise pay.
 
 MIGRATIONS_DIR = PROJECT_ROOT / "migrations"
 ENVIRONMENT_KEY = "environment"
 
 
 def alembic_config(settings: Settings) -> Config:
+    from alembic.config import Config
+
     cfg = Config(str(PROJECT_ROOT / "alembic.ini"))
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     cfg.attributes["database_url"] = settings.database_url
@@ -36,6 +40,8 @@ def alembic_config(settings: Settings) -> Config:
 
 
 def head_revision(settings: Settings) -> str | None:
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(alembic_config(settings)).get_current_head()
 
 
@@ -57,6 +63,8 @@ class PushResult:
 
 
 def pending_revisions(settings: Settings, current: str | None) -> list[str]:
+    from alembic.script import ScriptDirectory
+
     script = ScriptDirectory.from_config(alembic_config(settings))
     revs = list(script.iterate_revisions("heads", current or "base"))
     return [f"{r.revision}: {r.doc}" for r in reversed(revs)]
@@ -64,11 +72,13 @@ def pending_revisions(settings: Settings, current: str | None) -> list[str]:
 
 def push(settings: Settings, report: Reporter = SILENT) -> PushResult:
     """Upgrade the database to head (one transaction) and record the environment marker."""
+    from alembic import command
+
     report.line("🔄 Pushing schema (alembic upgrade head)...")
     with connect(settings) as conn:
         before = current_revision(conn)
     pending = pending_revisions(settings, before)
-    engine = create_engine(sqlalchemy_url(settings.database_url), poolclass=pool.NullPool)
+    engine = _engine(settings)
     try:
         with engine.begin() as sa_conn:
             cfg = alembic_config(settings)
@@ -95,8 +105,16 @@ def push(settings: Settings, report: Reporter = SILENT) -> PushResult:
     return PushResult(before, head, pending, settings.app_env)
 
 
+def _engine(settings: Settings) -> Engine:
+    from sqlalchemy import create_engine, pool
+
+    return create_engine(sqlalchemy_url(settings.database_url), poolclass=pool.NullPool)
+
+
 def upgrade_sql(settings: Settings) -> str:
     """The SQL `push` would run from an empty database, without touching any database."""
+    from alembic import command
+
     cfg = alembic_config(settings)
     buffer = io.StringIO()
     cfg.output_buffer = buffer
@@ -105,7 +123,9 @@ def upgrade_sql(settings: Settings) -> str:
 
 
 def downgrade(settings: Settings, revision: str) -> None:
-    engine = create_engine(sqlalchemy_url(settings.database_url), poolclass=pool.NullPool)
+    from alembic import command
+
+    engine = _engine(settings)
     try:
         with engine.begin() as sa_conn:
             cfg = alembic_config(settings)
@@ -117,6 +137,8 @@ def downgrade(settings: Settings, revision: str) -> None:
 
 def generate(settings: Settings, message: str) -> Path:
     """Autogenerate a revision from the difference between the database and ops.schema."""
+    from alembic import command
+
     if not message.strip():
         raise OpsError("a revision needs a message", hint='Pass -m "add due dates to ideas".',
                        exit_code=2)
@@ -139,10 +161,15 @@ def schema_differences(settings: Settings) -> list[str]:
     with connect(settings) as conn:
         current = current_revision(conn)
     head = head_revision(settings)
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from ops.schema import metadata
+
     diffs: list[str] = []
     if current != head:
         diffs.append(f"database revision is {current or 'none'}, head is {head}")
-    engine = create_engine(sqlalchemy_url(settings.database_url), poolclass=pool.NullPool)
+    engine = _engine(settings)
     try:
         with engine.connect() as sa_conn:
             context = MigrationContext.configure(

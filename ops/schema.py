@@ -10,6 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 
+from ops.tables import OPS_METADATA_TABLE
+
 metadata = sa.MetaData(
     naming_convention={
         "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -20,8 +22,6 @@ metadata = sa.MetaData(
     }
 )
 
-# Tool bookkeeping (like Rails' ar_internal_metadata): never backed up, reset or restored.
-OPS_METADATA_TABLE = "ops_metadata"
 
 USER_ROLES = ("admin", "developer", "support", "company_admin", "user")
 INTERNAL_ROLES = ("admin", "developer", "support", "company_admin")

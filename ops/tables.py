@@ -12,9 +12,10 @@ import psycopg
 from psycopg import sql
 
 from ops.errors import OpsError
-from ops.schema import OPS_METADATA_TABLE
 
 APP_SCHEMA = "public"
+# Tool bookkeeping (like Rails' ar_internal_metadata): never backed up, reset or restored.
+OPS_METADATA_TABLE = "ops_metadata"
 EXCLUDED_TABLES = frozenset({"alembic_version", OPS_METADATA_TABLE})
 
 
