@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import gzip
 import os
+import queue
+import threading
 import zlib
 from pathlib import Path
 from types import TracebackType
@@ -19,10 +21,17 @@ from ops.backup_files import partial_path
 # time than the few percent of size they save on JSON.
 GZIP_LEVEL = 1
 _FILE_BUFFER = 1 << 20
+_QUEUED_WRITES = 16  # ~16 MB in flight at most: memory stays flat
+_NEW_MEMBER = object()
+_DONE = object()
 
 
 class BackupWriter:
-    """Write bytes to `target` atomically; `new_member()` starts a fresh gzip member."""
+    """Write bytes to `target` atomically; `new_member()` starts a fresh gzip member.
+
+    Compression runs on a thread of its own (zlib releases the GIL), so it overlaps with
+    reading the next rows from PostgreSQL instead of adding to it.
+    """
 
     def __init__(self, target: Path, *, compress: bool) -> None:
         self.target = target
@@ -30,25 +39,64 @@ class BackupWriter:
         self.compress = compress
         self._raw = self.temp.open("wb", buffering=_FILE_BUFFER)
         self._gz: gzip.GzipFile | None = None
+        self._queue: queue.Queue[object] | None = None
+        self._thread: threading.Thread | None = None
+        self._failure: BaseException | None = None
         if compress:
             self._gz = self._open_member()
+            self._queue = queue.Queue(maxsize=_QUEUED_WRITES)
+            self._thread = threading.Thread(target=self._compress_loop, daemon=True,
+                                            name="backup-gzip")
+            self._thread.start()
 
     def _open_member(self) -> gzip.GzipFile:
         # mtime=0 and no file name: the same data gives the same bytes.
         return gzip.GzipFile(filename="", mode="wb", fileobj=self._raw,
                              compresslevel=GZIP_LEVEL, mtime=0)
 
+    def _compress_loop(self) -> None:
+        assert self._queue is not None
+        while (item := self._queue.get()) is not _DONE:
+            if self._failure is not None:
+                continue  # keep draining so the producer never blocks
+            try:
+                assert self._gz is not None
+                if item is _NEW_MEMBER:
+                    self._gz.close()  # writes the member's trailer; the raw file stays open
+                    self._gz = self._open_member()
+                else:
+                    self._gz.write(item)  # type: ignore[arg-type]
+            except BaseException as exc:  # handed to the producer on its next call
+                self._failure = exc
+
+    def _put(self, item: object) -> None:
+        assert self._queue is not None
+        if self._failure is not None:
+            raise self._failure
+        self._queue.put(item)
+
+    def _finish_thread(self) -> None:
+        if self._thread is not None and self._queue is not None:
+            self._queue.put(_DONE)
+            self._thread.join()
+            self._thread = None
+
     def write(self, data: bytes) -> None:
-        (self._gz or self._raw).write(data)
+        if self._queue is not None:
+            self._put(data)
+        else:
+            self._raw.write(data)
 
     def new_member(self) -> None:
         """End the current gzip member and start another (no-op for plain files)."""
-        if self._gz is not None:
-            self._gz.close()  # writes the member's trailer; the raw file stays open
-            self._gz = self._open_member()
+        if self._queue is not None:
+            self._put(_NEW_MEMBER)
 
     def commit(self) -> int:
         """Flush, fsync, rename into place, fsync the directory; returns the file size."""
+        self._finish_thread()
+        if self._failure is not None:
+            raise self._failure
         if self._gz is not None:
             self._gz.close()
         self._raw.flush()
@@ -60,6 +108,9 @@ class BackupWriter:
 
     def discard(self) -> None:
         """Close and remove the temp file, swallowing errors (we are already failing)."""
+        if self._failure is None:
+            self._failure = OSError("backup discarded")  # the thread stops writing
+        self._finish_thread()
         for closer in (self._gz, self._raw):
             try:
                 if closer is not None:

@@ -199,3 +199,20 @@ def test_backups_taken_under_concurrent_writers_have_no_dangling_references(
         assert dangling_references(result.path, conn) == []
         # the writers add (and delete) whole pairs: a snapshot sees pairs, never halves
         assert result.tables["clients"] - 4 == result.tables["tenants"] - 2
+
+
+def test_disk_full_during_a_compressed_backup_exits_1_and_leaves_no_file(
+        conn: psycopg.Connection, cli_env: dict, backup_dir: Path) -> None:
+    """The gzip writer runs on its own thread: its failure must still stop the backup."""
+    conn.execute("CREATE TABLE noise (id int PRIMARY KEY, payload text)")
+    conn.execute("INSERT INTO noise SELECT g, md5(g::text) || md5((g * 7)::text) "
+                 "FROM generate_series(1, 40000) g")  # ~3 MB, hardly compressible
+
+    def small_disk() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (300_000, 300_000))
+
+    done = subprocess.run(cli("backup", "--compress"), env=cli_env, cwd=PROJECT_ROOT,
+                          capture_output=True, text=True, timeout=120, preexec_fn=small_disk)
+    assert done.returncode == 1, done.stdout
+    assert done.stderr.startswith("❌ cannot write backup") and "File too large" in done.stderr
+    assert list(backup_dir.iterdir()) == []
