@@ -171,6 +171,30 @@ def test_failure_mid_load_rolls_everything_back_with_constraints(db_url, conn, t
         assert generate_volume(c, 1, scale=SCALE).rows["comments"] > 0
 
 
+def fk_oids(conn: psycopg.Connection, table: str) -> set[int]:
+    return {r[0] for r in conn.execute(
+        "SELECT oid FROM pg_constraint WHERE contype = 'f' AND conrelid = %s::regclass",
+        (table,))}
+
+
+def test_small_load_into_large_tables_keeps_constraints_in_place(db_url, conn, tmp_path):
+    seed_volume(db_url, tmp_path)  # tables were empty: constraints dropped and re-added
+    conn.execute("ANALYZE")
+    before = fk_oids(conn, "tasks")
+    # 10 tasks onto 500: ten trigger checks beat re-validating all 510 rows.
+    with psycopg.connect(db_url) as c:
+        result = generate_volume(c, 1, scale=0.001)
+    assert result.rows["tasks"] == 10
+    assert fk_oids(conn, "tasks") == before
+
+
+def test_large_load_swaps_constraints_for_validated_copies(db_url, conn, tmp_path):
+    before = fk_oids(conn, "tasks")
+    seed_volume(db_url, tmp_path)
+    after = fk_oids(conn, "tasks")
+    assert len(after) == len(before) and after != before
+
+
 def test_non_owner_role_loads_with_constraints_in_place(db_url, conn, tmp_path):
     run_seeds(Settings(database_url=db_url, backup_dir=tmp_path), lookups=True, sample=False)
     conn.execute("DO $$ BEGIN CREATE ROLE seed_writer LOGIN; "
