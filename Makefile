@@ -176,7 +176,7 @@ db-push: $(CLI_DEPS) ## Apply pending migrations (push)
 	@$(call tasklets) push $(ARGS)
 
 db-generate: $(CLI_DEPS) ## Autogenerate a migration: m="what changed" (writes migrations/versions)
-	$(call need,m,"add task color")
+	$(call need,m,\"add task color\")
 	@$(call tasklets,$(if $(filter docker,$(RUN)),-v "$(CURDIR)/migrations:/app/migrations")) generate -m $(call quote,$(m)) $(ARGS)
 
 db-check: $(CLI_DEPS) ## Exit 1 when models and database have drifted (check)
