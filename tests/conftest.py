@@ -22,7 +22,7 @@ from psycopg import sql
 
 from ops.config import PROJECT_ROOT, Settings
 from ops.errors import OpsError
-from ops.localpg import start_throwaway
+from ops.localpg import LocalCluster, start_throwaway
 from ops.migrate import push
 
 TEMPLATE_DB = "tasklets_test_template"
@@ -37,6 +37,9 @@ def _with_dbname(url: str, dbname: str, user: str | None = None) -> str:
     if user:
         netloc = f"{user}@{netloc.rpartition('@')[2]}"
     return urlunsplit(parts._replace(netloc=netloc, path=f"/{dbname}"))
+
+
+_CLUSTER: list[LocalCluster] = []  # the throwaway cluster, when this session started one
 
 
 @pytest.fixture(scope="session")
@@ -54,11 +57,21 @@ def pg_server_url() -> Iterator[str]:
         pytest.exit(f"cannot start a throwaway PostgreSQL: {exc.message}\n{exc.hint or ''}",
                     returncode=1)
     os.environ["TASKLETS_TEST_CLUSTER_DATA"] = str(cluster.data_dir)
+    _CLUSTER.append(cluster)
     try:
         yield cluster.url
     finally:
         cluster.stop("immediate")
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def pg_cluster(pg_server_url: str) -> LocalCluster:
+    """The throwaway cluster, for tests that restart the server (not possible on an external
+    TEST_DATABASE_URL server, where such tests are skipped with that reason)."""
+    if not _CLUSTER:
+        pytest.skip("the server is external (TEST_DATABASE_URL): the test cannot restart it")
+    return _CLUSTER[0]
 
 
 def _admin(url: str) -> psycopg.Connection:
@@ -185,3 +198,16 @@ def run_cli(cli_env: dict[str, str]):
         )
 
     return run
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    """Totals of the fault-injection suite, as the README quotes them."""
+    ledger = getattr(sys.modules.get("test_faults"), "LEDGER", None)
+    if not ledger:
+        return
+    unchanged = sum(1 for f in ledger if f["unchanged"])
+    tolerated = sum(1 for f in ledger if f.get("tolerated"))
+    lost = sum(f["rows_lost"] for f in ledger)
+    terminalreporter.write_line(
+        f"faults: {len(ledger)} tried, {unchanged} databases left unchanged, {tolerated} "
+        f"harmless corruptions restored exactly, {lost} rows lost")
