@@ -216,3 +216,24 @@ def test_disk_full_during_a_compressed_backup_exits_1_and_leaves_no_file(
     assert done.returncode == 1, done.stdout
     assert done.stderr.startswith("❌ cannot write backup") and "File too large" in done.stderr
     assert list(backup_dir.iterdir()) == []
+
+
+def _peak_rss_mb_of_backup(cli_env: dict, *args: str) -> float:
+    """Peak RSS of a whole `tasklets-db backup` process, measured by that process itself."""
+    code = ("import resource, sys\nfrom ops.cli import main\n"
+            "try:\n    main(sys.argv[1:])\nexcept SystemExit as exc:\n    assert not exc.code\n"
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)")
+    done = subprocess.run([sys.executable, "-c", code, "backup", "--json", *args], env=cli_env,
+                          cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return int(done.stderr.strip().splitlines()[-1]) / 1024
+
+
+def test_backup_memory_does_not_grow_with_the_data(conn: psycopg.Connection,
+                                                   cli_env: dict) -> None:
+    conn.execute("CREATE TABLE tiny (id int PRIMARY KEY)")
+    make_big_table(conn, 250_000)  # ~80 MB of JSON: held in memory it would show
+    small = _peak_rss_mb_of_backup(cli_env, "--tables", "tiny")
+    large = _peak_rss_mb_of_backup(cli_env, "--tables", "big")
+    packed = _peak_rss_mb_of_backup(cli_env, "--tables", "big", "--compress")
+    assert large - small < 40 and packed - small < 40, (small, large, packed)
