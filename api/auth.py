@@ -24,13 +24,14 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.db import DbConn
 from api.queries import rows_as_dicts
+from ops.seed_helpers import BCRYPT_ROUNDS
 
 TOKEN_PREFIX = "v1"
 WRITER_ROLES = ("admin", "developer")
 # bcrypt ignores bytes past 72 (and bcrypt>=5 refuses them): compare the same prefix it hashed.
 BCRYPT_MAX_BYTES = 72
-# Same cost as the sample users' hashes, so an unknown email costs as long as a wrong password.
-DUMMY_HASH = bcrypt.hashpw(b"no such user", bcrypt.gensalt(rounds=10))
+# Same cost as the seeded users' hashes, so an unknown email costs as long as a wrong password.
+DUMMY_HASH = bcrypt.hashpw(b"no such user", bcrypt.gensalt(rounds=BCRYPT_ROUNDS))
 LOGIN_FAILED = "invalid email or password"
 
 

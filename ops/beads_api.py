@@ -27,11 +27,10 @@ from ops.beads_sync import SyncResult
 from ops.config import Settings
 from ops.errors import OpsError
 from ops.output import Reporter
+from ops.seed_helpers import SAMPLE_PASSWORD  # the seeded users' password: development only
 from ops.work_items import KINDS, WorkItem
 
 PASSWORD_ENV = "TASKLETS_API_PASSWORD"
-# The seed's sample password (ops.seed: ramesh@systech.com); a default only in development.
-SAMPLE_PASSWORD = "Systech@123"
 CHUNK_SIZE = 500  # items per request: keeps bodies to a few MB even with long descriptions
 MAX_DRY_RUN_ITEMS = 20_000  # the endpoint's per-request limit (api.models.MAX_SYNC_ITEMS)
 RETRIES = 4

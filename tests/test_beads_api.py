@@ -238,3 +238,28 @@ def test_cli_needs_the_password_outside_development(run_cli, cli_env):
                      str(FIXTURES / "early.jsonl"), env={**env, "APP_ENV": "test"})
     assert result.returncode == 1
     assert "TASKLETS_API_PASSWORD is not set" in result.stderr
+
+
+def test_cli_import_via_api_with_seeded_sample_data_and_default_login(
+        run_cli, cli_env, api_settings, conn):
+    """The seed's flow: `seed lookups` + `seed sample`, then the importer's defaults
+    (ramesh@systech.com, the sample password under APP_ENV=development, product Tasklets)."""
+    assert run_cli("seed", "lookups").returncode == 0
+    assert run_cli("seed", "sample").returncode == 0
+    server = LiveServer(api_settings)
+    server.start()
+    try:
+        env = {k: v for k, v in cli_env.items() if k != "TASKLETS_API_PASSWORD"}
+        result = run_cli("import", "beads", "--via", "api", "--api-url", server.url,
+                         "--file", str(FIXTURES / "modern.jsonl"),
+                         env={**env, "APP_ENV": "development"})
+    finally:
+        server.stop()
+    assert result.returncode == 0, result.stderr
+    ramesh, product = conn.execute(
+        "SELECT u.id, p.id FROM users u JOIN products p ON p.tenant_id = u.tenant_id "
+        "WHERE u.email = 'ramesh@systech.com' AND p.name = 'Tasklets'").fetchone()
+    assert f"✅ Authenticated successfully (User ID: {ramesh})" in result.stdout
+    assert f"✅ Found product: Tasklets (ID: {product})" in result.stdout
+    assert conn.execute("SELECT count(*) FROM epics WHERE product_id = %s AND "
+                        "external_source = 'beads'", (product,)).fetchone()[0] > 0
