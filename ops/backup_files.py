@@ -143,3 +143,10 @@ def ensure_backup_dir(directory: Path) -> Path:
         raise OpsError(f"cannot create backup directory {directory}: {exc.strerror}",
                        hint="Check the permissions of its parent, or set BACKUP_DIR.") from None
     return directory
+
+
+def leftover_partials(backup_dir: Path) -> list[Path]:
+    """Temp files of backups still running or killed mid-way (nothing ever reads them)."""
+    if not backup_dir.is_dir():
+        return []
+    return sorted(p for p in backup_dir.glob(".*.partial") if p.is_file())

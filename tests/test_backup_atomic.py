@@ -42,7 +42,7 @@ def cli(*args: str) -> list[str]:
 
 
 def test_kill_9_mid_backup_leaves_no_backup_file(conn: psycopg.Connection, cli_env: dict,
-                                                  backup_dir: Path) -> None:
+                                                  backup_dir: Path, run_cli) -> None:
     make_big_table(conn, 300_000)
     proc = subprocess.Popen(cli("backup"), env=cli_env, cwd=PROJECT_ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -62,6 +62,10 @@ def test_kill_9_mid_backup_leaves_no_backup_file(conn: psycopg.Connection, cli_e
         if proc.poll() is None:
             proc.kill()
     assert_nothing_mistakable(backup_dir)
+    listing = run_cli("backups").stdout
+    assert "No backups" in listing and "1 unfinished temp file(s)" in listing
+    restore = run_cli("restore", "latest", "--no-safety-backup")
+    assert restore.returncode == 1 and "no complete backup" in restore.stderr
 
 
 def test_disk_full_mid_backup_exits_1_with_one_line_and_no_file(

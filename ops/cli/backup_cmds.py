@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from ops.backup import backup as backup_database
-from ops.backup_files import list_backups
+from ops.backup_files import leftover_partials, list_backups
 from ops.backup_reader import resolve_backup
 from ops.cli.app import JsonOption, app, reporter, settings
 from ops.errors import OpsError
@@ -61,14 +61,18 @@ def backups(
     out = reporter()
     if not listed:
         out.line(f"📂 No backups in {cfg.backup_dir} yet — create one with `tasklets-db backup`.")
-        return
-    out.line(f"📂 {len(listed)} backup(s) in {cfg.backup_dir}, newest first:")
-    width = max(len(b.name) for b in listed)
+    else:
+        out.line(f"📂 {len(listed)} backup(s) in {cfg.backup_dir}, newest first:")
+        width = max(len(b.name) for b in listed)
     for b in listed:
         rows = f"{b.rows} rows" if b.rows is not None else "? rows"
         mark = "✅" if b.status.startswith(("verified", "complete")) else "❌"
         out.line(f"{mark} {b.name:<{width}}  {human_size(b.size_bytes):>10}  {rows:>14}  "
                  f"{b.status}{' — ' + b.problem if b.problem else ''}")
+    partials = leftover_partials(cfg.backup_dir)
+    if partials:
+        out.line(f"ℹ️  {len(partials)} unfinished temp file(s) ({partials[0].name}, ...): a "
+                 "backup still running, or one that was killed; delete them if none is running.")
 
 
 @app.command()
