@@ -50,7 +50,8 @@ def verify_backup(path: Path) -> VerifyResult:
             else:
                 result.checked = CHECKED_STRUCTURE
     except OpsError as exc:  # the reader words it for restore; nothing is changed here anyway
-        result.problem = exc.message.removesuffix("; nothing was changed")
+        result.problem = exc.message.removeprefix(f"bad backup {path.name}: ").removesuffix(
+            "; nothing was changed")
         return result
     except OSError as exc:
         result.problem = f"cannot read {path}: {exc.strerror or exc}"
