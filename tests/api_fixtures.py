@@ -1,72 +1,27 @@
-"""Builders and fixtures for the API tests: tenants, users, products, an app, a live server.
-
-Test modules load them with `pytest_plugins = ["api_fixtures"]` and import the builders.
-Users get cheap bcrypt hashes (4 rounds): the API checks any cost.
+"""Fixtures for the API tests: two tenants with a user of every kind, the app in process,
+and the app served by uvicorn on a real local port. Builders live in `api_support`.
 """
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 
-import bcrypt
-import httpx
 import psycopg
 import pytest
-import uvicorn
+from api_support import (
+    SECRET,
+    LiveServer,
+    World,
+    make_client_org,
+    make_product,
+    make_tenant,
+    make_user,
+)
 from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.config import ApiSettings
 from ops.config import Settings
-
-PASSWORD = "Correct-Horse-1"
-SECRET = "tZ4q7uWbV0yR2mN8cJ5hL1pX6sD9fG3kA0eQwErTyUi"
-
-
-def make_tenant(conn: psycopg.Connection, name: str) -> int:
-    return conn.execute("INSERT INTO tenants (name) VALUES (%s) RETURNING id",
-                        (name,)).fetchone()[0]
-
-
-def make_client_org(conn: psycopg.Connection, tenant_id: int, name: str) -> int:
-    return conn.execute("INSERT INTO clients (tenant_id, name) VALUES (%s, %s) RETURNING id",
-                        (tenant_id, name)).fetchone()[0]
-
-
-def make_user(conn: psycopg.Connection, tenant_id: int, email: str, role: str = "admin", *,
-              password: str = PASSWORD, client_id: int | None = None,
-              active: bool = True) -> int:
-    user_type = "client" if client_id else "internal"
-    hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(4)).decode()
-    return conn.execute(
-        "INSERT INTO users (tenant_id, client_id, email, name, password_hash, user_type, role,"
-        " is_active) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
-        (tenant_id, client_id, email, email.split("@")[0], hashed, user_type, role, active),
-    ).fetchone()[0]
-
-
-def make_product(conn: psycopg.Connection, tenant_id: int, name: str) -> int:
-    return conn.execute("INSERT INTO products (tenant_id, name) VALUES (%s, %s) RETURNING id",
-                        (tenant_id, name)).fetchone()[0]
-
-
-@dataclass
-class World:
-    """Two tenants: `a` with a user of every kind, `b` with an admin and its own product."""
-
-    tenant_a: int
-    tenant_b: int
-    product_a: int
-    product_b: int
-    admin: int
-    developer: int
-    support: int
-    client_user: int
-    admin_b: int
 
 
 @pytest.fixture
@@ -96,51 +51,6 @@ def api_client(api_settings: ApiSettings) -> Iterator[TestClient]:
     """In-process client; server errors come back as responses (so 500s are assertable)."""
     with TestClient(create_app(api_settings), raise_server_exceptions=False) as client:
         yield client
-
-
-def token_for(client: TestClient | httpx.Client, email: str, password: str = PASSWORD) -> str:
-    response = client.post("/api/auth/login", json={"email": email, "password": password})
-    assert response.status_code == 200, response.text
-    return response.json()["token"]
-
-
-def auth(client: TestClient | httpx.Client, email: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token_for(client, email)}"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class LiveServer:
-    """The app served by uvicorn on a real local port, in a thread; stop() and start() again
-    on the same port (to cut the API off in the middle of an import)."""
-
-    def __init__(self, settings: ApiSettings) -> None:
-        self.settings = settings
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.server: uvicorn.Server | None = None
-        self.thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self.server = uvicorn.Server(uvicorn.Config(create_app(self.settings), host="127.0.0.1",
-                                                    port=self.port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.server is not None:
-            self.server.should_exit = True
-            self.thread.join(timeout=30)
-            self.server = None
 
 
 @pytest.fixture

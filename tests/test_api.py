@@ -9,7 +9,7 @@ import time
 import httpx
 import psycopg
 import pytest
-from api_fixtures import PASSWORD, SECRET, World, auth, free_port, make_user, token_for
+from api_support import PASSWORD, SECRET, World, auth, free_port, make_user, token_for
 from fastapi.testclient import TestClient
 
 from api.app import create_app

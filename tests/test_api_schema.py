@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import schemathesis
-from api_fixtures import World, auth
+from api_support import World, auth
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable

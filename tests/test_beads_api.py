@@ -12,7 +12,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from api_fixtures import PASSWORD, LiveServer, World, free_port, make_product, make_user
+from api_support import PASSWORD, LiveServer, World, free_port, make_product, make_user
 from beads_support import FIXTURES
 
 from ops.beads_api import ApiClient, write_via_api
