@@ -10,7 +10,8 @@ import pytest
 
 from ops.config import Settings
 from ops.errors import OpsError
-from ops.seed import CLIENTS, LOOKUP_TAGS, PRODUCTS, USERS, run_seeds
+from ops.sample_data import CLIENTS, LOOKUP_TAGS, PRODUCTS, USERS
+from ops.seed import run_seeds
 from ops.seed_helpers import SAMPLE_PASSWORD, get_or_create, hash_password
 from ops.tables import discover_tables, row_counts
 
