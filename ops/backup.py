@@ -105,8 +105,9 @@ def write_backup(conn: psycopg.Connection, target: Path, *, compress: bool = Fal
     """
     moment = moment or utc_now()
     result = BackupResult(path=target, compressed=compress, timestamp=iso_timestamp(moment))
-    if conn.autocommit:  # one statement per snapshot would not be consistent
+    if conn.autocommit:  # one snapshot per statement would not be consistent: open one
         with conn.transaction():
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             return _write(conn, result, tables, exclude, report)
     return _write(conn, result, tables, exclude, report)
 

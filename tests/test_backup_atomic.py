@@ -15,7 +15,7 @@ import psycopg
 import pytest
 from backup_support import add_tenants_and_clients, load
 
-from ops.backup import backup
+from ops.backup import backup, write_backup
 from ops.backup_files import latest_complete_backup, list_backups
 from ops.backup_format import column_keys
 from ops.config import PROJECT_ROOT, Settings
@@ -241,3 +241,19 @@ def test_backup_memory_does_not_grow_with_the_data(conn: psycopg.Connection,
     large = _peak_rss_mb_of_backup(cli_env, "--tables", "big")
     packed = _peak_rss_mb_of_backup(cli_env, "--tables", "big", "--compress")
     assert large - small < 40 and packed - small < 40, (small, large, packed)
+
+
+def test_write_backup_on_an_autocommit_connection_still_uses_one_snapshot(
+        settings: Settings, conn: psycopg.Connection, tmp_path: Path) -> None:
+    add_tenants_and_clients(conn)
+    conn.execute("UPDATE tenants SET name = name || ' (old)'")
+
+    def write_parent_and_child() -> None:
+        with psycopg.connect(conn.info.dsn, autocommit=True) as other:
+            add_tenants_and_clients(other, tenants=1, clients_each=1)
+
+    with psycopg.connect(conn.info.dsn, autocommit=True) as own:
+        result = write_backup(own, tmp_path / "snap.json",
+                              report=_Hook("tenants", write_parent_and_child))
+    assert result.tables["tenants"] == 2 and result.tables["clients"] == 4
+    assert dangling_references(result.path, conn) == []
