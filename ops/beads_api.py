@@ -14,6 +14,7 @@ backoff, then reported as one line.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -31,7 +32,10 @@ from ops.seed_helpers import SAMPLE_PASSWORD  # the seeded users' password: deve
 from ops.work_items import KINDS, WorkItem
 
 PASSWORD_ENV = "TASKLETS_API_PASSWORD"
-CHUNK_SIZE = 500  # items per request: keeps bodies to a few MB even with long descriptions
+# Per request: as many items as the direct import writes per call (per-call overhead
+# dominates below that), but at most a few MB of JSON (beads lines reach tens of KB).
+CHUNK_SIZE = 2000
+CHUNK_BYTES = 8 * 1024 * 1024
 MAX_DRY_RUN_ITEMS = 20_000  # the endpoint's per-request limit (api.models.MAX_SYNC_ITEMS)
 RETRIES = 4
 BACKOFF_SECONDS = 0.5
@@ -67,9 +71,12 @@ class ApiClient:
     def close(self) -> None:
         self.http.close()
 
-    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    def request(self, method: str, path: str, *, headers: dict[str, str] | None = None,
+                **kwargs: Any) -> httpx.Response:
         """The response once it is not a connection error or 5xx (those are retried)."""
-        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        headers = dict(headers or {})
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
         problem = ""
         for attempt in range(self.retries + 1):
             if attempt:
@@ -108,11 +115,13 @@ class ApiClient:
                            "--product NAME for an existing product.")
         return products[0]
 
-    def sync(self, product_id: int, items: list[WorkItem], *, phase: str,
+    def sync(self, product_id: int, items: list[str], *, phase: str,
              dry_run: bool = False) -> SyncResult:
+        """POST already-encoded items (`encode`), so phase 2 reuses phase 1's JSON."""
+        head = json.dumps({"phase": phase, "dryRun": dry_run})[:-1]
+        body = f'{head}, "items": [{", ".join(items)}]}}'.encode()
         response = self.request("POST", f"/api/products/{product_id}/work-items/sync",
-                                json={"phase": phase, "dryRun": dry_run,
-                                      "items": [item.to_dict() for item in items]})
+                                content=body, headers={"Content-Type": "application/json"})
         return SyncResult.from_dict(_ok(response, "sync work items"))
 
 
@@ -149,14 +158,30 @@ def _by_kind(items: list[WorkItem]) -> Iterator[tuple[str, list[WorkItem]]]:
             yield kind, group
 
 
-def _chunks(items: list[WorkItem], size: int) -> Iterator[list[WorkItem]]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
+def encode(items: list[WorkItem]) -> list[str]:
+    """Each item's wire JSON (`WorkItem.to_dict`), encoded once."""
+    return [json.dumps(item.to_dict(), ensure_ascii=False) for item in items]
+
+
+def _chunks(encoded: list[str], size: int,
+            max_bytes: int = CHUNK_BYTES) -> Iterator[list[str]]:
+    """Consecutive runs (order kept: parents first) of at most `size` items and about
+    `max_bytes` of JSON; a single larger item still goes alone."""
+    chunk: list[str] = []
+    used = 0
+    for text in encoded:
+        if chunk and (len(chunk) >= size or used + len(text) > max_bytes):
+            yield chunk
+            chunk, used = [], 0
+        chunk.append(text)
+        used += len(text)
+    if chunk:
+        yield chunk
 
 
 def write_via_api(settings: Settings, prepared: PreparedImport, options: ImportOptions,
                   report: Reporter, *, client: ApiClient | None = None,
-                  chunk_size: int = CHUNK_SIZE) -> tuple[Target, SyncResult]:
+                  chunk_size: int | None = None) -> tuple[Target, SyncResult]:
     """Log in, find the product, sync every item then every dependency; see module doc."""
     password = api_password(settings)
     api = client or ApiClient(options.api_url)
@@ -171,7 +196,7 @@ def write_via_api(settings: Settings, prepared: PreparedImport, options: ImportO
         items = prepared.items
         if options.dry_run:
             return target, _dry_run(api, target, items, report)
-        return target, _sync(api, target, items, report, chunk_size)
+        return target, _sync(api, target, items, report, chunk_size or CHUNK_SIZE)
     finally:
         if client is None:
             api.close()
@@ -180,21 +205,24 @@ def write_via_api(settings: Settings, prepared: PreparedImport, options: ImportO
 def _sync(api: ApiClient, target: Target, items: list[WorkItem], report: Reporter,
           chunk_size: int) -> SyncResult:
     result = SyncResult()
+    sent: list[str] = []
     for kind, group in _by_kind(items):
         report.line(f"📝 Syncing {len(group)} {LABELS[kind].lower()} via API...")
         kind_result = SyncResult()
+        encoded = encode(group)
         with report.progress(f"📤 {LABELS[kind]}", total=len(group)) as advance:
-            for chunk in _chunks(group, chunk_size):
+            for chunk in _chunks(encoded, chunk_size):
                 kind_result.merge(api.sync(target.product_id, chunk, phase="items"))
                 advance(len(chunk))
         c = kind_result.counts[kind]
         report.line(f"✅ {LABELS[kind]}: {c.created} created, {c.updated} updated, "
                     f"{c.unchanged} unchanged, {c.removed} removed")
         result.merge(kind_result)
+        sent.extend(encoded)
     # Every item again (as the direct import does): phase 2 also removes edges a task lost.
-    report.line(f"🔗 Syncing dependencies of {len(items)} item(s) via API...")
-    with report.progress("🔗 Dependencies", total=len(items)) as advance:
-        for chunk in _chunks(items, chunk_size):
+    report.line(f"🔗 Syncing dependencies of {len(sent)} item(s) via API...")
+    with report.progress("🔗 Dependencies", total=len(sent)) as advance:
+        for chunk in _chunks(sent, chunk_size):
             result.merge(api.sync(target.product_id, chunk, phase="dependencies"))
             advance(len(chunk))
     return result
@@ -208,4 +236,4 @@ def _dry_run(api: ApiClient, target: Target, items: list[WorkItem],
                        f"(this file has {len(items)})",
                        hint="Use `import beads --dry-run` without --via api for this file.")
     report.line(f"📝 Checking {len(items)} work item(s) via API (dry run)...")
-    return api.sync(target.product_id, items, phase="all", dry_run=True)
+    return api.sync(target.product_id, encode(items), phase="all", dry_run=True)
