@@ -451,3 +451,14 @@ def test_sync_dry_run_counts_and_rolls_back(api_client: TestClient, world: World
                      phase="all", dryRun=True)
     assert response.json()["counts"]["epic"]["created"] == 1
     assert conn.execute("SELECT count(*) FROM epics").fetchone()[0] == 0
+
+
+def test_uvicorn_module_app_refuses_to_start_in_production_without_secret_key(
+        cli_env: dict[str, str], tmp_path):
+    env = {k: v for k, v in cli_env.items() if k != "SECRET_KEY"}
+    result = subprocess.run(
+        [sys.executable, "-m", "uvicorn", "api.main:app", "--port", str(free_port())],
+        env={**env, "APP_ENV": "production"}, cwd=tmp_path, capture_output=True, text=True,
+        timeout=120)
+    assert result.returncode == 1
+    assert "❌ SECRET_KEY is not set" in result.stderr and "Traceback" not in result.stderr
