@@ -164,14 +164,15 @@ def _restore(conn: psycopg.Connection, settings: Settings, reader: BackupReader,
         else:
             conn.execute("SET CONSTRAINTS ALL DEFERRED")
         report.line("🗑️  Clearing existing data...")
-        _clear(conn, tables, targets, result)
+        frozen = _clear(conn, tables, targets, result)
         loaded: list[Table] = []
         for section in reader.sections():
             table = by_name.get(section.name)
             if table is None:
                 _unknown_table(section, result, options, report)
                 continue
-            count = _load_table(conn, table, section, result, options, report)
+            count = _load_table(conn, table, section, result, options, report,
+                                freeze=frozen)
             result.tables[table.name] = count
             loaded.append(table)
             report.line(f"✅ {table.name}: {count} rows")
@@ -224,19 +225,19 @@ def _safety_backup(conn: psycopg.Connection, settings: Settings, report: Reporte
 
 
 def _clear(conn: psycopg.Connection, tables: list[Table], targets: list[Table],
-           result: RestoreResult) -> None:
+           result: RestoreResult) -> bool:
     """Empty the tables the restore replaces, never touching any other table's rows.
 
     TRUNCATE when no other table references them; otherwise DELETE - which in replica mode
     fires no ON DELETE actions, and in deferred mode is refused when it would cascade into a
-    table the file leaves untouched.
+    table the file leaves untouched. Returns whether it truncated (COPY may then FREEZE).
     """
     names = {t.name for t in targets}
     outside = [(t, fk) for t in tables if t.name not in names
                for fk in t.foreign_keys if fk.ref_table in names]
     if not outside:
         conn.execute(truncate_statement(targets))
-        return
+        return True
     if result.fk_mode == DEFERRED:
         for table, fk in outside:
             if conn.execute(sql.SQL("SELECT EXISTS (SELECT FROM {})").format(
@@ -248,6 +249,7 @@ def _clear(conn: psycopg.Connection, tables: list[Table], targets: list[Table],
                     "superuser (foreign-key actions are then switched off during the load).")
     for table in reversed(targets):
         conn.execute(sql.SQL("DELETE FROM {}").format(table.ident))
+    return False
 
 
 def _unknown_table(section: Section, result: RestoreResult, options: Options,
@@ -264,8 +266,14 @@ def _unknown_table(section: Section, result: RestoreResult, options: Options,
 
 
 def _load_table(conn: psycopg.Connection, table: Table, section: Section,
-                result: RestoreResult, options: Options, report: Reporter) -> int:
-    """COPY one table's rows from the file; errors name the table, row and file line."""
+                result: RestoreResult, options: Options, report: Reporter, *,
+                freeze: bool) -> int:
+    """COPY one table's rows from the file; errors name the table, row and file line.
+
+    After a TRUNCATE in this transaction, COPY FREEZE writes the rows already frozen: no
+    hint-bit rewrite of every page on first read (the FK validation right after, then
+    VACUUM), as pg_restore's data loads would need.
+    """
     rows = section.rows
     first = next(rows, None)
     if first is None:
@@ -274,8 +282,9 @@ def _load_table(conn: psycopg.Connection, table: Table, section: Section,
     plan = plan_table(table, value, line_no=line_no,
                       allow_schema_mismatch=options.allow_schema_mismatch)
     _note_columns(plan, result, report)
-    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
-        table.ident, sql.SQL(", ").join(sql.Identifier(c) for c in plan.columns))
+    statement = sql.SQL("COPY {} ({}) FROM STDIN{}").format(
+        table.ident, sql.SQL(", ").join(sql.Identifier(c) for c in plan.columns),
+        sql.SQL(" (FREEZE)") if freeze else sql.SQL(""))
     values = plan.values
     try:
         with report.progress(f"📥 {table.name}", None) as advance, \

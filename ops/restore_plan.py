@@ -10,6 +10,8 @@ A JSON null is SQL NULL, also in a jsonb column (row_to_json cannot tell the two
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from operator import itemgetter
@@ -26,25 +28,46 @@ def is_json_type(column: Column) -> bool:
     return column.type.removesuffix("[]").removesuffix("[]") in _JSON_TYPES
 
 
+# json_text lets the C encoder do the work and marks each Decimal so its exact text can be
+# put back afterwards; the pure-Python path is the fallback when a string holds the marker.
+_MARK = "\ue000"
+_MARKED = re.compile('"\ue000([^"\ue000]*)\ue000"')
+_decimals_seen: list[Decimal] = []
+
+
+def _mark_decimal(value: Any) -> str:
+    if isinstance(value, Decimal):
+        _decimals_seen.append(value)
+        return f"{_MARK}{value}{_MARK}"
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False,
+                           default=_mark_decimal).encode
+
+
 def json_text(value: Any) -> str:
-    """JSON text for a parsed value, keeping Decimal digits exactly (json.dumps cannot)."""
+    """JSON text for a parsed value, keeping Decimal digits exactly (22.30 stays 22.30)."""
+    if type(value) is dict and not value:
+        return "{}"
+    _decimals_seen.clear()
+    text = _encode(value)
+    if not _decimals_seen:
+        return text
+    if text.count(_MARK) != 2 * len(_decimals_seen):  # the data itself holds the marker
+        return _exact_json_text(value)
+    return _MARKED.sub(r"\1", text)
+
+
+def _exact_json_text(value: Any) -> str:
     if isinstance(value, dict):
-        if not value:
-            return "{}"
-        return "{" + ",".join(f"{_string(k)}:{json_text(v)}" for k, v in value.items()) + "}"
+        return "{" + ",".join(f"{_string(k)}:{_exact_json_text(v)}"
+                              for k, v in value.items()) + "}"
     if isinstance(value, list):
-        return "[" + ",".join(json_text(v) for v in value) + "]"
-    if isinstance(value, str):
-        return _string(value)
-    if value is True:
-        return "true"
-    if value is False:
-        return "false"
-    if value is None:
-        return "null"
-    if isinstance(value, int | Decimal):
+        return "[" + ",".join(_exact_json_text(v) for v in value) + "]"
+    if isinstance(value, Decimal):
         return str(value)
-    return json.dumps(value)  # floats (NaN/Infinity constants) stay as json writes them
+    return json.dumps(value, ensure_ascii=False)
 
 
 def _string(text: str) -> str:
@@ -62,6 +85,30 @@ def _json_elements(value: Any) -> Any:
     return [None if v is None else json_text(v) for v in value]
 
 
+def _array_literal(value: Any) -> Any:
+    """A list of strings as a PostgreSQL array literal (several times faster than the
+    generic list adapter); anything else - numbers, nested lists - is left to psycopg."""
+    if type(value) is not list:
+        return value
+    parts = []
+    for item in value:
+        if type(item) is str:
+            parts.append('"' + item.replace("\\", "\\\\").replace('"', '\\"') + '"')
+        elif item is None:
+            parts.append("NULL")
+        else:
+            return value
+    return "{" + ",".join(parts) + "}"
+
+
+def _converter(column: Column) -> Callable[[Any], Any] | None:
+    """How one column's parsed JSON value becomes a COPY value (None: as it is)."""
+    array = column.type.endswith("[]")
+    if is_json_type(column):
+        return _json_elements if array else json_text
+    return _array_literal if array else None
+
+
 @dataclass
 class TablePlan:
     """The COPY column list for one table and the row -> values conversion, fixed by the
@@ -73,15 +120,12 @@ class TablePlan:
     field_count: int  # fields per row, including skipped generated / dropped ones
     dropped: list[str] = field(default_factory=list)  # file fields with no column
     defaulted: list[str] = field(default_factory=list)  # columns the file does not have
-    _json: tuple[int, ...] = ()
-    _json_arrays: tuple[int, ...] = ()
+    _convert: tuple[tuple[int, Callable[[Any], Any]], ...] = ()
 
     def __post_init__(self) -> None:
         by_name = {c.name: c for c in self.table.columns}
-        self._json = tuple(i for i, c in enumerate(self.columns)
-                           if is_json_type(by_name[c]) and not by_name[c].type.endswith("[]"))
-        self._json_arrays = tuple(i for i, c in enumerate(self.columns)
-                                  if is_json_type(by_name[c]) and by_name[c].type.endswith("[]"))
+        converters = ((i, _converter(by_name[c])) for i, c in enumerate(self.columns))
+        self._convert = tuple((i, f) for i, f in converters if f is not None)
         getter = itemgetter(*self.keys) if self.keys else (lambda row: ())
         if len(self.keys) == 1:
             self._get = lambda row: (getter(row),)
@@ -90,20 +134,17 @@ class TablePlan:
 
     def values(self, row: Any, row_no: int, line_no: int | None) -> tuple | list:
         """The COPY values for one row; bad shapes raise an OpsError naming the row."""
-        if not isinstance(row, dict) or len(row) != self.field_count:
+        if type(row) is not dict or len(row) != self.field_count:
             raise self.row_error(row, row_no, line_no)
         try:
             values = self._get(row)
         except KeyError:
             raise self.row_error(row, row_no, line_no) from None
-        if self._json or self._json_arrays:
+        if self._convert:
             values = list(values)
-            for i in self._json:
+            for i, convert in self._convert:
                 if values[i] is not None:
-                    values[i] = json_text(values[i])
-            for i in self._json_arrays:
-                if values[i] is not None:
-                    values[i] = _json_elements(values[i])
+                    values[i] = convert(values[i])
         return values
 
     def row_error(self, row: Any, row_no: int, line_no: int | None) -> OpsError:
