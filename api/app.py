@@ -6,6 +6,7 @@ from fastapi import APIRouter, FastAPI
 
 from api.config import ApiSettings
 from api.errors import install_error_handlers
+from api.models import ErrorOut, ValidationErrorOut
 from api.routes import auth, health, products, sync, tags, work_items
 
 
@@ -21,8 +22,13 @@ def create_app(settings: ApiSettings) -> FastAPI:
     )
     app.state.settings = settings
     install_error_handlers(app)
-    api = APIRouter(prefix="/api")
-    for module in (health, auth, products, tags, work_items, sync):
+    api = APIRouter(prefix="/api", responses={
+        401: {"model": ErrorOut, "description": "Missing, invalid or expired token"},
+        422: {"model": ValidationErrorOut, "description": "Invalid request: the fields named"},
+        503: {"model": ErrorOut, "description": "Database unavailable"},
+    })
+    for module in (auth, products, tags, work_items, sync):
         api.include_router(module.router)
+    app.include_router(health.router, prefix="/api")  # no auth, no body: no 401/422
     app.include_router(api)
     return app

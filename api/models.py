@@ -82,6 +82,19 @@ class ErrorOut(BaseModel):
     detail: str
 
 
+class FieldError(BaseModel):
+    field: str
+    location: str
+    message: str
+
+
+class ValidationErrorOut(BaseModel):
+    """The 422 body (api.errors): which fields, where, why; the input is never echoed."""
+
+    detail: str
+    errors: list[FieldError] = Field(default_factory=list)
+
+
 # --- products and tags --------------------------------------------------------------------
 
 class ProductOut(CamelModel):
