@@ -397,3 +397,23 @@ def test_every_value_type_survives_backup_and_restore_exactly(settings: Settings
     assert table_hashes(conn) == expected
     # GENERATED ALWAYS identity continues after the restored ids
     assert conn.execute("INSERT INTO odd_types (t) VALUES ('next') RETURNING id").fetchone()[0] == 4
+
+
+@pytest.mark.parametrize("scale", [0, 1], ids=["sample", "scale-1"])
+def test_seeded_database_round_trips_through_backup_reset_restore(
+        settings: Settings, conn: psycopg.Connection, scale: float):
+    from ops.seed import run_seeds
+
+    run_seeds(settings, lookups=True, sample=True, scale=scale)
+    expected = table_hashes(conn)
+    assert sum(rows for rows, _ in expected.values()) > (20_000 if scale else 50)
+    backup(settings, compress=True)
+    reset(settings, confirm=True)
+
+    restore(settings)
+
+    assert table_hashes(conn) == expected
+    top = conn.execute("SELECT max(id) FROM tasks").fetchone()[0]
+    new_id = conn.execute("INSERT INTO tasks (tenant_id, product_id, title) SELECT tenant_id, "
+                          "id, 'after restore' FROM products LIMIT 1 RETURNING id").fetchone()[0]
+    assert new_id == top + 1
