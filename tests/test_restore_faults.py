@@ -3,21 +3,18 @@ database exactly as before (ordered per-table hashes) and `latest` still the goo
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
-import time
 from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
 import pytest
+from fault_support import run_killed_at, wait_for_tool_backends_to_end
 from restore_support import insert_sample, table_hashes
 
 from ops.backup import backup
 from ops.backup_files import list_backups
 from ops.backup_reader import resolve_backup
-from ops.config import PROJECT_ROOT, Settings
+from ops.config import Settings
 from ops.errors import OpsError
 from ops.output import Reporter
 from ops.restore import restore
@@ -25,38 +22,6 @@ from ops.restore import restore
 pytestmark = pytest.mark.faults
 
 EXTRA_COMMENTS = 12_000  # more than one progress step, so a kill can land mid-COPY
-
-# Runs a restore whose reporter SIGKILLs its own process when the trigger is reached.
-KILLER = r"""
-import os, signal, sys
-from contextlib import contextmanager
-from pathlib import Path
-from ops.config import Settings
-from ops.output import Reporter
-from ops.restore import restore
-
-url, backup_dir, trigger = sys.argv[1:4]
-
-def die():
-    os.kill(os.getpid(), signal.SIGKILL)
-
-class KillAt(Reporter):
-    def line(self, text=""):
-        print(text, flush=True)
-        if trigger.startswith("line:") and text.startswith(trigger[5:]):
-            die()
-
-    @contextmanager
-    def progress(self, description, total):
-        def advance(n=1):
-            if trigger == "rows:" + description.split()[-1]:
-                die()
-        yield advance
-
-restore(Settings(database_url=url, backup_dir=Path(backup_dir), app_env="test"),
-        report=KillAt(quiet=False))
-print("FINISHED")
-"""
 
 
 @pytest.fixture
@@ -72,33 +37,19 @@ def prepared(settings: Settings, conn: psycopg.Connection) -> tuple[Path, dict]:
     return good, table_hashes(conn)
 
 
-def wait_for_restore_backend_to_end(conn: psycopg.Connection) -> None:
-    for _ in range(300):
-        busy = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = "
-                            "current_database() AND application_name = 'tasklets-db'"
-                            ).fetchone()[0]
-        if not busy:
-            return
-        time.sleep(0.1)
-    raise AssertionError("the killed restore's server backend did not go away")
-
-
 @pytest.mark.parametrize("trigger", [
     "line:💾 Safety backup",  # safety backup written, nothing cleared yet
     "line:✅ tenants",  # cleared, first table loaded
-    "rows:comments",  # in the middle of a COPY
+    "progress:📥 comments:1",  # in the middle of a COPY
     "line:⚙️  Re-enabling",  # everything loaded, foreign keys not yet validated
     "line:🔗 Foreign keys verified",  # validated, sequences reset, about to commit
 ])
 def test_kill_9_mid_restore_leaves_the_database_unchanged(
         settings: Settings, conn: psycopg.Connection, prepared, trigger: str):
     good, before = prepared
-    run = subprocess.run(
-        [sys.executable, "-c", KILLER, settings.database_url, str(settings.backup_dir), trigger],
-        capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=300)
-    assert run.returncode == -signal.SIGKILL, run.stderr
-    assert "FINISHED" not in run.stdout
-    wait_for_restore_backend_to_end(conn)
+    run_killed_at(settings.database_url, str(settings.backup_dir), trigger,
+                  "from ops.restore import restore; restore(settings, report=R)")
+    wait_for_tool_backends_to_end(settings.database_url)
     assert table_hashes(conn) == before
     assert resolve_backup(settings.backup_dir, "latest") == good
     # the database is usable and a new restore succeeds afterwards
