@@ -33,6 +33,12 @@ def sample(conn: psycopg.Connection) -> dict:
     return table_hashes(conn)
 
 
+@pytest.fixture
+def owner_settings(owner_db_url: str, backup_dir: Path) -> Settings:
+    """Settings for a non-superuser role that owns the tables (managed Postgres)."""
+    return Settings(database_url=owner_db_url, backup_dir=backup_dir, app_env="test")
+
+
 def _safety_backups(backup_dir: Path) -> list[Path]:
     return [b.path for b in list_backups(backup_dir) if b.safety]
 
@@ -74,9 +80,9 @@ def test_restore_replaces_changed_data_and_keeps_the_environment_marker(
 
 
 def test_restore_as_table_owner_without_superuser_defers_foreign_keys(
-        owner_db_url: str, backup_dir: Path):
-    settings = Settings(database_url=owner_db_url, backup_dir=backup_dir, app_env="test")
-    with psycopg.connect(owner_db_url, autocommit=True) as conn:
+        owner_settings: Settings):
+    settings = owner_settings
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
         assert not conn.execute("SELECT rolsuper FROM pg_roles "
                                 "WHERE rolname = current_user").fetchone()[0]
         insert_sample(conn)
@@ -93,12 +99,12 @@ def test_restore_as_table_owner_without_superuser_defers_foreign_keys(
 
 
 def test_owner_restore_rejects_a_dangling_reference_and_changes_nothing(
-        owner_db_url: str, backup_dir: Path):
-    settings = Settings(database_url=owner_db_url, backup_dir=backup_dir, app_env="test")
-    with psycopg.connect(owner_db_url, autocommit=True) as conn:
+        owner_settings: Settings):
+    settings = owner_settings
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
         insert_sample(conn)
         before = table_hashes(conn)
-        path = write_line_backup(backup_dir / "dangling.json", {
+        path = write_line_backup(settings.backup_dir / "dangling.json", {
             "tenants": [{"id": 1, "name": "T", "plan": "free", "settings": {},
                          "createdAt": "2024-01-01T00:00:00+00:00",
                          "updatedAt": "2024-01-01T00:00:00+00:00"}],
@@ -279,12 +285,12 @@ def test_only_listed_tables_leaves_the_other_tables_untouched(
 
 
 def test_only_listed_tables_as_owner_refuses_a_clear_that_would_cascade(
-        owner_db_url: str, backup_dir: Path):
-    settings = Settings(database_url=owner_db_url, backup_dir=backup_dir, app_env="test")
-    with psycopg.connect(owner_db_url, autocommit=True) as conn:
+        owner_settings: Settings):
+    settings = owner_settings
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
         insert_sample(conn)
         before = table_hashes(conn)
-        path = write_seed_file(backup_dir / "tags.json", {"tags": _rows(conn, "tags")})
+        path = write_seed_file(settings.backup_dir / "tags.json", {"tags": _rows(conn, "tags")})
         with pytest.raises(OpsError, match="would cascade into item_tags"):
             restore(settings, path.name, only_listed_tables=True, safety_backup=False)
         assert table_hashes(conn) == before
