@@ -21,7 +21,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from ops.schema import PRIORITIES, WORK_STATUSES
+from ops.vocabulary import PRIORITIES, WORK_STATUSES
 
 MAX_ID = 2**63 - 1
 

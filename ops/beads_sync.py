@@ -36,7 +36,7 @@ import psycopg
 
 from ops.errors import OpsError
 from ops.output import SILENT, Reporter
-from ops.schema import PRIORITIES, WORK_STATUSES
+from ops.vocabulary import PRIORITIES, WORK_STATUSES
 from ops.work_items import KINDS, WorkDependency, WorkItem
 
 

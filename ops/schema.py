@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 
 from ops.tables import OPS_METADATA_TABLE
+from ops.vocabulary import PRIORITIES, TICKET_STATUSES, USER_ROLES, WORK_STATUSES
 
 metadata = sa.MetaData(
     naming_convention={
@@ -23,12 +24,6 @@ metadata = sa.MetaData(
 )
 
 
-USER_ROLES = ("admin", "developer", "support", "company_admin", "user")
-INTERNAL_ROLES = ("admin", "developer", "support", "company_admin")
-CLIENT_ROLES = ("user", "company_admin")
-WORK_STATUSES = ("backlog", "todo", "in_progress", "blocked", "in_review", "done", "cancelled")
-PRIORITIES = ("critical", "high", "medium", "low", "none")
-TICKET_STATUSES = ("open", "in_progress", "waiting", "resolved", "closed")
 
 user_type = pg.ENUM("internal", "client", name="user_type", metadata=metadata)
 user_role = pg.ENUM(*USER_ROLES, name="user_role", metadata=metadata)

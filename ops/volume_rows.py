@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from ops.schema import INTERNAL_ROLES, PRIORITIES, TICKET_STATUSES, WORK_STATUSES
+from ops.vocabulary import INTERNAL_ROLES, PRIORITIES, TICKET_STATUSES, WORK_STATUSES
 
 BASE_TIME = datetime(2024, 1, 1, tzinfo=UTC)
 DAY_SECONDS = 24 * 3600

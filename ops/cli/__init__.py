@@ -8,12 +8,14 @@ import traceback
 import psycopg
 from rich.console import Console
 
-from ops.cli import api_cmds  # noqa: F401
-from ops.cli import backup_cmds  # noqa: F401
-from ops.cli import beads_cmds  # noqa: F401
-from ops.cli import restore_cmds  # noqa: F401
-from ops.cli import schema_cmds  # noqa: F401  (registers commands)
-from ops.cli import seed_cmds  # noqa: F401
+from ops.cli import (
+    api_cmds,  # noqa: F401
+    backup_cmds,  # noqa: F401
+    beads_cmds,  # noqa: F401
+    restore_cmds,  # noqa: F401
+    schema_cmds,  # noqa: F401  (registers commands)
+    seed_cmds,  # noqa: F401
+)
 from ops.cli.app import app, state
 from ops.db import first_line
 from ops.errors import OpsError
