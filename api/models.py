@@ -318,3 +318,6 @@ class SyncResultOut(CamelModel):
     dependencies_added: int
     dependencies_removed: int
     warnings: list[str]
+    dependencies_in_metadata: int = 0
+    unmatched_people: dict[str, int] = {}
+    unresolved_parents: list[str] = []
