@@ -99,7 +99,7 @@ def restore(settings: Settings, source: str | Path | None = "latest", *,
         report.line(f"📊 Tables to restore: {len(targets)}")
         if dry_run:
             conn.rollback()
-            _dry_run(reader, tables, listed, result, options, report)
+            _dry_run(reader, tables, result, options, report)
         else:
             refuse_production(conn, settings, action="restore into",
                               allow_production=allow_production)
@@ -370,8 +370,8 @@ def _database_error(exc: psycopg.Error, committing: bool) -> OpsError:
 # ---------------------------------------------------------------- --dry-run
 
 
-def _dry_run(reader: BackupReader, tables: list[Table], listed: list[str] | None,
-             result: RestoreResult, options: Options, report: Reporter) -> None:
+def _dry_run(reader: BackupReader, tables: list[Table], result: RestoreResult,
+             options: Options, report: Reporter) -> None:
     """Read and check the whole file against the live schema; write nothing."""
     by_name = {t.name: t for t in tables}
     for section in reader.sections():
