@@ -99,7 +99,7 @@ def load_seed(path: Path) -> Callable[..., Any]:
     except Exception as exc:
         raise OpsError(
             f"seed file {path} failed to import: {exc.__class__.__name__}: {first_line(exc)}",
-            hint="Fix the file (run `python " + str(path) + "` to see the full error).",
+            hint=f"Fix the file; `tasklets-db --debug seed run {path.stem}` shows the traceback.",
         ) from exc
     finally:
         sys.path.remove(str(path.parent.resolve()))
