@@ -209,13 +209,13 @@ BACKUP_MOUNT = $(if $(HOST_BACKUP),-v "$(abspath $(BACKUP)):/restore/$(notdir $(
 db-restore: $(CLI_DEPS) ## Restore BACKUP=file (default: the latest backup) (restore)
 	@$(call tasklets,$(BACKUP_MOUNT)) restore $(BACKUP_ARG) $(ARGS)
 
-db-seed-lookups: $(CLI_DEPS) ## Seed the lookup data: tenants, clients, products (seed lookups)
+db-seed-lookups: $(CLI_DEPS) ## Seed the SysTech tenant and the 18 reference tags (seed lookups)
 	@$(call tasklets) seed lookups $(ARGS)
 
 db-seed-sample: $(CLI_DEPS) ## Seed the sample users, teams and work items (seed sample)
 	@$(call tasklets) seed sample $(ARGS)
 
-db-seed-demo: $(CLI_DEPS) ## Seed the larger demo data set (seed demo)
+db-seed-demo: $(CLI_DEPS) ## Legacy alias of db-seed-sample (seed demo)
 	@$(call tasklets) seed demo $(ARGS)
 
 db-seed: $(CLI_DEPS) ## Seed the default set (seed)
