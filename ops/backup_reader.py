@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import ijson
+import orjson
 from ijson.common import ObjectBuilder
 
 from ops.backup_files import latest_complete_backup, list_backups
@@ -90,16 +91,26 @@ def not_found(backup_dir: Path, ref: str) -> OpsError:
 
 @dataclass
 class Section:
-    """One table's rows in file order; `count` is final once `rows` is exhausted."""
+    """One table's rows in file order; `count` is final once `rows` is exhausted.
+
+    Line-layout rows are parsed fast (orjson: non-integers become float); `approximate` is
+    then True and `exact()` re-parses the current row with Decimal, for the caller to use
+    where a float could lose digits (jsonb, unconstrained numeric). Streamed rows are exact.
+    """
 
     name: str
     rows: Iterator[Row]
     first_line: int | None = None  # file line of the first row (line layout)
     count: int = 0
+    approximate: bool = False
+    raw: bytes = b""  # the current row's JSON text (line layout)
 
     def drain(self) -> None:
         for _ in self.rows:
             pass
+
+    def exact(self) -> Any:
+        return exact_loads(self.raw)
 
 
 @dataclass
@@ -236,7 +247,7 @@ class BackupReader:
                 name = parse_table_open(raw)
                 if name is None:
                     raise self.error(f"line {self._lineno}: expected `\"table\": [`")
-                section = Section(name, iter(()), self._lineno + 1)
+                section = Section(name, iter(()), self._lineno + 1, approximate=True)
                 section.rows = self._line_rows(section)
                 yield section
             elif text.startswith(b"}"):
@@ -250,7 +261,6 @@ class BackupReader:
     def _line_rows(self, section: Section) -> Iterator[Row]:
         fh = self._fh
         assert fh is not None
-        decode = _DECODER.raw_decode
         digest = hashlib.sha256()
         decode_rows = self.decode_rows
         count = 0
@@ -273,14 +283,15 @@ class BackupReader:
                 section.count = count
                 if not decode_rows:
                     continue
+                section.raw = content
                 try:
-                    text = content.decode()
-                    value, end = decode(text)
-                    if end != len(text):
-                        raise ValueError("extra content after the row")
-                except ValueError as exc:
-                    raise self.error(f"table {section.name!r} row {count} (line {self._lineno}) "
-                                     f"is not valid JSON: {exc}") from None
+                    value = fast_loads(content)
+                except ValueError:  # not JSON - or an integer beyond 64 bits: exact parser
+                    try:
+                        value = exact_loads(content)
+                    except ValueError as exc:
+                        raise self.error(f"table {section.name!r} row {count} (line "
+                                         f"{self._lineno}) is not valid JSON: {exc}") from None
                 yield count, self._lineno, value
             else:
                 raise self.error(f"the file is truncated in table {section.name!r} after row "
@@ -359,6 +370,16 @@ class BackupReader:
 
 
 _DECODER = json.JSONDecoder(parse_float=Decimal)
+fast_loads = orjson.loads
+
+
+def exact_loads(content: bytes) -> Any:
+    """One JSON value, non-integers as Decimal (digits kept: 22.30 stays 22.30)."""
+    text = content.decode()
+    value, end = _DECODER.raw_decode(text)
+    if end != len(text):
+        raise ValueError("extra content after the row")
+    return value
 
 
 def _next(events: Iterator) -> tuple[str, Any]:

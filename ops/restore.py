@@ -286,13 +286,14 @@ def _load_table(conn: psycopg.Connection, table: Table, section: Section,
         table.ident, sql.SQL(", ").join(sql.Identifier(c) for c in plan.columns),
         sql.SQL(" (FREEZE)") if freeze else sql.SQL(""))
     values = plan.values
+    exact = section.exact if section.approximate else None
     try:
         with report.progress(f"📥 {table.name}", None) as advance, \
                 conn.cursor().copy(statement) as copy:
             write_row = copy.write_row
-            write_row(values(value, row_no, line_no))
+            write_row(values(value, row_no, line_no, exact))
             for row_no, line_no, value in rows:
-                write_row(values(value, row_no, line_no))
+                write_row(values(value, row_no, line_no, exact))
                 if not row_no % PROGRESS_EVERY:
                     advance(PROGRESS_EVERY)
     except psycopg.OperationalError:

@@ -109,6 +109,37 @@ def _converter(column: Column) -> Callable[[Any], Any] | None:
     return _array_literal if array else None
 
 
+_FLOAT_SAFE = re.compile(r"^(real|double precision|smallint|integer|bigint|"
+                         r"numeric\((\d+)(,\d+)?\))$")
+
+
+_NUMERIC_PREFIXES = ("numeric", "real", "double precision", "smallint", "integer", "bigint")
+
+
+def float_safe(column: Column) -> bool:
+    """Whether a value parsed as float still restores exactly into this column: floats and
+    integers, and numeric of at most 15 digits (every such decimal is its float's repr)."""
+    match = _FLOAT_SAFE.match(column.type)
+    return bool(match) and (match[2] is None or int(match[2]) <= 15)
+
+
+def _has_float(value: Any) -> bool:
+    """Whether a parsed JSON value holds a float anywhere (type scans run in C)."""
+    kind = type(value)
+    if kind is dict:
+        items: Any = value.values()
+    elif kind is list:
+        items = value
+    else:
+        return kind is float
+    kinds = set(map(type, items))
+    if float in kinds:
+        return True
+    if dict in kinds or list in kinds:
+        return any(_has_float(v) for v in items if type(v) in (dict, list))
+    return False
+
+
 @dataclass
 class TablePlan:
     """The COPY column list for one table and the row -> values conversion, fixed by the
@@ -121,25 +152,52 @@ class TablePlan:
     dropped: list[str] = field(default_factory=list)  # file fields with no column
     defaulted: list[str] = field(default_factory=list)  # columns the file does not have
     _convert: tuple[tuple[int, Callable[[Any], Any]], ...] = ()
+    _exact_scalars: Callable[[Any], tuple] = tuple  # values where a float would lose digits
+    _exact_json: tuple[int, ...] = ()  # json/jsonb and numeric arrays: walked for floats
 
     def __post_init__(self) -> None:
         by_name = {c.name: c for c in self.table.columns}
         converters = ((i, _converter(by_name[c])) for i, c in enumerate(self.columns))
         self._convert = tuple((i, f) for i, f in converters if f is not None)
+        # Only json and numeric-typed values can hold non-integer numbers in a file that
+        # row_to_json wrote (text, dates, uuids... are strings): those are worth checking.
+        types = [by_name[c].type for c in self.columns]
+        unsafe = [i for i, c in enumerate(self.columns) if not float_safe(by_name[c])
+                  and (is_json_type(by_name[c]) or types[i].startswith(_NUMERIC_PREFIXES))]
+        self._exact_json = tuple(i for i in unsafe
+                                 if is_json_type(by_name[self.columns[i]])
+                                 or types[i].endswith("[]"))
+        scalars = [i for i in unsafe if i not in self._exact_json]
+        if scalars:
+            pick = itemgetter(*scalars)
+            self._exact_scalars = (lambda v: (pick(v),)) if len(scalars) == 1 else pick
+        else:
+            self._exact_scalars = lambda v: ()
         getter = itemgetter(*self.keys) if self.keys else (lambda row: ())
         if len(self.keys) == 1:
             self._get = lambda row: (getter(row),)
         else:
             self._get = getter
 
-    def values(self, row: Any, row_no: int, line_no: int | None) -> tuple | list:
-        """The COPY values for one row; bad shapes raise an OpsError naming the row."""
+    def values(self, row: Any, row_no: int, line_no: int | None,
+               exact: Callable[[], Any] | None = None) -> tuple | list:
+        """The COPY values for one row; bad shapes raise an OpsError naming the row.
+
+        `exact` re-parses the row with Decimal numbers; it is called when the row came from
+        the fast parser and a float sits where it could lose digits (jsonb 22.30).
+        """
         if type(row) is not dict or len(row) != self.field_count:
             raise self.row_error(row, row_no, line_no)
         try:
             values = self._get(row)
         except KeyError:
             raise self.row_error(row, row_no, line_no) from None
+        if exact is not None:
+            if float in map(type, self._exact_scalars(values)):
+                return self.values(exact(), row_no, line_no)
+            for i in self._exact_json:
+                if _has_float(values[i]):
+                    return self.values(exact(), row_no, line_no)
         if self._convert:
             values = list(values)
             for i, convert in self._convert:

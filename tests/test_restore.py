@@ -373,6 +373,7 @@ CREATE TABLE odd_types (
   n numeric(40, 10), n_any numeric, d double precision, r real,
   ts timestamptz, tsi timestamp, day date, tod time, span interval,
   u uuid, b bytea, flag boolean, ints int[], grid text[], docs jsonb[], doc jsonb, m mood,
+  nums numeric[] DEFAULT '{1.10,2.500,NULL}',
   twice bigint GENERATED ALWAYS AS (user_id * 2) STORED
 );
 INSERT INTO odd_types (t, "userId", user_id, n, n_any, d, r, ts, tsi, day, tod, span, u, b,
