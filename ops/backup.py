@@ -9,7 +9,9 @@ The layout is the contract in `ops.backup_format`.
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Callable
+from concurrent.futures import Future, wait
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -28,15 +30,18 @@ from ops.backup_format import (
     table_close_line,
     table_open_line,
 )
+from ops.backup_parallel import Part, balance, prefetch, table_sizes
 from ops.backup_writer import BackupWriter
 from ops.config import Settings
-from ops.db import connection, first_line, server_version
+from ops.db import connect, connection, first_line, server_version
 from ops.errors import OpsError
 from ops.migrate import current_revision
 from ops.output import SILENT, Reporter, human_size
 from ops.tables import APP_SCHEMA, Table, discover_tables, require_schema
 
 TOOL_NAME = "tasklets-ops"
+DEFAULT_JOBS = 2  # parallel streams for `backup` (see ops.backup_parallel)
+PARALLEL_MIN_BYTES = 64 << 20  # below this, extra connections cost more than they save
 BLOCK_BYTES = 1 << 20  # bigger blocks measured slower, smaller ones cost Python overhead
 PROGRESS_MIN_ROWS = 50_000
 
@@ -66,8 +71,13 @@ class BackupResult:
 
 def backup(settings: Settings, *, output: Path | None = None, compress: bool = False,
            tables: list[str] | None = None, exclude: list[str] | None = None,
-           report: Reporter = SILENT) -> BackupResult:
-    """Back up the database of `settings` from one REPEATABLE READ, READ ONLY snapshot."""
+           jobs: int = DEFAULT_JOBS, report: Reporter = SILENT) -> BackupResult:
+    """Back up the database of `settings` from one REPEATABLE READ, READ ONLY snapshot.
+
+    With jobs > 1 a large database is read over that many connections sharing the snapshot.
+    """
+    if jobs < 1:
+        raise OpsError(f"--jobs must be at least 1, not {jobs}", exit_code=2)
     report.line("🔄 Starting database backup...")
     moment = utc_now()
     with connection(settings) as conn:
@@ -75,7 +85,8 @@ def backup(settings: Settings, *, output: Path | None = None, compress: bool = F
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         conn.read_only = True
         result = write_backup(conn, target, compress=compress, tables=tables, exclude=exclude,
-                              report=report, moment=moment)
+                              report=report, moment=moment, jobs=jobs,
+                              open_connection=lambda: connect(settings, autocommit=True))
         conn.rollback()
     report.line("✅ Backup completed successfully!")
     report.line(f"📁 Backup file: {result.path}")
@@ -96,24 +107,28 @@ def backup_target(backup_dir: Path, output: Path | None, moment: datetime,
 
 def write_backup(conn: psycopg.Connection, target: Path, *, compress: bool = False,
                  tables: list[str] | None = None, exclude: list[str] | None = None,
-                 report: Reporter = SILENT, moment: datetime | None = None) -> BackupResult:
+                 report: Reporter = SILENT, moment: datetime | None = None, jobs: int = 1,
+                 open_connection: Callable[[], psycopg.Connection] | None = None,
+                 ) -> BackupResult:
     """Stream the chosen tables, as `conn`'s current transaction sees them, into `target`.
 
     The caller owns the snapshot: `backup` opens REPEATABLE READ, READ ONLY; restore calls
     this inside its own transaction for the safety backup. Written to a hidden temp file,
     fsynced and renamed; on any failure the temp file is removed and OpsError raised.
+    `open_connection` (autocommit connections to the same database) enables `jobs` streams.
     """
     moment = moment or utc_now()
     result = BackupResult(path=target, compressed=compress, timestamp=iso_timestamp(moment))
     if conn.autocommit:  # one snapshot per statement would not be consistent: open one
         with conn.transaction():
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            return _write(conn, result, tables, exclude, report)
-    return _write(conn, result, tables, exclude, report)
+            return _write(conn, result, tables, exclude, report, jobs, open_connection)
+    return _write(conn, result, tables, exclude, report, jobs, open_connection)
 
 
 def _write(conn: psycopg.Connection, result: BackupResult, only: list[str] | None,
-           exclude: list[str] | None, report: Reporter) -> BackupResult:
+           exclude: list[str] | None, report: Reporter, jobs: int = 1,
+           open_connection: Callable[[], psycopg.Connection] | None = None) -> BackupResult:
     for name, value in SESSION_SETTINGS.items():
         conn.execute("SELECT set_config(%s, %s, true)", (name, value))
     chosen = select_tables(discover_tables(conn), only, exclude)
@@ -136,14 +151,23 @@ def _write(conn: psycopg.Connection, result: BackupResult, only: list[str] | Non
         "compressed": result.compressed,
     }
     current = chosen[0].name
+    parts: dict[str, Future[Part]] = {}
+    cancelled = threading.Event()
     try:
         with BackupWriter(result.path, compress=result.compressed) as out:
             out.write(header_line(result.timestamp))
+            if jobs > 1 and open_connection is not None:
+                parts = _start_streams(conn, chosen, jobs, open_connection, result, cancelled)
             for index, table in enumerate(chosen):
                 current = table.name
                 out.write(table_open_line(table.name))
-                with _progress(report, table.name, estimates.get(table.name, 0)) as advance:
-                    rows, digest = _stream_table(conn, table, out.write, advance)
+                if table.name in parts:
+                    part = parts[table.name].result()
+                    out.splice(part.path)
+                    rows, digest = part.rows, part.sha256
+                else:
+                    with _progress(report, table.name, estimates.get(table.name, 0)) as advance:
+                        rows, digest = _stream_table(conn, table, out.write, advance)
                 out.write(table_close_line(last=index == len(chosen) - 1))
                 result.tables[table.name] = rows
                 result.sha256[table.name] = digest
@@ -155,18 +179,48 @@ def _write(conn: psycopg.Connection, result: BackupResult, only: list[str] | Non
             out.write(meta_line(meta))
             result.size_bytes = out.commit()
     except OSError as exc:
+        _discard_parts(parts, cancelled, result.path)
         raise OpsError(
             f"cannot write backup {result.path}: {exc.strerror or exc}",
             hint="Check free space and permissions of the backup directory "
             "(--compress makes the file about 3x smaller).",
         ) from None
     except psycopg.OperationalError as exc:
+        _discard_parts(parts, cancelled, result.path)
         raise OpsError(f"lost the database connection while backing up table {current}: "
                        f"{first_line(exc)}; no backup file was written") from None
     except psycopg.Error as exc:
+        _discard_parts(parts, cancelled, result.path)
         raise OpsError(f"backup failed while reading table {current}: {first_line(exc)}; "
                        "no backup file was written") from None
+    except BaseException:
+        _discard_parts(parts, cancelled, result.path)
+        raise
     return result
+
+
+def _start_streams(conn: psycopg.Connection, chosen: list[Table], jobs: int,
+                   open_connection: Callable[[], psycopg.Connection], result: BackupResult,
+                   cancelled: threading.Event) -> dict[str, Future[Part]]:
+    """Stream every table over `jobs` connections sharing this transaction's snapshot."""
+    sizes = table_sizes(conn, chosen)
+    if sum(sizes.values()) < PARALLEL_MIN_BYTES:
+        return {}
+    snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
+    return prefetch(open_connection, snapshot, balance(chosen, sizes, jobs), result.path,
+                    result.compressed, SESSION_SETTINGS,
+                    lambda c, t, write: _stream_table(c, t, write, _no_progress), cancelled)
+
+
+def _discard_parts(parts: dict[str, Future[Part]], cancelled: threading.Event,
+                   target: Path) -> None:
+    """Stop the streams, wait for them, and remove every part file they wrote."""
+    if not parts:
+        return
+    cancelled.set()
+    wait(list(parts.values()))
+    for stale in target.parent.glob(f".{target.name}.part*.partial"):
+        stale.unlink(missing_ok=True)
 
 
 def select_tables(discovered: list[Table], only: list[str] | None,

@@ -10,10 +10,12 @@ from __future__ import annotations
 import gzip
 import os
 import queue
+import shutil
 import threading
 import zlib
 from pathlib import Path
 from types import TracebackType
+from typing import BinaryIO
 
 from ops.backup_files import partial_path
 
@@ -24,6 +26,11 @@ _FILE_BUFFER = 1 << 20
 _QUEUED_WRITES = 16  # ~16 MB in flight at most: memory stays flat
 _NEW_MEMBER = object()
 _DONE = object()
+
+
+class _Splice:
+    def __init__(self, path: Path) -> None:
+        self.path = path
 
 
 class BackupWriter:
@@ -64,6 +71,10 @@ class BackupWriter:
                 if item is _NEW_MEMBER:
                     self._gz.close()  # writes the member's trailer; the raw file stays open
                     self._gz = self._open_member()
+                elif isinstance(item, _Splice):  # a finished gzip member, copied as it is
+                    self._gz.close()
+                    _append_file(self._raw, item.path)
+                    self._gz = self._open_member()
                 else:
                     self._gz.write(item)  # type: ignore[arg-type]
             except BaseException as exc:  # handed to the producer on its next call
@@ -86,6 +97,14 @@ class BackupWriter:
             self._put(data)
         else:
             self._raw.write(data)
+
+    def splice(self, path: Path) -> None:
+        """Append, then delete, a part written by the parallel backup (a whole gzip member
+        if compressed); with compression this happens on the writer's thread, in order."""
+        if self._queue is not None:
+            self._put(_Splice(path))
+        else:
+            _append_file(self._raw, path)
 
     def new_member(self) -> None:
         """End the current gzip member and start another (no-op for plain files)."""
@@ -126,6 +145,13 @@ class BackupWriter:
                  tb: TracebackType | None) -> None:
         if exc_type is not None:
             self.discard()
+
+
+def _append_file(out: BinaryIO, path: Path) -> None:
+    out.flush()
+    with path.open("rb") as part:
+        shutil.copyfileobj(part, out, _FILE_BUFFER)
+    path.unlink()
 
 
 def _fsync_directory(directory: Path) -> None:

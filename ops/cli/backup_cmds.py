@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from ops.backup import DEFAULT_JOBS
 from ops.backup import backup as backup_database
 from ops.backup_files import leftover_partials, list_backups
 from ops.backup_reader import resolve_backup
@@ -36,12 +37,16 @@ def backup(
         "--tables", help="Only these tables (comma-separated); recorded in meta.")] = None,
     exclude_tables: Annotated[str | None, typer.Option(
         "--exclude-tables", help="Every table but these (comma-separated).")] = None,
+    jobs: Annotated[int, typer.Option(
+        "--jobs", "-j", envvar="BACKUP_JOBS", min=1,
+        help="Connections reading in parallel from the same snapshot (used for databases "
+        "over 64 MB).")] = DEFAULT_JOBS,
     as_json: JsonOption = False,
 ) -> None:
     """Write a consistent JSON backup of every table (one snapshot, streamed, sha256 per table)."""
     result = backup_database(settings(), output=output, compress=compress,
                              tables=_names(tables), exclude=_names(exclude_tables),
-                             report=reporter(as_json))
+                             jobs=jobs, report=reporter(as_json))
     if as_json:
         print_json(result)
 

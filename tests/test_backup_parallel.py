@@ -1,0 +1,100 @@
+"""Parallel backup (--jobs): the same file a single stream writes, from the same snapshot."""
+
+from __future__ import annotations
+
+import gzip
+import threading
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from ops import backup as backup_module
+from ops.backup import backup
+from ops.backup_files import leftover_partials
+from ops.config import Settings
+from ops.errors import OpsError
+from ops.restore import restore
+
+
+@pytest.fixture(autouse=True)
+def parallel_for_small_databases(monkeypatch):
+    monkeypatch.setattr(backup_module, "PARALLEL_MIN_BYTES", 0)
+
+
+def fill(conn: psycopg.Connection) -> None:
+    conn.execute("INSERT INTO tenants (id, name) OVERRIDING SYSTEM VALUE "
+                 "SELECT g, 'tenant ' || g FROM generate_series(1, 50) g")
+    conn.execute("INSERT INTO clients (tenant_id, name, metadata) SELECT 1 + g % 50, "
+                 "'client ' || g, jsonb_build_object('n', g, 'x', 22.30) "
+                 "FROM generate_series(1, 3000) g")
+    conn.execute("INSERT INTO products (tenant_id, name) SELECT 1, 'p' || g "
+                 "FROM generate_series(1, 40) g")
+    conn.execute("INSERT INTO tags (tenant_id, name) SELECT 1, 't' || g "
+                 "FROM generate_series(1, 500) g")
+
+
+def tables_section(path: Path) -> bytes:
+    data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    return data[data.index(b"\n") + 1:data.rindex(b'\n"meta"')]
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_parallel_backup_equals_the_single_stream_backup(settings: Settings, conn, compress):
+    fill(conn)
+    ext = ".json.gz" if compress else ".json"
+    one = backup(settings, output=settings.backup_dir / f"one{ext}", compress=compress, jobs=1)
+    three = backup(settings, output=settings.backup_dir / f"three{ext}", compress=compress,
+                   jobs=3)
+    assert tables_section(one.path) == tables_section(three.path)
+    assert one.sha256 == three.sha256 and one.tables == three.tables
+    assert leftover_partials(settings.backup_dir) == []
+    restore(settings, three.path, safety_backup=False)  # checksums verified on the way
+
+
+def test_parallel_streams_share_one_snapshot_under_concurrent_writers(settings: Settings, conn):
+    fill(conn)
+    stop = threading.Event()
+
+    def writer() -> None:
+        with psycopg.connect(settings.database_url, autocommit=True) as own:
+            n = 0
+            while not stop.is_set():
+                n += 1
+                with own.transaction():  # parent and child together, in different streams
+                    tenant = own.execute("INSERT INTO tenants (name) VALUES (%s) RETURNING id",
+                                         (f"w{n}",)).fetchone()[0]
+                    own.execute("INSERT INTO clients (tenant_id, name) VALUES (%s, 'c')",
+                                (tenant,))
+                    own.execute("INSERT INTO tags (tenant_id, name) VALUES (%s, 't')",
+                                (tenant,))
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        time.sleep(0.2)
+        results = [backup(settings, jobs=3) for _ in range(3)]
+    finally:
+        stop.set()
+        thread.join(30)
+    for result in results:
+        # each committed pair is in all three tables or in none
+        assert result.tables["tenants"] - 50 == result.tables["clients"] - 3000 \
+            == result.tables["tags"] - 500
+
+
+def test_a_failing_stream_leaves_no_backup_and_no_part_files(settings: Settings, conn,
+                                                             monkeypatch):
+    fill(conn)
+    real = backup_module._stream_table
+
+    def broken(c, table, write, advance):
+        if table.name == "clients":
+            raise psycopg.OperationalError("server closed the connection unexpectedly")
+        return real(c, table, write, advance)
+
+    monkeypatch.setattr(backup_module, "_stream_table", broken)
+    with pytest.raises(OpsError, match="lost the database connection"):
+        backup(settings, jobs=2)
+    assert list(settings.backup_dir.iterdir()) == []
