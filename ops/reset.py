@@ -27,8 +27,10 @@ NEXT_STEPS = (
 
 @dataclass
 class ResetResult:
-    tables: dict[str, int] = field(default_factory=dict)  # rows each table held before
-    total_rows: int = 0
+    # rows each table held before: exact under --dry-run; a real reset does not count them
+    # (a count scans every table, and reset must stay well under a second at any size)
+    tables: dict[str, int | None] = field(default_factory=dict)
+    total_rows: int | None = None
     dry_run: bool = False
     next_steps: tuple[str, ...] = NEXT_STEPS
 
@@ -62,10 +64,10 @@ def reset(settings: Settings, *, confirm: bool = False, dry_run: bool = False,
     with connect(settings) as conn:
         tables = discover_tables(conn)
         require_schema(tables)
-        counts = row_counts(conn, tables)
-        conn.commit()
-        result = ResetResult(counts, sum(counts.values()), dry_run)
         if dry_run:
+            counts = row_counts(conn, tables)
+            conn.rollback()
+            result = ResetResult(dict(counts), sum(counts.values()), dry_run)
             report.line(f"🔍 Dry run: reset would truncate {len(tables)} tables "
                         f"({result.total_rows} rows):")
             width = max(len(t.name) for t in tables)
@@ -73,6 +75,8 @@ def reset(settings: Settings, *, confirm: bool = False, dry_run: bool = False,
                 report.line(f"   {t.name:<{width}}  {counts[t.name]:>10} rows")
             report.line("Nothing was changed.")
             return result
+        conn.rollback()
+        result = ResetResult({t.name: None for t in tables})
         refuse_production(conn, settings, action="reset", allow_production=allow_production)
         report.line("🔄 Starting database reset...")
         report.line("⚠️  WARNING: This will DELETE all data!")
