@@ -137,6 +137,8 @@ def test_kill_9_during_import_beads_keeps_the_previous_import(
 # -- the server restarted mid-command -----------------------------------------------------
 
 def restart(cluster) -> None:
+    """An immediate stop, as a crash would; the test cluster runs with synchronous_commit off,
+    so the tests CHECKPOINT their setup first or the crash could lose it, restore or not."""
     cluster.stop("immediate")
     cluster.start()
 
@@ -146,6 +148,7 @@ def test_server_restart_mid_restore_leaves_the_database_as_before(
     insert_sample(conn)
     good = backup(settings).path
     conn.execute("UPDATE tasks SET title = title || ' (changed)'")
+    conn.execute("CHECKPOINT")
     before = table_hashes(conn)
     conn.close()
     reporter = ActAt(lambda: restart(pg_cluster), line="✅ tenants")
@@ -160,6 +163,7 @@ def test_server_restart_mid_import_keeps_the_previous_import(
     make_systech(conn)
     v1, v2 = beads_files
     run_import(settings, v1)
+    conn.execute("CHECKPOINT")
     before = table_hashes(conn)
     conn.close()
     reporter = ActAt(lambda: restart(pg_cluster), progress="🔄 Syncing work items", nth=2)
