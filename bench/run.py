@@ -210,10 +210,37 @@ def _run(bench: Bench, args: argparse.Namespace) -> dict:
     dst = bench.create_db("bench_dst")
     bench.cli(dst, "push")
     env_src, env_dst = bench.env(src), bench.env(dst)
+    cases: list[Case] = []
+    wanted = set(args.cases.split(","))
+
+    if "backup" in wanted:
+        cases += backup_cases(bench, rows, env_src, src, files)
+    if "restore" in wanted:
+        cases += restore_cases(bench, rows, dst, env_dst, files)
+    if "reset" in wanted:
+        cases.append(reset_case(bench, rows, src))
+    if "beads" in wanted:
+        cases += beads_cases(bench, args)
+    rss: dict = {}
+    if "baseline" in wanted:
+        rss = rss_flatness(bench, args)
+        cases.append(naive_case(bench, args, files))
+
+    return {
+        "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "dataset": {"scale": args.scale, "rows": rows, "generate_seconds": round(gen_seconds, 1),
+                    "table_bytes": _table_bytes(src)},
+        "runs": args.runs,
+        "cases": [c.summary() for c in cases],
+        "rss_flatness": rss,
+    }
+
+
+def backup_cases(bench: Bench, rows: int, env_src: dict, src: str, files: Path) -> list[Case]:
     ours_json, ours_gz = files / "ours.json", files / "ours.json.gz"
     dump_sql, dump_fc = files / "dump.sql", files / "dump.fc"
-    cases: list[Case] = []
-
+    cases = []
     case = bench.compare(
         "backup", rows,
         ("tasklets-db backup", [*CLI, "backup", "--output", str(ours_json)], env_src),
@@ -234,6 +261,13 @@ def _run(bench: Bench, args: argparse.Namespace) -> dict:
     case.sizes = {"ours": ours_gz.stat().st_size, "pg_dump -Fc": dump_fc.stat().st_size}
     case.target = "≤ 0.9 × pg_dump -Fc"
     cases.append(case)
+    return cases
+
+
+def restore_cases(bench: Bench, rows: int, dst: str, env_dst: dict, files: Path) -> list[Case]:
+    ours_json, ours_gz = files / "ours.json", files / "ours.json.gz"
+    dump_sql, dump_fc = files / "dump.sql", files / "dump.fc"
+    cases = []
 
     def empty_dst() -> None:
         bench.truncate_all(dst)
@@ -252,7 +286,10 @@ def _run(bench: Bench, args: argparse.Namespace) -> dict:
             [pg_restore, psql], before=empty_dst)
         case.target = "≤ 1.1 × pg_restore --data-only"
         cases.append(case)
+    return cases
 
+
+def reset_case(bench: Bench, rows: int, src: str) -> Case:
     def full_copy() -> None:
         bench.create_db("bench_reset", template="bench_src")
 
@@ -265,13 +302,11 @@ def _run(bench: Bench, args: argparse.Namespace) -> dict:
         [("psql -c TRUNCATE", [bench.pg("psql"), "-X", "-q", "-d", reset_url, "-c", truncate],
           env_reset)], before=full_copy)
     case.target = "< 1 s"
-    cases.append(case)
+    return case
 
-    cases += beads_cases(bench, args)
 
-    print(f"⏳ Naive baseline and RSS flatness at --scale {args.small_scale} "
-          f"and {args.large_scale} ...", flush=True)
-    rss = rss_flatness(bench, args)
+def naive_case(bench: Bench, args: argparse.Namespace, files: Path) -> Case:
+    """Our backup against the seed tool's approach, at the smaller --large-scale dataset."""
     small_src = bench.url("bench_rss_large")
     naive_json = files / "naive.json"
     small_rows = bench.total_rows(small_src)
@@ -281,17 +316,7 @@ def _run(bench: Bench, args: argparse.Namespace) -> dict:
          bench.env(small_src)),
         [("naive (SELECT *, all in memory, json.dumps)", naive_cmd(small_src, naive_json),
           bench.env(small_src))])
-    cases.append(case)
-
-    return {
-        "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": machine(),
-        "dataset": {"scale": args.scale, "rows": rows, "generate_seconds": round(gen_seconds, 1),
-                    "table_bytes": _table_bytes(src)},
-        "runs": args.runs,
-        "cases": [c.summary() for c in cases],
-        "rss_flatness": rss,
-    }
+    return case
 
 
 def beads_cases(bench: Bench, args: argparse.Namespace) -> list[Case]:
@@ -361,6 +386,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--large-scale", type=float, default=10)
     parser.add_argument("--beads-issues", type=int, default=10_000)
     parser.add_argument("--random-seed", type=int, default=42)
+    parser.add_argument("--cases", default="backup,restore,reset,beads,baseline",
+                        help="comma-separated subset (restore needs backup's files)")
     args = parser.parse_args(argv)
     results = run(args)
     RESULTS_DIR.mkdir(exist_ok=True)

@@ -23,6 +23,8 @@ from ops.errors import OpsError
 from ops.output import Reporter
 from ops.tables import discover_tables
 
+pytestmark = pytest.mark.faults  # part of the fault-injection suite (issue 9)
+
 
 def make_big_table(conn: psycopg.Connection, rows: int) -> None:
     """Rows of ~300 bytes, so a backup takes a while and writes many blocks."""
