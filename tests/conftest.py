@@ -171,6 +171,15 @@ def settings(db_url: str, backup_dir: Path) -> Settings:
 
 
 @pytest.fixture
+def sample(conn: psycopg.Connection) -> dict:
+    """The small edge-case dataset of restore_support inserted; returns its table hashes."""
+    from restore_support import insert_sample, table_hashes
+
+    insert_sample(conn)
+    return table_hashes(conn)
+
+
+@pytest.fixture
 def conn(db_url: str) -> Iterator[psycopg.Connection]:
     """An autocommit connection to the test database, for arranging and asserting."""
     with psycopg.connect(db_url, autocommit=True) as connection:

@@ -14,12 +14,6 @@ from ops.errors import OpsError
 from ops.reset import NEXT_STEPS, reset
 
 
-@pytest.fixture
-def sample(conn: psycopg.Connection) -> dict:
-    insert_sample(conn)
-    return table_hashes(conn)
-
-
 def test_reset_without_confirm_refuses_with_exit_2_and_touches_nothing(run_cli, conn, sample):
     result = run_cli("reset")
     assert result.returncode == 2

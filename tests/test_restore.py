@@ -28,12 +28,6 @@ from ops.restore import DEFERRED, REPLICA, restore
 
 
 @pytest.fixture
-def sample(conn: psycopg.Connection) -> dict:
-    insert_sample(conn)
-    return table_hashes(conn)
-
-
-@pytest.fixture
 def owner_settings(owner_db_url: str, backup_dir: Path) -> Settings:
     """Settings for a non-superuser role that owns the tables (managed Postgres)."""
     return Settings(database_url=owner_db_url, backup_dir=backup_dir, app_env="test")

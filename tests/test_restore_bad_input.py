@@ -10,7 +10,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from restore_support import insert_sample, read_lines, table_hashes, write_line_backup
+from restore_support import read_lines, table_hashes, write_line_backup
 
 from ops.backup import backup
 from ops.backup_files import list_backups
@@ -18,12 +18,6 @@ from ops.backup_format import parse_table_open, read_meta
 from ops.config import Settings
 from ops.errors import OpsError
 from ops.restore import restore
-
-
-@pytest.fixture
-def sample(conn: psycopg.Connection) -> dict:
-    insert_sample(conn)
-    return table_hashes(conn)
 
 
 @pytest.fixture
