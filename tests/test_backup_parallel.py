@@ -26,6 +26,7 @@ def parallel_for_small_databases(monkeypatch):
 def fill(conn: psycopg.Connection) -> None:
     conn.execute("INSERT INTO tenants (id, name) OVERRIDING SYSTEM VALUE "
                  "SELECT g, 'tenant ' || g FROM generate_series(1, 50) g")
+    conn.execute("SELECT setval(pg_get_serial_sequence('tenants', 'id'), 50)")
     conn.execute("INSERT INTO clients (tenant_id, name, metadata) SELECT 1 + g % 50, "
                  "'client ' || g, jsonb_build_object('n', g, 'x', 22.30) "
                  "FROM generate_series(1, 3000) g")
@@ -56,8 +57,16 @@ def test_parallel_backup_equals_the_single_stream_backup(settings: Settings, con
 def test_parallel_streams_share_one_snapshot_under_concurrent_writers(settings: Settings, conn):
     fill(conn)
     stop = threading.Event()
+    written: list[int] = []
+    errors: list[BaseException] = []
 
     def writer() -> None:
+        try:
+            write_pairs()
+        except BaseException as exc:  # surfaced below, not lost in the thread
+            errors.append(exc)
+
+    def write_pairs() -> None:
         with psycopg.connect(settings.database_url, autocommit=True) as own:
             n = 0
             while not stop.is_set():
@@ -69,6 +78,7 @@ def test_parallel_streams_share_one_snapshot_under_concurrent_writers(settings: 
                                 (tenant,))
                     own.execute("INSERT INTO tags (tenant_id, name) VALUES (%s, 't')",
                                 (tenant,))
+                written.append(n)
 
     thread = threading.Thread(target=writer)
     thread.start()
@@ -78,6 +88,7 @@ def test_parallel_streams_share_one_snapshot_under_concurrent_writers(settings: 
     finally:
         stop.set()
         thread.join(30)
+    assert errors == [] and len(written) > 0
     for result in results:
         # each committed pair is in all three tables or in none
         assert result.tables["tenants"] - 50 == result.tables["clients"] - 3000 \
