@@ -382,15 +382,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--scale", type=float, default=70,
                         help="seed sample --scale for the main dataset (default 70 ≈ 2 M rows)")
     parser.add_argument("--runs", type=int, default=3, help="A/B rounds per comparison")
-    parser.add_argument("--small-scale", type=float, default=1)
-    parser.add_argument("--large-scale", type=float, default=10)
-    parser.add_argument("--beads-issues", type=int, default=10_000)
-    parser.add_argument("--random-seed", type=int, default=42)
+    parser.add_argument("--small-scale", type=float, default=1,
+                        help="scale of the small dataset in the peak-RSS comparison")
+    parser.add_argument("--large-scale", type=float, default=10,
+                        help="scale of the large dataset in the peak-RSS comparison, and of "
+                             "the naive baseline")
+    parser.add_argument("--beads-issues", type=int, default=10_000,
+                        help="generated beads issues to import (direct and via the API)")
+    parser.add_argument("--random-seed", type=int, default=42,
+                        help="seed of the generated data (same seed, same rows)")
     parser.add_argument("--cases", default="backup,restore,reset,beads,baseline",
                         help="comma-separated subset (restore needs backup's files)")
+    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR,
+                        help="where the results JSON goes (default bench/results)")
     args = parser.parse_args(argv)
     results = run(args)
-    RESULTS_DIR.mkdir(exist_ok=True)
-    out = RESULTS_DIR / f"{results['timestamp'].replace(':', '-')}.json"
+    args.results_dir.mkdir(parents=True, exist_ok=True)
+    out = args.results_dir / f"{results['timestamp'].replace(':', '-')}.json"
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"📁 Results: {out}")

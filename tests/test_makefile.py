@@ -90,3 +90,31 @@ def test_db_generate_without_a_message_says_how_to_give_one(local_env):
 
     assert result.returncode != 0
     assert 'needs m=' in result.stderr
+
+
+@pytest.mark.parametrize(("v2_answers", "expected"), [
+    (True, "docker compose --env-file"),
+    (False, "docker-compose --env-file"),
+])
+def test_make_picks_compose_v2_when_it_answers_else_docker_compose_1(
+        tmp_path: Path, v2_answers: bool, expected: str):
+    """Stand-in `docker`/`docker-compose` on PATH; `make -n` shows the command each would run."""
+    shims = tmp_path / "bin"
+    shims.mkdir()
+    compose_version = "exit 0" if v2_answers else "exit 1"
+    (shims / "docker").write_text(
+        f'#!/bin/sh\n[ "$1 $2" = "compose version" ] && {compose_version}\nexit 0\n')
+    (shims / "docker-compose").write_text("#!/bin/sh\nexit 0\n")
+    for shim in shims.iterdir():
+        shim.chmod(0o755)
+    env_file = tmp_path / "empty.env"
+    env_file.write_text("")
+
+    result = make("-n", "db-status", env={"PATH": f"{shims}:{os.environ['PATH']}",
+                                          "ENV_FILE": str(env_file)})
+
+    assert result.returncode == 0, result.stderr
+    run_line = [line for line in result.stdout.splitlines() if " run --rm " in line]
+    assert len(run_line) == 1, result.stdout
+    assert run_line[0].startswith(f"{expected} {env_file} run --rm")
+    assert run_line[0].endswith("ops tasklets-db status ")
