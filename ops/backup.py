@@ -34,13 +34,13 @@ from ops.backup_parallel import Part, balance, prefetch, table_sizes
 from ops.backup_writer import BackupWriter
 from ops.config import Settings
 from ops.db import connect, connection, first_line, server_version
+from ops.defaults import DEFAULT_JOBS
 from ops.errors import OpsError
 from ops.migrate import current_revision
 from ops.output import SILENT, Reporter, human_size
 from ops.tables import APP_SCHEMA, Table, discover_tables, require_schema
 
 TOOL_NAME = "tasklets-ops"
-DEFAULT_JOBS = 2  # parallel streams for `backup` (see ops.backup_parallel)
 PARALLEL_MIN_BYTES = 64 << 20  # below this, extra connections cost more than they save
 BLOCK_BYTES = 1 << 20  # bigger blocks measured slower, smaller ones cost Python overhead
 PROGRESS_MIN_ROWS = 50_000

@@ -19,14 +19,13 @@ from ops.beads_mapping import MappingResult, kind_of, map_issues
 from ops.beads_sync import KindCounts, SyncResult, sync_dependencies, sync_work_items
 from ops.config import Settings
 from ops.db import connection
+from ops.defaults import DEFAULT_BEADS_FILE, DEFAULT_BEADS_PRODUCT
 from ops.errors import OpsError
 from ops.output import SILENT, Reporter
 from ops.seed_helpers import SYSTECH_TENANT, require_systech_tenant
 from ops.tables import discover_tables, require_schema
 from ops.work_items import KINDS, WorkItem
 
-DEFAULT_FILE = ".beads/issues.jsonl"
-DEFAULT_PRODUCT = "Tasklets"
 SOURCE = "beads"
 # Items per sync call: bounds statement size and lets the progress bar move; one transaction.
 CHUNK_SIZE = 2000
@@ -36,8 +35,8 @@ LABELS = {"epic": "Epics", "feature": "Features", "task": "Tasks"}
 
 @dataclass
 class ImportOptions:
-    file: Path = Path(DEFAULT_FILE)
-    product: str = DEFAULT_PRODUCT
+    file: Path = Path(DEFAULT_BEADS_FILE)
+    product: str = DEFAULT_BEADS_PRODUCT
     dry_run: bool = False
     skip_invalid: bool = False
     include_ephemeral: bool = False

@@ -15,6 +15,7 @@ import psycopg
 
 from ops.config import Settings
 from ops.db import connection
+from ops.defaults import DEFAULT_RANDOM_SEED
 from ops.guard import refuse_production
 from ops.migrate import PushResult, push
 from ops.output import SILENT, Reporter
@@ -43,7 +44,7 @@ from ops.seed_helpers import (
     hash_password,
     require_systech_tenant,
 )
-from ops.seed_volume import DEFAULT_RANDOM_SEED, VolumeResult, generate_volume
+from ops.seed_volume import VolumeResult, generate_volume
 from ops.tables import discover_tables, require_schema
 
 # Any constant works; it only has to be the same for every tasklets-db process.

@@ -34,12 +34,12 @@ import psycopg
 from psycopg import sql
 from psycopg.copy import QueuedLibpqWriter
 
+from ops.defaults import DEFAULT_RANDOM_SEED
 from ops.errors import OpsError
 from ops.output import SILENT, Advance, Reporter
 from ops.seed_helpers import BCRYPT_ROUNDS, SAMPLE_PASSWORD, hash_password
 from ops.volume_rows import ID_TABLES, STREAMS, Context, Plan, Texts
 
-DEFAULT_RANDOM_SEED = 42
 PROGRESS_STEP = 2_000
 LARGE_LOAD_SHARE = 0.1
 

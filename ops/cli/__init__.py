@@ -1,4 +1,8 @@
-"""The `tasklets-db` command line: error handling in one place, commands in sibling modules."""
+"""The `tasklets-db` command line: error handling in one place, commands in sibling modules.
+
+Each command imports the module that does its work when it runs, so start-up (paid by every
+command, `reset` included) does not load the code of all the others.
+"""
 
 from __future__ import annotations
 

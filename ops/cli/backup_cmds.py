@@ -7,16 +7,10 @@ from typing import Annotated
 
 import typer
 
-from ops.backup import DEFAULT_JOBS
-from ops.backup import backup as backup_database
-from ops.backup_files import leftover_partials, list_backups
-from ops.backup_reader import resolve_backup
 from ops.cli.app import JsonOption, app, reporter, settings
+from ops.defaults import DEFAULT_JOBS
 from ops.errors import OpsError
 from ops.output import human_size, print_json
-from ops.prune import parse_age
-from ops.prune import prune as prune_backups
-from ops.verify import describe_backups, verify_backup
 
 
 def _names(value: str | None) -> list[str] | None:
@@ -44,6 +38,8 @@ def backup(
     as_json: JsonOption = False,
 ) -> None:
     """Write a consistent JSON backup of every table (one snapshot, streamed, sha256 per table)."""
+    from ops.backup import backup as backup_database
+
     result = backup_database(settings(), output=output, compress=compress,
                              tables=_names(tables), exclude=_names(exclude_tables),
                              jobs=jobs, report=reporter(as_json))
@@ -58,6 +54,9 @@ def backups(
     as_json: JsonOption = False,
 ) -> None:
     """List backups in BACKUP_DIR, newest first, with size, rows and completeness."""
+    from ops.backup_files import leftover_partials
+    from ops.verify import describe_backups
+
     cfg = settings()
     listed = describe_backups(cfg.backup_dir, full_verify=verify)
     if as_json:
@@ -88,6 +87,10 @@ def verify(
     as_json: JsonOption = False,
 ) -> None:
     """Stream a backup and check its structure, row counts and sha256 against its meta."""
+    from ops.backup_files import list_backups
+    from ops.backup_reader import resolve_backup
+    from ops.verify import verify_backup
+
     cfg = settings()
     if file == "latest":
         found = list_backups(cfg.backup_dir, include_safety=False)
@@ -122,6 +125,9 @@ def prune(
     as_json: JsonOption = False,
 ) -> None:
     """Delete old backups (never the newest good one); shows the plan unless --yes."""
+    from ops.prune import parse_age
+    from ops.prune import prune as prune_backups
+
     age = parse_age(older_than) if older_than is not None else None
     result = prune_backups(settings().backup_dir, keep=keep, older_than=age, yes=yes,
                            report=reporter(as_json))

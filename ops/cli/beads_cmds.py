@@ -8,8 +8,8 @@ from typing import Annotated
 
 import typer
 
-from ops.beads_import import DEFAULT_FILE, DEFAULT_PRODUCT, ImportOptions, import_beads
 from ops.cli.app import JsonOption, app, reporter, settings
+from ops.defaults import DEFAULT_BEADS_FILE, DEFAULT_BEADS_PRODUCT
 from ops.output import print_json
 
 import_app = typer.Typer(help="Import work items from other trackers.", no_args_is_help=True)
@@ -25,9 +25,9 @@ class Via(StrEnum):
 def beads(
     file: Annotated[Path, typer.Option(
         "--file", "-f", envvar="BEADS_FILE", help="The beads export (env BEADS_FILE).")]
-    = Path(DEFAULT_FILE),
+    = Path(DEFAULT_BEADS_FILE),
     product: Annotated[str, typer.Option(help="Product of the SysTech tenant to import into.")]
-    = DEFAULT_PRODUCT,
+    = DEFAULT_BEADS_PRODUCT,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="Count what would change; write nothing.")] = False,
     skip_invalid: Annotated[bool, typer.Option(
@@ -45,6 +45,8 @@ def beads(
 ) -> None:
     """Import a beads issues.jsonl (every format version) idempotently: re-running changes
     nothing; a newer export updates, adds and tombstone-deletes."""
+    from ops.beads_import import ImportOptions, import_beads
+
     options = ImportOptions(file=file, product=product, dry_run=dry_run,
                             skip_invalid=skip_invalid, include_ephemeral=include_ephemeral,
                             via=via.value, api_url=api_url, email=email)

@@ -6,11 +6,9 @@ from typing import Annotated
 
 import typer
 
-from ops import migrate
 from ops.cli.app import JsonOption, app, reporter, settings
 from ops.errors import OpsError
 from ops.output import human_size, print_json
-from ops.status import database_status
 
 
 @app.command()
@@ -20,6 +18,8 @@ def push(
     as_json: JsonOption = False,
 ) -> None:
     """Apply pending Alembic migrations (alembic upgrade head)."""
+    from ops import migrate
+
     cfg = settings()
     if sql:
         typer.echo(migrate.upgrade_sql(cfg), nl=False)
@@ -34,6 +34,8 @@ def generate(
     message: Annotated[str, typer.Option("-m", "--message", help="What the revision changes.")],
 ) -> None:
     """Autogenerate a migration from the difference between ops/schema.py and the database."""
+    from ops import migrate
+
     path = migrate.generate(settings(), message)
     typer.echo(f"✅ Generated {path}")
     typer.echo("📝 Review it, then run `tasklets-db push`.")
@@ -42,6 +44,8 @@ def generate(
 @app.command()
 def check() -> None:
     """Exit 1 when the database and ops/schema.py have drifted, naming the differences."""
+    from ops import migrate
+
     diffs = migrate.schema_differences(settings())
     if diffs:
         for diff in diffs:
@@ -56,6 +60,8 @@ def check() -> None:
 @app.command()
 def status(as_json: JsonOption = False) -> None:
     """Show the target, server version, revision, row counts and latest backup."""
+    from ops.status import database_status
+
     result = database_status(settings())
     if as_json:
         print_json(result)
