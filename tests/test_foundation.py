@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import psycopg
 import pytest
 
 from ops import migrate
-from ops.config import Settings, mask_url
+from ops.config import PROJECT_ROOT, Settings, mask_url
 from ops.errors import OpsError
 from ops.schema import metadata
 from ops.status import database_status
@@ -160,3 +162,18 @@ def test_settings_assemble_url_from_postgres_variables(monkeypatch):
     s = load_settings(env_file=None)
     assert s.database_url == "postgresql://app:p%40ss@db:5433/tasklets"
     assert s.masked_url == "postgresql://app:***@db:5433/tasklets"
+
+
+def test_cli_start_up_loads_no_command_s_work_module():
+    """Every command pays for start-up: the CLI imports a command's work only when it runs."""
+    probe = ("import sys, ops.cli; "
+             "print(' '.join(m for m in sys.modules if m.startswith(('ops.', 'alembic', "
+             "'sqlalchemy', 'fastapi', 'api'))))")
+    loaded = set(subprocess.run([sys.executable, "-c", probe], cwd=PROJECT_ROOT, check=True,
+                                capture_output=True, text=True).stdout.split())
+
+    assert "ops.cli.backup_cmds" in loaded  # the commands are registered...
+    work = {"ops.backup", "ops.restore", "ops.reset", "ops.verify", "ops.prune", "ops.seed",
+            "ops.seed_volume", "ops.beads_import", "ops.beads_sync", "ops.custom_seeds",
+            "ops.migrate", "ops.status", "alembic", "sqlalchemy", "fastapi"}
+    assert loaded.isdisjoint(work), sorted(loaded & work)  # ...their work is not loaded
