@@ -5,14 +5,21 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote, urlencode
 
 from dotenv import load_dotenv
+from psycopg import ProgrammingError
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from ops.defaults import DEFAULT_JOBS
 from ops.errors import OpsError
 
 APP_ENVS = ("development", "test", "production")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("", "0", "false", "no", "off")
 
 
 @dataclass(frozen=True)
@@ -21,6 +28,11 @@ class Settings:
     backup_dir: Path
     app_env: str = "development"
     seeds_dir: Path = Path("seeds")
+    # False when APP_ENV was not set at all (app_env is then the development default): only
+    # an explicit development may unlock development-only conveniences.
+    app_env_set: bool = True
+    backup_compress: bool = False
+    backup_jobs: int = DEFAULT_JOBS
 
     @property
     def masked_url(self) -> str:
@@ -34,7 +46,8 @@ def load_settings(env_file: str | os.PathLike[str] | None = ".env") -> Settings:
     """Read settings; real environment variables win over `.env` entries."""
     if env_file and Path(env_file).is_file():
         load_dotenv(env_file, override=False)
-    app_env = os.environ.get("APP_ENV", "development").strip().lower() or "development"
+    raw_env = os.environ.get("APP_ENV", "").strip().lower()
+    app_env = raw_env or "development"
     if app_env not in APP_ENVS:
         raise OpsError(
             f"APP_ENV={app_env!r} is not one of {', '.join(APP_ENVS)}",
@@ -45,7 +58,28 @@ def load_settings(env_file: str | os.PathLike[str] | None = ".env") -> Settings:
         backup_dir=Path(os.environ.get("BACKUP_DIR") or "./backups"),
         app_env=app_env,
         seeds_dir=Path(os.environ.get("SEEDS_DIR") or "seeds"),
+        app_env_set=bool(raw_env),
+        backup_compress=_flag("BACKUP_COMPRESS"),
+        backup_jobs=_positive_int("BACKUP_JOBS", DEFAULT_JOBS),
     )
+
+
+def _flag(name: str) -> bool:
+    value = os.environ.get(name, "").strip().lower()
+    if value in _TRUE or value in _FALSE:
+        return value in _TRUE
+    raise OpsError(f"{name}={value!r} is neither true nor false",
+                   hint=f"Set {name} to 1 or 0 (true/false, yes/no, on/off).")
+
+
+def _positive_int(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    if not value.isdigit() or int(value) < 1:
+        raise OpsError(f"{name}={value!r} is not a whole number of at least 1",
+                       hint=f"Set {name} to 1, 2, 4, ... or leave it empty for {default}.")
+    return int(value)
 
 
 def database_url_from_env() -> str:
@@ -83,14 +117,39 @@ def sqlalchemy_url(url: str) -> str:
 
 
 def mask_url(url: str) -> str:
-    """The URL with any password replaced by ***, for every message that names the target."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
+    """The connection string with any password replaced by ***, for every message naming it.
+
+    Parsed by libpq's own parser, so every form is covered: URLs (also `?password=` and
+    several hosts) and `key=value` strings. What libpq cannot parse is not echoed at all:
+    its error text may quote the password.
+    """
+    try:
+        info = conninfo_to_dict(url)
+    except ProgrammingError:
+        return "<unparseable connection string>"
+    if "password" in info:
+        info["password"] = "***"
+    if not url.lstrip().startswith(("postgresql://", "postgres://")):
+        return make_conninfo(**info)
+    user = info.pop("user", None)
+    password = info.pop("password", None)
+    dbname = info.pop("dbname", None)
+    hosts = (info.pop("host", None) or "").split(",")
+    ports = (info.pop("port", None) or "").split(",")
+    query: dict[str, str] = {}
+    if any(h.startswith("/") for h in hosts):  # socket directories go in the query
+        query["host"] = ",".join(hosts)
+        hosts = [""]
+    netloc = ",".join(_host_port(h, ports[min(i, len(ports) - 1)]) for i, h in enumerate(hosts))
+    if user is not None:
+        auth = quote(user, safe="") + (f":{password}" if password else "")
+        netloc = f"{auth}@{netloc}"
+    query.update(info)
+    tail = f"?{urlencode(query, safe='/,')}" if query else ""
+    return f"postgresql://{netloc}/{quote(dbname or '', safe='')}{tail}"
+
+
+def _host_port(host: str, port: str) -> str:
     if ":" in host:
         host = f"[{host}]"
-    netloc = f"{parts.username or ''}:***@{host}"
-    if parts.port:
-        netloc += f":{parts.port}"
-    return urlunsplit(parts._replace(netloc=netloc))
+    return f"{host}:{port}" if port else host

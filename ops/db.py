@@ -30,11 +30,12 @@ def connect(settings: Settings, *, autocommit: bool = False) -> psycopg.Connecti
     url = settings.database_url
     try:
         conninfo_to_dict(url)
-    except psycopg.ProgrammingError as exc:
+    except psycopg.ProgrammingError:
+        # libpq's message quotes the part it could not parse, which may be the password.
         raise OpsError(
-            f"DATABASE_URL is not a valid PostgreSQL URL ({settings.masked_url}): "
-            f"{first_line(exc)}",
-            hint="Use postgresql://USER:PASSWORD@HOST:PORT/DATABASE.",
+            "DATABASE_URL is not a valid PostgreSQL connection string",
+            hint="Use postgresql://USER:PASSWORD@HOST:PORT/DATABASE (percent-encode special "
+            "characters in the password).",
         ) from None
     try:
         conn = psycopg.connect(

@@ -182,6 +182,21 @@ def test_backup_cli_json_summary_and_compress_from_environment(
     assert set(summary["sha256"]) == set(summary["tables"])
 
 
+def test_backup_settings_work_from_the_env_file_and_flags_override_them(
+        run_cli, conn: psycopg.Connection, tmp_path: Path) -> None:
+    add_tenants_and_clients(conn)
+    env_file = tmp_path / "settings.env"
+    env_file.write_text("BACKUP_COMPRESS=yes\nBACKUP_JOBS=3\n")
+    from_file = run_cli("--env-file", str(env_file), "backup", "--json")
+    assert from_file.returncode == 0, from_file.stderr
+    assert json.loads(from_file.stdout)["compressed"] is True
+    overridden = run_cli("--env-file", str(env_file), "backup", "--no-compress", "--json")
+    assert json.loads(overridden.stdout)["compressed"] is False
+    env_file.write_text("BACKUP_JOBS=many\n")
+    bad = run_cli("--env-file", str(env_file), "backup")
+    assert bad.returncode == 1 and "BACKUP_JOBS='many'" in bad.stderr
+
+
 def test_backup_cli_tables_option(run_cli, backup_dir: Path) -> None:
     done = run_cli("backup", "--tables", "tenants, clients", "--json")
     assert done.returncode == 0, done.stderr

@@ -10,7 +10,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from ops import migrate
+from ops import guard, migrate
 from ops.config import PROJECT_ROOT, Settings, mask_url
 from ops.errors import OpsError
 from ops.schema import metadata
@@ -28,7 +28,7 @@ def test_push_creates_every_table_and_records_environment(empty_db_url: str, tmp
     assert result.applied and result.applied[0].startswith("0001")
     with psycopg.connect(empty_db_url) as conn:
         assert {t.name for t in discover_tables(conn)} == APP_TABLES
-        assert migrate.stored_environment(conn) == "test"
+        assert guard.stored_environment(conn) == "test"
 
 
 def test_upgrade_downgrade_upgrade_round_trip(empty_db_url: str, tmp_path: Path):
@@ -116,6 +116,34 @@ def test_mask_url_hides_password_but_keeps_the_rest():
     assert mask_url("postgresql://u:p%40ss@db.example:6543/app") == \
         "postgresql://u:***@db.example:6543/app"
     assert mask_url("postgresql://u@host/app") == "postgresql://u@host/app"
+
+
+@pytest.mark.security
+@pytest.mark.parametrize(("dsn", "shown"), [
+    ("host=db.example port=5432 dbname=app user=u password=hunter2",
+     "user=u password=*** dbname=app host=db.example port=5432"),
+    ("postgresql://u@db.example/app?password=hunter2&sslmode=require",
+     "postgresql://u:***@db.example/app?sslmode=require"),
+    ("postgresql://u:hunter2@h1:5432,h2:5433/app", "postgresql://u:***@h1:5432,h2:5433/app"),
+    ("postgresql://u:hunter2@[::1]:5432/app", "postgresql://u:***@[::1]:5432/app"),
+    ("host=db hunter2 dbname=app", "<unparseable connection string>"),
+])
+def test_mask_url_hides_the_password_in_every_dsn_form(dsn: str, shown: str):
+    assert mask_url(dsn) == shown
+
+
+@pytest.mark.security
+@pytest.mark.parametrize("form", ["keywords", "query", "multi-host", "unparseable"])
+def test_no_dsn_form_prints_the_password(run_cli, form: str):
+    url = {"keywords": "host=127.0.0.1 port=1 dbname=app user=u password=hunter2",
+           "query": "postgresql://u@127.0.0.1:1/app?password=hunter2",
+           "multi-host": "postgresql://u:hunter2@127.0.0.1:1,127.0.0.1:2/app",
+           "unparseable": "host=127.0.0.1 hunter2 dbname=app"}[form]
+    for args in (["status"], ["status", "--json"]):
+        result = run_cli(*args, env={"DATABASE_URL": url})
+        assert result.returncode == 1
+        assert "hunter2" not in result.stdout + result.stderr
+        assert "Traceback" not in result.stderr and "internal error" not in result.stderr
 
 
 def test_unreachable_database_gives_one_line_and_exit_1(run_cli):

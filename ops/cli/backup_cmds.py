@@ -22,8 +22,9 @@ def _names(value: str | None) -> list[str] | None:
 
 @app.command()
 def backup(
-    compress: Annotated[bool, typer.Option(
-        "--compress", envvar="BACKUP_COMPRESS", help="Write .json.gz (gzip level 1).")] = False,
+    compress: Annotated[bool | None, typer.Option(
+        "--compress/--no-compress", show_default=False,
+        help="Write .json.gz (gzip level 1). Default: BACKUP_COMPRESS (off).")] = None,
     output: Annotated[Path | None, typer.Option(
         "--output", "-o", help="File (or directory) to write instead of BACKUP_DIR/backup-<ts>"
         ".json; a name ending in .gz is compressed.")] = None,
@@ -31,18 +32,21 @@ def backup(
         "--tables", help="Only these tables (comma-separated); recorded in meta.")] = None,
     exclude_tables: Annotated[str | None, typer.Option(
         "--exclude-tables", help="Every table but these (comma-separated).")] = None,
-    jobs: Annotated[int, typer.Option(
-        "--jobs", "-j", envvar="BACKUP_JOBS", min=1,
+    jobs: Annotated[int | None, typer.Option(
+        "--jobs", "-j", min=1, show_default=False,
         help="Connections reading in parallel from the same snapshot (used for databases "
-        "over 64 MB).")] = DEFAULT_JOBS,
+        f"over 64 MB). Default: BACKUP_JOBS ({DEFAULT_JOBS}).")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Write a consistent JSON backup of every table (one snapshot, streamed, sha256 per table)."""
     from ops.backup import backup as backup_database
 
-    result = backup_database(settings(), output=output, compress=compress,
+    cfg = settings()
+    result = backup_database(cfg, output=output,
+                             compress=cfg.backup_compress if compress is None else compress,
                              tables=_names(tables), exclude=_names(exclude_tables),
-                             jobs=jobs, report=reporter(as_json))
+                             jobs=cfg.backup_jobs if jobs is None else jobs,
+                             report=reporter(as_json))
     if as_json:
         print_json(result)
 
