@@ -1,7 +1,7 @@
 """Schema migrations through Alembic: push (upgrade), generate, check, revisions.
 
-Also stores the environment marker (like Rails' ar_internal_metadata) at push time, which
-reset/restore read to refuse production targets.
+`push` also records the environment marker (through ops.guard), which destructive commands
+read to refuse production targets.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import psycopg
 from ops.config import PROJECT_ROOT, Settings, sqlalchemy_url
 from ops.db import connect, first_line
 from ops.errors import OpsError
+from ops.guard import MarkerChange, record_environment
 from ops.output import SILENT, Reporter
-from ops.tables import OPS_METADATA_TABLE
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -27,7 +27,6 @@ if TYPE_CHECKING:
 # about a second of start-up, which every backup/restore/seed command would otherwise pay.
 
 MIGRATIONS_DIR = PROJECT_ROOT / "migrations"
-ENVIRONMENT_KEY = "environment"
 
 
 def alembic_config(settings: Settings) -> Config:
@@ -59,7 +58,8 @@ class PushResult:
     from_revision: str | None
     to_revision: str | None
     applied: list[str] = field(default_factory=list)  # "rev: message", oldest first
-    environment: str = ""
+    environment: str = ""  # the marker after the push
+    marker: MarkerChange | None = None
 
 
 def pending_revisions(settings: Settings, current: str | None) -> list[str]:
@@ -70,8 +70,12 @@ def pending_revisions(settings: Settings, current: str | None) -> list[str]:
     return [f"{r.revision}: {r.doc}" for r in reversed(revs)]
 
 
-def push(settings: Settings, report: Reporter = SILENT) -> PushResult:
-    """Upgrade the database to head (one transaction) and record the environment marker."""
+def push(settings: Settings, report: Reporter = SILENT, *,
+         allow_production: bool = False) -> PushResult:
+    """Upgrade the database to head and record the environment marker, in one transaction.
+
+    A production marker stays production unless `allow_production` (see ops.guard).
+    """
     from alembic import command
 
     report.line("🔄 Pushing schema (alembic upgrade head)...")
@@ -84,11 +88,8 @@ def push(settings: Settings, report: Reporter = SILENT) -> PushResult:
             cfg = alembic_config(settings)
             cfg.attributes["connection"] = sa_conn
             command.upgrade(cfg, "head")
-            sa_conn.exec_driver_sql(
-                f"INSERT INTO {OPS_METADATA_TABLE} (key, value) VALUES (%s, %s) "
-                "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()",
-                (ENVIRONMENT_KEY, settings.app_env),
-            )
+            marker = record_environment(sa_conn.connection.driver_connection, settings,
+                                        allow_production=allow_production)
     except Exception as exc:  # SQLAlchemy/psycopg errors: one line, the transaction rolled back
         raise OpsError(
             f"migration failed, nothing applied: {first_line(exc.__cause__ or exc)}"
@@ -102,7 +103,11 @@ def push(settings: Settings, report: Reporter = SILENT) -> PushResult:
         report.line(f"✅ Schema pushed! Database is at {head}")
     else:
         report.line(f"✅ Schema is already up to date (head: {head})")
-    return PushResult(before, head, pending, settings.app_env)
+    if marker.kept_production:
+        report.line(f"🛡️  The database stays marked production (APP_ENV="
+                    f"{settings.app_env if settings.app_env_set else 'unset'} does not "
+                    "downgrade it; add --allow-production to change the marker)")
+    return PushResult(before, head, pending, marker.after or settings.app_env, marker)
 
 
 def _engine(settings: Settings) -> Engine:
@@ -198,14 +203,3 @@ def describe_diff(diff: object) -> str:
         elif isinstance(item, str):
             parts.append(item)
     return f"{kind}: {' '.join(p for p in parts if p)}".strip()
-
-
-def stored_environment(conn: psycopg.Connection) -> str | None:
-    """The environment marker written at push time, if any."""
-    exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL",
-                          (f"public.{OPS_METADATA_TABLE}",)).fetchone()[0]
-    if not exists:
-        return None
-    row = conn.execute(f"SELECT value FROM {OPS_METADATA_TABLE} WHERE key = %s",
-                       (ENVIRONMENT_KEY,)).fetchone()
-    return row[0] if row else None

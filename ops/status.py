@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from ops.backup_files import list_backups
 from ops.config import Settings
 from ops.db import connect, server_version
-from ops.migrate import current_revision, head_revision, stored_environment
+from ops.guard import stored_environment
+from ops.migrate import current_revision, head_revision
 from ops.tables import discover_tables, row_counts
 
 

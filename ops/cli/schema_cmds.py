@@ -15,16 +15,20 @@ from ops.output import human_size, print_json
 def push(
     sql: Annotated[bool, typer.Option("--sql", help="Print the SQL instead of running it.")]
     = False,
+    allow_production: Annotated[bool, typer.Option(
+        "--allow-production", help="Let APP_ENV replace a production environment marker "
+        "(without it, a database marked production stays production).")] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Apply pending Alembic migrations (alembic upgrade head)."""
+    """Apply pending Alembic migrations (alembic upgrade head) and record APP_ENV as the
+    database's environment marker."""
     from ops import migrate
 
     cfg = settings()
     if sql:
         typer.echo(migrate.upgrade_sql(cfg), nl=False)
         return
-    result = migrate.push(cfg, reporter(as_json))
+    result = migrate.push(cfg, reporter(as_json), allow_production=allow_production)
     if as_json:
         print_json(result)
 
