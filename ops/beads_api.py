@@ -46,11 +46,11 @@ def api_password(settings: Settings) -> str:
     password = os.environ.get(PASSWORD_ENV)
     if password:
         return password
-    if settings.app_env == "development":
+    if settings.app_env == "development" and settings.app_env_set:
         return SAMPLE_PASSWORD
     raise OpsError(f"{PASSWORD_ENV} is not set",
                    hint=f"Export {PASSWORD_ENV} with the API user's password (the sample "
-                   "password is only assumed when APP_ENV=development).")
+                   "password is only assumed when APP_ENV=development is set).")
 
 
 @dataclass

@@ -232,10 +232,12 @@ def test_cli_client_user_cannot_import(run_cli, systech, live_server: LiveServer
     assert "not allowed to sync work items" in result.stderr
 
 
-def test_cli_needs_the_password_outside_development(run_cli, cli_env):
+@pytest.mark.security
+@pytest.mark.parametrize("app_env", ["test", ""])  # "": unset, which defaults to development
+def test_cli_needs_the_password_unless_development_is_set(run_cli, cli_env, app_env: str):
     env = {k: v for k, v in cli_env.items() if k != "TASKLETS_API_PASSWORD"}
     result = run_cli("import", "beads", "--via", "api", "--file",
-                     str(FIXTURES / "early.jsonl"), env={**env, "APP_ENV": "test"})
+                     str(FIXTURES / "early.jsonl"), env={**env, "APP_ENV": app_env})
     assert result.returncode == 1
     assert "TASKLETS_API_PASSWORD is not set" in result.stderr
 
