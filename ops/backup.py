@@ -21,7 +21,13 @@ import psycopg
 from psycopg import sql
 
 from ops import __version__
-from ops.backup_files import backup_filename, ensure_backup_dir, iso_timestamp, utc_now
+from ops.backup_files import (
+    backup_filename,
+    ensure_backup_dir,
+    iso_timestamp,
+    next_backup_name,
+    utc_now,
+)
 from ops.backup_format import (
     TABLES_END,
     column_keys,
@@ -80,13 +86,15 @@ def backup(settings: Settings, *, output: Path | None = None, compress: bool = F
         raise OpsError(f"--jobs must be at least 1, not {jobs}", exit_code=2)
     report.line("🔄 Starting database backup...")
     moment = utc_now()
+    target, compress, default_name = backup_target(settings.backup_dir, output, moment,
+                                                   compress)
     with connection(settings) as conn:
-        target, compress = backup_target(settings.backup_dir, output, moment, compress)
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         conn.read_only = True
         result = write_backup(conn, target, compress=compress, tables=tables, exclude=exclude,
                               report=report, moment=moment, jobs=jobs,
-                              open_connection=lambda: connect(settings, autocommit=True))
+                              open_connection=lambda: connect(settings, autocommit=True),
+                              default_name=default_name)
         conn.rollback()
     report.line("✅ Backup completed successfully!")
     report.line(f"📁 Backup file: {result.path}")
@@ -96,39 +104,47 @@ def backup(settings: Settings, *, output: Path | None = None, compress: bool = F
 
 
 def backup_target(backup_dir: Path, output: Path | None, moment: datetime,
-                  compress: bool) -> tuple[Path, bool]:
-    """(file to write, compress?): BACKUP_DIR/backup-<ts>.json[.gz], or what --output says."""
+                  compress: bool) -> tuple[Path, bool, bool]:
+    """(file to write, compress?, default name?): BACKUP_DIR/backup-<ts>.json[.gz], or what
+    --output says. A named file is never overwritten."""
     if output is not None and not output.is_dir():
+        if output.exists() or output.is_symlink():
+            raise OpsError(f"{output} already exists; nothing was written",
+                           hint="Choose another --output name, or remove that file first.")
         ensure_backup_dir(output.parent)
-        return output, compress or output.name.endswith(".gz")
+        return output, compress or output.name.endswith(".gz"), False
     directory = ensure_backup_dir(output if output is not None else backup_dir)
-    return directory / backup_filename(moment, compressed=compress), compress
+    return directory / backup_filename(moment, compressed=compress), compress, True
 
 
 def write_backup(conn: psycopg.Connection, target: Path, *, compress: bool = False,
                  tables: list[str] | None = None, exclude: list[str] | None = None,
                  report: Reporter = SILENT, moment: datetime | None = None, jobs: int = 1,
                  open_connection: Callable[[], psycopg.Connection] | None = None,
-                 ) -> BackupResult:
+                 default_name: bool = False) -> BackupResult:
     """Stream the chosen tables, as `conn`'s current transaction sees them, into `target`.
 
     The caller owns the snapshot: `backup` opens REPEATABLE READ, READ ONLY; restore calls
-    this inside its own transaction for the safety backup. Written to a hidden temp file,
-    fsynced and renamed; on any failure the temp file is removed and OpsError raised.
-    `open_connection` (autocommit connections to the same database) enables `jobs` streams.
+    this inside its own transaction for the safety backup. Written to a private temp file,
+    fsynced and published without overwriting anything (a `default_name` that was taken
+    meanwhile moves on to the next millisecond's name); on any failure the temp file is
+    removed and OpsError raised. `open_connection` (autocommit connections to the same
+    database) enables `jobs` streams.
     """
     moment = moment or utc_now()
     result = BackupResult(path=target, compressed=compress, timestamp=iso_timestamp(moment))
+    args = (result, tables, exclude, report, jobs, open_connection, default_name)
     if conn.autocommit:  # one snapshot per statement would not be consistent: open one
         with conn.transaction():
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            return _write(conn, result, tables, exclude, report, jobs, open_connection)
-    return _write(conn, result, tables, exclude, report, jobs, open_connection)
+            return _write(conn, *args)
+    return _write(conn, *args)
 
 
 def _write(conn: psycopg.Connection, result: BackupResult, only: list[str] | None,
-           exclude: list[str] | None, report: Reporter, jobs: int = 1,
-           open_connection: Callable[[], psycopg.Connection] | None = None) -> BackupResult:
+           exclude: list[str] | None, report: Reporter, jobs: int,
+           open_connection: Callable[[], psycopg.Connection] | None,
+           default_name: bool) -> BackupResult:
     for name, value in SESSION_SETTINGS.items():
         conn.execute("SELECT set_config(%s, %s, true)", (name, value))
     chosen = select_tables(discover_tables(conn), only, exclude)
@@ -153,74 +169,72 @@ def _write(conn: psycopg.Connection, result: BackupResult, only: list[str] | Non
     current = chosen[0].name
     parts: dict[str, Future[Part]] = {}
     cancelled = threading.Event()
+    next_name = next_backup_name if default_name else None
     try:
-        with BackupWriter(result.path, compress=result.compressed) as out:
-            out.write(header_line(result.timestamp))
-            if jobs > 1 and open_connection is not None:
-                parts = _start_streams(conn, chosen, jobs, open_connection, result, cancelled)
-            for index, table in enumerate(chosen):
-                current = table.name
-                out.write(table_open_line(table.name))
-                if table.name in parts:
-                    part = parts[table.name].result()
-                    out.splice(part.path)
-                    rows, digest = part.rows, part.sha256
-                else:
-                    with _progress(report, table.name, estimates.get(table.name, 0)) as advance:
-                        rows, digest = _stream_table(conn, table, out.write, advance)
-                out.write(table_close_line(last=index == len(chosen) - 1))
-                result.tables[table.name] = rows
-                result.sha256[table.name] = digest
-                result.total_rows += rows
-                report.line(f"✅ {table.name}: {rows} rows")
+        with BackupWriter(result.path, compress=result.compressed, next_name=next_name) as out:
+            try:
+                out.write(header_line(result.timestamp))
+                if jobs > 1 and open_connection is not None:
+                    parts = _start_streams(conn, chosen, jobs, open_connection, out,
+                                           cancelled)
+                for index, table in enumerate(chosen):
+                    current = table.name
+                    out.write(table_open_line(table.name))
+                    if table.name in parts:
+                        part = parts[table.name].result()
+                        out.splice(part.path)
+                        rows, digest = part.rows, part.sha256
+                    else:
+                        estimate = estimates.get(table.name, 0)
+                        with _progress(report, table.name, estimate) as advance:
+                            rows, digest = _stream_table(conn, table, out.write, advance)
+                    out.write(table_close_line(last=index == len(chosen) - 1))
+                    result.tables[table.name] = rows
+                    result.sha256[table.name] = digest
+                    result.total_rows += rows
+                    report.line(f"✅ {table.name}: {rows} rows")
+            except BaseException:
+                _stop_streams(parts, cancelled)  # before the writer removes their files
+                raise
             out.write(TABLES_END)
             meta["totalRows"] = result.total_rows
             out.new_member()  # meta alone in the last gzip member: read_meta finds it cheaply
             out.write(meta_line(meta))
             result.size_bytes = out.commit()
+            result.path = out.target
     except OSError as exc:
-        _discard_parts(parts, cancelled, result.path)
         raise OpsError(
             f"cannot write backup {result.path}: {exc.strerror or exc}",
             hint="Check free space and permissions of the backup directory "
             "(--compress makes the file about 3x smaller).",
         ) from None
     except psycopg.OperationalError as exc:
-        _discard_parts(parts, cancelled, result.path)
         raise OpsError(f"lost the database connection while backing up table {current}: "
                        f"{first_line(exc)}; no backup file was written") from None
     except psycopg.Error as exc:
-        _discard_parts(parts, cancelled, result.path)
         raise OpsError(f"backup failed while reading table {current}: {first_line(exc)}; "
                        "no backup file was written") from None
-    except BaseException:
-        _discard_parts(parts, cancelled, result.path)
-        raise
     return result
 
 
 def _start_streams(conn: psycopg.Connection, chosen: list[Table], jobs: int,
-                   open_connection: Callable[[], psycopg.Connection], result: BackupResult,
+                   open_connection: Callable[[], psycopg.Connection], out: BackupWriter,
                    cancelled: threading.Event) -> dict[str, Future[Part]]:
     """Stream every table over `jobs` connections sharing this transaction's snapshot."""
     sizes = table_sizes(conn, chosen)
     if sum(sizes.values()) < PARALLEL_MIN_BYTES:
         return {}
     snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
-    return prefetch(open_connection, snapshot, balance(chosen, sizes, jobs), result.path,
-                    result.compressed, SESSION_SETTINGS,
+    return prefetch(open_connection, snapshot, balance(chosen, sizes, jobs), out.part,
+                    out.compress, SESSION_SETTINGS,
                     lambda c, t, write: _stream_table(c, t, write, _no_progress), cancelled)
 
 
-def _discard_parts(parts: dict[str, Future[Part]], cancelled: threading.Event,
-                   target: Path) -> None:
-    """Stop the streams, wait for them, and remove every part file they wrote."""
-    if not parts:
-        return
-    cancelled.set()
-    wait(list(parts.values()))
-    for stale in target.parent.glob(f".{target.name}.part*.partial"):
-        stale.unlink(missing_ok=True)
+def _stop_streams(parts: dict[str, Future[Part]], cancelled: threading.Event) -> None:
+    """Stop the streams and wait until none writes any more."""
+    if parts:
+        cancelled.set()
+        wait(list(parts.values()))
 
 
 def select_tables(discovered: list[Table], only: list[str] | None,

@@ -7,9 +7,11 @@ target and renamed at the end, so nothing here can mistake it for a backup.
 
 from __future__ import annotations
 
+import os
 import re
+import tempfile
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from ops.backup_format import is_gzip, open_backup, read_meta
@@ -66,14 +68,33 @@ def parse_backup_name(name: str) -> tuple[datetime, bool, bool] | None:
     return moment, bool(match["gz"]), match["prefix"] == SAFETY_PREFIX
 
 
+def next_backup_name(target: Path) -> Path:
+    """The name a millisecond later, for a default-named backup whose name was just taken."""
+    parsed = parse_backup_name(target.name)
+    if parsed is None:
+        raise ValueError(f"not a backup name: {target.name}")
+    moment, compressed, safety = parsed
+    return target.with_name(backup_filename(
+        moment + timedelta(milliseconds=1), compressed=compressed,
+        prefix=SAFETY_PREFIX if safety else BACKUP_PREFIX))
+
+
+def inside(path: Path, directory: Path) -> bool:
+    """Whether `path`, with every symlink followed, is within `directory`."""
+    return path.resolve().is_relative_to(directory.resolve())
+
+
 def list_backups(backup_dir: Path, *, include_safety: bool = True) -> list[BackupFile]:
-    """Backup files in backup_dir, newest first; other files are ignored."""
+    """Backup files in backup_dir, newest first; other files are ignored, and so are links
+    that lead outside backup_dir (a backup is what the directory holds)."""
     if not backup_dir.is_dir():
         return []
     found: list[BackupFile] = []
     for path in backup_dir.iterdir():
         parsed = parse_backup_name(path.name)
         if parsed is None or not path.is_file():
+            continue
+        if path.is_symlink() and not inside(path, backup_dir):
             continue
         moment, compressed, safety = parsed
         if safety and not include_safety:
@@ -83,9 +104,21 @@ def list_backups(backup_dir: Path, *, include_safety: bool = True) -> list[Backu
     return found
 
 
-def partial_path(target: Path) -> Path:
-    """The hidden temp file a backup is written to before it is renamed into place."""
-    return target.with_name(f".{target.name}.partial")
+PRIVATE_FILE = 0o600  # backups hold emails and password hashes: the owner only
+PRIVATE_DIR = 0o700
+
+
+def private_temp(target: Path) -> tuple[Path, int]:
+    """A new hidden temp file beside `target` (unique, exclusive, 0600): (path, open fd)."""
+    fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.",
+                                suffix=".partial")
+    return Path(name), fd
+
+
+def create_private(path: Path) -> int:
+    """Create `path` exclusively with owner-only permissions; returns the open fd."""
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0),
+                   PRIVATE_FILE)
 
 
 def looks_complete(path: Path) -> bool:
@@ -136,7 +169,7 @@ def ensure_backup_dir(directory: Path) -> Path:
                        f"{directory.parent})",
                        hint="Create it, or set BACKUP_DIR to an existing directory.")
     try:
-        directory.mkdir()
+        directory.mkdir(mode=PRIVATE_DIR)
     except FileExistsError:  # created concurrently
         pass
     except OSError as exc:

@@ -49,17 +49,12 @@ def balance(tables: list[Table], sizes: dict[str, int], streams: int) -> list[li
     return [b for b in bins if b]
 
 
-def part_path(target: Path, index: int) -> Path:
-    """Hidden and ending in `.partial`, so listings ignore it and `backups` reports leftovers."""
-    return target.with_name(f".{target.name}.part{index}.partial")
-
-
 class PartFile:
     """One table's row lines (gzip member when compressing), written beside the target."""
 
     def __init__(self, path: Path, compress: bool) -> None:
         self.path = path
-        self._raw = path.open("wb", buffering=1 << 20)
+        self._raw = path.open("r+b", buffering=1 << 20)  # created private by the writer
         self._gz = gzip.GzipFile(filename="", mode="wb", fileobj=self._raw, compresslevel=1,
                                  mtime=0) if compress else None
 
@@ -73,9 +68,12 @@ class PartFile:
 
 
 def prefetch(open_connection: Callable[[], psycopg.Connection], snapshot: str,
-             bins: list[list[Table]], target: Path, compress: bool, session: dict[str, str],
-             stream: PartStreamer, cancelled: threading.Event) -> dict[str, Future[Part]]:
+             bins: list[list[Table]], new_part: Callable[[int], Path], compress: bool,
+             session: dict[str, str], stream: PartStreamer,
+             cancelled: threading.Event) -> dict[str, Future[Part]]:
     """Start one thread per bin; each table's Future resolves to its finished part file.
+
+    `new_part(n)` creates the n-th part file (private, hidden, beside the backup's temp).
 
     `open_connection` must return an autocommit connection: the transaction is begun here so
     that SET TRANSACTION SNAPSHOT is its first statement.
@@ -93,7 +91,7 @@ def prefetch(open_connection: Callable[[], psycopg.Connection], snapshot: str,
                     conn.execute("SELECT set_config(%s, %s, true)", (name, value))
                 while pending and not cancelled.is_set():
                     table = pending.pop(0)
-                    part = PartFile(part_path(target, next(counter)), compress)
+                    part = PartFile(new_part(next(counter)), compress)
                     try:
                         rows, digest = stream(conn, table, part.write)
                     finally:

@@ -1,23 +1,29 @@
-"""The file side of a backup: a hidden temp file, optional gzip, fsync, then one atomic rename.
+"""The file side of a backup: a private temp file, optional gzip, fsync, then one atomic link.
 
-Until `commit()` renames it, the data lives in `partial_path(target)` (a hidden `.partial`
-name that `list_backups` never matches), so a backup killed at any point leaves nothing that
-`backups` or `restore latest` could take for a good one. Any exception removes the temp file.
+Until `commit()` publishes it, the data lives in a temp file of its own (hidden, unique per
+run, created exclusively, mode 0600, ending in `.partial` - a name `list_backups` never
+matches), so a backup killed at any point leaves nothing that `backups` or `restore latest`
+could take for a good one, and two runs aimed at one name never share a temp file. Publishing
+never overwrites: a file that appeared under the name meanwhile (another run's) is kept, and
+this run takes the next free name or stops with one line. Any exception removes the temp file.
 """
 
 from __future__ import annotations
 
+import errno
 import gzip
 import os
 import queue
 import shutil
 import threading
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
 
-from ops.backup_files import partial_path
+from ops.backup_files import create_private, private_temp
+from ops.errors import OpsError
 
 # Level 1: the compressed backup is bound by zlib on the client; higher levels cost far more
 # time than the few percent of size they save on JSON.
@@ -37,14 +43,18 @@ class BackupWriter:
     """Write bytes to `target` atomically; `new_member()` starts a fresh gzip member.
 
     Compression runs on a thread of its own (zlib releases the GIL), so it overlaps with
-    reading the next rows from PostgreSQL instead of adding to it.
+    reading the next rows from PostgreSQL instead of adding to it. `next_name` gives the
+    name to try when `target` exists at commit time (default-named backups); without it an
+    existing target is an error.
     """
 
-    def __init__(self, target: Path, *, compress: bool) -> None:
+    def __init__(self, target: Path, *, compress: bool,
+                 next_name: Callable[[Path], Path] | None = None) -> None:
         self.target = target
-        self.temp = partial_path(target)
+        self.next_name = next_name
+        self.temp, fd = private_temp(target)
         self.compress = compress
-        self._raw = self.temp.open("wb", buffering=_FILE_BUFFER)
+        self._raw = os.fdopen(fd, "wb", buffering=_FILE_BUFFER)
         self._gz: gzip.GzipFile | None = None
         self._queue: queue.Queue[object] | None = None
         self._thread: threading.Thread | None = None
@@ -111,8 +121,20 @@ class BackupWriter:
         if self._queue is not None:
             self._put(_NEW_MEMBER)
 
+    def part(self, index: int) -> Path:
+        """A temp file for the parallel backup's part `index`: private, beside the temp."""
+        path = self.temp.with_name(f"{self.temp.name.removesuffix('.partial')}.part{index}"
+                                   ".partial")
+        os.close(create_private(path))
+        return path
+
+    def parts(self) -> list[Path]:
+        return list(self.temp.parent.glob(
+            f"{self.temp.name.removesuffix('.partial')}.part*.partial"))
+
     def commit(self) -> int:
-        """Flush, fsync, rename into place, fsync the directory; returns the file size."""
+        """Flush, fsync, publish under `target` (never over another file), fsync the
+        directory; returns the file size. `target` is the name finally used."""
         self._finish_thread()
         if self._failure is not None:
             raise self._failure
@@ -121,7 +143,7 @@ class BackupWriter:
         self._raw.flush()
         os.fsync(self._raw.fileno())
         self._raw.close()
-        os.replace(self.temp, self.target)
+        self.target = publish(self.temp, self.target, self.next_name)
         _fsync_directory(self.target.parent)
         return self.target.stat().st_size
 
@@ -137,6 +159,8 @@ class BackupWriter:
             except (OSError, zlib.error, ValueError):
                 pass
         self.temp.unlink(missing_ok=True)
+        for part in self.parts():
+            part.unlink(missing_ok=True)
 
     def __enter__(self) -> BackupWriter:
         return self
@@ -145,6 +169,43 @@ class BackupWriter:
                  tb: TracebackType | None) -> None:
         if exc_type is not None:
             self.discard()
+
+
+_NAME_ATTEMPTS = 1000
+
+
+def publish(temp: Path, target: Path, next_name: Callable[[Path], Path] | None) -> Path:
+    """Give `temp` the name `target` without ever replacing a file, and remove `temp`.
+
+    A hard link fails when the name exists, which a rename would silently overwrite; where
+    the filesystem has no hard links, a rename after an existence check is the fallback.
+    """
+    for _ in range(_NAME_ATTEMPTS):
+        try:
+            _link_or_rename(temp, target)
+            return target
+        except FileExistsError:
+            if next_name is None:
+                raise OpsError(f"{target} already exists (written meanwhile by another run?); "
+                               "it was left as it is and this backup was discarded",
+                               hint="Choose another --output name, or remove that file "
+                               "first.") from None
+            target = next_name(target)
+    raise OpsError(f"no free backup name next to {target}")
+
+
+def _link_or_rename(temp: Path, target: Path) -> None:
+    try:
+        os.link(temp, target)
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV,
+                             errno.EMLINK):
+            raise
+        if target.exists():
+            raise FileExistsError(errno.EEXIST, "exists", str(target)) from None
+        os.rename(temp, target)
+        return
+    temp.unlink()
 
 
 def _append_file(out: BinaryIO, path: Path) -> None:

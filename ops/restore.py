@@ -218,10 +218,10 @@ def _safety_backup(conn: psycopg.Connection, settings: Settings, report: Reporte
 
     directory = ensure_backup_dir(settings.backup_dir)
     target = directory / backup_filename(utc_now(), compressed=True, prefix=SAFETY_PREFIX)
-    written = write_backup(conn, target, compress=True)
-    report.line(f"💾 Safety backup of the current data: {target} "
+    written = write_backup(conn, target, compress=True, default_name=True)
+    report.line(f"💾 Safety backup of the current data: {written.path} "
                 f"({written.total_rows} rows)")
-    return target
+    return written.path
 
 
 def _clear(conn: psycopg.Connection, tables: list[Table], targets: list[Table],
