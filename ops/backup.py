@@ -29,6 +29,8 @@ from ops.backup_files import (
     utc_now,
 )
 from ops.backup_format import (
+    JSON_NULL_KEY,
+    MAX_ROW_BYTES,
     TABLES_END,
     column_keys,
     header_line,
@@ -42,9 +44,10 @@ from ops.config import Settings
 from ops.db import connect, connection, first_line, server_version
 from ops.defaults import DEFAULT_JOBS
 from ops.errors import OpsError
+from ops.limits import summarize
 from ops.migrate import current_revision
 from ops.output import SILENT, Reporter, human_size
-from ops.tables import APP_SCHEMA, Table, discover_tables, require_schema
+from ops.tables import APP_SCHEMA, Column, Table, discover_tables, require_schema
 
 TOOL_NAME = "tasklets-ops"
 PARALLEL_MIN_BYTES = 64 << 20  # below this, extra connections cost more than they save
@@ -165,6 +168,7 @@ def _write(conn: psycopg.Connection, result: BackupResult, only: list[str] | Non
         "partial": {"tables": only or [], "excludeTables": exclude or []}
         if only or exclude else None,
         "compressed": result.compressed,
+        "jsonText": {t.name: keys for t in chosen if (keys := json_text_keys(t))},
     }
     current = chosen[0].name
     parts: dict[str, Future[Part]] = {}
@@ -244,8 +248,8 @@ def select_tables(discovered: list[Table], only: list[str] | None,
     known = {t.name for t in discovered}
     unknown = [n for n in [*(only or []), *(exclude or [])] if n not in known]
     if unknown:
-        raise OpsError(f"unknown table(s): {', '.join(unknown)}",
-                       hint=f"Tables in this database: {', '.join(sorted(known))}")
+        raise OpsError(f"unknown table(s): {summarize(unknown)}",
+                       hint=f"Tables in this database: {summarize(sorted(known), 30)}")
     chosen = [t for t in discovered
               if (not only or t.name in only) and t.name not in (exclude or [])]
     if not chosen:
@@ -256,16 +260,18 @@ def select_tables(discovered: list[Table], only: list[str] | None,
 def copy_query(table: Table) -> sql.Composed:
     """COPY of one JSON object per row, keys renamed, in primary-key order.
 
-    `r.*` names the whole row even when a column is called `r` (trap 2). Tables without a
-    primary key are ordered by their JSON text, which is stable for unchanged data. BINARY
-    format hands us the JSON text as is: no COPY text escaping to undo (trap 1).
+    `r.*` names the whole row even when a column is called `r`. Tables without a primary key
+    are ordered by their JSON text, which is stable for unchanged data. BINARY format hands us
+    the JSON text as is: no COPY text escaping to undo. A `json` column (unlike jsonb, it
+    keeps its input text: spacing, key order, duplicate keys) is written as that text, in a
+    JSON string, so a restore gives back the very same text.
     """
     keys = column_keys(table.column_names)
     select = sql.SQL(", ").join(
-        sql.SQL("{} AS {}").format(sql.Identifier(c), sql.Identifier(keys[c]))
-        for c in table.column_names)
-    rows = sql.SQL("SELECT row_to_json(r.*) AS j FROM (SELECT {} FROM {}) r").format(
-        select, table.ident)
+        sql.SQL("{} AS {}").format(_as_written(column), sql.Identifier(keys[column.name]))
+        for column in table.columns)
+    rows = sql.SQL("SELECT {} AS j FROM (SELECT {} FROM {}) r").format(
+        _row_json(table, keys), select, table.ident)
     if table.primary_key:
         order = sql.SQL(", ").join(sql.SQL("r.{}").format(sql.Identifier(keys[c]))
                                    for c in table.primary_key)
@@ -273,6 +279,51 @@ def copy_query(table: Table) -> sql.Composed:
     else:
         query = sql.SQL('SELECT j FROM ({}) s ORDER BY j::text COLLATE "C"').format(rows)
     return sql.SQL("COPY ({}) TO STDOUT (FORMAT binary)").format(query)
+
+
+def json_text_keys(table: Table) -> list[str]:
+    """The keys of `json` columns, whose values the file holds as exact text (meta jsonText)."""
+    keys = column_keys(table.column_names)
+    return [keys[c.name] for c in table.columns if c.json_type == "json"]
+
+
+def _as_written(column: Column) -> sql.Composable:
+    if column.json_type == "json":
+        cast = "text[]" if column.is_array else "text"
+        return sql.SQL("to_json({}::{})").format(sql.Identifier(column.name), sql.SQL(cast))
+    return sql.Identifier(column.name)
+
+
+def _row_json(table: Table, keys: dict[str, str]) -> sql.Composable:
+    """row_to_json of the row, plus the JSON_NULL_KEY field when a jsonb value is JSON null.
+
+    row_to_json writes SQL NULL and JSON null alike as `null`; the extra field (rare, so it
+    is appended to the text only for the rows that need it) names the columns - and for
+    jsonb arrays the 1-based elements - that hold JSON null, so a restore brings back each.
+    """
+    whole = sql.SQL("row_to_json(r.*)")
+    marks: list[tuple[str, sql.Composable, sql.Composable]] = []  # (key, condition, value)
+    for column in table.columns:
+        if column.json_type != "jsonb":
+            continue
+        key = keys[column.name]
+        ref = sql.SQL("r.{}").format(sql.Identifier(key))
+        if column.is_array:
+            nulls = sql.SQL("(SELECT json_agg(u.i) FROM unnest({}) WITH ORDINALITY u(v, i) "
+                            "WHERE jsonb_typeof(u.v) = 'null')").format(ref)
+            marks.append((key, sql.SQL("{} IS NOT NULL").format(nulls), nulls))
+        else:
+            condition = sql.SQL("jsonb_typeof({}) = 'null'").format(ref)
+            marks.append((key, condition,
+                          sql.SQL("CASE WHEN {} THEN true END").format(condition)))
+    if not marks:
+        return whole
+    flagged = sql.SQL("json_strip_nulls(json_build_object({}))").format(sql.SQL(", ").join(
+        sql.SQL("{}, {}").format(sql.Literal(key), value) for key, _, value in marks))
+    return sql.SQL("CASE WHEN {any} THEN left({whole}::text, -1) || {prefix} || {flagged}::text "
+                   "|| '}}' ELSE {whole}::text END").format(
+        any=sql.SQL(" OR ").join(condition for _, condition, _ in marks), whole=whole,
+        prefix=sql.Literal(f',"{JSON_NULL_KEY}":'), flagged=flagged)
 
 
 _BINARY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
@@ -312,6 +363,10 @@ def _stream_table(conn: psycopg.Connection, table: Table, write: Callable[[bytes
             # A row is: field count (1), 4-byte length, the JSON text.
             if data[:2] != _ONE_FIELD or len(data) != 6 + int.from_bytes(data[2:6], "big"):
                 raise OpsError(f"unexpected COPY BINARY framing in table {table.name}")
+            if len(data) > MAX_ROW_BYTES:
+                raise OpsError(f"table {table.name} row {rows + 1} is {len(data) >> 20} MB as "
+                               f"JSON, more than the {MAX_ROW_BYTES >> 20} MB a restore reads; "
+                               "no backup file was written")
             pending.append(data[6:])
             pending_bytes += len(data)
             rows += 1

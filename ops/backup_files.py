@@ -136,12 +136,19 @@ def looks_complete(path: Path) -> bool:
         return False
 
 
+_MAX_INFLATION = 100  # JSON gzips 5-20x; far more is a decompression bomb, not a backup
+
+
 def _ends_like_json_object(path: Path) -> bool:
     if is_gzip(path):  # no random access: stream to the end (only foreign .gz files get here)
+        budget = _MAX_INFLATION * path.stat().st_size + (1 << 20)
         last = b""
         with open_backup(path) as fh:
             while block := fh.read(1 << 20):
                 last = block.rstrip() or last
+                budget -= len(block)
+                if budget < 0:
+                    return False
         return last.endswith(b"}")
     with path.open("rb") as fh:
         fh.seek(0, 2)

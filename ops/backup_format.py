@@ -19,8 +19,14 @@ rows keyed by camelCase field names) and laid out so a reader can stream it line
   session settings pinned by the backup (UTC, ISO dates, ISO 8601 intervals, hex bytea,
   shortest-exact floats), with keys renamed by `column_keys` (camelCase unless that would
   collide). Every column is present, generated ones too; NULL is `null`. NaN and ±Infinity
-  (numeric, float) are the strings "NaN"/"Infinity"/"-Infinity". `json` columns keep their
-  text except that whitespace between tokens may be turned into spaces.
+  (numeric, float) are the strings "NaN"/"Infinity"/"-Infinity". A `json` column (which,
+  unlike jsonb, keeps its input text) is written as that exact text in a JSON string; meta
+  `jsonText` lists those keys per table. A jsonb value that is JSON null (not SQL NULL,
+  which is `null`) is named in one extra field of that row only, `"$jsonNull"`:
+  {"key": true} for a column, {"key": [1-based positions]} for JSON-null elements of a
+  jsonb array.
+- No row line is longer than MAX_ROW_BYTES (the writer refuses to write one, readers to
+  read one). A UTF-8 byte-order mark before the first line is ignored.
 - Exact byte layout (what `header_line`, `table_open_line`, `table_close_line`, `TABLES_END`
   and `meta_line` write; the parse_* helpers read it back):
       line 1            {"timestamp": "<iso>", "version": "1.0", "tables": {
@@ -30,7 +36,8 @@ rows keyed by camelCase field names) and laid out so a reader can stream it line
 - `meta` comes last (counts and checksums are known only after streaming). It holds: tool,
   toolVersion, alembicRevision, database (name only), serverVersion, tables (ordered list),
   columns {table: [column, ...]}, rowCounts {table: n}, sha256 {table: hex}, totalRows,
-  partial (null, or {"tables": [...], "excludeTables": [...]} as given), compressed.
+  partial (null, or {"tables": [...], "excludeTables": [...]} as given), compressed,
+  jsonText {table: [key, ...]}.
 - A table's sha256 is over each row line's UTF-8 bytes (without the separating comma) followed
   by b"\\n", in file order: `verify` recomputes it without parsing rows.
 - Files we did not write (the seed tool's, or re-indented ones) are still valid JSON; readers
@@ -51,9 +58,17 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import BinaryIO
 
+from ops.limits import summarize
+
 FORMAT_VERSION = "1.0"
 SUPPORTED_VERSIONS = frozenset({"1.0"})
 GZIP_MAGIC = b"\x1f\x8b"
+BOM = b"\xef\xbb\xbf"  # readers skip a UTF-8 byte-order mark an editor may have added
+# No row may be longer than this (a backup refuses to write one, readers to read one), so a
+# hostile file cannot make a reader hold more than this much at a time.
+MAX_ROW_BYTES = 256 << 20
+# The extra field a row carries when a jsonb value is JSON null (see above).
+JSON_NULL_KEY = "$jsonNull"
 
 _CAMEL_BOUNDARY = re.compile(r"_([a-z0-9])")
 _SNAKE_BOUNDARY = re.compile(r"(?<=[a-z0-9])([A-Z])")
@@ -156,6 +171,16 @@ def parse_meta_line(line: bytes) -> dict | None:
     return meta if isinstance(meta, dict) else None
 
 
+def describe_partial(meta: dict | None) -> str | None:
+    """What a --tables/--exclude-tables backup holds, from its meta; None for a full one."""
+    partial = (meta or {}).get("partial")
+    if not isinstance(partial, dict):
+        return None
+    only = [str(t) for t in partial.get("tables") or []]
+    without = [str(t) for t in partial.get("excludeTables") or []]
+    return f"only {summarize(only)}" if only else f"without {summarize(without)}"
+
+
 # --- reading meta from the tail, without streaming the whole file -------------------------
 
 _TAIL_WINDOWS = (64 * 1024, 4 * 1024 * 1024)
@@ -191,13 +216,23 @@ def _meta_in_tail(tail: bytes) -> dict | None:
     return parse_meta_line(tail[start + 1:] + b"\n")
 
 
+_META_MAX = _TAIL_WINDOWS[-1]  # our meta line is far smaller: a bigger member is not it
+_MEMBER_TRIES = 64  # gzip headers tried from the end before giving up on a file
+
+
 def _meta_in_gzip_tail(tail: bytes) -> dict | None:
-    """Find the last gzip member (our meta member) by trying each gzip header from the end."""
+    """Find the last gzip member (our meta member) by trying each gzip header from the end.
+
+    Each try inflates at most _META_MAX bytes, so a decompression bomb costs no more.
+    """
     start = len(tail)
-    while (start := tail.rfind(GZIP_MAGIC + b"\x08", 0, start)) >= 0:
+    for _ in range(_MEMBER_TRIES):
+        start = tail.rfind(GZIP_MAGIC + b"\x08", 0, start)
+        if start < 0:
+            break
         inflater = zlib.decompressobj(wbits=31)
         try:
-            data = inflater.decompress(tail[start:])
+            data = inflater.decompress(tail[start:], _META_MAX)
         except zlib.error:
             continue
         if inflater.eof and not inflater.unused_data and data.startswith(META_PREFIX):

@@ -1,11 +1,13 @@
-"""Finding a backup file and reading it as a stream of tables and rows, in constant memory.
+"""Finding a backup file and reading it as a stream of tables and rows, in bounded memory.
 
 Two readers behind one interface:
 - the line reader, for files laid out as `ops.backup_format` describes (one row per line):
-  each row is one `json.loads`, and per-table sha256 / row counts are checked against meta;
-- a streaming JSON parser (ijson) for every other layout of the same JSON, e.g. the seed
-  tool's pretty-printed files (about 1.6x slower, still constant memory).
-Numbers are parsed exactly (non-integers as Decimal, never float).
+  each row is one fast parse, and per-table sha256 / row counts are checked against meta;
+- a streaming reader for every other layout of the same JSON, e.g. the seed tool's
+  pretty-printed files: the structure is walked by hand and each row decoded on its own.
+Numbers are parsed exactly (non-integers as Decimal, never float; integers of any length).
+No row may exceed MAX_ROW_BYTES, so a hostile file (one giant line or string) is refused
+after reading that much, never loaded whole.
 
 Every problem with the file becomes one OpsError naming the table, the row and (for the line
 reader) the file line.
@@ -13,9 +15,11 @@ reader) the file line.
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import hashlib
 import json
+import re
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,13 +28,20 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, BinaryIO
 
-import ijson
 import orjson
-from ijson.common import ObjectBuilder
 
 from ops.backup_files import latest_complete_backup, list_backups
-from ops.backup_format import SUPPORTED_VERSIONS, open_backup, parse_header, parse_table_open
+from ops.backup_format import (
+    BOM,
+    MAX_ROW_BYTES,
+    SUPPORTED_VERSIONS,
+    open_backup,
+    parse_header,
+    parse_table_open,
+    read_meta,
+)
 from ops.errors import OpsError
+from ops.output import suggest
 
 LINES = "lines"
 STREAMING = "streaming"
@@ -56,8 +67,8 @@ def resolve_backup(backup_dir: Path, ref: str | None) -> Path:
         latest = latest_complete_backup(backup_dir)
         if latest is None:
             raise OpsError(f"no complete backup in {backup_dir} to restore",
-                           hint="Create one with `tasklets-db backup`, or name a file: "
-                           "`tasklets-db restore FILE`.")
+                           hint=f"Create one with {suggest('backup')}, or name a file: "
+                           f"{suggest('restore FILE')}.")
         return latest.path
     given = Path(ref).expanduser()
     if given.is_absolute() or len(given.parts) > 1:
@@ -82,11 +93,21 @@ def not_found(backup_dir: Path, ref: str) -> OpsError:
                                          else "")
         hint = f"Available backups in {backup_dir} (newest first): {shown}"
     else:
-        hint = f"There are no backups in {backup_dir}; create one with `tasklets-db backup`."
+        hint = f"There are no backups in {backup_dir}; create one with {suggest('backup')}."
     return OpsError(f"backup not found: {ref}", hint=hint)
 
 
 # ---------------------------------------------------------------- reading it
+
+
+class FileProblem(ValueError):
+    """Something wrong with the file's content: what, and optionally a detail; the reader
+    turns it into one OpsError saying where."""
+
+    def __init__(self, what: str, detail: str = "") -> None:
+        super().__init__(what, detail)
+        self.what = what
+        self.detail = detail
 
 
 @dataclass
@@ -104,6 +125,7 @@ class Section:
     count: int = 0
     approximate: bool = False
     raw: bytes = b""  # the current row's JSON text (line layout)
+    json_text: frozenset[str] = frozenset()  # keys holding a `json` column's exact text
 
     def drain(self) -> None:
         for _ in self.rows:
@@ -122,12 +144,13 @@ class BackupReader:
     """
 
     path: Path
-    decode_rows: bool = True  # False: only walk the structure (listing tables, fast)
+    decode_rows: bool = True  # False: only walk the structure (line layout: no parsing)
     layout: str = ""
     compressed: bool = False
     timestamp: str | None = None
     version: str | None = None
     meta: dict | None = None
+    tail_meta: dict | None = None  # meta read from the file's end when opened (our layout)
     sha256: dict[str, str] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
     _fh: BinaryIO | None = None
@@ -148,17 +171,27 @@ class BackupReader:
         try:
             self._fh = open_backup(self.path)
             self.compressed = isinstance(self._fh, gzip.GzipFile)
+            start = 3 if self._fh.read(3) == BOM else 0  # an editor's byte-order mark
+            self._fh.seek(start)
             first = self._fh.readline(_HEADER_MAX)
             header = parse_header(first)
             if header is None:
                 self.layout = STREAMING
-                self._fh.seek(0)
+                self._fh.seek(start)
                 return
         except _READ_ERRORS as exc:
             raise self.error(f"cannot read the file ({exc})") from None
         self.layout = LINES
         self._lineno = 1
         self._take_header(header)
+        self.tail_meta = read_meta(self.path)
+
+    def json_text_keys(self, table: str) -> frozenset[str]:
+        """Keys whose values are the exact text of a `json` column (meta `jsonText`)."""
+        listed = (self.tail_meta or {}).get("jsonText")
+        keys = listed.get(table) if isinstance(listed, dict) else None
+        return frozenset(k for k in keys if isinstance(k, str)) if isinstance(keys, list) \
+            else frozenset()
 
     def __exit__(self, *exc: object) -> None:
         self.close()
@@ -181,7 +214,7 @@ class BackupReader:
 
     def error(self, detail: str) -> OpsError:
         return OpsError(f"bad backup {self.path.name}: {detail}; nothing was changed",
-                        hint="Check the file (`tasklets-db verify FILE`) or pick another backup.")
+                        hint=f"Check the file ({suggest('verify FILE')}) or pick another backup.")
 
     # -- iterating
 
@@ -207,9 +240,9 @@ class BackupReader:
             yield
         except _READ_ERRORS as exc:
             raise self.error(f"the file is truncated or corrupt {self._where} ({exc})") from None
-        except ijson.JSONError as exc:
-            detail = (str(exc).strip().splitlines() or ["incomplete JSON"])[0]
-            raise self.error(f"not valid JSON or truncated {self._where} ({detail})") from None
+        except FileProblem as exc:
+            detail = f" ({exc.detail})" if exc.detail else ""
+            raise self.error(f"{exc.what} {self._where}{detail}") from None
 
     def verify_meta(self) -> bool:
         """Check row counts (and sha256, line layout) against meta; True when meta had any."""
@@ -235,10 +268,19 @@ class BackupReader:
 
     # -- the line layout (ours)
 
+    def _readline(self) -> bytes:
+        """The next line, at most MAX_ROW_BYTES: a longer one is refused before it is read."""
+        assert self._fh is not None
+        raw = self._fh.readline(MAX_ROW_BYTES + 1)
+        if len(raw) > MAX_ROW_BYTES:
+            raise self.error(f"line {self._lineno + 1} {self._where} is longer than "
+                             f"{MAX_ROW_BYTES >> 20} MB (no row is that large)")
+        return raw
+
     def _line_sections(self) -> Iterator[Section]:
         fh = self._fh
         assert fh is not None
-        for raw in fh:
+        while raw := self._readline():
             self._lineno += 1
             text = raw.strip()
             if not text:
@@ -247,7 +289,8 @@ class BackupReader:
                 name = parse_table_open(raw)
                 if name is None:
                     raise self.error(f"line {self._lineno}: expected `\"table\": [`")
-                section = Section(name, iter(()), self._lineno + 1, approximate=True)
+                section = Section(name, iter(()), self._lineno + 1, approximate=True,
+                                  json_text=self.json_text_keys(name))
                 section.rows = self._line_rows(section)
                 yield section
             elif text.startswith(b"}"):
@@ -259,13 +302,12 @@ class BackupReader:
                          "are closed)")
 
     def _line_rows(self, section: Section) -> Iterator[Row]:
-        fh = self._fh
-        assert fh is not None
         digest = hashlib.sha256()
         decode_rows = self.decode_rows
+        readline = self._readline
         count = 0
         with self._reading():
-            for raw in fh:
+            while raw := readline():
                 self._lineno += 1
                 if not raw.endswith(b"\n"):  # only the last line of a file cut short lacks one
                     raise self.error(f"the file is truncated in table {section.name!r} after row "
@@ -289,9 +331,10 @@ class BackupReader:
                 except ValueError:  # not JSON - or an integer beyond 64 bits: exact parser
                     try:
                         value = exact_loads(content)
-                    except ValueError as exc:
+                    except (ValueError, RecursionError) as exc:
                         raise self.error(f"table {section.name!r} row {count} (line "
-                                         f"{self._lineno}) is not valid JSON: {exc}") from None
+                                         f"{self._lineno}) is not valid JSON: "
+                                         f"{_first_line(exc)}") from None
                 yield count, self._lineno, value
             else:
                 raise self.error(f"the file is truncated in table {section.name!r} after row "
@@ -306,10 +349,10 @@ class BackupReader:
         try:
             if not rest.startswith(b","):
                 raise ValueError("expected `,` or `}`")
-            found = json.loads(b"{" + rest[1:], parse_float=Decimal)
-        except ValueError as exc:
+            found = exact_loads(b"{" + rest[1:])
+        except (ValueError, RecursionError) as exc:
             raise self.error(f"the end of the file (after the tables) is truncated or not "
-                             f"valid JSON: {exc}") from None
+                             f"valid JSON: {_first_line(exc)}") from None
         meta = found.get("meta")
         if meta is not None and not isinstance(meta, dict):
             raise self.error("\"meta\" is not an object")
@@ -318,17 +361,16 @@ class BackupReader:
     # -- any other layout (the seed's pretty-printed files)
 
     def _stream_sections(self) -> Iterator[Section]:
-        events = ijson.basic_parse(self._fh, use_float=False)
-        event, _ = next(events, ("end", None))
-        if event != "start_map":
-            raise self.error("the file is not a JSON object with \"tables\" "
-                             "(not a Tasklets backup)")
+        assert self._fh is not None
+        doc = JsonStream(self._fh)
+        if doc.peek() != "{":
+            raise self.error("not valid JSON or truncated: the file is not a JSON object "
+                             "with \"tables\" (not a Tasklets backup)")
+        doc.expect("{")
         seen_tables = False
-        for event, key in events:
-            if event == "end_map":
-                break
+        for key in doc.members():
             if key != "tables":
-                value = _build(events, *_next(events))
+                value = doc.value()
                 if key == "version":
                     self._take_header({"version": value, "timestamp": self.timestamp})
                 elif key == "timestamp":
@@ -338,38 +380,53 @@ class BackupReader:
                         raise self.error("\"meta\" is not an object")
                     self.meta = value
                 continue
-            if _next(events)[0] != "start_map":
+            if doc.peek() != "{":
                 raise self.error("\"tables\" is not an object of table name -> rows")
+            doc.expect("{")
             seen_tables = True
-            for event, name in events:
-                if event == "end_map":
-                    break
-                if _next(events)[0] != "start_array":
+            for name in doc.members():
+                if doc.peek() != "[":
                     raise self.error(f"table {name!r} is not a list of rows")
+                doc.expect("[")
                 section = Section(name, iter(()))
-                section.rows = self._stream_rows(events, section)
+                section.rows = self._stream_rows(doc, section)
                 yield section
-        else:
-            raise self.error("the file is truncated (the JSON object is not closed)")
+        doc.end()
         if self.version is None:
             raise self.error("no \"version\" field: not a Tasklets backup file")
         if not seen_tables:
             raise self.error("no \"tables\" object: not a Tasklets backup file")
 
-    def _stream_rows(self, events: Iterator, section: Section) -> Iterator[Row]:
+    def _stream_rows(self, doc: JsonStream, section: Section) -> Iterator[Row]:
         count = 0
         with self._reading():
-            for event, value in events:
-                if event == "end_array":
-                    return
-                row = _build(events, event, value) if self.decode_rows else _skip(events, event)
+            for _ in doc.elements():
+                try:
+                    row = doc.value()
+                except FileProblem as exc:
+                    detail = f"row {count + 1}" + (f": {exc.detail}" if exc.detail else "")
+                    raise FileProblem(exc.what, detail) from None
                 count += 1
                 section.count = count
                 yield count, None, row
-            raise self.error(f"the file is truncated in table {section.name!r} after row {count}")
 
 
-_DECODER = json.JSONDecoder(parse_float=Decimal)
+def _first_line(exc: BaseException) -> str:
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    return (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
+
+
+_INT_DIGITS_SAFE = 4000  # below Python's int-parsing limit; longer integers stay Decimal
+
+
+def _parse_int(text: str) -> int | Decimal:
+    """An integer of any length: Python refuses to parse very long ones, Decimal does not
+    (and keeps every digit, which is all a numeric or jsonb column needs)."""
+    return int(text) if len(text) < _INT_DIGITS_SAFE else Decimal(text)
+
+
+_DECODER = json.JSONDecoder(parse_float=Decimal, parse_int=_parse_int)
 fast_loads = orjson.loads
 
 
@@ -382,44 +439,106 @@ def exact_loads(content: bytes) -> Any:
     return value
 
 
-def _next(events: Iterator) -> tuple[str, Any]:
-    """The next parser event; the end of input here means the JSON was cut short."""
-    try:
-        return next(events)
-    except StopIteration:
-        raise ijson.IncompleteJSONError("incomplete JSON") from None
+_WHITESPACE = re.compile(r"[ \t\n\r]*")
+_CHUNK = 1 << 20
 
 
-def _build(events: Iterator, event: str, value: Any) -> Any:
-    """The value starting with (event, value), built from the following parser events."""
-    if event not in ("start_map", "start_array"):
-        return value
-    builder = ObjectBuilder()
-    builder.event(event, value)
-    depth = 1
-    for event, value in events:
-        builder.event(event, value)
-        if event in ("start_map", "start_array"):
-            depth += 1
-        elif event in ("end_map", "end_array"):
-            depth -= 1
-            if depth == 0:
-                return builder.value
-    raise ijson.IncompleteJSONError("incomplete JSON")
+class JsonStream:
+    """One JSON document read incrementally: objects and arrays walked by hand, every other
+    value (a row, a key, meta) decoded whole by the exact C decoder.
 
+    Memory is bounded by the largest single value, itself capped at MAX_ROW_BYTES: a value
+    that has not ended by then is refused.
+    """
 
-def _skip(events: Iterator, event: str) -> None:
-    if event not in ("start_map", "start_array"):
-        return None
-    depth = 1
-    for event, _ in events:
-        if event in ("start_map", "start_array"):
-            depth += 1
-        elif event in ("end_map", "end_array"):
-            depth -= 1
-            if depth == 0:
-                return None
-    raise ijson.IncompleteJSONError("incomplete JSON")
+    def __init__(self, fh: BinaryIO) -> None:
+        self._fh = fh
+        self._decode = codecs.getincrementaldecoder("utf-8")().decode
+        self._buf = ""
+        self._pos = 0
+        self._eof = False
+
+    def _more(self, at_least: int = _CHUNK) -> None:
+        """Append at least `at_least` more characters (less only at the end of the file)."""
+        if self._pos:
+            self._buf = self._buf[self._pos:]
+            self._pos = 0
+        target = len(self._buf) + at_least
+        while len(self._buf) < target and not self._eof:
+            chunk = self._fh.read(max(_CHUNK, at_least))
+            self._buf += self._decode(chunk, final=not chunk)
+            self._eof = not chunk
+
+    def peek(self) -> str:
+        """The next character that is not whitespace ("" at the end of the file)."""
+        while True:
+            self._pos = _WHITESPACE.match(self._buf, self._pos).end()
+            if self._pos < len(self._buf):
+                return self._buf[self._pos]
+            if self._eof:
+                return ""
+            self._more()
+
+    def expect(self, char: str) -> None:
+        found = self.peek()
+        if found != char:
+            raise FileProblem("not valid JSON or truncated",
+                              f"expected {char!r}, found {found!r}" if found else "")
+        self._pos += 1
+
+    def value(self) -> Any:
+        """The next complete value; reads more until it ends (at most MAX_ROW_BYTES)."""
+        self.peek()
+        while True:
+            try:
+                value, end = _DECODER.raw_decode(self._buf, self._pos)
+                if end < len(self._buf) or self._eof:  # a number may go on past the buffer
+                    self._pos = end
+                    return value
+            except json.JSONDecodeError as exc:
+                if self._eof:
+                    raise FileProblem("not valid JSON or truncated", exc.msg) from None
+            except RecursionError:
+                raise FileProblem("not valid JSON", "nested too deeply") from None
+            pending = len(self._buf) - self._pos
+            if pending > MAX_ROW_BYTES:
+                raise FileProblem(f"a value longer than {MAX_ROW_BYTES >> 20} MB (no row is "
+                                  "that large)")
+            self._more(pending)  # doubling: the retries cost at most twice the value
+
+    def members(self) -> Iterator[str]:
+        """The keys of the object whose `{` was just read; the caller reads each value."""
+        if self.peek() == "}":
+            self._pos += 1
+            return
+        while True:
+            key = self.value()
+            if not isinstance(key, str):
+                raise FileProblem("not valid JSON", "an object key is not a string")
+            self.expect(":")
+            yield key
+            if self.peek() == ",":
+                self._pos += 1
+                continue
+            self.expect("}")
+            return
+
+    def elements(self) -> Iterator[None]:
+        """Once per element of the array whose `[` was just read; the caller reads each."""
+        if self.peek() == "]":
+            self._pos += 1
+            return
+        while True:
+            yield
+            if self.peek() == ",":
+                self._pos += 1
+                continue
+            self.expect("]")
+            return
+
+    def end(self) -> None:
+        if self.peek():
+            raise FileProblem("not valid JSON", "extra content after the end")
 
 
 def table_names(path: Path) -> list[str]:

@@ -4,7 +4,8 @@ value becomes what COPY expects.
 Values arrive as json.loads made them (Decimal for non-integers, so nothing is rounded):
 strings, numbers and booleans go to COPY as they are, lists become PostgreSQL arrays, and
 json/jsonb values are serialised back to JSON text (keeping Decimal digits such as `22.30`).
-A JSON null is SQL NULL, also in a jsonb column (row_to_json cannot tell the two apart).
+`null` is SQL NULL; a json value that is JSON null is named in the row's JSON_NULL_KEY field
+(see ops.backup_format) and restored as JSON null.
 """
 
 from __future__ import annotations
@@ -17,16 +18,10 @@ from decimal import Decimal
 from operator import itemgetter
 from typing import Any
 
-from ops.backup_format import key_to_column
+from ops.backup_format import JSON_NULL_KEY, key_to_column
 from ops.errors import OpsError
+from ops.limits import summarize
 from ops.tables import Column, Table
-
-_JSON_TYPES = frozenset({"json", "jsonb"})
-
-
-def is_json_type(column: Column) -> bool:
-    return column.type.removesuffix("[]").removesuffix("[]") in _JSON_TYPES
-
 
 # json_text lets the C encoder do the work and marks each Decimal so its exact text can be
 # put back afterwards; the pure-Python path is the fallback when a string holds the marker.
@@ -101,10 +96,13 @@ def _array_literal(value: Any) -> Any:
     return "{" + ",".join(parts) + "}"
 
 
-def _converter(column: Column) -> Callable[[Any], Any] | None:
-    """How one column's parsed JSON value becomes a COPY value (None: as it is)."""
-    array = column.type.endswith("[]")
-    if is_json_type(column):
+def _converter(column: Column, as_text: bool) -> Callable[[Any], Any] | None:
+    """How one column's parsed JSON value becomes a COPY value (None: as it is).
+
+    `as_text`: the file holds the column's exact text (a `json` column), not its value.
+    """
+    array = column.is_array
+    if column.json_type and not as_text:
         return _json_elements if array else json_text
     return _array_literal if array else None
 
@@ -151,21 +149,24 @@ class TablePlan:
     field_count: int  # fields per row, including skipped generated / dropped ones
     dropped: list[str] = field(default_factory=list)  # file fields with no column
     defaulted: list[str] = field(default_factory=list)  # columns the file does not have
+    json_text: frozenset[str] = frozenset()  # keys holding a json column's exact text
     _convert: tuple[tuple[int, Callable[[Any], Any]], ...] = ()
     _exact_scalars: Callable[[Any], tuple] = tuple  # values where a float would lose digits
     _exact_json: tuple[int, ...] = ()  # json/jsonb and numeric arrays: walked for floats
+    _key_index: dict[str, int] = field(default_factory=dict)  # json column key -> position
 
     def __post_init__(self) -> None:
         by_name = {c.name: c for c in self.table.columns}
-        converters = ((i, _converter(by_name[c])) for i, c in enumerate(self.columns))
+        converters = ((i, _converter(by_name[c], self.keys[i] in self.json_text))
+                      for i, c in enumerate(self.columns))
         self._convert = tuple((i, f) for i, f in converters if f is not None)
         # Only json and numeric-typed values can hold non-integer numbers in a file that
         # row_to_json wrote (text, dates, uuids... are strings): those are worth checking.
         types = [by_name[c].type for c in self.columns]
         unsafe = [i for i, c in enumerate(self.columns) if not float_safe(by_name[c])
-                  and (is_json_type(by_name[c]) or types[i].startswith(_NUMERIC_PREFIXES))]
+                  and (by_name[c].json_type or types[i].startswith(_NUMERIC_PREFIXES))]
         self._exact_json = tuple(i for i in unsafe
-                                 if is_json_type(by_name[self.columns[i]])
+                                 if by_name[self.columns[i]].json_type
                                  or types[i].endswith("[]"))
         scalars = [i for i in unsafe if i not in self._exact_json]
         if scalars:
@@ -173,6 +174,10 @@ class TablePlan:
             self._exact_scalars = (lambda v: (pick(v),)) if len(scalars) == 1 else pick
         else:
             self._exact_scalars = lambda v: ()
+        json_columns = {c for c in self.columns if by_name[c].json_type}
+        self._key_index = {k: i for i, (k, c) in enumerate(zip(self.keys, self.columns,
+                                                               strict=True))
+                           if c in json_columns}
         getter = itemgetter(*self.keys) if self.keys else (lambda row: ())
         if len(self.keys) == 1:
             self._get = lambda row: (getter(row),)
@@ -187,6 +192,8 @@ class TablePlan:
         the fast parser and a float sits where it could lose digits (jsonb 22.30).
         """
         if type(row) is not dict or len(row) != self.field_count:
+            if type(row) is dict and JSON_NULL_KEY in row:
+                return self._with_json_nulls(row, row_no, line_no, exact)
             raise self.row_error(row, row_no, line_no)
         try:
             values = self._get(row)
@@ -205,6 +212,31 @@ class TablePlan:
                     values[i] = convert(values[i])
         return values
 
+    def _with_json_nulls(self, row: dict, row_no: int, line_no: int | None,
+                         exact: Callable[[], Any] | None) -> list:
+        """The values of a row whose JSON_NULL_KEY names json values that are JSON null."""
+        marks = row[JSON_NULL_KEY]
+        rest = {k: v for k, v in row.items() if k != JSON_NULL_KEY}
+        values = list(self.values(rest, row_no, line_no, exact and (lambda: {
+            k: v for k, v in exact().items() if k != JSON_NULL_KEY})))
+        where = row_label(self.table.name, row_no, line_no)
+        if not isinstance(marks, dict):
+            raise OpsError(f"{where}: {JSON_NULL_KEY} is not an object; nothing was changed")
+        for key, mark in marks.items():
+            index = self._key_index.get(key)
+            if index is None:  # a column this database does not load (schema mismatch)
+                continue
+            if mark is True and values[index] is None:
+                values[index] = "null"
+            elif isinstance(mark, list) and isinstance(values[index], list) and all(
+                    type(i) is int and 0 < i <= len(values[index]) for i in mark):
+                for i in mark:
+                    values[index][i - 1] = "null"
+            else:
+                raise OpsError(f"{where}: {JSON_NULL_KEY} names {key!r} wrongly; nothing was "
+                               "changed")
+        return values
+
     def row_error(self, row: Any, row_no: int, line_no: int | None) -> OpsError:
         where = row_label(self.table.name, row_no, line_no)
         if not isinstance(row, dict):
@@ -212,8 +244,8 @@ class TablePlan:
                             f"{type(row).__name__}; nothing was changed")
         missing = sorted(set(self.keys) - set(row))
         extra = sorted(set(row) - set(self.keys))
-        parts = ([f"missing {', '.join(missing)}"] if missing else []) + \
-            ([f"unexpected {', '.join(extra)}"] if extra else [])
+        parts = ([f"missing {summarize(missing)}"] if missing else []) + \
+            ([f"unexpected {summarize(extra)}"] if extra else [])
         return OpsError(f"{where}: its fields differ from the table's first row "
                         f"({'; '.join(parts) or 'different fields'}); nothing was changed")
 
@@ -224,7 +256,8 @@ def row_label(table: str, row_no: int | None, line_no: int | None) -> str:
 
 
 def plan_table(table: Table, first_row: Any, *, line_no: int | None,
-               allow_schema_mismatch: bool) -> TablePlan:
+               allow_schema_mismatch: bool, json_text: frozenset[str] = frozenset()
+               ) -> TablePlan:
     """Match the first row's keys (camelCase or snake_case) to the table's columns.
 
     A field with no column, or a column with no field, is an error unless the schema
@@ -240,6 +273,8 @@ def plan_table(table: Table, first_row: Any, *, line_no: int | None,
     columns: list[str] = []
     dropped: list[str] = []
     for key in first_row:
+        if key == JSON_NULL_KEY:
+            continue
         column = by_key.get(key)
         if column is None:
             dropped.append(key)
@@ -255,14 +290,16 @@ def plan_table(table: Table, first_row: Any, *, line_no: int | None,
     defaulted = [c.name for c in table.writable_columns if c.name not in columns]
     if not allow_schema_mismatch and (dropped or defaulted):
         if dropped:
-            problem = (f"unknown column(s) {', '.join(dropped)} (the database's {table.name} "
+            problem = (f"unknown column(s) {summarize(dropped)} (the database's {table.name} "
                        "has no such column)")
         else:
-            problem = f"no value for column(s) {', '.join(defaulted)}"
+            problem = f"no value for column(s) {summarize(defaulted)}"
         raise OpsError(
             f"table {table.name}: {problem}; nothing was changed",
             hint="The backup was made from a different schema. Bring the database to the "
             "backup's revision, or pass --allow-schema-mismatch to load the columns both have "
             "(others get their defaults).",
         )
-    return TablePlan(table, tuple(keys), tuple(columns), len(first_row), dropped, defaulted)
+    fields = len(first_row) - (JSON_NULL_KEY in first_row)
+    return TablePlan(table, tuple(keys), tuple(columns), fields, dropped, defaulted,
+                     json_text)

@@ -12,11 +12,15 @@ import psycopg
 from psycopg import sql
 
 from ops.errors import OpsError
+from ops.output import suggest
 
 APP_SCHEMA = "public"
 # Tool bookkeeping (like Rails' ar_internal_metadata): never backed up, reset or restored.
 OPS_METADATA_TABLE = "ops_metadata"
 EXCLUDED_TABLES = frozenset({"alembic_version", OPS_METADATA_TABLE})
+
+
+_JSON_TYPES = frozenset({"json", "jsonb"})
 
 
 @dataclass(frozen=True)
@@ -27,6 +31,16 @@ class Column:
     generated: bool  # GENERATED ALWAYS AS (...) STORED: never written by a restore
     identity: str  # "" | "a" (ALWAYS) | "d" (BY DEFAULT)
     has_default: bool
+
+    @property
+    def is_array(self) -> bool:
+        return self.type.endswith("[]")
+
+    @property
+    def json_type(self) -> str | None:
+        """"json" or "jsonb" for such columns and arrays of them; None otherwise."""
+        base = self.type.removesuffix("[]").removesuffix("[]")
+        return base if base in _JSON_TYPES else None
 
 
 @dataclass(frozen=True)
@@ -157,5 +171,5 @@ def require_schema(tables: list[Table]) -> None:
     if not tables:
         raise OpsError(
             "the database has no Tasklets tables (schema never pushed)",
-            hint="Run `tasklets-db push` (or `make db-push`) first.",
+            hint=f"Run {suggest('push')} first.",
         )

@@ -1,9 +1,10 @@
 """`verify` and `backups`: is a backup file whole, and what does BACKUP_DIR hold?
 
-Verification streams the file through `ops.backup_reader` (the same reader restore uses, so
-"verifies" means "restore will read it") without decoding rows: structure, per-table row
-counts and sha256 against meta. Files without meta (the seed tool's) verify for structure
-only, and the result says so.
+Verification streams the file through `ops.backup_reader`, the same reader and the same
+parsing restore uses, so "verifies" means "restore will read it": structure, every row parsed
+as restore parses it and shaped alike (an object with the table's fields), per-table row
+counts and sha256 against meta. Files without meta (the seed tool's) verify for structure and
+rows only, and the result says so.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ops.backup_files import BackupFile, list_backups, looks_complete
-from ops.backup_format import read_meta
-from ops.backup_reader import LINES, BackupReader
+from ops.backup_format import JSON_NULL_KEY, column_keys, describe_partial, read_meta
+from ops.backup_reader import LINES, BackupReader, Section
 from ops.errors import OpsError
+from ops.limits import summarize
 
 CHECKED_FULL = "structure, row counts and sha256 against meta"
 CHECKED_COUNTS = "structure and row counts against meta"
@@ -37,14 +39,23 @@ def verify_backup(path: Path) -> VerifyResult:
     """Stream `path` and check it; problems are reported in the result, never raised."""
     result = VerifyResult(path=path, ok=False)
     try:
-        with BackupReader(path, decode_rows=False) as reader:
+        with BackupReader(path) as reader:
             result.compressed = reader.compressed
             result.timestamp = reader.timestamp
-            for section in reader.sections():
-                section.drain()
+            fields: dict[str, frozenset[str] | None] = {}
+            shape_problem: OpsError | None = None  # reported after the checksums, which
+            for section in reader.sections():      # say more when the file was modified
+                try:
+                    fields[section.name] = _check_rows(section)
+                except OpsError as exc:
+                    shape_problem = shape_problem or exc
             result.tables = dict(reader.counts)
             result.total_rows = sum(reader.counts.values())
-            if reader.verify_meta():
+            checked_meta = reader.verify_meta()
+            if shape_problem is not None:
+                raise shape_problem
+            _check_fields_against_meta(reader.meta, fields)
+            if checked_meta:
                 _check_meta_lists_every_table(reader.meta or {}, reader.counts)
                 result.checked = CHECKED_FULL if reader.layout == LINES else CHECKED_COUNTS
             else:
@@ -58,6 +69,38 @@ def verify_backup(path: Path) -> VerifyResult:
         return result
     result.ok = True
     return result
+
+
+def _check_rows(section: Section) -> frozenset[str] | None:
+    """Every row an object with the same fields as the first; returns those fields."""
+    fields: frozenset[str] | None = None
+    for row_no, line_no, row in section.rows:
+        where = f"table {section.name!r} row {row_no}" + (f" (line {line_no})" if line_no else "")
+        if type(row) is not dict:
+            raise OpsError(f"{where} is not an object of field -> value")
+        keys = frozenset(row) - {JSON_NULL_KEY}
+        if fields is None:
+            fields = keys
+        elif keys != fields:
+            differ = sorted(keys ^ fields)
+            raise OpsError(f"{where} has other fields than the table's first row: "
+                           f"{summarize(differ)}")
+    return fields
+
+
+def _check_fields_against_meta(meta: dict | None, fields: dict[str, frozenset[str] | None]
+                               ) -> None:
+    columns = (meta or {}).get("columns")
+    if not isinstance(columns, dict):
+        return
+    for name, found in fields.items():
+        listed = columns.get(name)
+        if found is None or not isinstance(listed, list):
+            continue
+        expected = frozenset(column_keys(listed).values())
+        if found != expected:
+            raise OpsError(f"table {name!r}: its rows' fields differ from the columns meta "
+                           f"lists ({summarize(sorted(found ^ expected))})")
 
 
 def _check_meta_lists_every_table(meta: dict, counts: dict[str, int]) -> None:
@@ -84,6 +127,7 @@ class ListedBackup:
     rows: int | None  # from meta; None for files without it
     status: str  # verified | complete | incomplete | BAD: <problem>
     problem: str | None = None
+    partial: str | None = None  # "tables: a, b" / "without: c" for --tables/--exclude backups
 
 
 def describe_backups(backup_dir: Path, *, full_verify: bool = False) -> list[ListedBackup]:
@@ -112,4 +156,6 @@ def _describe(found: BackupFile, full_verify: bool) -> ListedBackup:
         name=found.name, path=found.path, timestamp=found.timestamp.isoformat(),
         size_bytes=found.size, compressed=found.compressed, safety=found.safety,
         rows=rows if isinstance(rows, int) else None, status=status, problem=problem,
+        partial=describe_partial(meta),
     )
+
