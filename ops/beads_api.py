@@ -27,7 +27,7 @@ from ops.beads_import import LABELS, ImportOptions, PreparedImport, Target
 from ops.beads_sync import SyncResult
 from ops.config import Settings
 from ops.errors import OpsError
-from ops.output import Reporter
+from ops.output import Reporter, suggest
 from ops.seed_helpers import SAMPLE_PASSWORD  # the seeded users' password: development only
 from ops.work_items import KINDS, WorkItem
 
@@ -91,7 +91,7 @@ class ApiClient:
                 return response
             problem = f"HTTP {response.status_code} ({_detail(response)})"
         raise OpsError(f"the API at {self.base_url} failed {self.retries + 1} times: {problem}",
-                       hint="Is it running and is --api-url right? `tasklets-db serve` (or "
+                       hint=f"Is it running and is --api-url right? {suggest('serve')} (or "
                        "`make dev`) starts it; GET /api/health shows the database state. "
                        "Re-running the import later finishes the job without duplicates.")
 
@@ -111,7 +111,7 @@ class ApiClient:
                        "find the product")
         if not products:
             raise OpsError(f'product "{name}" not found in your tenant: nothing was imported',
-                           hint="Run `tasklets-db seed sample` to create it, or pass "
+                           hint=f"Run {suggest('seed sample')} to create it, or pass "
                            "--product NAME for an existing product.")
         return products[0]
 

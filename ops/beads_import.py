@@ -21,7 +21,7 @@ from ops.config import Settings
 from ops.db import connection
 from ops.defaults import DEFAULT_BEADS_FILE, DEFAULT_BEADS_PRODUCT
 from ops.errors import OpsError
-from ops.output import SILENT, Reporter
+from ops.output import SILENT, Reporter, suggest
 from ops.seed_helpers import SYSTECH_TENANT, require_systech_tenant
 from ops.tables import discover_tables, require_schema
 from ops.work_items import KINDS, WorkItem
@@ -164,7 +164,7 @@ def find_target(conn: psycopg.Connection, product: str, report: Reporter = SILEN
     if row is None:
         raise OpsError(f'product "{product}" not found in the {SYSTECH_TENANT} tenant: '
                        "nothing was imported",
-                       hint="Run `tasklets-db seed sample` to create it, or pass "
+                       hint=f"Run {suggest('seed sample')} to create it, or pass "
                        "--product NAME for an existing product.")
     report.line(f"✅ Found product: {row[1]} (ID: {row[0]})")
     return Target(tenant_id, row[0], row[1])

@@ -22,7 +22,7 @@ from typing import Any
 from ops.config import Settings
 from ops.db import connection, first_line
 from ops.errors import OpsError
-from ops.output import SILENT, Reporter
+from ops.output import SILENT, Reporter, suggest
 from ops.seed import prepare_seed_transaction, run_seeds, seed_lookups, seed_sample
 
 BUILTIN_SEEDS: dict[str, Callable[..., Any]] = {"lookups": seed_lookups, "sample": seed_sample}
@@ -99,7 +99,8 @@ def load_seed(path: Path) -> Callable[..., Any]:
     except Exception as exc:
         raise OpsError(
             f"seed file {path} failed to import: {exc.__class__.__name__}: {first_line(exc)}",
-            hint=f"Fix the file; `tasklets-db --debug seed run {path.stem}` shows the traceback.",
+            hint=f"Fix the file; {suggest(f'seed run {path.stem}')} with --debug shows the "
+            "traceback.",
         ) from exc
     finally:
         sys.path.remove(str(path.parent.resolve()))
@@ -128,7 +129,7 @@ def run_seed(settings: Settings, name: str, report: Reporter = SILENT) -> SeedRu
     if name not in files:
         available = ", ".join([*BUILTIN_SEEDS, *(n for n in files if n not in BUILTIN_SEEDS)])
         raise OpsError(f"no seed named {name!r} (looked in {settings.seeds_dir}/)",
-                       hint=f"Available seeds: {available}. `tasklets-db seed list` describes "
+                       hint=f"Available seeds: {available}. {suggest('seed list')} describes "
                        "them.")
     path = files[name]
     run = load_seed(path)

@@ -10,6 +10,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from ops.config import Settings
 from ops.errors import OpsError
+from ops.output import suggest
 
 CONNECT_TIMEOUT_SECONDS = 10
 
@@ -47,7 +48,7 @@ def connect(settings: Settings, *, autocommit: bool = False) -> psycopg.Connecti
     except psycopg.OperationalError as exc:
         raise OpsError(
             f"cannot connect to database {target_description(url)}: {first_line(exc)}",
-            hint="Is PostgreSQL running and DATABASE_URL right? `tasklets-db status` "
+            hint=f"Is PostgreSQL running and DATABASE_URL right? {suggest('status')} "
             "shows the target.",
         ) from None
     # Stable text output for everything we serialise (timestamps in UTC, ISO dates).

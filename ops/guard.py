@@ -15,6 +15,7 @@ import psycopg
 
 from ops.config import Settings
 from ops.errors import OpsError
+from ops.output import suggest_flag
 from ops.tables import OPS_METADATA_TABLE
 
 PRODUCTION = "production"
@@ -76,6 +77,6 @@ def refuse_production(conn: psycopg.Connection, settings: Settings, *, action: s
         raise OpsError(
             f"refusing to {action} a production database ({'; '.join(reasons)}); "
             "nothing was changed",
-            hint="If you really mean to, add --allow-production.",
+            hint=f"If you really mean to, add {suggest_flag('--allow-production')}.",
             exit_code=2,
         )

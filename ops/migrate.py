@@ -17,7 +17,7 @@ from ops.config import PROJECT_ROOT, Settings, sqlalchemy_url
 from ops.db import connect, first_line
 from ops.errors import OpsError
 from ops.guard import MarkerChange, record_environment
-from ops.output import SILENT, Reporter
+from ops.output import SILENT, Reporter, suggest
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -153,7 +153,7 @@ def generate(settings: Settings, message: str) -> Path:
         raise OpsError(
             f"the database is at {current or 'no revision'}, not head; generating against it "
             "would repeat pending migrations",
-            hint="Run `tasklets-db push` first.",
+            hint=f"Run {suggest('push')} first.",
         )
     cfg = alembic_config(settings)
     script = command.revision(cfg, message=message, autogenerate=True)

@@ -7,6 +7,8 @@ Work functions receive a Reporter and call `line` / `progress`; they never print
 from __future__ import annotations
 
 import json
+import os
+import shlex
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -82,6 +84,78 @@ def to_jsonable(value: Any) -> Any:
 def print_json(value: Any) -> None:
     sys.stdout.write(json.dumps(to_jsonable(value), indent=2, ensure_ascii=False) + "\n")
     sys.stdout.flush()
+
+
+# `make db-*` passes these, so hints name what the user typed rather than the CLI underneath.
+MAKE_TARGET_ENV = "TASKLETS_MAKE_TARGET"
+RUN_MODE_ENV = "TASKLETS_RUN"
+
+# CLI command -> (make target, {flag: make variable}, make variable for the FILE argument)
+_MAKE_COMMANDS: dict[tuple[str, ...], tuple[str, dict[str, str], str | None]] = {
+    ("push",): ("db-push", {}, None),
+    ("generate",): ("db-generate", {"-m": "m"}, None),
+    ("check",): ("db-check", {}, None),
+    ("status",): ("db-status", {}, None),
+    ("backup",): ("db-backup", {}, None),
+    ("backups",): ("db-backups", {}, None),
+    ("verify",): ("db-verify", {}, "BACKUP"),
+    ("prune",): ("db-prune", {}, None),
+    ("reset",): ("db-reset", {"--confirm": "CONFIRM=yes"}, None),
+    ("restore",): ("db-restore", {}, "BACKUP"),
+    ("seed", "lookups"): ("db-seed-lookups", {}, None),
+    ("seed", "sample"): ("db-seed-sample", {}, None),
+    ("seed", "run"): ("db-seed-custom", {}, "NAME"),
+    ("seed",): ("db-seed", {}, None),
+    ("import", "beads"): ("db-import-beads", {}, None),
+    ("fresh",): ("db-fresh", {}, None),
+    ("serve",): ("dev", {}, None),
+}
+
+
+def via_make() -> bool:
+    return bool(os.environ.get(MAKE_TARGET_ENV))
+
+
+def suggest(cli: str) -> str:
+    """How to run `tasklets-db <cli>` the way this run was started, in backticks.
+
+    Run through make (which sets TASKLETS_MAKE_TARGET), that is the make target with its
+    variables (`make db-reset CONFIRM=yes RUN=local`); otherwise the CLI line itself.
+    """
+    if not via_make():
+        return f"`tasklets-db {cli}`"
+    words = shlex.split(cli)
+    for prefix, (target, flags, file_var) in _MAKE_COMMANDS.items():
+        if tuple(words[:len(prefix)]) != prefix:
+            continue
+        rest = words[len(prefix):]
+        variables: list[str] = []
+        extra: list[str] = []
+        while rest:
+            word = rest.pop(0)
+            if word in flags:
+                name = flags[word]
+                variables.append(name if "=" in name else f"{name}={shlex.quote(rest.pop(0))}")
+            elif not word.startswith("-") and file_var and not extra:
+                variables.append(f"{file_var}={shlex.quote(word)}")
+            else:
+                extra.append(word)
+        if target == "db-import-beads" and "api" in extra and "--via" in extra:
+            target = "db-import-beads-api"
+            extra = [w for w in extra if w not in ("--via", "api")]
+        if extra:
+            variables.append(f"ARGS={shlex.quote(' '.join(extra))}")
+        return f"`{' '.join(['make', target, *variables, *_run_mode()])}`"
+    return f"`tasklets-db {cli}`"
+
+
+def suggest_flag(flag: str) -> str:
+    """How to add one option to the command just run: `--flag`, or `ARGS=--flag` via make."""
+    return f"`ARGS={shlex.quote(flag)}`" if via_make() else f"`{flag}`"
+
+
+def _run_mode() -> list[str]:
+    return ["RUN=local"] if os.environ.get(RUN_MODE_ENV) == "local" else []
 
 
 def human_size(n_bytes: int) -> str:

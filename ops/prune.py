@@ -2,7 +2,8 @@
 
 A file is deleted only when every rule given allows it (outside the `keep` newest AND older
 than `older_than`), so adding a rule can only keep more. Backups and pre-restore safety
-backups are counted separately; files that are not backups are never touched.
+backups are counted separately; files that are not backups are never touched, except the
+hidden temp files of runs killed more than a day ago (no run takes that long).
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from ops.backup_files import BackupFile, list_backups, looks_complete, utc_now
+from ops.backup_files import BackupFile, leftover_partials, list_backups, looks_complete, utc_now
 from ops.errors import OpsError
-from ops.output import SILENT, Reporter, human_size
+from ops.output import SILENT, Reporter, human_size, suggest
 
+STALE_TEMP_AGE = timedelta(days=1)
 _AGE = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
@@ -28,6 +30,7 @@ class PruneResult:
     keep: list[str] = field(default_factory=list)
     protected: str | None = None  # the newest good backup, kept although the rules matched it
     freed_bytes: int = 0
+    stale_temp_files: list[str] = field(default_factory=list)  # killed runs' .partial files
 
 
 def parse_age(text: str) -> timedelta:
@@ -44,7 +47,8 @@ def plan_prune(backups: list[BackupFile], *, keep: int | None, older_than: timed
     """(files to delete, the newest good backup the rules wanted but may not delete)."""
     if keep is None and older_than is None:
         raise OpsError("say what to prune: --keep N and/or --older-than AGE",
-                       hint="e.g. `tasklets-db prune --keep 10` or `--older-than 14d`.",
+                       hint=f"e.g. {suggest('prune --keep 10')} or "
+                       f"{suggest('prune --older-than 14d')}.",
                        exit_code=2)
     if keep is not None and keep < 0:
         raise OpsError("--keep must be 0 or more", exit_code=2)
@@ -86,7 +90,8 @@ def prune(backup_dir: Path, *, keep: int | None = None, older_than: timedelta | 
             except OSError as exc:
                 raise OpsError(f"cannot delete {found.path}: {exc.strerror}") from None
         result.freed_bytes += found.size
-    if not doomed:
+    _remove_stale_temp_files(backup_dir, result, yes, now or utc_now(), report)
+    if not doomed and not result.stale_temp_files:
         report.line("✅ Nothing to prune.")
     elif yes:
         report.line(f"✅ Deleted {len(doomed)} backup(s), {human_size(result.freed_bytes)} freed")
@@ -94,3 +99,21 @@ def prune(backup_dir: Path, *, keep: int | None = None, older_than: timedelta | 
         report.line(f"ℹ️  Dry run: nothing deleted. Re-run with --yes to delete "
                     f"{len(doomed)} file(s) ({human_size(result.freed_bytes)}).")
     return result
+
+
+def _remove_stale_temp_files(backup_dir: Path, result: PruneResult, yes: bool, now: datetime,
+                             report: Reporter) -> None:
+    """Temp files left by runs killed (kill -9, power loss) more than a day ago."""
+    cutoff = (now - STALE_TEMP_AGE).timestamp()
+    for path in leftover_partials(backup_dir):
+        try:
+            if path.stat().st_mtime >= cutoff:
+                continue
+            if yes:
+                path.unlink(missing_ok=True)
+        except OSError:
+            continue
+        result.stale_temp_files.append(path.name)
+    if result.stale_temp_files:
+        report.line(f"🧹 {'Deleted' if yes else 'Would delete'} "
+                    f"{len(result.stale_temp_files)} temp file(s) of runs killed over a day ago")

@@ -11,18 +11,22 @@ from ops.config import Settings
 from ops.db import connect, first_line
 from ops.errors import OpsError
 from ops.guard import refuse_production
-from ops.output import SILENT, Reporter
+from ops.output import SILENT, Reporter, suggest
 from ops.tables import Table, discover_tables, require_schema, row_counts
 
 # How long to wait for other sessions (the app) to release the tables before giving up.
 LOCK_TIMEOUT = "30s"
 
+# What to do with an emptied database: (what for, command) - rendered as the user runs things.
 NEXT_STEPS = (
-    "make db-push",
-    "make db-seed-lookups",
-    "make db-seed-sample",
-    "make db-import-beads-api",
+    ("bring back the latest backup", "restore latest"),
+    ("or start over with the sample data", "fresh"),
+    ("or import your beads issues", "import beads"),
 )
+
+
+def next_steps() -> tuple[str, ...]:
+    return tuple(f"{why}: {suggest(cli)}" for why, cli in NEXT_STEPS)
 
 
 @dataclass
@@ -32,7 +36,7 @@ class ResetResult:
     tables: dict[str, int | None] = field(default_factory=dict)
     total_rows: int | None = None
     dry_run: bool = False
-    next_steps: tuple[str, ...] = NEXT_STEPS
+    next_steps: tuple[str, ...] = field(default_factory=next_steps)
 
 
 def truncate_statement(tables: list[Table]) -> sql.Composed:
@@ -57,8 +61,8 @@ def reset(settings: Settings, *, confirm: bool = False, dry_run: bool = False,
         raise OpsError(
             "reset deletes ALL data in every table; refusing without --confirm "
             "(nothing was changed)",
-            hint="Run `tasklets-db reset --confirm` (or `--dry-run` to see what it would "
-            "delete).",
+            hint=f"Run {suggest('reset --confirm')} (or {suggest('reset --dry-run')} to see "
+            "what it would delete).",
             exit_code=2,
         )
     with connect(settings) as conn:
@@ -95,6 +99,6 @@ def reset(settings: Settings, *, confirm: bool = False, dry_run: bool = False,
     report.line("✅ Database reset completed!")
     report.line("")
     report.line("📋 Next steps:")
-    for n, step in enumerate(NEXT_STEPS, 1):
+    for n, step in enumerate(result.next_steps, 1):
         report.line(f"   {n}. {step}")
     return result

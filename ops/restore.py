@@ -21,14 +21,14 @@ import psycopg
 from psycopg import sql
 
 from ops.backup_files import SAFETY_PREFIX, backup_filename, utc_now
-from ops.backup_format import read_meta
+from ops.backup_format import describe_partial
 from ops.backup_reader import BackupReader, Section, resolve_backup, table_names
 from ops.config import Settings
 from ops.db import connect, first_line, is_superuser
 from ops.errors import OpsError
 from ops.guard import refuse_production
 from ops.migrate import current_revision
-from ops.output import SILENT, Reporter
+from ops.output import SILENT, Reporter, suggest
 from ops.reset import LOCK_TIMEOUT, lock_wait_error, truncate_statement
 from ops.restore_checks import reset_sequences, validate_foreign_keys
 from ops.restore_plan import TablePlan, plan_table, row_label
@@ -92,9 +92,9 @@ def restore(settings: Settings, source: str | Path | None = "latest", *,
         tables = discover_tables(conn)
         require_schema(tables)
         result.database_revision = current_revision(conn)
-        early_meta = read_meta(path)
-        if early_meta is not None:
-            check_revision(early_meta, result, options, report)
+        if reader.tail_meta is not None:
+            check_revision(reader.tail_meta, result, options, report)
+            _warn_if_partial(reader.tail_meta, result, options, report)
         targets = [t for t in tables if listed is None or t.name in listed]
         report.line(f"📊 Tables to restore: {len(targets)}")
         if dry_run:
@@ -132,7 +132,7 @@ def check_revision(meta: dict | None, result: RestoreResult, options: Options,
         raise OpsError(
             f"schema mismatch: the backup was made at revision {revision}, the database is at "
             f"{database or 'no revision'}; nothing was changed",
-            hint=f"Bring the database to {revision} (`tasklets-db push` if the backup is newer, "
+            hint=f"Bring the database to {revision} ({suggest('push')} if the backup is newer, "
             f"`alembic downgrade {revision}` if older), or pass --allow-schema-mismatch to "
             "load the columns both have.",
         )
@@ -142,6 +142,18 @@ def check_revision(meta: dict | None, result: RestoreResult, options: Options,
     if note not in result.notes:  # checked twice: from the file's tail, and at its end
         result.notes.append(note)
         report.line(f"ℹ️  {note.capitalize()}")
+
+
+def _warn_if_partial(meta: dict, result: RestoreResult, options: Options,
+                     report: Reporter) -> None:
+    """Say loudly that a --tables backup is being restored (latest may well be one)."""
+    holds = describe_partial(meta)
+    if holds is None:
+        return
+    fate = "left untouched" if options.only_listed_tables else "EMPTIED"
+    note = (f"this is a PARTIAL backup ({holds}): tables it lacks will be {fate}")
+    result.notes.append(note)
+    report.warn(f"⚠️  {note.upper() if fate == 'EMPTIED' else note}")
 
 
 # ---------------------------------------------------------------- the real thing
@@ -280,7 +292,8 @@ def _load_table(conn: psycopg.Connection, table: Table, section: Section,
         return 0
     row_no, line_no, value = first
     plan = plan_table(table, value, line_no=line_no,
-                      allow_schema_mismatch=options.allow_schema_mismatch)
+                      allow_schema_mismatch=options.allow_schema_mismatch,
+                      json_text=section.json_text)
     _note_columns(plan, result, report)
     statement = sql.SQL("COPY {} ({}) FROM STDIN{}").format(
         table.ident, sql.SQL(", ").join(sql.Identifier(c) for c in plan.columns),
@@ -360,7 +373,7 @@ def _database_error(exc: psycopg.Error, committing: bool) -> OpsError:
     if committing:
         return OpsError(f"the connection failed while committing the restore: {first_line(exc)}",
                         hint="The restore may or may not have been committed; check with "
-                        "`tasklets-db status`. The safety backup was kept.")
+                        f"{suggest('status')}. The safety backup was kept.")
     if isinstance(exc, psycopg.OperationalError):
         return OpsError(f"lost the database connection during the restore ({first_line(exc)}); "
                         "the server rolled the transaction back, nothing was changed",
@@ -384,7 +397,8 @@ def _dry_run(reader: BackupReader, tables: list[Table], result: RestoreResult,
         if first is not None:
             row_no, line_no, value = first
             plan = plan_table(table, value, line_no=line_no,
-                              allow_schema_mismatch=options.allow_schema_mismatch)
+                              allow_schema_mismatch=options.allow_schema_mismatch,
+                              json_text=section.json_text)
             _note_columns(plan, result, report)
             plan.values(value, row_no, line_no)
             for row_no, line_no, value in section.rows:

@@ -18,7 +18,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from ops.errors import OpsError
-from ops.output import Reporter
+from ops.output import Reporter, suggest
 
 SYSTECH_TENANT = "SysTech"
 SAMPLE_PASSWORD = "Systech@123"
@@ -37,9 +37,9 @@ def require_systech_tenant(conn: psycopg.Connection, *, needed_by: str = "this s
     tenant_id = find_systech_tenant(conn)
     if tenant_id is None:
         raise OpsError(
-            f"the {SYSTECH_TENANT} tenant does not exist — run `tasklets-db seed lookups` "
-            f"before {needed_by}; nothing was written",
-            hint="`tasklets-db seed lookups` (or `make db-seed-lookups`), then try again.",
+            f"the {SYSTECH_TENANT} tenant does not exist — run `seed lookups` before "
+            f"{needed_by}; nothing was written",
+            hint=f"Run {suggest('seed lookups')}, then try again.",
         )
     return tenant_id
 

@@ -11,7 +11,7 @@ from restore_support import insert_sample, marker, table_hashes
 
 from ops.config import Settings
 from ops.errors import OpsError
-from ops.reset import NEXT_STEPS, reset
+from ops.reset import reset
 
 
 def test_reset_without_confirm_refuses_with_exit_2_and_touches_nothing(run_cli, conn, sample):
@@ -43,8 +43,28 @@ def test_cli_reset_prints_the_seed_lines_and_next_steps(run_cli, conn, sample: d
                          "🗑️  Truncating tables..."]
     assert "✅ tenants" in lines and "✅ comments" in lines
     assert "✅ Database reset completed!" in lines
-    for step in NEXT_STEPS:
-        assert any(line.strip().endswith(step) for line in lines), step
+    steps = lines[lines.index("📋 Next steps:") + 1:]
+    assert steps == ["   1. bring back the latest backup: `tasklets-db restore latest`",
+                     "   2. or start over with the sample data: `tasklets-db fresh`",
+                     "   3. or import your beads issues: `tasklets-db import beads`"]
+
+
+@pytest.mark.parametrize("run_mode", ["docker", "local"])
+def test_through_make_hints_and_next_steps_name_make_targets(run_cli, conn, sample: dict,
+                                                             run_mode: str):
+    via_make = {"TASKLETS_MAKE_TARGET": "db-reset", "TASKLETS_RUN": run_mode}
+    local = " RUN=local" if run_mode == "local" else ""
+    refused = run_cli("reset", env=via_make)
+    assert refused.returncode == 2
+    assert f"`make db-reset CONFIRM=yes{local}`" in refused.stderr
+    assert f"`make db-reset ARGS=--dry-run{local}`" in refused.stderr
+    assert "tasklets-db" not in refused.stderr
+    done = run_cli("reset", "--confirm", env=via_make)
+    assert f"`make db-restore BACKUP=latest{local}`" in done.stdout
+    assert f"`make db-fresh{local}`" in done.stdout
+    assert "db-push" not in done.stdout
+    guarded = run_cli("reset", "--confirm", env={**via_make, "APP_ENV": "production"})
+    assert "`ARGS=--allow-production`" in guarded.stderr
 
 
 def test_dry_run_lists_tables_with_row_counts_and_changes_nothing(run_cli, conn, sample):

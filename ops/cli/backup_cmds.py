@@ -10,7 +10,7 @@ import typer
 from ops.cli.app import JsonOption, app, reporter, settings
 from ops.defaults import DEFAULT_JOBS
 from ops.errors import OpsError
-from ops.output import human_size, print_json
+from ops.output import human_size, print_json, suggest
 
 
 def _names(value: str | None) -> list[str] | None:
@@ -68,15 +68,16 @@ def backups(
         return
     out = reporter()
     if not listed:
-        out.line(f"📂 No backups in {cfg.backup_dir} yet — create one with `tasklets-db backup`.")
+        out.line(f"📂 No backups in {cfg.backup_dir} yet — create one with {suggest('backup')}.")
     else:
         out.line(f"📂 {len(listed)} backup(s) in {cfg.backup_dir}, newest first:")
         width = max(len(b.name) for b in listed)
     for b in listed:
         rows = f"{b.rows} rows" if b.rows is not None else "? rows"
         mark = "✅" if b.status.startswith(("verified", "complete")) else "❌"
+        partial = f", PARTIAL: {b.partial}" if b.partial else ""
         out.line(f"{mark} {b.name:<{width}}  {human_size(b.size_bytes):>10}  {rows:>14}  "
-                 f"{b.status}{' — ' + b.problem if b.problem else ''}")
+                 f"{b.status}{partial}{' — ' + b.problem if b.problem else ''}")
     partials = leftover_partials(cfg.backup_dir)
     if partials:
         out.line(f"ℹ️  {len(partials)} unfinished temp file(s) ({partials[0].name}, ...): a "
@@ -100,7 +101,7 @@ def verify(
         found = list_backups(cfg.backup_dir, include_safety=False)
         if not found:
             raise OpsError(f"no backups in {cfg.backup_dir} to verify",
-                           hint="Create one with `tasklets-db backup`, or name a file.")
+                           hint=f"Create one with {suggest('backup')}, or name a file.")
         path = found[0].path
     else:
         path = resolve_backup(cfg.backup_dir, file)
@@ -111,7 +112,7 @@ def verify(
         print_json(result)
     if not result.ok:
         raise OpsError(f"{path.name} is NOT a good backup: {result.problem}",
-                       hint="Use another backup (`tasklets-db backups --verify` lists them).")
+                       hint=f"Use another backup ({suggest('backups --verify')} lists them).")
     for name, rows in result.tables.items():
         out.line(f"✅ {name}: {rows} rows")
     out.line(f"✅ Backup verified: {result.checked}")

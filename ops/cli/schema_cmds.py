@@ -8,7 +8,7 @@ import typer
 
 from ops.cli.app import JsonOption, app, reporter, settings
 from ops.errors import OpsError
-from ops.output import human_size, print_json
+from ops.output import human_size, print_json, suggest
 
 
 @app.command()
@@ -42,7 +42,7 @@ def generate(
 
     path = migrate.generate(settings(), message)
     typer.echo(f"✅ Generated {path}")
-    typer.echo("📝 Review it, then run `tasklets-db push`.")
+    typer.echo(f"📝 Review it, then run {suggest('push')}.")
 
 
 @app.command()
@@ -56,7 +56,7 @@ def check() -> None:
             typer.echo(f"❌ {diff}")
         raise OpsError(
             f"schema drift: {len(diffs)} difference(s) between the database and ops/schema.py",
-            hint="Run `tasklets-db push`, or `tasklets-db generate -m ...` for a model change.",
+            hint=f"Run {suggest('push')}, or {suggest('generate -m WHAT')} for a model change.",
         )
     typer.echo("✅ Database schema matches the models (no drift).")
 
@@ -85,7 +85,7 @@ def status(as_json: JsonOption = False) -> None:
         for name, count in result.tables.items():
             out.line(f"   {name:<{width}}  {count:>10}")
     else:
-        out.line("📊 No Tasklets tables yet — run `tasklets-db push`.")
+        out.line(f"📊 No Tasklets tables yet — run {suggest('push')}.")
     if result.latest_backup:
         b = result.latest_backup
         out.line(f"💾 Latest backup: {b.name} ({human_size(b.size)})")
