@@ -19,10 +19,15 @@ from pathlib import Path
 from typing import Any
 
 from ops.errors import OpsError
+from ops.limits import MAX_JSON_DEPTH, check_indexed, check_json, check_text
 
 TIMESTAMP_FIELDS = ("created_at", "updated_at", "closed_at", "started_at", "due_at",
                     "defer_until", "deleted_at")
 INVALID_SHOWN = 5  # invalid lines named in the all-or-nothing error message
+# One issue as stored: its fields end up in metadata["beads"] (two levels further down).
+MAX_ISSUE_DEPTH = MAX_JSON_DEPTH - 2
+MAX_ISSUE_BYTES = 4 << 20
+MAX_MINUTES = 2**31 - 1  # what an integer column holds
 
 _RFC3339 = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})(?:[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?"
@@ -184,8 +189,8 @@ def _parse_line(number: int, line: bytes | str, parsed: ParsedBeads) -> BeadsIss
     except ValueError as exc:
         invalid(f"malformed JSON ({exc})")
         return None
-    if "\\u0000" in text and _has_nul(obj):  # PostgreSQL text cannot hold NUL
-        invalid("contains a NUL character (\\u0000), which PostgreSQL cannot store")
+    except RecursionError:
+        invalid(f"nested more than {MAX_ISSUE_DEPTH} levels deep")
         return None
     if not isinstance(obj, dict):
         invalid(f"expected a JSON object, got {type(obj).__name__}")
@@ -206,11 +211,19 @@ def _parse_line(number: int, line: bytes | str, parsed: ParsedBeads) -> BeadsIss
     if not isinstance(issue_id, str) or not issue_id.strip():
         invalid("missing id")
         return None
+    try:
+        check_indexed(issue_id, "the id")
+    except ValueError as exc:
+        invalid(str(exc))
+        return None
     if not isinstance(title, str) or not title.strip():
         invalid(f"{issue_id}: missing title")
         return None
     times: dict[str, datetime] = {}
     try:
+        check_json(obj, "the issue", max_depth=MAX_ISSUE_DEPTH, max_bytes=MAX_ISSUE_BYTES)
+        check_text(title, "the title")
+        _check_storable(obj)
         for name in TIMESTAMP_FIELDS:
             value = parse_timestamp(obj.get(name))
             if value is not None:
@@ -235,14 +248,18 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def _has_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_nul(v) for v in value)
-    return False
+def _check_storable(obj: dict[str, Any]) -> None:
+    """Values that become indexed keys or typed columns must fit them (ValueError if not)."""
+    for label in obj.get("labels") or []:
+        if isinstance(label, str):
+            check_indexed(label, "a label")
+    for dep in obj.get("dependencies") or []:
+        if isinstance(dep, dict) and isinstance(dep.get("depends_on_id"), str):
+            check_indexed(dep["depends_on_id"], "a dependency id")
+    minutes = obj.get("estimated_minutes")
+    if isinstance(minutes, int | float) and not isinstance(minutes, bool) and not (
+            0 <= minutes <= MAX_MINUTES):
+        raise ValueError(f"estimated_minutes {minutes:g} is out of range (0 to {MAX_MINUTES})")
 
 
 def _check_nested(obj: dict[str, Any]) -> None:

@@ -246,6 +246,8 @@ def _item(issue: BeadsIssue, kind: str) -> WorkItem:
     kept = {name: raw[name] for name in KEPT_FIELDS if raw.get(name) not in (None, "", [])}
     if "priority" not in raw:
         kept["priority_missing"] = True
+    if any(not isinstance(label, str) for label in raw.get("labels") or []):
+        kept["labels"] = raw["labels"]  # only text labels become tags; the rest stay here
     item = WorkItem(
         kind=kind,
         external_id=issue.id,
@@ -284,7 +286,7 @@ def _description(raw: dict[str, Any]) -> str | None:
 def _labels(labels: Any) -> list[str]:
     seen: dict[str, None] = {}
     for label in labels or []:
-        text = str(label).strip()
+        text = label.strip() if isinstance(label, str) else ""
         if text:
             seen[text] = None
     return list(seen)

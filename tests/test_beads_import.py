@@ -318,3 +318,47 @@ def test_cli_malformed_file_exits_1_with_one_line_and_a_hint(run_cli, conn, syst
 def test_cli_missing_file_exits_1(run_cli, systech, tmp_path):
     done = run_cli("import", "beads", "--file", str(tmp_path / "none.jsonl"))
     assert done.returncode == 1 and "beads file not found" in done.stderr
+
+
+HOSTILE_LINES = {
+    "deep": '{"id": "bd-deep", "title": "x", "metadata": ' + "[" * 200_000 + "]" * 200_000
+            + "}",
+    "surrogate": '{"id": "bd-sur", "title": "lone \\ud800 surrogate"}',
+    "huge minutes": '{"id": "bd-m30", "title": "x", "estimated_minutes": 1000000000000000000000000000000}',
+    "big minutes": '{"id": "bd-m11", "title": "x", "estimated_minutes": 100000000000}',
+    "long label": json.dumps({"id": "bd-lab", "title": "x", "labels": ["l" * 10_000]}),
+    "long id": json.dumps({"id": "i" * 10_000, "title": "x"}),
+    "long dependency": json.dumps({"id": "bd-dep", "title": "x", "dependencies": [
+        {"type": "blocks", "depends_on_id": "d" * 10_000}]}),
+}
+
+
+@pytest.mark.security
+def test_hostile_lines_are_named_invalid_lines_and_skippable(settings, conn, systech, tmp_path):
+    path = write_jsonl(tmp_path / "hostile.jsonl", _issue_line("bd-good"), *HOSTILE_LINES.values())
+    before = snapshot(conn)
+    with pytest.raises(OpsError) as refused:
+        run_import(settings, path)
+    assert f"{len(HOSTILE_LINES)} invalid line(s)" in refused.value.message
+    assert len(refused.value.message) < 2000
+    assert snapshot(conn) == before
+    result = run_import(settings, path, skip_invalid=True)
+    assert [bad.split(":")[0] for bad in result.invalid_lines] == [
+        f"line {n}" for n in range(2, 2 + len(HOSTILE_LINES))]
+    assert [row[0] for row in conn.execute("SELECT external_id FROM tasks")] == ["bd-good"]
+
+
+@pytest.mark.security
+def test_only_text_labels_become_tags_and_the_original_list_is_kept(settings, conn, systech,
+                                                                     tmp_path):
+    path = write_jsonl(tmp_path / "labels.jsonl", {"id": "bd-1", "title": "x",
+                                                   "labels": [1, None, {"x": 1}, "real"]})
+    run_import(settings, path)
+    assert tags_of(conn, "task", "bd-1") == {"real"}
+    task = item(conn, "task", "bd-1")
+    assert task["labels"] == ["real"]
+    assert task["metadata"]["beads"]["labels"] == [1, None, {"x": 1}, "real"]
+
+
+def _issue_line(issue_id: str) -> str:
+    return json.dumps({"id": issue_id, "title": "fine", "issue_type": "task"})
