@@ -3,6 +3,7 @@ BACKUP_DIR really holds counts as a backup."""
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from datetime import UTC, datetime
@@ -152,3 +153,19 @@ def test_restore_ignores_rows_from_a_link_outside(settings: Settings, conn: psyc
     result = restore(settings, "latest", safety_backup=False)
     assert result.source == mine
     assert conn.execute("SELECT count(*) FROM clients").fetchone()[0] == 4
+
+
+def test_partial_backups_are_marked_and_restoring_one_says_so_loudly(run_cli, conn,
+                                                                     settings: Settings):
+    add_tenants_and_clients(conn)
+    backup(settings)
+    assert run_cli("backup", "--tables", "tenants").returncode == 0
+    listing = run_cli("backups").stdout.splitlines()
+    assert "PARTIAL: only tenants" in listing[1]  # the newest, first
+    assert "PARTIAL" not in listing[2]
+    restored = run_cli("restore", "latest", "--no-safety-backup")
+    assert restored.returncode == 0, restored.stderr
+    assert "PARTIAL BACKUP (ONLY TENANTS): TABLES IT LACKS WILL BE EMPTIED" in restored.stderr
+    assert any("PARTIAL" in note for note in json.loads(run_cli(
+        "restore", "latest", "--no-safety-backup", "--only-listed-tables", "--json").stdout
+    )["notes"])

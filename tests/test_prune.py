@@ -109,3 +109,19 @@ def test_prune_cli_usage_errors_exit_2(run_cli) -> None:
     assert run_cli("prune").returncode == 2
     done = run_cli("prune", "--older-than", "soon")
     assert done.returncode == 2 and "cannot read age" in done.stderr
+
+
+def test_prune_removes_temp_files_of_runs_killed_over_a_day_ago(backup_dir: Path,
+                                                                five: list[Path]) -> None:
+    import os
+
+    stale = backup_dir / ".backup-2024-05-30T00-00-00-000Z.json.abc.partial"
+    fresh = backup_dir / ".backup-2024-06-01T11-59-00-000Z.json.def.partial"
+    for path, age in ((stale, days_ago(2)), (fresh, days_ago(0.01))):
+        path.write_bytes(b"{")
+        os.utime(path, (age.timestamp(), age.timestamp()))
+    planned = prune(backup_dir, keep=10, now=NOW)
+    assert planned.stale_temp_files == [stale.name] and stale.exists()
+    done = prune(backup_dir, keep=10, yes=True, now=NOW)
+    assert done.stale_temp_files == [stale.name]
+    assert not stale.exists() and fresh.exists()

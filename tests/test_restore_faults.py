@@ -88,3 +88,30 @@ def test_lost_connection_mid_restore_rolls_back_with_one_clear_line(
         restore(settings, report=TerminateAt(settings.database_url, prefix))
     assert table_hashes(conn) == before
     assert [b for b in list_backups(settings.backup_dir) if b.safety] == []
+
+
+@pytest.mark.security
+def test_ctrl_c_mid_restore_says_so_and_changes_nothing(settings: Settings, cli_env: dict,
+                                                        conn: psycopg.Connection, prepared):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from ops.config import PROJECT_ROOT
+
+    _, before = prepared
+    proc = subprocess.Popen([sys.executable, "-m", "ops", "restore", "latest"], env=cli_env,
+                            cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    assert proc.stdout is not None
+    for line in proc.stdout:  # interrupt once the transaction is under way
+        if line.startswith("💾 Safety backup"):
+            time.sleep(0.05)
+            proc.send_signal(signal.SIGINT)
+            break
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert stderr.strip().splitlines()[-1].startswith("❌ Interrupted")
+    wait_for_tool_backends_to_end(settings.database_url)
+    assert table_hashes(conn) == before

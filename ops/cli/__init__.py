@@ -26,6 +26,8 @@ from ops.errors import OpsError
 
 __all__ = ["app", "main"]
 
+INTERRUPTED = 130  # the shell's code for a command stopped by SIGINT
+
 
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI: exit 0 ok, 1 failure, 2 usage error; one line per expected error."""
@@ -43,9 +45,15 @@ def main(argv: list[str] | None = None) -> None:
             traceback.print_exc()
         err.print(f"❌ database error: {first_line(exc)}", markup=False)
         sys.exit(1)
-    except KeyboardInterrupt:
-        err.print("❌ Interrupted; any open transaction was rolled back.")
-        sys.exit(130)
+    except SystemExit as exc:
+        if exc.code == INTERRUPTED:  # Typer turns Ctrl-C into a silent exit 130
+            err.print("❌ Interrupted; any open transaction was rolled back, nothing was "
+                      "changed.", markup=False)
+        raise
+    except KeyboardInterrupt:  # Ctrl-C outside Typer's own handling
+        err.print("❌ Interrupted; any open transaction was rolled back, nothing was changed.",
+                  markup=False)
+        sys.exit(INTERRUPTED)
     except Exception as exc:  # a bug: one line unless --debug
         if state.debug:
             traceback.print_exc()
