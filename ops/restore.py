@@ -21,7 +21,7 @@ import psycopg
 from psycopg import sql
 
 from ops.backup_files import SAFETY_PREFIX, backup_filename, utc_now
-from ops.backup_format import describe_partial
+from ops.backup_format import column_keys, describe_partial
 from ops.backup_reader import BackupReader, Section, resolve_backup, table_names
 from ops.config import Settings
 from ops.db import connect, first_line, is_superuser
@@ -84,7 +84,6 @@ def restore(settings: Settings, source: str | Path | None = "latest", *,
     result = RestoreResult(source=path, dry_run=dry_run)
     report.line("🔄 Starting database restore...")
     report.line(f"📂 Reading backup: {path}")
-    listed = table_names(path) if only_listed_tables else None
     with BackupReader(path) as reader, connect(settings) as conn:
         result.timestamp = reader.timestamp
         result.layout = reader.layout
@@ -92,9 +91,15 @@ def restore(settings: Settings, source: str | Path | None = "latest", *,
         tables = discover_tables(conn)
         require_schema(tables)
         result.database_revision = current_revision(conn)
-        if reader.tail_meta is not None:
-            check_revision(reader.tail_meta, result, options, report)
-            _warn_if_partial(reader.tail_meta, result, options, report)
+        meta = reader.tail_meta
+        if meta is not None:
+            check_revision(meta, result, options, report)
+            _warn_if_partial(meta, result, options, report)
+            _check_before_locking(meta, tables, options)
+        listed = None
+        if only_listed_tables:
+            in_meta = (meta or {}).get("tables")
+            listed = in_meta if isinstance(in_meta, list) else table_names(path)
         targets = [t for t in tables if listed is None or t.name in listed]
         report.line(f"📊 Tables to restore: {len(targets)}")
         if dry_run:
@@ -264,14 +269,35 @@ def _clear(conn: psycopg.Connection, tables: list[Table], targets: list[Table],
     return False
 
 
+def _check_before_locking(meta: dict, tables: list[Table], options: Options) -> None:
+    """Refuse, before any table is locked, what meta already shows cannot be restored: tables
+    and columns the database lacks (the rows would be refused one by one later)."""
+    if options.allow_schema_mismatch:
+        return
+    by_name = {t.name: t for t in tables}
+    columns = meta.get("columns") if isinstance(meta.get("columns"), dict) else {}
+    for name in meta.get("tables") or []:
+        table = by_name.get(name)
+        if table is None:
+            raise _unknown_table_error(str(name))
+        listed = columns.get(name)
+        if isinstance(listed, list) and all(isinstance(c, str) for c in listed):
+            plan_table(table, dict.fromkeys(column_keys(listed).values()), line_no=None,
+                       allow_schema_mismatch=False)
+
+
+def _unknown_table_error(name: str) -> OpsError:
+    return OpsError(
+        f"unknown table {name!r} in the backup: the database has no such table; "
+        "nothing was changed",
+        hint="Restore into a database at the backup's schema revision, or pass "
+        "--allow-schema-mismatch to skip tables the database does not have.")
+
+
 def _unknown_table(section: Section, result: RestoreResult, options: Options,
                    report: Reporter) -> None:
     if not options.allow_schema_mismatch:
-        raise OpsError(
-            f"unknown table {section.name!r} in the backup: the database has no such table; "
-            "nothing was changed",
-            hint="Restore into a database at the backup's schema revision, or pass "
-            "--allow-schema-mismatch to skip tables the database does not have.")
+        raise _unknown_table_error(section.name)
     section.drain()
     result.skipped_tables.append(section.name)
     report.line(f"⏭️  {section.name}: not in the database, skipped ({section.count} rows)")

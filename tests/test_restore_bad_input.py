@@ -200,3 +200,20 @@ def test_cli_bad_file_prints_one_error_line_and_exits_1(run_cli, conn, sample, b
     assert len(errors) == 1 and message in errors[0]
     assert "Traceback" not in result.stderr
     assert table_hashes(conn) == sample
+
+
+@pytest.mark.security
+def test_what_meta_shows_to_be_unrestorable_is_refused_before_any_lock(settings, conn, sample,
+                                                                       good_backup: Path):
+    """Another session holds a table: refusing early never waits for it (a lock wait would
+    end, 30 s later, in a different error)."""
+    meta = read_meta(good_backup)
+    meta["columns"]["tenants"] = [*meta["columns"]["tenants"], "bogus_field"]
+    rows = backup_rows(good_backup)
+    rows["tenants"] = [json.dumps({**json.loads(r), "bogusField": 1}) for r in rows["tenants"]]
+    path = write_line_backup(good_backup.with_name("wide.json"), {}, raw_rows=rows,
+                             meta={"columns": meta["columns"]},
+                             revision=meta["alembicRevision"])
+    with psycopg.connect(settings.database_url) as holder:
+        holder.execute("LOCK TABLE tenants IN ACCESS SHARE MODE")
+        _expect_refused(settings, conn, sample, path, r"unknown column\(s\) bogusField")
