@@ -36,6 +36,18 @@ DC = $(COMPOSE) --env-file $(ENV_FILE)
 # does not include ENV_FILE itself: values there may hold characters make would expand.
 setting = $(or $($(1)),$(shell sed -n 's/^$(1)=//p' $(ENV_FILE) 2>/dev/null | tail -n 1),$(2))
 
+# Each checkout is its own compose project with its own ops image, named after the folder plus
+# a checksum of its absolute path: compose would otherwise take the bare folder name, and two
+# checkouts called tasklets-ops would share containers, data volume and image. A name set in
+# the environment or ENV_FILE wins. `make compose-env` prints these for running compose by hand.
+CHECKOUT := $(shell dir=$$(pwd -P); name=$$(basename "$$dir" | tr 'A-Z' 'a-z' | \
+	tr -cs 'a-z0-9_-' '-' | sed 's/^[-_]*//; s/-$$//'); \
+	echo "$${name:-tasklets}-$$(printf %s "$$dir" | cksum | cut -d' ' -f1)")
+override COMPOSE_PROJECT_NAME := $(call setting,COMPOSE_PROJECT_NAME,$(CHECKOUT))
+# The image tag follows the checkout, not the project: test stacks of one checkout reuse it.
+override OPS_IMAGE := $(call setting,OPS_IMAGE,tasklets-ops:$(CHECKOUT))
+export COMPOSE_PROJECT_NAME OPS_IMAGE
+
 # The ops/api containers run as the host user, so backup files are yours to read and delete.
 export UID := $(shell id -u)
 export GID := $(shell id -g)
@@ -50,8 +62,8 @@ export BEADS_FILE
 API_PORT := $(call setting,API_PORT,8000)
 ADMINER_PORT := $(call setting,ADMINER_PORT,8080)
 
-# The ops image is rebuilt when anything that goes into it changes.
-OPS_STAMP := build/.ops-image
+# The ops image is rebuilt when anything that goes into it changes (one stamp per image name).
+OPS_STAMP := build/.ops-image-$(subst /,_,$(subst :,_,$(OPS_IMAGE)))
 OPS_INPUTS := $(shell find ops api migrations seeds -type f -not -path '*/__pycache__/*' \
 	2>/dev/null) pyproject.toml alembic.ini .dockerignore docker/ops/Dockerfile \
 	docker/ops/requirements.py
@@ -82,7 +94,7 @@ quote = '$(subst ','\'',$(1))'
 # $(call need,VAR,example): stop with one line when a required make variable is empty.
 need = @[ -n $(call quote,$($(1))) ] || { echo "❌ make $@ needs $(1)=... 💡 e.g. make $@ $(1)=$(2)" >&2; exit 2; }
 
-.PHONY: help venv test lint bench build up down logs dev docker-ready db-push db-generate \
+.PHONY: help compose-env venv test lint bench build up down logs dev docker-ready db-push db-generate \
 	db-check db-status db-backup db-backups db-verify db-prune db-reset db-restore \
 	db-seed-lookups db-seed-sample db-seed-demo db-seed db-seed-custom db-import-beads \
 	db-import-beads-api db-fresh db-studio db-shell
@@ -90,6 +102,12 @@ need = @[ -n $(call quote,$($(1))) ] || { echo "❌ make $@ needs $(1)=... 💡 
 help: ## List every target with one line each
 	@echo "Usage: make TARGET [RUN=local] [ARGS=\"--flag ...\"]   (now: RUN=$(RUN), compose: $(or $(COMPOSE),none))"
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-22s\033[0m %s\n", $$1, $$2}'
+
+compose-env: ## Print the exports that make a plain `docker compose` use this checkout's stack
+	@printf 'export %s=%q\n' COMPOSE_PROJECT_NAME $(call quote,$(COMPOSE_PROJECT_NAME)) \
+		OPS_IMAGE $(call quote,$(OPS_IMAGE)) BACKUP_DIR $(call quote,$(BACKUP_DIR)) \
+		BEADS_FILE $(call quote,$(BEADS_FILE))
+	@echo 'export UID GID=$(GID)'
 
 # --- Local virtualenv and tests ----------------------------------------------------------------
 

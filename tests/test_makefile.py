@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -28,12 +29,24 @@ TARGETS = [
 ]
 
 
-def make(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def make(*args: str, env: dict[str, str] | None = None,
+         cwd: Path = PROJECT_ROOT) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items()
-            if not k.startswith(("POSTGRES_", "DATABASE_", "MAKE", "MFLAGS"))}
-    return subprocess.run(["make", "--no-print-directory", *args], cwd=PROJECT_ROOT,
+            if not k.startswith(("POSTGRES_", "DATABASE_", "MAKE", "MFLAGS", "COMPOSE"))
+            and k != "OPS_IMAGE"}
+    return subprocess.run(["make", "--no-print-directory", *args], cwd=cwd,
                           env={**base, **(env or {})}, capture_output=True, text=True,
                           timeout=300)
+
+
+def compose_env(cwd: Path = PROJECT_ROOT, **env: str) -> dict[str, str]:
+    """What `eval "$(make -s compose-env)"` exports, as a dict."""
+    result = make("-s", "compose-env", env=env, cwd=cwd)
+    assert result.returncode == 0, result.stderr
+    script = result.stdout + 'env -0'
+    out = subprocess.run(["bash", "-c", script], env={"PATH": os.environ["PATH"]},
+                         capture_output=True, text=True, check=True).stdout
+    return dict(item.split("=", 1) for item in out.split("\0") if "=" in item)
 
 
 @pytest.fixture
@@ -118,3 +131,32 @@ def test_make_picks_compose_v2_when_it_answers_else_docker_compose_1(
     assert len(run_line) == 1, result.stdout
     assert run_line[0].startswith(f"{expected} {env_file} run --rm")
     assert run_line[0].endswith("ops tasklets-db status ")
+
+
+def test_two_checkouts_with_the_same_folder_name_get_their_own_project_and_ops_image(
+        tmp_path: Path):
+    names = []
+    for parent in ("first", "second"):
+        checkout = tmp_path / parent / "Tasklets Ops"
+        checkout.mkdir(parents=True)
+        shutil.copy(PROJECT_ROOT / "Makefile", checkout)
+        exported = compose_env(checkout, ENV_FILE=str(tmp_path / "none.env"))
+        names.append((exported["COMPOSE_PROJECT_NAME"], exported["OPS_IMAGE"]))
+
+    (project_a, image_a), (project_b, image_b) = names
+    assert project_a != project_b and image_a != image_b
+    for project, image in names:
+        assert re.fullmatch(r"tasklets-ops-[0-9]+", project), project  # valid for compose 1 and 2
+        assert image == f"tasklets-ops:{project}"
+
+
+def test_compose_project_name_and_ops_image_from_the_env_file_win(tmp_path: Path):
+    env_file = tmp_path / "named.env"
+    env_file.write_text("COMPOSE_PROJECT_NAME=mystack\nOPS_IMAGE=registry.example/ops:1\n")
+
+    exported = compose_env(ENV_FILE=str(env_file))
+
+    assert exported["COMPOSE_PROJECT_NAME"] == "mystack"
+    assert exported["OPS_IMAGE"] == "registry.example/ops:1"
+    assert exported["UID"] == str(os.getuid()) and exported["GID"] == str(os.getgid())
+
