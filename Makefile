@@ -153,7 +153,7 @@ $(OPS_STAMP): $(OPS_INPUTS) | docker-ready $(ENV_FILE)
 ifeq ($(RUN),local)
 build: $(VENV_STAMP)
 up: $(VENV_STAMP)
-	@url=$$($(VENV_PY) -m ops.localdb url $(ENV_FILE)) && echo "✅ Database: $$url"
+	@$(VENV_PY) -m ops.localdb up $(ENV_FILE)
 down: $(VENV_STAMP)
 	@$(VENV_PY) -m ops.localdb stop
 logs:

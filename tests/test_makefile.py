@@ -12,9 +12,11 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+from psycopg.conninfo import conninfo_to_dict
 
 from ops.config import PROJECT_ROOT
 
@@ -160,3 +162,48 @@ def test_compose_project_name_and_ops_image_from_the_env_file_win(tmp_path: Path
     assert exported["OPS_IMAGE"] == "registry.example/ops:1"
     assert exported["UID"] == str(os.getuid()) and exported["GID"] == str(os.getgid())
 
+
+@pytest.mark.security
+@pytest.mark.parametrize("url", [
+    "postgresql://tasklets:s3cret-pw@db.example:5432/tasklets?sslmode=disable",
+    "postgresql://tasklets@db.example:5432/tasklets?password=s3cret-pw",
+    "host=db.example port=5432 user=tasklets password=s3cret-pw dbname=tasklets",
+])
+def test_db_shell_run_local_hands_psql_the_password_in_its_environment_never_in_argv(
+        tmp_path: Path, url: str):
+    """A stand-in psql on PATH records what `ps` would show (its argv) and its PGPASSWORD."""
+    shims = tmp_path / "bin"
+    shims.mkdir()
+    record = tmp_path / "psql.json"
+    (shims / "psql").write_text(
+        f"#!{sys.executable}\nimport json, os, sys\n"
+        f"json.dump({{'argv': sys.argv, 'password': os.environ.get('PGPASSWORD')}}, "
+        f"open({str(record)!r}, 'w'))\n")
+    (shims / "psql").chmod(0o755)
+    env_file = tmp_path / "empty.env"
+    env_file.write_text("")
+
+    result = make("db-shell", "RUN=local", env={
+        "PATH": f"{shims}:{os.environ['PATH']}", "ENV_FILE": str(env_file), "DATABASE_URL": url})
+
+    assert result.returncode == 0, result.stderr
+    seen = json.loads(record.read_text())
+    assert seen["password"] == "s3cret-pw"
+    assert not any("s3cret-pw" in arg for arg in seen["argv"]), seen["argv"]
+    assert conninfo_to_dict(seen["argv"][-1]) == {
+        "host": "db.example", "port": "5432", "user": "tasklets", "dbname": "tasklets",
+        **({"sslmode": "disable"} if "sslmode" in url else {})}
+
+
+@pytest.mark.security
+def test_up_run_local_names_the_database_with_its_password_masked(tmp_path: Path):
+    env_file = tmp_path / "empty.env"
+    env_file.write_text("")
+
+    result = make("up", "RUN=local", env={
+        "ENV_FILE": str(env_file),
+        "DATABASE_URL": "postgresql://tasklets:s3cret-pw@db.example:5432/tasklets"})
+
+    assert result.returncode == 0, result.stderr
+    assert "s3cret-pw" not in result.stdout + result.stderr
+    assert "✅ Database: postgresql://tasklets:***@db.example:5432/tasklets" in result.stdout
