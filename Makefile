@@ -68,16 +68,22 @@ OPS_INPUTS := $(shell find ops api migrations seeds -type f -not -path '*/__pyca
 	2>/dev/null) pyproject.toml alembic.ini .dockerignore docker/ops/Dockerfile \
 	docker/ops/requirements.py
 
-# $(call tasklets,EXTRA RUN FLAGS): the command line that runs `tasklets-db` in this mode.
+# $(call tasklets,EXTRA RUN FLAGS): the command line that runs `tasklets-db` in this mode. The
+# CLI is told the make target and mode so that its hints name what the user typed
+# (`make db-reset CONFIRM=yes`, not `tasklets-db reset --confirm`).
+CLI_CONTEXT = TASKLETS_MAKE_TARGET=$@ TASKLETS_RUN=$(RUN)
 ifeq ($(RUN),local)
 CLI_DEPS := $(VENV_STAMP)
 tasklets = url=$$($(VENV_PY) -m ops.localdb url $(ENV_FILE)) && \
-	DATABASE_URL="$$url" $(TASKLETS_DB) --env-file $(ENV_FILE)
+	DATABASE_URL="$$url" $(CLI_CONTEXT) $(TASKLETS_DB) --env-file $(ENV_FILE)
 else
 CLI_DEPS := docker-ready $(ENV_FILE) $(OPS_STAMP)
 SEEDS_MOUNT := $(if $(wildcard seeds),-v "$(CURDIR)/seeds:/app/seeds:ro")
-tasklets = $(DC) run --rm $(TTY) $(SEEDS_MOUNT) $(1) ops tasklets-db
+# Through docker/compose-quiet: the exit status stays, compose's noise on stderr goes.
+tasklets = $(QUIET) $(DC) run --rm $(TTY) $(addprefix -e ,$(CLI_CONTEXT)) $(SEEDS_MOUNT) $(1) \
+	ops tasklets-db
 endif
+QUIET := docker/compose-quiet
 
 # $(call wait_healthy,SERVICE): wait for the service's healthcheck (compose 1.x has no --wait).
 define wait_healthy
@@ -173,7 +179,7 @@ up: $(CLI_DEPS) ## Start db and api in the background (RUN=local: the project-lo
 	$(call wait_healthy,api)
 	@echo "✅ API on http://127.0.0.1:$(API_PORT) (docs at /docs); database published on 127.0.0.1"
 down: docker-ready $(ENV_FILE) ## Stop the stack; ARGS=-v also drops its data (RUN=local: stop .localpg)
-	$(DC) --profile studio down $(ARGS)
+	$(QUIET) $(DC) --profile studio down $(ARGS)
 logs: docker-ready $(ENV_FILE) ## Follow the services' logs; ARGS=SERVICE for one (RUN=local: .localpg/server.log)
 	$(DC) logs -f --tail=100 $(ARGS)
 dev: $(CLI_DEPS) ## Run the API in the foreground on 127.0.0.1:API_PORT (RUN=local: tasklets-db serve)

@@ -107,31 +107,39 @@ def test_db_generate_without_a_message_says_how_to_give_one(local_env):
     assert 'needs m=' in result.stderr
 
 
+def stand_in_docker(tmp_path: Path, *, v2_answers: bool = False,
+                    compose_script: str = "exit 0") -> dict[str, str]:
+    """Environment with a stand-in `docker` (an engine that answers; `docker compose` only when
+    v2_answers) and `docker-compose` (running compose_script) first on PATH, and an empty
+    ENV_FILE: what make would run shows with `make -n`, without Docker."""
+    shims = tmp_path / "bin"
+    shims.mkdir()
+    compose_version = "exit 0" if v2_answers else "exit 1"
+    (shims / "docker").write_text(
+        f'#!/bin/sh\n[ "$1 $2" = "compose version" ] && {compose_version}\nexit 0\n')
+    (shims / "docker-compose").write_text(f"#!/bin/bash\n{compose_script}\n")
+    for shim in shims.iterdir():
+        shim.chmod(0o755)
+    env_file = tmp_path / "empty.env"
+    env_file.write_text("")
+    return {"PATH": f"{shims}:{os.environ['PATH']}", "ENV_FILE": str(env_file)}
+
+
 @pytest.mark.parametrize(("v2_answers", "expected"), [
     (True, "docker compose --env-file"),
     (False, "docker-compose --env-file"),
 ])
 def test_make_picks_compose_v2_when_it_answers_else_docker_compose_1(
         tmp_path: Path, v2_answers: bool, expected: str):
-    """Stand-in `docker`/`docker-compose` on PATH; `make -n` shows the command each would run."""
-    shims = tmp_path / "bin"
-    shims.mkdir()
-    compose_version = "exit 0" if v2_answers else "exit 1"
-    (shims / "docker").write_text(
-        f'#!/bin/sh\n[ "$1 $2" = "compose version" ] && {compose_version}\nexit 0\n')
-    (shims / "docker-compose").write_text("#!/bin/sh\nexit 0\n")
-    for shim in shims.iterdir():
-        shim.chmod(0o755)
-    env_file = tmp_path / "empty.env"
-    env_file.write_text("")
+    env = stand_in_docker(tmp_path, v2_answers=v2_answers)
+    env_file = env["ENV_FILE"]
 
-    result = make("-n", "db-status", env={"PATH": f"{shims}:{os.environ['PATH']}",
-                                          "ENV_FILE": str(env_file)})
+    result = make("-n", "db-status", env=env)
 
     assert result.returncode == 0, result.stderr
     run_line = [line for line in result.stdout.splitlines() if " run --rm " in line]
     assert len(run_line) == 1, result.stdout
-    assert run_line[0].startswith(f"{expected} {env_file} run --rm")
+    assert run_line[0].startswith(f"docker/compose-quiet {expected} {env_file} run --rm")
     assert run_line[0].endswith("ops tasklets-db status ")
 
 
@@ -207,3 +215,66 @@ def test_up_run_local_names_the_database_with_its_password_masked(tmp_path: Path
     assert result.returncode == 0, result.stderr
     assert "s3cret-pw" not in result.stdout + result.stderr
     assert "✅ Database: postgresql://tasklets:***@db.example:5432/tasklets" in result.stdout
+
+
+# Every target that runs the CLI, with the variables it needs.
+CLI_TARGETS = [
+    ("db-push",), ("db-generate", "m=add color"), ("db-check",), ("db-status",),
+    ("db-backup",), ("db-backups",), ("db-verify",), ("db-prune",), ("db-reset",),
+    ("db-restore",), ("db-seed-lookups",), ("db-seed-sample",), ("db-seed-demo",),
+    ("db-seed",), ("db-seed-custom", "NAME=example_support_rota"), ("db-import-beads",),
+    ("db-import-beads-api",), ("db-fresh",),
+]
+
+
+@pytest.mark.parametrize("run", ["docker", "local"])
+@pytest.mark.parametrize("target", CLI_TARGETS, ids=lambda t: t[0])
+def test_every_cli_target_tells_the_cli_its_make_target_and_mode(
+        tmp_path: Path, target: tuple[str, ...], run: str):
+    """The CLI's hints name what the user typed (`make db-reset CONFIRM=yes`) from these."""
+    result = make("-n", *target, f"RUN={run}", env=stand_in_docker(tmp_path))
+
+    assert result.returncode == 0, result.stderr
+    cli_lines = [line for line in result.stdout.splitlines() if "tasklets-db" in line]
+    assert len(cli_lines) == 1, result.stdout
+    if run == "docker":
+        expected = f"-e TASKLETS_MAKE_TARGET={target[0]} -e TASKLETS_RUN=docker "
+        assert expected in cli_lines[0].split(" ops tasklets-db ")[0]
+    else:
+        expected = f"TASKLETS_MAKE_TARGET={target[0]} TASKLETS_RUN=local .venv/bin/tasklets-db "
+        assert expected in cli_lines[0]
+
+
+V1_FAILING_RUN = r"""
+case " $* " in
+  *" run "*)
+    printf 'Creating tasklets-x_ops_run ... \r\n' >&2
+    printf 'Creating tasklets-x_ops_run ... done\r\n' >&2
+    echo "❌ reset deletes ALL data in every table; refusing without --confirm" >&2
+    echo 2 >&2
+    exit 2 ;;
+  *" down "*)
+    echo "Removing network tasklets-x_default" >&2
+    echo "Network tasklets-x_default not found." >&2 ;;
+esac
+"""
+
+
+def test_docker_runs_keep_the_cli_exit_status_and_errors_without_compose_1_noise(
+        tmp_path: Path):
+    """docker-compose 1.29 wraps a failing one-off run in "Creating ..._run ... done" lines and
+    a bare "2" (its exit code, logged as an error); a second `down` says the network is gone."""
+    env = {**stand_in_docker(tmp_path, compose_script=V1_FAILING_RUN),
+           "OPS_IMAGE": "stand-in:test", "BACKUP_DIR": str(tmp_path / "backups")}
+    try:
+        refused = make("db-reset", env=env)
+        down = make("down", env=env)
+    finally:
+        (PROJECT_ROOT / "build" / ".ops-image-stand-in_test").unlink(missing_ok=True)
+
+    assert refused.returncode == 2
+    lines = [line for line in refused.stderr.splitlines() if not line.startswith("🔨 Building")]
+    assert lines[0] == "❌ reset deletes ALL data in every table; refusing without --confirm"
+    assert len(lines) == 2 and lines[1].endswith(" db-reset] Error 2"), lines
+    assert down.returncode == 0
+    assert down.stderr == ""
