@@ -107,7 +107,9 @@ need = @[ -n $(call quote,$($(1))) ] || { echo "❌ make $@ needs $(1)=... 💡 
 
 help: ## List every target with one line each
 	@echo "Usage: make TARGET [RUN=local] [ARGS=\"--flag ...\"]   (now: RUN=$(RUN), compose: $(or $(COMPOSE),none))"
-	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-22s\033[0m %s\n", $$1, $$2}'
+	@if [ -t 1 ] && [ -z "$${NO_COLOR-}" ]; then on='\033[36m' off='\033[0m'; fi; \
+	grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -v on="$$on" -v off="$$off" \
+		'BEGIN {FS = ":.*?## "}; {printf "  %s%-22s%s %s\n", on, $$1, off, $$2}'
 
 compose-env: ## Print the exports that make a plain `docker compose` use this checkout's stack
 	@printf 'export %s=%q\n' COMPOSE_PROJECT_NAME $(call quote,$(COMPOSE_PROJECT_NAME)) \

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import re
 import shutil
 import subprocess
@@ -64,9 +65,35 @@ def test_help_lists_every_target_with_one_line_each():
 
     assert result.returncode == 0
     listed = [line.split()[0] for line in result.stdout.splitlines()[1:]]
-    listed = [name.replace("\x1b[36m", "") for name in listed]
     assert sorted(listed) == sorted(set(listed))  # one line each
     assert set(TARGETS) <= set(listed)
+
+
+def test_help_colours_target_names_only_on_a_terminal():
+    piped = make("help")
+    assert "\x1b" not in piped.stdout
+
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("MAKE", "MFLAGS")) and k != "NO_COLOR"}
+    leader, follower = pty.openpty()
+    try:
+        proc = subprocess.Popen(["make", "--no-print-directory", "help"], cwd=PROJECT_ROOT,
+                                stdout=follower, stderr=subprocess.DEVNULL, env=env)
+        os.close(follower)
+        out = b""
+        while chunk := _read_pty(leader):
+            out += chunk
+        assert proc.wait(timeout=60) == 0
+    finally:
+        os.close(leader)
+    assert b"\x1b[36mdb-reset" in out
+
+
+def _read_pty(fd: int) -> bytes:
+    try:
+        return os.read(fd, 65536)
+    except OSError:  # EIO: the other side is closed and everything was read
+        return b""
 
 
 def test_db_targets_without_a_docker_engine_say_so_in_one_line_pointing_at_run_local():
