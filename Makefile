@@ -73,7 +73,7 @@ OPS_INPUTS := $(shell find ops api migrations seeds -type f -not -path '*/__pyca
 # (`make db-reset CONFIRM=yes`, not `tasklets-db reset --confirm`).
 CLI_CONTEXT = TASKLETS_MAKE_TARGET=$@ TASKLETS_RUN=$(RUN)
 ifeq ($(RUN),local)
-CLI_DEPS := $(VENV_STAMP)
+CLI_DEPS := $(VENV_STAMP) $(ENV_FILE)
 tasklets = url=$$($(VENV_PY) -m ops.localdb url $(ENV_FILE)) && \
 	DATABASE_URL="$$url" $(CLI_CONTEXT) $(TASKLETS_DB) --env-file $(ENV_FILE)
 else
@@ -136,11 +136,12 @@ lint: $(VENV_STAMP) ## ruff over the code
 bench: $(VENV_STAMP) ## Run the benchmarks (python -m bench ARGS...)
 	$(VENV_PY) -m bench $(ARGS)
 
-# --- Docker plumbing ---------------------------------------------------------------------------
-
+# Both modes read their settings from ENV_FILE (RUN=local too: the API's SECRET_KEY is there).
 $(ENV_FILE):
 	@cp .env.example $@
 	@echo "📝 Created $@ from .env.example (development defaults; edit $@ to change them)" >&2
+
+# --- Docker plumbing ---------------------------------------------------------------------------
 
 # Docker targets without an engine: one line pointing at RUN=local, not a daemon error.
 DOCKER_GOALS := $(filter build up down logs dev db-%,$(MAKECMDGOALS))
@@ -160,17 +161,17 @@ $(OPS_STAMP): $(OPS_INPUTS) | docker-ready $(ENV_FILE)
 
 ifeq ($(RUN),local)
 build: $(VENV_STAMP)
-up: $(VENV_STAMP)
+up: $(CLI_DEPS)
 	@$(VENV_PY) -m ops.localdb up $(ENV_FILE)
 down: $(VENV_STAMP)
 	@$(VENV_PY) -m ops.localdb stop
 logs:
 	tail -n 100 -f .localpg/server.log
-dev: $(VENV_STAMP)
+dev: $(CLI_DEPS)
 	@$(call tasklets) serve --port $(API_PORT) $(ARGS)
 db-studio:
 	@echo "❌ db-studio runs adminer in Docker. 💡 Use make db-shell RUN=local for psql" >&2; exit 1
-db-shell: $(VENV_STAMP)
+db-shell: $(CLI_DEPS)
 	@$(VENV_PY) -m ops.localdb psql $(ENV_FILE)
 else
 build: docker-ready $(ENV_FILE) ## Build the ops image (RUN=local: set up .venv)

@@ -12,14 +12,18 @@ import os
 import pty
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
 from ops.config import PROJECT_ROOT
+from ops.localpg import free_port
 
 pytestmark = pytest.mark.skipif(not shutil.which("make"), reason="make is not installed")
 
@@ -305,3 +309,33 @@ def test_docker_runs_keep_the_cli_exit_status_and_errors_without_compose_1_noise
     assert len(lines) == 2 and lines[1].endswith(" db-reset] Error 2"), lines
     assert down.returncode == 0
     assert down.stderr == ""
+
+
+def test_dev_run_local_writes_env_from_the_example_and_serves_with_its_secret_key(
+        db_url: str, tmp_path: Path):
+    env_file = tmp_path / "fresh.env"
+    port = free_port()
+    base = {k: v for k, v in os.environ.items()
+            if not k.startswith(("POSTGRES_", "DATABASE_", "MAKE", "MFLAGS"))
+            and k not in {"SECRET_KEY", "APP_ENV"}}
+    proc = subprocess.Popen(
+        ["make", "--no-print-directory", "dev", "RUN=local", f"ENV_FILE={env_file}",
+         f"API_PORT={port}"], cwd=PROJECT_ROOT, env={**base, "DATABASE_URL": db_url},
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/api/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.3)
+        else:
+            pytest.fail(f"make dev RUN=local did not serve: {proc.poll()}")
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        stderr = proc.communicate(timeout=30)[1]
+
+    assert env_file.read_text() == (PROJECT_ROOT / ".env.example").read_text()
+    assert f"📝 Created {env_file} from .env.example" in stderr
+    assert "SECRET_KEY" not in stderr
