@@ -51,14 +51,23 @@ export COMPOSE_PROJECT_NAME OPS_IMAGE
 # The ops/api containers run as the host user, so backup files are yours to read and delete.
 export UID := $(shell id -u)
 export GID := $(shell id -g)
+# $(call absolute,PATH): PATH from the checkout, as one word even with spaces (unlike abspath).
+# Compose would take a relative name without ./ for a named volume.
+absolute = $(if $(filter /%,$(1)),$(1),$(CURDIR)/$(patsubst ./%,%,$(1)))
 # The host directory mounted at /backups (created here so Docker does not create it as root).
-override BACKUP_DIR := $(abspath $(call setting,BACKUP_DIR,./backups))
+override BACKUP_DIR := $(call absolute,$(call setting,BACKUP_DIR,./backups))
 export BACKUP_DIR
 # The beads export; compose mounts /dev/null instead when the file does not exist (Docker
 # would otherwise create a root-owned directory in its place).
 BEADS_PATH := $(call setting,BEADS_FILE,.beads/issues.jsonl)
 override BEADS_FILE := $(if $(wildcard $(BEADS_PATH)),$(abspath $(BEADS_PATH)),/dev/null)
 export BEADS_FILE
+# The custom seeds folder; the ops container mounts it read-only at /app/seeds.
+override SEEDS_DIR := $(call absolute,$(call setting,SEEDS_DIR,./seeds))
+export SEEDS_DIR
+# A DATABASE_URL replaces the compose db, which one-off runs then leave stopped (--no-deps).
+DATABASE_URL_SET := $(findstring =,$(call setting,DATABASE_URL,))$(findstring \
+	://,$(call setting,DATABASE_URL,))
 API_PORT := $(call setting,API_PORT,8000)
 ADMINER_PORT := $(call setting,ADMINER_PORT,8080)
 
@@ -77,11 +86,10 @@ CLI_DEPS := $(VENV_STAMP) $(ENV_FILE)
 tasklets = url=$$($(VENV_PY) -m ops.localdb url $(ENV_FILE)) && \
 	DATABASE_URL="$$url" $(CLI_CONTEXT) $(TASKLETS_DB) --env-file $(ENV_FILE)
 else
-CLI_DEPS := docker-ready $(ENV_FILE) $(OPS_STAMP)
-SEEDS_MOUNT := $(if $(wildcard seeds),-v "$(CURDIR)/seeds:/app/seeds:ro")
+CLI_DEPS := docker-ready docker-settings $(ENV_FILE) $(OPS_STAMP)
 # Through docker/compose-quiet: the exit status stays, compose's noise on stderr goes.
-tasklets = $(QUIET) $(DC) run --rm $(TTY) $(addprefix -e ,$(CLI_CONTEXT)) $(SEEDS_MOUNT) $(1) \
-	ops tasklets-db
+tasklets = $(QUIET) $(DC) run --rm $(TTY) $(if $(DATABASE_URL_SET),--no-deps) \
+	$(addprefix -e ,$(CLI_CONTEXT)) $(1) ops tasklets-db
 endif
 QUIET := docker/compose-quiet
 
@@ -100,7 +108,8 @@ quote = '$(subst ','\'',$(1))'
 # $(call need,VAR,example): stop with one line when a required make variable is empty.
 need = @[ -n $(call quote,$($(1))) ] || { echo "❌ make $@ needs $(1)=... 💡 e.g. make $@ $(1)=$(2)" >&2; exit 2; }
 
-.PHONY: help compose-env venv test lint bench build up down logs dev docker-ready db-push db-generate \
+.PHONY: help compose-env venv test lint bench build up down logs dev docker-ready \
+	docker-settings db-push db-generate \
 	db-check db-status db-backup db-backups db-verify db-prune db-reset db-restore \
 	db-seed-lookups db-seed-sample db-seed-demo db-seed db-seed-custom db-import-beads \
 	db-import-beads-api db-fresh db-studio db-shell
@@ -114,7 +123,7 @@ help: ## List every target with one line each
 compose-env: ## Print the exports that make a plain `docker compose` use this checkout's stack
 	@printf 'export %s=%q\n' COMPOSE_PROJECT_NAME $(call quote,$(COMPOSE_PROJECT_NAME)) \
 		OPS_IMAGE $(call quote,$(OPS_IMAGE)) BACKUP_DIR $(call quote,$(BACKUP_DIR)) \
-		BEADS_FILE $(call quote,$(BEADS_FILE))
+		BEADS_FILE $(call quote,$(BEADS_FILE)) SEEDS_DIR $(call quote,$(SEEDS_DIR))
 	@echo 'export UID GID=$(GID)'
 
 # --- Local virtualenv and tests ----------------------------------------------------------------
@@ -153,6 +162,18 @@ endif
 
 docker-ready:
 	@mkdir -p "$(BACKUP_DIR)"
+
+# Settings the containers cannot use, caught before compose: a missing SEEDS_DIR (Docker would
+# create it, owned by root) and a DATABASE_URL on this machine's loopback or a local socket
+# (in a container that is the container itself). The URL is read in the shell, never put on a
+# command line, as it may hold a password.
+LOOPBACK_URL := ^postgres(ql)?(\+[a-z0-9]+)?://([^@/?\#]*@)?(localhost|127\.[0-9.]+|\[::1\])?([:/?,]|$$)
+LOOPBACK_URL := $(LOOPBACK_URL)|(^|[[:space:]])host[[:space:]]*=[[:space:]]*(localhost|127\.|::1|/)
+docker-settings:
+	@[ -d "$(SEEDS_DIR)" ] || { echo "❌ SEEDS_DIR $(SEEDS_DIR) is not a directory. 💡 Create it, or set SEEDS_DIR to your seeds folder (default ./seeds)" >&2; exit 1; }
+	@url=$${DATABASE_URL-$$(sed -n 's/^DATABASE_URL=//p' $(ENV_FILE) 2>/dev/null | tail -n 1)}; \
+	url=$${url#[\"\']}; re='$(LOOPBACK_URL)'; shopt -s nocasematch; \
+	if [[ $$url =~ $$re ]]; then echo "❌ DATABASE_URL points at this machine (localhost or a local socket), which the containers cannot reach: there, localhost is the container. 💡 Leave DATABASE_URL empty to use the compose db, or run on this machine: make $(MAKECMDGOALS) RUN=local" >&2; exit 1; fi
 
 $(OPS_STAMP): $(OPS_INPUTS) | docker-ready $(ENV_FILE)
 	@echo "🔨 Building the ops image (code changed)..." >&2

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from make_support import probed, write_probe_seed
 
 from ops.config import PROJECT_ROOT
 from ops.localpg import free_port
@@ -87,7 +88,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object
     shutil.copy(PROJECT_ROOT / ".env.example", env_file)
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("POSTGRES_", "DATABASE_", "MAKE", "MFLAGS"))
-           and k not in {"APP_ENV", "BACKUP_DIR", "BEADS_FILE", "SECRET_KEY", "COMPOSE"}}
+           and k not in {"APP_ENV", "BACKUP_DIR", "BACKUP_COMPRESS", "BACKUP_JOBS", "BEADS_FILE",
+                         "SEEDS_DIR", "SECRET_KEY", "COMPOSE", "OPS_IMAGE"}}
     for image in ("POSTGRES_IMAGE", "PYTHON_IMAGE"):
         if os.environ.get(image):
             env[image] = os.environ[image]
@@ -115,8 +117,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object
         return result
 
     try:
-        yield {"make": make, "backups": backups, "work": work, "project":
-               env["COMPOSE_PROJECT_NAME"], "counts": {}}
+        yield {"make": make, "backups": backups, "work": work, "env_file": env_file,
+               "project": env["COMPOSE_PROJECT_NAME"], "counts": {}}
     finally:
         make("down", "ARGS=-v --remove-orphans", check=False)
 
@@ -202,6 +204,47 @@ def test_db_import_beads_api_imports_through_the_api_service(stack):
     assert after["epics"] == before["epics"] + 1
     assert after["features"] == before["features"] + 1
     assert after["tasks"] == before["tasks"] + 2
+
+
+def test_settings_from_the_env_file_and_the_environment_reach_the_ops_container(stack):
+    """The host's SEEDS_DIR is what the container runs seeds from; BACKUP_* pass through."""
+    seeds = stack["work"] / "my seeds"
+    write_probe_seed(seeds)
+    env_file = stack["work"] / "settings.env"
+    env_file.write_text(stack["env_file"].read_text()
+                        + f"SEEDS_DIR={seeds}\nBACKUP_COMPRESS=1\nBACKUP_JOBS=3\n")
+
+    from_file = probed(stack["make"]("db-seed-custom", "NAME=env_probe",
+                                     f"ENV_FILE={env_file}").stdout)
+    from_env = probed(stack["make"]("db-seed-custom", "NAME=env_probe", f"ENV_FILE={env_file}",
+                                    extra_env={"BACKUP_JOBS": "4", "BACKUP_COMPRESS": "0"}).stdout)
+
+    assert from_file == {
+        "TASKLETS_MAKE_TARGET": "db-seed-custom", "TASKLETS_RUN": "docker",
+        "SEEDS_DIR": "/app/seeds", "BACKUP_COMPRESS": "1", "BACKUP_JOBS": "3",
+        "APP_ENV": "development", "file": "/app/seeds/env_probe.py"}
+    assert (from_env["BACKUP_COMPRESS"], from_env["BACKUP_JOBS"]) == ("0", "4")
+
+
+def test_backup_compress_in_the_env_file_writes_a_compressed_backup(stack):
+    env_file = stack["work"] / "compress.env"
+    env_file.write_text(stack["env_file"].read_text() + "BACKUP_COMPRESS=1\n")
+    before = set(stack["backups"].iterdir())
+
+    stack["make"]("db-backup", f"ENV_FILE={env_file}")
+
+    written = [p.name for p in set(stack["backups"].iterdir()) - before]
+    assert len(written) == 1 and written[0].endswith(".json.gz"), written
+
+
+def test_database_url_replaces_the_compose_db_in_the_ops_container(stack):
+    url = "postgresql://tasklets:tasklets-dev-password@db:5432/postgres"
+
+    status = json.loads(stack["make"]("db-status", "ARGS=--json",
+                                      extra_env={"DATABASE_URL": url}).stdout)
+
+    assert status["target"] == "postgresql://tasklets:***@db:5432/postgres"
+    assert status["total_rows"] == 0  # the maintenance database holds no Tasklets tables
 
 
 def test_down_v_removes_the_containers_and_the_data_volume(stack):

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from make_support import probed, write_probe_seed
 from psycopg.conninfo import conninfo_to_dict
 
 from ops.config import PROJECT_ROOT
@@ -339,3 +340,69 @@ def test_dev_run_local_writes_env_from_the_example_and_serves_with_its_secret_ke
     assert env_file.read_text() == (PROJECT_ROOT / ".env.example").read_text()
     assert f"📝 Created {env_file} from .env.example" in stderr
     assert "SECRET_KEY" not in stderr
+
+
+def test_run_local_settings_from_the_env_file_and_the_environment_reach_the_cli(
+        local_env, tmp_path: Path):
+    seeds = tmp_path / "my seeds"
+    probe = write_probe_seed(seeds)
+    Path(local_env["ENV_FILE"]).write_text(
+        f"SEEDS_DIR={seeds}\nBACKUP_COMPRESS=1\nBACKUP_JOBS=3\n")
+
+    from_file = make("db-seed-custom", "NAME=env_probe", "RUN=local", env=local_env)
+    from_env = make("db-seed-custom", "NAME=env_probe", "RUN=local",
+                    env={**local_env, "BACKUP_JOBS": "4", "BACKUP_COMPRESS": "0"})
+
+    assert from_file.returncode == 0, from_file.stderr
+    assert probed(from_file.stdout) == {
+        "TASKLETS_MAKE_TARGET": "db-seed-custom", "TASKLETS_RUN": "local",
+        "SEEDS_DIR": str(seeds), "BACKUP_COMPRESS": "1", "BACKUP_JOBS": "3",
+        "APP_ENV": "test", "file": str(probe)}
+    assert from_env.returncode == 0, from_env.stderr
+    assert {k: probed(from_env.stdout)[k] for k in ("BACKUP_COMPRESS", "BACKUP_JOBS")} == {
+        "BACKUP_COMPRESS": "0", "BACKUP_JOBS": "4"}
+
+
+@pytest.mark.parametrize("url", [
+    "postgresql://tasklets:s3cret-pw@localhost:5432/tasklets",
+    "postgres://tasklets:s3cret-pw@127.0.0.1/tasklets",
+    "postgresql+psycopg://tasklets:s3cret-pw@[::1]:5432/tasklets",
+    "postgresql:///tasklets?password=s3cret-pw",
+    "host=localhost dbname=tasklets password=s3cret-pw",
+])
+@pytest.mark.parametrize("source", ["environment", "env file"])
+def test_docker_targets_refuse_a_database_url_on_this_machine_in_one_line(
+        tmp_path: Path, url: str, source: str):
+    env = stand_in_docker(tmp_path)
+    if source == "environment":
+        env["DATABASE_URL"] = url
+    else:
+        Path(env["ENV_FILE"]).write_text(f"DATABASE_URL={url}\n")
+
+    result = make("db-status", env=env)
+
+    assert result.returncode != 0
+    assert "s3cret-pw" not in result.stdout + result.stderr
+    first = result.stderr.splitlines()[0]
+    assert first.startswith("❌ DATABASE_URL points at this machine")
+    assert first.endswith("make db-status RUN=local")
+
+
+def test_docker_runs_against_a_database_url_leave_the_compose_db_stopped(tmp_path: Path):
+    env = stand_in_docker(tmp_path)
+    own = make("-n", "db-status", env=env)
+    external = make("-n", "db-status",
+                    env={**env, "DATABASE_URL": "postgresql://u:pw@db.example.com/tasklets"})
+
+    assert " run --rm -T --no-deps " not in own.stdout
+    assert " run --rm -T --no-deps " in external.stdout
+
+
+def test_docker_targets_refuse_a_missing_seeds_dir_in_one_line(tmp_path: Path):
+    missing = tmp_path / "no-such-seeds"
+
+    result = make("db-status", env={**stand_in_docker(tmp_path), "SEEDS_DIR": str(missing)})
+
+    assert result.returncode != 0
+    assert result.stderr.splitlines()[0].startswith(f"❌ SEEDS_DIR {missing} is not a directory")
+    assert not missing.exists()
