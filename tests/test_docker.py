@@ -17,11 +17,14 @@ import json
 import os
 import shutil
 import subprocess
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
+from dotenv import dotenv_values
 from make_support import probed, write_probe_seed
 
 from ops.config import PROJECT_ROOT
@@ -118,7 +121,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object
 
     try:
         yield {"make": make, "backups": backups, "work": work, "env_file": env_file,
-               "project": env["COMPOSE_PROJECT_NAME"], "counts": {}}
+               "env": env, "project": env["COMPOSE_PROJECT_NAME"], "counts": {}}
     finally:
         make("down", "ARGS=-v --remove-orphans", check=False)
 
@@ -139,6 +142,40 @@ def test_db_fresh_creates_the_schema_and_seeds_lookups_and_sample_data(stack):
     assert tables["users"] >= 8
     assert tables["products"] >= 4
     stack["counts"]["fresh"] = tables
+
+
+def test_db_studio_serves_adminer_that_logs_in_to_the_db_and_lists_the_app_tables(stack):
+    stack["make"]("db-studio")
+    settings = dotenv_values(stack["env_file"])
+    user, database = settings["POSTGRES_USER"], settings["POSTGRES_DB"]
+
+    base = f"http://127.0.0.1:{stack['env']['ADMINER_PORT']}/"
+    with httpx.Client(base_url=base, follow_redirects=True, timeout=10) as adminer:
+        _wait_for_http(adminer)
+        logged_in = adminer.post("/", data={  # Adminer's login form
+            "auth[driver]": "pgsql", "auth[server]": "db", "auth[username]": user,
+            "auth[password]": settings["POSTGRES_PASSWORD"], "auth[db]": database})
+        assert logged_in.status_code == 200
+        assert "Invalid credentials" not in logged_in.text
+        tables = adminer.get("/", params={"pgsql": "db", "username": user, "db": database,
+                                          "ns": "public"})
+
+    assert tables.status_code == 200
+    for table in ("tenants", "users", "products"):
+        assert f"select={table}" in tables.text, tables.text[-2000:]
+
+
+def _wait_for_http(client: httpx.Client, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if client.get("/").status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            pytest.fail(f"nothing answers on {client.base_url} after {seconds} s", pytrace=False)
+        time.sleep(0.5)
 
 
 def test_db_backup_writes_a_file_the_host_user_owns_to_the_mounted_backups_dir(stack):
