@@ -1,7 +1,8 @@
 # tasklets-ops: `make help` lists the targets. `make test` is the single test command.
 #
 # Every db-* target runs `tasklets-db ...` in a one-off `ops` container (compose `run --rm`)
-# against the compose `db` service and the host's backups/ (mounted at /backups).
+# against the compose `db` service and the host's backups/ (mounted at /backups), in a compose
+# project named per checkout (`make -s compose-env` shows it, for running compose by hand).
 # RUN=local runs the same commands in .venv instead, against DATABASE_URL, or, when that is
 # empty, a project-local PostgreSQL under .localpg/ started on demand (ops/localdb.py).
 # Extra CLI flags pass through ARGS:  make db-backup ARGS="--compress"
@@ -66,8 +67,8 @@ export BEADS_FILE
 override SEEDS_DIR := $(call absolute,$(call setting,SEEDS_DIR,./seeds))
 export SEEDS_DIR
 # A DATABASE_URL replaces the compose db, which one-off runs then leave stopped (--no-deps).
-DATABASE_URL_SET := $(findstring =,$(call setting,DATABASE_URL,))$(findstring \
-	://,$(call setting,DATABASE_URL,))
+DATABASE_URL_SETTING := $(call setting,DATABASE_URL,)
+DATABASE_URL_SET := $(findstring =,$(DATABASE_URL_SETTING))$(findstring ://,$(DATABASE_URL_SETTING))
 API_PORT := $(call setting,API_PORT,8000)
 ADMINER_PORT := $(call setting,ADMINER_PORT,8080)
 

@@ -144,6 +144,7 @@ def test_db_fresh_creates_the_schema_and_seeds_lookups_and_sample_data(stack):
     stack["counts"]["fresh"] = tables
 
 
+@pytest.mark.security
 def test_db_studio_serves_adminer_that_logs_in_to_the_db_and_lists_the_app_tables(stack):
     stack["make"]("db-studio")
     settings = dotenv_values(stack["env_file"])
@@ -243,6 +244,7 @@ def test_db_import_beads_api_imports_through_the_api_service(stack):
     assert after["tasks"] == before["tasks"] + 2
 
 
+@pytest.mark.security
 def test_settings_from_the_env_file_and_the_environment_reach_the_ops_container(stack):
     """The host's SEEDS_DIR is what the container runs seeds from; BACKUP_* pass through."""
     seeds = stack["work"] / "my seeds"
@@ -263,6 +265,7 @@ def test_settings_from_the_env_file_and_the_environment_reach_the_ops_container(
     assert (from_env["BACKUP_COMPRESS"], from_env["BACKUP_JOBS"]) == ("0", "4")
 
 
+@pytest.mark.security
 def test_backup_compress_in_the_env_file_writes_a_compressed_backup(stack):
     env_file = stack["work"] / "compress.env"
     env_file.write_text(stack["env_file"].read_text() + "BACKUP_COMPRESS=1\n")
@@ -274,6 +277,7 @@ def test_backup_compress_in_the_env_file_writes_a_compressed_backup(stack):
     assert len(written) == 1 and written[0].endswith(".json.gz"), written
 
 
+@pytest.mark.security
 def test_database_url_replaces_the_compose_db_in_the_ops_container(stack):
     url = "postgresql://tasklets:tasklets-dev-password@db:5432/postgres"
 
@@ -296,6 +300,7 @@ def test_down_v_removes_the_containers_and_the_data_volume(stack):
     assert volumes.strip() == ""
 
 
+@pytest.mark.security
 def test_down_again_on_a_stopped_stack_says_nothing(stack):
     again = stack["make"]("down")
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from ops.config import PROJECT_ROOT
 from ops.localdb import DEFAULT_PORT, configured_url, ensure_local_db, stop_local_db
@@ -103,16 +104,15 @@ def _localdb(*args: str, url: str, stdin: str = "",
 
 
 @pytest.mark.security
-def test_psql_connects_to_the_configured_database_with_the_password_kept_out_of_argv(
-        db_url, tmp_path):
-    with_password = db_url.replace("postgresql://postgres@", "postgresql://postgres:pw@")
-    assert with_password != db_url
+def test_psql_connects_to_the_configured_database_given_with_a_password(db_url, tmp_path):
+    params = conninfo_to_dict(db_url)
+    params.setdefault("password", "unused-by-trust-auth")
 
-    result = _localdb("psql", url=with_password, stdin="SELECT current_database();\n",
-                      tmp_path=tmp_path)
+    result = _localdb("psql", url=make_conninfo("", **params),
+                      stdin="SELECT current_database();\n", tmp_path=tmp_path)
 
     assert result.returncode == 0, result.stderr
-    assert db_url.rsplit("/", 1)[1] in result.stdout
+    assert params["dbname"] in result.stdout
 
 
 @pytest.mark.security

@@ -40,8 +40,8 @@ TARGETS = [
 def make(*args: str, env: dict[str, str] | None = None,
          cwd: Path = PROJECT_ROOT) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items()
-            if not k.startswith(("POSTGRES_", "DATABASE_", "MAKE", "MFLAGS", "COMPOSE"))
-            and k != "OPS_IMAGE"}
+            if not k.startswith(("POSTGRES_", "DATABASE_", "MAKE", "MFLAGS", "COMPOSE", "BACKUP_"))
+            and k not in {"OPS_IMAGE", "SEEDS_DIR"}}
     return subprocess.run(["make", "--no-print-directory", *args], cwd=cwd,
                           env={**base, **(env or {})}, capture_output=True, text=True,
                           timeout=300)
@@ -74,6 +74,7 @@ def test_help_lists_every_target_with_one_line_each():
     assert set(TARGETS) <= set(listed)
 
 
+@pytest.mark.security
 def test_help_colours_target_names_only_on_a_terminal():
     piped = make("help")
     assert "\x1b" not in piped.stdout
@@ -175,6 +176,7 @@ def test_make_picks_compose_v2_when_it_answers_else_docker_compose_1(
     assert run_line[0].endswith("ops tasklets-db status ")
 
 
+@pytest.mark.security
 def test_two_checkouts_with_the_same_folder_name_get_their_own_project_and_ops_image(
         tmp_path: Path):
     names = []
@@ -192,6 +194,7 @@ def test_two_checkouts_with_the_same_folder_name_get_their_own_project_and_ops_i
         assert image == f"tasklets-ops:{project}"
 
 
+@pytest.mark.security
 def test_compose_project_name_and_ops_image_from_the_env_file_win(tmp_path: Path):
     env_file = tmp_path / "named.env"
     env_file.write_text("COMPOSE_PROJECT_NAME=mystack\nOPS_IMAGE=registry.example/ops:1\n")
@@ -259,6 +262,7 @@ CLI_TARGETS = [
 ]
 
 
+@pytest.mark.security
 @pytest.mark.parametrize("run", ["docker", "local"])
 @pytest.mark.parametrize("target", CLI_TARGETS, ids=lambda t: t[0])
 def test_every_cli_target_tells_the_cli_its_make_target_and_mode(
@@ -292,6 +296,7 @@ esac
 """
 
 
+@pytest.mark.security
 def test_docker_runs_keep_the_cli_exit_status_and_errors_without_compose_1_noise(
         tmp_path: Path):
     """docker-compose 1.29 wraps a failing one-off run in "Creating ..._run ... done" lines and
@@ -312,6 +317,7 @@ def test_docker_runs_keep_the_cli_exit_status_and_errors_without_compose_1_noise
     assert down.stderr == ""
 
 
+@pytest.mark.security
 def test_dev_run_local_writes_env_from_the_example_and_serves_with_its_secret_key(
         db_url: str, tmp_path: Path):
     env_file = tmp_path / "fresh.env"
@@ -342,6 +348,7 @@ def test_dev_run_local_writes_env_from_the_example_and_serves_with_its_secret_ke
     assert "SECRET_KEY" not in stderr
 
 
+@pytest.mark.security
 def test_run_local_settings_from_the_env_file_and_the_environment_reach_the_cli(
         local_env, tmp_path: Path):
     seeds = tmp_path / "my seeds"
@@ -363,6 +370,7 @@ def test_run_local_settings_from_the_env_file_and_the_environment_reach_the_cli(
         "BACKUP_COMPRESS": "0", "BACKUP_JOBS": "4"}
 
 
+@pytest.mark.security
 @pytest.mark.parametrize("url", [
     "postgresql://tasklets:s3cret-pw@localhost:5432/tasklets",
     "postgres://tasklets:s3cret-pw@127.0.0.1/tasklets",
@@ -388,6 +396,7 @@ def test_docker_targets_refuse_a_database_url_on_this_machine_in_one_line(
     assert first.endswith("make db-status RUN=local")
 
 
+@pytest.mark.security
 def test_docker_runs_against_a_database_url_leave_the_compose_db_stopped(tmp_path: Path):
     env = stand_in_docker(tmp_path)
     own = make("-n", "db-status", env=env)
@@ -398,6 +407,7 @@ def test_docker_runs_against_a_database_url_leave_the_compose_db_stopped(tmp_pat
     assert " run --rm -T --no-deps " in external.stdout
 
 
+@pytest.mark.security
 def test_docker_targets_refuse_a_missing_seeds_dir_in_one_line(tmp_path: Path):
     missing = tmp_path / "no-such-seeds"
 
