@@ -1,7 +1,8 @@
 # tasklets-ops: `make help` lists the targets. `make test` is the single test command.
 #
 # Every db-* target runs `tasklets-db ...` in a one-off `ops` container (compose `run --rm`)
-# against the compose `db` service and the host's backups/ (mounted at /backups).
+# against the compose `db` service and the host's backups/ (mounted at /backups), in a compose
+# project named per checkout (`make -s compose-env` shows it, for running compose by hand).
 # RUN=local runs the same commands in .venv instead, against DATABASE_URL, or, when that is
 # empty, a project-local PostgreSQL under .localpg/ started on demand (ops/localdb.py).
 # Extra CLI flags pass through ARGS:  make db-backup ARGS="--compress"
@@ -36,36 +37,62 @@ DC = $(COMPOSE) --env-file $(ENV_FILE)
 # does not include ENV_FILE itself: values there may hold characters make would expand.
 setting = $(or $($(1)),$(shell sed -n 's/^$(1)=//p' $(ENV_FILE) 2>/dev/null | tail -n 1),$(2))
 
+# Each checkout is its own compose project with its own ops image, named after the folder plus
+# a checksum of its absolute path: compose would otherwise take the bare folder name, and two
+# checkouts called tasklets-ops would share containers, data volume and image. A name set in
+# the environment or ENV_FILE wins. `make compose-env` prints these for running compose by hand.
+CHECKOUT := $(shell dir=$$(pwd -P); name=$$(basename "$$dir" | tr 'A-Z' 'a-z' | \
+	tr -cs 'a-z0-9_-' '-' | sed 's/^[-_]*//; s/-$$//'); \
+	echo "$${name:-tasklets}-$$(printf %s "$$dir" | cksum | cut -d' ' -f1)")
+override COMPOSE_PROJECT_NAME := $(call setting,COMPOSE_PROJECT_NAME,$(CHECKOUT))
+# The image tag follows the checkout, not the project: test stacks of one checkout reuse it.
+override OPS_IMAGE := $(call setting,OPS_IMAGE,tasklets-ops:$(CHECKOUT))
+export COMPOSE_PROJECT_NAME OPS_IMAGE
+
 # The ops/api containers run as the host user, so backup files are yours to read and delete.
 export UID := $(shell id -u)
 export GID := $(shell id -g)
+# $(call absolute,PATH): PATH from the checkout, as one word even with spaces (unlike abspath).
+# Compose would take a relative name without ./ for a named volume.
+absolute = $(if $(filter /%,$(1)),$(1),$(CURDIR)/$(patsubst ./%,%,$(1)))
 # The host directory mounted at /backups (created here so Docker does not create it as root).
-override BACKUP_DIR := $(abspath $(call setting,BACKUP_DIR,./backups))
+override BACKUP_DIR := $(call absolute,$(call setting,BACKUP_DIR,./backups))
 export BACKUP_DIR
 # The beads export; compose mounts /dev/null instead when the file does not exist (Docker
 # would otherwise create a root-owned directory in its place).
 BEADS_PATH := $(call setting,BEADS_FILE,.beads/issues.jsonl)
 override BEADS_FILE := $(if $(wildcard $(BEADS_PATH)),$(abspath $(BEADS_PATH)),/dev/null)
 export BEADS_FILE
+# The custom seeds folder; the ops container mounts it read-only at /app/seeds.
+override SEEDS_DIR := $(call absolute,$(call setting,SEEDS_DIR,./seeds))
+export SEEDS_DIR
+# A DATABASE_URL replaces the compose db, which one-off runs then leave stopped (--no-deps).
+DATABASE_URL_SETTING := $(call setting,DATABASE_URL,)
+DATABASE_URL_SET := $(findstring =,$(DATABASE_URL_SETTING))$(findstring ://,$(DATABASE_URL_SETTING))
 API_PORT := $(call setting,API_PORT,8000)
 ADMINER_PORT := $(call setting,ADMINER_PORT,8080)
 
-# The ops image is rebuilt when anything that goes into it changes.
-OPS_STAMP := build/.ops-image
+# The ops image is rebuilt when anything that goes into it changes (one stamp per image name).
+OPS_STAMP := build/.ops-image-$(subst /,_,$(subst :,_,$(OPS_IMAGE)))
 OPS_INPUTS := $(shell find ops api migrations seeds -type f -not -path '*/__pycache__/*' \
 	2>/dev/null) pyproject.toml alembic.ini .dockerignore docker/ops/Dockerfile \
 	docker/ops/requirements.py
 
-# $(call tasklets,EXTRA RUN FLAGS): the command line that runs `tasklets-db` in this mode.
+# $(call tasklets,EXTRA RUN FLAGS): the command line that runs `tasklets-db` in this mode. The
+# CLI is told the make target and mode so that its hints name what the user typed
+# (`make db-reset CONFIRM=yes`, not `tasklets-db reset --confirm`).
+CLI_CONTEXT = TASKLETS_MAKE_TARGET=$@ TASKLETS_RUN=$(RUN)
 ifeq ($(RUN),local)
-CLI_DEPS := $(VENV_STAMP)
+CLI_DEPS := $(VENV_STAMP) $(ENV_FILE)
 tasklets = url=$$($(VENV_PY) -m ops.localdb url $(ENV_FILE)) && \
-	DATABASE_URL="$$url" $(TASKLETS_DB) --env-file $(ENV_FILE)
+	DATABASE_URL="$$url" $(CLI_CONTEXT) $(TASKLETS_DB) --env-file $(ENV_FILE)
 else
-CLI_DEPS := docker-ready $(ENV_FILE) $(OPS_STAMP)
-SEEDS_MOUNT := $(if $(wildcard seeds),-v "$(CURDIR)/seeds:/app/seeds:ro")
-tasklets = $(DC) run --rm $(TTY) $(SEEDS_MOUNT) $(1) ops tasklets-db
+CLI_DEPS := docker-ready docker-settings $(ENV_FILE) $(OPS_STAMP)
+# Through docker/compose-quiet: the exit status stays, compose's noise on stderr goes.
+tasklets = $(QUIET) $(DC) run --rm $(TTY) $(if $(DATABASE_URL_SET),--no-deps) \
+	$(addprefix -e ,$(CLI_CONTEXT)) $(1) ops tasklets-db
 endif
+QUIET := docker/compose-quiet
 
 # $(call wait_healthy,SERVICE): wait for the service's healthcheck (compose 1.x has no --wait).
 define wait_healthy
@@ -82,14 +109,23 @@ quote = '$(subst ','\'',$(1))'
 # $(call need,VAR,example): stop with one line when a required make variable is empty.
 need = @[ -n $(call quote,$($(1))) ] || { echo "❌ make $@ needs $(1)=... 💡 e.g. make $@ $(1)=$(2)" >&2; exit 2; }
 
-.PHONY: help venv test lint bench build up down logs dev docker-ready db-push db-generate \
+.PHONY: help compose-env venv test lint bench build up down logs dev docker-ready \
+	docker-settings db-push db-generate \
 	db-check db-status db-backup db-backups db-verify db-prune db-reset db-restore \
 	db-seed-lookups db-seed-sample db-seed-demo db-seed db-seed-custom db-import-beads \
 	db-import-beads-api db-fresh db-studio db-shell
 
 help: ## List every target with one line each
 	@echo "Usage: make TARGET [RUN=local] [ARGS=\"--flag ...\"]   (now: RUN=$(RUN), compose: $(or $(COMPOSE),none))"
-	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-22s\033[0m %s\n", $$1, $$2}'
+	@if [ -t 1 ] && [ -z "$${NO_COLOR-}" ]; then on='\033[36m' off='\033[0m'; fi; \
+	grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -v on="$$on" -v off="$$off" \
+		'BEGIN {FS = ":.*?## "}; {printf "  %s%-22s%s %s\n", on, $$1, off, $$2}'
+
+compose-env: ## Print the exports that make a plain `docker compose` use this checkout's stack
+	@printf 'export %s=%q\n' COMPOSE_PROJECT_NAME $(call quote,$(COMPOSE_PROJECT_NAME)) \
+		OPS_IMAGE $(call quote,$(OPS_IMAGE)) BACKUP_DIR $(call quote,$(BACKUP_DIR)) \
+		BEADS_FILE $(call quote,$(BEADS_FILE)) SEEDS_DIR $(call quote,$(SEEDS_DIR))
+	@echo 'export UID GID=$(GID)'
 
 # --- Local virtualenv and tests ----------------------------------------------------------------
 
@@ -110,11 +146,12 @@ lint: $(VENV_STAMP) ## ruff over the code
 bench: $(VENV_STAMP) ## Run the benchmarks (python -m bench ARGS...)
 	$(VENV_PY) -m bench $(ARGS)
 
-# --- Docker plumbing ---------------------------------------------------------------------------
-
+# Both modes read their settings from ENV_FILE (RUN=local too: the API's SECRET_KEY is there).
 $(ENV_FILE):
 	@cp .env.example $@
 	@echo "📝 Created $@ from .env.example (development defaults; edit $@ to change them)" >&2
+
+# --- Docker plumbing ---------------------------------------------------------------------------
 
 # Docker targets without an engine: one line pointing at RUN=local, not a daemon error.
 DOCKER_GOALS := $(filter build up down logs dev db-%,$(MAKECMDGOALS))
@@ -127,6 +164,18 @@ endif
 docker-ready:
 	@mkdir -p "$(BACKUP_DIR)"
 
+# Settings the containers cannot use, caught before compose: a missing SEEDS_DIR (Docker would
+# create it, owned by root) and a DATABASE_URL on this machine's loopback or a local socket
+# (in a container that is the container itself). The URL is read in the shell, never put on a
+# command line, as it may hold a password.
+LOOPBACK_URL := ^postgres(ql)?(\+[a-z0-9]+)?://([^@/?\#]*@)?(localhost|127\.[0-9.]+|\[::1\])?([:/?,]|$$)
+LOOPBACK_URL := $(LOOPBACK_URL)|(^|[[:space:]])host[[:space:]]*=[[:space:]]*(localhost|127\.|::1|/)
+docker-settings:
+	@[ -d "$(SEEDS_DIR)" ] || { echo "❌ SEEDS_DIR $(SEEDS_DIR) is not a directory. 💡 Create it, or set SEEDS_DIR to your seeds folder (default ./seeds)" >&2; exit 1; }
+	@url=$${DATABASE_URL-$$(sed -n 's/^DATABASE_URL=//p' $(ENV_FILE) 2>/dev/null | tail -n 1)}; \
+	url=$${url#[\"\']}; re='$(LOOPBACK_URL)'; shopt -s nocasematch; \
+	if [[ $$url =~ $$re ]]; then echo "❌ DATABASE_URL points at this machine (localhost or a local socket), which the containers cannot reach: there, localhost is the container. 💡 Leave DATABASE_URL empty to use the compose db, or run on this machine: make $(MAKECMDGOALS) RUN=local" >&2; exit 1; fi
+
 $(OPS_STAMP): $(OPS_INPUTS) | docker-ready $(ENV_FILE)
 	@echo "🔨 Building the ops image (code changed)..." >&2
 	@$(DC) build -q ops >&2
@@ -134,17 +183,17 @@ $(OPS_STAMP): $(OPS_INPUTS) | docker-ready $(ENV_FILE)
 
 ifeq ($(RUN),local)
 build: $(VENV_STAMP)
-up: $(VENV_STAMP)
-	@url=$$($(VENV_PY) -m ops.localdb url $(ENV_FILE)) && echo "✅ Database: $$url"
+up: $(CLI_DEPS)
+	@$(VENV_PY) -m ops.localdb up $(ENV_FILE)
 down: $(VENV_STAMP)
 	@$(VENV_PY) -m ops.localdb stop
 logs:
 	tail -n 100 -f .localpg/server.log
-dev: $(VENV_STAMP)
+dev: $(CLI_DEPS)
 	@$(call tasklets) serve --port $(API_PORT) $(ARGS)
 db-studio:
 	@echo "❌ db-studio runs adminer in Docker. 💡 Use make db-shell RUN=local for psql" >&2; exit 1
-db-shell: $(VENV_STAMP)
+db-shell: $(CLI_DEPS)
 	@$(VENV_PY) -m ops.localdb psql $(ENV_FILE)
 else
 build: docker-ready $(ENV_FILE) ## Build the ops image (RUN=local: set up .venv)
@@ -155,7 +204,7 @@ up: $(CLI_DEPS) ## Start db and api in the background (RUN=local: the project-lo
 	$(call wait_healthy,api)
 	@echo "✅ API on http://127.0.0.1:$(API_PORT) (docs at /docs); database published on 127.0.0.1"
 down: docker-ready $(ENV_FILE) ## Stop the stack; ARGS=-v also drops its data (RUN=local: stop .localpg)
-	$(DC) --profile studio down $(ARGS)
+	$(QUIET) $(DC) --profile studio down $(ARGS)
 logs: docker-ready $(ENV_FILE) ## Follow the services' logs; ARGS=SERVICE for one (RUN=local: .localpg/server.log)
 	$(DC) logs -f --tail=100 $(ARGS)
 dev: $(CLI_DEPS) ## Run the API in the foreground on 127.0.0.1:API_PORT (RUN=local: tasklets-db serve)

@@ -1,7 +1,8 @@
 """The project-local PostgreSQL behind `make ... RUN=local`: a persistent cluster in .localpg/.
 
     python -m ops.localdb url [ENV_FILE]    # the DATABASE_URL to use (starts the cluster if needed)
-    python -m ops.localdb psql [ENV_FILE]   # psql against that URL
+    python -m ops.localdb up [ENV_FILE]     # the same, then say which database, password masked
+    python -m ops.localdb psql [ENV_FILE]   # psql against that URL (the password only in its env)
     python -m ops.localdb stop              # stop the project-local cluster (its data is kept)
     python -m ops.localdb status            # say whether it runs, and where
 
@@ -9,7 +10,9 @@ A DATABASE_URL from the environment or ENV_FILE (default `.env`) always wins: th
 started and `url` prints it unchanged. Otherwise a newcomer with the PostgreSQL server binaries
 but no Docker and no configured database still gets `make db-fresh RUN=local` working. The
 cluster keeps its port in .localpg/port (54329 unless taken when it was created), so the URL
-stays the same across restarts. Only the URL goes to stdout; messages go to stderr.
+stays the same across restarts. `url` prints only the URL, to stdout, for scripts (as given:
+with any password it holds); `up` and `psql` never print or pass a password on a command line.
+Other messages go to stderr.
 """
 
 from __future__ import annotations
@@ -27,8 +30,9 @@ from pathlib import Path
 import psycopg
 from dotenv import dotenv_values
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from ops.config import PROJECT_ROOT
+from ops.config import PROJECT_ROOT, mask_url, normalise_url
 from ops.errors import OpsError
 from ops.localpg import LocalCluster, _run_as, find_bin_dir, free_port
 
@@ -156,9 +160,27 @@ def _relative(path: Path) -> str:
         return str(path)
 
 
+def psql_command(url: str, psql: str = "psql") -> tuple[list[str], dict[str, str]]:
+    """argv and environment for psql against url: the password goes in PGPASSWORD, never in
+    argv, where `ps` shows it to every user of the machine. Any DSN form libpq accepts."""
+    try:
+        params = conninfo_to_dict(normalise_url(url))
+    except psycopg.ProgrammingError:
+        # psycopg's message quotes the string, password included: say only what is wrong
+        raise OpsError("DATABASE_URL is not a connection string psql can use",
+                       hint="Use postgresql://USER:PASSWORD@HOST:PORT/DB or "
+                       "`host=... user=... dbname=...`.") from None
+    env = dict(os.environ)
+    password = params.pop("password", None)
+    if password is not None:
+        env["PGPASSWORD"] = str(password)
+    return [psql, "-d", make_conninfo("", **params)], env
+
+
 def _psql(url: str) -> None:
     psql = shutil.which("psql") or str(find_bin_dir() / "psql")
-    os.execv(psql, [psql, url])
+    argv, env = psql_command(url, psql)
+    os.execve(psql, argv, env)
 
 
 def main(argv: list[str]) -> int:
@@ -166,6 +188,8 @@ def main(argv: list[str]) -> int:
     env_file = argv[1] if len(argv) > 1 else ".env"
     if command == "url":
         print(_url_to_use(env_file))
+    elif command == "up":
+        print(f"✅ Database: {mask_url(_url_to_use(env_file))}")
     elif command == "psql":
         _psql(_url_to_use(env_file))
     elif command == "stop":
@@ -180,7 +204,7 @@ def main(argv: list[str]) -> int:
             print("ℹ️  The project-local PostgreSQL is not running", file=sys.stderr)
     else:
         print(f"❌ unknown command {command!r}", file=sys.stderr)
-        print("💡 Use one of: url, stop, status, psql", file=sys.stderr)
+        print("💡 Use one of: url, up, psql, stop, status", file=sys.stderr)
         return 2
     return 0
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import replace
@@ -12,7 +14,9 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from ops.config import PROJECT_ROOT
 from ops.localdb import DEFAULT_PORT, configured_url, ensure_local_db, stop_local_db
 
 
@@ -86,3 +90,36 @@ def test_configured_url_is_none_when_database_url_is_empty_everywhere(tmp_path, 
 
     assert configured_url(env_file) is None
     assert configured_url(tmp_path / "missing.env") is None
+
+
+def _localdb(*args: str, url: str, stdin: str = "",
+             tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    env_file = tmp_path / "empty.env"
+    env_file.write_text("")
+    env = {**os.environ, "DATABASE_URL": url}
+    env.pop("PGPASSWORD", None)
+    return subprocess.run([sys.executable, "-m", "ops.localdb", *args, str(env_file)],
+                          input=stdin, env=env, capture_output=True, text=True, timeout=60,
+                          cwd=PROJECT_ROOT)
+
+
+@pytest.mark.security
+def test_psql_connects_to_the_configured_database_given_with_a_password(db_url, tmp_path):
+    params = conninfo_to_dict(db_url)
+    params.setdefault("password", "unused-by-trust-auth")
+
+    result = _localdb("psql", url=make_conninfo("", **params),
+                      stdin="SELECT current_database();\n", tmp_path=tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    assert params["dbname"] in result.stdout
+
+
+@pytest.mark.security
+def test_psql_says_in_one_line_that_a_malformed_url_is_unusable_without_echoing_it(tmp_path):
+    result = _localdb("psql", url="host=db password=s3cret-pw dbname", tmp_path=tmp_path)
+
+    assert result.returncode == 1
+    assert "s3cret-pw" not in result.stdout + result.stderr
+    first_line = result.stderr.splitlines()[0]
+    assert first_line == "❌ DATABASE_URL is not a connection string psql can use"
