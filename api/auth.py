@@ -87,6 +87,10 @@ def issue_token(secret_key: str, *, user_id: int, tenant_id: int, ttl_seconds: i
 
 def verify_token(secret_key: str, token: str, *, now: float | None = None) -> TokenClaims | None:
     """The claims of a token signed with this key and not yet expired; None otherwise."""
+    # Headers arrive as latin-1: a token with other characters was never issued here, and
+    # hmac.compare_digest refuses non-ASCII strings.
+    if not token.isascii():
+        return None
     parts = token.split(".")
     if len(parts) != 3 or parts[0] != TOKEN_PREFIX:
         return None
