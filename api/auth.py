@@ -23,7 +23,7 @@ from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.db import DbConn
-from api.queries import rows_as_dicts
+from api.queries import Scope, rows_as_dicts
 from ops.seed_helpers import BCRYPT_ROUNDS
 
 TOKEN_PREFIX = "v1"
@@ -115,10 +115,19 @@ class CurrentUser:
     email: str
     role: str
     user_type: str
+    client_id: int | None = None
 
     @property
     def can_write(self) -> bool:
         return self.user_type == "internal" and self.role in WRITER_ROLES
+
+    @property
+    def scope(self) -> Scope:
+        """Internal users read the whole tenant; client users what their client licenses."""
+        if self.user_type == "internal":
+            return Scope(self.tenant_id)
+        # The schema requires a client for client users; without one they would see nothing.
+        return Scope(self.tenant_id, client_id=self.client_id or 0)
 
 
 def _unauthorized(detail: str) -> HTTPException:
@@ -145,8 +154,8 @@ def current_user(request: Request, conn: DbConn,
 
 def load_active_user(conn: psycopg.Connection, user_id: int, tenant_id: int) -> CurrentUser | None:
     row = rows_as_dicts(conn).execute(
-        "SELECT id, tenant_id, email, role::text AS role, user_type::text AS user_type "
-        "FROM users WHERE id = %s AND tenant_id = %s AND is_active",
+        "SELECT id, tenant_id, email, role::text AS role, user_type::text AS user_type, "
+        "client_id FROM users WHERE id = %s AND tenant_id = %s AND is_active",
         (user_id, tenant_id)).fetchone()
     return CurrentUser(**row) if row else None
 
@@ -170,7 +179,8 @@ def authenticate(conn: psycopg.Connection, email: str, password: str) -> Current
     """
     rows = rows_as_dicts(conn).execute(
         "SELECT id, tenant_id, email, role::text AS role, user_type::text AS user_type, "
-        "password_hash FROM users WHERE lower(email) = lower(%s) AND is_active ORDER BY id",
+        "client_id, password_hash FROM users WHERE lower(email) = lower(%s) AND is_active "
+        "ORDER BY id",
         (email,)).fetchall()
     if not rows:
         burn_dummy_check(password)

@@ -32,7 +32,7 @@ def sync_items(body: SyncRequest, user: Writer, conn: DbConn,
     Send every chunk with `phase: items`, then every chunk again with
     `phase: dependencies`. `dryRun` rolls this request back after counting.
     """
-    if select_one(conn, "products", user.tenant_id, product_id) is None:
+    if select_one(conn, "products", user.scope, product_id) is None:
         raise HTTPException(404, detail="product not found")
     items = [WorkItem.from_dict(item.model_dump(mode="json")) for item in body.items]
     key = {"tenant_id": user.tenant_id, "product_id": product_id, "items": items}
