@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, FastAPI
 
+from api.auth import refuse_weak_key_at_startup
 from api.config import ApiSettings
 from api.errors import install_error_handlers
 from api.models import ErrorOut, ValidationErrorOut
@@ -11,6 +12,8 @@ from api.routes import auth, health, products, sync, tags, work_items
 
 
 def create_app(settings: ApiSettings) -> FastAPI:
+    """The app; raises OpsError when its SECRET_KEY is unfit for a production target."""
+    refuse_weak_key_at_startup(settings)
     app = FastAPI(
         title="Tasklets API",
         version="1.0.0",
@@ -25,7 +28,8 @@ def create_app(settings: ApiSettings) -> FastAPI:
     api = APIRouter(prefix="/api", responses={
         401: {"model": ErrorOut, "description": "Missing, invalid or expired token"},
         422: {"model": ValidationErrorOut, "description": "Invalid request: the fields named"},
-        503: {"model": ErrorOut, "description": "Database unavailable"},
+        503: {"model": ErrorOut, "description": "Database unavailable, or the server's "
+                                                "SECRET_KEY unfit for a production database"},
     })
     for module in (auth, products, tags, work_items, sync):
         api.include_router(module.router)

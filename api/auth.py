@@ -12,6 +12,7 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,8 +23,12 @@ import psycopg
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from api.config import ApiSettings, refuse_unfit_key
 from api.db import DbConn
 from api.queries import Scope, rows_as_dicts
+from ops.db import connection
+from ops.errors import OpsError
+from ops.guard import PRODUCTION, production_reasons
 from ops.seed_helpers import BCRYPT_ROUNDS
 
 TOKEN_PREFIX = "v1"
@@ -33,6 +38,10 @@ BCRYPT_MAX_BYTES = 72
 # Same cost as the seeded users' hashes, so an unknown email costs as long as a wrong password.
 DUMMY_HASH = bcrypt.hashpw(b"no such user", bcrypt.gensalt(rounds=BCRYPT_ROUNDS))
 LOGIN_FAILED = "invalid email or password"
+WEAK_KEY_REFUSED = ("the server's SECRET_KEY is not fit for a production database; requests "
+                    "are refused until an operator sets a strong one")
+
+log = logging.getLogger("api")
 
 
 def password_matches(password: str, stored_hash: str | None) -> bool:
@@ -141,6 +150,7 @@ _bearer = HTTPBearer(auto_error=False, description="Token from POST /api/auth/lo
 def current_user(request: Request, conn: DbConn,
                  credentials: Annotated[HTTPAuthorizationCredentials | None,
                                         Depends(_bearer)]) -> CurrentUser:
+    refuse_weak_key_in_production(conn, request.app.state.settings)
     if credentials is None:
         raise _unauthorized("missing bearer token")
     claims = verify_token(request.app.state.settings.secret_key, credentials.credentials)
@@ -150,6 +160,33 @@ def current_user(request: Request, conn: DbConn,
     if row is None:
         raise _unauthorized("invalid or expired token")
     return row
+
+
+def refuse_weak_key_at_startup(settings: ApiSettings) -> None:
+    """Raise OpsError when the key is unfit and the target is production: APP_ENV says so,
+    or the database's environment marker does. An unreachable database is left to the
+    per-request check (refuse_weak_key_in_production)."""
+    if settings.key_problem is None:
+        return
+    if settings.app_env == PRODUCTION:
+        refuse_unfit_key(settings.key_problem, "APP_ENV=production")
+    try:
+        with connection(settings.ops, autocommit=True) as conn:
+            reasons = production_reasons(conn, settings.ops)
+    except OpsError:
+        log.warning("database unreachable at start-up: the SECRET_KEY is checked against its "
+                    "environment marker on every request")
+        return
+    if reasons:
+        refuse_unfit_key(settings.key_problem, "; ".join(reasons))
+
+
+def refuse_weak_key_in_production(conn: psycopg.Connection, settings: ApiSettings) -> None:
+    """503 while an unfit key would sign or accept tokens for a production database (the
+    marker may have been set, or the database unreachable, when the API started)."""
+    if settings.key_problem and production_reasons(conn, settings.ops):
+        log.error("refusing requests: %s and the database is production", settings.key_problem)
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=WEAK_KEY_REFUSED)
 
 
 def load_active_user(conn: psycopg.Connection, user_id: int, tenant_id: int) -> CurrentUser | None:

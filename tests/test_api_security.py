@@ -2,9 +2,33 @@
 
 from __future__ import annotations
 
+import secrets
+import subprocess
+import sys
+
 import httpx
+import psycopg
 import pytest
-from api_support import LiveServer, World
+from api_support import (
+    PASSWORD,
+    LiveServer,
+    World,
+    auth,
+    free_port,
+    make_product,
+    make_tenant,
+    make_user,
+)
+from fastapi.testclient import TestClient
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
+from api.app import create_app
+from api.auth import WEAK_KEY_REFUSED, issue_token
+from api.config import ApiSettings, estimated_bits, published_keys, secret_key_problem
+from ops.config import Settings
+from ops.migrate import ENVIRONMENT_KEY
+from ops.tables import OPS_METADATA_TABLE
 
 pytest_plugins = ["api_fixtures"]
 pytestmark = pytest.mark.security
@@ -18,3 +42,102 @@ def test_non_ascii_bearer_token_is_401_not_500(live_server: LiveServer, world: W
         response = client.get("/api/epics", headers=[(b"authorization", b"Bearer " + token)])
     assert response.status_code == 401
     assert response.json() == {"detail": "invalid or expired token"}
+
+
+# --- the signing key against a production database ------------------------------------------
+
+EXAMPLE_KEY = sorted(published_keys())[0] if published_keys() else (
+    "dev-secret-key-change-me-not-for-production-0123456789")
+
+
+def mark_production(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"INSERT INTO {OPS_METADATA_TABLE} (key, value) VALUES (%s, 'production')"
+                     " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                     (ENVIRONMENT_KEY,))
+
+
+@pytest.mark.parametrize("key", [
+    "", EXAMPLE_KEY, "a" * 32, "a" * 200, "CHANGE_ME_CHANGE_ME_CHANGE_ME_CHANGE_ME_CHANGE_ME",
+    "replace_with_your_own_random_string_here", "0123456789" * 8, "aB3" * 25,
+    "dev-secret-key-change-me-not-for-production-0123456789",
+])
+def test_published_or_low_entropy_keys_are_unfit_for_production(key: str):
+    assert secret_key_problem(key) is not None
+
+
+def test_random_keys_are_fit_for_production():
+    for _ in range(500):
+        for key in (secrets.token_urlsafe(32), secrets.token_hex(32)):
+            assert secret_key_problem(key) is None, key
+    assert estimated_bits("a" * 32) == 0
+
+
+@pytest.mark.parametrize("app_env", [None, "test"])
+def test_api_refuses_to_start_with_the_example_key_on_a_production_marked_database(
+        cli_env: dict[str, str], db_url: str, tmp_path, app_env: str | None):
+    mark_production(db_url)
+    env = {k: v for k, v in cli_env.items() if k not in ("APP_ENV", "SECRET_KEY")}
+    env["SECRET_KEY"] = EXAMPLE_KEY
+    if app_env:
+        env["APP_ENV"] = app_env
+    result = subprocess.run(
+        [sys.executable, "-m", "uvicorn", "api.main:app", "--port", str(free_port())],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1, result.stderr
+    assert ("❌ SECRET_KEY looks like an example value; the API will not serve a production "
+            "database") in result.stderr
+    assert "environment marker" in result.stderr
+    assert EXAMPLE_KEY not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_token_forged_with_the_example_key_never_gets_through(pg_server_url: str,
+                                                               template_db: str,
+                                                               settings: Settings):
+    """The database is unreachable when the API starts; once it is up and marked production,
+    every request (a forged admin token's, a login's) is a 503 and nothing is written."""
+    name = f"t_late_{secrets.token_hex(4)}"
+    url = make_conninfo(pg_server_url, dbname=name)
+    app = create_app(ApiSettings(ops=settings.with_url(url), secret_key=EXAMPLE_KEY))
+    server = psycopg.connect(pg_server_url, autocommit=True)
+    try:
+        server.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+            sql.Identifier(name), sql.Identifier(template_db)))
+        mark_production(url)
+        with psycopg.connect(url, autocommit=True) as conn:
+            tenant = make_tenant(conn, "SysTech")
+            admin = make_user(conn, tenant, "admin@a.test", "admin")
+            product = make_product(conn, tenant, "Tasklets")
+        forged = issue_token(EXAMPLE_KEY, user_id=admin, tenant_id=tenant, ttl_seconds=600)
+        headers = {"Authorization": f"Bearer {forged.token}"}
+        with TestClient(app, raise_server_exceptions=False) as client:
+            responses = [
+                client.get("/api/products", headers=headers),
+                client.get("/api/epics", headers=headers),
+                client.get("/api/tags", headers=headers),
+                client.post("/api/epics", headers=headers,
+                            json={"productId": product, "title": "forged"}),
+                client.post("/api/tags", headers=headers, json={"name": "forged"}),
+                client.post(f"/api/products/{product}/work-items/sync", headers=headers,
+                            json={"items": [{"kind": "epic", "externalId": "f", "title": "f"}]}),
+                client.post("/api/auth/login",
+                            json={"email": "admin@a.test", "password": PASSWORD}),
+            ]
+        assert {r.status_code for r in responses} == {503}
+        assert {r.json()["detail"] for r in responses} == {WEAK_KEY_REFUSED}
+        assert all(EXAMPLE_KEY not in r.text for r in responses)
+        with psycopg.connect(url) as conn:
+            assert conn.execute("SELECT (SELECT count(*) FROM epics) + (SELECT count(*) FROM"
+                                " tags)").fetchone()[0] == 0
+    finally:
+        server.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+            sql.Identifier(name)))
+        server.close()
+
+
+def test_strong_key_serves_a_production_marked_database(api_settings: ApiSettings,
+                                                        db_url: str, world: World):
+    mark_production(db_url)
+    with TestClient(create_app(api_settings)) as client:
+        response = client.get("/api/products", headers=auth(client, "admin@a.test"))
+    assert response.status_code == 200

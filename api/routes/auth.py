@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, Request
 
-from api.auth import LOGIN_FAILED, authenticate, issue_token
+from api.auth import LOGIN_FAILED, authenticate, issue_token, refuse_weak_key_in_production
 from api.db import DbConn
 from api.models import ErrorOut, LoginRequest, LoginResponse, UserOut
 
@@ -15,11 +15,12 @@ router = APIRouter(prefix="/auth", tags=["auth"])
              responses={401: {"model": ErrorOut, "description": "Wrong email or password"}})
 def login(body: LoginRequest, request: Request, conn: DbConn) -> LoginResponse:
     """Exchange credentials for a token; the same 401 whether or not the email exists."""
+    settings = request.app.state.settings
+    refuse_weak_key_in_production(conn, settings)
     user = authenticate(conn, body.email, body.password)
     if user is None:
         raise HTTPException(401, detail=LOGIN_FAILED)
     conn.execute("UPDATE users SET last_login_at = now() WHERE id = %s", (user.id,))
-    settings = request.app.state.settings
     issued = issue_token(settings.secret_key, user_id=user.id, tenant_id=user.tenant_id,
                          ttl_seconds=settings.token_ttl_seconds)
     return LoginResponse(token=issued.token, expires_at=issued.expires_at,
