@@ -7,6 +7,7 @@ from fastapi import APIRouter, FastAPI
 from api.auth import refuse_weak_key_at_startup
 from api.config import ApiSettings
 from api.errors import install_error_handlers
+from api.gate import RequestGate
 from api.models import ErrorOut, ValidationErrorOut
 from api.routes import auth, health, products, sync, tags, work_items
 
@@ -25,8 +26,10 @@ def create_app(settings: ApiSettings) -> FastAPI:
     )
     app.state.settings = settings
     install_error_handlers(app)
+    app.add_middleware(RequestGate, secret_key=settings.secret_key)
     api = APIRouter(prefix="/api", responses={
         401: {"model": ErrorOut, "description": "Missing, invalid or expired token"},
+        413: {"model": ErrorOut, "description": "Request body over this endpoint's limit"},
         422: {"model": ValidationErrorOut, "description": "Invalid request: the fields named"},
         503: {"model": ErrorOut, "description": "Database unavailable, or the server's "
                                                 "SECRET_KEY unfit for a production database"},

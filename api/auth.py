@@ -38,6 +38,8 @@ BCRYPT_MAX_BYTES = 72
 # Same cost as the seeded users' hashes, so an unknown email costs as long as a wrong password.
 DUMMY_HASH = bcrypt.hashpw(b"no such user", bcrypt.gensalt(rounds=BCRYPT_ROUNDS))
 LOGIN_FAILED = "invalid email or password"
+MISSING_TOKEN = "missing bearer token"
+TOKEN_REFUSED = "invalid or expired token"
 WEAK_KEY_REFUSED = ("the server's SECRET_KEY is not fit for a production database; requests "
                     "are refused until an operator sets a strong one")
 
@@ -152,13 +154,13 @@ def current_user(request: Request, conn: DbConn,
                                         Depends(_bearer)]) -> CurrentUser:
     refuse_weak_key_in_production(conn, request.app.state.settings)
     if credentials is None:
-        raise _unauthorized("missing bearer token")
+        raise _unauthorized(MISSING_TOKEN)
     claims = verify_token(request.app.state.settings.secret_key, credentials.credentials)
     if claims is None:
-        raise _unauthorized("invalid or expired token")
+        raise _unauthorized(TOKEN_REFUSED)
     row = load_active_user(conn, claims.user_id, claims.tenant_id)
     if row is None:
-        raise _unauthorized("invalid or expired token")
+        raise _unauthorized(TOKEN_REFUSED)
     return row
 
 

@@ -276,7 +276,7 @@ def test_unexpected_errors_are_generic_500_without_details(api_settings: ApiSett
         raise psycopg.ProgrammingError('syntax error at or near "SELEC" in SELEC * FROM users')
 
     with TestClient(app, raise_server_exceptions=False) as client:
-        response = client.get("/api/boom")
+        response = client.get("/api/boom", headers=auth(client, "admin@a.test"))
     assert response.status_code == 500
     assert response.json() == {"detail": "internal server error"}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from api_support import (
     make_user,
 )
 from fastapi.testclient import TestClient
+from http_support import raw_request
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
@@ -141,3 +143,82 @@ def test_strong_key_serves_a_production_marked_database(api_settings: ApiSetting
     with TestClient(create_app(api_settings)) as client:
         response = client.get("/api/products", headers=auth(client, "admin@a.test"))
     assert response.status_code == 200
+
+
+# --- body limits, and auth before the body ---------------------------------------------------
+
+MB = 1024 * 1024
+LOGIN_PATH = "/api/auth/login"
+
+
+def _last_login(conn: psycopg.Connection, user_id: int) -> object:
+    return conn.execute("SELECT last_login_at FROM users WHERE id = %s", (user_id,)).fetchone()[0]
+
+
+def test_oversized_login_is_413_before_its_body_is_read(live_server: LiveServer, world: World,
+                                                        conn: psycopg.Connection):
+    # 50 MB promised, nothing sent: a server that waited for the body would time out.
+    status, _, body = raw_request(live_server.port, "POST", LOGIN_PATH, headers={
+        "Content-Type": "application/json", "Content-Length": str(50 * MB)})
+    assert status == 413 and "8192 bytes" in body["detail"]
+    # A real 50 MB body: a valid login padded with spaces, which would succeed if parsed.
+    login = json.dumps({"email": "admin@a.test", "password": PASSWORD}).encode()
+    with httpx.Client(base_url=live_server.url, timeout=60) as client:
+        response = client.post(LOGIN_PATH, content=login[:-1] + b" " * (50 * MB) + b"}",
+                               headers={"Content-Type": "application/json"})
+    assert response.status_code == 413
+    assert _last_login(conn, world.admin) is None  # the handler never ran
+
+
+def test_chunked_body_past_the_limit_is_413(live_server: LiveServer, world: World,
+                                            conn: psycopg.Connection):
+    login = json.dumps({"email": "admin@a.test", "password": PASSWORD}).encode()
+    padding = [b" " * 65536] * 16  # 1 MB in chunks, no Content-Length
+    status, _, body = raw_request(live_server.port, "POST", LOGIN_PATH, chunked=True,
+                                  headers={"Content-Type": "application/json"},
+                                  body=[login[:-1], *padding, b"}"])
+    assert status == 413 and "8192 bytes" in body["detail"]
+    assert _last_login(conn, world.admin) is None
+
+
+@pytest.mark.parametrize("authorization", [None, "Bearer forged.token.here", "Basic x"])
+def test_anonymous_sync_is_401_before_its_body_is_read(live_server: LiveServer, world: World,
+                                                       conn: psycopg.Connection,
+                                                       authorization: str | None):
+    headers = {"Content-Type": "application/json", "Content-Length": str(39 * MB)}
+    if authorization:
+        headers["Authorization"] = authorization
+    path = f"/api/products/{world.product_a}/work-items/sync"
+    status, found, body = raw_request(live_server.port, "POST", path, headers=headers)
+    assert status == 401 and found["www-authenticate"] == "Bearer"
+    assert body["detail"] in ("missing bearer token", "invalid or expired token")
+    assert conn.execute("SELECT count(*) FROM epics").fetchone()[0] == 0
+
+
+def test_expired_token_is_refused_before_the_body(live_server: LiveServer, world: World):
+    expired = issue_token(live_server.settings.secret_key, user_id=world.admin,
+                          tenant_id=world.tenant_a, ttl_seconds=60, now=0)
+    status, _, _ = raw_request(live_server.port, "POST", "/api/epics", headers={
+        "Authorization": f"Bearer {expired.token}", "Content-Type": "application/json",
+        "Content-Length": str(MB)})
+    assert status == 401
+
+
+def test_each_route_has_its_own_body_limit(live_server: LiveServer, world: World,
+                                           conn: psycopg.Connection):
+    with httpx.Client(base_url=live_server.url, timeout=120) as client:
+        headers = {**auth(client, "admin@a.test"), "Content-Type": "application/json"}
+        # A sync of about 12 MB (more than the client's 8 MB chunks) is accepted...
+        items = [{"kind": "epic", "externalId": f"bd-{i}", "title": "E",
+                  "description": "d" * (MB - 200)} for i in range(12)]
+        sync = f"/api/products/{world.product_a}/work-items/sync"
+        accepted = client.post(sync, headers=headers, content=json.dumps({"items": items}))
+        assert accepted.status_code == 200, accepted.text[:300]
+        # ...17 MB is not, and neither is a 5 MB epic.
+        status, _, body = raw_request(live_server.port, "POST", sync, headers={
+            **headers, "Content-Length": str(17 * MB)})
+        assert status == 413 and str(16 * MB) in body["detail"]
+        status, _, body = raw_request(live_server.port, "POST", "/api/epics", headers={
+            **headers, "Content-Length": str(5 * MB)})
+        assert status == 413 and str(4 * MB) in body["detail"]
+    assert conn.execute("SELECT count(*) FROM epics").fetchone()[0] == 12
