@@ -10,6 +10,7 @@ from api.errors import install_error_handlers
 from api.gate import RequestGate
 from api.models import ErrorOut, ValidationErrorOut
 from api.routes import auth, health, products, sync, tags, work_items
+from api.throttle import LoginThrottle
 
 
 def create_app(settings: ApiSettings) -> FastAPI:
@@ -25,6 +26,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
         openapi_url="/openapi.json",
     )
     app.state.settings = settings
+    app.state.login_throttle = LoginThrottle()
     install_error_handlers(app)
     app.add_middleware(RequestGate, secret_key=settings.secret_key)
     api = APIRouter(prefix="/api", responses={

@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -37,6 +38,8 @@ WRITER_ROLES = ("admin", "developer")
 BCRYPT_MAX_BYTES = 72
 # Same cost as the seeded users' hashes, so an unknown email costs as long as a wrong password.
 DUMMY_HASH = bcrypt.hashpw(b"no such user", bcrypt.gensalt(rounds=BCRYPT_ROUNDS))
+# A hash bcrypt accepts; anything else would be refused before any hashing work.
+BCRYPT_HASH = re.compile(r"\$2[abxy]\$\d\d\$[./A-Za-z0-9]{53}")
 LOGIN_FAILED = "invalid email or password"
 MISSING_TOKEN = "missing bearer token"
 TOKEN_REFUSED = "invalid or expired token"
@@ -46,18 +49,14 @@ WEAK_KEY_REFUSED = ("the server's SECRET_KEY is not fit for a production databas
 log = logging.getLogger("api")
 
 
-def password_matches(password: str, stored_hash: str | None) -> bool:
-    """bcrypt check; a malformed stored hash is a mismatch, never an error."""
+def check_password(password: str, stored_hash: str | None) -> bool:
+    """Exactly one bcrypt check: against the stored hash, or against a dummy when there is no
+    account (or its hash is malformed), so neither the work nor its timing tells."""
     candidate = password.encode("utf-8")[:BCRYPT_MAX_BYTES]
-    try:
-        return bcrypt.checkpw(candidate, (stored_hash or "").encode("utf-8"))
-    except ValueError:
-        return False
-
-
-def burn_dummy_check(password: str) -> None:
-    """Spend a bcrypt check when there is no user, so timing does not reveal the email."""
-    bcrypt.checkpw(password.encode("utf-8")[:BCRYPT_MAX_BYTES], DUMMY_HASH)
+    if stored_hash and BCRYPT_HASH.fullmatch(stored_hash):
+        return bcrypt.checkpw(candidate, stored_hash.encode("ascii"))
+    bcrypt.checkpw(candidate, DUMMY_HASH)
+    return False
 
 
 @dataclass(frozen=True)
@@ -210,22 +209,18 @@ Reader = Annotated[CurrentUser, Depends(current_user)]
 Writer = Annotated[CurrentUser, Depends(writer)]
 
 
-def authenticate(conn: psycopg.Connection, email: str, password: str) -> CurrentUser | None:
-    """The active user with this email and password, or None (always one bcrypt check or more).
+def authenticate(conn: psycopg.Connection, email: str, password: str,
+                 tenant_id: int | None = None) -> CurrentUser | None:
+    """The active user with this email and password, or None; one bcrypt check either way.
 
-    Emails are unique per tenant, not globally: with the same email in several tenants the
-    password picks the account (lowest id first).
+    Emails are unique per tenant, not globally: `tenant_id` picks the tenant; without it the
+    oldest active account with the email is the only candidate.
     """
-    rows = rows_as_dicts(conn).execute(
+    row = rows_as_dicts(conn).execute(
         "SELECT id, tenant_id, email, role::text AS role, user_type::text AS user_type, "
         "client_id, password_hash FROM users WHERE lower(email) = lower(%s) AND is_active "
-        "ORDER BY id",
-        (email,)).fetchall()
-    if not rows:
-        burn_dummy_check(password)
-        return None
-    for row in rows:
-        stored = row.pop("password_hash")
-        if password_matches(password, stored):
-            return CurrentUser(**row)
-    return None
+        "AND (%s::bigint IS NULL OR tenant_id = %s) ORDER BY created_at, id LIMIT 1",
+        (email, tenant_id, tenant_id)).fetchone()
+    stored = row.pop("password_hash") if row else None
+    matched = check_password(password, stored)  # also when there is no row
+    return CurrentUser(**row) if row and matched else None

@@ -56,6 +56,8 @@ class InputModel(CamelModel):
 class LoginRequest(InputModel):
     email: Annotated[str, Field(min_length=1, max_length=320), AfterValidator(_no_nul)]
     password: Annotated[str, Field(min_length=1, max_length=1024), AfterValidator(_no_nul)]
+    tenant: Id | None = Field(default=None, description="The tenant's id, for an email "
+                              "registered in several; without it the oldest account is used")
 
 
 class UserOut(CamelModel):

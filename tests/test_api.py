@@ -327,13 +327,14 @@ def test_soft_deleted_items_are_hidden_unless_asked(api_client: TestClient, worl
     assert [e["id"] for e in listed.json()] == [epic["id"]]
 
 
-def test_same_email_in_two_tenants_logs_into_the_account_the_password_opens(
+def test_same_email_in_two_tenants_logs_into_the_oldest_account_unless_a_tenant_is_named(
         api_client: TestClient, world: World, conn):
     make_user(conn, world.tenant_b, "admin@a.test", "admin", password="other-password")
-    response = api_client.post("/api/auth/login",
-                               json={"email": "admin@a.test", "password": "other-password"})
-    assert response.json()["user"]["tenantId"] == world.tenant_b
-    assert token_for(api_client, "admin@a.test")  # the tenant-a account still works
+    login = {"email": "admin@a.test", "password": "other-password"}
+    assert api_client.post("/api/auth/login", json=login).status_code == 401
+    named = api_client.post("/api/auth/login", json={**login, "tenant": world.tenant_b})
+    assert named.status_code == 200 and named.json()["user"]["tenantId"] == world.tenant_b
+    assert token_for(api_client, "admin@a.test")  # the oldest (tenant a) account
 
 
 def test_openapi_docs_are_served(api_client: TestClient):

@@ -6,7 +6,9 @@ import json
 import secrets
 import subprocess
 import sys
+import time
 
+import bcrypt
 import httpx
 import psycopg
 import pytest
@@ -25,9 +27,11 @@ from http_support import raw_request
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
+from api import throttle as throttle_module
 from api.app import create_app
 from api.auth import WEAK_KEY_REFUSED, issue_token
 from api.config import ApiSettings, estimated_bits, published_keys, secret_key_problem
+from api.throttle import LoginThrottle
 from ops.config import Settings
 from ops.migrate import ENVIRONMENT_KEY
 from ops.tables import OPS_METADATA_TABLE
@@ -222,3 +226,108 @@ def test_each_route_has_its_own_body_limit(live_server: LiveServer, world: World
             **headers, "Content-Length": str(5 * MB)})
         assert status == 413 and str(4 * MB) in body["detail"]
     assert conn.execute("SELECT count(*) FROM epics").fetchone()[0] == 12
+
+
+# --- logins: one bcrypt check, throttled ---------------------------------------------------
+
+@pytest.fixture
+def bcrypt_checks(monkeypatch) -> list[int]:
+    """Counts real bcrypt checks (each call still goes to bcrypt)."""
+    calls: list[int] = []
+    real = bcrypt.checkpw
+
+    def counted(password: bytes, hashed: bytes) -> bool:
+        calls.append(1)
+        return real(password, hashed)
+
+    monkeypatch.setattr(bcrypt, "checkpw", counted)
+    return calls
+
+
+def _login(client: TestClient, email: str, password: str, **extra) -> httpx.Response:
+    return client.post(LOGIN_PATH, json={"email": email, "password": password, **extra})
+
+
+def test_every_login_costs_exactly_one_bcrypt_check(api_client: TestClient, world: World,
+                                                    conn: psycopg.Connection,
+                                                    bcrypt_checks: list[int]):
+    make_user(conn, world.tenant_b, "twice@x.test", password="b-password")
+    make_user(conn, world.tenant_a, "twice@x.test", password="a-password")
+    conn.execute("UPDATE users SET password_hash = 'not-a-bcrypt-hash' WHERE id = %s",
+                 (world.support,))
+    attempts = [
+        ("nobody@x.test", "whatever", {}, 401),  # in no tenant
+        ("admin@a.test", "wrong", {}, 401),  # in one tenant
+        ("admin@a.test", PASSWORD, {}, 200),
+        ("twice@x.test", "a-password", {}, 401),  # in two: the oldest (tenant b) is tried
+        ("twice@x.test", "b-password", {}, 200),
+        ("twice@x.test", "a-password", {"tenant": world.tenant_a}, 200),
+        ("twice@x.test", "b-password", {"tenant": world.tenant_a}, 401),
+        ("support@a.test", PASSWORD, {}, 401),  # malformed stored hash
+    ]
+    for email, password, extra, status in attempts:
+        bcrypt_checks.clear()
+        response = _login(api_client, email, password, **extra)
+        assert response.status_code == status, (email, extra, response.text)
+        assert len(bcrypt_checks) == 1, (email, extra)
+
+
+def test_failed_logins_back_off_per_account_and_success_resets(api_client: TestClient,
+                                                               world: World,
+                                                               bcrypt_checks: list[int]):
+    free = LoginThrottle.ACCOUNT_FREE_FAILURES
+    assert [_login(api_client, "dev@a.test", "wrong").status_code
+            for _ in range(free + 1)] == [401] * (free + 1)
+    bcrypt_checks.clear()
+    blocked = [_login(api_client, "DEV@a.test", "wrong"), _login(api_client, "dev@a.test",
+                                                                  PASSWORD)]
+    assert [r.status_code for r in blocked] == [429, 429]
+    assert blocked[0].headers["retry-after"] == "1"
+    assert blocked[0].json() == {"detail": "too many failed logins: try again in 1 s"}
+    assert bcrypt_checks == []  # a blocked login costs no bcrypt check
+    # Other accounts are not held up by this one.
+    assert _login(api_client, "admin@a.test", PASSWORD).status_code == 200
+    time.sleep(1.1)
+    assert _login(api_client, "dev@a.test", PASSWORD).status_code == 200
+    # The success cleared the count: the free failures are free again.
+    assert [_login(api_client, "dev@a.test", "wrong").status_code
+            for _ in range(free)] == [401] * free
+
+
+def test_failed_logins_back_off_per_client_ip(api_client: TestClient, world: World):
+    free = LoginThrottle.IP_FREE_FAILURES
+    statuses = [_login(api_client, f"guess{i}@a.test", "wrong").status_code
+                for i in range(free + 1)]
+    assert statuses == [401] * (free + 1)
+    fresh = _login(api_client, "admin@a.test", PASSWORD)
+    assert fresh.status_code == 429 and int(fresh.headers["retry-after"]) >= 1
+
+
+def test_backoff_doubles_to_a_cap_and_an_ip_is_not_reset_by_a_success():
+    now = [0.0]
+    throttle = LoginThrottle(clock=lambda: now[0])
+    for _ in range(LoginThrottle.ACCOUNT_FREE_FAILURES):
+        throttle.failed("a@x.test", "10.0.0.1")
+    assert throttle.retry_after("a@x.test", "10.0.0.1") == 0
+    waits = []
+    for _ in range(12):
+        throttle.failed("a@x.test", "10.0.0.2")
+        waits.append(throttle.retry_after("a@x.test", "10.0.0.3"))
+        now[0] += waits[-1]
+    assert waits == [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 900, 900]
+    for i in range(LoginThrottle.IP_FREE_FAILURES + 1):
+        throttle.failed(f"u{i}@x.test", "10.0.0.9")
+    throttle.succeeded("u0@x.test")
+    assert throttle.retry_after("u0@x.test", "10.0.0.9") == 1  # the IP is still held
+    assert throttle.retry_after("u0@x.test", "10.0.0.8") == 0  # the account is clear
+    now[0] += 2 + throttle_module.FORGET_SECONDS
+    throttle.failed("a@x.test", "10.0.0.2")  # an hour later: counting starts afresh
+    assert throttle.retry_after("a@x.test", "10.0.0.4") == 0
+
+
+def test_throttle_memory_is_bounded(monkeypatch):
+    monkeypatch.setattr(throttle_module, "MAX_TRACKED", 50)
+    throttle = LoginThrottle()
+    for i in range(1000):
+        throttle.failed(f"made-up-{i}@x.test", f"10.0.{i // 256}.{i % 256}")
+    assert len(throttle._accounts.entries) == len(throttle._ips.entries) == 50
