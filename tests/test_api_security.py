@@ -31,6 +31,7 @@ from api import throttle as throttle_module
 from api.app import create_app
 from api.auth import WEAK_KEY_REFUSED, issue_token
 from api.config import ApiSettings, estimated_bits, published_keys, secret_key_problem
+from api.db import DbConn
 from api.throttle import LoginThrottle
 from ops.config import Settings
 from ops.migrate import ENVIRONMENT_KEY
@@ -331,3 +332,121 @@ def test_throttle_memory_is_bounded(monkeypatch):
     for i in range(1000):
         throttle.failed(f"made-up-{i}@x.test", f"10.0.{i // 256}.{i % 256}")
     assert len(throttle._accounts.entries) == len(throttle._ips.entries) == 50
+
+
+# --- nesting and size limits on every write path ---------------------------------------------
+
+def _nested(depth: int) -> dict:
+    value: dict = {"leaf": 1}
+    for _ in range(depth - 1):
+        value = {"k": value}
+    return value
+
+
+def _sync_items(client: TestClient, headers: dict, product_id: int, items: list[dict],
+                **body) -> httpx.Response:
+    return client.post(f"/api/products/{product_id}/work-items/sync", headers=headers,
+                       json={"items": items, **body})
+
+
+@pytest.mark.parametrize("depth", [300, 500])
+def test_deeply_nested_metadata_is_422_on_every_write_path(api_client: TestClient,
+                                                           world: World, depth: int):
+    headers = auth(api_client, "admin@a.test")
+    deep = _nested(depth)
+    epic = api_client.post("/api/epics", headers=headers,
+                           json={"productId": world.product_a, "title": "ok"}).json()
+    responses = {
+        "create": api_client.post("/api/tasks", headers=headers, json={
+            "productId": world.product_a, "title": "t", "metadata": deep}),
+        "update": api_client.patch(f"/api/epics/{epic['id']}", headers=headers,
+                                   json={"metadata": deep}),
+        "sync": _sync_items(api_client, headers, world.product_a, [
+            {"kind": "epic", "externalId": "bd-1", "title": "E", "metadata": deep}]),
+    }
+    for path, response in responses.items():
+        assert response.status_code == 422, (path, response.status_code)
+        assert "nested more than 32 levels deep" in response.text, path
+    for kind in ("epics", "tasks"):  # nothing unserialisable was stored
+        assert api_client.get(f"/api/{kind}", headers=headers).status_code == 200
+
+
+@pytest.mark.parametrize("field", ["externalId", "externalSource", "label", "dependencyType"])
+def test_oversized_indexed_values_in_a_sync_are_422_not_503(api_client: TestClient,
+                                                            world: World, field: str):
+    item = {"kind": "task", "externalId": "bd-1", "title": "T",
+            "dependencies": [{"dependsOn": "bd-2", "type": "blocks"}]}
+    big = "x" * 20_000
+    if field == "label":
+        item["labels"] = ["fine", big]
+    elif field == "dependencyType":
+        item["dependencies"][0]["type"] = big
+    else:
+        item[field] = big
+    response = _sync_items(api_client, auth(api_client, "admin@a.test"), world.product_a,
+                           [item], phase="all")
+    assert response.status_code == 422, response.text[:300]
+    assert "20000 bytes long; the limit is 1000" in response.text
+    assert big not in response.text
+
+
+def test_indexed_values_are_limited_in_bytes_not_characters(api_client: TestClient,
+                                                            world: World):
+    headers = auth(api_client, "admin@a.test")
+    wide = "\U0001d538" * 500  # 500 characters, 2,000 UTF-8 bytes
+    epic = api_client.post("/api/epics", headers=headers, json={
+        "productId": world.product_a, "title": "t", "externalSource": wide, "externalId": wide})
+    tag = api_client.post("/api/tags", headers=headers, json={"name": wide})
+    assert (epic.status_code, tag.status_code) == (422, 422)
+    assert {e["field"] for e in epic.json()["errors"]} == {"externalSource", "externalId"}
+
+
+def test_lone_surrogates_and_oversized_text_are_422(api_client: TestClient, world: World):
+    headers = {**auth(api_client, "admin@a.test"), "Content-Type": "application/json"}
+    title = api_client.post("/api/epics", headers=headers, content=(
+        f'{{"productId": {world.product_a}, "title": "a\\ud800b"}}'))
+    metadata = api_client.post(
+        f"/api/products/{world.product_a}/work-items/sync", headers=headers,
+        content='{"items": [{"kind": "epic", "externalId": "e", "title": "t", '
+                '"metadata": {"k": ["\\udfff"]}}]}')
+    huge = api_client.post("/api/epics", headers=headers, json={
+        "productId": world.product_a, "title": "t", "description": "d" * (MB + 1)})
+    assert [r.status_code for r in (title, metadata, huge)] == [422, 422, 422]
+    assert title.json()["errors"][0]["field"] == "title"
+    assert "lone surrogate" in metadata.text and "limit is 1048576" in huge.text
+
+
+def test_too_many_labels_or_comments_is_422(api_client: TestClient, world: World):
+    headers = auth(api_client, "admin@a.test")
+    response = _sync_items(api_client, headers, world.product_a, [
+        {"kind": "epic", "externalId": "e", "title": "t",
+         "labels": [f"l{i}" for i in range(1001)],
+         "comments": [{"text": "c"}] * 1001}])
+    assert response.status_code == 422
+    assert {e["field"] for e in response.json()["errors"]} == {"items.0.labels",
+                                                              "items.0.comments"}
+
+
+def test_a_validation_error_list_stays_short(api_client: TestClient, world: World):
+    items = [{"kind": "story", "externalId": f"bd-{i}", "title": "t"} for i in range(5000)]
+    response = _sync_items(api_client, auth(api_client, "admin@a.test"), world.product_a, items)
+    assert response.status_code == 422
+    body = response.json()
+    assert body["detail"] == ("invalid request: items.0.kind, items.1.kind, items.2.kind, "
+                              "items.3.kind, items.4.kind (and 4995 more)")
+    assert len(body["errors"]) == 100 and len(response.content) < 20_000
+
+
+def test_a_database_program_limit_is_422_not_503(api_settings: ApiSettings, world: World):
+    """SQLSTATE class 54 (program_limit_exceeded) is the request's fault: the importer
+    retries 5xx, so it must not look like an outage."""
+    app = create_app(api_settings)
+
+    @app.get("/api/too-big")
+    def too_big(conn: DbConn) -> None:
+        conn.execute("SELECT array_fill(0, ARRAY[200000000])")  # over the array size limit
+
+    with TestClient(app, raise_server_exceptions=False) as client:
+        response = client.get("/api/too-big", headers=auth(client, "admin@a.test"))
+    assert response.status_code == 422
+    assert response.json() == {"detail": "a value is too large for the database"}
