@@ -132,6 +132,12 @@ class CurrentUser:
         return self.user_type == "internal" and self.role in WRITER_ROLES
 
     @property
+    def is_importer(self) -> bool:
+        """Internal admins: the role `import beads --via api` uses, which may record other
+        users as authors and the tracker's creation times."""
+        return self.user_type == "internal" and self.role == "admin"
+
+    @property
     def scope(self) -> Scope:
         """Internal users read the whole tenant; client users what their client licenses."""
         if self.user_type == "internal":

@@ -450,3 +450,52 @@ def test_a_database_program_limit_is_422_not_503(api_settings: ApiSettings, worl
         response = client.get("/api/too-big", headers=auth(client, "admin@a.test"))
     assert response.status_code == 422
     assert response.json() == {"detail": "a value is too large for the database"}
+
+
+# --- sync authorship ---------------------------------------------------------------------------
+
+PAST = "2001-02-03T04:05:06+00:00"
+
+
+def _authored(external_id: str, author: str) -> dict:
+    return {"kind": "epic", "externalId": external_id, "title": "E", "createdBy": author,
+            "createdAt": PAST, "comments": [{"text": "hi", "author": author,
+                                             "createdAt": PAST}]}
+
+
+def _authorship(conn: psycopg.Connection, external_id: str) -> tuple:
+    return conn.execute(
+        "SELECT e.created_by, e.created_at, c.author_id, c.author_name, c.created_at"
+        " FROM epics e JOIN comments c ON c.epic_id = e.id WHERE e.external_id = %s",
+        (external_id,)).fetchone()
+
+
+def test_a_developers_sync_records_the_developer_as_author(api_client: TestClient,
+                                                          world: World,
+                                                          conn: psycopg.Connection):
+    headers = auth(api_client, "dev@a.test")
+    first = _sync_items(api_client, headers, world.product_a, [_authored("bd-1", "admin@a.test")])
+    assert first.status_code == 200, first.text
+    created_by, created_at, author_id, author_name, commented_at = _authorship(conn, "bd-1")
+    assert (created_by, author_id, author_name) == (world.developer, world.developer,
+                                                    "dev@a.test")
+    assert created_at.year > 2001 and commented_at.year > 2001
+    # Re-syncing the same payload changes nothing.
+    again = _sync_items(api_client, headers, world.product_a, [_authored("bd-1", "admin@a.test")])
+    assert again.json()["counts"]["epic"]["unchanged"] == 1
+    assert again.json()["commentsAdded"] == 0
+    assert _authorship(conn, "bd-1") == (created_by, created_at, author_id, author_name,
+                                         commented_at)
+
+
+def test_an_admin_importer_may_record_other_authors_and_times(api_client: TestClient,
+                                                             world: World,
+                                                             conn: psycopg.Connection):
+    headers = auth(api_client, "admin@a.test")
+    response = _sync_items(api_client, headers, world.product_a, [_authored("bd-1",
+                                                                            "dev@a.test")])
+    assert response.status_code == 200, response.text
+    created_by, created_at, author_id, author_name, commented_at = _authorship(conn, "bd-1")
+    assert (created_by, author_id, author_name) == (world.developer, world.developer,
+                                                    "dev@a.test")
+    assert created_at.isoformat() == commented_at.isoformat() == PAST
