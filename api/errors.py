@@ -1,8 +1,9 @@
 """Error responses: always `{"detail": ...}` JSON, never a stack trace or SQL.
 
 Validation failures list the offending fields; database errors are mapped to what the
-client can act on (409 conflict, 422 invalid value or refused item, 503 database down) and
-anything else becomes a generic 500 whose details go to the server log only.
+client can act on (409 conflict, 422 invalid value, refused item or a value over a database
+limit, 503 database down) and anything else becomes a generic 500 whose details go to the
+server log only.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.db import DatabaseUnavailable
 from ops.errors import OpsError
+from ops.limits import summarize
 
+MAX_FIELD_ERRORS = 100
 log = logging.getLogger("api")
 
 
@@ -46,9 +49,9 @@ def _json(code: int, detail: str, **extra: Any) -> JSONResponse:
 
 async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
     errors = field_errors(exc.errors())
-    names = ", ".join(dict.fromkeys(e["field"] for e in errors))
-    return _json(422, f"invalid request: {names}",
-                 errors=errors)
+    names = summarize(list(dict.fromkeys(e["field"] for e in errors)))
+    # A 20,000-item sync can fail every item: the first errors say enough.
+    return _json(422, f"invalid request: {names}", errors=errors[:MAX_FIELD_ERRORS])
 
 
 async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -71,6 +74,11 @@ async def _ops_error(request: Request, exc: OpsError) -> JSONResponse:
 async def _database(request: Request, exc: psycopg.Error) -> JSONResponse:
     if isinstance(exc, psycopg.errors.UniqueViolation):
         return _json(409, "conflicts with an existing record")
+    # Class 54 (program_limit_exceeded: an index row, an array, a statement too large) is the
+    # request's doing, not an outage; psycopg files it under OperationalError, whose 503
+    # clients such as the importer retry.
+    if (exc.sqlstate or "").startswith("54"):
+        return _json(422, "a value is too large for the database")
     if isinstance(exc, psycopg.errors.IntegrityError | psycopg.DataError):
         return _json(422,
                      "invalid value for the database (out of range or not allowed)")

@@ -1,11 +1,14 @@
 """Request and response bodies: camelCase JSON like the backup format, validated by pydantic.
 
-Inputs forbid unknown fields (a typo is a 422, not a silent no-op) and reject NUL characters,
-which PostgreSQL text cannot store.
+Inputs forbid unknown fields (a typo is a 422, not a silent no-op) and pass the limits every
+writer shares (`ops.limits`): text PostgreSQL can store (no NUL, no lone surrogate) of at
+most 1 MB, index-sized external ids, sources, labels and names, and metadata at most 32
+levels deep and 1 MB, so a stored value can always be indexed and served back.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
@@ -16,28 +19,36 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    ValidationInfo,
     create_model,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
 
+from ops.limits import MAX_LIST_ITEMS, check_indexed, check_json, check_text
 from ops.vocabulary import PRIORITIES, WORK_STATUSES
 
 MAX_ID = 2**63 - 1
 
 
-def _no_nul(value: str) -> str:
-    if "\x00" in value:
-        raise ValueError("must not contain NUL characters")
-    return value
+def _checked(check: Callable[[Any, str], Any]) -> AfterValidator:
+    """One of the shared `ops.limits` checks as a pydantic validator naming the field."""
+
+    def validate(value: Any, info: ValidationInfo) -> Any:
+        return check(value, to_camel(info.field_name or "value"))
+
+    return AfterValidator(validate)
 
 
 Id = Annotated[int, Field(ge=1, le=MAX_ID)]
-Text = Annotated[str, AfterValidator(_no_nul)]
-Name = Annotated[str, Field(min_length=1, max_length=500), AfterValidator(_no_nul)]
-Title = Annotated[str, Field(min_length=1, max_length=2000), AfterValidator(_no_nul)]
-# Query-string filters: a NUL would reach PostgreSQL and fail there, so reject it here.
-NameQuery = Annotated[str, Field(max_length=500), AfterValidator(_no_nul)]
+Text = Annotated[str, _checked(check_text)]
+# Stored in a unique index: external ids and sources, labels (tag names), dependency types.
+Indexed = Annotated[str, _checked(check_indexed)]
+Name = Annotated[str, Field(min_length=1), _checked(check_indexed)]
+Title = Annotated[str, Field(min_length=1, max_length=2000), _checked(check_text)]
+# Query-string filters compare with indexed columns; a NUL would fail in PostgreSQL.
+NameQuery = Indexed
+JsonObject = Annotated[dict[str, Any], _checked(check_json)]
 Status = Literal[WORK_STATUSES]  # type: ignore[valid-type]
 Priority = Literal[PRIORITIES]  # type: ignore[valid-type]
 
@@ -54,8 +65,10 @@ class InputModel(CamelModel):
 # --- auth ---------------------------------------------------------------------------------
 
 class LoginRequest(InputModel):
-    email: Annotated[str, Field(min_length=1, max_length=320), AfterValidator(_no_nul)]
-    password: Annotated[str, Field(min_length=1, max_length=1024), AfterValidator(_no_nul)]
+    email: Annotated[str, Field(min_length=1, max_length=320), _checked(check_text)]
+    password: Annotated[str, Field(min_length=1, max_length=1024), _checked(check_text)]
+    tenant: Id | None = Field(default=None, description="The tenant's id, for an email "
+                              "registered in several; without it the oldest account is used")
 
 
 class UserOut(CamelModel):
@@ -110,7 +123,7 @@ class ProductOut(CamelModel):
 
 class TagCreate(InputModel):
     name: Name
-    color: Annotated[str, Field(max_length=50), AfterValidator(_no_nul)] | None = None
+    color: Annotated[str, Field(max_length=50), _checked(check_text)] | None = None
     description: Text | None = None
 
 
@@ -167,8 +180,8 @@ class WorkItemFields(InputModel):
     description: Text | None = None
     status: Status = "backlog"
     priority: Priority = "medium"
-    labels: list[Name] = Field(default_factory=list, max_length=200)
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    labels: list[Name] = Field(default_factory=list, max_length=MAX_LIST_ITEMS)
+    metadata: JsonObject = Field(default_factory=dict)
     external_source: Name | None = None
     external_id: Name | None = None
     assignee_id: Id | None = None
@@ -251,34 +264,35 @@ PAGING = frozenset({"include_deleted", "limit", "offset"})
 
 
 # --- bulk sync (the beads import's wire format: ops.work_items.WorkItem.to_dict) ----------
-# No length limits beyond the schema's: the API must accept whatever the direct import does.
+# The same limits as the direct import (ops.limits), no others: the API accepts what it does.
 
 class WorkCommentIn(InputModel):
     text: Text
     author: Text | None = None
     created_at: datetime | None = None
-    external_id: Annotated[str, AfterValidator(_no_nul)] | int | None = None
+    external_id: Text | int | None = None
 
 
 class WorkDependencyIn(InputModel):
     depends_on: Text
-    type: Text = "blocks"
+    type: Indexed = "blocks"
     created_at: datetime | None = None
 
 
 class WorkItemIn(InputModel):
     kind: Literal["epic", "feature", "task"]
-    external_source: Annotated[str, Field(min_length=1), AfterValidator(_no_nul)] = "beads"
-    external_id: Annotated[str, Field(min_length=1), AfterValidator(_no_nul)]
-    title: Annotated[str, Field(min_length=1), AfterValidator(_no_nul)]
+    external_source: Name = "beads"
+    external_id: Name
+    title: Annotated[str, Field(min_length=1), _checked(check_text)]
     description: Text | None = None
     status: Status = "backlog"
     priority: Priority = "medium"
     task_type: Text | None = None
     parent_external_id: Text | None = None
-    labels: list[Text] = Field(default_factory=list)
-    comments: list[WorkCommentIn] = Field(default_factory=list)
-    dependencies: list[WorkDependencyIn] = Field(default_factory=list)
+    labels: list[Indexed] = Field(default_factory=list, max_length=MAX_LIST_ITEMS)
+    comments: list[WorkCommentIn] = Field(default_factory=list, max_length=MAX_LIST_ITEMS)
+    dependencies: list[WorkDependencyIn] = Field(default_factory=list,
+                                                 max_length=MAX_LIST_ITEMS)
     assignee: Text | None = None
     created_by: Text | None = None
     estimate_hours: Annotated[Decimal, Field(ge=0, lt=10**8, allow_inf_nan=False)] | None = None
@@ -288,7 +302,7 @@ class WorkItemIn(InputModel):
     closed_at: datetime | None = None
     deleted_at: datetime | None = None
     tombstone: bool = False
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    metadata: JsonObject = Field(default_factory=dict)
 
 
 MAX_SYNC_ITEMS = 20_000

@@ -1,5 +1,6 @@
-"""Fixtures for the API tests: two tenants with a user of every kind, the app in process,
-and the app served by uvicorn on a real local port. Builders live in `api_support`.
+"""Fixtures for the API tests: two tenants with a user of every kind (the client user's
+client licenses tenant a's product), the app in process, and the app served by uvicorn on a
+real local port. Builders live in `api_support`.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from api_support import (
     SECRET,
     LiveServer,
     World,
+    license_product,
     make_client_org,
     make_product,
     make_tenant,
@@ -29,9 +31,11 @@ def world(conn: psycopg.Connection) -> World:
     a = make_tenant(conn, "SysTech")
     b = make_tenant(conn, "Other Co")
     acme = make_client_org(conn, a, "Acme")
+    product_a = make_product(conn, a, "Tasklets")
+    license_product(conn, acme, product_a)
     return World(
         tenant_a=a, tenant_b=b,
-        product_a=make_product(conn, a, "Tasklets"),
+        product_a=product_a,
         product_b=make_product(conn, b, "Secret Product"),
         admin=make_user(conn, a, "admin@a.test", "admin"),
         developer=make_user(conn, a, "dev@a.test", "developer"),

@@ -51,6 +51,11 @@ def make_product(conn: psycopg.Connection, tenant_id: int, name: str) -> int:
                         (tenant_id, name)).fetchone()[0]
 
 
+def license_product(conn: psycopg.Connection, client_id: int, product_id: int) -> None:
+    conn.execute("INSERT INTO client_products (client_id, product_id) VALUES (%s, %s)",
+                 (client_id, product_id))
+
+
 @dataclass
 class World:
     """Two tenants: `a` with a user of every kind, `b` with an admin and its own product."""
@@ -72,8 +77,9 @@ def token_for(client: TestClient | httpx.Client, email: str, password: str = PAS
     return response.json()["token"]
 
 
-def auth(client: TestClient | httpx.Client, email: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token_for(client, email)}"}
+def auth(client: TestClient | httpx.Client, email: str,
+         password: str = PASSWORD) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token_for(client, email, password)}"}
 
 
 def free_port() -> int:

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import schemathesis
-from api_support import World, auth
+from api_support import SECRET, World, auth
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
@@ -32,7 +32,7 @@ EXAMPLES = 20  # per operation and mode
 def _labels() -> list[str]:
     """Operation labels ("GET /api/epics"), read from an app that never touches a database."""
     offline = ApiSettings(ops=Settings(database_url="postgresql://offline/none",
-                                       backup_dir=Path(".")), secret_key="x" * 40)
+                                       backup_dir=Path(".")), secret_key=SECRET)
     schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(offline))
     return [result.ok().label for result in schema.get_all_operations()]
 

@@ -1,4 +1,5 @@
-"""GET /api/products[?name=] and GET /api/products/{id}, within the token's tenant."""
+"""GET /api/products[?name=] and GET /api/products/{id}: the tenant's products (for a client
+user, those its client licenses)."""
 
 from __future__ import annotations
 
@@ -19,9 +20,9 @@ def list_products(user: Reader, conn: DbConn,
                   name: Annotated[NameQuery | None, Query()] = None,
                   limit: Annotated[int, Query(ge=1, le=1000)] = 100,
                   offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0) -> list[dict]:
-    """Products of the tenant; `name` matches exactly, ignoring case."""
+    """Products in your scope; `name` matches exactly, ignoring case."""
     filters = {} if name is None else {"name": name}
-    return select_rows(conn, "products", user.tenant_id, filters,
+    return select_rows(conn, "products", user.scope, filters,
                        ignore_case=frozenset({"name"}), limit=limit, offset=offset)
 
 
@@ -29,7 +30,7 @@ def list_products(user: Reader, conn: DbConn,
             responses={404: {"description": "No such product in your tenant"}})
 def get_product(user: Reader, conn: DbConn,
                 product_id: Annotated[int, Path(ge=1, le=MAX_ID)]) -> dict:
-    row = select_one(conn, "products", user.tenant_id, product_id)
+    row = select_one(conn, "products", user.scope, product_id)
     if row is None:
         raise HTTPException(404, detail="product not found")
     return row

@@ -30,11 +30,16 @@ def sync_items(body: SyncRequest, user: Writer, conn: DbConn,
     """Upsert WorkItems (parents first, keyed by externalSource + externalId).
 
     Send every chunk with `phase: items`, then every chunk again with
-    `phase: dependencies`. `dryRun` rolls this request back after counting.
+    `phase: dependencies`. `dryRun` rolls this request back after counting. Only internal
+    admins (the importer) may set `createdBy`, `createdAt` and comment authors and times;
+    for other writers the caller is recorded and the database's clock is used.
     """
-    if select_one(conn, "products", user.tenant_id, product_id) is None:
+    if select_one(conn, "products", user.scope, product_id) is None:
         raise HTTPException(404, detail="product not found")
     items = [WorkItem.from_dict(item.model_dump(mode="json")) for item in body.items]
+    if not user.is_importer:
+        for item in items:
+            record_caller_as_author(item, user.email)
     key = {"tenant_id": user.tenant_id, "product_id": product_id, "items": items}
     result = SyncResult()
     with conn.transaction(force_rollback=body.dry_run):
@@ -43,3 +48,13 @@ def sync_items(body: SyncRequest, user: Writer, conn: DbConn,
         if body.phase in ("dependencies", "all"):
             result.merge(sync_dependencies(conn, **key))
     return result.to_dict()
+
+
+def record_caller_as_author(item: WorkItem, email: str) -> None:
+    """Authorship the caller may not claim for others: the caller made the item and its
+    comments, now. Comments stay deduplicated (on author and text when there is no time)."""
+    item.created_by = email
+    item.created_at = None
+    for comment in item.comments:
+        comment.author = email
+        comment.created_at = None

@@ -1,4 +1,5 @@
-"""GET /api/tags[?name=] and POST /api/tags: the tenant's tags."""
+"""GET /api/tags[?name=] and POST /api/tags: the tenant's tags (for a client user, those on
+work items it can see)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ def list_tags(user: Reader, conn: DbConn,
               limit: Annotated[int, Query(ge=1, le=1000)] = 100,
               offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0) -> list[dict]:
     filters = {} if name is None else {"name": name}
-    return select_rows(conn, "tags", user.tenant_id, filters, limit=limit, offset=offset)
+    return select_rows(conn, "tags", user.scope, filters, limit=limit, offset=offset)
 
 
 @router.post("", response_model=TagOut, status_code=201,

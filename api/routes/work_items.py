@@ -84,12 +84,12 @@ def add_routes(router: APIRouter, kind: Kind) -> None:
     def list_items(user: Reader, conn: DbConn,
                    filters: Annotated[kind.filters, Query()]) -> list[dict]:
         where = filters.model_dump(by_alias=False, exclude_none=True, exclude=m.PAGING)
-        return select_rows(conn, kind.table, user.tenant_id, where,
+        return select_rows(conn, kind.table, user.scope, where,
                            extra="" if filters.include_deleted else "deleted_at IS NULL",
                            limit=filters.limit, offset=filters.offset)
 
     def get_item(user: Reader, conn: DbConn, item_id: ItemId) -> dict:
-        row = select_one(conn, kind.table, user.tenant_id, item_id)
+        row = select_one(conn, kind.table, user.scope, item_id)
         if row is None:
             raise HTTPException(404, detail=f"{kind.name} not found")
         return row
