@@ -25,9 +25,10 @@ def serve(
     # Settings are checked here (production refuses a missing SECRET_KEY) before listening;
     # loading them also exports the --env-file values to the reloader's worker process.
     api_settings = load_api_settings(state.env_file)
+    app = create_app(api_settings)  # refuses a weak key for a production database first
     typer.echo(f"🚀 Serving the Tasklets API on http://{host}:{port} "
                f"(docs: http://{host}:{port}/docs, database {api_settings.ops.masked_url})")
     if reload:
         uvicorn.run("api.main:app", host=host, port=port, reload=True)
     else:
-        uvicorn.run(create_app(api_settings), host=host, port=port)
+        uvicorn.run(app, host=host, port=port)
