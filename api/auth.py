@@ -27,10 +27,10 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from api.config import ApiSettings, refuse_unfit_key
 from api.db import DbConn
 from api.queries import Scope, rows_as_dicts
-from ops.db import connection
-from ops.errors import OpsError
-from ops.guard import PRODUCTION, production_reasons
-from ops.seed_helpers import BCRYPT_ROUNDS
+from ops.core.db import connection
+from ops.core.errors import OpsError
+from ops.core.guard import PRODUCTION, production_reasons
+from ops.seed.helpers import BCRYPT_ROUNDS
 
 TOKEN_PREFIX = "v1"
 WRITER_ROLES = ("admin", "developer")

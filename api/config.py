@@ -14,8 +14,8 @@ from collections import Counter
 from dataclasses import dataclass
 from functools import cached_property
 
-from ops.config import PROJECT_ROOT, Settings, load_settings
-from ops.errors import OpsError
+from ops.core.config import PROJECT_ROOT, Settings, load_settings
+from ops.core.errors import OpsError
 
 DEFAULT_TOKEN_TTL_SECONDS = 12 * 3600
 MIN_SECRET_KEY_BITS = 128

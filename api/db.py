@@ -1,4 +1,4 @@
-"""One database connection per request, through `ops.db.connect` (same settings, same session
+"""One database connection per request, through `ops.core.db.connect` (same settings, same session
 setup as the CLI). The request's work is one transaction: committed when the handler returns,
 rolled back when it raises.
 """
@@ -11,8 +11,8 @@ from typing import Annotated
 import psycopg
 from fastapi import Depends, Request
 
-from ops.db import connect
-from ops.errors import OpsError
+from ops.core.db import connect
+from ops.core.errors import OpsError
 
 
 class DatabaseUnavailable(Exception):

@@ -18,8 +18,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.db import DatabaseUnavailable
-from ops.errors import OpsError
-from ops.limits import summarize
+from ops.core.errors import OpsError
+from ops.core.limits import summarize
 
 MAX_FIELD_ERRORS = 100
 log = logging.getLogger("api")

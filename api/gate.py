@@ -20,9 +20,9 @@ from api.auth import MISSING_TOKEN, TOKEN_REFUSED, verify_token
 KB = 1024
 MB = 1024 * KB
 LOGIN_BODY_MAX = 8 * KB  # an email and a password, JSON-escaped
-# The importer sends chunks of at most 8 MB (ops.beads_api.CHUNK_BYTES), with room to spare.
+# The importer sends chunks of at most 8 MB (ops.beads.via_api.CHUNK_BYTES), with room to spare.
 SYNC_BODY_MAX = 16 * MB
-# Every other request: one work item at its field limits (ops.limits: 1 MB of text, 1 MB of
+# Every other request: one work item at its field limits (ops.core.limits: 1 MB of text, 1 MB of
 # metadata, labels) fits.
 BODY_MAX = 4 * MB
 LOGIN_PATH = "/api/auth/login"

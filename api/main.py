@@ -10,7 +10,7 @@ import sys
 
 from api.app import create_app
 from api.config import load_api_settings
-from ops.errors import OpsError
+from ops.core.errors import OpsError
 
 try:
     app = create_app(load_api_settings())

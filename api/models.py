@@ -1,7 +1,7 @@
 """Request and response bodies: camelCase JSON like the backup format, validated by pydantic.
 
 Inputs forbid unknown fields (a typo is a 422, not a silent no-op) and pass the limits every
-writer shares (`ops.limits`): text PostgreSQL can store (no NUL, no lone surrogate) of at
+writer shares (`ops.core.limits`): text PostgreSQL can store (no NUL, no lone surrogate) of at
 most 1 MB, index-sized external ids, sources, labels and names, and metadata at most 32
 levels deep and 1 MB, so a stored value can always be indexed and served back.
 """
@@ -25,14 +25,14 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from ops.limits import MAX_LIST_ITEMS, check_indexed, check_json, check_text
-from ops.vocabulary import PRIORITIES, WORK_STATUSES
+from ops.core.limits import MAX_LIST_ITEMS, check_indexed, check_json, check_text
+from ops.core.vocabulary import PRIORITIES, WORK_STATUSES
 
 MAX_ID = 2**63 - 1
 
 
 def _checked(check: Callable[[Any, str], Any]) -> AfterValidator:
-    """One of the shared `ops.limits` checks as a pydantic validator naming the field."""
+    """One of the shared `ops.core.limits` checks as a pydantic validator naming the field."""
 
     def validate(value: Any, info: ValidationInfo) -> Any:
         return check(value, to_camel(info.field_name or "value"))
@@ -263,8 +263,8 @@ class TaskFilters(FeatureFilters):
 PAGING = frozenset({"include_deleted", "limit", "offset"})
 
 
-# --- bulk sync (the beads import's wire format: ops.work_items.WorkItem.to_dict) ----------
-# The same limits as the direct import (ops.limits), no others: the API accepts what it does.
+# --- bulk sync (the beads import's wire format: ops.workitems.model.WorkItem.to_dict) ----------
+# The same limits as the direct import (ops.core.limits), no others: the API accepts what it does.
 
 class WorkCommentIn(InputModel):
     text: Text

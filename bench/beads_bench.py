@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from ops.beads_fixtures import write_synthetic
-from ops.localpg import free_port
+from ops.dev.beads_fixtures import write_synthetic
+from ops.dev.cluster import free_port
 
 if TYPE_CHECKING:
     from bench.run import Bench, Case

@@ -25,7 +25,7 @@ import psycopg
 from psycopg import sql
 
 from bench.measure import Measurement, run_measured
-from ops.localpg import find_bin_dir, start_throwaway
+from ops.dev.cluster import find_bin_dir, start_throwaway
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 CLI = [sys.executable, "-m", "ops"]

@@ -5,8 +5,8 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine, pool
 
-from ops.config import load_settings, sqlalchemy_url
-from ops.schema import metadata
+from ops.core.config import load_settings, sqlalchemy_url
+from ops.schema.models import metadata
 
 config = context.config
 url = config.attributes.get("database_url") or load_settings().database_url

@@ -6,7 +6,7 @@ key before it is inserted, so running it twice changes nothing the second time. 
 the transaction: raise (or let an error escape) and everything this seed wrote is rolled back.
 """
 
-from ops.seed_helpers import Tally, announce, get_or_create, require_systech_tenant
+from ops.seed.helpers import Tally, announce, get_or_create, require_systech_tenant
 
 TEAM = "Support rota"
 TEAM_DESCRIPTION = "Who answers client tickets this week; rotates every Monday"

@@ -20,10 +20,10 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from ops.config import PROJECT_ROOT, Settings
-from ops.errors import OpsError
-from ops.localpg import LocalCluster, start_throwaway
-from ops.migrate import push
+from ops.core.config import PROJECT_ROOT, Settings
+from ops.core.errors import OpsError
+from ops.dev.cluster import LocalCluster, start_throwaway
+from ops.schema.migrate import push
 
 TEMPLATE_DB = "tasklets_test_template"
 # A role that owns its database and tables but is not superuser (managed Postgres).
@@ -172,8 +172,8 @@ def settings(db_url: str, backup_dir: Path) -> Settings:
 
 @pytest.fixture
 def sample(conn: psycopg.Connection) -> dict:
-    """The small edge-case dataset of restore_support inserted; returns its table hashes."""
-    from restore_support import insert_sample, table_hashes
+    """The small edge-case dataset of support.restore inserted; returns its table hashes."""
+    from support.restore import insert_sample, table_hashes
 
     insert_sample(conn)
     return table_hashes(conn)
@@ -209,9 +209,18 @@ def run_cli(cli_env: dict[str, str]):
     return run
 
 
+FAULT_LEDGER = pytest.StashKey[list[dict]]()
+
+
+@pytest.fixture
+def fault_ledger(request: pytest.FixtureRequest) -> list[dict]:
+    """Every fault tried in this session (one entry each), totalled at the end."""
+    return request.config.stash.setdefault(FAULT_LEDGER, [])
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     """Totals of the fault-injection suite, as the README quotes them."""
-    ledger = getattr(sys.modules.get("test_faults"), "LEDGER", None)
+    ledger = config.stash.get(FAULT_LEDGER, None)
     if not ledger:
         return
     unchanged = sum(1 for f in ledger if f["unchanged"])

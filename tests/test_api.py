@@ -9,16 +9,16 @@ import time
 import httpx
 import psycopg
 import pytest
-from api_support import PASSWORD, SECRET, World, auth, free_port, make_user, token_for
 from fastapi.testclient import TestClient
+from support.api import PASSWORD, SECRET, World, auth, free_port, make_user, token_for
 
 from api.app import create_app
 from api.auth import issue_token, verify_token
 from api.config import ApiSettings, load_api_settings, secret_key_problem
-from ops.config import PROJECT_ROOT
-from ops.errors import OpsError
+from ops.core.config import PROJECT_ROOT
+from ops.core.errors import OpsError
 
-pytest_plugins = ["api_fixtures"]
+pytest_plugins = ["support.api_fixtures"]
 
 
 def _epic(client: TestClient, headers: dict, product_id: int, title: str = "Epic", **extra):

@@ -10,14 +10,14 @@ from dataclasses import dataclass
 
 import psycopg
 import pytest
-from api_support import auth
 from fastapi.testclient import TestClient
+from support.api import auth
 
-from ops.config import Settings
-from ops.seed import run_seeds
-from ops.seed_helpers import SAMPLE_PASSWORD
+from ops.core.config import Settings
+from ops.seed.builtin import run_seeds
+from ops.seed.helpers import SAMPLE_PASSWORD
 
-pytest_plugins = ["api_fixtures"]
+pytest_plugins = ["support.api_fixtures"]
 pytestmark = pytest.mark.security
 
 KINDS = ("epics", "features", "tasks")

@@ -14,17 +14,17 @@ from typing import Any
 
 import pytest
 import schemathesis
-from api_support import SECRET, World, auth
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
+from support.api import SECRET, World, auth
 
 from api.app import create_app
 from api.config import ApiSettings
-from ops.config import Settings
+from ops.core.config import Settings
 
-pytest_plugins = ["api_fixtures"]
+pytest_plugins = ["support.api_fixtures"]
 
 EXAMPLES = 20  # per operation and mode
 

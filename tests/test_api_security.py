@@ -12,7 +12,10 @@ import bcrypt
 import httpx
 import psycopg
 import pytest
-from api_support import (
+from fastapi.testclient import TestClient
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+from support.api import (
     PASSWORD,
     LiveServer,
     World,
@@ -22,10 +25,7 @@ from api_support import (
     make_tenant,
     make_user,
 )
-from fastapi.testclient import TestClient
-from http_support import raw_request
-from psycopg import sql
-from psycopg.conninfo import make_conninfo
+from support.http import raw_request
 
 from api import throttle as throttle_module
 from api.app import create_app
@@ -33,11 +33,11 @@ from api.auth import WEAK_KEY_REFUSED, issue_token
 from api.config import ApiSettings, estimated_bits, published_keys, secret_key_problem
 from api.db import DbConn
 from api.throttle import LoginThrottle
-from ops.config import Settings
-from ops.migrate import ENVIRONMENT_KEY
-from ops.tables import OPS_METADATA_TABLE
+from ops.core.catalog import OPS_METADATA_TABLE
+from ops.core.config import Settings
+from ops.core.guard import ENVIRONMENT_KEY
 
-pytest_plugins = ["api_fixtures"]
+pytest_plugins = ["support.api_fixtures"]
 pytestmark = pytest.mark.security
 
 

@@ -10,14 +10,14 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from backup_support import add_tenants_and_clients, file_lines, load, table_section
+from support.backup import add_tenants_and_clients, file_lines, load, table_section
 
-from ops.backup import backup
-from ops.backup_files import list_backups, looks_complete, parse_backup_name
-from ops.backup_format import column_keys, key_to_column, read_meta
-from ops.config import Settings
-from ops.errors import OpsError
-from ops.tables import discover_tables
+from ops.backup.create import backup
+from ops.backup.files import list_backups, looks_complete, parse_backup_name
+from ops.backup.format import column_keys, key_to_column, read_meta
+from ops.core.catalog import discover_tables
+from ops.core.config import Settings
+from ops.core.errors import OpsError
 
 NAME = re.compile(r"^backup-\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}-\d{3}Z\.json$")
 

@@ -13,15 +13,15 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from backup_support import add_tenants_and_clients, load
+from support.backup import add_tenants_and_clients, load
 
-from ops.backup import backup, write_backup
-from ops.backup_files import latest_complete_backup, list_backups
-from ops.backup_format import column_keys
-from ops.config import PROJECT_ROOT, Settings
-from ops.errors import OpsError
-from ops.output import Reporter
-from ops.tables import discover_tables
+from ops.backup.create import backup, write_backup
+from ops.backup.files import latest_complete_backup, list_backups
+from ops.backup.format import column_keys
+from ops.core.catalog import discover_tables
+from ops.core.config import PROJECT_ROOT, Settings
+from ops.core.errors import OpsError
+from ops.core.output import Reporter
 
 pytestmark = pytest.mark.faults  # part of the fault-injection suite (issue 9)
 

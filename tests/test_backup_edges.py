@@ -12,15 +12,15 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from restore_support import table_hashes, write_seed_file
+from support.restore import table_hashes, write_seed_file
 
-from ops import backup_format
-from ops.backup import backup
-from ops.backup_format import JSON_NULL_KEY, read_meta
-from ops.config import PROJECT_ROOT, Settings
-from ops.errors import OpsError
-from ops.restore import restore
-from ops.verify import verify_backup
+from ops.backup import format as backup_format
+from ops.backup.create import backup
+from ops.backup.format import JSON_NULL_KEY, read_meta
+from ops.backup.verify import verify_backup
+from ops.core.config import PROJECT_ROOT, Settings
+from ops.core.errors import OpsError
+from ops.restore.apply import restore
 
 pytestmark = pytest.mark.security
 
@@ -88,7 +88,7 @@ def test_seed_format_file_with_a_huge_integer_restores(settings: Settings, conn,
 def test_a_giant_line_is_refused_after_reading_the_limit(settings: Settings, conn, edgy,
                                                          monkeypatch, tmp_path: Path):
     monkeypatch.setattr(backup_format, "MAX_ROW_BYTES", 1 << 20)
-    monkeypatch.setattr("ops.backup_reader.MAX_ROW_BYTES", 1 << 20)
+    monkeypatch.setattr("ops.backup.reader.MAX_ROW_BYTES", 1 << 20)
     written = backup(settings).path
     data = written.read_bytes()
     giant = data.replace(b'{"id":1,', b'{"id":1,"pad":"' + b"x" * (3 << 20) + b'",', 1)
@@ -102,7 +102,7 @@ def test_a_giant_line_is_refused_after_reading_the_limit(settings: Settings, con
 
 def test_a_giant_string_in_a_seed_format_file_is_refused(settings: Settings, conn, sample,
                                                          monkeypatch, tmp_path: Path):
-    monkeypatch.setattr("ops.backup_reader.MAX_ROW_BYTES", 1 << 20)
+    monkeypatch.setattr("ops.backup.reader.MAX_ROW_BYTES", 1 << 20)
     path = write_seed_file(tmp_path / "seed.json",
                            {"tags": [{"id": 1, "tenant_id": 1, "name": "x" * (3 << 20)}]})
     with pytest.raises(OpsError, match="longer than 1 MB"):
@@ -137,7 +137,7 @@ def test_a_gzip_bomb_in_backup_dir_is_listed_in_bounded_memory(settings: Setting
             fh.write(chunk)
     # VmHWM, not ru_maxrss: after fork+exec the latter still counts the forking test process
     probe = ("import re, sys; from pathlib import Path; "
-             "from ops.verify import describe_backups; "
+             "from ops.backup.verify import describe_backups; "
              "listed = describe_backups(Path(sys.argv[1])); "
              "hwm = re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read())[1]; "
              "print(listed[0].status, hwm)")
@@ -151,7 +151,7 @@ def test_a_gzip_bomb_in_backup_dir_is_listed_in_bounded_memory(settings: Setting
 
 def test_verify_parses_rows_as_restore_does(settings: Settings, conn, sample, tmp_path: Path):
     """A file with consistent checksums whose rows restore would refuse is not verified."""
-    from restore_support import write_line_backup
+    from support.restore import write_line_backup
 
     for rows, problem in (([["not", "an object"]], "not an object"),
                           ([{"id": 1}, {"id": 2, "extra": 1}], "other fields")):
@@ -165,7 +165,7 @@ def test_verify_parses_rows_as_restore_does(settings: Settings, conn, sample, tm
 
 def test_an_error_about_many_unknown_fields_stays_one_short_line(settings: Settings, conn,
                                                                    sample, tmp_path: Path):
-    from restore_support import write_line_backup
+    from support.restore import write_line_backup
 
     row = {"id": 1, **{f"bogus{i}": i for i in range(100_000)}}
     path = write_line_backup(tmp_path / "wide.json", {"tags": [row]})

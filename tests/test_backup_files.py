@@ -11,16 +11,16 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from backup_support import add_tenants_and_clients
+from support.backup import add_tenants_and_clients
 
-from ops import backup as backup_module
-from ops.backup import backup
-from ops.backup_files import latest_complete_backup, list_backups
-from ops.backup_writer import BackupWriter
-from ops.config import Settings
-from ops.errors import OpsError
-from ops.restore import restore
-from ops.verify import describe_backups, verify_backup
+from ops.backup import create as backup_module
+from ops.backup.create import backup
+from ops.backup.files import latest_complete_backup, list_backups
+from ops.backup.verify import describe_backups, verify_backup
+from ops.backup.writer import BackupWriter
+from ops.core.config import Settings
+from ops.core.errors import OpsError
+from ops.restore.apply import restore
 
 pytestmark = pytest.mark.security
 

@@ -10,12 +10,12 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from ops import backup as backup_module
-from ops.backup import backup
-from ops.backup_files import leftover_partials
-from ops.config import Settings
-from ops.errors import OpsError
-from ops.restore import restore
+from ops.backup import create as backup_module
+from ops.backup.create import backup
+from ops.backup.files import leftover_partials
+from ops.core.config import Settings
+from ops.core.errors import OpsError
+from ops.restore.apply import restore
 
 
 @pytest.fixture(autouse=True)

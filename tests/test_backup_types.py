@@ -9,11 +9,11 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from backup_support import file_lines, load
+from support.backup import file_lines, load
 
-from ops.backup import backup
-from ops.backup_format import open_backup
-from ops.config import Settings
+from ops.backup.create import backup
+from ops.backup.format import open_backup
+from ops.core.config import Settings
 
 EDGE_SQL = r"""
 CREATE TYPE mood AS ENUM ('happy', 'sad ☹');

@@ -12,16 +12,16 @@ from typing import Any
 
 import psycopg
 import pytest
-from api_support import PASSWORD, LiveServer, World, free_port, make_product, make_user
-from beads_support import FIXTURES
+from support.api import PASSWORD, LiveServer, World, free_port, make_product, make_user
+from support.beads import FIXTURES
 
-from ops.beads_api import ApiClient, write_via_api
-from ops.beads_import import ImportOptions, import_beads, prepare
-from ops.config import Settings
-from ops.errors import OpsError
-from ops.output import Reporter
+from ops.beads.importer import ImportOptions, import_beads, prepare
+from ops.beads.via_api import ApiClient, write_via_api
+from ops.core.config import Settings
+from ops.core.errors import OpsError
+from ops.core.output import Reporter
 
-pytest_plugins = ["api_fixtures"]
+pytest_plugins = ["support.api_fixtures"]
 
 RAMESH = "ramesh@systech.com"
 PARITY_FILES = ["early.jsonl", "modern.jsonl"]
@@ -268,7 +268,7 @@ def test_cli_import_via_api_with_seeded_sample_data_and_default_login(
 
 
 def test_chunks_keep_order_and_respect_count_and_byte_limits():
-    from ops.beads_api import _chunks
+    from ops.beads.via_api import _chunks
 
     texts = ["a" * 10, "b" * 10, "c" * 10, "d" * 50, "e" * 10]
     assert list(_chunks(texts, size=2, max_bytes=1000)) == [texts[0:2], texts[2:4], texts[4:]]

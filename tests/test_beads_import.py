@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import psycopg
 import pytest
-from beads_support import (
+from support.beads import (
     FIXTURES,
     counts,
     dependencies,
@@ -20,13 +20,13 @@ from beads_support import (
     write_jsonl,
 )
 
-import ops.beads_import
-from ops.beads import parse_file
-from ops.beads_fixtures import write_synthetic
-from ops.beads_mapping import map_issues
-from ops.beads_sync import SyncResult, sync_dependencies, sync_work_items
-from ops.errors import OpsError
-from ops.seed import seed_lookups, seed_sample
+import ops.beads.importer
+from ops.beads.mapping import map_issues
+from ops.beads.parse import parse_file
+from ops.core.errors import OpsError
+from ops.dev.beads_fixtures import write_synthetic
+from ops.seed.builtin import seed_lookups, seed_sample
+from ops.workitems.sync import SyncResult, sync_dependencies, sync_work_items
 
 
 @pytest.fixture
@@ -185,8 +185,8 @@ def test_a_failure_midway_rolls_back_everything(settings, conn, systech, monkeyp
     def broken(*args, **kwargs):
         raise OpsError("injected failure in the dependency phase")
 
-    monkeypatch.setattr(ops.beads_import, "sync_dependencies", broken)
-    monkeypatch.setattr(ops.beads_import, "CHUNK_SIZE", 4)  # several committed-looking chunks
+    monkeypatch.setattr(ops.beads.importer, "sync_dependencies", broken)
+    monkeypatch.setattr(ops.beads.importer, "CHUNK_SIZE", 4)  # several committed-looking chunks
     with pytest.raises(OpsError, match="injected"):
         run_import(settings, "modern.jsonl")
     assert all(rows == [] for rows in snapshot(conn).values())
@@ -324,7 +324,7 @@ HOSTILE_LINES = {
     "deep": '{"id": "bd-deep", "title": "x", "metadata": ' + "[" * 200_000 + "]" * 200_000
             + "}",
     "surrogate": '{"id": "bd-sur", "title": "lone \\ud800 surrogate"}',
-    "huge minutes": '{"id": "bd-m30", "title": "x", "estimated_minutes": 1000000000000000000000000000000}',
+    "huge minutes": '{"id": "bd-m30", "title": "x", "estimated_minutes": 1' + "0" * 30 + "}",
     "big minutes": '{"id": "bd-m11", "title": "x", "estimated_minutes": 100000000000}',
     "long label": json.dumps({"id": "bd-lab", "title": "x", "labels": ["l" * 10_000]}),
     "long id": json.dumps({"id": "i" * 10_000, "title": "x"}),

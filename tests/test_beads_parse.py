@@ -8,13 +8,13 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from beads_support import FIXTURES, write_jsonl
+from support.beads import FIXTURES, write_jsonl
 
-from ops.beads import parse_file, parse_lines, parse_timestamp
-from ops.beads_fixtures import synthetic_issues, write_synthetic
-from ops.beads_mapping import map_issues, map_priority, map_status
-from ops.errors import OpsError
-from ops.work_items import WorkItem
+from ops.beads.mapping import map_issues, map_priority, map_status
+from ops.beads.parse import parse_file, parse_lines, parse_timestamp
+from ops.core.errors import OpsError
+from ops.dev.beads_fixtures import synthetic_issues, write_synthetic
+from ops.workitems.model import WorkItem
 
 
 def _issue(issue_id: str, **fields) -> dict:

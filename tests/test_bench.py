@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ops.config import PROJECT_ROOT
+from ops.core.config import PROJECT_ROOT
 
 PG_TOOLS = {
     "backup": {"pg_dump --data-only -Fp"},

@@ -7,10 +7,10 @@ from textwrap import dedent
 
 import pytest
 
-from ops.config import PROJECT_ROOT, Settings
-from ops.custom_seeds import available_seeds, run_seed
-from ops.errors import OpsError
-from ops.seed import run_seeds
+from ops.core.config import PROJECT_ROOT, Settings
+from ops.core.errors import OpsError
+from ops.seed.builtin import run_seeds
+from ops.seed.custom import available_seeds, run_seed
 
 EXAMPLE = "example_support_rota"
 
@@ -159,7 +159,7 @@ def test_seed_cannot_commit_behind_the_tools_back(custom_settings, conn, seeds_d
 def test_successful_custom_seed_commits(custom_settings, conn, seeds_dir):
     write_seed(seeds_dir, "holidays", '''\
         """Company holidays as tags."""
-        from ops.seed_helpers import announce, get_or_create, require_systech_tenant
+        from ops.seed.helpers import announce, get_or_create, require_systech_tenant
 
         def run(conn, report):
             tenant = require_systech_tenant(conn)

@@ -25,10 +25,10 @@ from pathlib import Path
 import httpx
 import pytest
 from dotenv import dotenv_values
-from make_support import probed, write_probe_seed
+from support.make import probed, write_probe_seed
 
-from ops.config import PROJECT_ROOT
-from ops.localpg import free_port
+from ops.core.config import PROJECT_ROOT
+from ops.dev.cluster import free_port
 
 pytestmark = pytest.mark.docker
 

@@ -16,28 +16,26 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from beads_support import make_systech, run_import
-from fault_support import ActAt, run_killed_at, wait_for_tool_backends_to_end
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
-from restore_support import insert_sample, table_hashes
+from support.beads import make_systech, run_import
+from support.faults import ActAt, run_killed_at, wait_for_tool_backends_to_end
+from support.restore import insert_sample, table_hashes
 
-from ops.backup import backup
-from ops.beads_fixtures import write_synthetic
-from ops.config import PROJECT_ROOT, Settings
-from ops.errors import OpsError
-from ops.restore import restore
+from ops.backup.create import backup
+from ops.core.config import PROJECT_ROOT, Settings
+from ops.core.errors import OpsError
+from ops.dev.beads_fixtures import write_synthetic
+from ops.restore.apply import restore
 
 pytestmark = pytest.mark.faults
 
-LEDGER: list[dict] = []  # one entry per fault tried; summarised by conftest at the end
-
-
-def check_unchanged(case: str, before: dict, after: dict) -> None:
-    """Record the fault and assert the database is exactly as before (no row lost)."""
+def check_unchanged(ledger: list[dict], case: str, before: dict, after: dict) -> None:
+    """Record the fault in the session's ledger and assert the database is exactly as before
+    (no row lost)."""
     lost = sum(max(0, before[t][0] - after.get(t, (0, ""))[0]) for t in before)
-    LEDGER.append({"case": case, "unchanged": after == before, "rows_lost": lost})
+    ledger.append({"case": case, "unchanged": after == before, "rows_lost": lost})
     assert after == before, f"{case}: database changed"
 
 
@@ -49,17 +47,19 @@ def fingerprint(url: str) -> dict:
 # -- kill -9 ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("trigger", ["line:⚠️  WARNING", "line:🗑️  Truncating"])
-def test_kill_9_before_reset_commits_leaves_every_row(settings: Settings, conn, trigger: str):
+def test_kill_9_before_reset_commits_leaves_every_row(settings: Settings, conn, trigger: str,
+                                                      fault_ledger: list[dict]):
     insert_sample(conn)
     before = table_hashes(conn)
     run_killed_at(settings.database_url, str(settings.backup_dir), trigger,
-                  "from ops.reset import reset; reset(settings, confirm=True, report=R)")
+                  "from ops.restore.reset import reset; reset(settings, confirm=True, report=R)")
     wait_for_tool_backends_to_end(settings.database_url)
-    check_unchanged(f"reset kill -9 at {trigger}", before, fingerprint(settings.database_url))
+    check_unchanged(fault_ledger, f"reset kill -9 at {trigger}", before,
+                    fingerprint(settings.database_url))
 
 
 def test_kill_9_while_reset_waits_inside_its_transaction_leaves_every_row(
-        settings: Settings, conn, cli_env: dict):
+        settings: Settings, conn, cli_env: dict, fault_ledger: list[dict]):
     """A reader holds a lock on one table, so the TRUNCATE blocks mid-statement; kill it there."""
     insert_sample(conn)
     before = table_hashes(conn)
@@ -86,11 +86,11 @@ def test_kill_9_while_reset_waits_inside_its_transaction_leaves_every_row(
                 proc.kill()
         reader.rollback()
     wait_for_tool_backends_to_end(settings.database_url)
-    check_unchanged("reset kill -9 blocked mid-TRUNCATE", before,
+    check_unchanged(fault_ledger, "reset kill -9 blocked mid-TRUNCATE", before,
                     fingerprint(settings.database_url))
 
 
-SCALE_CALL = ("from ops.seed import run_seeds; "
+SCALE_CALL = ("from ops.seed.builtin import run_seeds; "
               "run_seeds(settings, lookups=True, sample=True, scale=0.3, report=R)")
 
 
@@ -100,11 +100,11 @@ SCALE_CALL = ("from ops.seed import run_seeds; "
     "line:✅ tasks:",  # volume tables loaded, commit not reached
 ])
 def test_kill_9_during_seed_sample_scale_leaves_nothing_half_seeded(
-        settings: Settings, conn, trigger: str):
+        settings: Settings, conn, trigger: str, fault_ledger: list[dict]):
     before = table_hashes(conn)
     run_killed_at(settings.database_url, str(settings.backup_dir), trigger, SCALE_CALL)
     wait_for_tool_backends_to_end(settings.database_url)
-    check_unchanged(f"seed --scale kill -9 at {trigger}", before,
+    check_unchanged(fault_ledger, f"seed --scale kill -9 at {trigger}", before,
                     fingerprint(settings.database_url))
 
 
@@ -121,16 +121,16 @@ def beads_files(tmp_path: Path) -> tuple[Path, Path]:
     "progress:🔄 Syncing work items:3",
 ])
 def test_kill_9_during_import_beads_keeps_the_previous_import(
-        settings: Settings, conn, beads_files, trigger: str):
+        settings: Settings, conn, beads_files, trigger: str, fault_ledger: list[dict]):
     make_systech(conn)
     v1, v2 = beads_files
     run_import(settings, v1)
     before = table_hashes(conn)
-    call = ("from ops.beads_import import ImportOptions, import_beads; "
+    call = ("from ops.beads.importer import ImportOptions, import_beads; "
             f"import_beads(settings, ImportOptions(file=Path({str(v2)!r})), report=R)")
     run_killed_at(settings.database_url, str(settings.backup_dir), trigger, call)
     wait_for_tool_backends_to_end(settings.database_url)
-    check_unchanged(f"import beads kill -9 at {trigger}", before,
+    check_unchanged(fault_ledger, f"import beads kill -9 at {trigger}", before,
                     fingerprint(settings.database_url))
 
 
@@ -144,7 +144,7 @@ def restart(cluster) -> None:
 
 
 def test_server_restart_mid_restore_leaves_the_database_as_before(
-        settings: Settings, conn, pg_cluster):
+        settings: Settings, conn, pg_cluster, fault_ledger: list[dict]):
     insert_sample(conn)
     good = backup(settings).path
     conn.execute("UPDATE tasks SET title = title || ' (changed)'")
@@ -155,11 +155,12 @@ def test_server_restart_mid_restore_leaves_the_database_as_before(
     with pytest.raises(OpsError):
         restore(settings, good, safety_backup=False, report=reporter)
     assert reporter.fired
-    check_unchanged("restore with server restart", before, fingerprint(settings.database_url))
+    check_unchanged(fault_ledger, "restore with server restart", before,
+                    fingerprint(settings.database_url))
 
 
 def test_server_restart_mid_import_keeps_the_previous_import(
-        settings: Settings, conn, beads_files, pg_cluster):
+        settings: Settings, conn, beads_files, pg_cluster, fault_ledger: list[dict]):
     make_systech(conn)
     v1, v2 = beads_files
     run_import(settings, v1)
@@ -167,12 +168,12 @@ def test_server_restart_mid_import_keeps_the_previous_import(
     before = table_hashes(conn)
     conn.close()
     reporter = ActAt(lambda: restart(pg_cluster), progress="🔄 Syncing work items", nth=2)
-    from ops.beads_import import ImportOptions, import_beads
+    from ops.beads.importer import ImportOptions, import_beads
 
     with pytest.raises((OpsError, psycopg.OperationalError)):
         import_beads(settings, ImportOptions(file=v2), report=reporter)
     assert reporter.fired
-    check_unchanged("import beads with server restart", before,
+    check_unchanged(fault_ledger, "import beads with server restart", before,
                     fingerprint(settings.database_url))
 
 
@@ -239,7 +240,7 @@ def backed_up(settings: Settings, conn) -> tuple[str, dict, dict]:
                                      HealthCheck.too_slow])
 @given(corruption=_corruptions())
 def test_corrupted_backups_fail_cleanly_or_restore_exactly(
-        settings: Settings, backed_up, tmp_path: Path, corruption):
+        settings: Settings, backed_up, tmp_path: Path, corruption, fault_ledger: list[dict]):
     text, backed, current = backed_up
     kind, where, payload = corruption
     path = tmp_path / "corrupt.json"
@@ -248,12 +249,13 @@ def test_corrupted_backups_fail_cleanly_or_restore_exactly(
         restore(settings, path, safety_backup=False)
     except OpsError as exc:
         assert "\n" not in exc.message and exc.exit_code == 1
-        check_unchanged(f"corrupt backup ({kind})", current, fingerprint(settings.database_url))
+        check_unchanged(fault_ledger, f"corrupt backup ({kind})", current,
+                        fingerprint(settings.database_url))
         return
     # A corruption the format tolerates (e.g. a flipped byte in the header timestamp) must
     # restore the backed-up data exactly; then put the changed data back for the next example.
     after = fingerprint(settings.database_url)
-    LEDGER.append({"case": f"corrupt backup ({kind}) tolerated", "unchanged": False,
+    fault_ledger.append({"case": f"corrupt backup ({kind}) tolerated", "unchanged": False,
                    "tolerated": after == backed, "rows_lost": 0})
     assert after == backed
     with psycopg.connect(settings.database_url, autocommit=True) as conn:
@@ -279,7 +281,7 @@ _BAD_LINES = st.one_of(
                                      HealthCheck.too_slow])
 @given(bad=_BAD_LINES, where=st.floats(min_value=0, max_value=1, exclude_max=True))
 def test_beads_file_with_a_malformed_line_fails_naming_it_and_changes_nothing(
-        settings: Settings, conn, tmp_path: Path, bad: str, where: float):
+        settings: Settings, conn, tmp_path: Path, bad: str, where: float, fault_ledger: list[dict]):
     if not conn.execute("SELECT 1 FROM tenants WHERE name = 'SysTech'").fetchone():
         make_systech(conn)
         run_import(settings, write_synthetic(tmp_path / "v1.jsonl", 100))
@@ -292,4 +294,4 @@ def test_beads_file_with_a_malformed_line_fails_naming_it_and_changes_nothing(
     with pytest.raises(OpsError) as err:
         run_import(settings, path)
     assert f"line {at + 1}" in err.value.message
-    check_unchanged("beads malformed line", before, table_hashes(conn))
+    check_unchanged(fault_ledger, "beads malformed line", before, table_hashes(conn))

@@ -10,12 +10,13 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from ops import guard, migrate
-from ops.config import PROJECT_ROOT, Settings, mask_url
-from ops.errors import OpsError
-from ops.schema import metadata
-from ops.status import database_status
-from ops.tables import discover_tables
+from ops.core import guard
+from ops.core.catalog import discover_tables
+from ops.core.config import PROJECT_ROOT, Settings, mask_url
+from ops.core.errors import OpsError
+from ops.schema import migrate
+from ops.schema.models import metadata
+from ops.schema.status import database_status
 
 APP_TABLES = {t.name for t in metadata.sorted_tables} - {"ops_metadata"}
 
@@ -179,7 +180,7 @@ def test_generate_refuses_when_database_is_behind(empty_db_url: str, tmp_path: P
 
 
 def test_settings_assemble_url_from_postgres_variables(monkeypatch):
-    from ops.config import load_settings
+    from ops.core.config import load_settings
 
     monkeypatch.delenv("DATABASE_URL", raising=False)
     monkeypatch.setenv("POSTGRES_HOST", "db")
@@ -201,7 +202,8 @@ def test_cli_start_up_loads_no_command_s_work_module():
                                 capture_output=True, text=True).stdout.split())
 
     assert "ops.cli.backup_cmds" in loaded  # the commands are registered...
-    work = {"ops.backup", "ops.restore", "ops.reset", "ops.verify", "ops.prune", "ops.seed",
-            "ops.seed_volume", "ops.beads_import", "ops.beads_sync", "ops.custom_seeds",
-            "ops.migrate", "ops.status", "alembic", "sqlalchemy", "fastapi"}
+    work = {"ops.backup.create", "ops.restore.apply", "ops.restore.reset", "ops.backup.verify",
+            "ops.backup.prune", "ops.seed.builtin", "ops.seed.volume", "ops.beads.importer",
+            "ops.workitems.sync", "ops.seed.custom", "ops.schema.migrate", "ops.schema.status",
+            "alembic", "sqlalchemy", "fastapi"}
     assert loaded.isdisjoint(work), sorted(loaded & work)  # ...their work is not loaded

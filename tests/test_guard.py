@@ -5,7 +5,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from ops import guard
+from ops.core import guard
 
 pytestmark = pytest.mark.security
 

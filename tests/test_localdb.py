@@ -1,4 +1,4 @@
-"""The project-local PostgreSQL behind `make ... RUN=local` (ops/localdb.py)."""
+"""The project-local PostgreSQL behind `make ... RUN=local` (ops/dev/localdb.py)."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from ops.config import PROJECT_ROOT
-from ops.localdb import DEFAULT_PORT, configured_url, ensure_local_db, stop_local_db
+from ops.core.config import PROJECT_ROOT
+from ops.dev.localdb import DEFAULT_PORT, configured_url, ensure_local_db, stop_local_db
 
 
 @pytest.fixture
@@ -98,7 +98,7 @@ def _localdb(*args: str, url: str, stdin: str = "",
     env_file.write_text("")
     env = {**os.environ, "DATABASE_URL": url}
     env.pop("PGPASSWORD", None)
-    return subprocess.run([sys.executable, "-m", "ops.localdb", *args, str(env_file)],
+    return subprocess.run([sys.executable, "-m", "ops.dev.localdb", *args, str(env_file)],
                           input=stdin, env=env, capture_output=True, text=True, timeout=60,
                           cwd=PROJECT_ROOT)
 

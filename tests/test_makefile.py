@@ -20,11 +20,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from make_support import probed, write_probe_seed
 from psycopg.conninfo import conninfo_to_dict
+from support.make import probed, write_probe_seed
 
-from ops.config import PROJECT_ROOT
-from ops.localpg import free_port
+from ops.core.config import PROJECT_ROOT
+from ops.dev.cluster import free_port
 
 pytestmark = pytest.mark.skipif(not shutil.which("make"), reason="make is not installed")
 

@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from backup_support import write_fake_backup
+from support.backup import write_fake_backup
 
-from ops.errors import OpsError
-from ops.prune import parse_age, prune
+from ops.backup.prune import parse_age, prune
+from ops.core.errors import OpsError
 
 NOW = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
 

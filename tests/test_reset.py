@@ -7,11 +7,11 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from restore_support import insert_sample, marker, table_hashes
+from support.restore import insert_sample, marker, table_hashes
 
-from ops.config import Settings
-from ops.errors import OpsError
-from ops.reset import reset
+from ops.core.config import Settings
+from ops.core.errors import OpsError
+from ops.restore.reset import reset
 
 
 def test_reset_without_confirm_refuses_with_exit_2_and_touches_nothing(run_cli, conn, sample):

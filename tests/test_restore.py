@@ -9,7 +9,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from restore_support import (
+from support.restore import (
     backup_name,
     insert_sample,
     marker,
@@ -18,13 +18,13 @@ from restore_support import (
     write_seed_file,
 )
 
-from ops.backup import backup
-from ops.backup_files import list_backups
-from ops.config import Settings
-from ops.errors import OpsError
-from ops.migrate import current_revision
-from ops.reset import reset
-from ops.restore import DEFERRED, REPLICA, restore
+from ops.backup.create import backup
+from ops.backup.files import list_backups
+from ops.core.config import Settings
+from ops.core.errors import OpsError
+from ops.restore.apply import DEFERRED, REPLICA, restore
+from ops.restore.reset import reset
+from ops.schema.migrate import current_revision
 
 
 @pytest.fixture
@@ -403,7 +403,7 @@ def test_every_value_type_survives_backup_and_restore_exactly(settings: Settings
 @pytest.mark.parametrize("scale", [0, 1], ids=["sample", "scale-1"])
 def test_seeded_database_round_trips_through_backup_reset_restore(
         settings: Settings, conn: psycopg.Connection, scale: float):
-    from ops.seed import run_seeds
+    from ops.seed.builtin import run_seeds
 
     run_seeds(settings, lookups=True, sample=True, scale=scale)
     expected = table_hashes(conn)

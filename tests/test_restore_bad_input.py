@@ -10,14 +10,14 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from restore_support import read_lines, table_hashes, write_line_backup
+from support.restore import read_lines, table_hashes, write_line_backup
 
-from ops.backup import backup
-from ops.backup_files import list_backups
-from ops.backup_format import parse_table_open, read_meta
-from ops.config import Settings
-from ops.errors import OpsError
-from ops.restore import restore
+from ops.backup.create import backup
+from ops.backup.files import list_backups
+from ops.backup.format import parse_table_open, read_meta
+from ops.core.config import Settings
+from ops.core.errors import OpsError
+from ops.restore.apply import restore
 
 
 @pytest.fixture

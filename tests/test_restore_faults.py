@@ -8,16 +8,16 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from fault_support import run_killed_at, wait_for_tool_backends_to_end
-from restore_support import insert_sample, table_hashes
+from support.faults import run_killed_at, wait_for_tool_backends_to_end
+from support.restore import insert_sample, table_hashes
 
-from ops.backup import backup
-from ops.backup_files import list_backups
-from ops.backup_reader import resolve_backup
-from ops.config import Settings
-from ops.errors import OpsError
-from ops.output import Reporter
-from ops.restore import restore
+from ops.backup.create import backup
+from ops.backup.files import list_backups
+from ops.backup.reader import resolve_backup
+from ops.core.config import Settings
+from ops.core.errors import OpsError
+from ops.core.output import Reporter
+from ops.restore.apply import restore
 
 pytestmark = pytest.mark.faults
 
@@ -48,7 +48,7 @@ def test_kill_9_mid_restore_leaves_the_database_unchanged(
         settings: Settings, conn: psycopg.Connection, prepared, trigger: str):
     good, before = prepared
     run_killed_at(settings.database_url, str(settings.backup_dir), trigger,
-                  "from ops.restore import restore; restore(settings, report=R)")
+                  "from ops.restore.apply import restore; restore(settings, report=R)")
     wait_for_tool_backends_to_end(settings.database_url)
     assert table_hashes(conn) == before
     assert resolve_backup(settings.backup_dir, "latest") == good
@@ -98,7 +98,7 @@ def test_ctrl_c_mid_restore_says_so_and_changes_nothing(settings: Settings, cli_
     import sys
     import time
 
-    from ops.config import PROJECT_ROOT
+    from ops.core.config import PROJECT_ROOT
 
     _, before = prepared
     proc = subprocess.Popen([sys.executable, "-m", "ops", "restore", "latest"], env=cli_env,

@@ -8,12 +8,12 @@ import bcrypt
 import psycopg
 import pytest
 
-from ops.config import Settings
-from ops.errors import OpsError
-from ops.sample_data import CLIENTS, LOOKUP_TAGS, PRODUCTS, USERS
-from ops.seed import run_seeds
-from ops.seed_helpers import SAMPLE_PASSWORD, get_or_create, hash_password
-from ops.tables import discover_tables, row_counts
+from ops.core.catalog import discover_tables, row_counts
+from ops.core.config import Settings
+from ops.core.errors import OpsError
+from ops.seed.builtin import run_seeds
+from ops.seed.data import CLIENTS, LOOKUP_TAGS, PRODUCTS, USERS
+from ops.seed.helpers import SAMPLE_PASSWORD, get_or_create, hash_password
 
 
 def counts(conn: psycopg.Connection) -> dict[str, int]:
@@ -241,7 +241,7 @@ def test_hash_password_is_a_2b_hash_with_a_fresh_salt():
 
 
 def test_require_systech_tenant_error_names_seed_lookups(conn):
-    from ops.seed_helpers import require_systech_tenant
+    from ops.seed.helpers import require_systech_tenant
 
     with pytest.raises(OpsError, match="seed lookups"):
         require_systech_tenant(conn)

@@ -10,13 +10,13 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from ops.config import Settings
-from ops.errors import OpsError
-from ops.migrate import push
-from ops.seed import run_seeds
-from ops.seed_helpers import SAMPLE_PASSWORD, find_systech_tenant
-from ops.seed_volume import generate_volume
-from ops.volume_rows import STREAMS, Plan
+from ops.core.config import Settings
+from ops.core.errors import OpsError
+from ops.schema.migrate import push
+from ops.seed.builtin import run_seeds
+from ops.seed.helpers import SAMPLE_PASSWORD, find_systech_tenant
+from ops.seed.volume import generate_volume
+from ops.seed.volume_rows import STREAMS, Plan
 
 SCALE = 0.05  # ~1,500 rows: every table, in a second or two
 VOLUME_TABLES = [table for table, *_ in STREAMS]

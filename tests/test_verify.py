@@ -9,11 +9,11 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from backup_support import add_tenants_and_clients
+from support.backup import add_tenants_and_clients
 
-from ops.backup import backup
-from ops.config import Settings
-from ops.verify import CHECKED_FULL, CHECKED_STRUCTURE, describe_backups, verify_backup
+from ops.backup.create import backup
+from ops.backup.verify import CHECKED_FULL, CHECKED_STRUCTURE, describe_backups, verify_backup
+from ops.core.config import Settings
 
 
 @pytest.fixture

@@ -6,9 +6,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from api.models import HealthOut
-from ops.db import connection
-from ops.errors import OpsError
-from ops.migrate import current_revision, head_revision
+from ops.core.db import connection
+from ops.core.errors import OpsError
+from ops.schema.migrate import current_revision, head_revision
 
 router = APIRouter(tags=["health"])
 

@@ -1,6 +1,6 @@
 """POST /api/products/{id}/work-items/sync: the bulk upsert behind `import beads --via api`.
 
-The handler runs the SAME writer as the direct import (`ops.beads_sync`) inside the
+The handler runs the SAME writer as the direct import (`ops.workitems.sync`) inside the
 request's transaction; parsing and mapping stay in the client. Each request commits on its
 own, and the writer is idempotent, so a client that failed midway just sends everything
 again.
@@ -16,8 +16,8 @@ from api.auth import Writer
 from api.db import DbConn
 from api.models import MAX_ID, ErrorOut, SyncRequest, SyncResultOut
 from api.queries import select_one
-from ops.beads_sync import SyncResult, sync_dependencies, sync_work_items
-from ops.work_items import WorkItem
+from ops.workitems.model import WorkItem
+from ops.workitems.sync import SyncResult, sync_dependencies, sync_work_items
 
 router = APIRouter(tags=["sync"])
 

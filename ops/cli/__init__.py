@@ -21,8 +21,8 @@ from ops.cli import (
     seed_cmds,  # noqa: F401
 )
 from ops.cli.app import app, state
-from ops.db import first_line
-from ops.errors import OpsError
+from ops.core.db import first_line
+from ops.core.errors import OpsError
 
 __all__ = ["app", "main"]
 

@@ -11,8 +11,8 @@ from typing import Annotated
 
 import typer
 
-from ops.config import Settings, load_settings
-from ops.output import SILENT, Reporter
+from ops.core.config import Settings, load_settings
+from ops.core.output import SILENT, Reporter
 
 app = typer.Typer(
     name="tasklets-db",

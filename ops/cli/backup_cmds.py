@@ -8,9 +8,9 @@ from typing import Annotated
 import typer
 
 from ops.cli.app import JsonOption, app, reporter, settings
-from ops.defaults import DEFAULT_JOBS
-from ops.errors import OpsError
-from ops.output import human_size, print_json, suggest
+from ops.core.defaults import DEFAULT_JOBS
+from ops.core.errors import OpsError
+from ops.core.output import human_size, print_json, suggest
 
 
 def _names(value: str | None) -> list[str] | None:
@@ -39,7 +39,7 @@ def backup(
     as_json: JsonOption = False,
 ) -> None:
     """Write a consistent JSON backup of every table (one snapshot, streamed, sha256 per table)."""
-    from ops.backup import backup as backup_database
+    from ops.backup.create import backup as backup_database
 
     cfg = settings()
     result = backup_database(cfg, output=output,
@@ -58,8 +58,8 @@ def backups(
     as_json: JsonOption = False,
 ) -> None:
     """List backups in BACKUP_DIR, newest first, with size, rows and completeness."""
-    from ops.backup_files import leftover_partials
-    from ops.verify import describe_backups
+    from ops.backup.files import leftover_partials
+    from ops.backup.verify import describe_backups
 
     cfg = settings()
     listed = describe_backups(cfg.backup_dir, full_verify=verify)
@@ -92,9 +92,9 @@ def verify(
     as_json: JsonOption = False,
 ) -> None:
     """Stream a backup and check its structure, row counts and sha256 against its meta."""
-    from ops.backup_files import list_backups
-    from ops.backup_reader import resolve_backup
-    from ops.verify import verify_backup
+    from ops.backup.files import list_backups
+    from ops.backup.reader import resolve_backup
+    from ops.backup.verify import verify_backup
 
     cfg = settings()
     if file == "latest":
@@ -130,8 +130,8 @@ def prune(
     as_json: JsonOption = False,
 ) -> None:
     """Delete old backups (never the newest good one); shows the plan unless --yes."""
-    from ops.prune import parse_age
-    from ops.prune import prune as prune_backups
+    from ops.backup.prune import parse_age
+    from ops.backup.prune import prune as prune_backups
 
     age = parse_age(older_than) if older_than is not None else None
     result = prune_backups(settings().backup_dir, keep=keep, older_than=age, yes=yes,

@@ -9,8 +9,8 @@ from typing import Annotated
 import typer
 
 from ops.cli.app import JsonOption, app, reporter, settings
-from ops.defaults import DEFAULT_BEADS_FILE, DEFAULT_BEADS_PRODUCT
-from ops.output import print_json
+from ops.core.defaults import DEFAULT_BEADS_FILE, DEFAULT_BEADS_PRODUCT
+from ops.core.output import print_json
 
 import_app = typer.Typer(help="Import work items from other trackers.", no_args_is_help=True)
 app.add_typer(import_app, name="import")
@@ -45,7 +45,7 @@ def beads(
 ) -> None:
     """Import a beads issues.jsonl (every format version) idempotently: re-running changes
     nothing; a newer export updates, adds and tombstone-deletes."""
-    from ops.beads_import import ImportOptions, import_beads
+    from ops.beads.importer import ImportOptions, import_beads
 
     options = ImportOptions(file=file, product=product, dry_run=dry_run,
                             skip_invalid=skip_invalid, include_ephemeral=include_ephemeral,

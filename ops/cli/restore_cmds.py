@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from ops.cli.app import JsonOption, app, reporter, settings
-from ops.output import print_json
+from ops.core.output import print_json
 
 AllowProduction = Annotated[bool, typer.Option(
     "--allow-production", help="Allow a production target (APP_ENV or the database's marker).")]
@@ -22,7 +22,7 @@ def reset(
     as_json: JsonOption = False,
 ) -> None:
     """Empty every table (identities restarted) in one transaction; the schema stays."""
-    from ops.reset import reset as reset_database
+    from ops.restore.reset import reset as reset_database
 
     result = reset_database(settings(), confirm=confirm, dry_run=dry_run,
                             allow_production=allow_production, report=reporter(as_json))
@@ -50,7 +50,7 @@ def restore(
     as_json: JsonOption = False,
 ) -> None:
     """Replace all data with a backup's, atomically (a safety backup is taken first)."""
-    from ops.restore import restore as restore_database
+    from ops.restore.apply import restore as restore_database
 
     result = restore_database(
         settings(), file, safety_backup=not no_safety_backup, allow_production=allow_production,

@@ -7,8 +7,8 @@ from typing import Annotated
 import typer
 
 from ops.cli.app import JsonOption, app, reporter, settings
-from ops.errors import OpsError
-from ops.output import human_size, print_json, suggest
+from ops.core.errors import OpsError
+from ops.core.output import human_size, print_json, suggest
 
 
 @app.command()
@@ -22,7 +22,7 @@ def push(
 ) -> None:
     """Apply pending Alembic migrations (alembic upgrade head) and record APP_ENV as the
     database's environment marker."""
-    from ops import migrate
+    from ops.schema import migrate
 
     cfg = settings()
     if sql:
@@ -37,8 +37,8 @@ def push(
 def generate(
     message: Annotated[str, typer.Option("-m", "--message", help="What the revision changes.")],
 ) -> None:
-    """Autogenerate a migration from the difference between ops/schema.py and the database."""
-    from ops import migrate
+    """Autogenerate a migration from the difference between ops/schema/models.py and the database."""
+    from ops.schema import migrate
 
     path = migrate.generate(settings(), message)
     typer.echo(f"✅ Generated {path}")
@@ -47,15 +47,15 @@ def generate(
 
 @app.command()
 def check() -> None:
-    """Exit 1 when the database and ops/schema.py have drifted, naming the differences."""
-    from ops import migrate
+    """Exit 1 when the database and ops/schema/models.py have drifted, naming the differences."""
+    from ops.schema import migrate
 
     diffs = migrate.schema_differences(settings())
     if diffs:
         for diff in diffs:
             typer.echo(f"❌ {diff}")
         raise OpsError(
-            f"schema drift: {len(diffs)} difference(s) between the database and ops/schema.py",
+            f"schema drift: {len(diffs)} difference(s) between the database and ops/schema/models.py",
             hint=f"Run {suggest('push')}, or {suggest('generate -m WHAT')} for a model change.",
         )
     typer.echo("✅ Database schema matches the models (no drift).")
@@ -64,7 +64,7 @@ def check() -> None:
 @app.command()
 def status(as_json: JsonOption = False) -> None:
     """Show the target, server version, revision, row counts and latest backup."""
-    from ops.status import database_status
+    from ops.schema.status import database_status
 
     result = database_status(settings())
     if as_json:

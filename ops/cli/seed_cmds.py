@@ -9,9 +9,9 @@ from typing import Annotated
 import typer
 
 from ops.cli.app import JsonOption, app, reporter, settings, state
-from ops.defaults import DEFAULT_RANDOM_SEED
-from ops.errors import OpsError
-from ops.output import Reporter, print_json
+from ops.core.defaults import DEFAULT_RANDOM_SEED
+from ops.core.errors import OpsError
+from ops.core.output import Reporter, print_json
 
 seed_app = typer.Typer(
     help="Seed lookups, sample data, volume data (--scale) and custom seeds (seeds/*.py).",
@@ -34,7 +34,7 @@ def _legacy_notice(out: Reporter, alias: str, runs: str) -> None:
 
 
 def _seed(as_json: bool, **options: object) -> None:
-    from ops.seed import run_seeds
+    from ops.seed.builtin import run_seeds
 
     result = run_seeds(settings(), report=reporter(as_json), **options)  # type: ignore[arg-type]
     if as_json:
@@ -78,7 +78,7 @@ def demo(allow_production: AllowProductionOption = False, as_json: JsonOption = 
 @seed_app.command("list")
 def list_seeds(as_json: JsonOption = False) -> None:
     """List built-in and custom seeds (SEEDS_DIR, default ./seeds) with their descriptions."""
-    from ops import custom_seeds
+    from ops.seed import custom as custom_seeds
 
     cfg = settings()
     seeds = custom_seeds.available_seeds(cfg.seeds_dir)
@@ -103,7 +103,7 @@ def run_seed(
     as_json: JsonOption = False,
 ) -> None:
     """Run one seed in a transaction: committed on success, rolled back on any error."""
-    from ops import custom_seeds
+    from ops.seed import custom as custom_seeds
 
     try:
         result = custom_seeds.run_seed(settings(), name, reporter(as_json))
@@ -118,7 +118,7 @@ def run_seed(
 @app.command()
 def fresh(allow_production: AllowProductionOption = False, as_json: JsonOption = False) -> None:
     """push + seed lookups + seed sample: a ready database; changes nothing if already fresh."""
-    from ops.seed import fresh as fresh_database
+    from ops.seed.builtin import fresh as fresh_database
 
     result = fresh_database(settings(), allow_production=allow_production,
                             report=reporter(as_json))

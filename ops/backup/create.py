@@ -1,0 +1,424 @@
+"""`backup`: one consistent snapshot of every app table, streamed to a JSON file.
+
+PostgreSQL does the serialising (`COPY (SELECT row_to_json(...)) TO STDOUT`, in binary
+format so there is no text escaping to undo); we only frame, hash and write ~1 MB blocks,
+so memory stays flat whatever the size.
+The layout is the contract in `ops.backup.format`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, wait
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from ops import __version__
+from ops.backup.files import (
+    backup_filename,
+    ensure_backup_dir,
+    iso_timestamp,
+    next_backup_name,
+    utc_now,
+)
+from ops.backup.format import (
+    JSON_NULL_KEY,
+    MAX_ROW_BYTES,
+    TABLES_END,
+    column_keys,
+    header_line,
+    meta_line,
+    table_close_line,
+    table_open_line,
+)
+from ops.backup.parallel import Part, balance, prefetch, table_sizes
+from ops.backup.writer import BackupWriter
+from ops.core.catalog import APP_SCHEMA, Column, Table, discover_tables, require_schema
+from ops.core.config import Settings
+from ops.core.db import connect, connection, first_line, server_version
+from ops.core.defaults import DEFAULT_JOBS
+from ops.core.errors import OpsError
+from ops.core.limits import summarize
+from ops.core.output import SILENT, Reporter, human_size
+from ops.schema.migrate import current_revision
+
+TOOL_NAME = "tasklets-ops"
+PARALLEL_MIN_BYTES = 64 << 20  # below this, extra connections cost more than they save
+BLOCK_BYTES = 1 << 20  # bigger blocks measured slower, smaller ones cost Python overhead
+PROGRESS_MIN_ROWS = 50_000
+
+# Everything row_to_json's text depends on (trap 3), pinned for this transaction only.
+SESSION_SETTINGS = {
+    "TimeZone": "UTC",
+    "DateStyle": "ISO, YMD",
+    "IntervalStyle": "iso_8601",
+    "bytea_output": "hex",
+    "extra_float_digits": "3",  # shortest text that reads back to the same float
+    "lc_monetary": "C",
+    "client_encoding": "UTF8",
+    "statement_timeout": "0",  # a big table must not hit a server-wide timeout
+}
+
+
+@dataclass
+class BackupResult:
+    path: Path
+    compressed: bool
+    tables: dict[str, int] = field(default_factory=dict)  # name -> rows, in file order
+    sha256: dict[str, str] = field(default_factory=dict)
+    total_rows: int = 0
+    size_bytes: int = 0
+    timestamp: str = ""
+
+
+def backup(settings: Settings, *, output: Path | None = None, compress: bool = False,
+           tables: list[str] | None = None, exclude: list[str] | None = None,
+           jobs: int = DEFAULT_JOBS, report: Reporter = SILENT) -> BackupResult:
+    """Back up the database of `settings` from one REPEATABLE READ, READ ONLY snapshot.
+
+    With jobs > 1 a large database is read over that many connections sharing the snapshot.
+    """
+    if jobs < 1:
+        raise OpsError(f"--jobs must be at least 1, not {jobs}", exit_code=2)
+    report.line("🔄 Starting database backup...")
+    moment = utc_now()
+    target, compress, default_name = backup_target(settings.backup_dir, output, moment,
+                                                   compress)
+    with connection(settings) as conn:
+        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        conn.read_only = True
+        result = write_backup(conn, target, compress=compress, tables=tables, exclude=exclude,
+                              report=report, moment=moment, jobs=jobs,
+                              open_connection=lambda: connect(settings, autocommit=True),
+                              default_name=default_name)
+        conn.rollback()
+    report.line("✅ Backup completed successfully!")
+    report.line(f"📁 Backup file: {result.path}")
+    report.line(f"📊 Total tables backed up: {len(result.tables)}")
+    report.line(f"💾 File size: {human_size(result.size_bytes)}")
+    return result
+
+
+def backup_target(backup_dir: Path, output: Path | None, moment: datetime,
+                  compress: bool) -> tuple[Path, bool, bool]:
+    """(file to write, compress?, default name?): BACKUP_DIR/backup-<ts>.json[.gz], or what
+    --output says. A named file is never overwritten."""
+    if output is not None and not output.is_dir():
+        if output.exists() or output.is_symlink():
+            raise OpsError(f"{output} already exists; nothing was written",
+                           hint="Choose another --output name, or remove that file first.")
+        ensure_backup_dir(output.parent)
+        return output, compress or output.name.endswith(".gz"), False
+    directory = ensure_backup_dir(output if output is not None else backup_dir)
+    return directory / backup_filename(moment, compressed=compress), compress, True
+
+
+def write_backup(conn: psycopg.Connection, target: Path, *, compress: bool = False,
+                 tables: list[str] | None = None, exclude: list[str] | None = None,
+                 report: Reporter = SILENT, moment: datetime | None = None, jobs: int = 1,
+                 open_connection: Callable[[], psycopg.Connection] | None = None,
+                 default_name: bool = False) -> BackupResult:
+    """Stream the chosen tables, as `conn`'s current transaction sees them, into `target`.
+
+    The caller owns the snapshot: `backup` opens REPEATABLE READ, READ ONLY; restore calls
+    this inside its own transaction for the safety backup. Written to a private temp file,
+    fsynced and published without overwriting anything (a `default_name` that was taken
+    meanwhile moves on to the next millisecond's name); on any failure the temp file is
+    removed and OpsError raised. `open_connection` (autocommit connections to the same
+    database) enables `jobs` streams.
+    """
+    moment = moment or utc_now()
+    result = BackupResult(path=target, compressed=compress, timestamp=iso_timestamp(moment))
+    args = (result, tables, exclude, report, jobs, open_connection, default_name)
+    if conn.autocommit:  # one snapshot per statement would not be consistent: open one
+        with conn.transaction():
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            return _write(conn, *args)
+    return _write(conn, *args)
+
+
+def _write(conn: psycopg.Connection, result: BackupResult, only: list[str] | None,
+           exclude: list[str] | None, report: Reporter, jobs: int,
+           open_connection: Callable[[], psycopg.Connection] | None,
+           default_name: bool) -> BackupResult:
+    for name, value in SESSION_SETTINGS.items():
+        conn.execute("SELECT set_config(%s, %s, true)", (name, value))
+    chosen = select_tables(discover_tables(conn), only, exclude)
+    conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS SHARE MODE").format(  # no DDL under our feet
+        sql.SQL(", ").join(t.ident for t in chosen)))
+    estimates = _estimated_rows(conn, chosen)
+    meta = {
+        "tool": TOOL_NAME,
+        "toolVersion": __version__,
+        "alembicRevision": current_revision(conn),
+        "database": conn.execute("SELECT current_database()").fetchone()[0],
+        "serverVersion": server_version(conn),
+        "tables": [t.name for t in chosen],
+        "columns": {t.name: t.column_names for t in chosen},
+        "rowCounts": result.tables,
+        "sha256": result.sha256,
+        "totalRows": 0,
+        "partial": {"tables": only or [], "excludeTables": exclude or []}
+        if only or exclude else None,
+        "compressed": result.compressed,
+        "jsonText": {t.name: keys for t in chosen if (keys := json_text_keys(t))},
+    }
+    current = chosen[0].name
+    parts: dict[str, Future[Part]] = {}
+    cancelled = threading.Event()
+    next_name = next_backup_name if default_name else None
+    try:
+        with BackupWriter(result.path, compress=result.compressed, next_name=next_name) as out:
+            try:
+                out.write(header_line(result.timestamp))
+                if jobs > 1 and open_connection is not None:
+                    parts = _start_streams(conn, chosen, jobs, open_connection, out,
+                                           cancelled)
+                for index, table in enumerate(chosen):
+                    current = table.name
+                    out.write(table_open_line(table.name))
+                    if table.name in parts:
+                        part = parts[table.name].result()
+                        out.splice(part.path)
+                        rows, digest = part.rows, part.sha256
+                    else:
+                        estimate = estimates.get(table.name, 0)
+                        with _progress(report, table.name, estimate) as advance:
+                            rows, digest = _stream_table(conn, table, out.write, advance)
+                    out.write(table_close_line(last=index == len(chosen) - 1))
+                    result.tables[table.name] = rows
+                    result.sha256[table.name] = digest
+                    result.total_rows += rows
+                    report.line(f"✅ {table.name}: {rows} rows")
+            except BaseException:
+                _stop_streams(parts, cancelled)  # before the writer removes their files
+                raise
+            out.write(TABLES_END)
+            meta["totalRows"] = result.total_rows
+            out.new_member()  # meta alone in the last gzip member: read_meta finds it cheaply
+            out.write(meta_line(meta))
+            result.size_bytes = out.commit()
+            result.path = out.target
+    except OSError as exc:
+        raise OpsError(
+            f"cannot write backup {result.path}: {exc.strerror or exc}",
+            hint="Check free space and permissions of the backup directory "
+            "(--compress makes the file about 3x smaller).",
+        ) from None
+    except psycopg.OperationalError as exc:
+        raise OpsError(f"lost the database connection while backing up table {current}: "
+                       f"{first_line(exc)}; no backup file was written") from None
+    except psycopg.Error as exc:
+        raise OpsError(f"backup failed while reading table {current}: {first_line(exc)}; "
+                       "no backup file was written") from None
+    return result
+
+
+def _start_streams(conn: psycopg.Connection, chosen: list[Table], jobs: int,
+                   open_connection: Callable[[], psycopg.Connection], out: BackupWriter,
+                   cancelled: threading.Event) -> dict[str, Future[Part]]:
+    """Stream every table over `jobs` connections sharing this transaction's snapshot."""
+    sizes = table_sizes(conn, chosen)
+    if sum(sizes.values()) < PARALLEL_MIN_BYTES:
+        return {}
+    snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
+    return prefetch(open_connection, snapshot, balance(chosen, sizes, jobs), out.part,
+                    out.compress, SESSION_SETTINGS,
+                    lambda c, t, write: _stream_table(c, t, write, _no_progress), cancelled)
+
+
+def _stop_streams(parts: dict[str, Future[Part]], cancelled: threading.Event) -> None:
+    """Stop the streams and wait until none writes any more."""
+    if parts:
+        cancelled.set()
+        wait(list(parts.values()))
+
+
+def select_tables(discovered: list[Table], only: list[str] | None,
+                  exclude: list[str] | None) -> list[Table]:
+    """The tables to back up, in dependency order; unknown names are an error."""
+    require_schema(discovered)
+    known = {t.name for t in discovered}
+    unknown = [n for n in [*(only or []), *(exclude or [])] if n not in known]
+    if unknown:
+        raise OpsError(f"unknown table(s): {summarize(unknown)}",
+                       hint=f"Tables in this database: {summarize(sorted(known), 30)}")
+    chosen = [t for t in discovered
+              if (not only or t.name in only) and t.name not in (exclude or [])]
+    if not chosen:
+        raise OpsError("no tables left to back up after --tables/--exclude-tables")
+    return chosen
+
+
+def copy_query(table: Table) -> sql.Composed:
+    """COPY of one JSON object per row, keys renamed, in primary-key order.
+
+    `r.*` names the whole row even when a column is called `r`. Tables without a primary key
+    are ordered by their JSON text, which is stable for unchanged data. BINARY format hands us
+    the JSON text as is: no COPY text escaping to undo. A `json` column (unlike jsonb, it
+    keeps its input text: spacing, key order, duplicate keys) is written as that text, in a
+    JSON string, so a restore gives back the very same text.
+    """
+    keys = column_keys(table.column_names)
+    select = sql.SQL(", ").join(
+        sql.SQL("{} AS {}").format(_as_written(column), sql.Identifier(keys[column.name]))
+        for column in table.columns)
+    rows = sql.SQL("SELECT {} AS j FROM (SELECT {} FROM {}) r").format(
+        _row_json(table, keys), select, table.ident)
+    if table.primary_key:
+        order = sql.SQL(", ").join(sql.SQL("r.{}").format(sql.Identifier(keys[c]))
+                                   for c in table.primary_key)
+        query = sql.SQL("{} ORDER BY {}").format(rows, order)
+    else:
+        query = sql.SQL('SELECT j FROM ({}) s ORDER BY j::text COLLATE "C"').format(rows)
+    return sql.SQL("COPY ({}) TO STDOUT (FORMAT binary)").format(query)
+
+
+def json_text_keys(table: Table) -> list[str]:
+    """The keys of `json` columns, whose values the file holds as exact text (meta jsonText)."""
+    keys = column_keys(table.column_names)
+    return [keys[c.name] for c in table.columns if c.json_type == "json"]
+
+
+def _as_written(column: Column) -> sql.Composable:
+    if column.json_type == "json":
+        cast = "text[]" if column.is_array else "text"
+        return sql.SQL("to_json({}::{})").format(sql.Identifier(column.name), sql.SQL(cast))
+    return sql.Identifier(column.name)
+
+
+def _row_json(table: Table, keys: dict[str, str]) -> sql.Composable:
+    """row_to_json of the row, plus the JSON_NULL_KEY field when a jsonb value is JSON null.
+
+    row_to_json writes SQL NULL and JSON null alike as `null`; the extra field (rare, so it
+    is appended to the text only for the rows that need it) names the columns - and for
+    jsonb arrays the 1-based elements - that hold JSON null, so a restore brings back each.
+    """
+    whole = sql.SQL("row_to_json(r.*)")
+    marks: list[tuple[str, sql.Composable, sql.Composable]] = []  # (key, condition, value)
+    for column in table.columns:
+        if column.json_type != "jsonb":
+            continue
+        key = keys[column.name]
+        ref = sql.SQL("r.{}").format(sql.Identifier(key))
+        if column.is_array:
+            nulls = sql.SQL("(SELECT json_agg(u.i) FROM unnest({}) WITH ORDINALITY u(v, i) "
+                            "WHERE jsonb_typeof(u.v) = 'null')").format(ref)
+            marks.append((key, sql.SQL("{} IS NOT NULL").format(nulls), nulls))
+        else:
+            condition = sql.SQL("jsonb_typeof({}) = 'null'").format(ref)
+            marks.append((key, condition,
+                          sql.SQL("CASE WHEN {} THEN true END").format(condition)))
+    if not marks:
+        return whole
+    flagged = sql.SQL("json_strip_nulls(json_build_object({}))").format(sql.SQL(", ").join(
+        sql.SQL("{}, {}").format(sql.Literal(key), value) for key, _, value in marks))
+    return sql.SQL("CASE WHEN {any} THEN left({whole}::text, -1) || {prefix} || {flagged}::text "
+                   "|| '}}' ELSE {whole}::text END").format(
+        any=sql.SQL(" OR ").join(condition for _, condition, _ in marks), whole=whole,
+        prefix=sql.Literal(f',"{JSON_NULL_KEY}":'), flagged=flagged)
+
+
+_BINARY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
+_BINARY_TRAILER = b"\xff\xff"
+_ONE_FIELD = b"\x00\x01"
+
+
+def _stream_table(conn: psycopg.Connection, table: Table, write: Callable[[bytes], None],
+                  advance: Callable[[int], None]) -> tuple[int, str]:
+    """Copy one table's rows into the file, ~1 MB at a time; returns (rows, sha256 hex)."""
+    digest = hashlib.sha256()
+    rows = 0
+    first = True
+    pending: list[bytes] = []
+    pending_bytes = 0
+
+    def flush() -> None:
+        nonlocal first, pending_bytes
+        block = json_lines(pending)
+        digest.update(block)  # row lines each followed by \n: exactly the contract's hash
+        if not first:
+            write(b",\n")
+        write(block[:-1].replace(b"\n", b",\n"))
+        advance(len(pending))
+        first = False
+        pending.clear()
+        pending_bytes = 0
+
+    with conn.cursor().copy(copy_query(table)) as copy:
+        header = True
+        for data in copy:  # PostgreSQL sends one row per message
+            if header:
+                data = _skip_binary_header(data)
+                header = False
+            if data == _BINARY_TRAILER:
+                break
+            # A row is: field count (1), 4-byte length, the JSON text.
+            if data[:2] != _ONE_FIELD or len(data) != 6 + int.from_bytes(data[2:6], "big"):
+                raise OpsError(f"unexpected COPY BINARY framing in table {table.name}")
+            if len(data) > MAX_ROW_BYTES:
+                raise OpsError(f"table {table.name} row {rows + 1} is {len(data) >> 20} MB as "
+                               f"JSON, more than the {MAX_ROW_BYTES >> 20} MB a restore reads; "
+                               "no backup file was written")
+            pending.append(data[6:])
+            pending_bytes += len(data)
+            rows += 1
+            if pending_bytes >= BLOCK_BYTES:
+                flush()
+        for _ in copy:  # drain to the end of the COPY
+            pass
+    if pending:
+        flush()
+    if rows:
+        write(b"\n")
+    return rows, digest.hexdigest()
+
+
+def _skip_binary_header(data: memoryview | bytes) -> memoryview | bytes:
+    if data[:11] != _BINARY_SIGNATURE:
+        raise OpsError("unexpected COPY BINARY header from the server")
+    extension = int.from_bytes(data[15:19], "big")
+    return data[19 + extension:]
+
+
+def json_lines(rows: list[bytes]) -> bytes:
+    """The rows' JSON texts, one per line, each followed by a newline.
+
+    row_to_json escapes control characters inside strings, so a raw newline or carriage
+    return can only be whitespace between tokens, copied verbatim from a `json` column;
+    it becomes a space (the same JSON value) so every row stays on one line.
+    """
+    block = b"\n".join(rows) + b"\n"
+    if block.count(b"\n") == len(rows) and b"\r" not in block:
+        return block
+    return b"\n".join(bytes(r).replace(b"\n", b" ").replace(b"\r", b" ") for r in rows) + b"\n"
+
+
+def _estimated_rows(conn: psycopg.Connection, tables: list[Table]) -> dict[str, int]:
+    """Planner estimates (free), only to decide on and size progress bars."""
+    found = conn.execute(
+        "SELECT c.relname, c.reltuples::bigint FROM pg_class c "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = %s AND c.relname = ANY(%s)",
+        (APP_SCHEMA, [t.name for t in tables]),
+    ).fetchall()
+    return {name: max(0, estimate) for name, estimate in found}
+
+
+def _progress(report: Reporter, name: str,
+              estimate: int) -> AbstractContextManager[Callable[[int], None]]:
+    """A progress bar only for tables big enough to take a while."""
+    if estimate >= PROGRESS_MIN_ROWS:
+        return report.progress(f"📦 {name}", estimate)
+    return nullcontext(_no_progress)
+
+
+def _no_progress(n: int = 1) -> None:
+    return None

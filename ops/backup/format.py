@@ -1,0 +1,252 @@
+"""The backup file format: the contract between `backup`, `verify` and `restore`.
+
+Compatible with the seed tool's JSON (`{"timestamp", "version": "1.0", "tables": {...}}`,
+rows keyed by camelCase field names) and laid out so a reader can stream it line by line:
+
+    {"timestamp": "2024-01-08T14:30:45.123Z", "version": "1.0", "tables": {
+    "tenants": [
+    {"id":1,"name":"SysTech","plan":"enterprise",...},
+    {"id":2,...}
+    ],
+    "clients": [
+    ],
+    ...
+    },
+    "meta": {...}}
+
+- Exactly one row per line inside each table's array; table openers (`"name": [`) and closers
+  (`]` or `],`) on their own lines. Rows are what PostgreSQL's row_to_json produces under the
+  session settings pinned by the backup (UTC, ISO dates, ISO 8601 intervals, hex bytea,
+  shortest-exact floats), with keys renamed by `column_keys` (camelCase unless that would
+  collide). Every column is present, generated ones too; NULL is `null`. NaN and ±Infinity
+  (numeric, float) are the strings "NaN"/"Infinity"/"-Infinity". A `json` column (which,
+  unlike jsonb, keeps its input text) is written as that exact text in a JSON string; meta
+  `jsonText` lists those keys per table. A jsonb value that is JSON null (not SQL NULL,
+  which is `null`) is named in one extra field of that row only, `"$jsonNull"`:
+  {"key": true} for a column, {"key": [1-based positions]} for JSON-null elements of a
+  jsonb array.
+- No row line is longer than MAX_ROW_BYTES (the writer refuses to write one, readers to
+  read one). A UTF-8 byte-order mark before the first line is ignored.
+- Exact byte layout (what `header_line`, `table_open_line`, `table_close_line`, `TABLES_END`
+  and `meta_line` write; the parse_* helpers read it back):
+      line 1            {"timestamp": "<iso>", "version": "1.0", "tables": {
+      per table         "<name>": [            (then its rows, then)   ]  or  ],
+      after the tables  },
+      last line         "meta": {...}}
+- `meta` comes last (counts and checksums are known only after streaming). It holds: tool,
+  toolVersion, alembicRevision, database (name only), serverVersion, tables (ordered list),
+  columns {table: [column, ...]}, rowCounts {table: n}, sha256 {table: hex}, totalRows,
+  partial (null, or {"tables": [...], "excludeTables": [...]} as given), compressed,
+  jsonText {table: [key, ...]}.
+- A table's sha256 is over each row line's UTF-8 bytes (without the separating comma) followed
+  by b"\\n", in file order: `verify` recomputes it without parsing rows.
+- Files we did not write (the seed tool's, or re-indented ones) are still valid JSON; readers
+  fall back to a streaming parser for them.
+- `.json.gz` is gzip of the same bytes; readers detect gzip by its magic bytes, not the name.
+  Our writer puts the meta line in a gzip member of its own (concatenated members are plain
+  gzip to every reader) so `read_meta` finds it from the file's tail without decompressing
+  the whole file.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+import zlib
+from collections.abc import Iterable
+from pathlib import Path
+from typing import BinaryIO
+
+from ops.core.limits import summarize
+
+FORMAT_VERSION = "1.0"
+SUPPORTED_VERSIONS = frozenset({"1.0"})
+GZIP_MAGIC = b"\x1f\x8b"
+BOM = b"\xef\xbb\xbf"  # readers skip a UTF-8 byte-order mark an editor may have added
+# No row may be longer than this (a backup refuses to write one, readers to read one), so a
+# hostile file cannot make a reader hold more than this much at a time.
+MAX_ROW_BYTES = 256 << 20
+# The extra field a row carries when a jsonb value is JSON null (see above).
+JSON_NULL_KEY = "$jsonNull"
+
+_CAMEL_BOUNDARY = re.compile(r"_([a-z0-9])")
+_SNAKE_BOUNDARY = re.compile(r"(?<=[a-z0-9])([A-Z])")
+
+
+def camel_case(column: str) -> str:
+    """tenant_id -> tenantId (the seed's JSON keys)."""
+    return _CAMEL_BOUNDARY.sub(lambda m: m.group(1).upper(), column)
+
+
+def snake_case(key: str) -> str:
+    """tenantId -> tenant_id."""
+    return _SNAKE_BOUNDARY.sub(lambda m: "_" + m.group(1).lower(), key)
+
+
+def key_to_column(columns: list[str]) -> dict[str, str]:
+    """Map every accepted JSON key (camelCase and the column's own name) to its column."""
+    mapping: dict[str, str] = {}
+    for column in columns:
+        mapping[camel_case(column)] = column
+    for column in columns:  # the exact name wins over a camelCase collision
+        mapping[column] = column
+    return mapping
+
+
+def column_keys(columns: Iterable[str]) -> dict[str, str]:
+    """The JSON key each column is written under: camelCase, unless that would be ambiguous.
+
+    A camelCase key that another column also produces, or that is another column's own name,
+    would lose a column on the way back; such columns keep their exact name, so
+    `key_to_column(columns)[column_keys(columns)[c]] == c` always holds.
+    """
+    names = list(columns)
+    camel = {c: camel_case(c) for c in names}
+    producers: dict[str, int] = {}
+    for key in camel.values():
+        producers[key] = producers.get(key, 0) + 1
+    exact = set(names)
+    return {
+        c: key if key == c or (producers[key] == 1 and key not in exact) else c
+        for c, key in camel.items()
+    }
+
+
+# --- the exact line layout our writer produces (see the module docstring) ------------------
+
+TABLES_END = b"},\n"
+META_PREFIX = b'"meta": '
+_HEADER_END = b'"tables": {\n'
+
+
+def header_line(timestamp: str, version: str = FORMAT_VERSION) -> bytes:
+    return (f'{{"timestamp": {json.dumps(timestamp)}, "version": {json.dumps(version)}, '
+            '"tables": {\n').encode()
+
+
+def table_open_line(name: str) -> bytes:
+    return json.dumps(name, ensure_ascii=False).encode() + b": [\n"
+
+
+def table_close_line(last: bool) -> bytes:
+    return b"]\n" if last else b"],\n"
+
+
+def meta_line(meta: dict) -> bytes:
+    return META_PREFIX + json.dumps(meta, ensure_ascii=False).encode() + b"}\n"
+
+
+def parse_header(line: bytes) -> dict | None:
+    """{"timestamp", "version"} from our first line; None when the file is laid out otherwise."""
+    if not (line.startswith(b'{"timestamp": ') and line.endswith(_HEADER_END)):
+        return None
+    try:
+        value = json.loads(line + b"}}")
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) and value.get("tables") == {} else None
+
+
+def parse_table_open(line: bytes) -> str | None:
+    """The table name of a `"name": [` line, None for anything else."""
+    if not (line.startswith(b'"') and line.endswith(b": [\n")):
+        return None
+    try:
+        value = json.loads(b"{" + line[:-1] + b"]}")
+    except ValueError:
+        return None
+    return next(iter(value)) if isinstance(value, dict) and len(value) == 1 else None
+
+
+def parse_meta_line(line: bytes) -> dict | None:
+    """The meta object of our last line, None for anything else."""
+    if not line.startswith(META_PREFIX):
+        return None
+    try:
+        value = json.loads(b"{" + line)
+    except ValueError:
+        return None
+    meta = value.get("meta") if isinstance(value, dict) else None
+    return meta if isinstance(meta, dict) else None
+
+
+def describe_partial(meta: dict | None) -> str | None:
+    """What a --tables/--exclude-tables backup holds, from its meta; None for a full one."""
+    partial = (meta or {}).get("partial")
+    if not isinstance(partial, dict):
+        return None
+    only = [str(t) for t in partial.get("tables") or []]
+    without = [str(t) for t in partial.get("excludeTables") or []]
+    return f"only {summarize(only)}" if only else f"without {summarize(without)}"
+
+
+# --- reading meta from the tail, without streaming the whole file -------------------------
+
+_TAIL_WINDOWS = (64 * 1024, 4 * 1024 * 1024)
+
+
+def read_meta(path: Path) -> dict | None:
+    """The meta object of a backup we wrote, read from the file's tail; None when absent.
+
+    None means: not our layout (e.g. the seed tool's file), or cut short (an interrupted or
+    truncated backup never has its meta line). Cheap: reads at most a few MB from the end.
+    Corruption in the middle is `verify`'s job.
+    """
+    try:
+        size = path.stat().st_size
+        gz = is_gzip(path)
+        with path.open("rb") as fh:
+            for window in _TAIL_WINDOWS:
+                fh.seek(max(0, size - window))
+                tail = fh.read()
+                meta = _meta_in_gzip_tail(tail) if gz else _meta_in_tail(tail)
+                if meta is not None or window >= size:
+                    return meta
+    except OSError:
+        return None
+    return None
+
+
+def _meta_in_tail(tail: bytes) -> dict | None:
+    tail = tail.rstrip(b" \t\r\n")
+    start = tail.rfind(b"\n" + META_PREFIX)
+    if start < 0:
+        return None
+    return parse_meta_line(tail[start + 1:] + b"\n")
+
+
+_META_MAX = _TAIL_WINDOWS[-1]  # our meta line is far smaller: a bigger member is not it
+_MEMBER_TRIES = 64  # gzip headers tried from the end before giving up on a file
+
+
+def _meta_in_gzip_tail(tail: bytes) -> dict | None:
+    """Find the last gzip member (our meta member) by trying each gzip header from the end.
+
+    Each try inflates at most _META_MAX bytes, so a decompression bomb costs no more.
+    """
+    start = len(tail)
+    for _ in range(_MEMBER_TRIES):
+        start = tail.rfind(GZIP_MAGIC + b"\x08", 0, start)
+        if start < 0:
+            break
+        inflater = zlib.decompressobj(wbits=31)
+        try:
+            data = inflater.decompress(tail[start:], _META_MAX)
+        except zlib.error:
+            continue
+        if inflater.eof and not inflater.unused_data and data.startswith(META_PREFIX):
+            return parse_meta_line(data)
+    return None
+
+
+def is_gzip(path: Path) -> bool:
+    with path.open("rb") as fh:
+        return fh.read(2) == GZIP_MAGIC
+
+
+def open_backup(path: Path) -> BinaryIO:
+    """Open a backup for reading as bytes, decompressing when the content is gzip."""
+    if is_gzip(path):
+        return gzip.open(path, "rb")  # type: ignore[return-value]
+    return path.open("rb")

@@ -1,0 +1,119 @@
+"""`prune`: delete old backups by count and/or age, never the newest good one.
+
+A file is deleted only when every rule given allows it (outside the `keep` newest AND older
+than `older_than`), so adding a rule can only keep more. Backups and pre-restore safety
+backups are counted separately; files that are not backups are never touched, except the
+hidden temp files of runs killed more than a day ago (no run takes that long).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from ops.backup.files import BackupFile, leftover_partials, list_backups, looks_complete, utc_now
+from ops.core.errors import OpsError
+from ops.core.output import SILENT, Reporter, human_size, suggest
+
+STALE_TEMP_AGE = timedelta(days=1)
+_AGE = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+@dataclass
+class PruneResult:
+    backup_dir: Path
+    dry_run: bool
+    delete: list[str] = field(default_factory=list)  # names, newest first
+    keep: list[str] = field(default_factory=list)
+    protected: str | None = None  # the newest good backup, kept although the rules matched it
+    freed_bytes: int = 0
+    stale_temp_files: list[str] = field(default_factory=list)  # killed runs' .partial files
+
+
+def parse_age(text: str) -> timedelta:
+    """`14d`, `12h`, `2w`, `30m`, `90s` -> timedelta."""
+    match = _AGE.match(text)
+    if not match:
+        raise OpsError(f"cannot read age {text!r}",
+                       hint="Use a number and a unit: 90s, 30m, 12h, 14d or 2w.", exit_code=2)
+    return timedelta(**{_UNITS[match[2]]: int(match[1])})
+
+
+def plan_prune(backups: list[BackupFile], *, keep: int | None, older_than: timedelta | None,
+               now: datetime) -> tuple[list[BackupFile], BackupFile | None]:
+    """(files to delete, the newest good backup the rules wanted but may not delete)."""
+    if keep is None and older_than is None:
+        raise OpsError("say what to prune: --keep N and/or --older-than AGE",
+                       hint=f"e.g. {suggest('prune --keep 10')} or "
+                       f"{suggest('prune --older-than 14d')}.",
+                       exit_code=2)
+    if keep is not None and keep < 0:
+        raise OpsError("--keep must be 0 or more", exit_code=2)
+    doomed: list[BackupFile] = []
+    for safety in (False, True):
+        group = [b for b in backups if b.safety == safety]  # already newest first
+        for index, found in enumerate(group):
+            beyond_keep = keep is None or index >= keep
+            old_enough = older_than is None or found.timestamp < now - older_than
+            if beyond_keep and old_enough:
+                doomed.append(found)
+    newest_good = next((b for b in backups if not b.safety and looks_complete(b.path)), None)
+    protected = newest_good if newest_good in doomed else None
+    doomed = [b for b in doomed if b != newest_good]
+    doomed.sort(key=lambda b: (b.timestamp, b.name), reverse=True)
+    return doomed, protected
+
+
+def prune(backup_dir: Path, *, keep: int | None = None, older_than: timedelta | None = None,
+          yes: bool = False, report: Reporter = SILENT,
+          now: datetime | None = None) -> PruneResult:
+    """Show (and with yes=True, delete) the backups the rules select."""
+    backups = list_backups(backup_dir)
+    doomed, protected = plan_prune(backups, keep=keep, older_than=older_than,
+                                   now=now or utc_now())
+    result = PruneResult(backup_dir=backup_dir, dry_run=not yes,
+                         delete=[b.name for b in doomed],
+                         keep=[b.name for b in backups if b not in doomed],
+                         protected=protected.name if protected else None)
+    report.line(f"🧹 {len(backups)} backup(s) in {backup_dir}: keeping {len(result.keep)}, "
+                f"{'deleting' if yes else 'would delete'} {len(doomed)}")
+    if protected:
+        report.line(f"🛡️  Keeping {protected.name}: it is the newest good backup")
+    for found in doomed:
+        report.line(f"🗑️  {found.name} ({human_size(found.size)})")
+        if yes:
+            try:
+                found.path.unlink(missing_ok=True)
+            except OSError as exc:
+                raise OpsError(f"cannot delete {found.path}: {exc.strerror}") from None
+        result.freed_bytes += found.size
+    _remove_stale_temp_files(backup_dir, result, yes, now or utc_now(), report)
+    if not doomed and not result.stale_temp_files:
+        report.line("✅ Nothing to prune.")
+    elif yes:
+        report.line(f"✅ Deleted {len(doomed)} backup(s), {human_size(result.freed_bytes)} freed")
+    else:
+        report.line(f"ℹ️  Dry run: nothing deleted. Re-run with --yes to delete "
+                    f"{len(doomed)} file(s) ({human_size(result.freed_bytes)}).")
+    return result
+
+
+def _remove_stale_temp_files(backup_dir: Path, result: PruneResult, yes: bool, now: datetime,
+                             report: Reporter) -> None:
+    """Temp files left by runs killed (kill -9, power loss) more than a day ago."""
+    cutoff = (now - STALE_TEMP_AGE).timestamp()
+    for path in leftover_partials(backup_dir):
+        try:
+            if path.stat().st_mtime >= cutoff:
+                continue
+            if yes:
+                path.unlink(missing_ok=True)
+        except OSError:
+            continue
+        result.stale_temp_files.append(path.name)
+    if result.stale_temp_files:
+        report.line(f"🧹 {'Deleted' if yes else 'Would delete'} "
+                    f"{len(result.stale_temp_files)} temp file(s) of runs killed over a day ago")

@@ -1,0 +1,547 @@
+"""Finding a backup file and reading it as a stream of tables and rows, in bounded memory.
+
+Two readers behind one interface:
+- the line reader, for files laid out as `ops.backup.format` describes (one row per line):
+  each row is one fast parse, and per-table sha256 / row counts are checked against meta;
+- a streaming reader for every other layout of the same JSON, e.g. the seed tool's
+  pretty-printed files: the structure is walked by hand and each row decoded on its own.
+Numbers are parsed exactly (non-integers as Decimal, never float; integers of any length).
+No row may exceed MAX_ROW_BYTES, so a hostile file (one giant line or string) is refused
+after reading that much, never loaded whole.
+
+Every problem with the file becomes one OpsError naming the table, the row and (for the line
+reader) the file line.
+"""
+
+from __future__ import annotations
+
+import codecs
+import gzip
+import hashlib
+import json
+import re
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import orjson
+
+from ops.backup.files import latest_complete_backup, list_backups
+from ops.backup.format import (
+    BOM,
+    MAX_ROW_BYTES,
+    SUPPORTED_VERSIONS,
+    open_backup,
+    parse_header,
+    parse_table_open,
+    read_meta,
+)
+from ops.core.errors import OpsError
+from ops.core.output import suggest
+
+LINES = "lines"
+STREAMING = "streaming"
+
+_HEADER_MAX = 64 * 1024  # our header line is short; a longer first line means another layout
+_TAIL_MAX = 16 * 1024 * 1024  # what may follow the tables (meta) before we call it garbage
+_TABLE_CLOSERS = frozenset({b"]", b"],"})
+_READ_ERRORS = (EOFError, zlib.error, gzip.BadGzipFile, OSError, UnicodeDecodeError)
+
+Row = tuple[int, int | None, Any]  # (row number in its table, file line or None, value)
+
+
+# ---------------------------------------------------------------- finding the file
+
+
+def resolve_backup(backup_dir: Path, ref: str | None) -> Path:
+    """The file `restore`/`verify` should read: `latest`, a name inside backup_dir, or a path.
+
+    A bare name is looked up in backup_dir and must not resolve outside it (`..`, symlinks);
+    a name not found there may still be a file in the current directory.
+    """
+    if ref in (None, "", "latest"):
+        latest = latest_complete_backup(backup_dir)
+        if latest is None:
+            raise OpsError(f"no complete backup in {backup_dir} to restore",
+                           hint=f"Create one with {suggest('backup')}, or name a file: "
+                           f"{suggest('restore FILE')}.")
+        return latest.path
+    given = Path(ref).expanduser()
+    if given.is_absolute() or len(given.parts) > 1:
+        if given.is_file():
+            return given
+        raise not_found(backup_dir, ref)
+    candidate = backup_dir / ref
+    if not candidate.resolve().is_relative_to(backup_dir.resolve()):
+        raise OpsError(f"refusing backup name {ref!r}: it points outside BACKUP_DIR "
+                       f"({backup_dir})", hint="Give a file name inside BACKUP_DIR, or a path.")
+    if candidate.is_file():
+        return candidate
+    if given.is_file():
+        return given
+    raise not_found(backup_dir, ref)
+
+
+def not_found(backup_dir: Path, ref: str) -> OpsError:
+    names = [b.name for b in list_backups(backup_dir)]
+    if names:
+        shown = ", ".join(names[:10]) + (f" (and {len(names) - 10} more)" if len(names) > 10
+                                         else "")
+        hint = f"Available backups in {backup_dir} (newest first): {shown}"
+    else:
+        hint = f"There are no backups in {backup_dir}; create one with {suggest('backup')}."
+    return OpsError(f"backup not found: {ref}", hint=hint)
+
+
+# ---------------------------------------------------------------- reading it
+
+
+class FileProblem(ValueError):
+    """Something wrong with the file's content: what, and optionally a detail; the reader
+    turns it into one OpsError saying where."""
+
+    def __init__(self, what: str, detail: str = "") -> None:
+        super().__init__(what, detail)
+        self.what = what
+        self.detail = detail
+
+
+@dataclass
+class Section:
+    """One table's rows in file order; `count` is final once `rows` is exhausted.
+
+    Line-layout rows are parsed fast (orjson: non-integers become float); `approximate` is
+    then True and `exact()` re-parses the current row with Decimal, for the caller to use
+    where a float could lose digits (jsonb, unconstrained numeric). Streamed rows are exact.
+    """
+
+    name: str
+    rows: Iterator[Row]
+    first_line: int | None = None  # file line of the first row (line layout)
+    count: int = 0
+    approximate: bool = False
+    raw: bytes = b""  # the current row's JSON text (line layout)
+    json_text: frozenset[str] = frozenset()  # keys holding a `json` column's exact text
+
+    def drain(self) -> None:
+        for _ in self.rows:
+            pass
+
+    def exact(self) -> Any:
+        return exact_loads(self.raw)
+
+
+@dataclass
+class BackupReader:
+    """Open with `with BackupReader(path) as r:`; iterate `r.sections()` once, in order.
+
+    `timestamp`/`version` come from the header; `meta` (None for the seed's files) and the
+    per-table checksums are known after the last section.
+    """
+
+    path: Path
+    decode_rows: bool = True  # False: only walk the structure (line layout: no parsing)
+    layout: str = ""
+    compressed: bool = False
+    timestamp: str | None = None
+    version: str | None = None
+    meta: dict | None = None
+    tail_meta: dict | None = None  # meta read from the file's end when opened (our layout)
+    sha256: dict[str, str] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+    _fh: BinaryIO | None = None
+    _lineno: int = 0
+    _where: str = "at the start"
+
+    # -- opening
+
+    def __enter__(self) -> BackupReader:
+        try:
+            self._open()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _open(self) -> None:
+        try:
+            self._fh = open_backup(self.path)
+            self.compressed = isinstance(self._fh, gzip.GzipFile)
+            start = 3 if self._fh.read(3) == BOM else 0  # an editor's byte-order mark
+            self._fh.seek(start)
+            first = self._fh.readline(_HEADER_MAX)
+            header = parse_header(first)
+            if header is None:
+                self.layout = STREAMING
+                self._fh.seek(start)
+                return
+        except _READ_ERRORS as exc:
+            raise self.error(f"cannot read the file ({exc})") from None
+        self.layout = LINES
+        self._lineno = 1
+        self._take_header(header)
+        self.tail_meta = read_meta(self.path)
+
+    def json_text_keys(self, table: str) -> frozenset[str]:
+        """Keys whose values are the exact text of a `json` column (meta `jsonText`)."""
+        listed = (self.tail_meta or {}).get("jsonText")
+        keys = listed.get(table) if isinstance(listed, dict) else None
+        return frozenset(k for k in keys if isinstance(k, str)) if isinstance(keys, list) \
+            else frozenset()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+    def _take_header(self, header: dict) -> None:
+        timestamp = header.get("timestamp")
+        self.timestamp = timestamp if isinstance(timestamp, str) else None
+        version = header.get("version")
+        if version is None:
+            raise self.error("no \"version\" field: not a Tasklets backup file")
+        if version not in SUPPORTED_VERSIONS:
+            raise self.error(f"unknown backup format version {version!r} "
+                             f"(supported: {', '.join(sorted(SUPPORTED_VERSIONS))})")
+        self.version = version
+
+    def error(self, detail: str) -> OpsError:
+        return OpsError(f"bad backup {self.path.name}: {detail}; nothing was changed",
+                        hint=f"Check the file ({suggest('verify FILE')}) or pick another backup.")
+
+    # -- iterating
+
+    def sections(self) -> Iterator[Section]:
+        """Each table in file order; the caller consumes (or drains) one before the next."""
+        inner = self._line_sections() if self.layout == LINES else self._stream_sections()
+        seen: set[str] = set()
+        with self._reading():
+            for section in inner:
+                if section.name in seen:
+                    raise self.error(f"table {section.name!r} appears twice")
+                seen.add(section.name)
+                self._where = f"in table {section.name!r}"
+                yield section
+                section.drain()
+                self.counts[section.name] = section.count
+                self._where = f"after table {section.name!r}"
+
+    @contextmanager
+    def _reading(self) -> Iterator[None]:
+        """Turn decompression and parser failures into one line saying where they happened."""
+        try:
+            yield
+        except _READ_ERRORS as exc:
+            raise self.error(f"the file is truncated or corrupt {self._where} ({exc})") from None
+        except FileProblem as exc:
+            detail = f" ({exc.detail})" if exc.detail else ""
+            raise self.error(f"{exc.what} {self._where}{detail}") from None
+
+    def verify_meta(self) -> bool:
+        """Check row counts (and sha256, line layout) against meta; True when meta had any."""
+        meta = self.meta
+        if meta is None:
+            return False
+        counts = meta.get("rowCounts")
+        if isinstance(counts, dict):
+            for name, expected in counts.items():
+                if name not in self.counts:
+                    raise self.error(f"meta lists table {name!r} but the file has no such table "
+                                     "(truncated or edited)")
+                if self.counts[name] != expected:
+                    raise self.error(f"table {name!r} has {self.counts[name]} rows but meta "
+                                     f"says {expected} (truncated or edited)")
+        sums = meta.get("sha256")
+        if self.layout == LINES and isinstance(sums, dict):
+            for name, expected in sums.items():
+                if self.sha256.get(name, expected) != expected:
+                    raise self.error(f"table {name!r} does not match its sha256 in meta "
+                                     "(the file was modified or corrupted)")
+        return True
+
+    # -- the line layout (ours)
+
+    def _readline(self) -> bytes:
+        """The next line, at most MAX_ROW_BYTES: a longer one is refused before it is read."""
+        assert self._fh is not None
+        raw = self._fh.readline(MAX_ROW_BYTES + 1)
+        if len(raw) > MAX_ROW_BYTES:
+            raise self.error(f"line {self._lineno + 1} {self._where} is longer than "
+                             f"{MAX_ROW_BYTES >> 20} MB (no row is that large)")
+        return raw
+
+    def _line_sections(self) -> Iterator[Section]:
+        fh = self._fh
+        assert fh is not None
+        while raw := self._readline():
+            self._lineno += 1
+            text = raw.strip()
+            if not text:
+                continue
+            if text.startswith(b'"'):
+                name = parse_table_open(raw)
+                if name is None:
+                    raise self.error(f"line {self._lineno}: expected `\"table\": [`")
+                section = Section(name, iter(()), self._lineno + 1, approximate=True,
+                                  json_text=self.json_text_keys(name))
+                section.rows = self._line_rows(section)
+                yield section
+            elif text.startswith(b"}"):
+                self._take_tail(text + fh.read(_TAIL_MAX))
+                return
+            else:
+                raise self.error(f"line {self._lineno}: unexpected content outside a table")
+        raise self.error(f"the file is truncated {self._where} (it ends before the tables "
+                         "are closed)")
+
+    def _line_rows(self, section: Section) -> Iterator[Row]:
+        digest = hashlib.sha256()
+        decode_rows = self.decode_rows
+        readline = self._readline
+        count = 0
+        with self._reading():
+            while raw := readline():
+                self._lineno += 1
+                if not raw.endswith(b"\n"):  # only the last line of a file cut short lacks one
+                    raise self.error(f"the file is truncated in table {section.name!r} after row "
+                                     f"{count} (line {self._lineno})")
+                content = raw.strip()
+                if content in _TABLE_CLOSERS:
+                    break
+                if not content:
+                    continue
+                if content.endswith(b","):
+                    content = content[:-1]
+                digest.update(content)
+                digest.update(b"\n")
+                count += 1
+                section.count = count
+                if not decode_rows:
+                    continue
+                section.raw = content
+                try:
+                    value = fast_loads(content)
+                except ValueError:  # not JSON - or an integer beyond 64 bits: exact parser
+                    try:
+                        value = exact_loads(content)
+                    except (ValueError, RecursionError) as exc:
+                        raise self.error(f"table {section.name!r} row {count} (line "
+                                         f"{self._lineno}) is not valid JSON: "
+                                         f"{_first_line(exc)}") from None
+                yield count, self._lineno, value
+            else:
+                raise self.error(f"the file is truncated in table {section.name!r} after row "
+                                 f"{count} (line {self._lineno})")
+        self.sha256[section.name] = digest.hexdigest()
+
+    def _take_tail(self, tail: bytes) -> None:
+        """What follows the tables object: `}}` (seed) or `}, "meta": {...}}`."""
+        rest = tail[1:].strip()
+        if rest == b"}":
+            return
+        try:
+            if not rest.startswith(b","):
+                raise ValueError("expected `,` or `}`")
+            found = exact_loads(b"{" + rest[1:])
+        except (ValueError, RecursionError) as exc:
+            raise self.error(f"the end of the file (after the tables) is truncated or not "
+                             f"valid JSON: {_first_line(exc)}") from None
+        meta = found.get("meta")
+        if meta is not None and not isinstance(meta, dict):
+            raise self.error("\"meta\" is not an object")
+        self.meta = meta
+
+    # -- any other layout (the seed's pretty-printed files)
+
+    def _stream_sections(self) -> Iterator[Section]:
+        assert self._fh is not None
+        doc = JsonStream(self._fh)
+        if doc.peek() != "{":
+            raise self.error("not valid JSON or truncated: the file is not a JSON object "
+                             "with \"tables\" (not a Tasklets backup)")
+        doc.expect("{")
+        seen_tables = False
+        for key in doc.members():
+            if key != "tables":
+                value = doc.value()
+                if key == "version":
+                    self._take_header({"version": value, "timestamp": self.timestamp})
+                elif key == "timestamp":
+                    self.timestamp = value if isinstance(value, str) else None
+                elif key == "meta":
+                    if not isinstance(value, dict):
+                        raise self.error("\"meta\" is not an object")
+                    self.meta = value
+                continue
+            if doc.peek() != "{":
+                raise self.error("\"tables\" is not an object of table name -> rows")
+            doc.expect("{")
+            seen_tables = True
+            for name in doc.members():
+                if doc.peek() != "[":
+                    raise self.error(f"table {name!r} is not a list of rows")
+                doc.expect("[")
+                section = Section(name, iter(()))
+                section.rows = self._stream_rows(doc, section)
+                yield section
+        doc.end()
+        if self.version is None:
+            raise self.error("no \"version\" field: not a Tasklets backup file")
+        if not seen_tables:
+            raise self.error("no \"tables\" object: not a Tasklets backup file")
+
+    def _stream_rows(self, doc: JsonStream, section: Section) -> Iterator[Row]:
+        count = 0
+        with self._reading():
+            for _ in doc.elements():
+                try:
+                    row = doc.value()
+                except FileProblem as exc:
+                    detail = f"row {count + 1}" + (f": {exc.detail}" if exc.detail else "")
+                    raise FileProblem(exc.what, detail) from None
+                count += 1
+                section.count = count
+                yield count, None, row
+
+
+def _first_line(exc: BaseException) -> str:
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    return (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
+
+
+_INT_DIGITS_SAFE = 4000  # below Python's int-parsing limit; longer integers stay Decimal
+
+
+def _parse_int(text: str) -> int | Decimal:
+    """An integer of any length: Python refuses to parse very long ones, Decimal does not
+    (and keeps every digit, which is all a numeric or jsonb column needs)."""
+    return int(text) if len(text) < _INT_DIGITS_SAFE else Decimal(text)
+
+
+_DECODER = json.JSONDecoder(parse_float=Decimal, parse_int=_parse_int)
+fast_loads = orjson.loads
+
+
+def exact_loads(content: bytes) -> Any:
+    """One JSON value, non-integers as Decimal (digits kept: 22.30 stays 22.30)."""
+    text = content.decode()
+    value, end = _DECODER.raw_decode(text)
+    if end != len(text):
+        raise ValueError("extra content after the row")
+    return value
+
+
+_WHITESPACE = re.compile(r"[ \t\n\r]*")
+_CHUNK = 1 << 20
+
+
+class JsonStream:
+    """One JSON document read incrementally: objects and arrays walked by hand, every other
+    value (a row, a key, meta) decoded whole by the exact C decoder.
+
+    Memory is bounded by the largest single value, itself capped at MAX_ROW_BYTES: a value
+    that has not ended by then is refused.
+    """
+
+    def __init__(self, fh: BinaryIO) -> None:
+        self._fh = fh
+        self._decode = codecs.getincrementaldecoder("utf-8")().decode
+        self._buf = ""
+        self._pos = 0
+        self._eof = False
+
+    def _more(self, at_least: int = _CHUNK) -> None:
+        """Append at least `at_least` more characters (less only at the end of the file)."""
+        if self._pos:
+            self._buf = self._buf[self._pos:]
+            self._pos = 0
+        target = len(self._buf) + at_least
+        while len(self._buf) < target and not self._eof:
+            chunk = self._fh.read(max(_CHUNK, at_least))
+            self._buf += self._decode(chunk, final=not chunk)
+            self._eof = not chunk
+
+    def peek(self) -> str:
+        """The next character that is not whitespace ("" at the end of the file)."""
+        while True:
+            self._pos = _WHITESPACE.match(self._buf, self._pos).end()
+            if self._pos < len(self._buf):
+                return self._buf[self._pos]
+            if self._eof:
+                return ""
+            self._more()
+
+    def expect(self, char: str) -> None:
+        found = self.peek()
+        if found != char:
+            raise FileProblem("not valid JSON or truncated",
+                              f"expected {char!r}, found {found!r}" if found else "")
+        self._pos += 1
+
+    def value(self) -> Any:
+        """The next complete value; reads more until it ends (at most MAX_ROW_BYTES)."""
+        self.peek()
+        while True:
+            try:
+                value, end = _DECODER.raw_decode(self._buf, self._pos)
+                if end < len(self._buf) or self._eof:  # a number may go on past the buffer
+                    self._pos = end
+                    return value
+            except json.JSONDecodeError as exc:
+                if self._eof:
+                    raise FileProblem("not valid JSON or truncated", exc.msg) from None
+            except RecursionError:
+                raise FileProblem("not valid JSON", "nested too deeply") from None
+            pending = len(self._buf) - self._pos
+            if pending > MAX_ROW_BYTES:
+                raise FileProblem(f"a value longer than {MAX_ROW_BYTES >> 20} MB (no row is "
+                                  "that large)")
+            self._more(pending)  # doubling: the retries cost at most twice the value
+
+    def members(self) -> Iterator[str]:
+        """The keys of the object whose `{` was just read; the caller reads each value."""
+        if self.peek() == "}":
+            self._pos += 1
+            return
+        while True:
+            key = self.value()
+            if not isinstance(key, str):
+                raise FileProblem("not valid JSON", "an object key is not a string")
+            self.expect(":")
+            yield key
+            if self.peek() == ",":
+                self._pos += 1
+                continue
+            self.expect("}")
+            return
+
+    def elements(self) -> Iterator[None]:
+        """Once per element of the array whose `[` was just read; the caller reads each."""
+        if self.peek() == "]":
+            self._pos += 1
+            return
+        while True:
+            yield
+            if self.peek() == ",":
+                self._pos += 1
+                continue
+            self.expect("]")
+            return
+
+    def end(self) -> None:
+        if self.peek():
+            raise FileProblem("not valid JSON", "extra content after the end")
+
+
+def table_names(path: Path) -> list[str]:
+    """The tables a backup file holds, in file order (walks the file without decoding rows)."""
+    with BackupReader(path, decode_rows=False) as reader:
+        return [section.name for section in reader.sections()]

@@ -1,0 +1,161 @@
+"""`verify` and `backups`: is a backup file whole, and what does BACKUP_DIR hold?
+
+Verification streams the file through `ops.backup.reader`, the same reader and the same
+parsing restore uses, so "verifies" means "restore will read it": structure, every row parsed
+as restore parses it and shaped alike (an object with the table's fields), per-table row
+counts and sha256 against meta. Files without meta (the seed tool's) verify for structure and
+rows only, and the result says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ops.backup.files import BackupFile, list_backups, looks_complete
+from ops.backup.format import JSON_NULL_KEY, column_keys, describe_partial, read_meta
+from ops.backup.reader import LINES, BackupReader, Section
+from ops.core.errors import OpsError
+from ops.core.limits import summarize
+
+CHECKED_FULL = "structure, row counts and sha256 against meta"
+CHECKED_COUNTS = "structure and row counts against meta"
+CHECKED_STRUCTURE = "structure only (no meta: not written by tasklets-db)"
+
+
+@dataclass
+class VerifyResult:
+    path: Path
+    ok: bool
+    checked: str = ""
+    compressed: bool = False
+    timestamp: str | None = None
+    tables: dict[str, int] = field(default_factory=dict)  # rows found, in file order
+    total_rows: int = 0
+    problem: str | None = None  # one line naming the first bad table
+
+
+def verify_backup(path: Path) -> VerifyResult:
+    """Stream `path` and check it; problems are reported in the result, never raised."""
+    result = VerifyResult(path=path, ok=False)
+    try:
+        with BackupReader(path) as reader:
+            result.compressed = reader.compressed
+            result.timestamp = reader.timestamp
+            fields: dict[str, frozenset[str] | None] = {}
+            shape_problem: OpsError | None = None  # reported after the checksums, which
+            for section in reader.sections():      # say more when the file was modified
+                try:
+                    fields[section.name] = _check_rows(section)
+                except OpsError as exc:
+                    shape_problem = shape_problem or exc
+            result.tables = dict(reader.counts)
+            result.total_rows = sum(reader.counts.values())
+            checked_meta = reader.verify_meta()
+            if shape_problem is not None:
+                raise shape_problem
+            _check_fields_against_meta(reader.meta, fields)
+            if checked_meta:
+                _check_meta_lists_every_table(reader.meta or {}, reader.counts)
+                result.checked = CHECKED_FULL if reader.layout == LINES else CHECKED_COUNTS
+            else:
+                result.checked = CHECKED_STRUCTURE
+    except OpsError as exc:  # the reader words it for restore; nothing is changed here anyway
+        result.problem = exc.message.removeprefix(f"bad backup {path.name}: ").removesuffix(
+            "; nothing was changed")
+        return result
+    except OSError as exc:
+        result.problem = f"cannot read {path}: {exc.strerror or exc}"
+        return result
+    result.ok = True
+    return result
+
+
+def _check_rows(section: Section) -> frozenset[str] | None:
+    """Every row an object with the same fields as the first; returns those fields."""
+    fields: frozenset[str] | None = None
+    for row_no, line_no, row in section.rows:
+        where = f"table {section.name!r} row {row_no}" + (f" (line {line_no})" if line_no else "")
+        if type(row) is not dict:
+            raise OpsError(f"{where} is not an object of field -> value")
+        keys = frozenset(row) - {JSON_NULL_KEY}
+        if fields is None:
+            fields = keys
+        elif keys != fields:
+            differ = sorted(keys ^ fields)
+            raise OpsError(f"{where} has other fields than the table's first row: "
+                           f"{summarize(differ)}")
+    return fields
+
+
+def _check_fields_against_meta(meta: dict | None, fields: dict[str, frozenset[str] | None]
+                               ) -> None:
+    columns = (meta or {}).get("columns")
+    if not isinstance(columns, dict):
+        return
+    for name, found in fields.items():
+        listed = columns.get(name)
+        if found is None or not isinstance(listed, list):
+            continue
+        expected = frozenset(column_keys(listed).values())
+        if found != expected:
+            raise OpsError(f"table {name!r}: its rows' fields differ from the columns meta "
+                           f"lists ({summarize(sorted(found ^ expected))})")
+
+
+def _check_meta_lists_every_table(meta: dict, counts: dict[str, int]) -> None:
+    """The reader checks meta's tables against the file; this checks the other direction."""
+    listed = meta.get("rowCounts")
+    if not isinstance(listed, dict):
+        raise OpsError("meta has no rowCounts")
+    for name in counts:
+        if name not in listed:
+            raise OpsError(f"table {name!r} is in the file but not in meta (edited?)")
+    total = meta.get("totalRows")
+    if isinstance(total, int) and total != sum(counts.values()):
+        raise OpsError(f"meta says {total} rows in total, the file has {sum(counts.values())}")
+
+
+@dataclass
+class ListedBackup:
+    name: str
+    path: Path
+    timestamp: str
+    size_bytes: int
+    compressed: bool
+    safety: bool
+    rows: int | None  # from meta; None for files without it
+    status: str  # verified | complete | incomplete | BAD: <problem>
+    problem: str | None = None
+    partial: str | None = None  # "tables: a, b" / "without: c" for --tables/--exclude backups
+
+
+def describe_backups(backup_dir: Path, *, full_verify: bool = False) -> list[ListedBackup]:
+    """Every backup in backup_dir, newest first, with a cheap completeness check (or a full
+    `verify_backup` when full_verify)."""
+    return [_describe(found, full_verify) for found in list_backups(backup_dir)]
+
+
+def _describe(found: BackupFile, full_verify: bool) -> ListedBackup:
+    meta = read_meta(found.path)
+    rows = meta.get("totalRows") if meta else None
+    problem = None
+    if full_verify:
+        checked = verify_backup(found.path)
+        status = "verified" if checked.ok else "BAD"
+        problem = checked.problem
+        if checked.ok and not meta:
+            status = "verified (structure only)"
+        if rows is None and checked.ok:
+            rows = checked.total_rows
+    elif meta is not None:
+        status = "complete"
+    else:
+        status = "complete (no meta)" if looks_complete(found.path) else "incomplete"
+    return ListedBackup(
+        name=found.name, path=found.path, timestamp=found.timestamp.isoformat(),
+        size_bytes=found.size, compressed=found.compressed, safety=found.safety,
+        rows=rows if isinstance(rows, int) else None, status=status, problem=problem,
+        partial=describe_partial(meta),
+    )
+

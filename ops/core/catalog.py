@@ -1,0 +1,175 @@
+"""Table discovery from the live database: one place, used by backup, restore, reset, status.
+
+Never a hard-coded list: whatever tables the app schema holds (minus Alembic's and the tool's
+own bookkeeping) are the tables, ordered so that referenced tables come before referencing ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import psycopg
+from psycopg import sql
+
+from ops.core.errors import OpsError
+from ops.core.output import suggest
+
+APP_SCHEMA = "public"
+# Tool bookkeeping (like Rails' ar_internal_metadata): never backed up, reset or restored.
+OPS_METADATA_TABLE = "ops_metadata"
+EXCLUDED_TABLES = frozenset({"alembic_version", OPS_METADATA_TABLE})
+
+
+_JSON_TYPES = frozenset({"json", "jsonb"})
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str  # format_type(), e.g. "numeric(10,2)", "text[]", "work_status"
+    nullable: bool
+    generated: bool  # GENERATED ALWAYS AS (...) STORED: never written by a restore
+    identity: str  # "" | "a" (ALWAYS) | "d" (BY DEFAULT)
+    has_default: bool
+
+    @property
+    def is_array(self) -> bool:
+        return self.type.endswith("[]")
+
+    @property
+    def json_type(self) -> str | None:
+        """"json" or "jsonb" for such columns and arrays of them; None otherwise."""
+        base = self.type.removesuffix("[]").removesuffix("[]")
+        return base if base in _JSON_TYPES else None
+
+
+@dataclass(frozen=True)
+class ForeignKey:
+    name: str
+    columns: tuple[str, ...]
+    ref_table: str
+    ref_columns: tuple[str, ...]
+    deferrable: bool
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    columns: tuple[Column, ...]
+    primary_key: tuple[str, ...]
+    foreign_keys: tuple[ForeignKey, ...] = field(default=())
+
+    @property
+    def ident(self) -> sql.Composed:
+        return sql.Identifier(APP_SCHEMA, self.name)
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    @property
+    def writable_columns(self) -> list[Column]:
+        return [c for c in self.columns if not c.generated]
+
+    def order_by(self) -> sql.Composable:
+        """Rows by primary key (or every column when there is none) for stable output."""
+        keys = self.primary_key or tuple(self.column_names)
+        return sql.SQL(", ").join(sql.Identifier(k) for k in keys)
+
+
+_COLUMNS_SQL = """
+SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod), NOT a.attnotnull,
+       a.attgenerated <> '', a.attidentity, a.atthasdef
+FROM pg_class c
+JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+WHERE n.nspname = %(schema)s AND c.relkind IN ('r', 'p') AND NOT c.relispartition
+ORDER BY c.relname, a.attnum
+"""
+
+_CONSTRAINTS_SQL = """
+SELECT c.relname, con.conname, con.contype,
+       ARRAY(SELECT a.attname FROM unnest(con.conkey) WITH ORDINALITY k(n, i)
+             JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.n ORDER BY k.i),
+       rc.relname,
+       ARRAY(SELECT a.attname FROM unnest(con.confkey) WITH ORDINALITY k(n, i)
+             JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.n ORDER BY k.i),
+       con.condeferrable
+FROM pg_constraint con
+JOIN pg_class c ON c.oid = con.conrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+LEFT JOIN pg_class rc ON rc.oid = con.confrelid
+WHERE n.nspname = %(schema)s AND con.contype IN ('p', 'f')
+ORDER BY c.relname, con.conname
+"""
+
+
+def discover_tables(conn: psycopg.Connection, schema: str = APP_SCHEMA) -> list[Table]:
+    """Every app table, in foreign-key dependency order (then by name)."""
+    columns: dict[str, list[Column]] = {}
+    for table, name, typ, nullable, generated, identity, has_default in conn.execute(
+        _COLUMNS_SQL, {"schema": schema}
+    ):
+        if table in EXCLUDED_TABLES:
+            continue
+        columns.setdefault(table, []).append(
+            Column(name, typ, nullable, generated, identity, has_default)
+        )
+    pks: dict[str, tuple[str, ...]] = {}
+    fks: dict[str, list[ForeignKey]] = {}
+    for table, name, kind, cols, ref_table, ref_cols, deferrable in conn.execute(
+        _CONSTRAINTS_SQL, {"schema": schema}
+    ):
+        if table not in columns:
+            continue
+        if kind == "p":
+            pks[table] = tuple(cols)
+        else:
+            fks.setdefault(table, []).append(
+                ForeignKey(name, tuple(cols), ref_table, tuple(ref_cols), deferrable)
+            )
+    tables = {
+        name: Table(name, tuple(cols), pks.get(name, ()), tuple(fks.get(name, ())))
+        for name, cols in columns.items()
+    }
+    return dependency_order(tables)
+
+
+def dependency_order(tables: dict[str, Table]) -> list[Table]:
+    """Referenced tables first; ties and cycles broken by name so the order is stable."""
+    remaining = dict(sorted(tables.items()))
+    ordered: list[Table] = []
+    placed: set[str] = set()
+    while remaining:
+        ready = [
+            name for name, t in remaining.items()
+            if all(fk.ref_table in placed or fk.ref_table == name or fk.ref_table not in tables
+                   for fk in t.foreign_keys)
+        ]
+        if not ready:  # a reference cycle: take the first by name, deferred FKs cover it
+            ready = [next(iter(remaining))]
+        for name in ready:
+            ordered.append(remaining.pop(name))
+            placed.add(name)
+    return ordered
+
+
+def row_counts(conn: psycopg.Connection, tables: list[Table]) -> dict[str, int]:
+    """Exact row count per table, in one round trip."""
+    if not tables:
+        return {}
+    query = sql.SQL(" UNION ALL ").join(
+        sql.SQL("SELECT {}::text, count(*) FROM {}").format(sql.Literal(t.name), t.ident)
+        for t in tables
+    )
+    counts = dict(conn.execute(query).fetchall())
+    return {t.name: counts[t.name] for t in tables}
+
+
+def require_schema(tables: list[Table]) -> None:
+    """Raise the 'run push first' error when the app schema has not been created."""
+    if not tables:
+        raise OpsError(
+            "the database has no Tasklets tables (schema never pushed)",
+            hint=f"Run {suggest('push')} first.",
+        )

@@ -1,0 +1,155 @@
+"""Settings from the environment and `.env`, shared by the CLI, Alembic and the API."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+from urllib.parse import quote, urlencode
+
+from dotenv import load_dotenv
+from psycopg import ProgrammingError
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from ops.core.defaults import DEFAULT_JOBS
+from ops.core.errors import OpsError
+
+APP_ENVS = ("development", "test", "production")
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("", "0", "false", "no", "off")
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    backup_dir: Path
+    app_env: str = "development"
+    seeds_dir: Path = Path("seeds")
+    # False when APP_ENV was not set at all (app_env is then the development default): only
+    # an explicit development may unlock development-only conveniences.
+    app_env_set: bool = True
+    backup_compress: bool = False
+    backup_jobs: int = DEFAULT_JOBS
+
+    @property
+    def masked_url(self) -> str:
+        return mask_url(self.database_url)
+
+    def with_url(self, url: str) -> Settings:
+        return replace(self, database_url=url)
+
+
+def load_settings(env_file: str | os.PathLike[str] | None = ".env") -> Settings:
+    """Read settings; real environment variables win over `.env` entries."""
+    if env_file and Path(env_file).is_file():
+        load_dotenv(env_file, override=False)
+    raw_env = os.environ.get("APP_ENV", "").strip().lower()
+    app_env = raw_env or "development"
+    if app_env not in APP_ENVS:
+        raise OpsError(
+            f"APP_ENV={app_env!r} is not one of {', '.join(APP_ENVS)}",
+            hint="Set APP_ENV to development, test or production.",
+        )
+    return Settings(
+        database_url=database_url_from_env(),
+        backup_dir=Path(os.environ.get("BACKUP_DIR") or "./backups"),
+        app_env=app_env,
+        seeds_dir=Path(os.environ.get("SEEDS_DIR") or "seeds"),
+        app_env_set=bool(raw_env),
+        backup_compress=_flag("BACKUP_COMPRESS"),
+        backup_jobs=_positive_int("BACKUP_JOBS", DEFAULT_JOBS),
+    )
+
+
+def _flag(name: str) -> bool:
+    value = os.environ.get(name, "").strip().lower()
+    if value in _TRUE or value in _FALSE:
+        return value in _TRUE
+    raise OpsError(f"{name}={value!r} is neither true nor false",
+                   hint=f"Set {name} to 1 or 0 (true/false, yes/no, on/off).")
+
+
+def _positive_int(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    if not value.isdigit() or int(value) < 1:
+        raise OpsError(f"{name}={value!r} is not a whole number of at least 1",
+                       hint=f"Set {name} to 1, 2, 4, ... or leave it empty for {default}.")
+    return int(value)
+
+
+def database_url_from_env() -> str:
+    """DATABASE_URL, or one assembled from the POSTGRES_* variables."""
+    url = os.environ.get("DATABASE_URL", "").strip()
+    if url:
+        return normalise_url(url)
+    if not any(os.environ.get(k) for k in ("POSTGRES_HOST", "POSTGRES_DB", "POSTGRES_USER")):
+        raise OpsError(
+            "no database configured: DATABASE_URL is not set",
+            hint="Set DATABASE_URL (or POSTGRES_HOST/PORT/USER/PASSWORD/DB), e.g. "
+            "`cp .env.example .env`.",
+        )
+    user = quote(os.environ.get("POSTGRES_USER", "postgres"), safe="")
+    password = os.environ.get("POSTGRES_PASSWORD", "")
+    auth = f"{user}:{quote(password, safe='')}" if password else user
+    host = os.environ.get("POSTGRES_HOST", "localhost")
+    port = os.environ.get("POSTGRES_PORT", "5432")
+    db = quote(os.environ.get("POSTGRES_DB", "tasklets"), safe="")
+    return f"postgresql://{auth}@{host}:{port}/{db}"
+
+
+def normalise_url(url: str) -> str:
+    """Accept SQLAlchemy-style schemes (postgresql+psycopg://) and return a libpq URL."""
+    scheme, sep, rest = url.partition("://")
+    if sep and scheme.startswith(("postgresql+", "postgres+")):
+        return f"postgresql://{rest}"
+    if scheme == "postgres":
+        return f"postgresql://{rest}"
+    return url
+
+
+def sqlalchemy_url(url: str) -> str:
+    return "postgresql+psycopg://" + normalise_url(url).partition("://")[2]
+
+
+def mask_url(url: str) -> str:
+    """The connection string with any password replaced by ***, for every message naming it.
+
+    Parsed by libpq's own parser, so every form is covered: URLs (also `?password=` and
+    several hosts) and `key=value` strings. What libpq cannot parse is not echoed at all:
+    its error text may quote the password.
+    """
+    try:
+        info = conninfo_to_dict(url)
+    except ProgrammingError:
+        return "<unparseable connection string>"
+    if "password" in info:
+        info["password"] = "***"
+    if not url.lstrip().startswith(("postgresql://", "postgres://")):
+        return make_conninfo(**info)
+    user = info.pop("user", None)
+    password = info.pop("password", None)
+    dbname = info.pop("dbname", None)
+    hosts = (info.pop("host", None) or "").split(",")
+    ports = (info.pop("port", None) or "").split(",")
+    query: dict[str, str] = {}
+    if any(h.startswith("/") for h in hosts):  # socket directories go in the query
+        query["host"] = ",".join(hosts)
+        hosts = [""]
+    netloc = ",".join(_host_port(h, ports[min(i, len(ports) - 1)]) for i, h in enumerate(hosts))
+    if user is not None:
+        auth = quote(user, safe="") + (f":{password}" if password else "")
+        netloc = f"{auth}@{netloc}"
+    query.update(info)
+    tail = f"?{urlencode(query, safe='/,')}" if query else ""
+    return f"postgresql://{netloc}/{quote(dbname or '', safe='')}{tail}"
+
+
+def _host_port(host: str, port: str) -> str:
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{host}:{port}" if port else host

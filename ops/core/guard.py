@@ -1,0 +1,82 @@
+"""The production guard: destructive commands refuse a production target unless told twice.
+
+A target counts as production when APP_ENV says so for this run, or when the environment
+marker stored in the database says so (like Rails' ar_internal_metadata), so a developer
+whose shell points at the production URL by mistake is still stopped - whatever APP_ENV
+they have, or have not, set. The marker lives in ops_metadata, which backup/restore never
+copy between databases. This module is the only one that reads or writes it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import psycopg
+
+from ops.core.catalog import OPS_METADATA_TABLE
+from ops.core.config import Settings
+from ops.core.errors import OpsError
+from ops.core.output import suggest_flag
+
+PRODUCTION = "production"
+ENVIRONMENT_KEY = "environment"
+
+
+def stored_environment(conn: psycopg.Connection) -> str | None:
+    """The environment marker recorded in the database, if any."""
+    exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL",
+                          (f"public.{OPS_METADATA_TABLE}",)).fetchone()[0]
+    if not exists:
+        return None
+    row = conn.execute(f"SELECT value FROM {OPS_METADATA_TABLE} WHERE key = %s",
+                       (ENVIRONMENT_KEY,)).fetchone()
+    return row[0] if row else None
+
+
+@dataclass
+class MarkerChange:
+    before: str | None
+    after: str | None
+    kept_production: bool = False  # APP_ENV asked for less than production: refused
+
+
+def record_environment(conn: psycopg.Connection, settings: Settings, *,
+                       allow_production: bool = False) -> MarkerChange:
+    """Store APP_ENV as the marker, inside the caller's transaction.
+
+    A production marker is never downgraded implicitly: an unset or non-production APP_ENV
+    keeps it, unless `allow_production` says the operator means it (Rails requires
+    `db:environment:set` for the same reason).
+    """
+    before = stored_environment(conn)
+    wanted = settings.app_env
+    if before == PRODUCTION and wanted != PRODUCTION and not allow_production:
+        return MarkerChange(before, before, kept_production=True)
+    conn.execute(
+        f"INSERT INTO {OPS_METADATA_TABLE} (key, value) VALUES (%s, %s) "
+        "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()",
+        (ENVIRONMENT_KEY, wanted))
+    return MarkerChange(before, wanted)
+
+
+def production_reasons(conn: psycopg.Connection, settings: Settings) -> list[str]:
+    """Why this target is production (empty when it is not)."""
+    reasons = []
+    if settings.app_env == PRODUCTION:
+        reasons.append("APP_ENV=production")
+    if stored_environment(conn) == PRODUCTION:
+        reasons.append("the database's environment marker says production")
+    return reasons
+
+
+def refuse_production(conn: psycopg.Connection, settings: Settings, *, action: str,
+                      allow_production: bool) -> None:
+    """Raise (exit 2, nothing touched) when the target is production and not explicitly allowed."""
+    reasons = production_reasons(conn, settings)
+    if reasons and not allow_production:
+        raise OpsError(
+            f"refusing to {action} a production database ({'; '.join(reasons)}); "
+            "nothing was changed",
+            hint=f"If you really mean to, add {suggest_flag('--allow-production')}.",
+            exit_code=2,
+        )

@@ -1,0 +1,219 @@
+"""The project-local PostgreSQL behind `make ... RUN=local`: a persistent cluster in .localpg/.
+
+    python -m ops.dev.localdb url [ENV_FILE]    # the DATABASE_URL to use (starts the cluster if needed)
+    python -m ops.dev.localdb up [ENV_FILE]     # the same, then say which database, password masked
+    python -m ops.dev.localdb psql [ENV_FILE]   # psql against that URL (the password only in its env)
+    python -m ops.dev.localdb stop              # stop the project-local cluster (its data is kept)
+    python -m ops.dev.localdb status            # say whether it runs, and where
+
+A DATABASE_URL from the environment or ENV_FILE (default `.env`) always wins: then nothing is
+started and `url` prints it unchanged. Otherwise a newcomer with the PostgreSQL server binaries
+but no Docker and no configured database still gets `make db-fresh RUN=local` working. The
+cluster keeps its port in .localpg/port (54329 unless taken when it was created), so the URL
+stays the same across restarts. `url` prints only the URL, to stdout, for scripts (as given:
+with any password it holds); `up` and `psql` never print or pass a password on a command line.
+Other messages go to stderr.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import socket
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+from dotenv import dotenv_values
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from ops.core.config import PROJECT_ROOT, mask_url, normalise_url
+from ops.core.errors import OpsError
+from ops.dev.cluster import LocalCluster, _run_as, find_bin_dir, free_port
+
+LOCAL_DIR = PROJECT_ROOT / ".localpg"
+DEFAULT_PORT = 54329
+DATABASE = "tasklets"
+
+
+@dataclass(frozen=True)
+class LocalDb:
+    url: str
+    port: int
+    data_dir: Path
+    started: bool  # started by this call (False: it was already running)
+
+
+def configured_url(env_file: str | os.PathLike[str] | None = ".env") -> str | None:
+    """DATABASE_URL from the environment, else from env_file; None when neither sets one."""
+    url = os.environ.get("DATABASE_URL", "").strip()
+    if not url and env_file and Path(env_file).is_file():
+        url = (dotenv_values(env_file).get("DATABASE_URL") or "").strip()
+    return url or None
+
+
+def ensure_local_db(base_dir: Path = LOCAL_DIR) -> LocalDb:
+    """Create (first time), start (when stopped) and return the project-local database."""
+    base_dir.mkdir(parents=True, exist_ok=True)
+    with _locked(base_dir):
+        cluster = _cluster(base_dir)
+        if not (cluster.data_dir / "PG_VERSION").exists():
+            ids = _run_as()
+            if ids is not None:
+                os.chown(base_dir, *ids)
+            cluster.init()
+        started = False
+        if not cluster.is_running():
+            try:
+                cluster.start(base_dir / "server.log", durable=True)
+            except OpsError as exc:
+                raise OpsError(
+                    f"the project-local PostgreSQL in {base_dir} did not start: {exc.message}",
+                    hint=f"See {base_dir / 'server.log'}. If port {cluster.port} is taken, stop "
+                    f"that server or delete {base_dir / 'port'} to pick another port.",
+                ) from exc
+            started = True
+        _create_database(cluster)
+    return LocalDb(cluster.url_for(DATABASE), cluster.port, cluster.data_dir, started)
+
+
+def stop_local_db(base_dir: Path = LOCAL_DIR) -> bool:
+    """Stop the project-local cluster; False when it was not running."""
+    if not (base_dir / "data" / "PG_VERSION").exists():
+        return False
+    with _locked(base_dir):
+        cluster = _cluster(base_dir)
+        if not cluster.is_running():
+            return False
+        cluster.stop("fast")
+        return True
+
+
+def local_db_running(base_dir: Path = LOCAL_DIR) -> bool:
+    return (base_dir / "data" / "PG_VERSION").exists() and _cluster(base_dir).is_running()
+
+
+def _cluster(base_dir: Path) -> LocalCluster:
+    return LocalCluster(base_dir / "data", _recorded_port(base_dir), find_bin_dir())
+
+
+def _recorded_port(base_dir: Path) -> int:
+    """The port written when the cluster was created; chosen (and recorded) on first use."""
+    port_file = base_dir / "port"
+    if port_file.is_file():
+        text = port_file.read_text().strip()
+        if text.isdigit():
+            return int(text)
+    port = DEFAULT_PORT if _port_is_free(DEFAULT_PORT) else free_port()
+    port_file.write_text(f"{port}\n")
+    return port
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+@contextmanager
+def _locked(base_dir: Path) -> Iterator[None]:
+    """Serialise concurrent `make` runs that would otherwise init or start the cluster twice."""
+    with open(base_dir / "lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _create_database(cluster: LocalCluster) -> None:
+    with psycopg.connect(cluster.url, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s",
+                              (DATABASE,)).fetchone()
+        if not exists:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE)))
+
+
+def _url_to_use(env_file: str) -> str:
+    url = configured_url(env_file)
+    if url:
+        return url
+    db = ensure_local_db()
+    if db.started:
+        print(f"🐘 Started the project-local PostgreSQL on 127.0.0.1:{db.port} "
+              f"({_relative(db.data_dir)}; stop it with `make down RUN=local`)", file=sys.stderr)
+    return db.url
+
+
+def _relative(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def psql_command(url: str, psql: str = "psql") -> tuple[list[str], dict[str, str]]:
+    """argv and environment for psql against url: the password goes in PGPASSWORD, never in
+    argv, where `ps` shows it to every user of the machine. Any DSN form libpq accepts."""
+    try:
+        params = conninfo_to_dict(normalise_url(url))
+    except psycopg.ProgrammingError:
+        # psycopg's message quotes the string, password included: say only what is wrong
+        raise OpsError("DATABASE_URL is not a connection string psql can use",
+                       hint="Use postgresql://USER:PASSWORD@HOST:PORT/DB or "
+                       "`host=... user=... dbname=...`.") from None
+    env = dict(os.environ)
+    password = params.pop("password", None)
+    if password is not None:
+        env["PGPASSWORD"] = str(password)
+    return [psql, "-d", make_conninfo("", **params)], env
+
+
+def _psql(url: str) -> None:
+    psql = shutil.which("psql") or str(find_bin_dir() / "psql")
+    argv, env = psql_command(url, psql)
+    os.execve(psql, argv, env)
+
+
+def main(argv: list[str]) -> int:
+    command = argv[0] if argv else "url"
+    env_file = argv[1] if len(argv) > 1 else ".env"
+    if command == "url":
+        print(_url_to_use(env_file))
+    elif command == "up":
+        print(f"✅ Database: {mask_url(_url_to_use(env_file))}")
+    elif command == "psql":
+        _psql(_url_to_use(env_file))
+    elif command == "stop":
+        stopped = stop_local_db()
+        print("🛑 Stopped the project-local PostgreSQL" if stopped
+              else "ℹ️  The project-local PostgreSQL is not running", file=sys.stderr)
+    elif command == "status":
+        if local_db_running():
+            print(f"🐘 The project-local PostgreSQL runs on 127.0.0.1:{_recorded_port(LOCAL_DIR)} "
+                  f"({_relative(LOCAL_DIR)})", file=sys.stderr)
+        else:
+            print("ℹ️  The project-local PostgreSQL is not running", file=sys.stderr)
+    else:
+        print(f"❌ unknown command {command!r}", file=sys.stderr)
+        print("💡 Use one of: url, up, psql, stop, status", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except OpsError as exc:
+        print(f"❌ {exc.message}", file=sys.stderr)
+        if exc.hint:
+            print(f"💡 {exc.hint}", file=sys.stderr)
+        sys.exit(exc.exit_code)

@@ -1,0 +1,436 @@
+"""`restore`: replace the database's data with a backup's, in ONE transaction.
+
+Inside that transaction: lock every app table, write a safety backup of exactly the data
+about to be replaced, switch foreign-key checks off (superuser: session_replication_role =
+replica) or defer them (table owner: every FK is DEFERRABLE), clear, COPY every table from
+the file as it streams by, move every identity/serial sequence past the restored ids,
+validate every foreign key with an anti-join (replica mode checks nothing by itself), then
+commit. Any failure before the commit - bad row, wrong type, duplicate key, dangling
+reference, kill -9, lost connection - rolls back and leaves the data exactly as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from ops.backup.files import SAFETY_PREFIX, backup_filename, utc_now
+from ops.backup.format import column_keys, describe_partial
+from ops.backup.reader import BackupReader, Section, resolve_backup, table_names
+from ops.core.catalog import Table, discover_tables, require_schema
+from ops.core.config import Settings
+from ops.core.db import connect, first_line, is_superuser
+from ops.core.errors import OpsError
+from ops.core.guard import refuse_production
+from ops.core.output import SILENT, Reporter, suggest
+from ops.restore.checks import reset_sequences, validate_foreign_keys
+from ops.restore.plan import TablePlan, plan_table, row_label
+from ops.restore.reset import LOCK_TIMEOUT, lock_wait_error, truncate_statement
+from ops.schema.migrate import current_revision
+
+REPLICA = "replica"  # superuser: FK triggers off during the load, validated explicitly after
+DEFERRED = "deferred"  # table owner: FK checks deferred to the end of the transaction
+PROGRESS_EVERY = 5000  # rows between progress-bar updates (per-row updates cost too much)
+
+
+@dataclass
+class RestoreResult:
+    source: Path
+    dry_run: bool = False
+    timestamp: str | None = None
+    layout: str = ""  # "lines" (one row per line, ours) or "streaming" (any other JSON)
+    backup_revision: str | None = None
+    database_revision: str | None = None
+    fk_mode: str = ""
+    safety_backup: Path | None = None
+    tables: dict[str, int] = field(default_factory=dict)  # rows restored, in file order
+    emptied: list[str] = field(default_factory=list)  # not in the file: emptied (full restore)
+    untouched: list[str] = field(default_factory=list)  # not in the file: --only-listed-tables
+    skipped_tables: list[str] = field(default_factory=list)  # in the file, not in the database
+    dropped_columns: list[str] = field(default_factory=list)  # "table.field" not loaded
+    defaulted_columns: list[str] = field(default_factory=list)  # "table.column" left default
+    sequences_reset: int = 0
+    foreign_keys_checked: int = 0
+    checksums_verified: bool = False
+    total_rows: int = 0
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Options:
+    safety_backup: bool = True
+    allow_production: bool = False
+    allow_schema_mismatch: bool = False
+    only_listed_tables: bool = False
+    dry_run: bool = False
+
+
+def restore(settings: Settings, source: str | Path | None = "latest", *,
+            safety_backup: bool = True, allow_production: bool = False,
+            allow_schema_mismatch: bool = False, only_listed_tables: bool = False,
+            dry_run: bool = False, report: Reporter = SILENT) -> RestoreResult:
+    """Restore `source` (latest, a name in BACKUP_DIR, or a path) into the database."""
+    options = Options(safety_backup, allow_production, allow_schema_mismatch,
+                      only_listed_tables, dry_run)
+    started = time.monotonic()
+    path = resolve_backup(settings.backup_dir, None if source is None else str(source))
+    result = RestoreResult(source=path, dry_run=dry_run)
+    report.line("🔄 Starting database restore...")
+    report.line(f"📂 Reading backup: {path}")
+    with BackupReader(path) as reader, connect(settings) as conn:
+        result.timestamp = reader.timestamp
+        result.layout = reader.layout
+        report.line(f"📅 Backup timestamp: {reader.timestamp or 'unknown'}")
+        tables = discover_tables(conn)
+        require_schema(tables)
+        result.database_revision = current_revision(conn)
+        meta = reader.tail_meta
+        if meta is not None:
+            check_revision(meta, result, options, report)
+            _warn_if_partial(meta, result, options, report)
+            _check_before_locking(meta, tables, options)
+        listed = None
+        if only_listed_tables:
+            in_meta = (meta or {}).get("tables")
+            listed = in_meta if isinstance(in_meta, list) else table_names(path)
+        targets = [t for t in tables if listed is None or t.name in listed]
+        report.line(f"📊 Tables to restore: {len(targets)}")
+        if dry_run:
+            conn.rollback()
+            _dry_run(reader, tables, result, options, report)
+        else:
+            refuse_production(conn, settings, action="restore into",
+                              allow_production=allow_production)
+            result.fk_mode = REPLICA if is_superuser(conn) else DEFERRED
+            conn.commit()
+            _restore(conn, settings, reader, tables, targets, result, options, report)
+    result.total_rows = sum(result.tables.values())
+    result.seconds = round(time.monotonic() - started, 3)
+    if dry_run:
+        report.line(f"🔍 Dry run: the file is valid; {result.total_rows} rows would be "
+                    "restored. Nothing was changed.")
+    else:
+        report.line("✅ Database restore completed!")
+        report.line(f"📊 Total rows restored: {result.total_rows}")
+    return result
+
+
+def check_revision(meta: dict | None, result: RestoreResult, options: Options,
+                   report: Reporter) -> None:
+    """Refuse (or, when allowed, note) a backup made at another schema revision."""
+    revision = meta.get("alembicRevision") if meta else None
+    result.backup_revision = revision
+    database = result.database_revision
+    if revision is None:
+        note = ("the backup records no schema revision (seed-format file): restoring by "
+                "column names")
+    elif revision == database:
+        return
+    elif not options.allow_schema_mismatch:
+        raise OpsError(
+            f"schema mismatch: the backup was made at revision {revision}, the database is at "
+            f"{database or 'no revision'}; nothing was changed",
+            hint=f"Bring the database to {revision} ({suggest('push')} if the backup is newer, "
+            f"`alembic downgrade {revision}` if older), or pass --allow-schema-mismatch to "
+            "load the columns both have.",
+        )
+    else:
+        note = (f"schema mismatch allowed: backup at {revision}, database at "
+                f"{database or 'no revision'}; loading the columns both have")
+    if note not in result.notes:  # checked twice: from the file's tail, and at its end
+        result.notes.append(note)
+        report.line(f"ℹ️  {note.capitalize()}")
+
+
+def _warn_if_partial(meta: dict, result: RestoreResult, options: Options,
+                     report: Reporter) -> None:
+    """Say loudly that a --tables backup is being restored (latest may well be one)."""
+    holds = describe_partial(meta)
+    if holds is None:
+        return
+    fate = "left untouched" if options.only_listed_tables else "EMPTIED"
+    note = (f"this is a PARTIAL backup ({holds}): tables it lacks will be {fate}")
+    result.notes.append(note)
+    report.warn(f"⚠️  {note.upper() if fate == 'EMPTIED' else note}")
+
+
+# ---------------------------------------------------------------- the real thing
+
+
+def _restore(conn: psycopg.Connection, settings: Settings, reader: BackupReader,
+             tables: list[Table], targets: list[Table], result: RestoreResult,
+             options: Options, report: Reporter) -> None:
+    safety: Path | None = None
+    committing = False
+    by_name = {t.name: t for t in tables}
+    try:
+        _lock(conn, tables)
+        if options.safety_backup:
+            safety = _safety_backup(conn, settings, report)
+            result.safety_backup = safety
+        report.line("⚙️  Disabling foreign key checks...")
+        if result.fk_mode == REPLICA:
+            conn.execute("SET LOCAL session_replication_role = replica")
+        else:
+            conn.execute("SET CONSTRAINTS ALL DEFERRED")
+        report.line("🗑️  Clearing existing data...")
+        frozen = _clear(conn, tables, targets, result)
+        loaded: list[Table] = []
+        for section in reader.sections():
+            table = by_name.get(section.name)
+            if table is None:
+                _unknown_table(section, result, options, report)
+                continue
+            count = _load_table(conn, table, section, result, options, report,
+                                freeze=frozen)
+            result.tables[table.name] = count
+            loaded.append(table)
+            report.line(f"✅ {table.name}: {count} rows")
+        result.checksums_verified = reader.verify_meta()
+        check_revision(reader.meta, result, options, report)
+        _report_absent(tables, result, options, report)
+        report.line("⚙️  Re-enabling foreign key checks...")
+        if result.fk_mode == REPLICA:
+            conn.execute("SET LOCAL session_replication_role = DEFAULT")
+        changed = {t.name for t in targets}
+        result.foreign_keys_checked = validate_foreign_keys(conn, tables, changed)
+        if result.fk_mode == DEFERRED:
+            conn.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        result.sequences_reset = reset_sequences(conn, loaded)
+        report.line(f"🔗 Foreign keys verified: {result.foreign_keys_checked}; "
+                    f"sequences reset: {result.sequences_reset}")
+        committing = True
+        conn.commit()
+    except BaseException as exc:
+        _rollback(conn)
+        if safety is not None and not committing:
+            safety.unlink(missing_ok=True)  # the data it holds is still in the database
+        if isinstance(exc, psycopg.Error):
+            raise _database_error(exc, committing) from None
+        raise
+
+
+def _lock(conn: psycopg.Connection, tables: list[Table]) -> None:
+    """Every app table, exclusively: nobody changes data between safety backup and commit."""
+    conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(LOCK_TIMEOUT)))
+    try:
+        conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(
+            sql.SQL(", ").join(t.ident for t in tables)))
+    except psycopg.errors.LockNotAvailable as exc:
+        raise lock_wait_error(exc, "restore failed") from None
+    conn.execute("SET LOCAL lock_timeout = 0")
+    conn.execute("SET LOCAL statement_timeout = 0")
+
+
+def _safety_backup(conn: psycopg.Connection, settings: Settings, report: Reporter) -> Path:
+    from ops.backup.create import write_backup  # the backup module imports restore-free code only
+    from ops.backup.files import ensure_backup_dir
+
+    directory = ensure_backup_dir(settings.backup_dir)
+    target = directory / backup_filename(utc_now(), compressed=True, prefix=SAFETY_PREFIX)
+    written = write_backup(conn, target, compress=True, default_name=True)
+    report.line(f"💾 Safety backup of the current data: {written.path} "
+                f"({written.total_rows} rows)")
+    return written.path
+
+
+def _clear(conn: psycopg.Connection, tables: list[Table], targets: list[Table],
+           result: RestoreResult) -> bool:
+    """Empty the tables the restore replaces, never touching any other table's rows.
+
+    TRUNCATE when no other table references them; otherwise DELETE - which in replica mode
+    fires no ON DELETE actions, and in deferred mode is refused when it would cascade into a
+    table the file leaves untouched. Returns whether it truncated (COPY may then FREEZE).
+    """
+    names = {t.name for t in targets}
+    outside = [(t, fk) for t in tables if t.name not in names
+               for fk in t.foreign_keys if fk.ref_table in names]
+    if not outside:
+        conn.execute(truncate_statement(targets))
+        return True
+    if result.fk_mode == DEFERRED:
+        for table, fk in outside:
+            if conn.execute(sql.SQL("SELECT EXISTS (SELECT FROM {})").format(
+                    table.ident)).fetchone()[0]:
+                raise OpsError(
+                    f"--only-listed-tables: clearing {fk.ref_table} would cascade into "
+                    f"{table.name}, which the backup does not contain; nothing was changed",
+                    hint="Restore with a file that also holds that table, or run as a "
+                    "superuser (foreign-key actions are then switched off during the load).")
+    for table in reversed(targets):
+        conn.execute(sql.SQL("DELETE FROM {}").format(table.ident))
+    return False
+
+
+def _check_before_locking(meta: dict, tables: list[Table], options: Options) -> None:
+    """Refuse, before any table is locked, what meta already shows cannot be restored: tables
+    and columns the database lacks (the rows would be refused one by one later)."""
+    if options.allow_schema_mismatch:
+        return
+    by_name = {t.name: t for t in tables}
+    columns = meta.get("columns") if isinstance(meta.get("columns"), dict) else {}
+    for name in meta.get("tables") or []:
+        table = by_name.get(name)
+        if table is None:
+            raise _unknown_table_error(str(name))
+        listed = columns.get(name)
+        if isinstance(listed, list) and all(isinstance(c, str) for c in listed):
+            plan_table(table, dict.fromkeys(column_keys(listed).values()), line_no=None,
+                       allow_schema_mismatch=False)
+
+
+def _unknown_table_error(name: str) -> OpsError:
+    return OpsError(
+        f"unknown table {name!r} in the backup: the database has no such table; "
+        "nothing was changed",
+        hint="Restore into a database at the backup's schema revision, or pass "
+        "--allow-schema-mismatch to skip tables the database does not have.")
+
+
+def _unknown_table(section: Section, result: RestoreResult, options: Options,
+                   report: Reporter) -> None:
+    if not options.allow_schema_mismatch:
+        raise _unknown_table_error(section.name)
+    section.drain()
+    result.skipped_tables.append(section.name)
+    report.line(f"⏭️  {section.name}: not in the database, skipped ({section.count} rows)")
+
+
+def _load_table(conn: psycopg.Connection, table: Table, section: Section,
+                result: RestoreResult, options: Options, report: Reporter, *,
+                freeze: bool) -> int:
+    """COPY one table's rows from the file; errors name the table, row and file line.
+
+    After a TRUNCATE in this transaction, COPY FREEZE writes the rows already frozen: no
+    hint-bit rewrite of every page on first read (the FK validation right after, then
+    VACUUM), as pg_restore's data loads would need.
+    """
+    rows = section.rows
+    first = next(rows, None)
+    if first is None:
+        return 0
+    row_no, line_no, value = first
+    plan = plan_table(table, value, line_no=line_no,
+                      allow_schema_mismatch=options.allow_schema_mismatch,
+                      json_text=section.json_text)
+    _note_columns(plan, result, report)
+    statement = sql.SQL("COPY {} ({}) FROM STDIN{}").format(
+        table.ident, sql.SQL(", ").join(sql.Identifier(c) for c in plan.columns),
+        sql.SQL(" (FREEZE)") if freeze else sql.SQL(""))
+    values = plan.values
+    exact = section.exact if section.approximate else None
+    try:
+        with report.progress(f"📥 {table.name}", None) as advance, \
+                conn.cursor().copy(statement) as copy:
+            write_row = copy.write_row
+            write_row(values(value, row_no, line_no, exact))
+            for row_no, line_no, value in rows:
+                write_row(values(value, row_no, line_no, exact))
+                if not row_no % PROGRESS_EVERY:
+                    advance(PROGRESS_EVERY)
+    except psycopg.OperationalError:
+        raise
+    except psycopg.Error as exc:
+        raise _copy_error(exc, plan, section, row_no, line_no) from None
+    return section.count
+
+
+def _note_columns(plan: TablePlan, result: RestoreResult, report: Reporter) -> None:
+    name = plan.table.name
+    for key in plan.dropped:
+        result.dropped_columns.append(f"{name}.{key}")
+        report.line(f"⚠️  {name}.{key}: not in the database, dropped")
+    for column in plan.defaulted:
+        result.defaulted_columns.append(f"{name}.{column}")
+        report.line(f"⚠️  {name}.{column}: not in the backup, left to its default")
+
+
+_COPY_CONTEXT = re.compile(r"COPY [^,]+, line (\d+)(?:, column ([^:]+))?")
+
+
+def _copy_error(exc: psycopg.Error, plan: TablePlan, section: Section, row_no: int,
+                line_no: int | None) -> OpsError:
+    """A COPY failure as one line naming the row: the server's CONTEXT knows which."""
+    diag = exc.diag
+    column = None
+    if diag.sqlstate:  # from the server: its line number is the row number in this table
+        match = _COPY_CONTEXT.search(diag.context or "")
+        if match:
+            row_no = int(match[1])
+            column = match[2]
+            line_no = section.first_line + row_no - 1 if section.first_line else None
+        message = diag.message_primary or first_line(exc)
+    else:  # psycopg could not adapt a value (an object where a scalar belongs)
+        message = f"a value has the wrong type ({first_line(exc)})"
+    where = row_label(plan.table.name, row_no, line_no)
+    if column:
+        where += f", column {column}"
+    detail = f" ({diag.message_detail})" if diag.message_detail else ""
+    return OpsError(f"{where}: {message}{detail}; nothing was changed",
+                    hint="Fix or remove that row in the backup, or restore another backup.")
+
+
+def _report_absent(tables: list[Table], result: RestoreResult, options: Options,
+                   report: Reporter) -> None:
+    for table in tables:
+        if table.name in result.tables:
+            continue
+        if options.only_listed_tables:
+            result.untouched.append(table.name)
+            report.line(f"⏭️  {table.name}: not in the backup, left untouched")
+        else:
+            result.emptied.append(table.name)
+            report.line(f"➖ {table.name}: not in the backup, emptied")
+
+
+def _rollback(conn: psycopg.Connection) -> None:
+    with contextlib.suppress(psycopg.Error):  # a dead connection: the server rolled back
+        conn.rollback()
+
+
+def _database_error(exc: psycopg.Error, committing: bool) -> OpsError:
+    if committing:
+        return OpsError(f"the connection failed while committing the restore: {first_line(exc)}",
+                        hint="The restore may or may not have been committed; check with "
+                        f"{suggest('status')}. The safety backup was kept.")
+    if isinstance(exc, psycopg.OperationalError):
+        return OpsError(f"lost the database connection during the restore ({first_line(exc)}); "
+                        "the server rolled the transaction back, nothing was changed",
+                        hint="Check the server, then run the restore again.")
+    return OpsError(f"restore failed, nothing was changed: {first_line(exc)}")
+
+
+# ---------------------------------------------------------------- --dry-run
+
+
+def _dry_run(reader: BackupReader, tables: list[Table], result: RestoreResult,
+             options: Options, report: Reporter) -> None:
+    """Read and check the whole file against the live schema; write nothing."""
+    by_name = {t.name: t for t in tables}
+    for section in reader.sections():
+        table = by_name.get(section.name)
+        if table is None:
+            _unknown_table(section, result, options, report)
+            continue
+        first = next(section.rows, None)
+        if first is not None:
+            row_no, line_no, value = first
+            plan = plan_table(table, value, line_no=line_no,
+                              allow_schema_mismatch=options.allow_schema_mismatch,
+                              json_text=section.json_text)
+            _note_columns(plan, result, report)
+            plan.values(value, row_no, line_no)
+            for row_no, line_no, value in section.rows:
+                plan.values(value, row_no, line_no)
+        result.tables[table.name] = section.count
+        report.line(f"✅ {table.name}: {section.count} rows (would be restored)")
+    result.checksums_verified = reader.verify_meta()
+    check_revision(reader.meta, result, options, report)
+    _report_absent(tables, result, options, report)

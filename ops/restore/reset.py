@@ -1,0 +1,104 @@
+"""`reset`: empty every app table in one transaction, identities restarted; the schema stays."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import psycopg
+from psycopg import sql
+
+from ops.core.catalog import Table, discover_tables, require_schema, row_counts
+from ops.core.config import Settings
+from ops.core.db import connect, first_line
+from ops.core.errors import OpsError
+from ops.core.guard import refuse_production
+from ops.core.output import SILENT, Reporter, suggest
+
+# How long to wait for other sessions (the app) to release the tables before giving up.
+LOCK_TIMEOUT = "30s"
+
+# What to do with an emptied database: (what for, command) - rendered as the user runs things.
+NEXT_STEPS = (
+    ("bring back the latest backup", "restore latest"),
+    ("or start over with the sample data", "fresh"),
+    ("or import your beads issues", "import beads"),
+)
+
+
+def next_steps() -> tuple[str, ...]:
+    return tuple(f"{why}: {suggest(cli)}" for why, cli in NEXT_STEPS)
+
+
+@dataclass
+class ResetResult:
+    # rows each table held before: exact under --dry-run; a real reset does not count them
+    # (a count scans every table, and reset must stay well under a second at any size)
+    tables: dict[str, int | None] = field(default_factory=dict)
+    total_rows: int | None = None
+    dry_run: bool = False
+    next_steps: tuple[str, ...] = field(default_factory=next_steps)
+
+
+def truncate_statement(tables: list[Table]) -> sql.Composed:
+    """One TRUNCATE for all tables: no CASCADE, so nothing outside the list is ever emptied."""
+    return sql.SQL("TRUNCATE {} RESTART IDENTITY").format(
+        sql.SQL(", ").join(t.ident for t in tables))
+
+
+def lock_wait_error(exc: psycopg.Error, what: str) -> OpsError:
+    """The one-line error for a lock wait that timed out (the app still holds the tables)."""
+    return OpsError(
+        f"{what}: the tables are in use by another session (waited {LOCK_TIMEOUT}); "
+        "nothing was changed",
+        hint="Stop the app (or other sessions using the tables) and try again.",
+    )
+
+
+def reset(settings: Settings, *, confirm: bool = False, dry_run: bool = False,
+          allow_production: bool = False, report: Reporter = SILENT) -> ResetResult:
+    """Truncate every app table (never alembic_version/ops_metadata), atomically."""
+    if not confirm and not dry_run:
+        raise OpsError(
+            "reset deletes ALL data in every table; refusing without --confirm "
+            "(nothing was changed)",
+            hint=f"Run {suggest('reset --confirm')} (or {suggest('reset --dry-run')} to see "
+            "what it would delete).",
+            exit_code=2,
+        )
+    with connect(settings) as conn:
+        tables = discover_tables(conn)
+        require_schema(tables)
+        if dry_run:
+            counts = row_counts(conn, tables)
+            conn.rollback()
+            result = ResetResult(dict(counts), sum(counts.values()), dry_run)
+            report.line(f"🔍 Dry run: reset would truncate {len(tables)} tables "
+                        f"({result.total_rows} rows):")
+            width = max(len(t.name) for t in tables)
+            for t in tables:
+                report.line(f"   {t.name:<{width}}  {counts[t.name]:>10} rows")
+            report.line("Nothing was changed.")
+            return result
+        conn.rollback()
+        result = ResetResult({t.name: None for t in tables})
+        refuse_production(conn, settings, action="reset", allow_production=allow_production)
+        report.line("🔄 Starting database reset...")
+        report.line("⚠️  WARNING: This will DELETE all data!")
+        report.line("🗑️  Truncating tables...")
+        try:
+            with conn.transaction():
+                conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(
+                    sql.Literal(LOCK_TIMEOUT)))
+                conn.execute(truncate_statement(tables))
+        except psycopg.errors.LockNotAvailable as exc:
+            raise lock_wait_error(exc, "reset failed") from None
+        except psycopg.Error as exc:
+            raise OpsError(f"reset failed, nothing was changed: {first_line(exc)}") from None
+    for t in tables:
+        report.line(f"✅ {t.name}")
+    report.line("✅ Database reset completed!")
+    report.line("")
+    report.line("📋 Next steps:")
+    for n, step in enumerate(result.next_steps, 1):
+        report.line(f"   {n}. {step}")
+    return result

@@ -1,0 +1,205 @@
+"""Schema migrations through Alembic: push (upgrade), generate, check, revisions.
+
+`push` also records the environment marker (through ops.core.guard), which destructive commands
+read to refuse production targets.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import psycopg
+
+from ops.core.config import PROJECT_ROOT, Settings, sqlalchemy_url
+from ops.core.db import connect, first_line
+from ops.core.errors import OpsError
+from ops.core.guard import MarkerChange, record_environment
+from ops.core.output import SILENT, Reporter, suggest
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from sqlalchemy import Engine
+
+# Alembic and SQLAlchemy are imported inside the functions that need them: together they cost
+# about a second of start-up, which every backup/restore/seed command would otherwise pay.
+
+MIGRATIONS_DIR = PROJECT_ROOT / "migrations"
+
+
+def alembic_config(settings: Settings) -> Config:
+    from alembic.config import Config
+
+    cfg = Config(str(PROJECT_ROOT / "alembic.ini"))
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.attributes["database_url"] = settings.database_url
+    return cfg
+
+
+def head_revision(settings: Settings) -> str | None:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config(settings)).get_current_head()
+
+
+def current_revision(conn: psycopg.Connection) -> str | None:
+    """The database's Alembic revision, or None when it was never migrated."""
+    exists = conn.execute("SELECT to_regclass('public.alembic_version') IS NOT NULL").fetchone()[0]
+    if not exists:
+        return None
+    row = conn.execute("SELECT version_num FROM alembic_version LIMIT 1").fetchone()
+    return row[0] if row else None
+
+
+@dataclass
+class PushResult:
+    from_revision: str | None
+    to_revision: str | None
+    applied: list[str] = field(default_factory=list)  # "rev: message", oldest first
+    environment: str = ""  # the marker after the push
+    marker: MarkerChange | None = None
+
+
+def pending_revisions(settings: Settings, current: str | None) -> list[str]:
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(alembic_config(settings))
+    revs = list(script.iterate_revisions("heads", current or "base"))
+    return [f"{r.revision}: {r.doc}" for r in reversed(revs)]
+
+
+def push(settings: Settings, report: Reporter = SILENT, *,
+         allow_production: bool = False) -> PushResult:
+    """Upgrade the database to head and record the environment marker, in one transaction.
+
+    A production marker stays production unless `allow_production` (see ops.core.guard).
+    """
+    from alembic import command
+
+    report.line("🔄 Pushing schema (alembic upgrade head)...")
+    with connect(settings) as conn:
+        before = current_revision(conn)
+    pending = pending_revisions(settings, before)
+    engine = _engine(settings)
+    try:
+        with engine.begin() as sa_conn:
+            cfg = alembic_config(settings)
+            cfg.attributes["connection"] = sa_conn
+            command.upgrade(cfg, "head")
+            marker = record_environment(sa_conn.connection.driver_connection, settings,
+                                        allow_production=allow_production)
+    except Exception as exc:  # SQLAlchemy/psycopg errors: one line, the transaction rolled back
+        raise OpsError(
+            f"migration failed, nothing applied: {first_line(exc.__cause__ or exc)}"
+        ) from None
+    finally:
+        engine.dispose()
+    for rev in pending:
+        report.line(f"✅ Applied {rev}")
+    head = head_revision(settings)
+    if pending:
+        report.line(f"✅ Schema pushed! Database is at {head}")
+    else:
+        report.line(f"✅ Schema is already up to date (head: {head})")
+    if marker.kept_production:
+        report.line(f"🛡️  The database stays marked production (APP_ENV="
+                    f"{settings.app_env if settings.app_env_set else 'unset'} does not "
+                    "downgrade it; add --allow-production to change the marker)")
+    return PushResult(before, head, pending, marker.after or settings.app_env, marker)
+
+
+def _engine(settings: Settings) -> Engine:
+    from sqlalchemy import create_engine, pool
+
+    return create_engine(sqlalchemy_url(settings.database_url), poolclass=pool.NullPool)
+
+
+def upgrade_sql(settings: Settings) -> str:
+    """The SQL `push` would run from an empty database, without touching any database."""
+    from alembic import command
+
+    cfg = alembic_config(settings)
+    buffer = io.StringIO()
+    cfg.output_buffer = buffer
+    command.upgrade(cfg, "head", sql=True)
+    return buffer.getvalue()
+
+
+def downgrade(settings: Settings, revision: str) -> None:
+    from alembic import command
+
+    engine = _engine(settings)
+    try:
+        with engine.begin() as sa_conn:
+            cfg = alembic_config(settings)
+            cfg.attributes["connection"] = sa_conn
+            command.downgrade(cfg, revision)
+    finally:
+        engine.dispose()
+
+
+def generate(settings: Settings, message: str) -> Path:
+    """Autogenerate a revision from the difference between the database and ops.schema.models."""
+    from alembic import command
+
+    if not message.strip():
+        raise OpsError("a revision needs a message", hint='Pass -m "add due dates to ideas".',
+                       exit_code=2)
+    with connect(settings) as conn:
+        current = current_revision(conn)
+    if current != head_revision(settings):
+        raise OpsError(
+            f"the database is at {current or 'no revision'}, not head; generating against it "
+            "would repeat pending migrations",
+            hint=f"Run {suggest('push')} first.",
+        )
+    cfg = alembic_config(settings)
+    script = command.revision(cfg, message=message, autogenerate=True)
+    scripts = script if isinstance(script, list) else [script]
+    return Path(scripts[0].path)
+
+
+def schema_differences(settings: Settings) -> list[str]:
+    """Human-readable differences between ops.schema.models and the live database (empty = in sync)."""
+    with connect(settings) as conn:
+        current = current_revision(conn)
+    head = head_revision(settings)
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from ops.schema.models import metadata
+
+    diffs: list[str] = []
+    if current != head:
+        diffs.append(f"database revision is {current or 'none'}, head is {head}")
+    engine = _engine(settings)
+    try:
+        with engine.connect() as sa_conn:
+            context = MigrationContext.configure(
+                sa_conn, opts={"compare_type": True, "target_metadata": metadata}
+            )
+            for diff in compare_metadata(context, metadata):
+                diffs.append(describe_diff(diff))
+    finally:
+        engine.dispose()
+    return diffs
+
+
+def describe_diff(diff: object) -> str:
+    """One line per Alembic diff tuple, e.g. 'add_column: tasks.color'."""
+    if isinstance(diff, list):  # column modifications come grouped
+        return "; ".join(describe_diff(d) for d in diff)
+    kind, *rest = diff  # type: ignore[misc]
+    parts: list[str] = []
+    for item in rest:
+        name = getattr(item, "name", None)
+        table = getattr(getattr(item, "table", None), "name", None)
+        if name and table and table != name:
+            parts.append(f"{table}.{name}")
+        elif name:
+            parts.append(str(name))
+        elif isinstance(item, str):
+            parts.append(item)
+    return f"{kind}: {' '.join(p for p in parts if p)}".strip()

@@ -1,0 +1,131 @@
+"""Small building blocks every seed needs, built-in or custom (`seeds/*.py` import these).
+
+    from ops.seed.helpers import announce, get_or_create, hash_password, require_systech_tenant
+
+All of them work on the connection the tool hands to a seed, inside the transaction the tool
+owns: they never commit, so a failing seed leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import bcrypt
+import psycopg
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from ops.core.errors import OpsError
+from ops.core.output import Reporter, suggest
+
+SYSTECH_TENANT = "SysTech"
+SAMPLE_PASSWORD = "Systech@123"
+# Node's bcrypt/bcryptjs default; ~50 ms per hash, so a handful of users costs well under a second.
+BCRYPT_ROUNDS = 10
+
+
+def find_systech_tenant(conn: psycopg.Connection) -> int | None:
+    """The SysTech tenant's id, or None when `seed lookups` has not run."""
+    row = conn.execute("SELECT id FROM tenants WHERE name = %s", (SYSTECH_TENANT,)).fetchone()
+    return row[0] if row else None
+
+
+def require_systech_tenant(conn: psycopg.Connection, *, needed_by: str = "this seed") -> int:
+    """The SysTech tenant's id; the 'run seed lookups first' error when it is missing."""
+    tenant_id = find_systech_tenant(conn)
+    if tenant_id is None:
+        raise OpsError(
+            f"the {SYSTECH_TENANT} tenant does not exist — run `seed lookups` before "
+            f"{needed_by}; nothing was written",
+            hint=f"Run {suggest('seed lookups')}, then try again.",
+        )
+    return tenant_id
+
+
+def hash_password(password: str, *, rounds: int = BCRYPT_ROUNDS,
+                  salt: bytes | None = None) -> str:
+    """A `$2b$` bcrypt hash that Node's bcrypt and bcryptjs verify too.
+
+    Every call draws a fresh random salt unless one is given (only the volume generator
+    passes one, to keep its output reproducible).
+    """
+    return bcrypt.hashpw(password.encode(), salt or bcrypt.gensalt(rounds, prefix=b"2b")).decode()
+
+
+Values = Mapping[str, Any] | Callable[[], Mapping[str, Any]] | None
+
+
+def get_or_create(
+    conn: psycopg.Connection,
+    table: str,
+    key: Mapping[str, Any],
+    values: Values = None,
+    *,
+    returning: str | None = "id",
+) -> tuple[Any, bool]:
+    """(`returning` column of the row matching `key`, created?), inserting key + values if absent.
+
+    `key` is the natural key (e.g. tenant_id + email); a None in it matches NULL. `values`
+    may be a callable so expensive columns (a bcrypt hash) are computed only on insert. Use
+    `returning=None` for link tables without an id column. Dicts are stored as jsonb.
+    """
+    found = conn.execute(_select(table, key, returning), _params(key, skip_nulls=True)).fetchone()
+    if found is not None:
+        return (found[0] if returning else None), False
+    extra = values() if callable(values) else (values or {})
+    row = {**key, **extra}
+    query = sql.SQL("INSERT INTO {} ({}) VALUES ({}) RETURNING {}").format(
+        sql.Identifier(table),
+        sql.SQL(", ").join(map(sql.Identifier, row)),
+        sql.SQL(", ").join(sql.Placeholder() * len(row)),
+        sql.Identifier(returning) if returning else sql.SQL("1"),
+    )
+    inserted = conn.execute(query, _params(row)).fetchone()
+    return (inserted[0] if returning else None), True
+
+
+def _select(table: str, key: Mapping[str, Any], returning: str | None) -> sql.Composed:
+    # `col IS NULL` rather than IS NOT DISTINCT FROM, so the other columns can use an index.
+    conditions = [
+        sql.SQL("{} IS NULL").format(sql.Identifier(col)) if value is None
+        else sql.SQL("{} = %s").format(sql.Identifier(col))
+        for col, value in key.items()
+    ]
+    return sql.SQL("SELECT {} FROM {} WHERE {} LIMIT 1").format(
+        sql.Identifier(returning) if returning else sql.SQL("1"),
+        sql.Identifier(table),
+        sql.SQL(" AND ").join(conditions) if conditions else sql.SQL("true"),
+    )
+
+
+def _params(row: Mapping[str, Any], *, skip_nulls: bool = False) -> list[Any]:
+    return [Jsonb(v) if isinstance(v, dict) else v
+            for v in row.values() if not (skip_nulls and v is None)]
+
+
+@dataclass
+class Tally:
+    """How many rows of one kind a seed created, and how many were already there."""
+
+    created: int = 0
+    existing: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.created + self.existing
+
+    def add(self, created: bool) -> None:
+        if created:
+            self.created += 1
+        else:
+            self.existing += 1
+
+
+def announce(report: Reporter, kind: str, label: str, created: bool,
+             tally: Tally | None = None) -> None:
+    """The seed-style line for one row: `✅ Created tag: x` or `✅ Using existing tag: x`."""
+    report.line(f"✅ {'Created' if created else 'Using existing'} {kind}: {label}")
+    if tally is not None:
+        tally.add(created)
