@@ -30,7 +30,7 @@ from api.queries import Scope, rows_as_dicts
 from ops.core.db import connection
 from ops.core.errors import OpsError
 from ops.core.guard import PRODUCTION, production_reasons
-from ops.seed.helpers import BCRYPT_ROUNDS
+from ops.core.vocabulary import BCRYPT_ROUNDS
 
 TOKEN_PREFIX = "v1"
 WRITER_ROLES = ("admin", "developer")

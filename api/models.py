@@ -8,65 +8,40 @@ levels deep and 1 MB, so a stored value can always be indexed and served back.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import date, datetime
-from decimal import Decimal
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationInfo,
-    create_model,
-    model_validator,
-)
+from pydantic import BaseModel, Field, create_model, model_validator
 from pydantic.alias_generators import to_camel
 
-from ops.core.limits import MAX_LIST_ITEMS, check_indexed, check_json, check_text
-from ops.core.vocabulary import PRIORITIES, WORK_STATUSES
+from ops.core.fields import (
+    MAX_ID,
+    CamelModel,
+    Id,
+    Indexed,
+    InputModel,
+    JsonObject,
+    Name,
+    Priority,
+    Status,
+    Text,
+    checked,
+)
+from ops.core.limits import MAX_LIST_ITEMS, check_text
+from ops.workitems.model import WorkItem
 
-MAX_ID = 2**63 - 1
-
-
-def _checked(check: Callable[[Any, str], Any]) -> AfterValidator:
-    """One of the shared `ops.core.limits` checks as a pydantic validator naming the field."""
-
-    def validate(value: Any, info: ValidationInfo) -> Any:
-        return check(value, to_camel(info.field_name or "value"))
-
-    return AfterValidator(validate)
-
-
-Id = Annotated[int, Field(ge=1, le=MAX_ID)]
-Text = Annotated[str, _checked(check_text)]
-# Stored in a unique index: external ids and sources, labels (tag names), dependency types.
-Indexed = Annotated[str, _checked(check_indexed)]
-Name = Annotated[str, Field(min_length=1), _checked(check_indexed)]
-Title = Annotated[str, Field(min_length=1, max_length=2000), _checked(check_text)]
+# Names and titles of what the API creates itself (the sync takes the tracker's as they are).
+Title = Annotated[str, Field(min_length=1, max_length=2000), checked(check_text)]
 # Query-string filters compare with indexed columns; a NUL would fail in PostgreSQL.
 NameQuery = Indexed
-JsonObject = Annotated[dict[str, Any], _checked(check_json)]
-Status = Literal[WORK_STATUSES]  # type: ignore[valid-type]
-Priority = Literal[PRIORITIES]  # type: ignore[valid-type]
-
-
-class CamelModel(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, validate_by_name=True,
-                              validate_by_alias=True, serialize_by_alias=True)
-
-
-class InputModel(CamelModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 # --- auth ---------------------------------------------------------------------------------
 
 class LoginRequest(InputModel):
-    email: Annotated[str, Field(min_length=1, max_length=320), _checked(check_text)]
-    password: Annotated[str, Field(min_length=1, max_length=1024), _checked(check_text)]
+    email: Annotated[str, Field(min_length=1, max_length=320), checked(check_text)]
+    password: Annotated[str, Field(min_length=1, max_length=1024), checked(check_text)]
     tenant: Id | None = Field(default=None, description="The tenant's id, for an email "
                               "registered in several; without it the oldest account is used")
 
@@ -123,7 +98,7 @@ class ProductOut(CamelModel):
 
 class TagCreate(InputModel):
     name: Name
-    color: Annotated[str, Field(max_length=50), _checked(check_text)] | None = None
+    color: Annotated[str, Field(max_length=50), checked(check_text)] | None = None
     description: Text | None = None
 
 
@@ -263,47 +238,8 @@ class TaskFilters(FeatureFilters):
 PAGING = frozenset({"include_deleted", "limit", "offset"})
 
 
-# --- bulk sync (the beads import's wire format: ops.workitems.model.WorkItem.to_dict) ----------
+# --- bulk sync: the work-item model itself (ops.workitems.model), limits included -----------
 # The same limits as the direct import (ops.core.limits), no others: the API accepts what it does.
-
-class WorkCommentIn(InputModel):
-    text: Text
-    author: Text | None = None
-    created_at: datetime | None = None
-    external_id: Text | int | None = None
-
-
-class WorkDependencyIn(InputModel):
-    depends_on: Text
-    type: Indexed = "blocks"
-    created_at: datetime | None = None
-
-
-class WorkItemIn(InputModel):
-    kind: Literal["epic", "feature", "task"]
-    external_source: Name = "beads"
-    external_id: Name
-    title: Annotated[str, Field(min_length=1), _checked(check_text)]
-    description: Text | None = None
-    status: Status = "backlog"
-    priority: Priority = "medium"
-    task_type: Text | None = None
-    parent_external_id: Text | None = None
-    labels: list[Indexed] = Field(default_factory=list, max_length=MAX_LIST_ITEMS)
-    comments: list[WorkCommentIn] = Field(default_factory=list, max_length=MAX_LIST_ITEMS)
-    dependencies: list[WorkDependencyIn] = Field(default_factory=list,
-                                                 max_length=MAX_LIST_ITEMS)
-    assignee: Text | None = None
-    created_by: Text | None = None
-    estimate_hours: Annotated[Decimal, Field(ge=0, lt=10**8, allow_inf_nan=False)] | None = None
-    due_date: date | None = None
-    created_at: datetime | None = None
-    updated_at: datetime | None = None
-    closed_at: datetime | None = None
-    deleted_at: datetime | None = None
-    tombstone: bool = False
-    metadata: JsonObject = Field(default_factory=dict)
-
 
 MAX_SYNC_ITEMS = 20_000
 
@@ -314,24 +250,5 @@ class SyncRequest(InputModel):
 
     phase: Literal["items", "dependencies", "all"] = "items"
     dry_run: bool = False
-    items: list[WorkItemIn] = Field(max_length=MAX_SYNC_ITEMS)
+    items: list[WorkItem] = Field(max_length=MAX_SYNC_ITEMS)
 
-
-class KindCountsOut(BaseModel):
-    created: int
-    updated: int
-    unchanged: int
-    skipped: int
-    removed: int
-
-
-class SyncResultOut(CamelModel):
-    counts: dict[str, KindCountsOut]
-    tags_created: int
-    comments_added: int
-    dependencies_added: int
-    dependencies_removed: int
-    warnings: list[str]
-    dependencies_in_metadata: int = 0
-    unmatched_people: dict[str, int] = {}
-    unresolved_parents: list[str] = []

@@ -14,8 +14,8 @@ from fastapi.testclient import TestClient
 from support.api import auth
 
 from ops.core.config import Settings
+from ops.core.vocabulary import SAMPLE_PASSWORD
 from ops.seed.builtin import run_seeds
-from ops.seed.helpers import SAMPLE_PASSWORD
 
 pytest_plugins = ["support.api_fixtures"]
 pytestmark = pytest.mark.security

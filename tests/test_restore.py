@@ -20,11 +20,11 @@ from support.restore import (
 
 from ops.backup.create import backup
 from ops.backup.files import list_backups
+from ops.core.catalog import current_revision
 from ops.core.config import Settings
 from ops.core.errors import OpsError
 from ops.restore.apply import DEFERRED, REPLICA, restore
 from ops.restore.reset import reset
-from ops.schema.migrate import current_revision
 
 
 @pytest.fixture

@@ -11,9 +11,10 @@ import pytest
 from ops.core.catalog import discover_tables, row_counts
 from ops.core.config import Settings
 from ops.core.errors import OpsError
+from ops.core.vocabulary import SAMPLE_PASSWORD
 from ops.seed.builtin import run_seeds
 from ops.seed.data import CLIENTS, LOOKUP_TAGS, PRODUCTS, USERS
-from ops.seed.helpers import SAMPLE_PASSWORD, get_or_create, hash_password
+from ops.seed.helpers import get_or_create, hash_password
 
 
 def counts(conn: psycopg.Connection) -> dict[str, int]:

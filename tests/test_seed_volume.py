@@ -12,9 +12,10 @@ from psycopg.conninfo import make_conninfo
 
 from ops.core.config import Settings
 from ops.core.errors import OpsError
+from ops.core.vocabulary import SAMPLE_PASSWORD
 from ops.schema.migrate import push
 from ops.seed.builtin import run_seeds
-from ops.seed.helpers import SAMPLE_PASSWORD, find_systech_tenant
+from ops.seed.helpers import find_systech_tenant
 from ops.seed.volume import generate_volume
 from ops.seed.volume_rows import STREAMS, Plan
 

@@ -6,9 +6,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from api.models import HealthOut
+from ops.core.catalog import current_revision
 from ops.core.db import connection
 from ops.core.errors import OpsError
-from ops.schema.migrate import current_revision, head_revision
+from ops.schema.migrate import head_revision
 
 router = APIRouter(tags=["health"])
 

@@ -14,15 +14,16 @@ from fastapi import APIRouter, HTTPException, Path
 
 from api.auth import Writer
 from api.db import DbConn
-from api.models import MAX_ID, ErrorOut, SyncRequest, SyncResultOut
+from api.models import MAX_ID, ErrorOut, SyncRequest
 from api.queries import select_one
-from ops.workitems.model import WorkItem
-from ops.workitems.sync import SyncResult, sync_dependencies, sync_work_items
+from ops.workitems.dependencies import sync_dependencies
+from ops.workitems.model import SyncResult, WorkItem
+from ops.workitems.sync import sync_work_items
 
 router = APIRouter(tags=["sync"])
 
 
-@router.post("/products/{product_id}/work-items/sync", response_model=SyncResultOut,
+@router.post("/products/{product_id}/work-items/sync", response_model=SyncResult,
              responses={404: {"model": ErrorOut, "description": "No such product"},
                         422: {"model": ErrorOut, "description": "Invalid items"}})
 def sync_items(body: SyncRequest, user: Writer, conn: DbConn,
@@ -36,7 +37,7 @@ def sync_items(body: SyncRequest, user: Writer, conn: DbConn,
     """
     if select_one(conn, "products", user.scope, product_id) is None:
         raise HTTPException(404, detail="product not found")
-    items = [WorkItem.from_dict(item.model_dump(mode="json")) for item in body.items]
+    items = body.items
     if not user.is_importer:
         for item in items:
             record_caller_as_author(item, user.email)
@@ -47,7 +48,7 @@ def sync_items(body: SyncRequest, user: Writer, conn: DbConn,
             result.merge(sync_work_items(conn, **key))
         if body.phase in ("dependencies", "all"):
             result.merge(sync_dependencies(conn, **key))
-    return result.to_dict()
+    return result
 
 
 def record_caller_as_author(item: WorkItem, email: str) -> None:

@@ -40,14 +40,20 @@ from ops.backup.format import (
 )
 from ops.backup.parallel import Part, balance, prefetch, table_sizes
 from ops.backup.writer import BackupWriter
-from ops.core.catalog import APP_SCHEMA, Column, Table, discover_tables, require_schema
+from ops.core.catalog import (
+    APP_SCHEMA,
+    Column,
+    Table,
+    current_revision,
+    discover_tables,
+    require_schema,
+)
 from ops.core.config import Settings
 from ops.core.db import connect, connection, first_line, server_version
 from ops.core.defaults import DEFAULT_JOBS
 from ops.core.errors import OpsError
 from ops.core.limits import summarize
 from ops.core.output import SILENT, Reporter, human_size
-from ops.schema.migrate import current_revision
 
 TOOL_NAME = "tasklets-ops"
 PARALLEL_MIN_BYTES = 64 << 20  # below this, extra connections cost more than they save

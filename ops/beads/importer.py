@@ -2,7 +2,7 @@
 
 Parsing (`ops.beads.parse`) and mapping (`ops.beads.mapping`) are shared by every writer; only the
 writer differs: `db` syncs through `ops.workitems.sync` in ONE transaction (all-or-nothing;
---dry-run rolls it back after counting), `api` goes through the REST API (issue 7).
+--dry-run rolls it back after counting), `api` goes through the REST API (ops.beads.via_api).
 """
 
 from __future__ import annotations
@@ -10,60 +10,26 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import psycopg
 
-from ops.beads.mapping import MappingResult, kind_of, map_issues
-from ops.beads.parse import ParsedBeads, parse_file
+from ops.beads.mapping import kind_of
+from ops.beads.prepare import LABELS, ImportOptions, PreparedImport, Target, prepare
+from ops.beads.via_api import write_via_api
 from ops.core.catalog import discover_tables, require_schema
 from ops.core.config import Settings
 from ops.core.db import connection
-from ops.core.defaults import DEFAULT_BEADS_FILE, DEFAULT_BEADS_PRODUCT
 from ops.core.errors import OpsError
 from ops.core.output import SILENT, Reporter, suggest
 from ops.seed.helpers import SYSTECH_TENANT, require_systech_tenant
-from ops.workitems.model import KINDS, WorkItem
-from ops.workitems.sync import KindCounts, SyncResult, sync_dependencies, sync_work_items
+from ops.workitems.dependencies import sync_dependencies
+from ops.workitems.model import KINDS, KindCounts, SyncResult, WorkItem
+from ops.workitems.sync import sync_work_items
 
 SOURCE = "beads"
 # Items per sync call: bounds statement size and lets the progress bar move; one transaction.
 CHUNK_SIZE = 2000
 WARNINGS_SHOWN = 20
-LABELS = {"epic": "Epics", "feature": "Features", "task": "Tasks"}
-
-
-@dataclass
-class ImportOptions:
-    file: Path = Path(DEFAULT_BEADS_FILE)
-    product: str = DEFAULT_BEADS_PRODUCT
-    dry_run: bool = False
-    skip_invalid: bool = False
-    include_ephemeral: bool = False
-    via: str = "db"  # "db" | "api"
-    api_url: str = "http://localhost:8000"
-    email: str = "ramesh@systech.com"
-
-
-@dataclass
-class Target:
-    tenant_id: int
-    product_id: int
-    product: str
-
-
-@dataclass
-class PreparedImport:
-    """The writer-independent half: what the file says, as WorkItems (parents first)."""
-
-    parsed: ParsedBeads
-    mapped: MappingResult
-
-    @property
-    def items(self) -> list[WorkItem]:
-        return self.mapped.items
-
-
 @dataclass
 class BeadsImportResult:
     file: str
@@ -86,22 +52,6 @@ class BeadsImportResult:
     dependencies_removed: int = 0
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
-
-
-def prepare(options: ImportOptions, report: Reporter = SILENT) -> PreparedImport:
-    """Parse and map the file (no database); OpsError for a bad file or a parent cycle."""
-    parsed = parse_file(options.file, skip_invalid=options.skip_invalid,
-                        include_ephemeral=options.include_ephemeral)
-    skipped = []
-    if parsed.header_lines or parsed.memory_lines:
-        skipped.append(f"{parsed.header_lines} header, {parsed.memory_lines} memory line(s)")
-    if parsed.ephemeral:
-        skipped.append(f"{len(parsed.ephemeral)} ephemeral")
-    if parsed.invalid:
-        skipped.append(f"{len(parsed.invalid)} invalid line(s)")
-    report.line(f"📄 Read {options.file}: {len(parsed.issues)} issue(s)"
-                + (f" (skipped {', '.join(skipped)})" if skipped else ""))
-    return PreparedImport(parsed, map_issues(parsed.issues))
 
 
 def import_beads(settings: Settings, options: ImportOptions,
@@ -140,19 +90,6 @@ def write_to_database(settings: Settings, prepared: PreparedImport, options: Imp
             sync.warnings.append(f"{absent} item(s) imported earlier are not in this file: "
                                  "left as they are (only tombstones delete)")
     return target, sync
-
-
-def write_via_api(settings: Settings, prepared: PreparedImport, options: ImportOptions,
-                  report: Reporter) -> tuple[Target, SyncResult]:
-    """The `api` writer (issue 7): same items, sent to the REST API's bulk endpoint.
-
-    Contract: authenticate as options.email, find options.product, send `prepared.items`
-    (WorkItem.to_dict(), parents first, in chunks) for phase 1 and then phase 2, and return
-    the Target plus the merged SyncResult (SyncResult.from_dict of each response).
-    """
-    from ops.beads.via_api import write_via_api as http_writer  # imports this module
-
-    return http_writer(settings, prepared, options, report)
 
 
 def find_target(conn: psycopg.Connection, product: str, report: Reporter = SILENT) -> Target:

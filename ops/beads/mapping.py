@@ -28,6 +28,8 @@ from datetime import UTC
 from decimal import Decimal
 from typing import Any
 
+from pydantic import ValidationError
+
 from ops.beads.parse import BeadsIssue, parse_timestamp
 from ops.core.errors import OpsError
 from ops.workitems.model import KINDS, WorkComment, WorkDependency, WorkItem
@@ -129,7 +131,12 @@ def map_issues(issues: list[BeadsIssue]) -> MappingResult:
     dangling: dict[str, None] = {}
     items: list[WorkItem] = []
     for issue in issues:
-        item = _item(issue, kinds[issue.id])
+        try:
+            item = _item(issue, kinds[issue.id])
+        except ValidationError as exc:  # parsing checks the limits first; this is the backstop
+            problem = exc.errors()[0]
+            raise OpsError(f"{issue.id} (line {issue.line}): {problem['msg']}",
+                           hint="Fix that issue in the export, or leave it out.") from None
         if issue.tombstone:
             items.append(item)
             continue

@@ -19,14 +19,23 @@ from pathlib import Path
 from typing import Any
 
 from ops.core.errors import OpsError
-from ops.core.limits import MAX_JSON_DEPTH, check_indexed, check_json, check_text
+from ops.core.limits import (
+    MAX_JSON_BYTES,
+    MAX_JSON_DEPTH,
+    MAX_LIST_ITEMS,
+    check_indexed,
+    check_json,
+    check_text,
+)
 
 TIMESTAMP_FIELDS = ("created_at", "updated_at", "closed_at", "started_at", "due_at",
                     "defer_until", "deleted_at")
 INVALID_SHOWN = 5  # invalid lines named in the all-or-nothing error message
 # One issue as stored: its fields end up in metadata["beads"] (two levels further down).
 MAX_ISSUE_DEPTH = MAX_JSON_DEPTH - 2
-MAX_ISSUE_BYTES = 4 << 20
+# Every stored text (description, metadata) is a part of the issue: an issue within the
+# shared limit, less room for the wrapping, keeps each of them within it too.
+MAX_ISSUE_BYTES = MAX_JSON_BYTES - 4096
 MAX_MINUTES = 2**31 - 1  # what an integer column holds
 
 _RFC3339 = re.compile(
@@ -250,6 +259,9 @@ def _refuse_constant(name: str) -> Any:
 
 def _check_storable(obj: dict[str, Any]) -> None:
     """Values that become indexed keys or typed columns must fit them (ValueError if not)."""
+    for name in ("labels", "comments", "dependencies"):
+        if isinstance(obj.get(name), list) and len(obj[name]) > MAX_LIST_ITEMS:
+            raise ValueError(f"more than {MAX_LIST_ITEMS} {name}")
     for label in obj.get("labels") or []:
         if isinstance(label, str):
             check_indexed(label, "a label")

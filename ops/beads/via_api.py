@@ -23,13 +23,12 @@ from typing import Any
 
 import httpx
 
-from ops.beads.importer import LABELS, ImportOptions, PreparedImport, Target
+from ops.beads.prepare import LABELS, ImportOptions, PreparedImport, Target
 from ops.core.config import Settings
 from ops.core.errors import OpsError
 from ops.core.output import Reporter, suggest
-from ops.seed.helpers import SAMPLE_PASSWORD  # the seeded users' password: development only
-from ops.workitems.model import KINDS, WorkItem
-from ops.workitems.sync import SyncResult
+from ops.core.vocabulary import SAMPLE_PASSWORD
+from ops.workitems.model import KINDS, SyncResult, WorkItem
 
 PASSWORD_ENV = "TASKLETS_API_PASSWORD"
 # Per request: as many items as the direct import writes per call (per-call overhead
@@ -122,7 +121,7 @@ class ApiClient:
         body = f'{head}, "items": [{", ".join(items)}]}}'.encode()
         response = self.request("POST", f"/api/products/{product_id}/work-items/sync",
                                 content=body, headers={"Content-Type": "application/json"})
-        return SyncResult.from_dict(_ok(response, "sync work items"))
+        return SyncResult.model_validate(_ok(response, "sync work items"))
 
 
 def _detail(response: httpx.Response) -> str:
@@ -159,8 +158,8 @@ def _by_kind(items: list[WorkItem]) -> Iterator[tuple[str, list[WorkItem]]]:
 
 
 def encode(items: list[WorkItem]) -> list[str]:
-    """Each item's wire JSON (`WorkItem.to_dict`), encoded once."""
-    return [json.dumps(item.to_dict(), ensure_ascii=False) for item in items]
+    """Each item's wire JSON (the model's camelCase JSON), encoded once."""
+    return [item.model_dump_json() for item in items]
 
 
 def _chunks(encoded: list[str], size: int,

@@ -37,7 +37,7 @@ def push(
 def generate(
     message: Annotated[str, typer.Option("-m", "--message", help="What the revision changes.")],
 ) -> None:
-    """Autogenerate a migration from the difference between ops/schema/models.py and the database."""
+    """Autogenerate a migration from the difference between the models and the database."""
     from ops.schema import migrate
 
     path = migrate.generate(settings(), message)
@@ -55,7 +55,8 @@ def check() -> None:
         for diff in diffs:
             typer.echo(f"❌ {diff}")
         raise OpsError(
-            f"schema drift: {len(diffs)} difference(s) between the database and ops/schema/models.py",
+            f"schema drift: {len(diffs)} difference(s) between the database and the models "
+            "(ops/schema/models.py)",
             hint=f"Run {suggest('push')}, or {suggest('generate -m WHAT')} for a model change.",
         )
     typer.echo("✅ Database schema matches the models (no drift).")

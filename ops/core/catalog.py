@@ -154,6 +154,37 @@ def dependency_order(tables: dict[str, Table]) -> list[Table]:
     return ordered
 
 
+# How long to wait for other sessions (the app) to release the tables before giving up.
+LOCK_TIMEOUT = "30s"
+
+
+def lock_tables(conn: psycopg.Connection, tables: list[Table], mode: str, *, what: str) -> None:
+    """LOCK the tables in `mode` within the current transaction, waiting at most LOCK_TIMEOUT;
+    the wait's end is one OpsError saying `what` failed and that nothing changed."""
+    conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(LOCK_TIMEOUT)))
+    try:
+        conn.execute(sql.SQL("LOCK TABLE {} IN {} MODE").format(
+            sql.SQL(", ").join(t.ident for t in tables), sql.SQL(mode)))
+    except psycopg.errors.LockNotAvailable:
+        raise lock_wait_error(what) from None
+    conn.execute("SET LOCAL lock_timeout = 0")
+
+
+def lock_wait_error(what: str) -> OpsError:
+    """The one-line error for a lock wait that timed out (the app still holds the tables)."""
+    return OpsError(
+        f"{what}: the tables are in use by another session (waited {LOCK_TIMEOUT}); "
+        "nothing was changed",
+        hint="Stop the app (or other sessions using the tables) and try again.",
+    )
+
+
+def truncate_statement(tables: list[Table]) -> sql.Composed:
+    """One TRUNCATE for all tables: no CASCADE, so nothing outside the list is ever emptied."""
+    return sql.SQL("TRUNCATE {} RESTART IDENTITY").format(
+        sql.SQL(", ").join(t.ident for t in tables))
+
+
 def row_counts(conn: psycopg.Connection, tables: list[Table]) -> dict[str, int]:
     """Exact row count per table, in one round trip."""
     if not tables:
@@ -173,3 +204,12 @@ def require_schema(tables: list[Table]) -> None:
             "the database has no Tasklets tables (schema never pushed)",
             hint=f"Run {suggest('push')} first.",
         )
+
+
+def current_revision(conn: psycopg.Connection) -> str | None:
+    """The database's Alembic revision, or None when it was never migrated."""
+    exists = conn.execute("SELECT to_regclass('public.alembic_version') IS NOT NULL").fetchone()[0]
+    if not exists:
+        return None
+    row = conn.execute("SELECT version_num FROM alembic_version LIMIT 1").fetchone()
+    return row[0] if row else None

@@ -6,18 +6,16 @@ Work functions receive a Reporter and call `line` / `progress`; they never print
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, is_dataclass
-from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Protocol
 
+import orjson
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -65,24 +63,28 @@ def _ignore(n: int = 1) -> None:
 SILENT = Reporter(quiet=True)
 
 
-def to_jsonable(value: Any) -> Any:
-    if is_dataclass(value) and not isinstance(value, type):
-        return to_jsonable(asdict(value))
-    if isinstance(value, dict):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set):
-        return [to_jsonable(v) for v in value]
+def _jsonable(value: Any) -> Any:
+    """What orjson does not know itself: exact decimals, paths, sets, pydantic models."""
+    if isinstance(value, Decimal):
+        return str(value)  # as text: a float would lose digits
     if isinstance(value, Path):
         return str(value)
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return str(value)
-    return value
+    if isinstance(value, set | frozenset):
+        return sorted(value)
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json")
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def to_json(value: Any, *, indent: bool = False) -> str:
+    """JSON text for results, API payloads and the sync's row sets: one encoder everywhere
+    (dataclasses, datetimes as ISO 8601, Decimal digits kept, UTF-8 unescaped)."""
+    option = orjson.OPT_NON_STR_KEYS | (orjson.OPT_INDENT_2 if indent else 0)
+    return orjson.dumps(value, default=_jsonable, option=option).decode()
 
 
 def print_json(value: Any) -> None:
-    sys.stdout.write(json.dumps(to_jsonable(value), indent=2, ensure_ascii=False) + "\n")
+    sys.stdout.write(to_json(value, indent=True) + "\n")
     sys.stdout.flush()
 
 

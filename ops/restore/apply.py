@@ -23,7 +23,14 @@ from psycopg import sql
 from ops.backup.files import SAFETY_PREFIX, backup_filename, utc_now
 from ops.backup.format import column_keys, describe_partial
 from ops.backup.reader import BackupReader, Section, resolve_backup, table_names
-from ops.core.catalog import Table, discover_tables, require_schema
+from ops.core.catalog import (
+    Table,
+    current_revision,
+    discover_tables,
+    lock_tables,
+    require_schema,
+    truncate_statement,
+)
 from ops.core.config import Settings
 from ops.core.db import connect, first_line, is_superuser
 from ops.core.errors import OpsError
@@ -31,8 +38,6 @@ from ops.core.guard import refuse_production
 from ops.core.output import SILENT, Reporter, suggest
 from ops.restore.checks import reset_sequences, validate_foreign_keys
 from ops.restore.plan import TablePlan, plan_table, row_label
-from ops.restore.reset import LOCK_TIMEOUT, lock_wait_error, truncate_statement
-from ops.schema.migrate import current_revision
 
 REPLICA = "replica"  # superuser: FK triggers off during the load, validated explicitly after
 DEFERRED = "deferred"  # table owner: FK checks deferred to the end of the transaction
@@ -219,13 +224,7 @@ def _restore(conn: psycopg.Connection, settings: Settings, reader: BackupReader,
 
 def _lock(conn: psycopg.Connection, tables: list[Table]) -> None:
     """Every app table, exclusively: nobody changes data between safety backup and commit."""
-    conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(LOCK_TIMEOUT)))
-    try:
-        conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(
-            sql.SQL(", ").join(t.ident for t in tables)))
-    except psycopg.errors.LockNotAvailable as exc:
-        raise lock_wait_error(exc, "restore failed") from None
-    conn.execute("SET LOCAL lock_timeout = 0")
+    lock_tables(conn, tables, "ACCESS EXCLUSIVE", what="restore failed")
     conn.execute("SET LOCAL statement_timeout = 0")
 
 

@@ -7,15 +7,19 @@ from dataclasses import dataclass, field
 import psycopg
 from psycopg import sql
 
-from ops.core.catalog import Table, discover_tables, require_schema, row_counts
+from ops.core.catalog import (
+    LOCK_TIMEOUT,
+    discover_tables,
+    lock_wait_error,
+    require_schema,
+    row_counts,
+    truncate_statement,
+)
 from ops.core.config import Settings
 from ops.core.db import connect, first_line
 from ops.core.errors import OpsError
 from ops.core.guard import refuse_production
 from ops.core.output import SILENT, Reporter, suggest
-
-# How long to wait for other sessions (the app) to release the tables before giving up.
-LOCK_TIMEOUT = "30s"
 
 # What to do with an emptied database: (what for, command) - rendered as the user runs things.
 NEXT_STEPS = (
@@ -37,21 +41,6 @@ class ResetResult:
     total_rows: int | None = None
     dry_run: bool = False
     next_steps: tuple[str, ...] = field(default_factory=next_steps)
-
-
-def truncate_statement(tables: list[Table]) -> sql.Composed:
-    """One TRUNCATE for all tables: no CASCADE, so nothing outside the list is ever emptied."""
-    return sql.SQL("TRUNCATE {} RESTART IDENTITY").format(
-        sql.SQL(", ").join(t.ident for t in tables))
-
-
-def lock_wait_error(exc: psycopg.Error, what: str) -> OpsError:
-    """The one-line error for a lock wait that timed out (the app still holds the tables)."""
-    return OpsError(
-        f"{what}: the tables are in use by another session (waited {LOCK_TIMEOUT}); "
-        "nothing was changed",
-        hint="Stop the app (or other sessions using the tables) and try again.",
-    )
 
 
 def reset(settings: Settings, *, confirm: bool = False, dry_run: bool = False,
@@ -90,8 +79,8 @@ def reset(settings: Settings, *, confirm: bool = False, dry_run: bool = False,
                 conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(
                     sql.Literal(LOCK_TIMEOUT)))
                 conn.execute(truncate_statement(tables))
-        except psycopg.errors.LockNotAvailable as exc:
-            raise lock_wait_error(exc, "reset failed") from None
+        except psycopg.errors.LockNotAvailable:
+            raise lock_wait_error("reset failed") from None
         except psycopg.Error as exc:
             raise OpsError(f"reset failed, nothing was changed: {first_line(exc)}") from None
     for t in tables:

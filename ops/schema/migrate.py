@@ -11,8 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import psycopg
-
+from ops.core.catalog import current_revision
 from ops.core.config import PROJECT_ROOT, Settings, sqlalchemy_url
 from ops.core.db import connect, first_line
 from ops.core.errors import OpsError
@@ -42,15 +41,6 @@ def head_revision(settings: Settings) -> str | None:
     from alembic.script import ScriptDirectory
 
     return ScriptDirectory.from_config(alembic_config(settings)).get_current_head()
-
-
-def current_revision(conn: psycopg.Connection) -> str | None:
-    """The database's Alembic revision, or None when it was never migrated."""
-    exists = conn.execute("SELECT to_regclass('public.alembic_version') IS NOT NULL").fetchone()[0]
-    if not exists:
-        return None
-    row = conn.execute("SELECT version_num FROM alembic_version LIMIT 1").fetchone()
-    return row[0] if row else None
 
 
 @dataclass
@@ -162,7 +152,7 @@ def generate(settings: Settings, message: str) -> Path:
 
 
 def schema_differences(settings: Settings) -> list[str]:
-    """Human-readable differences between ops.schema.models and the live database (empty = in sync)."""
+    """Human-readable differences between the models and the live database (empty: in sync)."""
     with connect(settings) as conn:
         current = current_revision(conn)
     head = head_revision(settings)

@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ops.backup.files import list_backups
-from ops.core.catalog import discover_tables, row_counts
+from ops.core.catalog import current_revision, discover_tables, row_counts
 from ops.core.config import Settings
 from ops.core.db import connect, server_version
 from ops.core.guard import stored_environment
-from ops.schema.migrate import current_revision, head_revision
+from ops.schema.migrate import head_revision
 
 
 @dataclass

@@ -19,6 +19,7 @@ from ops.core.db import connection
 from ops.core.defaults import DEFAULT_RANDOM_SEED
 from ops.core.guard import refuse_production
 from ops.core.output import SILENT, Reporter
+from ops.core.vocabulary import SAMPLE_PASSWORD, SYSTECH_TENANT
 from ops.schema.migrate import PushResult, push
 from ops.seed.data import (
     CLIENT_PRODUCTS,
@@ -37,8 +38,6 @@ from ops.seed.data import (
     USERS,
 )
 from ops.seed.helpers import (
-    SAMPLE_PASSWORD,
-    SYSTECH_TENANT,
     Tally,
     announce,
     get_or_create,

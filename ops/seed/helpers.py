@@ -19,11 +19,7 @@ from psycopg.types.json import Jsonb
 
 from ops.core.errors import OpsError
 from ops.core.output import Reporter, suggest
-
-SYSTECH_TENANT = "SysTech"
-SAMPLE_PASSWORD = "Systech@123"
-# Node's bcrypt/bcryptjs default; ~50 ms per hash, so a handful of users costs well under a second.
-BCRYPT_ROUNDS = 10
+from ops.core.vocabulary import BCRYPT_ROUNDS, SYSTECH_TENANT
 
 
 def find_systech_tenant(conn: psycopg.Connection) -> int | None:

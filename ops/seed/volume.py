@@ -37,7 +37,8 @@ from psycopg.copy import QueuedLibpqWriter
 from ops.core.defaults import DEFAULT_RANDOM_SEED
 from ops.core.errors import OpsError
 from ops.core.output import SILENT, Advance, Reporter
-from ops.seed.helpers import BCRYPT_ROUNDS, SAMPLE_PASSWORD, hash_password
+from ops.core.vocabulary import BCRYPT_ROUNDS, SAMPLE_PASSWORD
+from ops.seed.helpers import hash_password
 from ops.seed.volume_rows import ID_TABLES, STREAMS, Context, Plan, Texts
 
 PROGRESS_STEP = 2_000

@@ -1,161 +1,162 @@
-"""WorkItem: one epic, feature or task to sync from an external tracker, writer-independent.
+"""The work-item model: one epic, feature or task to sync from an external tracker, and what a
+sync did. One definition for every writer and the API.
 
-The beads importer maps issues to WorkItems (`ops.beads.mapping`); a writer applies them —
+The beads importer maps issues to WorkItems (`ops.beads.mapping`); a writer applies them -
 directly to the database (`ops.workitems.sync`) or through the REST API's bulk endpoint, which
-receives them as JSON via `to_dict()` / `from_dict()` (camelCase keys, ISO 8601 timestamps,
-like the backup format). Everything a writer needs is in the record; it never re-reads beads.
+receives exactly these models as JSON (camelCase keys, ISO 8601 timestamps, like the backup
+format). Validation carries the limits every writer shares (ops.core.limits), and assignment
+is validated too, so a WorkItem always holds storable values. Everything a writer needs is in
+the record; it never re-reads the tracker.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import BeforeValidator, ConfigDict, Field
+
+from ops.core.fields import (
+    CamelModel,
+    Indexed,
+    InputModel,
+    JsonObject,
+    Name,
+    Priority,
+    Status,
+    Text,
+    Title,
+)
+from ops.core.limits import MAX_LIST_ITEMS
 
 KINDS = ("epic", "feature", "task")
+Kind = Literal["epic", "feature", "task"]
 
 
-@dataclass
-class WorkComment:
+def _as_text(value: Any) -> Any:
+    """Tracker ids that are numbers (beads comment ids) are kept as text."""
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+class _Validated(InputModel):
+    model_config = ConfigDict(validate_assignment=True)
+
+
+class WorkComment(_Validated):
     """A comment; writers dedupe on (author, created_at, text)."""
 
-    text: str
-    author: str | None = None
+    text: Text
+    author: Text | None = None
     created_at: datetime | None = None
-    external_id: str | None = None  # beads comment id (int or string), kept as text
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"text": self.text, "author": self.author,
-                "createdAt": _iso(self.created_at), "externalId": self.external_id}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> WorkComment:
-        return cls(text=data["text"], author=data.get("author"),
-                   created_at=_datetime(data.get("createdAt")),
-                   external_id=data.get("externalId"))
+    external_id: Annotated[Text | None, BeforeValidator(_as_text)] = None
 
 
-@dataclass
-class WorkDependency:
+class WorkDependency(_Validated):
     """A non-parent dependency: this item `type`s on `depends_on` (an external id)."""
 
-    depends_on: str
-    type: str = "blocks"
+    depends_on: Text
+    type: Indexed = "blocks"
     created_at: datetime | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"dependsOn": self.depends_on, "type": self.type,
-                "createdAt": _iso(self.created_at)}
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> WorkDependency:
-        return cls(depends_on=data["dependsOn"], type=data.get("type") or "blocks",
-                   created_at=_datetime(data.get("createdAt")))
-
-
-@dataclass
-class WorkItem:
+class WorkItem(_Validated):
     """One epic/feature/task as it should exist after the sync.
 
     - `kind` picks the table; `external_id` (with external_source) is the idempotency key.
-    - `status` / `priority` are already schema values (ops.schema.models.WORK_STATUSES / PRIORITIES);
-      the originals live in `metadata["beads"]`.
+    - `status` / `priority` are schema values (ops.core.vocabulary); the tracker's originals
+      live in `metadata`.
     - `parent_external_id` is the chosen parent (epic for a feature; epic, feature or task for
-      a task; None for epics). Writers resolve it against items written earlier — lists come
+      a task; None for epics). Writers resolve it against items written earlier - lists come
       parents-first, so chunks can be applied in order.
     - `assignee` / `created_by` are the tracker's strings; writers match them to users by email
       or name (the strings also stay in metadata).
     - `tombstone` items are never created; a writer soft-deletes an earlier import of them.
     """
 
-    kind: str
-    external_id: str
-    title: str
-    external_source: str = "beads"
-    description: str | None = None
-    status: str = "backlog"
-    priority: str = "medium"
-    task_type: str | None = None
-    parent_external_id: str | None = None
-    labels: list[str] = field(default_factory=list)
-    comments: list[WorkComment] = field(default_factory=list)
-    dependencies: list[WorkDependency] = field(default_factory=list)
-    assignee: str | None = None
-    created_by: str | None = None
-    estimate_hours: Decimal | None = None
+    kind: Kind
+    external_id: Name
+    title: Title
+    external_source: Name = "beads"
+    description: Text | None = None
+    status: Status = "backlog"
+    priority: Priority = "medium"
+    task_type: Text | None = None
+    parent_external_id: Text | None = None
+    labels: list[Indexed] = Field(default_factory=list, max_length=MAX_LIST_ITEMS)
+    comments: list[WorkComment] = Field(default_factory=list, max_length=MAX_LIST_ITEMS)
+    dependencies: list[WorkDependency] = Field(default_factory=list, max_length=MAX_LIST_ITEMS)
+    assignee: Text | None = None
+    created_by: Text | None = None
+    estimate_hours: Annotated[Decimal, Field(ge=0, lt=10**8, allow_inf_nan=False)] | None = None
     due_date: date | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
     closed_at: datetime | None = None
     deleted_at: datetime | None = None
     tombstone: bool = False
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict with camelCase keys (the API's wire format)."""
-        return {
-            "kind": self.kind,
-            "externalSource": self.external_source,
-            "externalId": self.external_id,
-            "title": self.title,
-            "description": self.description,
-            "status": self.status,
-            "priority": self.priority,
-            "taskType": self.task_type,
-            "parentExternalId": self.parent_external_id,
-            "labels": list(self.labels),
-            "comments": [c.to_dict() for c in self.comments],
-            "dependencies": [d.to_dict() for d in self.dependencies],
-            "assignee": self.assignee,
-            "createdBy": self.created_by,
-            "estimateHours": None if self.estimate_hours is None else str(self.estimate_hours),
-            "dueDate": None if self.due_date is None else self.due_date.isoformat(),
-            "createdAt": _iso(self.created_at),
-            "updatedAt": _iso(self.updated_at),
-            "closedAt": _iso(self.closed_at),
-            "deletedAt": _iso(self.deleted_at),
-            "tombstone": self.tombstone,
-            "metadata": self.metadata,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> WorkItem:
-        """Inverse of to_dict; raises KeyError/ValueError on a malformed payload."""
-        kind = data["kind"]
-        if kind not in KINDS:
-            raise ValueError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
-        estimate = data.get("estimateHours")
-        due = data.get("dueDate")
-        return cls(
-            kind=kind,
-            external_source=data.get("externalSource") or "beads",
-            external_id=str(data["externalId"]),
-            title=str(data["title"]),
-            description=data.get("description"),
-            status=data.get("status") or "backlog",
-            priority=data.get("priority") or "medium",
-            task_type=data.get("taskType"),
-            parent_external_id=data.get("parentExternalId"),
-            labels=[str(x) for x in data.get("labels") or []],
-            comments=[WorkComment.from_dict(c) for c in data.get("comments") or []],
-            dependencies=[WorkDependency.from_dict(d) for d in data.get("dependencies") or []],
-            assignee=data.get("assignee"),
-            created_by=data.get("createdBy"),
-            estimate_hours=None if estimate is None else Decimal(str(estimate)),
-            due_date=None if due is None else date.fromisoformat(due),
-            created_at=_datetime(data.get("createdAt")),
-            updated_at=_datetime(data.get("updatedAt")),
-            closed_at=_datetime(data.get("closedAt")),
-            deleted_at=_datetime(data.get("deletedAt")),
-            tombstone=bool(data.get("tombstone")),
-            metadata=dict(data.get("metadata") or {}),
-        )
+    metadata: JsonObject = Field(default_factory=dict)
 
 
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat()
+class KindCounts(CamelModel):
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    skipped: int = 0
+    removed: int = 0
+
+    def merge(self, other: KindCounts) -> None:
+        self.created += other.created
+        self.updated += other.updated
+        self.unchanged += other.unchanged
+        self.skipped += other.skipped
+        self.removed += other.removed
 
 
-def _datetime(value: str | None) -> datetime | None:
-    return None if value is None else datetime.fromisoformat(value)
+SHOWN = 8  # names listed in a summarised warning
+
+
+class SyncResult(CamelModel):
+    """What a sync did (or, under dry_run, would do). Mergeable across chunks and phases; the
+    API's bulk endpoint returns it as is."""
+
+    counts: dict[str, KindCounts] = Field(
+        default_factory=lambda: {kind: KindCounts() for kind in KINDS})
+    tags_created: int = 0
+    comments_added: int = 0
+    dependencies_added: int = 0
+    dependencies_removed: int = 0
+    # Summarised once by summary_warnings(), so chunked calls do not repeat them:
+    dependencies_in_metadata: int = 0  # involve an epic/feature or an item not imported
+    unmatched_people: dict[str, int] = Field(default_factory=dict)  # assignee/author -> uses
+    unresolved_parents: list[str] = Field(default_factory=list)  # "parent (of child)"
+    warnings: list[str] = Field(default_factory=list)
+
+    def summary_warnings(self) -> list[str]:
+        """`warnings` plus one line per summarised kind of problem."""
+        lines = list(self.warnings)
+        if self.unresolved_parents:
+            lines.append(f"{len(self.unresolved_parents)} parent(s) not found, items left "
+                         f"without a parent: {', '.join(self.unresolved_parents[:SHOWN])}")
+        if self.dependencies_in_metadata:
+            lines.append(f"{self.dependencies_in_metadata} dependency(ies) involving epics, "
+                         "features or items not imported: kept in metadata only")
+        if self.unmatched_people:
+            top = sorted(self.unmatched_people.items(), key=lambda kv: (-kv[1], kv[0]))
+            lines.append(f"{len(top)} person(s) not matched to users by email or name (kept "
+                         "in metadata): " + ", ".join(f"{name} ({n})" for name, n in top[:SHOWN]))
+        return lines
+
+    def merge(self, other: SyncResult) -> SyncResult:
+        for kind, counts in other.counts.items():
+            self.counts.setdefault(kind, KindCounts()).merge(counts)
+        self.tags_created += other.tags_created
+        self.comments_added += other.comments_added
+        self.dependencies_added += other.dependencies_added
+        self.dependencies_removed += other.dependencies_removed
+        self.dependencies_in_metadata += other.dependencies_in_metadata
+        for name, n in other.unmatched_people.items():
+            self.unmatched_people[name] = self.unmatched_people.get(name, 0) + n
+        self.unresolved_parents.extend(other.unresolved_parents)
+        self.warnings.extend(other.warnings)
+        return self

@@ -7,10 +7,10 @@ calls it per request), so it never commits and resolves parents through the data
     result = SyncResult()
     for chunk in chunks(items):                      # phase 1: items, tags, comments
         result.merge(sync_work_items(conn, tenant_id=t, product_id=p, items=chunk))
-    for chunk in chunks(items):                      # phase 2: after every item exists
+    for chunk in chunks(items):                      # phase 2 (ops.workitems.dependencies)
         result.merge(sync_dependencies(conn, tenant_id=t, product_id=p, items=chunk))
 
-Policies (README "import beads"):
+Policies:
 - Items mirror the tracker: title, description, status, priority, labels, parent, metadata,
   assignee, timestamps are overwritten when they differ; an identical row is `unchanged`.
 - Labels are mirrored to the tenant's tags (created on demand) and item_tags: added and
@@ -26,108 +26,15 @@ Policies (README "import beads"):
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
-from decimal import Decimal
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
 
 from ops.core.errors import OpsError
-from ops.core.output import SILENT, Reporter
-from ops.core.vocabulary import PRIORITIES, WORK_STATUSES
-from ops.workitems.model import KINDS, WorkDependency, WorkItem
-
-
-@dataclass
-class KindCounts:
-    created: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    skipped: int = 0
-    removed: int = 0
-
-    def merge(self, other: KindCounts) -> None:
-        self.created += other.created
-        self.updated += other.updated
-        self.unchanged += other.unchanged
-        self.skipped += other.skipped
-        self.removed += other.removed
-
-
-@dataclass
-class SyncResult:
-    """What a sync did (or, under dry_run, would do). Mergeable across chunks and phases."""
-
-    counts: dict[str, KindCounts] = field(
-        default_factory=lambda: {kind: KindCounts() for kind in KINDS})
-    tags_created: int = 0
-    comments_added: int = 0
-    dependencies_added: int = 0
-    dependencies_removed: int = 0
-    # Summarised once by summary_warnings(), so chunked calls do not repeat them:
-    dependencies_in_metadata: int = 0  # involve an epic/feature or an item not imported
-    unmatched_people: dict[str, int] = field(default_factory=dict)  # assignee/author -> uses
-    unresolved_parents: list[str] = field(default_factory=list)  # "parent (of child)"
-    warnings: list[str] = field(default_factory=list)
-
-    def summary_warnings(self) -> list[str]:
-        """`warnings` plus one line per summarised kind of problem."""
-        lines = list(self.warnings)
-        if self.unresolved_parents:
-            lines.append(f"{len(self.unresolved_parents)} parent(s) not found, items left "
-                         f"without a parent: {', '.join(self.unresolved_parents[:SHOWN])}")
-        if self.dependencies_in_metadata:
-            lines.append(f"{self.dependencies_in_metadata} dependency(ies) involving epics, "
-                         "features or items not imported: kept in metadata only")
-        if self.unmatched_people:
-            top = sorted(self.unmatched_people.items(), key=lambda kv: (-kv[1], kv[0]))
-            lines.append(f"{len(top)} person(s) not matched to users by email or name (kept "
-                         "in metadata): " + ", ".join(f"{name} ({n})" for name, n in top[:SHOWN]))
-        return lines
-
-    def merge(self, other: SyncResult) -> SyncResult:
-        for kind, counts in other.counts.items():
-            self.counts.setdefault(kind, KindCounts()).merge(counts)
-        self.tags_created += other.tags_created
-        self.comments_added += other.comments_added
-        self.dependencies_added += other.dependencies_added
-        self.dependencies_removed += other.dependencies_removed
-        self.dependencies_in_metadata += other.dependencies_in_metadata
-        for name, n in other.unmatched_people.items():
-            self.unmatched_people[name] = self.unmatched_people.get(name, 0) + n
-        self.unresolved_parents.extend(other.unresolved_parents)
-        self.warnings.extend(other.warnings)
-        return self
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready (the API's bulk endpoint returns this)."""
-        return {
-            "counts": {kind: vars(c).copy() for kind, c in self.counts.items()},
-            "tagsCreated": self.tags_created,
-            "commentsAdded": self.comments_added,
-            "dependenciesAdded": self.dependencies_added,
-            "dependenciesRemoved": self.dependencies_removed,
-            "dependenciesInMetadata": self.dependencies_in_metadata,
-            "unmatchedPeople": dict(self.unmatched_people),
-            "unresolvedParents": list(self.unresolved_parents),
-            "warnings": list(self.warnings),
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SyncResult:
-        return cls(
-            counts={kind: KindCounts(**c) for kind, c in data.get("counts", {}).items()},
-            tags_created=data.get("tagsCreated", 0),
-            comments_added=data.get("commentsAdded", 0),
-            dependencies_added=data.get("dependenciesAdded", 0),
-            dependencies_removed=data.get("dependenciesRemoved", 0),
-            dependencies_in_metadata=data.get("dependenciesInMetadata", 0),
-            unmatched_people=dict(data.get("unmatchedPeople", {})),
-            unresolved_parents=list(data.get("unresolvedParents", [])),
-            warnings=list(data.get("warnings", [])),
-        )
+from ops.core.output import SILENT, Reporter, to_json
+from ops.workitems.model import KINDS, SyncResult, WorkItem
 
 
 @dataclass
@@ -155,7 +62,6 @@ KIND_COLUMNS = {
 }
 RETURNED = {"epic": "NULL::bigint, NULL::bigint", "feature": "t.epic_id, NULL::bigint",
             "task": "t.epic_id, t.feature_id"}  # columns of a row aliased `t`
-SHOWN = 8  # names listed in a summarised warning
 # Serialises concurrent imports into one product (a second run waits, then finds no work).
 LOCK_SQL = "SELECT pg_advisory_xact_lock(hashtextextended('tasklets-work-item-sync', %s))"
 
@@ -176,43 +82,19 @@ def sync_work_items(
     across chunks. Parents are resolved in the database, so a parent must be in this chunk
     or written by an earlier call. `dry_run` rolls the savepoint back, so the counts are
     exact and nothing stays; for a multi-chunk dry run, roll back the outer transaction.
-    Raises OpsError for an invalid item (unknown kind/status/priority, a parent cycle).
+    Raises OpsError for a parent cycle (the model has already refused invalid values).
     """
     result = SyncResult()
     with conn.transaction(force_rollback=dry_run):
-        for source, group in _by_source(items, result):
-            _Phase1(conn, tenant_id, product_id, source, result, report).run(group)
+        for source, group in by_source(items, result):
+            _ChunkWriter(conn, tenant_id, product_id, source, result, report).run(group)
     return result
 
 
-def sync_dependencies(
-    conn: psycopg.Connection,
-    *,
-    tenant_id: int,
-    product_id: int,
-    items: list[WorkItem],
-    dry_run: bool = False,
-    report: Reporter = SILENT,
-) -> SyncResult:
-    """Phase 2: make task_dependencies of these items' tasks match their `dependencies`.
-
-    Call after phase 1 has written every item (targets are looked up in the database).
-    Adds missing task->task edges with their type and removes beads-sourced edges these
-    tasks no longer have; edges involving an epic or feature, or a target that was not
-    imported, stay in metadata only (one warning). Same transaction rules as phase 1.
-    """
-    result = SyncResult()
-    with conn.transaction(force_rollback=dry_run):
-        for source, group in _by_source(items, result):
-            _sync_dependencies(conn, tenant_id, product_id, source, group, result)
-    return result
-
-
-def _by_source(items: list[WorkItem], result: SyncResult) -> list[tuple[str, list[WorkItem]]]:
+def by_source(items: list[WorkItem], result: SyncResult) -> list[tuple[str, list[WorkItem]]]:
     """Group by external_source; a repeated key keeps its last item (with a warning)."""
     groups: dict[str, dict[str, WorkItem]] = {}
     for item in items:
-        _validate(item)
         group = groups.setdefault(item.external_source, {})
         if item.external_id in group:
             result.warnings.append(f"{item.external_id} given twice: using the last one")
@@ -221,24 +103,8 @@ def _by_source(items: list[WorkItem], result: SyncResult) -> list[tuple[str, lis
     return [(source, list(group.values())) for source, group in groups.items()]
 
 
-def _validate(item: WorkItem) -> None:
-    problems = []
-    if item.kind not in KINDS:
-        problems.append(f"kind {item.kind!r}")
-    if item.status not in WORK_STATUSES:
-        problems.append(f"status {item.status!r}")
-    if item.priority not in PRIORITIES:
-        problems.append(f"priority {item.priority!r}")
-    if not item.external_id or not item.title:
-        problems.append("empty external_id or title")
-    if problems:
-        raise OpsError(f"invalid work item {item.external_id or '?'}: {', '.join(problems)}",
-                       hint=f"status: {', '.join(WORK_STATUSES)}; "
-                       f"priority: {', '.join(PRIORITIES)}; kind: {', '.join(KINDS)}.")
-
-
-class _Phase1:
-    """One chunk of one external source: moves, tombstones, upserts, tags, comments."""
+class _ChunkWriter:
+    """Writes one chunk of one external source: moves, tombstones, upserts, tags, comments."""
 
     def __init__(self, conn: psycopg.Connection, tenant_id: int, product_id: int, source: str,
                  result: SyncResult, report: Reporter) -> None:
@@ -255,7 +121,7 @@ class _Phase1:
         self.users = _users(self.conn, self.tenant_id)
         wanted = {i.external_id for i in live} | {
             i.parent_external_id for i in live if i.parent_external_id}
-        self.refs = _refs(self.conn, self.product_id, self.source, wanted)
+        self.refs = item_refs(self.conn, self.product_id, self.source, wanted)
         with self.report.progress("🔄 Syncing work items", total=len(live)) as advance:
             for level in _levels(live):
                 for kind in KINDS:
@@ -345,7 +211,7 @@ class _Phase1:
     def _upsert(self, kind: str, batch: list[WorkItem]) -> None:
         rows = [self._row(item) for item in batch]
         changed = self.conn.execute(_upsert_sql(kind),
-                                    {**self.key, "rows": _json(rows)}).fetchall()
+                                    {**self.key, "rows": to_json(rows)}).fetchall()
         counts = self.result.counts[kind]
         for row_id, external_id, epic_id, feature_id, inserted in changed:
             self.refs[external_id] = _Ref(kind, row_id, epic_id, feature_id)
@@ -409,7 +275,7 @@ class _Phase1:
                 f"  WHERE c.{kind}_id = r.item_id AND c.body = r.body"
                 "   AND c.author_name IS NOT DISTINCT FROM r.author"
                 "   AND c.created_at = coalesce(r.created_at, c.created_at))"
-                " RETURNING id", {**self.key, "rows": _json(rows)}).fetchall()
+                " RETURNING id", {**self.key, "rows": to_json(rows)}).fetchall()
             self.result.comments_added += len(added)
 
 
@@ -480,7 +346,7 @@ def _levels(items: list[WorkItem]) -> list[list[WorkItem]]:
     return [levels[n] for n in sorted(levels)]
 
 
-def _refs(conn: psycopg.Connection, product_id: int, source: str,
+def item_refs(conn: psycopg.Connection, product_id: int, source: str,
           external_ids: set[str]) -> dict[str, _Ref]:
     if not external_ids:
         return {}
@@ -506,56 +372,3 @@ def _users(conn: psycopg.Connection, tenant_id: int) -> dict[str, int]:
         if len(ids) == 1:
             found.setdefault(name, next(iter(ids)))
     return found
-
-
-def _sync_dependencies(conn: psycopg.Connection, tenant_id: int, product_id: int, source: str,
-                       items: list[WorkItem], result: SyncResult) -> None:
-    tasks = [i for i in items if i.kind == "task" and not i.tombstone]
-    wanted = {i.external_id for i in tasks} | {d.depends_on for i in items
-                                                for d in i.dependencies}
-    refs = _refs(conn, product_id, source, wanted)
-    kept_in_metadata = 0
-    edges: dict[tuple[int, int, str], WorkDependency] = {}
-    for item in items:
-        for dep in item.dependencies:
-            target = refs.get(dep.depends_on)
-            if item.kind != "task" or item.tombstone or target is None or target.kind != "task":
-                kept_in_metadata += 1
-                continue
-            edges.setdefault((refs[item.external_id].id, target.id, dep.type), dep)
-    result.dependencies_in_metadata += kept_in_metadata
-    task_ids = [refs[i.external_id].id for i in tasks if i.external_id in refs]
-    if not task_ids:
-        return
-    keys = list(edges)
-    columns = ([k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys])
-    removed = conn.execute(
-        "DELETE FROM task_dependencies d WHERE d.task_id = ANY(%s)"
-        " AND d.metadata->>'source' = %s AND NOT EXISTS ("
-        " SELECT 1 FROM unnest(%s::bigint[], %s::bigint[], %s::text[]) AS w(t, dep, typ)"
-        " WHERE w.t = d.task_id AND w.dep = d.depends_on_task_id AND w.typ = d.dependency_type)"
-        " RETURNING id", (task_ids, source, *columns)).fetchall()
-    result.dependencies_removed += len(removed)
-    if keys:
-        created = [edges[k].created_at for k in keys]
-        added = conn.execute(
-            "INSERT INTO task_dependencies (tenant_id, task_id, depends_on_task_id,"
-            " dependency_type, metadata, created_at)"
-            " SELECT %s, t, dep, typ, jsonb_build_object('source', %s::text), coalesce(c, now())"
-            " FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::timestamptz[])"
-            "  AS w(t, dep, typ, c)"
-            " ON CONFLICT DO NOTHING RETURNING id",
-            (tenant_id, source, *columns, created)).fetchall()
-        result.dependencies_added += len(added)
-
-
-def _json(rows: list[dict[str, Any]]) -> str:
-    return json.dumps(rows, default=_json_default, ensure_ascii=False)
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return str(value)
-    raise TypeError(f"cannot serialise {type(value).__name__}")

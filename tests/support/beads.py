@@ -11,7 +11,7 @@ import psycopg
 from ops.beads.importer import BeadsImportResult, ImportOptions, import_beads
 from ops.core.config import Settings
 
-FIXTURES = Path(__file__).parent / "fixtures" / "beads"
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "beads"
 
 
 def make_systech(conn: psycopg.Connection, product: str = "Tasklets") -> tuple[int, int]:
