@@ -4,7 +4,7 @@
 # against the compose `db` service and the host's backups/ (mounted at /backups), in a compose
 # project named per checkout (`make -s compose-env` shows it, for running compose by hand).
 # RUN=local runs the same commands in .venv instead, against DATABASE_URL, or, when that is
-# empty, a project-local PostgreSQL under .localpg/ started on demand (ops/dev/localdb.py).
+# empty, a project-local PostgreSQL under .localpg/ started on demand (`tasklets-db local`).
 # Extra CLI flags pass through ARGS:  make db-backup ARGS="--compress"
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -84,7 +84,7 @@ OPS_INPUTS := $(shell find ops api migrations seeds -type f -not -path '*/__pyca
 CLI_CONTEXT = TASKLETS_MAKE_TARGET=$@ TASKLETS_RUN=$(RUN)
 ifeq ($(RUN),local)
 CLI_DEPS := $(VENV_STAMP) $(ENV_FILE)
-tasklets = url=$$($(VENV_PY) -m ops.dev.localdb url $(ENV_FILE)) && \
+tasklets = url=$$($(TASKLETS_DB) --env-file $(ENV_FILE) local url) && \
 	DATABASE_URL="$$url" $(CLI_CONTEXT) $(TASKLETS_DB) --env-file $(ENV_FILE)
 else
 CLI_DEPS := docker-ready docker-settings $(ENV_FILE) $(OPS_STAMP)
@@ -184,9 +184,9 @@ $(OPS_STAMP): $(OPS_INPUTS) | docker-ready $(ENV_FILE)
 ifeq ($(RUN),local)
 build: $(VENV_STAMP)
 up: $(CLI_DEPS)
-	@$(VENV_PY) -m ops.dev.localdb up $(ENV_FILE)
+	@$(TASKLETS_DB) --env-file $(ENV_FILE) local up
 down: $(VENV_STAMP)
-	@$(VENV_PY) -m ops.dev.localdb stop
+	@$(TASKLETS_DB) local stop
 logs:
 	tail -n 100 -f .localpg/server.log
 dev: $(CLI_DEPS)
@@ -194,7 +194,7 @@ dev: $(CLI_DEPS)
 db-studio:
 	@echo "❌ db-studio runs adminer in Docker. 💡 Use make db-shell RUN=local for psql" >&2; exit 1
 db-shell: $(CLI_DEPS)
-	@$(VENV_PY) -m ops.dev.localdb psql $(ENV_FILE)
+	@$(TASKLETS_DB) --env-file $(ENV_FILE) local psql
 else
 build: docker-ready $(ENV_FILE) ## Build the ops image (RUN=local: set up .venv)
 	$(DC) build ops

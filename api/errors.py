@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.db import DatabaseUnavailable
-from ops.core.errors import OpsError
+from ops.core.errors import NotFound, OpsError, Refused
 from ops.core.limits import summarize
 
 MAX_FIELD_ERRORS = 100
@@ -66,9 +66,15 @@ async def _unavailable(request: Request, exc: DatabaseUnavailable) -> JSONRespon
     return _json(503, "database unavailable")
 
 
+# The ops error types, as HTTP: what is missing is 404, what the state of things refuses is
+# 409, anything else wrong with the request (an invalid work item, a parent cycle) is 422.
+OPS_STATUS = ((NotFound, 404), (Refused, 409))
+
+
 async def _ops_error(request: Request, exc: OpsError) -> JSONResponse:
-    """A refusal from shared ops code (e.g. an invalid work item): its one line, no internals."""
-    return _json(422, exc.message, **({"hint": exc.hint} if exc.hint else {}))
+    """An error from shared ops code: its one line (and hint), no internals."""
+    code = next((status for kind, status in OPS_STATUS if isinstance(exc, kind)), 422)
+    return _json(code, exc.message, **({"hint": exc.hint} if exc.hint else {}))
 
 
 async def _database(request: Request, exc: psycopg.Error) -> JSONResponse:

@@ -268,10 +268,10 @@ def test_cli_import_via_api_with_seeded_sample_data_and_default_login(
 
 
 def test_chunks_keep_order_and_respect_count_and_byte_limits():
-    from ops.beads.via_api import _chunks
+    from ops.workitems.sync import chunks
 
     texts = ["a" * 10, "b" * 10, "c" * 10, "d" * 50, "e" * 10]
-    assert list(_chunks(texts, size=2, max_bytes=1000)) == [texts[0:2], texts[2:4], texts[4:]]
+    assert list(chunks(texts, size=2, max_bytes=1000)) == [texts[0:2], texts[2:4], texts[4:]]
     # A byte budget of 25 splits before it would be exceeded; an oversized item goes alone.
-    assert list(_chunks(texts, size=10, max_bytes=25)) == [
+    assert list(chunks(texts, size=10, max_bytes=25)) == [
         texts[0:2], texts[2:3], texts[3:4], texts[4:]]

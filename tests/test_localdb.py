@@ -1,4 +1,4 @@
-"""The project-local PostgreSQL behind `make ... RUN=local` (ops/dev/localdb.py)."""
+"""The project-local PostgreSQL behind `make ... RUN=local` (`tasklets-db local`)."""
 
 from __future__ import annotations
 
@@ -98,7 +98,8 @@ def _localdb(*args: str, url: str, stdin: str = "",
     env_file.write_text("")
     env = {**os.environ, "DATABASE_URL": url}
     env.pop("PGPASSWORD", None)
-    return subprocess.run([sys.executable, "-m", "ops.dev.localdb", *args, str(env_file)],
+    return subprocess.run([sys.executable, "-m", "ops", "--env-file", str(env_file), "local",
+                           *args],
                           input=stdin, env=env, capture_output=True, text=True, timeout=60,
                           cwd=PROJECT_ROOT)
 

@@ -9,9 +9,7 @@ The layout is the contract in `ops.backup.format`.
 from __future__ import annotations
 
 import hashlib
-import threading
 from collections.abc import Callable
-from concurrent.futures import Future, wait
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -38,22 +36,23 @@ from ops.backup.format import (
     table_close_line,
     table_open_line,
 )
-from ops.backup.parallel import Part, balance, prefetch, table_sizes
+from ops.backup.parallel import PartStreams, stream_parts
 from ops.backup.writer import BackupWriter
 from ops.core.catalog import (
-    APP_SCHEMA,
     Column,
     Table,
+    TableStats,
     current_revision,
     discover_tables,
     require_schema,
+    table_stats,
 )
 from ops.core.config import Settings
 from ops.core.db import connect, connection, first_line, server_version
 from ops.core.defaults import DEFAULT_JOBS
-from ops.core.errors import OpsError
+from ops.core.errors import OpsError, UsageError
 from ops.core.limits import summarize
-from ops.core.output import SILENT, Reporter, human_size
+from ops.core.output import SILENT, Reporter, human_size, no_progress
 
 TOOL_NAME = "tasklets-ops"
 PARALLEL_MIN_BYTES = 64 << 20  # below this, extra connections cost more than they save
@@ -92,7 +91,7 @@ def backup(settings: Settings, *, output: Path | None = None, compress: bool = F
     With jobs > 1 a large database is read over that many connections sharing the snapshot.
     """
     if jobs < 1:
-        raise OpsError(f"--jobs must be at least 1, not {jobs}", exit_code=2)
+        raise UsageError(f"--jobs must be at least 1, not {jobs}")
     report.line("🔄 Starting database backup...")
     moment = utc_now()
     target, compress, default_name = backup_target(settings.backup_dir, output, moment,
@@ -159,7 +158,7 @@ def _write(conn: psycopg.Connection, result: BackupResult, only: list[str] | Non
     chosen = select_tables(discover_tables(conn), only, exclude)
     conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS SHARE MODE").format(  # no DDL under our feet
         sql.SQL(", ").join(t.ident for t in chosen)))
-    estimates = _estimated_rows(conn, chosen)
+    stats = table_stats(conn, chosen)
     meta = {
         "tool": TOOL_NAME,
         "toolVersion": __version__,
@@ -177,25 +176,23 @@ def _write(conn: psycopg.Connection, result: BackupResult, only: list[str] | Non
         "jsonText": {t.name: keys for t in chosen if (keys := json_text_keys(t))},
     }
     current = chosen[0].name
-    parts: dict[str, Future[Part]] = {}
-    cancelled = threading.Event()
+    parts: PartStreams | None = None
     next_name = next_backup_name if default_name else None
     try:
         with BackupWriter(result.path, compress=result.compressed, next_name=next_name) as out:
             try:
                 out.write(header_line(result.timestamp))
                 if jobs > 1 and open_connection is not None:
-                    parts = _start_streams(conn, chosen, jobs, open_connection, out,
-                                           cancelled)
+                    parts = _start_streams(conn, chosen, stats, jobs, open_connection, out)
                 for index, table in enumerate(chosen):
                     current = table.name
                     out.write(table_open_line(table.name))
-                    if table.name in parts:
-                        part = parts[table.name].result()
+                    if parts is not None and table.name in parts:
+                        part = parts.part(table.name)
                         out.splice(part.path)
                         rows, digest = part.rows, part.sha256
                     else:
-                        estimate = estimates.get(table.name, 0)
+                        estimate = stats[table.name].rows_estimate
                         with _progress(report, table.name, estimate) as advance:
                             rows, digest = _stream_table(conn, table, out.write, advance)
                     out.write(table_close_line(last=index == len(chosen) - 1))
@@ -203,9 +200,9 @@ def _write(conn: psycopg.Connection, result: BackupResult, only: list[str] | Non
                     result.sha256[table.name] = digest
                     result.total_rows += rows
                     report.line(f"✅ {table.name}: {rows} rows")
-            except BaseException:
-                _stop_streams(parts, cancelled)  # before the writer removes their files
-                raise
+            finally:
+                if parts is not None:  # before the writer removes their files
+                    parts.close()
             out.write(TABLES_END)
             meta["totalRows"] = result.total_rows
             out.new_member()  # meta alone in the last gzip member: read_meta finds it cheaply
@@ -227,24 +224,19 @@ def _write(conn: psycopg.Connection, result: BackupResult, only: list[str] | Non
     return result
 
 
-def _start_streams(conn: psycopg.Connection, chosen: list[Table], jobs: int,
-                   open_connection: Callable[[], psycopg.Connection], out: BackupWriter,
-                   cancelled: threading.Event) -> dict[str, Future[Part]]:
-    """Stream every table over `jobs` connections sharing this transaction's snapshot."""
-    sizes = table_sizes(conn, chosen)
+def _start_streams(conn: psycopg.Connection, chosen: list[Table],
+                   stats: dict[str, TableStats], jobs: int,
+                   open_connection: Callable[[], psycopg.Connection],
+                   out: BackupWriter) -> PartStreams | None:
+    """Stream every table over `jobs` connections sharing this transaction's snapshot (None:
+    the database is too small for that to pay)."""
+    sizes = {name: stat.bytes for name, stat in stats.items()}
     if sum(sizes.values()) < PARALLEL_MIN_BYTES:
-        return {}
+        return None
     snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
-    return prefetch(open_connection, snapshot, balance(chosen, sizes, jobs), out.part,
-                    out.compress, SESSION_SETTINGS,
-                    lambda c, t, write: _stream_table(c, t, write, _no_progress), cancelled)
-
-
-def _stop_streams(parts: dict[str, Future[Part]], cancelled: threading.Event) -> None:
-    """Stop the streams and wait until none writes any more."""
-    if parts:
-        cancelled.set()
-        wait(list(parts.values()))
+    return stream_parts(open_connection, snapshot, chosen, sizes, jobs, out.part, out.compress,
+                        SESSION_SETTINGS,
+                        lambda c, t, write: _stream_table(c, t, write, no_progress))
 
 
 def select_tables(discovered: list[Table], only: list[str] | None,
@@ -407,24 +399,9 @@ def json_lines(rows: list[bytes]) -> bytes:
     return b"\n".join(bytes(r).replace(b"\n", b" ").replace(b"\r", b" ") for r in rows) + b"\n"
 
 
-def _estimated_rows(conn: psycopg.Connection, tables: list[Table]) -> dict[str, int]:
-    """Planner estimates (free), only to decide on and size progress bars."""
-    found = conn.execute(
-        "SELECT c.relname, c.reltuples::bigint FROM pg_class c "
-        "JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE n.nspname = %s AND c.relname = ANY(%s)",
-        (APP_SCHEMA, [t.name for t in tables]),
-    ).fetchall()
-    return {name: max(0, estimate) for name, estimate in found}
-
-
 def _progress(report: Reporter, name: str,
               estimate: int) -> AbstractContextManager[Callable[[int], None]]:
     """A progress bar only for tables big enough to take a while."""
     if estimate >= PROGRESS_MIN_ROWS:
         return report.progress(f"📦 {name}", estimate)
-    return nullcontext(_no_progress)
-
-
-def _no_progress(n: int = 1) -> None:
-    return None
+    return nullcontext(no_progress)

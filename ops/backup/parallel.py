@@ -9,15 +9,16 @@ layout a single stream writes, with the same per-table sha256 and row counts.
 from __future__ import annotations
 
 import gzip
+import itertools
 import threading
 from collections.abc import Callable
-from concurrent.futures import CancelledError, Future
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
 
-from ops.core.catalog import APP_SCHEMA, Table
+from ops.core.catalog import Table
 
 PartStreamer = Callable[[psycopg.Connection, Table, Callable[[bytes], None]], tuple[int, str]]
 
@@ -27,26 +28,6 @@ class Part:
     path: Path
     rows: int
     sha256: str
-
-
-def table_sizes(conn: psycopg.Connection, tables: list[Table]) -> dict[str, int]:
-    found = conn.execute(
-        "SELECT c.relname, pg_table_size(c.oid) FROM pg_class c "
-        "JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE n.nspname = %s AND c.relname = ANY(%s)",
-        (APP_SCHEMA, [t.name for t in tables])).fetchall()
-    return dict(found)
-
-
-def balance(tables: list[Table], sizes: dict[str, int], streams: int) -> list[list[Table]]:
-    """Tables in `streams` bins of about equal size, biggest first (deterministic)."""
-    bins: list[list[Table]] = [[] for _ in range(streams)]
-    loads = [0] * streams
-    for table in sorted(tables, key=lambda t: (-sizes.get(t.name, 0), t.name)):
-        lightest = loads.index(min(loads))
-        bins[lightest].append(table)
-        loads[lightest] += sizes.get(table.name, 0)
-    return [b for b in bins if b]
 
 
 class PartFile:
@@ -67,45 +48,70 @@ class PartFile:
         self._raw.close()
 
 
-def prefetch(open_connection: Callable[[], psycopg.Connection], snapshot: str,
-             bins: list[list[Table]], new_part: Callable[[int], Path], compress: bool,
-             session: dict[str, str], stream: PartStreamer,
-             cancelled: threading.Event) -> dict[str, Future[Part]]:
-    """Start one thread per bin; each table's Future resolves to its finished part file.
+@dataclass
+class PartStreams:
+    """Tables being streamed into part files by a pool of snapshot-sharing connections."""
 
-    `new_part(n)` creates the n-th part file (private, hidden, beside the backup's temp).
+    futures: dict[str, Future[Part]]
+    executor: ThreadPoolExecutor
+    connections: list[psycopg.Connection] = field(default_factory=list)
+    stopping: threading.Event = field(default_factory=threading.Event)
 
-    `open_connection` must return an autocommit connection: the transaction is begun here so
-    that SET TRANSACTION SNAPSHOT is its first statement.
+    def __contains__(self, table: str) -> bool:
+        return table in self.futures
+
+    def part(self, table: str) -> Part:
+        """The table's finished part (waits for it; raises what its stream raised)."""
+        return self.futures[table].result()
+
+    def close(self) -> None:
+        """Stop the streams (tables not started yet are skipped), wait until none writes any
+        more, and close their connections."""
+        self.stopping.set()
+        self.executor.shutdown(wait=True, cancel_futures=True)  # joins the running streams
+        for conn in self.connections:
+            conn.close()
+
+
+def stream_parts(open_connection: Callable[[], psycopg.Connection], snapshot: str,
+                 tables: list[Table], sizes: dict[str, int], jobs: int,
+                 new_part: Callable[[int], Path], compress: bool, session: dict[str, str],
+                 stream: PartStreamer) -> PartStreams:
+    """Stream `tables` over `jobs` connections, biggest first (each free connection takes the
+    next, which balances them); each table's future resolves to its finished part file.
+
+    `open_connection` must return an autocommit connection: each connection begins its
+    transaction with SET TRANSACTION SNAPSHOT. `new_part(n)` creates the n-th part file.
     """
-    futures: dict[str, Future[Part]] = {t.name: Future() for b in bins for t in b}
-    counter = iter(range(1_000_000))
+    local = threading.local()
+    counter = itertools.count()
+    lock = threading.Lock()
+    streams: PartStreams
 
-    def work(tables: list[Table]) -> None:
-        pending = list(tables)
+    def connection() -> psycopg.Connection:
+        if getattr(local, "conn", None) is None:
+            conn = open_connection()
+            with lock:
+                streams.connections.append(conn)
+            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            conn.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")  # must come first
+            for name, value in session.items():
+                conn.execute("SELECT set_config(%s, %s, true)", (name, value))
+            local.conn = conn
+        return local.conn
+
+    def work(table: Table) -> Part:
+        if streams.stopping.is_set():
+            raise RuntimeError("stopped")
+        part = PartFile(new_part(next(counter)), compress)
         try:
-            with open_connection() as conn:
-                conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-                conn.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")  # must come first
-                for name, value in session.items():
-                    conn.execute("SELECT set_config(%s, %s, true)", (name, value))
-                while pending and not cancelled.is_set():
-                    table = pending.pop(0)
-                    part = PartFile(new_part(next(counter)), compress)
-                    try:
-                        rows, digest = stream(conn, table, part.write)
-                    finally:
-                        part.close()
-                    futures[table.name].set_result(Part(part.path, rows, digest))
-                conn.execute("ROLLBACK")
-        except BaseException as exc:  # handed to the main thread through the futures
-            for table in [table for table in tables if not futures[table.name].done()]:
-                futures[table.name].set_exception(exc)
-        for table in pending:  # cancelled: never leave the main thread waiting
-            if not futures[table.name].done():
-                futures[table.name].set_exception(CancelledError())
+            rows, digest = stream(connection(), table, part.write)
+        finally:
+            part.close()
+        return Part(part.path, rows, digest)
 
-    for tables in bins:
-        threading.Thread(target=work, args=(tables,), daemon=True,
-                         name="backup-stream").start()
-    return futures
+    executor = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="backup-stream")
+    streams = PartStreams({}, executor)
+    for table in sorted(tables, key=lambda t: (-sizes.get(t.name, 0), t.name)):
+        streams.futures[table.name] = executor.submit(work, table)
+    return streams

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from ops.backup.files import BackupFile, leftover_partials, list_backups, looks_complete, utc_now
-from ops.core.errors import OpsError
+from ops.core.errors import OpsError, UsageError
 from ops.core.output import SILENT, Reporter, human_size, suggest
 
 STALE_TEMP_AGE = timedelta(days=1)
@@ -37,8 +37,8 @@ def parse_age(text: str) -> timedelta:
     """`14d`, `12h`, `2w`, `30m`, `90s` -> timedelta."""
     match = _AGE.match(text)
     if not match:
-        raise OpsError(f"cannot read age {text!r}",
-                       hint="Use a number and a unit: 90s, 30m, 12h, 14d or 2w.", exit_code=2)
+        raise UsageError(f"cannot read age {text!r}",
+                       hint="Use a number and a unit: 90s, 30m, 12h, 14d or 2w.")
     return timedelta(**{_UNITS[match[2]]: int(match[1])})
 
 
@@ -46,12 +46,11 @@ def plan_prune(backups: list[BackupFile], *, keep: int | None, older_than: timed
                now: datetime) -> tuple[list[BackupFile], BackupFile | None]:
     """(files to delete, the newest good backup the rules wanted but may not delete)."""
     if keep is None and older_than is None:
-        raise OpsError("say what to prune: --keep N and/or --older-than AGE",
+        raise UsageError("say what to prune: --keep N and/or --older-than AGE",
                        hint=f"e.g. {suggest('prune --keep 10')} or "
-                       f"{suggest('prune --older-than 14d')}.",
-                       exit_code=2)
+                       f"{suggest('prune --older-than 14d')}.")
     if keep is not None and keep < 0:
-        raise OpsError("--keep must be 0 or more", exit_code=2)
+        raise UsageError("--keep must be 0 or more")
     doomed: list[BackupFile] = []
     for safety in (False, True):
         group = [b for b in backups if b.safety == safety]  # already newest first

@@ -40,7 +40,7 @@ from ops.backup.format import (
     parse_table_open,
     read_meta,
 )
-from ops.core.errors import OpsError
+from ops.core.errors import BadBackup, NotFound, OpsError
 from ops.core.output import suggest
 
 LINES = "lines"
@@ -66,7 +66,7 @@ def resolve_backup(backup_dir: Path, ref: str | None) -> Path:
     if ref in (None, "", "latest"):
         latest = latest_complete_backup(backup_dir)
         if latest is None:
-            raise OpsError(f"no complete backup in {backup_dir} to restore",
+            raise NotFound(f"no complete backup in {backup_dir} to restore",
                            hint=f"Create one with {suggest('backup')}, or name a file: "
                            f"{suggest('restore FILE')}.")
         return latest.path
@@ -86,7 +86,7 @@ def resolve_backup(backup_dir: Path, ref: str | None) -> Path:
     raise not_found(backup_dir, ref)
 
 
-def not_found(backup_dir: Path, ref: str) -> OpsError:
+def not_found(backup_dir: Path, ref: str) -> NotFound:
     names = [b.name for b in list_backups(backup_dir)]
     if names:
         shown = ", ".join(names[:10]) + (f" (and {len(names) - 10} more)" if len(names) > 10
@@ -94,7 +94,7 @@ def not_found(backup_dir: Path, ref: str) -> OpsError:
         hint = f"Available backups in {backup_dir} (newest first): {shown}"
     else:
         hint = f"There are no backups in {backup_dir}; create one with {suggest('backup')}."
-    return OpsError(f"backup not found: {ref}", hint=hint)
+    return NotFound(f"backup not found: {ref}", hint=hint)
 
 
 # ---------------------------------------------------------------- reading it
@@ -212,9 +212,9 @@ class BackupReader:
                              f"(supported: {', '.join(sorted(SUPPORTED_VERSIONS))})")
         self.version = version
 
-    def error(self, detail: str) -> OpsError:
-        return OpsError(f"bad backup {self.path.name}: {detail}; nothing was changed",
-                        hint=f"Check the file ({suggest('verify FILE')}) or pick another backup.")
+    def error(self, detail: str) -> BadBackup:
+        return BadBackup(self.path.name, detail,
+                         hint=f"Check the file ({suggest('verify FILE')}) or pick another backup.")
 
     # -- iterating
 

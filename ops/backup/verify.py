@@ -14,8 +14,8 @@ from pathlib import Path
 
 from ops.backup.files import BackupFile, list_backups, looks_complete
 from ops.backup.format import JSON_NULL_KEY, column_keys, describe_partial, read_meta
-from ops.backup.reader import LINES, BackupReader, Section
-from ops.core.errors import OpsError
+from ops.backup.reader import LINES, BackupReader, FileProblem, Section
+from ops.core.errors import BadBackup
 from ops.core.limits import summarize
 
 CHECKED_FULL = "structure, row counts and sha256 against meta"
@@ -43,11 +43,11 @@ def verify_backup(path: Path) -> VerifyResult:
             result.compressed = reader.compressed
             result.timestamp = reader.timestamp
             fields: dict[str, frozenset[str] | None] = {}
-            shape_problem: OpsError | None = None  # reported after the checksums, which
-            for section in reader.sections():      # say more when the file was modified
+            shape_problem: FileProblem | None = None  # reported after the checksums, which
+            for section in reader.sections():         # say more when the file was modified
                 try:
                     fields[section.name] = _check_rows(section)
-                except OpsError as exc:
+                except FileProblem as exc:
                     shape_problem = shape_problem or exc
             result.tables = dict(reader.counts)
             result.total_rows = sum(reader.counts.values())
@@ -60,9 +60,11 @@ def verify_backup(path: Path) -> VerifyResult:
                 result.checked = CHECKED_FULL if reader.layout == LINES else CHECKED_COUNTS
             else:
                 result.checked = CHECKED_STRUCTURE
-    except OpsError as exc:  # the reader words it for restore; nothing is changed here anyway
-        result.problem = exc.message.removeprefix(f"bad backup {path.name}: ").removesuffix(
-            "; nothing was changed")
+    except BadBackup as exc:
+        result.problem = exc.detail
+        return result
+    except FileProblem as exc:  # found by the checks below, which say what and where
+        result.problem = exc.what
         return result
     except OSError as exc:
         result.problem = f"cannot read {path}: {exc.strerror or exc}"
@@ -77,13 +79,13 @@ def _check_rows(section: Section) -> frozenset[str] | None:
     for row_no, line_no, row in section.rows:
         where = f"table {section.name!r} row {row_no}" + (f" (line {line_no})" if line_no else "")
         if type(row) is not dict:
-            raise OpsError(f"{where} is not an object of field -> value")
+            raise FileProblem(f"{where} is not an object of field -> value")
         keys = frozenset(row) - {JSON_NULL_KEY}
         if fields is None:
             fields = keys
         elif keys != fields:
             differ = sorted(keys ^ fields)
-            raise OpsError(f"{where} has other fields than the table's first row: "
+            raise FileProblem(f"{where} has other fields than the table's first row: "
                            f"{summarize(differ)}")
     return fields
 
@@ -99,7 +101,7 @@ def _check_fields_against_meta(meta: dict | None, fields: dict[str, frozenset[st
             continue
         expected = frozenset(column_keys(listed).values())
         if found != expected:
-            raise OpsError(f"table {name!r}: its rows' fields differ from the columns meta "
+            raise FileProblem(f"table {name!r}: its rows' fields differ from the columns meta "
                            f"lists ({summarize(sorted(found ^ expected))})")
 
 
@@ -107,13 +109,13 @@ def _check_meta_lists_every_table(meta: dict, counts: dict[str, int]) -> None:
     """The reader checks meta's tables against the file; this checks the other direction."""
     listed = meta.get("rowCounts")
     if not isinstance(listed, dict):
-        raise OpsError("meta has no rowCounts")
+        raise FileProblem("meta has no rowCounts")
     for name in counts:
         if name not in listed:
-            raise OpsError(f"table {name!r} is in the file but not in meta (edited?)")
+            raise FileProblem(f"table {name!r} is in the file but not in meta (edited?)")
     total = meta.get("totalRows")
     if isinstance(total, int) and total != sum(counts.values()):
-        raise OpsError(f"meta says {total} rows in total, the file has {sum(counts.values())}")
+        raise FileProblem(f"meta says {total} rows in total, the file has {sum(counts.values())}")
 
 
 @dataclass

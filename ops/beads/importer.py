@@ -8,7 +8,6 @@ writer differs: `db` syncs through `ops.workitems.sync` in ONE transaction (all-
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import psycopg
@@ -19,16 +18,14 @@ from ops.beads.via_api import write_via_api
 from ops.core.catalog import discover_tables, require_schema
 from ops.core.config import Settings
 from ops.core.db import connection
-from ops.core.errors import OpsError
+from ops.core.errors import NotFound, UsageError
 from ops.core.output import SILENT, Reporter, suggest
 from ops.seed.helpers import SYSTECH_TENANT, require_systech_tenant
 from ops.workitems.dependencies import sync_dependencies
-from ops.workitems.model import KINDS, KindCounts, SyncResult, WorkItem
-from ops.workitems.sync import sync_work_items
+from ops.workitems.model import KINDS, KindCounts, SyncResult
+from ops.workitems.sync import chunks, sync_work_items
 
 SOURCE = "beads"
-# Items per sync call: bounds statement size and lets the progress bar move; one transaction.
-CHUNK_SIZE = 2000
 WARNINGS_SHOWN = 20
 @dataclass
 class BeadsImportResult:
@@ -60,8 +57,7 @@ def import_beads(settings: Settings, options: ImportOptions,
     started = time.monotonic()
     via_api = options.via == "api"
     if options.via not in ("db", "api"):
-        raise OpsError(f"unknown --via {options.via!r}", hint="Use --via db or --via api.",
-                       exit_code=2)
+        raise UsageError(f"unknown --via {options.via!r}", hint="Use --via db or --via api.")
     report.line("🚀 Starting Beads Import via API..." if via_api else "🚀 Starting Beads Import...")
     prepared = prepare(options, report)
     writer = write_via_api if via_api else write_to_database
@@ -80,9 +76,9 @@ def write_to_database(settings: Settings, prepared: PreparedImport, options: Imp
         target = find_target(conn, options.product, report)
         key = {"tenant_id": target.tenant_id, "product_id": target.product_id}
         sync = SyncResult()
-        for chunk in _chunks(prepared.items):
+        for chunk in chunks(prepared.items):
             sync.merge(sync_work_items(conn, items=chunk, report=report, **key))
-        for chunk in _chunks(prepared.items):
+        for chunk in chunks(prepared.items):
             sync.merge(sync_dependencies(conn, items=chunk, report=report, **key))
         absent = _count_not_in_file(conn, target.product_id,
                                     [item.external_id for item in prepared.items])
@@ -99,7 +95,7 @@ def find_target(conn: psycopg.Connection, product: str, report: Reporter = SILEN
     row = conn.execute("SELECT id, name FROM products WHERE tenant_id = %s AND name = %s",
                        (tenant_id, product)).fetchone()
     if row is None:
-        raise OpsError(f'product "{product}" not found in the {SYSTECH_TENANT} tenant: '
+        raise NotFound(f'product "{product}" not found in the {SYSTECH_TENANT} tenant: '
                        "nothing was imported",
                        hint=f"Run {suggest('seed sample')} to create it, or pass "
                        "--product NAME for an existing product.")
@@ -154,11 +150,6 @@ def _result(options: ImportOptions, prepared: PreparedImport, target: Target,
         dependencies_removed=sync.dependencies_removed,
         warnings=warnings,
     )
-
-
-def _chunks(items: list[WorkItem]) -> Iterator[list[WorkItem]]:
-    for start in range(0, len(items), CHUNK_SIZE):
-        yield items[start:start + CHUNK_SIZE]
 
 
 def _count_not_in_file(conn: psycopg.Connection, product_id: int, external_ids: list[str]) -> int:

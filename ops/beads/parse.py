@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from ops.core.errors import OpsError
+from ops.core.errors import NotFound, OpsError
 from ops.core.limits import (
     MAX_JSON_BYTES,
     MAX_JSON_DEPTH,
@@ -127,7 +127,7 @@ def parse_file(path: Path, *, skip_invalid: bool = False,
     try:
         fh = path.open("rb")
     except FileNotFoundError:
-        raise OpsError(f"beads file not found: {path}",
+        raise NotFound(f"beads file not found: {path}",
                        hint="Pass --file PATH or set BEADS_FILE (default .beads/issues.jsonl; "
                        "`bd export` writes it).") from None
     except OSError as exc:

@@ -25,15 +25,15 @@ import httpx
 
 from ops.beads.prepare import LABELS, ImportOptions, PreparedImport, Target
 from ops.core.config import Settings
-from ops.core.errors import OpsError
+from ops.core.errors import NotFound, OpsError
 from ops.core.output import Reporter, suggest
 from ops.core.vocabulary import SAMPLE_PASSWORD
 from ops.workitems.model import KINDS, SyncResult, WorkItem
+from ops.workitems.sync import CHUNK_SIZE, chunks
 
 PASSWORD_ENV = "TASKLETS_API_PASSWORD"
-# Per request: as many items as the direct import writes per call (per-call overhead
-# dominates below that), but at most a few MB of JSON (beads lines reach tens of KB).
-CHUNK_SIZE = 2000
+# Per request: as many items as the direct import writes per call (CHUNK_SIZE; per-call
+# overhead dominates below that), but at most a few MB of JSON (beads lines reach tens of KB).
 CHUNK_BYTES = 8 * 1024 * 1024
 MAX_DRY_RUN_ITEMS = 20_000  # the endpoint's per-request limit (api.models.MAX_SYNC_ITEMS)
 RETRIES = 4
@@ -109,7 +109,7 @@ class ApiClient:
         products = _ok(self.request("GET", "/api/products", params={"name": name}),
                        "find the product")
         if not products:
-            raise OpsError(f'product "{name}" not found in your tenant: nothing was imported',
+            raise NotFound(f'product "{name}" not found in your tenant: nothing was imported',
                            hint=f"Run {suggest('seed sample')} to create it, or pass "
                            "--product NAME for an existing product.")
         return products[0]
@@ -162,22 +162,6 @@ def encode(items: list[WorkItem]) -> list[str]:
     return [item.model_dump_json() for item in items]
 
 
-def _chunks(encoded: list[str], size: int,
-            max_bytes: int = CHUNK_BYTES) -> Iterator[list[str]]:
-    """Consecutive runs (order kept: parents first) of at most `size` items and about
-    `max_bytes` of JSON; a single larger item still goes alone."""
-    chunk: list[str] = []
-    used = 0
-    for text in encoded:
-        if chunk and (len(chunk) >= size or used + len(text) > max_bytes):
-            yield chunk
-            chunk, used = [], 0
-        chunk.append(text)
-        used += len(text)
-    if chunk:
-        yield chunk
-
-
 def write_via_api(settings: Settings, prepared: PreparedImport, options: ImportOptions,
                   report: Reporter, *, client: ApiClient | None = None,
                   chunk_size: int | None = None) -> tuple[Target, SyncResult]:
@@ -210,7 +194,7 @@ def _sync(api: ApiClient, target: Target, items: list[WorkItem], report: Reporte
         kind_result = SyncResult()
         encoded = encode(group)
         with report.progress(f"📤 {LABELS[kind]}", total=len(group)) as advance:
-            for chunk in _chunks(encoded, chunk_size):
+            for chunk in chunks(encoded, chunk_size, max_bytes=CHUNK_BYTES):
                 kind_result.merge(api.sync(target.product_id, chunk, phase="items"))
                 advance(len(chunk))
         c = kind_result.counts[kind]
@@ -221,7 +205,7 @@ def _sync(api: ApiClient, target: Target, items: list[WorkItem], report: Reporte
     # Every item again (as the direct import does): phase 2 also removes edges a task lost.
     report.line(f"🔗 Syncing dependencies of {len(sent)} item(s) via API...")
     with report.progress("🔗 Dependencies", total=len(sent)) as advance:
-        for chunk in _chunks(sent, chunk_size):
+        for chunk in chunks(sent, chunk_size, max_bytes=CHUNK_BYTES):
             result.merge(api.sync(target.product_id, chunk, phase="dependencies"))
             advance(len(chunk))
     return result

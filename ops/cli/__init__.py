@@ -16,6 +16,7 @@ from ops.cli import (
     api_cmds,  # noqa: F401
     backup_cmds,  # noqa: F401
     beads_cmds,  # noqa: F401
+    local_cmds,  # noqa: F401
     restore_cmds,  # noqa: F401
     schema_cmds,  # noqa: F401  (registers commands)
     seed_cmds,  # noqa: F401
@@ -36,6 +37,9 @@ def main(argv: list[str] | None = None) -> None:
         # Standalone mode handles usage errors (exit 2) and --help; our errors propagate here.
         app(args=argv, prog_name="tasklets-db")
     except OpsError as exc:
+        if state.debug:  # what led to it (the driver's error, a seed's exception...), even
+            cause = exc.__cause__ or exc.__context__  # where the message replaced it
+            traceback.print_exception(cause if cause is not None else exc)
         err.print(f"❌ {exc.message}", markup=False)
         if exc.hint:
             err.print(f"💡 {exc.hint}", markup=False)

@@ -9,7 +9,7 @@ import typer
 
 from ops.cli.app import JsonOption, app, reporter, settings
 from ops.core.defaults import DEFAULT_JOBS
-from ops.core.errors import OpsError
+from ops.core.errors import NotFound, OpsError
 from ops.core.output import human_size, print_json, suggest
 
 
@@ -100,7 +100,7 @@ def verify(
     if file == "latest":
         found = list_backups(cfg.backup_dir, include_safety=False)
         if not found:
-            raise OpsError(f"no backups in {cfg.backup_dir} to verify",
+            raise NotFound(f"no backups in {cfg.backup_dir} to verify",
                            hint=f"Create one with {suggest('backup')}, or name a file.")
         path = found[0].path
     else:

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import sys
-import traceback
 from typing import Annotated
 
 import typer
 
-from ops.cli.app import JsonOption, app, reporter, settings, state
+from ops.cli.app import JsonOption, app, reporter, settings
 from ops.core.defaults import DEFAULT_RANDOM_SEED
-from ops.core.errors import OpsError
 from ops.core.output import Reporter, print_json
 
 seed_app = typer.Typer(
@@ -105,12 +102,7 @@ def run_seed(
     """Run one seed in a transaction: committed on success, rolled back on any error."""
     from ops.seed import custom as custom_seeds
 
-    try:
-        result = custom_seeds.run_seed(settings(), name, reporter(as_json))
-    except OpsError as exc:
-        if state.debug and exc.__cause__ is not None:
-            traceback.print_exception(exc.__cause__, file=sys.stderr)
-        raise
+    result = custom_seeds.run_seed(settings(), name, reporter(as_json))
     if as_json:
         print_json(result)
 

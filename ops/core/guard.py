@@ -15,7 +15,7 @@ import psycopg
 
 from ops.core.catalog import OPS_METADATA_TABLE
 from ops.core.config import Settings
-from ops.core.errors import OpsError
+from ops.core.errors import Refused
 from ops.core.output import suggest_flag
 
 PRODUCTION = "production"
@@ -74,9 +74,8 @@ def refuse_production(conn: psycopg.Connection, settings: Settings, *, action: s
     """Raise (exit 2, nothing touched) when the target is production and not explicitly allowed."""
     reasons = production_reasons(conn, settings)
     if reasons and not allow_production:
-        raise OpsError(
+        raise Refused(
             f"refusing to {action} a production database ({'; '.join(reasons)}); "
             "nothing was changed",
             hint=f"If you really mean to, add {suggest_flag('--allow-production')}.",
-            exit_code=2,
         )

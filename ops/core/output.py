@@ -43,7 +43,7 @@ class Reporter:
     def progress(self, description: str, total: int | None) -> Iterator[Advance]:
         """A progress bar on a terminal; nothing (cheap no-op) otherwise."""
         if self.quiet or not self.console.is_terminal:
-            yield _ignore
+            yield no_progress
             return
         columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                    TimeElapsedColumn()]
@@ -56,7 +56,7 @@ class Reporter:
             yield advance
 
 
-def _ignore(n: int = 1) -> None:
+def no_progress(n: int = 1) -> None:
     return None
 
 

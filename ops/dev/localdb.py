@@ -1,13 +1,8 @@
 """The project-local PostgreSQL behind `make ... RUN=local`: a persistent cluster in .localpg/.
 
-    python -m ops.dev.localdb url [ENV_FILE]    # the DATABASE_URL to use (starts the cluster if needed)
-    python -m ops.dev.localdb up [ENV_FILE]     # the same, then say which database, password masked
-    python -m ops.dev.localdb psql [ENV_FILE]   # psql against that URL (the password only in its env)
-    python -m ops.dev.localdb stop              # stop the project-local cluster (its data is kept)
-    python -m ops.dev.localdb status            # say whether it runs, and where
-
-A DATABASE_URL from the environment or ENV_FILE (default `.env`) always wins: then nothing is
-started and `url` prints it unchanged. Otherwise a newcomer with the PostgreSQL server binaries
+Driven by `tasklets-db local url|up|psql|stop|status` (ops.cli.local_cmds). A DATABASE_URL from
+the environment or the --env-file (default `.env`) always wins: then nothing is started and
+`url` prints it unchanged. Otherwise a newcomer with the PostgreSQL server binaries
 but no Docker and no configured database still gets `make db-fresh RUN=local` working. The
 cluster keeps its port in .localpg/port (54329 unless taken when it was created), so the URL
 stays the same across restarts. `url` prints only the URL, to stdout, for scripts (as given:
@@ -21,7 +16,6 @@ import fcntl
 import os
 import shutil
 import socket
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,7 +26,7 @@ from dotenv import dotenv_values
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from ops.core.config import PROJECT_ROOT, mask_url, normalise_url
+from ops.core.config import PROJECT_ROOT, normalise_url
 from ops.core.errors import OpsError
 from ops.dev.cluster import LocalCluster, _run_as, find_bin_dir, free_port
 
@@ -99,10 +93,10 @@ def local_db_running(base_dir: Path = LOCAL_DIR) -> bool:
 
 
 def _cluster(base_dir: Path) -> LocalCluster:
-    return LocalCluster(base_dir / "data", _recorded_port(base_dir), find_bin_dir())
+    return LocalCluster(base_dir / "data", recorded_port(base_dir), find_bin_dir())
 
 
-def _recorded_port(base_dir: Path) -> int:
+def recorded_port(base_dir: Path) -> int:
     """The port written when the cluster was created; chosen (and recorded) on first use."""
     port_file = base_dir / "port"
     if port_file.is_file():
@@ -142,18 +136,17 @@ def _create_database(cluster: LocalCluster) -> None:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE)))
 
 
-def _url_to_use(env_file: str) -> str:
+def url_to_use(env_file: str | os.PathLike[str] | None) -> tuple[str, LocalDb | None]:
+    """The configured DATABASE_URL, else the project-local database's (started when needed):
+    (url, the local database or None)."""
     url = configured_url(env_file)
     if url:
-        return url
+        return url, None
     db = ensure_local_db()
-    if db.started:
-        print(f"🐘 Started the project-local PostgreSQL on 127.0.0.1:{db.port} "
-              f"({_relative(db.data_dir)}; stop it with `make down RUN=local`)", file=sys.stderr)
-    return db.url
+    return db.url, db
 
 
-def _relative(path: Path) -> str:
+def relative(path: Path) -> str:
     try:
         return str(path.relative_to(Path.cwd()))
     except ValueError:
@@ -177,43 +170,8 @@ def psql_command(url: str, psql: str = "psql") -> tuple[list[str], dict[str, str
     return [psql, "-d", make_conninfo("", **params)], env
 
 
-def _psql(url: str) -> None:
+def exec_psql(url: str) -> None:
+    """Replace this process by psql against url (the password in its environment only)."""
     psql = shutil.which("psql") or str(find_bin_dir() / "psql")
     argv, env = psql_command(url, psql)
     os.execve(psql, argv, env)
-
-
-def main(argv: list[str]) -> int:
-    command = argv[0] if argv else "url"
-    env_file = argv[1] if len(argv) > 1 else ".env"
-    if command == "url":
-        print(_url_to_use(env_file))
-    elif command == "up":
-        print(f"✅ Database: {mask_url(_url_to_use(env_file))}")
-    elif command == "psql":
-        _psql(_url_to_use(env_file))
-    elif command == "stop":
-        stopped = stop_local_db()
-        print("🛑 Stopped the project-local PostgreSQL" if stopped
-              else "ℹ️  The project-local PostgreSQL is not running", file=sys.stderr)
-    elif command == "status":
-        if local_db_running():
-            print(f"🐘 The project-local PostgreSQL runs on 127.0.0.1:{_recorded_port(LOCAL_DIR)} "
-                  f"({_relative(LOCAL_DIR)})", file=sys.stderr)
-        else:
-            print("ℹ️  The project-local PostgreSQL is not running", file=sys.stderr)
-    else:
-        print(f"❌ unknown command {command!r}", file=sys.stderr)
-        print("💡 Use one of: url, up, psql, stop, status", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    try:
-        sys.exit(main(sys.argv[1:]))
-    except OpsError as exc:
-        print(f"❌ {exc.message}", file=sys.stderr)
-        if exc.hint:
-            print(f"💡 {exc.hint}", file=sys.stderr)
-        sys.exit(exc.exit_code)

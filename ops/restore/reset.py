@@ -17,7 +17,7 @@ from ops.core.catalog import (
 )
 from ops.core.config import Settings
 from ops.core.db import connect, first_line
-from ops.core.errors import OpsError
+from ops.core.errors import OpsError, Refused
 from ops.core.guard import refuse_production
 from ops.core.output import SILENT, Reporter, suggest
 
@@ -47,12 +47,11 @@ def reset(settings: Settings, *, confirm: bool = False, dry_run: bool = False,
           allow_production: bool = False, report: Reporter = SILENT) -> ResetResult:
     """Truncate every app table (never alembic_version/ops_metadata), atomically."""
     if not confirm and not dry_run:
-        raise OpsError(
+        raise Refused(
             "reset deletes ALL data in every table; refusing without --confirm "
             "(nothing was changed)",
             hint=f"Run {suggest('reset --confirm')} (or {suggest('reset --dry-run')} to see "
             "what it would delete).",
-            exit_code=2,
         )
     with connect(settings) as conn:
         tables = discover_tables(conn)

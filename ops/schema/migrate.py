@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from ops.core.catalog import current_revision
 from ops.core.config import PROJECT_ROOT, Settings, sqlalchemy_url
 from ops.core.db import connect, first_line
-from ops.core.errors import OpsError
+from ops.core.errors import OpsError, UsageError
 from ops.core.guard import MarkerChange, record_environment
 from ops.core.output import SILENT, Reporter, suggest
 
@@ -135,8 +135,7 @@ def generate(settings: Settings, message: str) -> Path:
     from alembic import command
 
     if not message.strip():
-        raise OpsError("a revision needs a message", hint='Pass -m "add due dates to ideas".',
-                       exit_code=2)
+        raise UsageError("a revision needs a message", hint='Pass -m "add due dates to ideas".')
     with connect(settings) as conn:
         current = current_revision(conn)
     if current != head_revision(settings):

@@ -21,7 +21,7 @@ from typing import Any
 
 from ops.core.config import Settings
 from ops.core.db import connection, first_line
-from ops.core.errors import OpsError
+from ops.core.errors import NotFound, OpsError
 from ops.core.output import SILENT, Reporter, suggest
 from ops.seed.builtin import prepare_seed_transaction, run_seeds, seed_lookups, seed_sample
 
@@ -128,7 +128,7 @@ def run_seed(settings: Settings, name: str, report: Reporter = SILENT) -> SeedRu
     files = custom_seed_files(settings.seeds_dir)
     if name not in files:
         available = ", ".join([*BUILTIN_SEEDS, *(n for n in files if n not in BUILTIN_SEEDS)])
-        raise OpsError(f"no seed named {name!r} (looked in {settings.seeds_dir}/)",
+        raise NotFound(f"no seed named {name!r} (looked in {settings.seeds_dir}/)",
                        hint=f"Available seeds: {available}. {suggest('seed list')} describes "
                        "them.")
     path = files[name]

@@ -35,7 +35,7 @@ from psycopg import sql
 from psycopg.copy import QueuedLibpqWriter
 
 from ops.core.defaults import DEFAULT_RANDOM_SEED
-from ops.core.errors import OpsError
+from ops.core.errors import UsageError
 from ops.core.output import SILENT, Advance, Reporter
 from ops.core.vocabulary import BCRYPT_ROUNDS, SAMPLE_PASSWORD
 from ops.seed.helpers import hash_password
@@ -66,7 +66,7 @@ def generate_volume(conn: psycopg.Connection, tenant_id: int, *, scale: float,
                     report: Reporter = SILENT) -> VolumeResult:
     """Stream `scale` units of realistic data for the tenant into the caller's transaction."""
     if scale <= 0:
-        raise OpsError(f"--scale must be greater than 0, got {scale:g}", exit_code=2)
+        raise UsageError(f"--scale must be greater than 0, got {scale:g}")
     started = time.monotonic()
     report.line("")
     report.line(f"📈 Generating volume data: scale {scale:g}, random seed {random_seed}...")

@@ -26,9 +26,10 @@ Policies:
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 
@@ -63,7 +64,31 @@ KIND_COLUMNS = {
 RETURNED = {"epic": "NULL::bigint, NULL::bigint", "feature": "t.epic_id, NULL::bigint",
             "task": "t.epic_id, t.feature_id"}  # columns of a row aliased `t`
 # Serialises concurrent imports into one product (a second run waits, then finds no work).
+T = TypeVar("T")
+
 LOCK_SQL = "SELECT pg_advisory_xact_lock(hashtextextended('tasklets-work-item-sync', %s))"
+
+
+CHUNK_SIZE = 2000  # items per call: bounds statement size and lets a progress bar move
+
+
+def chunks(items: Sequence[T], size: int = CHUNK_SIZE, *,
+           max_bytes: int | None = None) -> Iterator[list[T]]:
+    """Consecutive runs of `items` (order kept: parents first) of at most `size` items and,
+    with `max_bytes`, about that many bytes of (already encoded) text; a single larger item
+    still goes alone."""
+    chunk: list[T] = []
+    used = 0
+    for item in items:
+        weight = len(item) if max_bytes is not None else 0  # type: ignore[arg-type]
+        if chunk and (len(chunk) >= size or (max_bytes is not None
+                                             and used + weight > max_bytes)):
+            yield chunk
+            chunk, used = [], 0
+        chunk.append(item)
+        used += weight
+    if chunk:
+        yield chunk
 
 
 def sync_work_items(
