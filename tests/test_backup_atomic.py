@@ -23,7 +23,7 @@ from ops.core.config import PROJECT_ROOT, Settings
 from ops.core.errors import OpsError
 from ops.core.output import Reporter
 
-pytestmark = pytest.mark.faults  # part of the fault-injection suite (issue 9)
+pytestmark = pytest.mark.faults  # part of the fault-injection suite
 
 
 def make_big_table(conn: psycopg.Connection, rows: int) -> None:

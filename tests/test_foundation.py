@@ -9,6 +9,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from alembic import command as alembic_command
 
 from ops.core import guard
 from ops.core.catalog import discover_tables
@@ -35,7 +36,7 @@ def test_push_creates_every_table_and_records_environment(empty_db_url: str, tmp
 def test_upgrade_downgrade_upgrade_round_trip(empty_db_url: str, tmp_path: Path):
     settings = Settings(database_url=empty_db_url, backup_dir=tmp_path)
     migrate.push(settings)
-    migrate.downgrade(settings, "base")
+    alembic_command.downgrade(migrate.alembic_config(settings), "base")
     with psycopg.connect(empty_db_url) as conn:
         assert discover_tables(conn) == []
         enums = conn.execute("SELECT count(*) FROM pg_type WHERE typtype = 'e'").fetchone()[0]

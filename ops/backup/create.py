@@ -59,7 +59,8 @@ PARALLEL_MIN_BYTES = 64 << 20  # below this, extra connections cost more than th
 BLOCK_BYTES = 1 << 20  # bigger blocks measured slower, smaller ones cost Python overhead
 PROGRESS_MIN_ROWS = 50_000
 
-# Everything row_to_json's text depends on (trap 3), pinned for this transaction only.
+# Everything row_to_json's text depends on (time zone, date and interval styles, bytea and
+# float output, money locale), pinned for this transaction only so every backup reads alike.
 SESSION_SETTINGS = {
     "TimeZone": "UTC",
     "DateStyle": "ISO, YMD",

@@ -71,17 +71,11 @@ MAX_ROW_BYTES = 256 << 20
 JSON_NULL_KEY = "$jsonNull"
 
 _CAMEL_BOUNDARY = re.compile(r"_([a-z0-9])")
-_SNAKE_BOUNDARY = re.compile(r"(?<=[a-z0-9])([A-Z])")
 
 
 def camel_case(column: str) -> str:
     """tenant_id -> tenantId (the seed's JSON keys)."""
     return _CAMEL_BOUNDARY.sub(lambda m: m.group(1).upper(), column)
-
-
-def snake_case(key: str) -> str:
-    """tenantId -> tenant_id."""
-    return _SNAKE_BOUNDARY.sub(lambda m: "_" + m.group(1).lower(), key)
 
 
 def key_to_column(columns: list[str]) -> dict[str, str]:

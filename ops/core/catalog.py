@@ -71,10 +71,6 @@ class Table:
     def writable_columns(self) -> list[Column]:
         return [c for c in self.columns if not c.generated]
 
-    def order_by(self) -> sql.Composable:
-        """Rows by primary key (or every column when there is none) for stable output."""
-        keys = self.primary_key or tuple(self.column_names)
-        return sql.SQL(", ").join(sql.Identifier(k) for k in keys)
 
 
 _COLUMNS_SQL = """

@@ -117,19 +117,6 @@ def upgrade_sql(settings: Settings) -> str:
     return buffer.getvalue()
 
 
-def downgrade(settings: Settings, revision: str) -> None:
-    from alembic import command
-
-    engine = _engine(settings)
-    try:
-        with engine.begin() as sa_conn:
-            cfg = alembic_config(settings)
-            cfg.attributes["connection"] = sa_conn
-            command.downgrade(cfg, revision)
-    finally:
-        engine.dispose()
-
-
 def generate(settings: Settings, message: str) -> Path:
     """Autogenerate a revision from the difference between the database and ops.schema.models."""
     from alembic import command

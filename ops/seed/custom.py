@@ -1,8 +1,8 @@
 """Custom seeds: any `seeds/<name>.py` (SEEDS_DIR) that defines `run(conn, report)`.
 
-The Python take on the seed document's "Advanced: Custom Seeding": a team adds its own data
-without editing the package. The tool owns the transaction: the seed gets a connection inside
-it (committed when `run` returns, rolled back on any exception) and a Reporter for the ✅ lines.
+A team adds its own data without editing the package. The tool owns the transaction: the seed
+gets a connection inside it (committed when `run` returns, rolled back on any exception) and a
+Reporter for the ✅ lines.
 Helpers seeds commonly need live in `ops.seed.helpers`.
 """
 

@@ -43,10 +43,6 @@ def load(path: Path) -> dict:
         return json.loads(fh.read())
 
 
-def rows_of(path: Path, table: str) -> list[dict]:
-    return load(path)["tables"][table]
-
-
 def write_fake_backup(directory: Path, moment: datetime, *, complete: bool = True,
                       safety: bool = False) -> Path:
     """A tiny backup file in our layout (complete = with its meta line)."""
