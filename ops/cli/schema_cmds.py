@@ -65,11 +65,17 @@ def check() -> None:
 @app.command()
 def status(as_json: JsonOption = False) -> None:
     """Show the target, server version, revision, row counts and latest backup."""
+    from dataclasses import asdict
+
+    from ops.backup.files import list_backups
     from ops.schema.status import database_status
 
-    result = database_status(settings())
+    cfg = settings()
+    result = database_status(cfg)
+    latest = next(iter(list_backups(cfg.backup_dir, include_safety=False)), None)
     if as_json:
-        print_json(result)
+        print_json({**asdict(result), "latest_backup": latest and {
+            "name": latest.name, "timestamp": latest.timestamp, "size": latest.size}})
         return
     out = reporter()
     out.line(f"🎯 Target: {result.target}")
@@ -87,8 +93,7 @@ def status(as_json: JsonOption = False) -> None:
             out.line(f"   {name:<{width}}  {count:>10}")
     else:
         out.line(f"📊 No Tasklets tables yet — run {suggest('push')}.")
-    if result.latest_backup:
-        b = result.latest_backup
-        out.line(f"💾 Latest backup: {b.name} ({human_size(b.size)})")
+    if latest:
+        out.line(f"💾 Latest backup: {latest.name} ({human_size(latest.size)})")
     else:
         out.line("💾 No backups yet.")

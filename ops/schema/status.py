@@ -4,19 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ops.backup.files import list_backups
 from ops.core.catalog import current_revision, discover_tables, row_counts
 from ops.core.config import Settings
 from ops.core.db import connect, server_version
 from ops.core.guard import stored_environment
 from ops.schema.migrate import head_revision
-
-
-@dataclass
-class LatestBackup:
-    name: str
-    timestamp: str
-    size: int
 
 
 @dataclass
@@ -30,7 +22,6 @@ class Status:
     stored_environment: str | None
     tables: dict[str, int] = field(default_factory=dict)
     total_rows: int = 0
-    latest_backup: LatestBackup | None = None
 
 
 def database_status(settings: Settings) -> Status:
@@ -40,11 +31,6 @@ def database_status(settings: Settings) -> Status:
         marker = stored_environment(conn)
         counts = row_counts(conn, discover_tables(conn))
     head = head_revision(settings)
-    backups = list_backups(settings.backup_dir, include_safety=False)
-    latest = None
-    if backups:
-        b = backups[0]
-        latest = LatestBackup(b.name, b.timestamp.isoformat(), b.size)
     return Status(
         target=settings.masked_url,
         server_version=version,
@@ -55,5 +41,4 @@ def database_status(settings: Settings) -> Status:
         stored_environment=marker,
         tables=counts,
         total_rows=sum(counts.values()),
-        latest_backup=latest,
     )
