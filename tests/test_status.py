@@ -127,7 +127,7 @@ def test_settings_assemble_url_from_postgres_variables(monkeypatch):
 
 def test_cli_start_up_loads_no_command_s_work_module():
     """Every command pays for start-up: the CLI imports a command's work only when it runs."""
-    probe = ("import sys, ops.cli; "
+    probe = ("import sys, ops.cli.main; "
              "print(' '.join(m for m in sys.modules if m.startswith(('ops.', 'alembic', "
              "'sqlalchemy', 'fastapi', 'api'))))")
     loaded = set(subprocess.run([sys.executable, "-c", probe], cwd=PROJECT_ROOT, check=True,

@@ -1,0 +1,67 @@
+"""The `tasklets-db` command line: error handling in one place, commands in sibling modules.
+
+Each command imports the module that does its work when it runs, so start-up (paid by every
+command, `reset` included) does not load the code of all the others.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+
+import psycopg
+from rich.console import Console
+
+from ops.cli import (
+    api_cmds,  # noqa: F401
+    backup_cmds,  # noqa: F401
+    beads_cmds,  # noqa: F401
+    local_cmds,  # noqa: F401
+    restore_cmds,  # noqa: F401
+    schema_cmds,  # noqa: F401  (registers commands)
+    seed_cmds,  # noqa: F401
+)
+from ops.cli.app import app, state
+from ops.core.db import first_line
+from ops.core.errors import OpsError
+
+__all__ = ["app", "main"]
+
+INTERRUPTED = 130  # the shell's code for a command stopped by SIGINT
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI: exit 0 ok, 1 failure, 2 usage error; one line per expected error."""
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    try:
+        # Standalone mode handles usage errors (exit 2) and --help; our errors propagate here.
+        app(args=argv, prog_name="tasklets-db")
+    except OpsError as exc:
+        if state.debug:  # what led to it (the driver's error, a seed's exception...), even
+            cause = exc.__cause__ or exc.__context__  # where the message replaced it
+            traceback.print_exception(cause if cause is not None else exc)
+        err.print(f"❌ {exc.message}", markup=False)
+        if exc.hint:
+            err.print(f"💡 {exc.hint}", markup=False)
+        sys.exit(exc.exit_code)
+    except psycopg.Error as exc:
+        if state.debug:
+            traceback.print_exc()
+        err.print(f"❌ database error: {first_line(exc)}", markup=False)
+        sys.exit(1)
+    except SystemExit as exc:
+        if exc.code == INTERRUPTED:  # Typer turns Ctrl-C into a silent exit 130
+            err.print("❌ Interrupted; any open transaction was rolled back, nothing was "
+                      "changed.", markup=False)
+        raise
+    except KeyboardInterrupt:  # Ctrl-C outside Typer's own handling
+        err.print("❌ Interrupted; any open transaction was rolled back, nothing was changed.",
+                  markup=False)
+        sys.exit(INTERRUPTED)
+    except Exception as exc:  # a bug: one line unless --debug
+        if state.debug:
+            traceback.print_exc()
+        else:
+            err.print(f"❌ internal error: {exc.__class__.__name__}: {exc} "
+                      "(re-run with --debug for the traceback)", markup=False)
+        sys.exit(1)
