@@ -196,8 +196,9 @@ def cli_env(db_url: str, backup_dir: Path, tmp_path: Path) -> dict[str, str]:
 
 
 @pytest.fixture
-def run_cli(cli_env: dict[str, str]):
-    """Run `python -m ops ARGS...` as a user would; returns the CompletedProcess."""
+def run_cli_process(cli_env: dict[str, str]):
+    """Run `python -m ops ARGS...` as a user would, in a process of its own; returns the
+    CompletedProcess. For what only a real process shows (start-up, signals, exit codes)."""
 
     def run(*args: str, env: dict[str, str] | None = None, input: str | None = None,
             timeout: float = 300) -> subprocess.CompletedProcess[str]:
@@ -205,6 +206,43 @@ def run_cli(cli_env: dict[str, str]):
             [sys.executable, "-m", "ops", *args], env={**cli_env, **(env or {})},
             capture_output=True, text=True, input=input, timeout=timeout, cwd=PROJECT_ROOT,
         )
+
+    return run
+
+
+@pytest.fixture
+def run_cli(cli_env: dict[str, str]):
+    """Run `tasklets-db ARGS...` in this process, through the same entry point and error
+    handling (Typer's CliRunner isolation); returns a CompletedProcess like run_cli_process.
+    The environment is exactly cli_env + env for the run (settings a .env file adds included)
+    and is restored afterwards."""
+    from click.testing import CliRunner
+
+    from ops.cli.main import main
+
+    def run(*args: str, env: dict[str, str] | None = None, input: str | None = None,
+            timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        saved, cwd = dict(os.environ), os.getcwd()
+        os.environ.clear()
+        os.environ.update({**cli_env, **(env or {})})
+        os.chdir(PROJECT_ROOT)  # where run_cli_process runs too (relative paths: seeds/)
+        code: int | str | None = 0
+        try:
+            with CliRunner().isolation(input=input) as (out, err, _):
+                try:
+                    main(list(args))
+                except SystemExit as exc:
+                    code = exc.code
+                sys.stdout.flush()
+                sys.stderr.flush()
+                stdout, stderr = out.getvalue(), err.getvalue()
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+            os.chdir(cwd)
+        returncode = code if isinstance(code, int) else (0 if code is None else 1)
+        return subprocess.CompletedProcess(["tasklets-db", *args], returncode,
+                                           stdout.decode(), stderr.decode())
 
     return run
 

@@ -23,7 +23,7 @@ from ops.core.output import SILENT, Reporter, suggest
 from ops.seed.helpers import SYSTECH_TENANT, require_systech_tenant
 from ops.workitems.dependencies import sync_dependencies
 from ops.workitems.model import KINDS, KindCounts, SyncResult
-from ops.workitems.sync import chunks, sync_work_items
+from ops.workitems.sync import CHUNK_SIZE, chunks, sync_work_items
 
 SOURCE = "beads"
 WARNINGS_SHOWN = 20
@@ -76,9 +76,9 @@ def write_to_database(settings: Settings, prepared: PreparedImport, options: Imp
         target = find_target(conn, options.product, report)
         key = {"tenant_id": target.tenant_id, "product_id": target.product_id}
         sync = SyncResult()
-        for chunk in chunks(prepared.items):
+        for chunk in chunks(prepared.items, CHUNK_SIZE):
             sync.merge(sync_work_items(conn, items=chunk, report=report, **key))
-        for chunk in chunks(prepared.items):
+        for chunk in chunks(prepared.items, CHUNK_SIZE):
             sync.merge(sync_dependencies(conn, items=chunk, report=report, **key))
         absent = _count_not_in_file(conn, target.product_id,
                                     [item.external_id for item in prepared.items])
