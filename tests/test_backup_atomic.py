@@ -229,7 +229,7 @@ def test_disk_full_during_a_compressed_backup_exits_1_and_leaves_no_file(
 
 def _peak_rss_mb_of_backup(cli_env: dict, *args: str) -> float:
     """Peak RSS of a whole `tasklets-db backup` process, measured by that process itself."""
-    code = ("import resource, sys\nfrom ops.cli import main\n"
+    code = ("import resource, sys\nfrom ops.cli.main import main\n"
             "try:\n    main(sys.argv[1:])\nexcept SystemExit as exc:\n    assert not exc.code\n"
             "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)")
     done = subprocess.run([sys.executable, "-c", code, "backup", "--json", *args], env=cli_env,
