@@ -16,7 +16,7 @@ from api.app import create_app
 from api.auth import issue_token, verify_token
 from api.config import ApiSettings, load_api_settings, secret_key_problem
 from ops.core.config import PROJECT_ROOT
-from ops.core.errors import OpsError
+from ops.core.errors import NotFound, OpsError, Refused, UsageError
 
 pytest_plugins = ["support.api_fixtures"]
 
@@ -279,6 +279,23 @@ def test_unexpected_errors_are_generic_500_without_details(api_settings: ApiSett
         response = client.get("/api/boom", headers=auth(client, "admin@a.test"))
     assert response.status_code == 500
     assert response.json() == {"detail": "internal server error"}
+
+
+@pytest.mark.parametrize(("error", "status"), [
+    (NotFound("no such tenant"), 404), (Refused("production database"), 409),
+    (UsageError("bad value"), 422), (OpsError("parent cycle"), 422)])
+def test_each_ops_error_type_has_its_status(api_settings: ApiSettings, world: World, error,
+                                            status: int):
+    app = create_app(api_settings)
+
+    @app.get("/api/raises")
+    def raises():
+        raise error
+
+    with TestClient(app, raise_server_exceptions=False) as client:
+        response = client.get("/api/raises", headers=auth(client, "admin@a.test"))
+    assert response.status_code == status
+    assert response.json()["detail"] == error.message
 
 
 # --- filters ----------------------------------------------------------------------------------

@@ -172,9 +172,9 @@ def test_backup_cli_prints_the_seed_style_lines(run_cli, conn: psycopg.Connectio
 
 
 def test_backup_cli_json_summary_and_compress_from_environment(
-        run_cli, conn: psycopg.Connection) -> None:
+        run_cli_process, conn: psycopg.Connection) -> None:
     add_tenants_and_clients(conn)
-    done = run_cli("backup", "--json", env={"BACKUP_COMPRESS": "1"})
+    done = run_cli_process("backup", "--json", env={"BACKUP_COMPRESS": "1"})
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
     assert summary["compressed"] is True and summary["path"].endswith(".json.gz")

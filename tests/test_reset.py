@@ -35,8 +35,9 @@ def test_reset_empties_every_app_table_and_restarts_identities(settings: Setting
     assert conn.execute("INSERT INTO tenants (name) VALUES ('x') RETURNING id").fetchone()[0] == 1
 
 
-def test_cli_reset_prints_the_seed_lines_and_next_steps(run_cli, conn, sample: dict):
-    result = run_cli("reset", "--confirm")
+def test_cli_reset_prints_the_seed_lines_and_next_steps(run_cli_process, conn,
+                                                        sample: dict):
+    result = run_cli_process("reset", "--confirm")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[:3] == ["🔄 Starting database reset...", "⚠️  WARNING: This will DELETE all data!",

@@ -91,8 +91,9 @@ def test_no_dsn_form_prints_the_password(run_cli, form: str):
         assert "Traceback" not in result.stderr and "internal error" not in result.stderr
 
 
-def test_unreachable_database_gives_one_line_and_exit_1(run_cli):
-    result = run_cli("status", env={"DATABASE_URL": "postgresql://u:hunter2@127.0.0.1:1/appdb"})
+def test_unreachable_database_gives_one_line_and_exit_1(run_cli_process):
+    result = run_cli_process("status",
+                             env={"DATABASE_URL": "postgresql://u:hunter2@127.0.0.1:1/appdb"})
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     first = result.stderr.splitlines()[0]
@@ -107,8 +108,8 @@ def test_missing_database_url_says_how_to_configure(run_cli, tmp_path: Path):
     assert "DATABASE_URL" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_unknown_command_is_a_usage_error(run_cli):
-    assert run_cli("frobnicate").returncode == 2
+def test_unknown_command_is_a_usage_error(run_cli_process):
+    assert run_cli_process("frobnicate").returncode == 2
 
 
 def test_settings_assemble_url_from_postgres_variables(monkeypatch):
