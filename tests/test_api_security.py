@@ -34,7 +34,7 @@ from api.config import ApiSettings, estimated_bits, published_keys, secret_key_p
 from api.db import DbConn
 from api.throttle import LoginThrottle
 from ops.config import Settings
-from ops.migrate import ENVIRONMENT_KEY
+from ops.guard import ENVIRONMENT_KEY
 from ops.tables import OPS_METADATA_TABLE
 
 pytest_plugins = ["api_fixtures"]
