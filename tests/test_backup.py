@@ -13,8 +13,8 @@ import pytest
 from support.backup import add_tenants_and_clients, file_lines, load, table_section
 
 from ops.backup.create import backup
-from ops.backup.files import list_backups, looks_complete, parse_backup_name
-from ops.backup.format import column_keys, key_to_column, read_meta
+from ops.backup.files import list_backups, looks_complete, parse_backup_name, read_meta
+from ops.backup.format import column_keys, key_to_column
 from ops.core.catalog import discover_tables
 from ops.core.config import Settings
 from ops.core.errors import OpsError

@@ -68,7 +68,7 @@ def test_kill_9_mid_backup_leaves_no_backup_file(conn: psycopg.Connection, cli_e
     # one temp file per stream (--jobs), however many had started when the kill came
     partials = len(list(backup_dir.glob(".backup-*.partial")))
     assert partials >= 1
-    assert "No backups" in listing and f"{partials} unfinished temp file(s)" in listing
+    assert "No backups" in listing and f"{partials} unfinished upload(s)" in listing
     restore = run_cli("restore", "latest", "--no-safety-backup")
     assert restore.returncode == 1 and "no complete backup" in restore.stderr
 
@@ -84,7 +84,7 @@ def test_disk_full_mid_backup_exits_1_with_one_line_and_no_file(
                           text=True, timeout=120, preexec_fn=small_disk)
     assert done.returncode == 1
     first = done.stderr.strip().splitlines()[0]
-    assert first.startswith("❌ cannot write backup") and "File too large" in first
+    assert first.startswith("❌ writing ") and "File too large" in first
     assert "Traceback" not in done.stderr
     assert_nothing_mistakable(backup_dir)
     assert list(backup_dir.iterdir()) == []  # the temp file was removed too
@@ -223,7 +223,7 @@ def test_disk_full_during_a_compressed_backup_exits_1_and_leaves_no_file(
     done = subprocess.run(cli("backup", "--compress"), env=cli_env, cwd=PROJECT_ROOT,
                           capture_output=True, text=True, timeout=120, preexec_fn=small_disk)
     assert done.returncode == 1, done.stdout
-    assert done.stderr.startswith("❌ cannot write backup") and "File too large" in done.stderr
+    assert done.stderr.startswith("❌ writing ") and "File too large" in done.stderr
     assert list(backup_dir.iterdir()) == []
 
 

@@ -16,7 +16,8 @@ from support.restore import table_hashes, write_seed_file
 
 from ops.backup import format as backup_format
 from ops.backup.create import backup
-from ops.backup.format import JSON_NULL_KEY, read_meta
+from ops.backup.files import read_meta
+from ops.backup.format import JSON_NULL_KEY
 from ops.backup.verify import verify_backup
 from ops.core.config import PROJECT_ROOT, Settings
 from ops.core.errors import OpsError

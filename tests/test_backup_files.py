@@ -48,7 +48,7 @@ def test_the_safety_backup_is_private(settings: Settings, conn):
     add_tenants_and_clients(conn)
     source = backup(settings)
     result = restore(settings, source.path)
-    assert result.safety_backup is not None and mode(result.safety_backup) == 0o600
+    assert result.safety_backup is not None and mode(Path(result.safety_backup)) == 0o600
 
 
 def test_parallel_part_files_are_private(settings: Settings, conn, monkeypatch):
@@ -151,7 +151,7 @@ def test_restore_ignores_rows_from_a_link_outside(settings: Settings, conn: psyc
     elsewhere = backup(settings, output=tmp_path / "other.json").path
     (settings.backup_dir / "backup-2099-01-01T00-00-00-000Z.json").symlink_to(elsewhere)
     result = restore(settings, "latest", safety_backup=False)
-    assert result.source == mine
+    assert result.source == str(mine)
     assert conn.execute("SELECT count(*) FROM clients").fetchone()[0] == 4
 
 

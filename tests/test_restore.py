@@ -46,7 +46,7 @@ def test_round_trip_restores_every_table_identically_and_identities_continue(
 
     result = restore(settings, "latest", safety_backup=False)
 
-    assert result.source == made.path
+    assert result.source == str(made.path)
     assert table_hashes(conn) == sample
     assert result.fk_mode == REPLICA
     assert result.checksums_verified
@@ -88,7 +88,7 @@ def test_restore_as_table_owner_without_superuser_defers_foreign_keys(
 
         assert result.fk_mode == DEFERRED
         assert table_hashes(conn) == expected
-        assert result.safety_backup is not None and result.safety_backup.exists()
+        assert result.safety_backup is not None and Path(result.safety_backup).exists()
         conn.execute("INSERT INTO comments (tenant_id, task_id, body) VALUES (1, 10, 'ok')")
 
 
@@ -119,8 +119,9 @@ def test_safety_backup_holds_the_replaced_data_and_restores_it(
 
     result = restore(settings)
 
-    safety = result.safety_backup
-    assert safety is not None and safety.name.startswith("pre-restore-")
+    assert result.safety_backup is not None
+    safety = Path(result.safety_backup)
+    assert safety.name.startswith("pre-restore-")
     assert safety.name.endswith(".json.gz") and safety.parent == settings.backup_dir
     assert table_hashes(conn) == sample
     restore(settings, safety.name, safety_backup=False)
@@ -182,17 +183,17 @@ def test_latest_skips_incomplete_and_safety_backups(settings: Settings, conn, sa
     (settings.backup_dir / ("pre-restore-" + backup_name().removeprefix("backup-"))) \
         .write_bytes(good.read_bytes())
     result = restore(settings, "latest", dry_run=True)
-    assert result.source == good
+    assert result.source == str(good)
 
 
 def test_a_bare_name_is_read_from_backup_dir_and_a_path_from_anywhere(
         settings: Settings, sample: dict, tmp_path: Path):
     made = backup(settings).path
-    assert restore(settings, made.name, dry_run=True).source == made
+    assert restore(settings, made.name, dry_run=True).source == str(made)
     elsewhere = tmp_path / "elsewhere" / "copy.json"
     elsewhere.parent.mkdir()
     elsewhere.write_bytes(made.read_bytes())
-    assert restore(settings, str(elsewhere), dry_run=True).source == elsewhere
+    assert restore(settings, str(elsewhere), dry_run=True).source == str(elsewhere)
 
 
 def test_missing_backup_error_lists_the_available_ones(run_cli, settings: Settings,

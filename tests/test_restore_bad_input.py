@@ -13,8 +13,8 @@ import pytest
 from support.restore import read_lines, table_hashes, write_line_backup
 
 from ops.backup.create import backup
-from ops.backup.files import list_backups
-from ops.backup.format import parse_table_open, read_meta
+from ops.backup.files import list_backups, read_meta
+from ops.backup.format import parse_table_open
 from ops.core.config import Settings
 from ops.core.errors import OpsError
 from ops.restore.apply import restore

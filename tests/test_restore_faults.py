@@ -51,7 +51,7 @@ def test_kill_9_mid_restore_leaves_the_database_unchanged(
                   "from ops.restore.apply import restore; restore(settings, report=R)")
     wait_for_tool_backends_to_end(settings.database_url)
     assert table_hashes(conn) == before
-    assert resolve_backup(settings.backup_dir, "latest") == good
+    assert resolve_backup(settings.backup_dir, "latest").path == good
     # the database is usable and a new restore succeeds afterwards
     restore(settings, safety_backup=False)
     assert conn.execute("SELECT count(*) FROM comments").fetchone()[0] == EXTRA_COMMENTS + 1

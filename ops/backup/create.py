@@ -1,27 +1,34 @@
-"""`backup`: one consistent snapshot of every app table, streamed to a JSON file.
+"""`backup`: one consistent snapshot of every app table, streamed to a JSON file in a store.
 
 PostgreSQL does the serialising (`COPY (SELECT row_to_json(...)) TO STDOUT`, in binary
 format so there is no text escaping to undo); we only frame, hash and write ~1 MB blocks,
-so memory stays flat whatever the size.
+so memory stays flat whatever the size. The writer (ops.backup.writer) compresses, encrypts
+and hands the bytes to the store (a directory or a bucket) as they come.
 The layout is the contract in `ops.backup.format`.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg import sql
 
 from ops import __version__
+from ops.backup.encryption import recipients_for
 from ops.backup.files import (
+    BackupRef,
+    Location,
+    Source,
+    as_ref,
+    as_store,
     backup_filename,
-    ensure_backup_dir,
     iso_timestamp,
     next_backup_name,
     utc_now,
@@ -37,6 +44,8 @@ from ops.backup.format import (
     table_open_line,
 )
 from ops.backup.parallel import PartStreams, stream_parts
+from ops.backup.storage.base import open_object
+from ops.backup.storage.local import LocalStore
 from ops.backup.writer import BackupWriter
 from ops.core.catalog import (
     Column,
@@ -75,8 +84,11 @@ SESSION_SETTINGS = {
 
 @dataclass
 class BackupResult:
-    path: Path
+    location: str  # where it was written: a path, or a bucket URL
+    name: str  # its name there
+    path: Path | None  # the file, when in a local directory
     compressed: bool
+    encrypted: bool
     tables: dict[str, int] = field(default_factory=dict)  # name -> rows, in file order
     sha256: dict[str, str] = field(default_factory=dict)
     total_rows: int = 0
@@ -84,65 +96,89 @@ class BackupResult:
     timestamp: str = ""
 
 
-def backup(settings: Settings, *, output: Path | None = None, compress: bool = False,
-           tables: list[str] | None = None, exclude: list[str] | None = None,
-           jobs: int = DEFAULT_JOBS, report: Reporter = SILENT) -> BackupResult:
+def backup(settings: Settings, *, output: str | Path | None = None, compress: bool = False,
+           encrypt_to: str | None = None, tables: list[str] | None = None,
+           exclude: list[str] | None = None, jobs: int | None = None,
+           report: Reporter = SILENT) -> BackupResult:
     """Back up the database of `settings` from one REPEATABLE READ, READ ONLY snapshot.
 
-    With jobs > 1 a large database is read over that many connections sharing the snapshot.
+    Into BACKUP_DIR (a directory or a bucket), or `output` (a file or directory path, or an
+    object URL). `encrypt_to` (default BACKUP_ENCRYPT_TO) lists age recipients. With jobs > 1
+    a large database is read over that many connections sharing the snapshot (default
+    BACKUP_JOBS, else 2 into a directory and 1 into a bucket: several streams spool tables
+    to local temp files, which a bucket backup otherwise never needs).
     """
-    if jobs < 1:
-        raise UsageError(f"--jobs must be at least 1, not {jobs}")
+    recipients = recipients_for(settings, encrypt_to)
     report.line("🔄 Starting database backup...")
     moment = utc_now()
-    target, compress, default_name = backup_target(settings.backup_dir, output, moment,
-                                                   compress)
+    ref, compress, default_name = backup_target(settings.backup_dir, output, moment,
+                                                compress, encrypted=bool(recipients))
+    jobs = jobs or settings.backup_jobs or (
+        DEFAULT_JOBS if isinstance(ref.store, LocalStore) else 1)
+    if jobs < 1:
+        raise UsageError(f"--jobs must be at least 1, not {jobs}")
     with connection(settings) as conn:
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         conn.read_only = True
-        result = write_backup(conn, target, compress=compress, tables=tables, exclude=exclude,
-                              report=report, moment=moment, jobs=jobs,
+        result = write_backup(conn, ref, compress=compress, recipients=recipients,
+                              tables=tables, exclude=exclude, report=report, moment=moment,
+                              jobs=jobs,
                               open_connection=lambda: connect(settings, autocommit=True),
                               default_name=default_name)
         conn.rollback()
     report.line("✅ Backup completed successfully!")
-    report.line(f"📁 Backup file: {result.path}")
+    report.line(f"📁 Backup file: {result.location}"
+                + (" (encrypted)" if result.encrypted else ""))
     report.line(f"📊 Total tables backed up: {len(result.tables)}")
     report.line(f"💾 File size: {human_size(result.size_bytes)}")
     return result
 
 
-def backup_target(backup_dir: Path, output: Path | None, moment: datetime,
-                  compress: bool) -> tuple[Path, bool, bool]:
-    """(file to write, compress?, default name?): BACKUP_DIR/backup-<ts>.json[.gz], or what
-    --output says. A named file is never overwritten."""
-    if output is not None and not output.is_dir():
-        if output.exists() or output.is_symlink():
-            raise OpsError(f"{output} already exists; nothing was written",
-                           hint="Choose another --output name, or remove that file first.")
-        ensure_backup_dir(output.parent)
-        return output, compress or output.name.endswith(".gz"), False
-    directory = ensure_backup_dir(output if output is not None else backup_dir)
-    return directory / backup_filename(moment, compressed=compress), compress, True
+def backup_target(backup_dir: Location, output: str | Path | None, moment: datetime,
+                  compress: bool, *, encrypted: bool = False) -> tuple[BackupRef, bool, bool]:
+    """(where to write, compress?, default name?): BACKUP_DIR/backup-<ts>.json[.gz][.age], or
+    what --output says (a directory, a file, an object URL). A named backup is never
+    overwritten."""
+    if output is None or (not isinstance(output, str) or "://" not in output) \
+            and Path(output).is_dir():
+        store = as_store(backup_dir if output is None else Path(output))
+        name = backup_filename(moment, compressed=compress, encrypted=encrypted)
+        return BackupRef(store, name), compress, True
+    store, name = open_object(output)
+    if name.endswith(".age") != encrypted:
+        raise UsageError(
+            f"--output {name}: an encrypted backup's name ends in .age, a plain one's does not",
+            hint="Name it ….json.age (or ….json.gz.age) with BACKUP_ENCRYPT_TO set, or drop "
+            ".age.")
+    ref = BackupRef(store, name)
+    if ref.exists():
+        raise OpsError(f"{ref} already exists; nothing was written",
+                       hint="Choose another --output name, or remove that file first.")
+    return ref, compress or name.removesuffix(".age").endswith(".gz"), False
 
 
-def write_backup(conn: psycopg.Connection, target: Path, *, compress: bool = False,
+def write_backup(conn: psycopg.Connection, target: Source, *, compress: bool = False,
+                 recipients: Sequence[Any] = (),
                  tables: list[str] | None = None, exclude: list[str] | None = None,
                  report: Reporter = SILENT, moment: datetime | None = None, jobs: int = 1,
                  open_connection: Callable[[], psycopg.Connection] | None = None,
                  default_name: bool = False) -> BackupResult:
-    """Stream the chosen tables, as `conn`'s current transaction sees them, into `target`.
+    """Stream the chosen tables, as `conn`'s current transaction sees them, into `target` (a
+    backup in a store, or a local file).
 
     The caller owns the snapshot: `backup` opens REPEATABLE READ, READ ONLY; restore calls
-    this inside its own transaction for the safety backup. Written to a private temp file,
-    fsynced and published without overwriting anything (a `default_name` that was taken
-    meanwhile moves on to the next millisecond's name); on any failure the temp file is
-    removed and OpsError raised. `open_connection` (autocommit connections to the same
-    database) enables `jobs` streams.
+    this inside its own transaction for the safety backup. Published only when complete and
+    never over anything (a `default_name` that was taken meanwhile moves on to the next
+    millisecond's name where the store allows); on any failure nothing is left and OpsError
+    raised. `open_connection` (autocommit connections to the same database) enables `jobs`
+    streams.
     """
     moment = moment or utc_now()
-    result = BackupResult(path=target, compressed=compress, timestamp=iso_timestamp(moment))
-    args = (result, tables, exclude, report, jobs, open_connection, default_name)
+    ref = as_ref(target)
+    result = BackupResult(location=str(ref), name=ref.name, path=ref.path, compressed=compress,
+                          encrypted=bool(recipients), timestamp=iso_timestamp(moment))
+    args = (result, ref, recipients, tables, exclude, report, jobs, open_connection,
+            default_name)
     if conn.autocommit:  # one snapshot per statement would not be consistent: open one
         with conn.transaction():
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
@@ -150,9 +186,9 @@ def write_backup(conn: psycopg.Connection, target: Path, *, compress: bool = Fal
     return _write(conn, *args)
 
 
-def _write(conn: psycopg.Connection, result: BackupResult, only: list[str] | None,
-           exclude: list[str] | None, report: Reporter, jobs: int,
-           open_connection: Callable[[], psycopg.Connection] | None,
+def _write(conn: psycopg.Connection, result: BackupResult, ref: BackupRef,
+           recipients: Sequence[Any], only: list[str] | None, exclude: list[str] | None,
+           report: Reporter, jobs: int, open_connection: Callable[[], psycopg.Connection] | None,
            default_name: bool) -> BackupResult:
     for name, value in SESSION_SETTINGS.items():
         conn.execute("SELECT set_config(%s, %s, true)", (name, value))
@@ -180,7 +216,8 @@ def _write(conn: psycopg.Connection, result: BackupResult, only: list[str] | Non
     parts: PartStreams | None = None
     next_name = next_backup_name if default_name else None
     try:
-        with BackupWriter(result.path, compress=result.compressed, next_name=next_name) as out:
+        with BackupWriter(ref, compress=result.compressed, recipients=recipients,
+                          next_name=next_name) as out:
             try:
                 out.write(header_line(result.timestamp))
                 if jobs > 1 and open_connection is not None:
@@ -209,10 +246,10 @@ def _write(conn: psycopg.Connection, result: BackupResult, only: list[str] | Non
             out.new_member()  # meta alone in the last gzip member: read_meta finds it cheaply
             out.write(meta_line(meta))
             result.size_bytes = out.commit()
-            result.path = out.target
+            result.location, result.name, result.path = str(out.ref), out.ref.name, out.ref.path
     except OSError as exc:
         raise OpsError(
-            f"cannot write backup {result.path}: {exc.strerror or exc}",
+            f"cannot write backup {result.location}: {exc.strerror or exc}",
             hint="Check free space and permissions of the backup directory "
             "(--compress makes the file about 3x smaller).",
         ) from None

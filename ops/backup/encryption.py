@@ -31,7 +31,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO, Protocol
 
-from ops.core.errors import OpsError
+from ops.core.config import Settings
+from ops.core.errors import BadBackup, OpsError
 
 AGE_MAGIC = b"age-encryption.org/v1\n"
 RECIPIENTS_VARIABLE = "BACKUP_ENCRYPT_TO"
@@ -118,6 +119,20 @@ def load_identities(path: str | Path) -> list[Any]:
     if not identities:
         raise OpsError(f"the identity file {path} holds no key", hint=_IDENTITY_HINT)
     return identities
+
+
+def recipients_for(settings: Settings, encrypt_to: str | None = None) -> list[Any]:
+    """The age recipients backups are written to: `encrypt_to`, else BACKUP_ENCRYPT_TO
+    (none: backups are not encrypted)."""
+    text = settings.backup_encrypt_to if encrypt_to is None else encrypt_to
+    return parse_recipients(text) if text.strip() else []
+
+
+def identities_for(settings: Settings, identity: str | Path | None = None) -> list[Any]:
+    """The identities that decrypt backups: `identity`, else BACKUP_IDENTITY_FILE (none:
+    encrypted backups cannot be read, and say so when met)."""
+    path = identity or settings.backup_identity_file
+    return load_identities(path) if path else []
 
 
 # --- Encrypting --------------------------------------------------------------------------------
@@ -394,8 +409,8 @@ def _decrypt_error(exc: BaseException, what: str, position: int) -> BaseExceptio
         return OpsError(f"{what} is encrypted to other keys: no identity given can decrypt it",
                         hint=_IDENTITY_HINT)
     if position == 0 and ("Header" in text or "fill whole buffer" in text):
-        return OpsError(f"{what} is not an age-encrypted file, or its header is damaged",
-                        hint=_IDENTITY_HINT)
-    return OpsError(f"{what} is damaged or truncated: its encrypted data failed "
-                    f"authentication after {position} bytes of plaintext",
-                    hint="Use another backup; this one cannot be trusted past that point.")
+        return BadBackup(what, "not an age-encrypted file, or its header is damaged",
+                         hint=_IDENTITY_HINT)
+    return BadBackup(what, "damaged or truncated: its encrypted data failed authentication "
+                     f"after {position} bytes of plaintext",
+                     hint="Use another backup; this one cannot be trusted past that point.")

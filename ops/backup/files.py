@@ -1,42 +1,92 @@
-"""Backup file naming, listing and picking "latest": the one place that knows the names.
+"""Backup naming, listing and picking "latest": the one place that knows the names, in any store.
 
-Finished backups are `backup-YYYY-MM-DDTHH-mm-ss-SSSZ.json[.gz]` (UTC, milliseconds, as the
-seed tool names them). Work in progress is written to a hidden `.partial` temp file beside the
-target and renamed at the end, so nothing here can mistake it for a backup.
+Finished backups are `backup-YYYY-MM-DDTHH-mm-ss-SSSZ.json[.gz][.age]` (UTC, milliseconds, as
+the seed tool names them; `.gz` compressed, `.age` encrypted, compression first); pre-restore
+safety backups are `pre-restore-...` alike. They live in a store (ops.backup.storage: a local
+directory or a bucket prefix), where an object appears only once it is complete, so nothing
+here can mistake work in progress for a backup.
 """
 
 from __future__ import annotations
 
-import os
+import gzip
 import re
 import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import BinaryIO
 
-from ops.backup.format import is_gzip, open_backup, read_meta
+from ops.backup.format import GZIP_MAGIC, meta_in_tail
+from ops.backup.storage.base import IncompleteUpload, Store, open_object, open_store
+from ops.backup.storage.local import LocalStore
 from ops.core.errors import OpsError
 
 BACKUP_PREFIX = "backup-"
 SAFETY_PREFIX = "pre-restore-"
 _NAME = re.compile(
     r"^(?P<prefix>backup-|pre-restore-)"
-    r"(?P<ts>\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}-\d{3}Z)\.json(?P<gz>\.gz)?$"
+    r"(?P<ts>\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}-\d{3}Z)\.json(?P<gz>\.gz)?(?P<age>\.age)?$"
 )
 _TS_FORMAT = "%Y-%m-%dT%H-%M-%S"
+Location = Store | Path | str  # where backups live: a store, a directory, or BACKUP_DIR's text
+
+
+def as_store(location: Location) -> Store:
+    return location if isinstance(location, Store) else open_store(location)
+
+
+@dataclass(frozen=True)
+class BackupRef:
+    """One backup: the store it lives in and its name there."""
+
+    store: Store
+    name: str
+
+    def __str__(self) -> str:
+        return self.store.describe(self.name)
+
+    @property
+    def path(self) -> Path | None:
+        """The file, for a backup in a local directory (None elsewhere)."""
+        return self.store.directory / self.name if isinstance(self.store, LocalStore) else None
+
+    def open(self) -> BinaryIO:
+        return self.store.open_reader(self.name)
+
+    def exists(self) -> bool:
+        return self.store.exists(self.name)
+
+    def delete(self) -> None:
+        self.store.delete(self.name)
+
+
+Source = BackupRef | Path  # a backup to read: in a store, or a local file
+
+
+def as_ref(source: Source) -> BackupRef:
+    if isinstance(source, BackupRef):
+        return source
+    store, name = open_object(source)
+    return BackupRef(store, name)
 
 
 @dataclass(frozen=True)
 class BackupFile:
-    path: Path
+    ref: BackupRef
     timestamp: datetime
     size: int
     compressed: bool
+    encrypted: bool
     safety: bool  # a pre-restore safety backup rather than a user backup
 
     @property
     def name(self) -> str:
-        return self.path.name
+        return self.ref.name
+
+    @property
+    def path(self) -> Path | None:
+        return self.ref.path
 
 
 def utc_now() -> datetime:
@@ -49,11 +99,11 @@ def iso_timestamp(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
-def backup_filename(moment: datetime, *, compressed: bool = False,
+def backup_filename(moment: datetime, *, compressed: bool = False, encrypted: bool = False,
                     prefix: str = BACKUP_PREFIX) -> str:
     moment = moment.astimezone(UTC)
     stamp = moment.strftime(_TS_FORMAT) + f"-{moment.microsecond // 1000:03d}Z"
-    return f"{prefix}{stamp}.json{'.gz' if compressed else ''}"
+    return f"{prefix}{stamp}.json{'.gz' if compressed else ''}{'.age' if encrypted else ''}"
 
 
 def parse_backup_name(name: str) -> tuple[datetime, bool, bool] | None:
@@ -68,125 +118,125 @@ def parse_backup_name(name: str) -> tuple[datetime, bool, bool] | None:
     return moment, bool(match["gz"]), match["prefix"] == SAFETY_PREFIX
 
 
-def next_backup_name(target: Path) -> Path:
+def is_encrypted_name(name: str) -> bool:
+    return name.endswith(".age")
+
+
+def next_backup_name(name: str) -> str:
     """The name a millisecond later, for a default-named backup whose name was just taken."""
-    parsed = parse_backup_name(target.name)
+    parsed = parse_backup_name(name)
     if parsed is None:
-        raise ValueError(f"not a backup name: {target.name}")
+        raise ValueError(f"not a backup name: {name}")
     moment, compressed, safety = parsed
-    return target.with_name(backup_filename(
-        moment + timedelta(milliseconds=1), compressed=compressed,
-        prefix=SAFETY_PREFIX if safety else BACKUP_PREFIX))
+    return backup_filename(moment + timedelta(milliseconds=1), compressed=compressed,
+                           encrypted=is_encrypted_name(name),
+                           prefix=SAFETY_PREFIX if safety else BACKUP_PREFIX)
 
 
-def inside(path: Path, directory: Path) -> bool:
-    """Whether `path`, with every symlink followed, is within `directory`."""
-    return path.resolve().is_relative_to(directory.resolve())
-
-
-def list_backups(backup_dir: Path, *, include_safety: bool = True) -> list[BackupFile]:
-    """Backup files in backup_dir, newest first; other files are ignored, and so are links
-    that lead outside backup_dir (a backup is what the directory holds)."""
-    if not backup_dir.is_dir():
-        return []
+def list_backups(location: Location, *, include_safety: bool = True) -> list[BackupFile]:
+    """Backups in the store, newest first; other objects are ignored (and, in a directory, so
+    are links that lead outside it: a backup is what the directory holds)."""
+    store = as_store(location)
     found: list[BackupFile] = []
-    for path in backup_dir.iterdir():
-        parsed = parse_backup_name(path.name)
-        if parsed is None or not path.is_file():
-            continue
-        if path.is_symlink() and not inside(path, backup_dir):
+    for info in store.list():
+        parsed = parse_backup_name(info.name)
+        if parsed is None:
             continue
         moment, compressed, safety = parsed
         if safety and not include_safety:
             continue
-        found.append(BackupFile(path, moment, path.stat().st_size, compressed, safety))
+        found.append(BackupFile(BackupRef(store, info.name), moment, info.size, compressed,
+                                is_encrypted_name(info.name), safety))
     found.sort(key=lambda b: (b.timestamp, b.name), reverse=True)
     return found
 
 
-PRIVATE_FILE = 0o600  # backups hold emails and password hashes: the owner only
-PRIVATE_DIR = 0o700
+# --- what a backup's tail says ------------------------------------------------------------
+
+_TAIL_WINDOWS = (64 * 1024, 4 * 1024 * 1024)
 
 
-def private_temp(target: Path) -> tuple[Path, int]:
-    """A new hidden temp file beside `target` (unique, exclusive, 0600): (path, open fd)."""
-    fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.",
-                                suffix=".partial")
-    return Path(name), fd
+def read_meta(source: Source, *, size: int | None = None) -> dict | None:
+    """The meta object of a backup we wrote, read from the end (one or two range reads);
+    None when absent.
+
+    None means: not our layout (e.g. the seed tool's file), cut short (an interrupted or
+    truncated backup never has its meta line), or encrypted (meta is inside the ciphertext).
+    Corruption in the middle is `verify`'s job.
+    """
+    ref = as_ref(source)
+    if is_encrypted_name(ref.name):
+        return None
+    try:
+        for window in _TAIL_WINDOWS:
+            tail = ref.store.read_tail(ref.name, window, size=size)
+            meta = meta_in_tail(tail)
+            if meta is not None or len(tail) < window:
+                return meta
+    except (OpsError, ValueError):
+        return None
+    return None
 
 
-def create_private(path: Path) -> int:
-    """Create `path` exclusively with owner-only permissions; returns the open fd."""
-    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0),
-                   PRIVATE_FILE)
-
-
-def looks_complete(path: Path) -> bool:
-    """Cheap check that a backup file was finished, for `backups` and `restore latest`.
+def looks_complete(source: Source, *, size: int | None = None) -> bool:
+    """Cheap check that a backup was finished, for `backups` and `restore latest`.
 
     Our files: the meta line is present at the end (an interrupted or truncated backup never
-    has it). Files without meta (the seed tool's): they end like a JSON object. Middle
-    corruption is found only by `verify`, which streams the whole file.
+    has it). Encrypted ones: a store publishes only complete objects, and a damaged one is
+    found by `verify`. Files without meta (the seed tool's): they end like a JSON object.
+    Middle corruption is found only by `verify`, which streams the whole file.
     """
-    if read_meta(path) is not None:
+    ref = as_ref(source)
+    if is_encrypted_name(ref.name) or read_meta(ref, size=size) is not None:
         return True
     try:
-        return _ends_like_json_object(path)
-    except (OSError, EOFError, ValueError):  # gzip errors are OSError/EOFError subclasses
+        return _ends_like_json_object(ref)
+    except (OpsError, OSError, EOFError, ValueError):  # gzip's errors are OSError/EOFError
         return False
 
 
 _MAX_INFLATION = 100  # JSON gzips 5-20x; far more is a decompression bomb, not a backup
 
 
-def _ends_like_json_object(path: Path) -> bool:
-    if is_gzip(path):  # no random access: stream to the end (only foreign .gz files get here)
-        budget = _MAX_INFLATION * path.stat().st_size + (1 << 20)
+def _ends_like_json_object(ref: BackupRef) -> bool:
+    with ref.open() as raw:
+        head = raw.read(2)
+        if head != GZIP_MAGIC:
+            return ref.store.read_tail(ref.name, 4096).rstrip().endswith(b"}")
+    # no random access into gzip: stream to the end (only foreign .gz files get here)
+    with ref.open() as raw, gzip.GzipFile(fileobj=raw) as fh:
+        budget = _MAX_INFLATION * _size(ref) + (1 << 20)
         last = b""
-        with open_backup(path) as fh:
-            while block := fh.read(1 << 20):
-                last = block.rstrip() or last
-                budget -= len(block)
-                if budget < 0:
-                    return False
+        while block := fh.read(1 << 20):
+            last = block.rstrip() or last
+            budget -= len(block)
+            if budget < 0:
+                return False
         return last.endswith(b"}")
-    with path.open("rb") as fh:
-        fh.seek(0, 2)
-        fh.seek(max(0, fh.tell() - 4096))
-        return fh.read().rstrip().endswith(b"}")
 
 
-def latest_complete_backup(backup_dir: Path, *, include_safety: bool = False) -> BackupFile | None:
+def _size(ref: BackupRef) -> int:
+    return next((o.size for o in ref.store.list() if o.name == ref.name), 0)
+
+
+def latest_complete_backup(location: Location, *,
+                           include_safety: bool = False) -> BackupFile | None:
     """The newest backup that `looks_complete` (what `restore latest` restores)."""
-    for candidate in list_backups(backup_dir, include_safety=include_safety):
-        if looks_complete(candidate.path):
+    for candidate in list_backups(location, include_safety=include_safety):
+        if looks_complete(candidate.ref):
             return candidate
     return None
 
 
-def ensure_backup_dir(directory: Path) -> Path:
-    """The directory backups are written to, created when only its last level is missing."""
-    if directory.is_dir():
-        return directory
-    if directory.exists():
-        raise OpsError(f"backup directory {directory} is not a directory",
-                       hint="Point BACKUP_DIR (or --output) at a directory.")
-    if not directory.parent.is_dir():
-        raise OpsError(f"backup directory {directory} does not exist (nor its parent "
-                       f"{directory.parent})",
-                       hint="Create it, or set BACKUP_DIR to an existing directory.")
-    try:
-        directory.mkdir(mode=PRIVATE_DIR)
-    except FileExistsError:  # created concurrently
-        pass
-    except OSError as exc:
-        raise OpsError(f"cannot create backup directory {directory}: {exc.strerror}",
-                       hint="Check the permissions of its parent, or set BACKUP_DIR.") from None
-    return directory
+def leftover_partials(location: Location) -> list[IncompleteUpload]:
+    """Uploads of backups still running or killed mid-way (nothing ever reads them): hidden
+    temp files in a directory, unfinished multipart uploads in a bucket."""
+    return as_store(location).incomplete_uploads()
 
 
-def leftover_partials(backup_dir: Path) -> list[Path]:
-    """Temp files of backups still running or killed mid-way (nothing ever reads them)."""
-    if not backup_dir.is_dir():
-        return []
-    return sorted(p for p in backup_dir.glob(".*.partial") if p.is_file())
+# --- private local files (the parallel backup's parts) --------------------------------------
+
+
+def private_temp_dir() -> Path:
+    """A new directory only this user can read, for part files of a backup to a bucket."""
+    return Path(tempfile.mkdtemp(prefix="tasklets-backup-"))

@@ -177,29 +177,11 @@ def describe_partial(meta: dict | None) -> str | None:
 
 # --- reading meta from the tail, without streaming the whole file -------------------------
 
-_TAIL_WINDOWS = (64 * 1024, 4 * 1024 * 1024)
 
-
-def read_meta(path: Path) -> dict | None:
-    """The meta object of a backup we wrote, read from the file's tail; None when absent.
-
-    None means: not our layout (e.g. the seed tool's file), or cut short (an interrupted or
-    truncated backup never has its meta line). Cheap: reads at most a few MB from the end.
-    Corruption in the middle is `verify`'s job.
-    """
-    try:
-        size = path.stat().st_size
-        gz = is_gzip(path)
-        with path.open("rb") as fh:
-            for window in _TAIL_WINDOWS:
-                fh.seek(max(0, size - window))
-                tail = fh.read()
-                meta = _meta_in_gzip_tail(tail) if gz else _meta_in_tail(tail)
-                if meta is not None or window >= size:
-                    return meta
-    except OSError:
-        return None
-    return None
+def meta_in_tail(tail: bytes) -> dict | None:
+    """The meta object at the end of a plain or gzip backup, given its last bytes; None when
+    they hold no meta line (another layout, cut short, or encrypted)."""
+    return _meta_in_tail(tail) or _meta_in_gzip_tail(tail)
 
 
 def _meta_in_tail(tail: bytes) -> dict | None:
@@ -210,7 +192,7 @@ def _meta_in_tail(tail: bytes) -> dict | None:
     return parse_meta_line(tail[start + 1:] + b"\n")
 
 
-_META_MAX = _TAIL_WINDOWS[-1]  # our meta line is far smaller: a bigger member is not it
+_META_MAX = 4 << 20  # our meta line is far smaller: a bigger gzip member is not it
 _MEMBER_TRIES = 64  # gzip headers tried from the end before giving up on a file
 
 
@@ -234,13 +216,8 @@ def _meta_in_gzip_tail(tail: bytes) -> dict | None:
     return None
 
 
-def is_gzip(path: Path) -> bool:
-    with path.open("rb") as fh:
-        return fh.read(2) == GZIP_MAGIC
-
-
 def open_backup(path: Path) -> BinaryIO:
-    """Open a backup for reading as bytes, decompressing when the content is gzip."""
-    if is_gzip(path):
-        return gzip.open(path, "rb")  # type: ignore[return-value]
-    return path.open("rb")
+    """Open a local backup file for reading as bytes, decompressing when it is gzip."""
+    with path.open("rb") as fh:
+        gz = fh.read(2) == GZIP_MAGIC
+    return gzip.open(path, "rb") if gz else path.open("rb")  # type: ignore[return-value]

@@ -11,10 +11,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from pathlib import Path
 
-from ops.backup.files import BackupFile, leftover_partials, list_backups, looks_complete, utc_now
-from ops.core.errors import OpsError, UsageError
+from ops.backup.files import BackupFile, Location, as_store, list_backups, looks_complete, utc_now
+from ops.backup.storage.base import Store
+from ops.core.errors import UsageError
 from ops.core.output import SILENT, Reporter, human_size, suggest
 
 STALE_TEMP_AGE = timedelta(days=1)
@@ -24,7 +24,7 @@ _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks
 
 @dataclass
 class PruneResult:
-    backup_dir: Path
+    backup_dir: str
     dry_run: bool
     delete: list[str] = field(default_factory=list)  # names, newest first
     keep: list[str] = field(default_factory=list)
@@ -59,18 +59,21 @@ def plan_prune(backups: list[BackupFile], *, keep: int | None, older_than: timed
             old_enough = older_than is None or found.timestamp < now - older_than
             if beyond_keep and old_enough:
                 doomed.append(found)
-    newest_good = next((b for b in backups if not b.safety and looks_complete(b.path)), None)
+    newest_good = next((b for b in backups
+                        if not b.safety and looks_complete(b.ref, size=b.size)), None)
     protected = newest_good if newest_good in doomed else None
     doomed = [b for b in doomed if b != newest_good]
     doomed.sort(key=lambda b: (b.timestamp, b.name), reverse=True)
     return doomed, protected
 
 
-def prune(backup_dir: Path, *, keep: int | None = None, older_than: timedelta | None = None,
-          yes: bool = False, report: Reporter = SILENT,
+def prune(location: Location, *, keep: int | None = None,
+          older_than: timedelta | None = None, yes: bool = False, report: Reporter = SILENT,
           now: datetime | None = None) -> PruneResult:
-    """Show (and with yes=True, delete) the backups the rules select."""
-    backups = list_backups(backup_dir)
+    """Show (and with yes=True, delete) the backups the rules select, in any store."""
+    store = as_store(location)
+    backup_dir = str(store)
+    backups = list_backups(store)
     doomed, protected = plan_prune(backups, keep=keep, older_than=older_than,
                                    now=now or utc_now())
     result = PruneResult(backup_dir=backup_dir, dry_run=not yes,
@@ -84,12 +87,9 @@ def prune(backup_dir: Path, *, keep: int | None = None, older_than: timedelta | 
     for found in doomed:
         report.line(f"🗑️  {found.name} ({human_size(found.size)})")
         if yes:
-            try:
-                found.path.unlink(missing_ok=True)
-            except OSError as exc:
-                raise OpsError(f"cannot delete {found.path}: {exc.strerror}") from None
+            found.ref.delete()
         result.freed_bytes += found.size
-    _remove_stale_temp_files(backup_dir, result, yes, now or utc_now(), report)
+    _remove_stale_uploads(store, result, yes, now or utc_now(), report)
     if not doomed and not result.stale_temp_files:
         report.line("✅ Nothing to prune.")
     elif yes:
@@ -100,19 +100,15 @@ def prune(backup_dir: Path, *, keep: int | None = None, older_than: timedelta | 
     return result
 
 
-def _remove_stale_temp_files(backup_dir: Path, result: PruneResult, yes: bool, now: datetime,
-                             report: Reporter) -> None:
-    """Temp files left by runs killed (kill -9, power loss) more than a day ago."""
-    cutoff = (now - STALE_TEMP_AGE).timestamp()
-    for path in leftover_partials(backup_dir):
-        try:
-            if path.stat().st_mtime >= cutoff:
-                continue
-            if yes:
-                path.unlink(missing_ok=True)
-        except OSError:
-            continue
-        result.stale_temp_files.append(path.name)
-    if result.stale_temp_files:
-        report.line(f"🧹 {'Deleted' if yes else 'Would delete'} "
-                    f"{len(result.stale_temp_files)} temp file(s) of runs killed over a day ago")
+def _remove_stale_uploads(store: Store, result: PruneResult, yes: bool, now: datetime,
+                          report: Reporter) -> None:
+    """Uploads left by runs killed (kill -9, power loss, a lost network) more than a day ago:
+    temp files in a directory, unfinished multipart uploads in a bucket."""
+    stale = [u for u in store.incomplete_uploads() if u.started <= now - STALE_TEMP_AGE]
+    for upload in stale:
+        if yes:
+            store.abort_upload(upload)
+        result.stale_temp_files.append(upload.name)
+    if stale:
+        report.line(f"🧹 {'Removed' if yes else 'Would remove'} {len(stale)} unfinished "
+                    "upload(s) of runs killed over a day ago")

@@ -16,12 +16,14 @@ reader) the file line.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import gzip
 import hashlib
+import io
 import json
 import re
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -30,17 +32,29 @@ from typing import Any, BinaryIO
 
 import orjson
 
-from ops.backup.files import latest_complete_backup, list_backups
-from ops.backup.format import (
-    BOM,
-    MAX_ROW_BYTES,
-    SUPPORTED_VERSIONS,
-    open_backup,
-    parse_header,
-    parse_table_open,
+from ops.backup.encryption import AGE_MAGIC, IDENTITY_VARIABLE, decrypting_reader, is_encrypted
+from ops.backup.files import (
+    BackupRef,
+    Location,
+    Source,
+    as_ref,
+    as_store,
+    latest_complete_backup,
+    list_backups,
     read_meta,
 )
+from ops.backup.format import (
+    BOM,
+    GZIP_MAGIC,
+    MAX_ROW_BYTES,
+    SUPPORTED_VERSIONS,
+    parse_header,
+    parse_table_open,
+)
+from ops.backup.storage.base import Store, open_object
+from ops.backup.storage.local import LocalStore
 from ops.core.errors import BadBackup, NotFound, OpsError
+from ops.core.limits import summarize
 from ops.core.output import suggest
 
 LINES = "lines"
@@ -57,43 +71,51 @@ Row = tuple[int, int | None, Any]  # (row number in its table, file line or None
 # ---------------------------------------------------------------- finding the file
 
 
-def resolve_backup(backup_dir: Path, ref: str | None) -> Path:
-    """The file `restore`/`verify` should read: `latest`, a name inside backup_dir, or a path.
+def resolve_backup(backup_dir: Location, ref: str | Path | None) -> BackupRef:
+    """The backup `restore`/`verify` should read: `latest`, a name in BACKUP_DIR, a path, or an
+    object URL (s3://bucket/prefix/backup-....json).
 
-    A bare name is looked up in backup_dir and must not resolve outside it (`..`, symlinks);
+    A bare name is looked up in BACKUP_DIR and must not resolve outside it (`..`, symlinks);
     a name not found there may still be a file in the current directory.
     """
+    store = as_store(backup_dir)
     if ref in (None, "", "latest"):
-        latest = latest_complete_backup(backup_dir)
+        latest = latest_complete_backup(store)
         if latest is None:
-            raise NotFound(f"no complete backup in {backup_dir} to restore",
+            raise NotFound(f"no complete backup in {store} to restore",
                            hint=f"Create one with {suggest('backup')}, or name a file: "
                            f"{suggest('restore FILE')}.")
-        return latest.path
-    given = Path(ref).expanduser()
+        return latest.ref
+    text = str(ref)
+    if "://" in text:
+        found_store, name = open_object(text)
+        found = BackupRef(found_store, name)
+        if found.exists():
+            return found
+        raise not_found(store, text)
+    given = Path(text).expanduser()
     if given.is_absolute() or len(given.parts) > 1:
         if given.is_file():
-            return given
-        raise not_found(backup_dir, ref)
-    candidate = backup_dir / ref
-    if not candidate.resolve().is_relative_to(backup_dir.resolve()):
-        raise OpsError(f"refusing backup name {ref!r}: it points outside BACKUP_DIR "
-                       f"({backup_dir})", hint="Give a file name inside BACKUP_DIR, or a path.")
-    if candidate.is_file():
-        return candidate
+            return as_ref(given)
+        raise not_found(store, text)
+    if isinstance(store, LocalStore):
+        candidate = store.directory / text
+        if not candidate.resolve().is_relative_to(store.directory.resolve()):
+            raise OpsError(f"refusing backup name {text!r}: it points outside BACKUP_DIR "
+                           f"({store})", hint="Give a file name inside BACKUP_DIR, or a path.")
+    if store.exists(text):
+        return BackupRef(store, text)
     if given.is_file():
-        return given
-    raise not_found(backup_dir, ref)
+        return as_ref(given)
+    raise not_found(store, text)
 
 
-def not_found(backup_dir: Path, ref: str) -> NotFound:
-    names = [b.name for b in list_backups(backup_dir)]
+def not_found(store: Store, ref: str) -> NotFound:
+    names = [b.name for b in list_backups(store)]
     if names:
-        shown = ", ".join(names[:10]) + (f" (and {len(names) - 10} more)" if len(names) > 10
-                                         else "")
-        hint = f"Available backups in {backup_dir} (newest first): {shown}"
+        hint = f"Available backups in {store} (newest first): {summarize(names, 10)}"
     else:
-        hint = f"There are no backups in {backup_dir}; create one with {suggest('backup')}."
+        hint = f"There are no backups in {store}; create one with {suggest('backup')}."
     return NotFound(f"backup not found: {ref}", hint=hint)
 
 
@@ -137,16 +159,20 @@ class Section:
 
 @dataclass
 class BackupReader:
-    """Open with `with BackupReader(path) as r:`; iterate `r.sections()` once, in order.
+    """Open with `with BackupReader(source) as r:`; iterate `r.sections()` once, in order.
 
+    The source is streamed from its store, decrypted (age, with `identities`) and
+    decompressed (gzip) as it is read: both are told by their magic bytes, not the name.
     `timestamp`/`version` come from the header; `meta` (None for the seed's files) and the
     per-table checksums are known after the last section.
     """
 
-    path: Path
+    source: Source
     decode_rows: bool = True  # False: only walk the structure (line layout: no parsing)
+    identities: Sequence[Any] = ()
     layout: str = ""
     compressed: bool = False
+    encrypted: bool = False
     timestamp: str | None = None
     version: str | None = None
     meta: dict | None = None
@@ -154,6 +180,8 @@ class BackupReader:
     sha256: dict[str, str] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
     _fh: BinaryIO | None = None
+    _opened: list[BinaryIO] = field(default_factory=list)  # to close, innermost last
+    _prefix: bytes = b""  # what was read to tell the layout, for the streaming reader
     _lineno: int = 0
     _where: str = "at the start"
 
@@ -168,23 +196,42 @@ class BackupReader:
         return self
 
     def _open(self) -> None:
+        self.ref = as_ref(self.source)
         try:
-            self._fh = open_backup(self.path)
-            self.compressed = isinstance(self._fh, gzip.GzipFile)
-            start = 3 if self._fh.read(3) == BOM else 0  # an editor's byte-order mark
-            self._fh.seek(start)
-            first = self._fh.readline(_HEADER_MAX)
+            stream = self._stacked(self.ref.open())
+            if is_encrypted(stream.peek(len(AGE_MAGIC))):
+                if not self.identities:
+                    raise OpsError(f"{self.ref.name} is encrypted and no identity was given; "
+                                   "nothing was changed",
+                                   hint=f"Set {IDENTITY_VARIABLE} (or --identity) to the age "
+                                   "identity file that decrypts it.")
+                self.encrypted = True
+                stream = self._stacked(decrypting_reader(stream, self.identities,
+                                                         what=self.ref.name))
+            if stream.peek(2)[:2] == GZIP_MAGIC:
+                self.compressed = True
+                stream = self._stacked(gzip.GzipFile(fileobj=stream, mode="rb"))
+            self._fh = stream
+            first = stream.readline(_HEADER_MAX).removeprefix(BOM)  # an editor's mark
             header = parse_header(first)
             if header is None:
                 self.layout = STREAMING
-                self._fh.seek(start)
+                self._prefix = first
                 return
         except _READ_ERRORS as exc:
-            raise self.error(f"cannot read the file ({exc})") from None
+            raise self.error(f"the file is truncated or corrupt at its start ({exc})") from None
         self.layout = LINES
         self._lineno = 1
         self._take_header(header)
-        self.tail_meta = read_meta(self.path)
+        if not self.encrypted:  # meta is inside the ciphertext otherwise
+            self.tail_meta = read_meta(self.ref)
+
+    def _stacked(self, stream: BinaryIO) -> io.BufferedReader:
+        """`stream` (buffered, so its first bytes can be peeked), to be closed with us."""
+        buffered = stream if isinstance(stream, io.BufferedReader) else io.BufferedReader(
+            stream)  # type: ignore[arg-type]
+        self._opened.append(buffered)
+        return buffered
 
     def json_text_keys(self, table: str) -> frozenset[str]:
         """Keys whose values are the exact text of a `json` column (meta `jsonText`)."""
@@ -197,9 +244,10 @@ class BackupReader:
         self.close()
 
     def close(self) -> None:
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
+        self._fh = None
+        while self._opened:
+            with contextlib.suppress(Exception):  # closing after a failure must not mask it
+                self._opened.pop().close()
 
     def _take_header(self, header: dict) -> None:
         timestamp = header.get("timestamp")
@@ -213,7 +261,7 @@ class BackupReader:
         self.version = version
 
     def error(self, detail: str) -> BadBackup:
-        return BadBackup(self.path.name, detail,
+        return BadBackup(self.ref.name if hasattr(self, "ref") else str(self.source), detail,
                          hint=f"Check the file ({suggest('verify FILE')}) or pick another backup.")
 
     # -- iterating
@@ -362,7 +410,7 @@ class BackupReader:
 
     def _stream_sections(self) -> Iterator[Section]:
         assert self._fh is not None
-        doc = JsonStream(self._fh)
+        doc = JsonStream(self._fh, self._prefix)
         if doc.peek() != "{":
             raise self.error("not valid JSON or truncated: the file is not a JSON object "
                              "with \"tables\" (not a Tasklets backup)")
@@ -451,10 +499,10 @@ class JsonStream:
     that has not ended by then is refused.
     """
 
-    def __init__(self, fh: BinaryIO) -> None:
+    def __init__(self, fh: BinaryIO, prefix: bytes = b"") -> None:
         self._fh = fh
         self._decode = codecs.getincrementaldecoder("utf-8")().decode
-        self._buf = ""
+        self._buf = self._decode(prefix)
         self._pos = 0
         self._eof = False
 
@@ -541,7 +589,7 @@ class JsonStream:
             raise FileProblem("not valid JSON", "extra content after the end")
 
 
-def table_names(path: Path) -> list[str]:
-    """The tables a backup file holds, in file order (walks the file without decoding rows)."""
-    with BackupReader(path, decode_rows=False) as reader:
+def table_names(source: Source, identities: Sequence[Any] = ()) -> list[str]:
+    """The tables a backup holds, in file order (walks the file without decoding rows)."""
+    with BackupReader(source, decode_rows=False, identities=identities) as reader:
         return [section.name for section in reader.sections()]

@@ -9,11 +9,19 @@ rows only, and the result says so.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import Any
 
-from ops.backup.files import BackupFile, list_backups, looks_complete
-from ops.backup.format import JSON_NULL_KEY, column_keys, describe_partial, read_meta
+from ops.backup.files import (
+    BackupFile,
+    Location,
+    Source,
+    list_backups,
+    looks_complete,
+    read_meta,
+)
+from ops.backup.format import JSON_NULL_KEY, column_keys, describe_partial
 from ops.backup.reader import LINES, BackupReader, FileProblem, Section
 from ops.core.errors import BadBackup
 from ops.core.limits import summarize
@@ -25,22 +33,25 @@ CHECKED_STRUCTURE = "structure only (no meta: not written by tasklets-db)"
 
 @dataclass
 class VerifyResult:
-    path: Path
+    location: str
     ok: bool
     checked: str = ""
     compressed: bool = False
+    encrypted: bool = False
     timestamp: str | None = None
     tables: dict[str, int] = field(default_factory=dict)  # rows found, in file order
     total_rows: int = 0
     problem: str | None = None  # one line naming the first bad table
 
 
-def verify_backup(path: Path) -> VerifyResult:
-    """Stream `path` and check it; problems are reported in the result, never raised."""
-    result = VerifyResult(path=path, ok=False)
+def verify_backup(source: Source, identities: Sequence[Any] = ()) -> VerifyResult:
+    """Stream the backup and check it; problems are reported in the result, never raised
+    (an encrypted backup without an identity is the one error: it cannot be checked)."""
+    result = VerifyResult(location=str(source), ok=False)
     try:
-        with BackupReader(path) as reader:
+        with BackupReader(source, identities=identities) as reader:
             result.compressed = reader.compressed
+            result.encrypted = reader.encrypted
             result.timestamp = reader.timestamp
             fields: dict[str, frozenset[str] | None] = {}
             shape_problem: FileProblem | None = None  # reported after the checksums, which
@@ -67,7 +78,7 @@ def verify_backup(path: Path) -> VerifyResult:
         result.problem = exc.what
         return result
     except OSError as exc:
-        result.problem = f"cannot read {path}: {exc.strerror or exc}"
+        result.problem = f"cannot read {source}: {exc.strerror or exc}"
         return result
     result.ok = True
     return result
@@ -121,10 +132,11 @@ def _check_meta_lists_every_table(meta: dict, counts: dict[str, int]) -> None:
 @dataclass
 class ListedBackup:
     name: str
-    path: Path
+    location: str
     timestamp: str
     size_bytes: int
     compressed: bool
+    encrypted: bool
     safety: bool
     rows: int | None  # from meta; None for files without it
     status: str  # verified | complete | incomplete | BAD: <problem>
@@ -132,31 +144,39 @@ class ListedBackup:
     partial: str | None = None  # "tables: a, b" / "without: c" for --tables/--exclude backups
 
 
-def describe_backups(backup_dir: Path, *, full_verify: bool = False) -> list[ListedBackup]:
-    """Every backup in backup_dir, newest first, with a cheap completeness check (or a full
-    `verify_backup` when full_verify)."""
-    return [_describe(found, full_verify) for found in list_backups(backup_dir)]
+def describe_backups(location: Location, *, full_verify: bool = False,
+                     identities: Sequence[Any] = ()) -> list[ListedBackup]:
+    """Every backup in the store, newest first, with a cheap completeness check (or a full
+    `verify_backup` when full_verify). Encrypted backups keep their meta inside the
+    ciphertext: listed as `encrypted` unless fully verified with an identity."""
+    return [_describe(found, full_verify, identities) for found in list_backups(location)]
 
 
-def _describe(found: BackupFile, full_verify: bool) -> ListedBackup:
-    meta = read_meta(found.path)
+def _describe(found: BackupFile, full_verify: bool, identities: Sequence[Any]) -> ListedBackup:
+    meta = read_meta(found.ref, size=found.size)
     rows = meta.get("totalRows") if meta else None
     problem = None
-    if full_verify:
-        checked = verify_backup(found.path)
+    if full_verify and found.encrypted and not identities:
+        status = "encrypted (set BACKUP_IDENTITY_FILE to verify)"
+    elif full_verify:
+        checked = verify_backup(found.ref, identities)
         status = "verified" if checked.ok else "BAD"
         problem = checked.problem
         if checked.ok and not meta:
             status = "verified (structure only)"
         if rows is None and checked.ok:
             rows = checked.total_rows
+    elif found.encrypted:
+        status = "encrypted"
     elif meta is not None:
         status = "complete"
     else:
-        status = "complete (no meta)" if looks_complete(found.path) else "incomplete"
+        status = "complete (no meta)" if looks_complete(found.ref, size=found.size) \
+            else "incomplete"
     return ListedBackup(
-        name=found.name, path=found.path, timestamp=found.timestamp.isoformat(),
-        size_bytes=found.size, compressed=found.compressed, safety=found.safety,
+        name=found.name, location=str(found.ref), timestamp=found.timestamp.isoformat(),
+        size_bytes=found.size, compressed=found.compressed, encrypted=found.encrypted,
+        safety=found.safety,
         rows=rows if isinstance(rows, int) else None, status=status, problem=problem,
         partial=describe_partial(meta),
     )

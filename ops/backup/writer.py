@@ -1,37 +1,43 @@
-"""The file side of a backup: a private temp file, optional gzip, fsync, then one atomic link.
+"""The writing side of a backup: optional gzip, optional age encryption, into a store.
 
-Until `commit()` publishes it, the data lives in a temp file of its own (hidden, unique per
-run, created exclusively, mode 0600, ending in `.partial` - a name `list_backups` never
-matches), so a backup killed at any point leaves nothing that `backups` or `restore latest`
-could take for a good one, and two runs aimed at one name never share a temp file. Publishing
-never overwrites: a file that appeared under the name meanwhile (another run's) is kept, and
-this run takes the next free name or stops with one line. Any exception removes the temp file.
+The bytes go, as they are produced, through gzip (on a thread of its own) and age into a
+store's writer (ops.backup.storage), which publishes the object only at `commit()`: a local
+directory through a private temp file and a hard link, a bucket through a multipart upload.
+A backup killed at any point therefore leaves nothing that `backups` or `restore latest` could
+take for a good one, and two runs aimed at one name never share a temp file. Publishing never
+overwrites: a backup that appeared under the name meanwhile (another run's) is kept, and this
+run takes the next free name (where the store allows it) or stops with one line. Any
+exception discards what was written.
 """
 
 from __future__ import annotations
 
-import errno
+import contextlib
 import gzip
 import os
 import queue
 import shutil
+import tempfile
 import threading
-import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO
+from typing import Any
 
-from ops.backup.files import create_private, private_temp
+from ops.backup.encryption import EncryptingWriter, encrypting_writer
+from ops.backup.files import BackupRef, private_temp_dir
+from ops.backup.storage.base import ObjectExistsError, Writer
+from ops.backup.storage.local import LocalStore
 from ops.core.errors import OpsError
 
 # Level 1: the compressed backup is bound by zlib on the client; higher levels cost far more
 # time than the few percent of size they save on JSON.
 GZIP_LEVEL = 1
-_FILE_BUFFER = 1 << 20
+_COPY_BUFFER = 1 << 20
 _QUEUED_WRITES = 16  # ~16 MB in flight at most: memory stays flat
 _NEW_MEMBER = object()
 _DONE = object()
+_NAME_ATTEMPTS = 1000
 
 
 class _Splice:
@@ -40,21 +46,28 @@ class _Splice:
 
 
 class BackupWriter:
-    """Write bytes to `target` atomically; `new_member()` starts a fresh gzip member.
+    """Write bytes to `ref` atomically; `new_member()` starts a fresh gzip member.
 
     Compression runs on a thread of its own (zlib releases the GIL), so it overlaps with
-    reading the next rows from PostgreSQL instead of adding to it. `next_name` gives the
-    name to try when `target` exists at commit time (default-named backups); without it an
-    existing target is an error.
+    reading the next rows from PostgreSQL instead of adding to it; encryption (age, to
+    `recipients`) runs below it. `next_name` gives the name to try when the name turns out
+    taken at commit time (default-named backups); without it a taken name is an error.
     """
 
-    def __init__(self, target: Path, *, compress: bool,
-                 next_name: Callable[[Path], Path] | None = None) -> None:
-        self.target = target
+    def __init__(self, ref: BackupRef, *, compress: bool,
+                 recipients: Sequence[Any] = (),
+                 next_name: Callable[[str], str] | None = None) -> None:
+        self.ref = ref
         self.next_name = next_name
-        self.temp, fd = private_temp(target)
         self.compress = compress
-        self._raw = os.fdopen(fd, "wb", buffering=_FILE_BUFFER)
+        self._store_writer: Writer = ref.store.open_writer(ref.name)
+        self._encrypting: EncryptingWriter | None = None
+        self._raw: Writer | EncryptingWriter = self._store_writer
+        if recipients:
+            self._encrypting = encrypting_writer(self._store_writer, recipients)
+            self._raw = self._encrypting
+        self._parts_dir: Path | None = None
+        self._parts: list[Path] = []
         self._gz: gzip.GzipFile | None = None
         self._queue: queue.Queue[object] | None = None
         self._thread: threading.Thread | None = None
@@ -122,45 +135,66 @@ class BackupWriter:
             self._put(_NEW_MEMBER)
 
     def part(self, index: int) -> Path:
-        """A temp file for the parallel backup's part `index`: private, beside the temp."""
-        path = self.temp.with_name(f"{self.temp.name.removesuffix('.partial')}.part{index}"
-                                   ".partial")
-        os.close(create_private(path))
-        return path
-
-    def parts(self) -> list[Path]:
-        return list(self.temp.parent.glob(
-            f"{self.temp.name.removesuffix('.partial')}.part*.partial"))
+        """A private temp file for the parallel backup's part `index`: beside the backups in
+        a local directory, in a private temp directory for a bucket."""
+        store = self.ref.store
+        if isinstance(store, LocalStore):
+            directory = store.directory
+        else:
+            self._parts_dir = self._parts_dir or private_temp_dir()
+            directory = self._parts_dir
+        fd, name = tempfile.mkstemp(dir=directory, prefix=f".{self.ref.name}.",
+                                    suffix=f".part{index}.partial")
+        os.close(fd)
+        self._parts.append(Path(name))
+        return self._parts[-1]
 
     def commit(self) -> int:
-        """Flush, fsync, publish under `target` (never over another file), fsync the
-        directory; returns the file size. `target` is the name finally used."""
+        """Finish the stream and publish it (never over another backup); returns the size.
+        `ref` is the name finally used."""
         self._finish_thread()
         if self._failure is not None:
             raise self._failure
         if self._gz is not None:
             self._gz.close()
-        self._raw.flush()
-        os.fsync(self._raw.fileno())
-        self._raw.close()
-        self.target = publish(self.temp, self.target, self.next_name)
-        _fsync_directory(self.target.parent)
-        return self.target.stat().st_size
+        if self._encrypting is not None:
+            self._encrypting.close()  # the final age chunk; the store's writer stays open
+        try:
+            size = self._store_writer.commit_first_free(self._later_names())
+        except ObjectExistsError as exc:
+            raise OpsError(f"{self.ref} already exists (written meanwhile by another run?); it "
+                           "was left as it is and this backup was discarded",
+                           hint="Choose another --output name, or remove that one first."
+                           ) from exc
+        self.ref = BackupRef(self.ref.store, self._store_writer.name)
+        self._remove_parts_dir()
+        return size
+
+    def _later_names(self) -> Iterator[str]:
+        name = self.ref.name
+        for _ in range(_NAME_ATTEMPTS if self.next_name else 0):
+            name = self.next_name(name)  # type: ignore[misc]
+            yield name
 
     def discard(self) -> None:
-        """Close and remove the temp file, swallowing errors (we are already failing)."""
+        """Stop and remove everything written, swallowing errors (we are already failing)."""
         if self._failure is None:
             self._failure = OSError("backup discarded")  # the thread stops writing
         self._finish_thread()
-        for closer in (self._gz, self._raw):
-            try:
-                if closer is not None:
-                    closer.close()
-            except (OSError, zlib.error, ValueError):
-                pass
-        self.temp.unlink(missing_ok=True)
-        for part in self.parts():
+        if self._gz is not None:
+            with contextlib.suppress(OSError, ValueError):
+                self._gz.close()
+        if self._encrypting is not None:
+            self._encrypting.abort()
+        self._store_writer.abort()
+        self._remove_parts_dir()
+
+    def _remove_parts_dir(self) -> None:
+        for part in self._parts:  # those not spliced yet (a spliced part is gone)
             part.unlink(missing_ok=True)
+        if self._parts_dir is not None:
+            shutil.rmtree(self._parts_dir, ignore_errors=True)
+            self._parts_dir = None
 
     def __enter__(self) -> BackupWriter:
         return self
@@ -171,59 +205,7 @@ class BackupWriter:
             self.discard()
 
 
-_NAME_ATTEMPTS = 1000
-
-
-def publish(temp: Path, target: Path, next_name: Callable[[Path], Path] | None) -> Path:
-    """Give `temp` the name `target` without ever replacing a file, and remove `temp`.
-
-    A hard link fails when the name exists, which a rename would silently overwrite; where
-    the filesystem has no hard links, a rename after an existence check is the fallback.
-    """
-    for _ in range(_NAME_ATTEMPTS):
-        try:
-            _link_or_rename(temp, target)
-            return target
-        except FileExistsError:
-            if next_name is None:
-                raise OpsError(f"{target} already exists (written meanwhile by another run?); "
-                               "it was left as it is and this backup was discarded",
-                               hint="Choose another --output name, or remove that file "
-                               "first.") from None
-            target = next_name(target)
-    raise OpsError(f"no free backup name next to {target}")
-
-
-def _link_or_rename(temp: Path, target: Path) -> None:
-    try:
-        os.link(temp, target)
-    except OSError as exc:
-        if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV,
-                             errno.EMLINK):
-            raise
-        if target.exists():
-            raise FileExistsError(errno.EEXIST, "exists", str(target)) from None
-        os.rename(temp, target)
-        return
-    temp.unlink()
-
-
-def _append_file(out: BinaryIO, path: Path) -> None:
-    out.flush()
+def _append_file(out: Writer | EncryptingWriter, path: Path) -> None:
     with path.open("rb") as part:
-        shutil.copyfileobj(part, out, _FILE_BUFFER)
+        shutil.copyfileobj(part, out, _COPY_BUFFER)  # type: ignore[arg-type]
     path.unlink()
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make the rename itself durable (POSIX needs the directory fsynced too)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

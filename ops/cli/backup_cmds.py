@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -25,9 +24,14 @@ def backup(
     compress: Annotated[bool | None, typer.Option(
         "--compress/--no-compress", show_default=False,
         help="Write .json.gz (gzip level 1). Default: BACKUP_COMPRESS (off).")] = None,
-    output: Annotated[Path | None, typer.Option(
-        "--output", "-o", help="File (or directory) to write instead of BACKUP_DIR/backup-<ts>"
-        ".json; a name ending in .gz is compressed.")] = None,
+    output: Annotated[str | None, typer.Option(
+        "--output", "-o", help="File, directory or object URL (s3://bucket/dir/name.json) to "
+        "write instead of BACKUP_DIR/backup-<ts>.json; a name ending in .gz is compressed.")]
+    = None,
+    encrypt_to: Annotated[str | None, typer.Option(
+        "--encrypt-to", show_default=False, help="Encrypt with age to these public keys "
+        "(age1… or ssh-ed25519/ssh-rsa, comma-separated); the name gets .age. Default: "
+        "BACKUP_ENCRYPT_TO.")] = None,
     tables: Annotated[str | None, typer.Option(
         "--tables", help="Only these tables (comma-separated); recorded in meta.")] = None,
     exclude_tables: Annotated[str | None, typer.Option(
@@ -35,7 +39,8 @@ def backup(
     jobs: Annotated[int | None, typer.Option(
         "--jobs", "-j", min=1, show_default=False,
         help="Connections reading in parallel from the same snapshot (used for databases "
-        f"over 64 MB). Default: BACKUP_JOBS ({DEFAULT_JOBS}).")] = None,
+        f"over 64 MB). Default: BACKUP_JOBS, else {DEFAULT_JOBS} into a directory and 1 into "
+        "a bucket.")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Write a consistent JSON backup of every table (one snapshot, streamed, sha256 per table)."""
@@ -44,25 +49,34 @@ def backup(
     cfg = settings()
     result = backup_database(cfg, output=output,
                              compress=cfg.backup_compress if compress is None else compress,
-                             tables=_names(tables), exclude=_names(exclude_tables),
-                             jobs=cfg.backup_jobs if jobs is None else jobs,
+                             encrypt_to=encrypt_to, tables=_names(tables),
+                             exclude=_names(exclude_tables), jobs=jobs,
                              report=reporter(as_json))
     if as_json:
         print_json(result)
+
+
+IdentityOption = Annotated[str | None, typer.Option(
+    "--identity", show_default=False, help="The age identity file (or ssh private key) that "
+    "decrypts encrypted backups. Default: BACKUP_IDENTITY_FILE.")]
 
 
 @app.command()
 def backups(
     verify: Annotated[bool, typer.Option(
         "--verify", help="Fully verify each file (streams every file; slower).")] = False,
+    identity: IdentityOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """List backups in BACKUP_DIR, newest first, with size, rows and completeness."""
+    """List backups in BACKUP_DIR (a directory or a bucket), newest first, with size, rows
+    and completeness."""
+    from ops.backup.encryption import identities_for
     from ops.backup.files import leftover_partials
     from ops.backup.verify import describe_backups
 
     cfg = settings()
-    listed = describe_backups(cfg.backup_dir, full_verify=verify)
+    listed = describe_backups(cfg.backup_dir, full_verify=verify,
+                              identities=identities_for(cfg, identity) if verify else ())
     if as_json:
         print_json(listed)
         return
@@ -74,24 +88,28 @@ def backups(
         width = max(len(b.name) for b in listed)
     for b in listed:
         rows = f"{b.rows} rows" if b.rows is not None else "? rows"
-        mark = "✅" if b.status.startswith(("verified", "complete")) else "❌"
+        mark = "✅" if b.status.startswith(("verified", "complete")) else \
+            "🔒" if b.status.startswith("encrypted") else "❌"
         partial = f", PARTIAL: {b.partial}" if b.partial else ""
         out.line(f"{mark} {b.name:<{width}}  {human_size(b.size_bytes):>10}  {rows:>14}  "
                  f"{b.status}{partial}{' — ' + b.problem if b.problem else ''}")
     partials = leftover_partials(cfg.backup_dir)
     if partials:
-        out.line(f"ℹ️  {len(partials)} unfinished temp file(s) ({partials[0].name}, ...): a "
-                 "backup still running, or one that was killed; delete them if none is running.")
+        out.line(f"ℹ️  {len(partials)} unfinished upload(s) ({partials[0].name}, ...): a "
+                 "backup still running, or one that was killed; `prune` removes those over a "
+                 "day old.")
 
 
 @app.command()
 def verify(
     file: Annotated[str, typer.Argument(
-        help="`latest` (newest backup in BACKUP_DIR), a file name in BACKUP_DIR, or a path.")]
-    = "latest",
+        help="`latest` (newest backup in BACKUP_DIR), a name in BACKUP_DIR, a path or an "
+        "object URL.")] = "latest",
+    identity: IdentityOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Stream a backup and check its structure, row counts and sha256 against its meta."""
+    from ops.backup.encryption import identities_for
     from ops.backup.files import list_backups
     from ops.backup.reader import resolve_backup
     from ops.backup.verify import verify_backup
@@ -102,16 +120,16 @@ def verify(
         if not found:
             raise NotFound(f"no backups in {cfg.backup_dir} to verify",
                            hint=f"Create one with {suggest('backup')}, or name a file.")
-        path = found[0].path
+        ref = found[0].ref
     else:
-        path = resolve_backup(cfg.backup_dir, file)
+        ref = resolve_backup(cfg.backup_dir, file)
     out = reporter(as_json)
-    out.line(f"🔍 Verifying {path}...")
-    result = verify_backup(path)
+    out.line(f"🔍 Verifying {ref}...")
+    result = verify_backup(ref, identities_for(cfg, identity))
     if as_json:
         print_json(result)
     if not result.ok:
-        raise OpsError(f"{path.name} is NOT a good backup: {result.problem}",
+        raise OpsError(f"{ref.name} is NOT a good backup: {result.problem}",
                        hint=f"Use another backup ({suggest('backups --verify')} lists them).")
     for name, rows in result.tables.items():
         out.line(f"✅ {name}: {rows} rows")

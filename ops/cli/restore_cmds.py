@@ -33,8 +33,11 @@ def reset(
 @app.command()
 def restore(
     file: Annotated[str, typer.Argument(
-        help="`latest` (newest complete backup in BACKUP_DIR), a file name in BACKUP_DIR, "
-        "or a path (.json or .json.gz).")] = "latest",
+        help="`latest` (newest complete backup in BACKUP_DIR), a name in BACKUP_DIR, a path "
+        "or an object URL (.json, .json.gz, either with .age).")] = "latest",
+    identity: Annotated[str | None, typer.Option(
+        "--identity", show_default=False, help="The age identity file (or ssh private key) "
+        "that decrypts an encrypted backup. Default: BACKUP_IDENTITY_FILE.")] = None,
     no_safety_backup: Annotated[bool, typer.Option(
         "--no-safety-backup", help="Skip the pre-restore backup of the current data.")] = False,
     allow_schema_mismatch: Annotated[bool, typer.Option(
@@ -53,7 +56,8 @@ def restore(
     from ops.restore.apply import restore as restore_database
 
     result = restore_database(
-        settings(), file, safety_backup=not no_safety_backup, allow_production=allow_production,
+        settings(), file, identity=identity, safety_backup=not no_safety_backup,
+        allow_production=allow_production,
         allow_schema_mismatch=allow_schema_mismatch, only_listed_tables=only_listed_tables,
         dry_run=dry_run, report=reporter(as_json))
     if as_json:

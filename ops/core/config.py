@@ -11,7 +11,6 @@ from dotenv import load_dotenv
 from psycopg import ProgrammingError
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from ops.core.defaults import DEFAULT_JOBS
 from ops.core.errors import OpsError
 
 APP_ENVS = ("development", "test", "production")
@@ -25,14 +24,16 @@ _FALSE = ("", "0", "false", "no", "off")
 @dataclass(frozen=True)
 class Settings:
     database_url: str
-    backup_dir: Path
+    backup_dir: Path | str  # a directory, or a bucket URL (s3://, gs://, az://, file://)
     app_env: str = "development"
     seeds_dir: Path = Path("seeds")
     # False when APP_ENV was not set at all (app_env is then the development default): only
     # an explicit development may unlock development-only conveniences.
     app_env_set: bool = True
     backup_compress: bool = False
-    backup_jobs: int = DEFAULT_JOBS
+    backup_jobs: int | None = None  # None: 2 into a directory, 1 into a bucket
+    backup_encrypt_to: str = ""  # age recipients, as given (empty: backups are not encrypted)
+    backup_identity_file: Path | None = None  # what decrypts them (restore, verify)
 
     @property
     def masked_url(self) -> str:
@@ -55,12 +56,15 @@ def load_settings(env_file: str | os.PathLike[str] | None = ".env") -> Settings:
         )
     return Settings(
         database_url=database_url_from_env(),
-        backup_dir=Path(os.environ.get("BACKUP_DIR") or "./backups"),
+        backup_dir=backup_location(os.environ.get("BACKUP_DIR") or "./backups"),
         app_env=app_env,
         seeds_dir=Path(os.environ.get("SEEDS_DIR") or "seeds"),
         app_env_set=bool(raw_env),
         backup_compress=_flag("BACKUP_COMPRESS"),
-        backup_jobs=_positive_int("BACKUP_JOBS", DEFAULT_JOBS),
+        backup_jobs=_positive_int("BACKUP_JOBS"),
+        backup_encrypt_to=os.environ.get("BACKUP_ENCRYPT_TO", ""),
+        backup_identity_file=Path(identity) if (
+            identity := os.environ.get("BACKUP_IDENTITY_FILE", "").strip()) else None,
     )
 
 
@@ -72,14 +76,19 @@ def _flag(name: str) -> bool:
                    hint=f"Set {name} to 1 or 0 (true/false, yes/no, on/off).")
 
 
-def _positive_int(name: str, default: int) -> int:
+def _positive_int(name: str) -> int | None:
     value = os.environ.get(name, "").strip()
     if not value:
-        return default
+        return None
     if not value.isdigit() or int(value) < 1:
         raise OpsError(f"{name}={value!r} is not a whole number of at least 1",
-                       hint=f"Set {name} to 1, 2, 4, ... or leave it empty for {default}.")
+                       hint=f"Set {name} to 1, 2, 4, ... or leave it empty for the default.")
     return int(value)
+
+
+def backup_location(value: str) -> Path | str:
+    """BACKUP_DIR as given: a URL stays text (the storage module reads it), a path is a Path."""
+    return value.strip() if "://" in value else Path(value)
 
 
 def database_url_from_env() -> str:

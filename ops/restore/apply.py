@@ -20,7 +20,9 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from ops.backup.files import SAFETY_PREFIX, backup_filename, utc_now
+from ops.backup.create import write_backup
+from ops.backup.encryption import identities_for, recipients_for
+from ops.backup.files import SAFETY_PREFIX, BackupRef, as_store, backup_filename, utc_now
 from ops.backup.format import column_keys, describe_partial
 from ops.backup.reader import BackupReader, Section, resolve_backup, table_names
 from ops.core.catalog import (
@@ -46,14 +48,14 @@ PROGRESS_EVERY = 5000  # rows between progress-bar updates (per-row updates cost
 
 @dataclass
 class RestoreResult:
-    source: Path
+    source: str  # where the backup was read from: a path or an object URL
     dry_run: bool = False
     timestamp: str | None = None
     layout: str = ""  # "lines" (one row per line, ours) or "streaming" (any other JSON)
     backup_revision: str | None = None
     database_revision: str | None = None
     fk_mode: str = ""
-    safety_backup: Path | None = None
+    safety_backup: str | None = None  # where the safety backup went
     tables: dict[str, int] = field(default_factory=dict)  # rows restored, in file order
     emptied: list[str] = field(default_factory=list)  # not in the file: emptied (full restore)
     untouched: list[str] = field(default_factory=list)  # not in the file: --only-listed-tables
@@ -78,18 +80,21 @@ class Options:
 
 
 def restore(settings: Settings, source: str | Path | None = "latest", *,
+            identity: str | Path | None = None,
             safety_backup: bool = True, allow_production: bool = False,
             allow_schema_mismatch: bool = False, only_listed_tables: bool = False,
             dry_run: bool = False, report: Reporter = SILENT) -> RestoreResult:
-    """Restore `source` (latest, a name in BACKUP_DIR, or a path) into the database."""
+    """Restore `source` (latest, a name in BACKUP_DIR, a path or an object URL) into the
+    database; `identity` (default BACKUP_IDENTITY_FILE) decrypts an encrypted backup."""
     options = Options(safety_backup, allow_production, allow_schema_mismatch,
                       only_listed_tables, dry_run)
     started = time.monotonic()
-    path = resolve_backup(settings.backup_dir, None if source is None else str(source))
-    result = RestoreResult(source=path, dry_run=dry_run)
+    ref = resolve_backup(settings.backup_dir, source)
+    identities = identities_for(settings, identity)
+    result = RestoreResult(source=str(ref), dry_run=dry_run)
     report.line("🔄 Starting database restore...")
-    report.line(f"📂 Reading backup: {path}")
-    with BackupReader(path) as reader, connect(settings) as conn:
+    report.line(f"📂 Reading backup: {ref}")
+    with BackupReader(ref, identities=identities) as reader, connect(settings) as conn:
         result.timestamp = reader.timestamp
         result.layout = reader.layout
         report.line(f"📅 Backup timestamp: {reader.timestamp or 'unknown'}")
@@ -104,7 +109,7 @@ def restore(settings: Settings, source: str | Path | None = "latest", *,
         listed = None
         if only_listed_tables:
             in_meta = (meta or {}).get("tables")
-            listed = in_meta if isinstance(in_meta, list) else table_names(path)
+            listed = in_meta if isinstance(in_meta, list) else table_names(ref, identities)
         targets = [t for t in tables if listed is None or t.name in listed]
         report.line(f"📊 Tables to restore: {len(targets)}")
         if dry_run:
@@ -172,14 +177,14 @@ def _warn_if_partial(meta: dict, result: RestoreResult, options: Options,
 def _restore(conn: psycopg.Connection, settings: Settings, reader: BackupReader,
              tables: list[Table], targets: list[Table], result: RestoreResult,
              options: Options, report: Reporter) -> None:
-    safety: Path | None = None
+    safety: BackupRef | None = None
     committing = False
     by_name = {t.name: t for t in tables}
     try:
         _lock(conn, tables)
         if options.safety_backup:
             safety = _safety_backup(conn, settings, report)
-            result.safety_backup = safety
+            result.safety_backup = str(safety)
         report.line("⚙️  Disabling foreign key checks...")
         if result.fk_mode == REPLICA:
             conn.execute("SET LOCAL session_replication_role = replica")
@@ -216,7 +221,8 @@ def _restore(conn: psycopg.Connection, settings: Settings, reader: BackupReader,
     except BaseException as exc:
         _rollback(conn)
         if safety is not None and not committing:
-            safety.unlink(missing_ok=True)  # the data it holds is still in the database
+            with contextlib.suppress(OpsError):  # the data it holds is still in the database
+                safety.delete()
         if isinstance(exc, psycopg.Error):
             raise _database_error(exc, committing) from None
         raise
@@ -228,16 +234,19 @@ def _lock(conn: psycopg.Connection, tables: list[Table]) -> None:
     conn.execute("SET LOCAL statement_timeout = 0")
 
 
-def _safety_backup(conn: psycopg.Connection, settings: Settings, report: Reporter) -> Path:
-    from ops.backup.create import write_backup  # the backup module imports restore-free code only
-    from ops.backup.files import ensure_backup_dir
-
-    directory = ensure_backup_dir(settings.backup_dir)
-    target = directory / backup_filename(utc_now(), compressed=True, prefix=SAFETY_PREFIX)
-    written = write_backup(conn, target, compress=True, default_name=True)
-    report.line(f"💾 Safety backup of the current data: {written.path} "
+def _safety_backup(conn: psycopg.Connection, settings: Settings,
+                   report: Reporter) -> BackupRef:
+    """The data about to be replaced, as a backup in BACKUP_DIR (encrypted like any other
+    backup when BACKUP_ENCRYPT_TO is set: it holds the same personal data)."""
+    recipients = recipients_for(settings)
+    store = as_store(settings.backup_dir)
+    name = backup_filename(utc_now(), compressed=True, encrypted=bool(recipients),
+                           prefix=SAFETY_PREFIX)
+    written = write_backup(conn, BackupRef(store, name), compress=True, recipients=recipients,
+                           default_name=True)
+    report.line(f"💾 Safety backup of the current data: {written.location} "
                 f"({written.total_rows} rows)")
-    return written.path
+    return BackupRef(store, written.name)
 
 
 def _clear(conn: psycopg.Connection, tables: list[Table], targets: list[Table],

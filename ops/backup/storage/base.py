@@ -171,6 +171,12 @@ class Writer(ABC):
         """Publish the object under `name` unless one exists (ObjectExistsError); returns its
         size. Any failure aborts the upload before raising."""
 
+    def commit_first_free(self, names: Iterator[str]) -> int:
+        """Like commit(), but when the name is taken, publish under the next of `names` that
+        is free instead, and set `name` to the one used. Only a local directory can: remote
+        backends fix the name when the upload starts, so they commit (or fail) as commit()."""
+        return self.commit()
+
     @abstractmethod
     def abort(self) -> None:
         """Discard what was written; never raises (it runs while something already failed)."""

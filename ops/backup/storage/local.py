@@ -115,17 +115,18 @@ def _ensure_private_dir(directory: Path) -> None:
     if directory.is_dir():
         return
     if directory.exists():
-        raise OpsError(f"{directory} is not a directory",
+        raise OpsError(f"backup directory {directory} is not a directory",
                        hint="Point BACKUP_DIR (or --output) at a directory.")
     if not directory.parent.is_dir():
-        raise OpsError(f"{directory} does not exist (nor its parent {directory.parent})",
+        raise OpsError(f"backup directory {directory} does not exist (nor its parent "
+                       f"{directory.parent})",
                        hint="Create it, or set BACKUP_DIR to an existing directory.")
     try:
         directory.mkdir(mode=PRIVATE_DIR)
     except FileExistsError:  # created concurrently
         pass
     except OSError as exc:
-        raise OpsError(f"cannot create {directory}: {exc.strerror}",
+        raise OpsError(f"cannot create backup directory {directory}: {exc.strerror}",
                        hint="Check the permissions of its parent, or set BACKUP_DIR.") from None
 
 
@@ -151,25 +152,38 @@ class _LocalWriter(Writer):
         except OSError as exc:
             self.abort()
             raise OpsError(f"writing {self.store.describe(self.name)} failed: "
-                           f"{exc.strerror or exc}") from None
+                           f"{exc.strerror or exc}",
+                           hint=f"Check the free space and permissions of {self.store}.") from None
         self.size += written
         return written
 
     def commit(self) -> int:
+        return self.commit_first_free(iter(()))
+
+    def commit_first_free(self, names: Iterator[str]) -> int:
         if self._done:
             raise ValueError("commit of a finished writer")
         try:
             self._file.flush()
             os.fsync(self._file.fileno())
             self._file.close()
-            _link_no_replace(self.temp, self.target)
+            while True:
+                try:
+                    _link_no_replace(self.temp, self.target)
+                    break
+                except FileExistsError:
+                    name = next(names, None)
+                    if name is None:
+                        raise
+                    self.name, self.target = name, self.target.with_name(_check_name(name))
         except FileExistsError:
             self.abort()
             raise _exists_error(self.store, self.name) from None
         except OSError as exc:
             self.abort()
             raise OpsError(f"writing {self.store.describe(self.name)} failed: "
-                           f"{exc.strerror or exc}") from None
+                           f"{exc.strerror or exc}",
+                           hint=f"Check the free space and permissions of {self.store}.") from None
         self._done = True
         self.temp.unlink(missing_ok=True)
         _fsync_directory(self.target.parent)
