@@ -6,7 +6,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
-import os
 import shutil
 import subprocess
 import sys
@@ -50,23 +49,6 @@ def encrypt(data: bytes, recipients: list[object]) -> bytes:
 def decrypt(ciphertext: bytes, identities: list[object]) -> bytes:
     with decrypting_reader(io.BytesIO(ciphertext), identities) as reader:
         return reader.read()
-
-
-@pytest.fixture(scope="session")
-def age_cli() -> str:
-    """The stock `age` binary, installed with apt (Debian package `age`) when missing."""
-    found = shutil.which("age")
-    if found is None and shutil.which("apt-get") and os.geteuid() == 0:
-        quiet = {"capture_output": True, "timeout": 300}
-        install = ["apt-get", "install", "-y", "-qq", "age"]
-        if subprocess.run(install, **quiet).returncode != 0:  # type: ignore[call-overload]
-            subprocess.run(["apt-get", "update", "-qq"], **quiet)  # type: ignore[call-overload]
-            subprocess.run(install, **quiet)  # type: ignore[call-overload]
-        found = shutil.which("age")
-    if found is None:
-        pytest.skip("the age CLI is not installed and could not be installed with apt-get "
-                    "(needs root and the Debian package `age`)")
-    return found
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import quote, urlencode
@@ -87,8 +88,10 @@ def _positive_int(name: str) -> int | None:
 
 
 def backup_location(value: str) -> Path | str:
-    """BACKUP_DIR as given: a URL stays text (the storage module reads it), a path is a Path."""
-    return value.strip() if "://" in value else Path(value)
+    """BACKUP_DIR as given: what starts like a URL (`scheme:`) stays text for the storage
+    module to read - or to refuse with one line, typos included - and a path is a Path."""
+    value = value.strip()
+    return value if re.match(r"^[A-Za-z][A-Za-z0-9+.-]+:", value) else Path(value)
 
 
 def database_url_from_env() -> str:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 AZURITE_DIR = PROJECT_ROOT / ".cache" / "azurite"
 AZURITE_VERSION = "3"  # npm range: the newest 3.x
 AZURITE_BIN = AZURITE_DIR / "node_modules" / ".bin" / "azurite-blob"

@@ -5,6 +5,9 @@ of its own in one bucket; tests that stop a server start a private one instead.
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -53,3 +56,20 @@ def cloud_backend(request: pytest.FixtureRequest, storage_servers: Callable[[str
                   monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Backend:
     """Each remote storage kind in turn, at a prefix of this test's own."""
     return _backend(request.param, storage_servers, monkeypatch, tmp_path)
+
+
+@pytest.fixture(scope="session")
+def age_cli() -> str:
+    """The stock `age` binary, installed with apt (Debian package `age`) when missing."""
+    found = shutil.which("age")
+    if found is None and shutil.which("apt-get") and os.geteuid() == 0:
+        quiet = {"capture_output": True, "timeout": 300}
+        install = ["apt-get", "install", "-y", "-qq", "age"]
+        if subprocess.run(install, **quiet).returncode != 0:  # type: ignore[call-overload]
+            subprocess.run(["apt-get", "update", "-qq"], **quiet)  # type: ignore[call-overload]
+            subprocess.run(install, **quiet)  # type: ignore[call-overload]
+        found = shutil.which("age")
+    if found is None:
+        pytest.skip("the age CLI is not installed and could not be installed with apt-get "
+                    "(needs root and the Debian package `age`)")
+    return found
