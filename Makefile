@@ -55,9 +55,26 @@ export GID := $(shell id -g)
 # $(call absolute,PATH): PATH from the checkout, as one word even with spaces (unlike abspath).
 # Compose would take a relative name without ./ for a named volume.
 absolute = $(if $(filter /%,$(1)),$(1),$(CURDIR)/$(patsubst ./%,%,$(1)))
-# The host directory mounted at /backups (created here so Docker does not create it as root).
-override BACKUP_DIR := $(call absolute,$(call setting,BACKUP_DIR,./backups))
-export BACKUP_DIR
+# Where backups go: a host directory, mounted at /backups (created here so Docker does not
+# create it as root), or a bucket URL (s3://, gs://, az://), which the containers use as it is
+# (./backups is still mounted, for host files). BACKUP_LOCATION is what the container sees.
+BACKUP_SETTING := $(call setting,BACKUP_DIR,./backups)
+ifneq ($(findstring ://,$(BACKUP_SETTING)),)
+override BACKUP_DIR := $(BACKUP_SETTING)
+BACKUP_HOST_DIR := $(CURDIR)/backups
+BACKUP_LOCATION := $(BACKUP_SETTING)
+else
+override BACKUP_DIR := $(call absolute,$(BACKUP_SETTING))
+BACKUP_HOST_DIR := $(BACKUP_DIR)
+BACKUP_LOCATION := /backups
+endif
+export BACKUP_DIR BACKUP_HOST_DIR BACKUP_LOCATION
+# Key files the containers need (the identity that decrypts backups, a GCS service-account
+# key): mounted read-only when set, their in-container paths passed on.
+SECRET_FILES := BACKUP_IDENTITY_FILE GOOGLE_APPLICATION_CREDENTIALS
+$(foreach name,$(SECRET_FILES),$(eval $(name)_SETTING := $(call setting,$(name),)))
+$(foreach name,$(SECRET_FILES),$(eval export $(name)_HOST := $(if $($(name)_SETTING),$(call absolute,$($(name)_SETTING)),/dev/null)))
+$(foreach name,$(SECRET_FILES),$(eval export $(name)_IN_CONTAINER := $(if $($(name)_SETTING),/run/secrets/$(name),)))
 # The beads export; compose mounts /dev/null instead when the file does not exist (Docker
 # would otherwise create a root-owned directory in its place).
 BEADS_PATH := $(call setting,BEADS_FILE,.beads/issues.jsonl)
@@ -124,6 +141,8 @@ help: ## List every target with one line each
 compose-env: ## Print the exports that make a plain `docker compose` use this checkout's stack
 	@printf 'export %s=%q\n' COMPOSE_PROJECT_NAME $(call quote,$(COMPOSE_PROJECT_NAME)) \
 		OPS_IMAGE $(call quote,$(OPS_IMAGE)) BACKUP_DIR $(call quote,$(BACKUP_DIR)) \
+		BACKUP_HOST_DIR $(call quote,$(BACKUP_HOST_DIR)) \
+		BACKUP_LOCATION $(call quote,$(BACKUP_LOCATION)) \
 		BEADS_FILE $(call quote,$(BEADS_FILE)) SEEDS_DIR $(call quote,$(SEEDS_DIR))
 	@echo 'export UID GID=$(GID)'
 
@@ -163,7 +182,7 @@ endif
 endif
 
 docker-ready:
-	@mkdir -p "$(BACKUP_DIR)"
+	@mkdir -p "$(BACKUP_HOST_DIR)"
 
 # Settings the containers cannot use, caught before compose: a missing SEEDS_DIR (Docker would
 # create it, owned by root) and a DATABASE_URL on this machine's loopback or a local socket

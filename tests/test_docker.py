@@ -245,6 +245,59 @@ def test_db_import_beads_api_imports_through_the_api_service(stack):
     assert after["tasks"] == before["tasks"] + 2
 
 
+MOTO_DOCKERFILE = """\
+ARG PYTHON_IMAGE
+FROM ${PYTHON_IMAGE}
+RUN pip install -q 'moto[server]>=5,<6'
+CMD ["python", "-m", "moto.server", "-H", "0.0.0.0", "-p", "5000"]
+"""
+
+
+@pytest.fixture
+def s3_in_the_stack(stack) -> Iterator[dict[str, str]]:
+    """moto's S3 server as a container on the stack's network (`s3:5000` for the containers,
+    published on 127.0.0.1 for this test), with a bucket; the variables that reach it."""
+    image = "tasklets-test-moto:5"
+    python_image = os.environ.get("PYTHON_IMAGE", "python:3.12-slim")
+    if subprocess.run(["docker", "image", "inspect", image], capture_output=True).returncode:
+        subprocess.run(["docker", "build", "-q", "-t", image, "--build-arg",
+                        f"PYTHON_IMAGE={python_image}", "-"], input=MOTO_DOCKERFILE, text=True,
+                       check=True, capture_output=True, timeout=MAKE_TIMEOUT)
+    name = f"{stack['project']}-s3"
+    subprocess.run(["docker", "run", "-d", "--rm", "--name", name,
+                    "--network", f"{stack['project']}_default", "--network-alias", "s3",
+                    "-p", "127.0.0.1::5000", image], check=True, capture_output=True)
+    try:
+        port = subprocess.run(["docker", "port", name, "5000"], check=True, capture_output=True,
+                              text=True).stdout.strip().rsplit(":", 1)[1]
+        credentials = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
+                       "AWS_REGION": "us-east-1"}
+        for _ in range(60):
+            try:
+                httpx.put(f"http://127.0.0.1:{port}/container-backups", timeout=2)
+                break
+            except httpx.TransportError:
+                time.sleep(1)
+        yield {**credentials, "AWS_ENDPOINT_URL": "http://s3:5000",
+               "BACKUP_DIR": "s3://container-backups/nightly"}
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+
+
+def test_backups_go_to_s3_and_come_back_from_the_containers(stack, s3_in_the_stack):
+    s3 = s3_in_the_stack
+    before = status_counts(stack["make"])["tables"]
+
+    made = stack["make"]("db-backup", "ARGS=--compress", extra_env=s3)
+    assert "📁 Backup file: s3://container-backups/nightly/backup-" in made.stdout
+    listed = stack["make"]("db-backups", extra_env=s3).stdout
+    assert "1 backup(s) in s3://container-backups/nightly" in listed
+    stack["make"]("db-reset", "CONFIRM=yes")
+    stack["make"]("db-restore", extra_env=s3)
+
+    assert status_counts(stack["make"])["tables"] == before
+
+
 @pytest.mark.security
 def test_settings_from_the_env_file_and_the_environment_reach_the_ops_container(stack):
     """The host's SEEDS_DIR is what the container runs seeds from; BACKUP_* pass through."""

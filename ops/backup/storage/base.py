@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import queue
 import re
 import threading
@@ -452,8 +453,25 @@ def _ranges(size: int, chunk: int = READ_CHUNK) -> Iterator[tuple[int, int]]:
 # --- Locations ---------------------------------------------------------------------------------
 
 
+# The standard variables the SDKs read. Compose passes each one, empty when not set; an SDK
+# would take an empty one as a value (an empty endpoint, an empty region), so empty is unset.
+CLOUD_VARIABLES = (
+    "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_REGION",
+    "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL", "GOOGLE_APPLICATION_CREDENTIALS",
+    "STORAGE_EMULATOR_HOST", "AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE_ACCOUNT_NAME",
+    "AZURE_STORAGE_ACCOUNT_KEY", "AZURE_STORAGE_SAS_TOKEN",
+)
+
+
+def _unset_empty_variables() -> None:
+    for name in CLOUD_VARIABLES:
+        if os.environ.get(name) == "":
+            del os.environ[name]
+
+
 def open_store(location: str | Path) -> Store:
     """The store for a backup directory or bucket prefix; refuses unknown forms with one line."""
+    _unset_empty_variables()
     from ops.backup.storage.azure import AzureStore
     from ops.backup.storage.gcs import GCSStore
     from ops.backup.storage.local import LocalStore
