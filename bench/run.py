@@ -108,8 +108,8 @@ class Bench:
 
     def env(self, db_url: str, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("POSTGRES_", "DATABASE_"))}
-        env.update(DATABASE_URL=db_url, BACKUP_DIR=str(self.work / "backups"), APP_ENV="test",
-                   **extra)
+        env.update({"DATABASE_URL": db_url, "BACKUP_DIR": str(self.work / "backups"),
+                    "APP_ENV": "test", **extra})
         return env
 
     def cli(self, db_url: str, *args: str, **extra: str) -> None:
@@ -221,6 +221,10 @@ def _run(bench: Bench, args: argparse.Namespace) -> dict:
         cases.append(reset_case(bench, rows, src))
     if "beads" in wanted:
         cases += beads_cases(bench, args)
+    if "storage" in wanted:
+        from bench.storage_bench import storage_cases
+
+        cases += storage_cases(bench, rows, src, dst)
     rss: dict = {}
     if "baseline" in wanted:
         rss = rss_flatness(bench, args)
@@ -391,7 +395,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="generated beads issues to import (direct and via the API)")
     parser.add_argument("--random-seed", type=int, default=42,
                         help="seed of the generated data (same seed, same rows)")
-    parser.add_argument("--cases", default="backup,restore,reset,beads,baseline",
+    parser.add_argument("--cases", default="backup,restore,reset,beads,storage,baseline",
                         help="comma-separated subset (restore needs backup's files)")
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR,
                         help="where the results JSON goes (default bench/results)")

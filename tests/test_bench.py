@@ -45,6 +45,9 @@ def test_bench_runs_every_comparison_and_writes_the_results_file(tmp_path: Path,
     assert cases["import beads (20 issues, direct)"]["rows"] == 20
     assert cases["import beads (20 issues, via API)"]["rows"] == 20
     assert any(name.startswith("naive select-all") for name in cases)
+    for name in ("backup to S3 (moto, loopback)", "restore from S3 (moto, loopback)",
+                 "backup --compress, age-encrypted"):
+        assert cases[name]["ratio"] > 0, name
     flat = results["rss_flatness"]
     assert flat["large"]["rows"] > flat["small"]["rows"] > 0
     assert flat["backup_peak_rss_mb_large_over_small"] > 0
