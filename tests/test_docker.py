@@ -284,16 +284,26 @@ def s3_in_the_stack(stack) -> Iterator[dict[str, str]]:
         subprocess.run(["docker", "rm", "-f", name], capture_output=True)
 
 
-def test_backups_go_to_s3_and_come_back_from_the_containers(stack, s3_in_the_stack):
-    s3 = s3_in_the_stack
+def test_backups_go_to_s3_encrypted_and_come_back_from_the_containers(stack, s3_in_the_stack):
+    from pyrage import x25519
+
+    identity = x25519.Identity.generate()
+    key_file = stack["work"] / "backup.key"
+    key_file.write_text(f"{identity}\n")
+    key_file.chmod(0o600)
+    s3 = {**s3_in_the_stack, "BACKUP_ENCRYPT_TO": str(identity.to_public())}
     before = status_counts(stack["make"])["tables"]
 
     made = stack["make"]("db-backup", "ARGS=--compress", extra_env=s3)
     assert "📁 Backup file: s3://container-backups/nightly/backup-" in made.stdout
+    assert ".json.gz.age (encrypted)" in made.stdout
     listed = stack["make"]("db-backups", extra_env=s3).stdout
-    assert "1 backup(s) in s3://container-backups/nightly" in listed
+    assert "1 backup(s) in s3://container-backups/nightly" in listed and "encrypted" in listed
     stack["make"]("db-reset", "CONFIRM=yes")
-    stack["make"]("db-restore", extra_env=s3)
+    refused = stack["make"]("db-restore", extra_env=s3, check=False)
+    assert refused.returncode != 0 and "BACKUP_IDENTITY_FILE" in refused.stderr
+    # the identity file on the host, mounted read-only into the one-off container
+    stack["make"]("db-restore", extra_env={**s3, "BACKUP_IDENTITY_FILE": str(key_file)})
 
     assert status_counts(stack["make"])["tables"] == before
 

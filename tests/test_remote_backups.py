@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -181,8 +182,9 @@ def test_kill_9_mid_upload_leaves_no_backup_and_an_abortable_upload(db_url: str,
     unfinished = store.incomplete_uploads()
     assert [u.name for u in unfinished] and all(
         u.name.startswith("backup-") for u in unfinished)
-    for upload in unfinished:
-        store.abort_upload(upload)
+    a_day_later = max(u.started for u in unfinished) + timedelta(days=1, minutes=1)
+    pruned = prune(store, keep=10, yes=True, now=a_day_later)
+    assert sorted(pruned.stale_temp_files) == sorted(u.name for u in unfinished)
     assert store.incomplete_uploads() == []
 
 
