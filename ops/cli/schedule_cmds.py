@@ -104,7 +104,8 @@ def schedule(
         "or wait for it.")] = Overlap.skip,
     drill_every: Annotated[str | None, typer.Option(
         "--drill-every", metavar="AGE", help="Restore the new backup into a scratch database "
-        "when the last passing drill is older than AGE (7d).")] = None,
+        "when the last passing drill is older than AGE (7d). Default: BACKUP_DRILL_EVERY "
+        "(none).")] = None,
     identity: Annotated[str | None, typer.Option(
         "--identity", show_default=False, help="The age identity that reads encrypted "
         "backups (to verify and drill them). Default: BACKUP_IDENTITY_FILE.")] = None,
@@ -133,6 +134,7 @@ def schedule(
     from ops.schedule.timing import parse_schedule
 
     cfg = settings()
+    drill_every = drill_every or cfg.backup_drill_every or None
     when = None if once else parse_schedule(every=every, cron=cron, setting=cfg.backup_schedule)
     options = SchedulerOptions(
         cycle=CycleOptions(compress=cfg.backup_compress if compress is None else compress,

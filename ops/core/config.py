@@ -41,6 +41,7 @@ class Settings:
     # The scheduler (ops.schedule) and what it drives: when, what to keep, whom to tell
     backup_schedule: str = ""  # "6h" or a cron expression; empty: `schedule` needs --every/--cron
     backup_keep: dict[str, int] = field(default_factory=dict)  # "last"/"daily"/... -> how many
+    backup_drill_every: str = ""  # how often the scheduler drills a restore (empty: never)
     backup_notify_url: str = ""
     backup_max_age: str = ""  # what `backups check` allows (default 26h)
     scratch_database_url: str = ""  # where restore drills restore (default: a new database)
@@ -78,6 +79,7 @@ def load_settings(env_file: str | os.PathLike[str] | None = ".env") -> Settings:
         backup_schedule=os.environ.get("BACKUP_SCHEDULE", "").strip(),
         backup_keep={rule: count for rule in KEEP_RULES
                      if (count := _positive_int(f"BACKUP_KEEP_{rule.upper()}")) is not None},
+        backup_drill_every=os.environ.get("BACKUP_DRILL_EVERY", "").strip(),
         backup_notify_url=os.environ.get("BACKUP_NOTIFY_URL", "").strip(),
         backup_max_age=os.environ.get("BACKUP_MAX_AGE", "").strip(),
         scratch_database_url=normalise_url(os.environ.get("SCRATCH_DATABASE_URL", "").strip()),
