@@ -360,11 +360,32 @@ def test_bad_schedules_are_one_line_and_exit_2(run_cli, args, env, message):
     assert "Traceback" not in done.stderr
 
 
-def test_backup_schedule_takes_either_form():
-    assert str(parse_schedule(setting="6h")) == "every 6h"
-    assert str(parse_schedule(setting="0 3 * * *")) == 'cron "0 3 * * *" (UTC)'
+def test_backup_schedule_takes_either_form_and_finds_the_moments_around_now():
+    from datetime import UTC, datetime
+
+    every, cron = parse_schedule(setting="6h"), parse_schedule(setting="0 3 * * *")
+    assert (str(every), str(cron)) == ("every 6h", 'cron "0 3 * * *" (UTC)')
     with pytest.raises(OpsError):
         parse_schedule(setting="0 3 * *")
+    at = datetime(2026, 11, 26, 2, 59, 59, 500000, tzinfo=UTC)
+    assert cron.latest(at) == datetime(2026, 11, 25, 3, tzinfo=UTC)  # never one to come
+    assert cron.latest(at.replace(hour=3, second=0, microsecond=1)) == \
+        datetime(2026, 11, 26, 3, tzinfo=UTC)
+    assert cron.next_after(at) == datetime(2026, 11, 26, 3, tzinfo=UTC)
+    assert every.latest(at) == datetime(2026, 11, 26, 0, tzinfo=UTC)
+    assert every.next_after(at) == datetime(2026, 11, 26, 6, tzinfo=UTC)
+    assert every.interval_at(at) == cron.interval_at(at) / 4
+
+
+@pytest.mark.parametrize(("url", "ping"), [
+    ("https://hc-ping.com/0b8f2c7e-5bfc-4b43-9d4b-7f0ad9f2e3a1", True),
+    ("https://hc.example.com/ping/0b8f2c7e-5bfc-4b43-9d4b-7f0ad9f2e3a1", True),
+    ("https://hc.example.com/ping/key/nightly-backup", True),
+    ("https://hooks.example.com/ping", False),
+    ("https://hooks.example.com/services/T0/B0/x", False),
+])
+def test_ping_urls_are_told_from_webhooks_by_the_url(settings: Settings, url: str, ping: bool):
+    assert Notifier(url, Redactor(settings)).ping_style is ping
 
 
 # ---------------------------------------------------------------- notifications

@@ -4,7 +4,7 @@ prune."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -258,7 +258,8 @@ def one_shot_metrics(cfg: Settings, pushgateway: str | None,
     from ops.schedule.metrics import BackupMetrics
 
     metrics = BackupMetrics()
-    metrics.seed(cfg.backup_dir)
+    with suppress(OpsError):  # an unreachable store is the backup's to report, not this
+        metrics.seed(cfg.backup_dir)
     started = time.monotonic()
 
     def record(result: BackupResult) -> None:

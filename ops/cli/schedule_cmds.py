@@ -143,7 +143,7 @@ def schedule(
                            overlap=overlap.value, identity=identity),
         schedule=when, drill_every=parse_age(drill_every) if drill_every else None)
     url = notify_url if notify_url is not None else cfg.backup_notify_url
-    notifier = Notifier(url, Redactor(cfg)) if url else None
+    notifier = Notifier(url, Redactor(cfg, url)) if url else None
     as_json = log_format is LogFormat.json
     out = reporter(as_json)
     metrics = BackupMetrics()

@@ -1,9 +1,10 @@
 """Notifications: a JSON POST per backup event (`start`, `success`, `failure`).
 
 Two kinds of URL, told apart by the URL alone:
-- a Healthchecks.io-style ping URL - host `hc-ping.com`, or a path with a `/ping/` segment
-  (self-hosted Healthchecks) - gets `start` at URL/start, `failure` at URL/fail and `success`
-  at the bare URL, each with the same JSON body (Healthchecks shows it);
+- a Healthchecks.io-style ping URL - host `hc-ping.com`, or a path with a `ping` segment
+  followed by the check's id (self-hosted Healthchecks: /ping/<uuid>) - gets `start` at
+  URL/start, `failure` at URL/fail and `success` at the bare URL, each with the same JSON
+  body (Healthchecks shows it);
 - any other URL is a webhook: every event is POSTed to it as it is, the event in the body.
 A notification that fails (unreachable, slow, not 2xx) is logged and never fails a backup;
 each request gives up after NOTIFY_TIMEOUT_SECONDS. Bodies never carry credentials: no
@@ -45,8 +46,8 @@ class Redactor:
     """Replaces every secret this process knows (database passwords, cloud keys, the API's
     secret) with *** in text that leaves it: logs, notifications, metrics."""
 
-    def __init__(self, settings: Settings) -> None:
-        found = {os.environ.get(name, "") for name in SECRET_VARIABLES}
+    def __init__(self, settings: Settings, *more: str) -> None:
+        found = {os.environ.get(name, "") for name in SECRET_VARIABLES} | set(more)
         found |= {_password(url) for url in (settings.database_url,
                                              settings.scratch_database_url)}
         for part in os.environ.get("AZURE_STORAGE_CONNECTION_STRING", "").split(";"):
@@ -88,7 +89,8 @@ class Notifier:
     @property
     def ping_style(self) -> bool:
         parts = urlsplit(self.url)
-        return parts.hostname in PING_HOSTS or "/ping/" in f"{parts.path}/"
+        segments = parts.path.strip("/").split("/")
+        return parts.hostname in PING_HOSTS or "ping" in segments[:-1]
 
     @property
     def shown(self) -> str:

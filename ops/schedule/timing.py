@@ -45,7 +45,9 @@ class Schedule:
             return _EPOCH + ((moment - _EPOCH) // self.every) * self.every
         from croniter import croniter
 
-        return croniter(self.cron, moment + timedelta(seconds=1)).get_prev(datetime)
+        before = croniter(self.cron, moment).get_prev(datetime)
+        after = croniter(self.cron, before).get_next(datetime)  # `moment` itself, if scheduled
+        return after if after <= moment else before
 
     def interval_at(self, moment: datetime) -> timedelta:
         """The time between the next two scheduled moments (backoff counts in these)."""
