@@ -228,13 +228,6 @@ def test_a_drill_of_a_backup_tampered_after_verification_fails_and_leaves_the_me
 # ---------------------------------------------------------------- as a process
 
 
-def run_scheduler_process(cli_env: dict[str, str], *args: str,
-                          env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "ops", "schedule", *args],
-                          env={**cli_env, **(env or {})}, capture_output=True, text=True,
-                          timeout=WAIT, cwd=PROJECT_ROOT)
-
-
 PAUSE_MID_BACKUP = r"""
 import sys, time
 import ops.backup.create as create
@@ -309,13 +302,13 @@ def test_sigterm_between_cycles_stops_at_once_with_status_0(
 
 
 def test_once_exits_with_the_cycle_status_and_logs_one_json_line(
-        cli_env: dict[str, str], sample: dict, backup_dir: Path, tmp_path: Path):
+        run_cli, sample: dict, backup_dir: Path, tmp_path: Path):
     metrics_dir = tmp_path / "textfiles"
     metrics_dir.mkdir()
-    good = run_scheduler_process(cli_env, "--once", "--log-format", "json", "--compress",
-                                 "--metrics-file", str(metrics_dir / "backup.prom"))
-    bad = run_scheduler_process(cli_env, "--once", "--log-format", "json",
-                                env={"DATABASE_URL": "postgresql://postgres@127.0.0.1:1/x"})
+    good = run_cli("schedule", "--once", "--log-format", "json", "--compress",
+                   "--metrics-file", str(metrics_dir / "backup.prom"))
+    bad = run_cli("schedule", "--once", "--log-format", "json",
+                  env={"DATABASE_URL": "postgresql://postgres@127.0.0.1:1/x"})
 
     assert good.returncode == 0, good.stderr
     (line,) = good.stdout.splitlines()
@@ -332,8 +325,8 @@ def test_once_exits_with_the_cycle_status_and_logs_one_json_line(
     assert "cannot connect to database 127.0.0.1:1/x" in json.loads(line)["error"]
 
 
-def test_text_logs_are_emoji_lines(cli_env: dict[str, str], sample: dict):
-    done = run_scheduler_process(cli_env, "--once", "--keep-last", "3")
+def test_text_logs_are_emoji_lines(run_cli, sample: dict):
+    done = run_cli("schedule", "--once", "--keep-last", "3")
 
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
@@ -403,14 +396,12 @@ def with_password(url: str) -> str:
 
 
 @pytest.mark.security
-def test_notifications_and_logs_never_carry_credentials(cli_env: dict[str, str],
-                                                       sample: dict, db_url: str):
+def test_notifications_and_logs_never_carry_credentials(run_cli, sample: dict, db_url: str):
     env = {"DATABASE_URL": with_password(db_url), "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
            "POSTGRES_PASSWORD": SECRET_PASSWORD}
     dead = {**env, "DATABASE_URL": f"postgresql://postgres:{SECRET_PASSWORD}@127.0.0.1:1/x"}
     with receiver() as hook:
-        runs = [run_scheduler_process(cli_env, "--once", *form, "--notify-url", hook.url,
-                                      env=variables)
+        runs = [run_cli("schedule", "--once", *form, "--notify-url", hook.url, env=variables)
                 for variables in (env, dead) for form in ((), ("--log-format", "json"))]
         sent = b"".join(r.body for r in hook.requests).decode()
 
@@ -432,13 +423,12 @@ def test_the_redactor_blanks_known_secrets_and_url_passwords(settings: Settings,
         "failed: *** and *** at s3://k:***@host"
 
 
-def test_healthchecks_ping_urls_get_start_fail_and_the_bare_url(cli_env: dict[str, str],
-                                                               sample: dict):
+def test_healthchecks_ping_urls_get_start_fail_and_the_bare_url(run_cli, sample: dict):
     with receiver() as hook:
         ping = f"{hook.url}/ping/0b8f2c7e-5bfc-4b43-9d4b-7f0ad9f2e3a1"
-        run_scheduler_process(cli_env, "--once", "--notify-url", ping)
-        run_scheduler_process(cli_env, "--once", "--notify-url", ping,
-                              env={"DATABASE_URL": "postgresql://postgres@127.0.0.1:1/x"})
+        run_cli("schedule", "--once", "--notify-url", ping)
+        run_cli("schedule", "--once", "--notify-url", ping,
+                env={"DATABASE_URL": "postgresql://postgres@127.0.0.1:1/x"})
         paths = [r.path for r in hook.requests]
 
     uuid = "/ping/0b8f2c7e-5bfc-4b43-9d4b-7f0ad9f2e3a1"
@@ -446,12 +436,11 @@ def test_healthchecks_ping_urls_get_start_fail_and_the_bare_url(cli_env: dict[st
 
 
 def test_a_failing_notification_is_logged_and_never_fails_the_backup(
-        cli_env: dict[str, str], sample: dict, backup_dir: Path):
+        run_cli, sample: dict, backup_dir: Path):
     with receiver() as hook:
         hook.status = 500
-        broken = run_scheduler_process(cli_env, "--once", "--notify-url", hook.url)
-    unreachable = run_scheduler_process(cli_env, "--once", "--notify-url",
-                                        "http://127.0.0.1:1/hook")
+        broken = run_cli("schedule", "--once", "--notify-url", hook.url)
+    unreachable = run_cli("schedule", "--once", "--notify-url", "http://127.0.0.1:1/hook")
 
     assert broken.returncode == 0 and unreachable.returncode == 0
     assert "⚠️  notification start to http://127.0.0.1 failed: HTTP 500" in broken.stderr

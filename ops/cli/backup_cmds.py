@@ -3,9 +3,7 @@ prune."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
@@ -17,16 +15,11 @@ from ops.cli.schedule_cmds import (
     KeepWeekly,
     MetricsFileOption,
     PushgatewayOption,
-    publish_metrics,
     retention_policy,
 )
 from ops.core.defaults import DEFAULT_JOBS
 from ops.core.errors import NotFound, OpsError, UsageError
 from ops.core.output import human_size, print_json, suggest
-
-if TYPE_CHECKING:
-    from ops.backup.create import BackupResult
-    from ops.core.config import Settings
 
 
 def _names(value: str | None) -> list[str] | None:
@@ -64,9 +57,11 @@ def backup(
 ) -> None:
     """Write a consistent JSON backup of every table (one snapshot, streamed, sha256 per table)."""
     from ops.backup.create import backup as backup_database
+    from ops.schedule.metrics import one_shot_metrics
 
     cfg = settings()
-    with one_shot_metrics(cfg, pushgateway, metrics_file) as record:
+    with one_shot_metrics(cfg, pushgateway=pushgateway, textfile=metrics_file,
+                          warn=reporter().warn) as record:
         result = backup_database(cfg, output=output,
                                  compress=cfg.backup_compress if compress is None else compress,
                                  encrypt_to=encrypt_to, tables=_names(tables),
@@ -244,35 +239,3 @@ def prune(
     if as_json:
         print_json(result)
 
-
-@contextmanager
-def one_shot_metrics(cfg: Settings, pushgateway: str | None,
-                     metrics_file: str | None) -> Iterator[Callable[[BackupResult], None]]:
-    """Metrics of one backup, pushed or written afterwards (failed or not) when asked."""
-    if not pushgateway and not metrics_file:
-        yield lambda result: None
-        return
-    import time
-
-    from ops.backup.files import parse_backup_name, utc_now
-    from ops.schedule.metrics import BackupMetrics
-
-    metrics = BackupMetrics()
-    with suppress(OpsError):  # an unreachable store is the backup's to report, not this
-        metrics.seed(cfg.backup_dir)
-    started = time.monotonic()
-
-    def record(result: BackupResult) -> None:
-        parsed = parse_backup_name(result.name)
-        metrics.backup_succeeded(taken=parsed[0] if parsed else utc_now(),
-                                 seconds=time.monotonic() - started, size=result.size_bytes,
-                                 rows=result.total_rows)
-
-    try:
-        yield record
-        metrics.cycle("success")
-    except OpsError:
-        metrics.cycle("failure")
-        raise
-    finally:
-        publish_metrics(cfg, metrics, pushgateway, metrics_file, reporter())

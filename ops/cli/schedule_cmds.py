@@ -63,22 +63,8 @@ def retention_policy(cfg: Settings, last: int | None, daily: int | None, weekly:
 
 def publish_metrics(cfg: Settings, metrics: BackupMetrics, pushgateway: str | None,
                     metrics_file: str | None, out: Reporter) -> None:
-    """Push and/or write the metrics; a failure is one warning, never the run's failure."""
-    from ops.core.db import target_description
-    from ops.schedule.notify import Redactor
-
-    redact = Redactor(cfg)
-    if pushgateway:
-        try:
-            metrics.push(pushgateway, {"instance": target_description(cfg.database_url)})
-        except Exception as exc:  # urllib's errors and more: the backup's outcome stands
-            out.warn(redact(f"⚠️  Pushing the metrics to the Pushgateway failed: "
-                            f"{type(exc).__name__}: {exc}"))
-    if metrics_file:
-        try:
-            metrics.write_textfile(metrics_file)
-        except OSError as exc:
-            out.warn(f"⚠️  Writing the metrics file {metrics_file} failed: {exc}")
+    for problem in metrics.publish(cfg, pushgateway=pushgateway, textfile=metrics_file):
+        out.warn(f"⚠️  {problem}")
 
 
 @app.command()

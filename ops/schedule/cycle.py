@@ -19,7 +19,7 @@ import psycopg
 
 from ops.backup.create import BackupResult, backup
 from ops.backup.encryption import identities_for
-from ops.backup.files import BackupRef, Location, list_backups, parse_backup_name, utc_now
+from ops.backup.files import BackupRef, Location, list_backups, utc_now
 from ops.backup.lock import BackupRunning, backup_lock
 from ops.backup.prune import prune
 from ops.backup.retention import RetentionPolicy
@@ -93,10 +93,7 @@ def run_cycle(settings: Settings, options: CycleOptions, *, metrics: BackupMetri
             stage = "verify"
             ref = BackupRef(*open_object(made.path or made.location))
             result.verified = _verify(settings, ref, options, report)
-            taken_at = parse_backup_name(made.name)
-            metrics.backup_succeeded(taken=taken_at[0] if taken_at else utc_now(),
-                                     seconds=seconds, size=made.size_bytes,
-                                     rows=made.total_rows)
+            metrics.backup_succeeded(made, seconds)
             if options.policy:
                 stage = "retention"
                 pruned = prune(settings.backup_dir, policy=options.policy, yes=True)

@@ -10,6 +10,9 @@ process (the tests) do not share counters. Labels never carry names, paths or UR
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -25,8 +28,13 @@ from prometheus_client import (
     write_to_textfile,
 )
 
-from ops.backup.files import Location, as_store, list_backups, read_meta
+from ops.backup.create import BackupResult
+from ops.backup.files import Location, as_store, list_backups, parse_backup_name, read_meta, utc_now
 from ops.backup.verdicts import DRILLED, newest_good_backup, read_verdicts
+from ops.core.config import Settings
+from ops.core.db import target_description
+from ops.core.errors import OpsError
+from ops.schedule.notify import Redactor
 
 PUSH_TIMEOUT_SECONDS = 10
 JOB = "tasklets_backup"
@@ -87,12 +95,12 @@ class BackupMetrics:
         if drilled is not None:
             self.drill_last_success.set(drilled[1].timestamp())
 
-    def backup_succeeded(self, *, taken: datetime, seconds: float, size: int,
-                         rows: int) -> None:
-        self.last_success.set(taken.timestamp())
+    def backup_succeeded(self, made: BackupResult, seconds: float) -> None:
+        taken = parse_backup_name(made.name)  # the moment in its name, as seed() reads it
+        self.last_success.set((taken[0] if taken else utc_now()).timestamp())
         self.last_duration.set(seconds)
-        self.last_size.set(size)
-        self.last_rows.set(rows)
+        self.last_size.set(made.size_bytes)
+        self.last_rows.set(made.total_rows)
 
     def cycle(self, result: str) -> None:
         self.runs.labels(result=result).inc()
@@ -117,9 +125,51 @@ class BackupMetrics:
         push_to_gateway(gateway, job=JOB, registry=self.registry, grouping_key=grouping,
                         timeout=PUSH_TIMEOUT_SECONDS)
 
+    def publish(self, settings: Settings, *, pushgateway: str | None = None,
+                textfile: str | None = None) -> list[str]:
+        """Push and/or write the metrics; returns what failed, one line each (a failure
+        never fails the run that measured them)."""
+        problems = []
+        if pushgateway:
+            try:
+                self.push(pushgateway, {"instance": target_description(settings.database_url)})
+            except Exception as exc:  # urllib's errors and more
+                problems.append(f"pushing the metrics to the Pushgateway failed: "
+                                f"{type(exc).__name__}: {exc}")
+        if textfile:
+            try:
+                self.write_textfile(textfile)
+            except OSError as exc:
+                problems.append(f"writing the metrics file {textfile} failed: {exc}")
+        redact = Redactor(settings, pushgateway or "")
+        return [redact(problem) for problem in problems]
+
     def write_textfile(self, path: str | os.PathLike[str]) -> None:
         """Write the node-exporter textfile atomically (a temp file beside it, renamed)."""
         target = Path(path)
         if not target.parent.is_dir():
             raise FileNotFoundError(f"{target.parent} is not a directory")
         write_to_textfile(str(target), self.registry)
+
+
+@contextmanager
+def one_shot_metrics(settings: Settings, *, pushgateway: str | None, textfile: str | None,
+                     warn: Callable[[str], None]) -> Iterator[Callable[[BackupResult], None]]:
+    """For a one-shot `backup`: yields what records its result; on the way out (failed or
+    not) pushes and/or writes the metrics, when asked, and warns of what failed."""
+    if not pushgateway and not textfile:
+        yield lambda made: None
+        return
+    metrics = BackupMetrics()
+    with suppress(OpsError):  # an unreachable store is the backup's to report, not this
+        metrics.seed(settings.backup_dir)
+    started = time.monotonic()
+    try:
+        yield lambda made: metrics.backup_succeeded(made, time.monotonic() - started)
+        metrics.cycle("success")
+    except OpsError:
+        metrics.cycle("failure")
+        raise
+    finally:
+        for problem in metrics.publish(settings, pushgateway=pushgateway, textfile=textfile):
+            warn(f"⚠️  {problem}")
