@@ -87,6 +87,7 @@ export SEEDS_DIR
 DATABASE_URL_SETTING := $(call setting,DATABASE_URL,)
 DATABASE_URL_SET := $(findstring =,$(DATABASE_URL_SETTING))$(findstring ://,$(DATABASE_URL_SETTING))
 API_PORT := $(call setting,API_PORT,8000)
+METRICS_PORT := $(call setting,METRICS_PORT,9187)
 ADMINER_PORT := $(call setting,ADMINER_PORT,8080)
 
 # The ops image is rebuilt when anything that goes into it changes (one stamp per image name).
@@ -111,10 +112,11 @@ tasklets = $(QUIET) $(DC) run --rm $(TTY) $(if $(DATABASE_URL_SET),--no-deps) \
 endif
 QUIET := docker/compose-quiet
 
-# $(call wait_healthy,SERVICE): wait for the service's healthcheck (compose 1.x has no --wait).
+# $(call wait_healthy,SERVICE[,COMPOSE OPTIONS]): wait for the service's healthcheck (compose
+# 1.x has no --wait); a service under a profile needs that --profile to be found.
 define wait_healthy
 @for _ in $$(seq 1 90); do \
-	state=$$(docker inspect -f '{{.State.Health.Status}}' $$($(DC) ps -q $(1)) 2>/dev/null); \
+	state=$$(docker inspect -f '{{.State.Health.Status}}' $$($(DC) $(2) ps -q $(1)) 2>/dev/null); \
 	[ "$$state" = healthy ] && exit 0; sleep 1; done; \
 	echo "❌ $(1) is not healthy after 90 s ($${state:-not running}). 💡 See: make logs ARGS=$(1)" >&2; \
 	exit 1
@@ -127,6 +129,7 @@ quote = '$(subst ','\'',$(1))'
 need = @[ -n $(call quote,$($(1))) ] || { echo "❌ make $@ needs $(1)=... 💡 e.g. make $@ $(1)=$(2)" >&2; exit 2; }
 
 .PHONY: help compose-env venv test lint bench build up down logs dev docker-ready \
+	scheduler-up db-schedule \
 	docker-settings db-push db-generate \
 	db-check db-status db-backup db-backups db-verify db-prune db-reset db-restore \
 	db-seed-lookups db-seed-sample db-seed-demo db-seed db-seed-custom db-import-beads \
@@ -174,7 +177,7 @@ $(ENV_FILE):
 # --- Docker plumbing ---------------------------------------------------------------------------
 
 # Docker targets without an engine: one line pointing at RUN=local, not a daemon error.
-DOCKER_GOALS := $(filter build up down logs dev db-%,$(MAKECMDGOALS))
+DOCKER_GOALS := $(filter build up down logs dev scheduler-up db-%,$(MAKECMDGOALS))
 ifneq ($(and $(filter docker,$(RUN)),$(DOCKER_GOALS)),)
 ifeq ($(shell [ -n "$(COMPOSE)" ] && docker info >/dev/null 2>&1 && echo yes),)
 $(error ❌ No Docker engine answers$(if $(COMPOSE),, (no docker compose either)), so make $(DOCKER_GOALS) cannot run. 💡 Start Docker, or run without it: make $(MAKECMDGOALS) RUN=local)
@@ -215,6 +218,8 @@ db-studio:
 	@echo "❌ db-studio runs adminer in Docker. 💡 Use make db-shell RUN=local for psql" >&2; exit 1
 db-shell: $(CLI_DEPS)
 	@$(TASKLETS_DB) --env-file $(ENV_FILE) local psql
+scheduler-up:
+	@echo "❌ scheduler-up runs the scheduler container. 💡 In the foreground here: make db-schedule RUN=local" >&2; exit 1
 else
 build: docker-ready $(ENV_FILE) ## Build the ops image (RUN=local: set up .venv)
 	$(DC) build ops
@@ -224,7 +229,7 @@ up: $(CLI_DEPS) ## Start db and api in the background (RUN=local: the project-lo
 	$(call wait_healthy,api)
 	@echo "✅ API on http://127.0.0.1:$(API_PORT) (docs at /docs); database published on 127.0.0.1"
 down: docker-ready $(ENV_FILE) ## Stop the stack; ARGS=-v also drops its data (RUN=local: stop .localpg)
-	$(QUIET) $(DC) --profile studio down $(ARGS)
+	$(QUIET) $(DC) --profile studio --profile scheduled down $(ARGS)
 logs: docker-ready $(ENV_FILE) ## Follow the services' logs; ARGS=SERVICE for one (RUN=local: .localpg/server.log)
 	$(DC) logs -f --tail=100 $(ARGS)
 dev: $(CLI_DEPS) ## Run the API in the foreground on 127.0.0.1:API_PORT (RUN=local: tasklets-db serve)
@@ -232,6 +237,10 @@ dev: $(CLI_DEPS) ## Run the API in the foreground on 127.0.0.1:API_PORT (RUN=loc
 db-studio: docker-ready $(ENV_FILE) ## Open adminer (the studio profile) on 127.0.0.1:ADMINER_PORT
 	$(DC) --profile studio up -d adminer
 	@echo "✅ Adminer on http://127.0.0.1:$(ADMINER_PORT) (server: db; user, password, database: see $(ENV_FILE))"
+scheduler-up: $(CLI_DEPS) ## Start the backup scheduler (profile scheduled) and wait until it is healthy
+	$(DC) --profile scheduled up -d $(if $(DATABASE_URL_SET),--no-deps) scheduler
+	$(call wait_healthy,scheduler,--profile scheduled)
+	@echo "✅ Scheduler up: metrics on http://127.0.0.1:$(METRICS_PORT)/metrics; logs: make logs ARGS=scheduler"
 db-shell: docker-ready $(ENV_FILE) ## psql in the db container (RUN=local: psql against the local database)
 	$(DC) up -d db
 	$(call wait_healthy,db)
@@ -264,6 +273,9 @@ db-verify: $(CLI_DEPS) ## Check BACKUP=file (default: the latest) against its ch
 
 db-prune: $(CLI_DEPS) ## Delete old backups: ARGS="--keep 5 --yes" (prune; shows the plan without --yes)
 	@$(call tasklets) prune $(ARGS)
+
+db-schedule: $(CLI_DEPS) ## Run the backup scheduler in the foreground; ARGS="--once" for one cycle (schedule)
+	@$(call tasklets) schedule $(ARGS)
 
 db-reset: $(CLI_DEPS) ## Empty every table; CONFIRM=yes passes --confirm (reset)
 	@$(call tasklets) reset $(if $(filter yes,$(CONFIRM)),--confirm) $(ARGS)

@@ -26,7 +26,9 @@ import httpx
 import pytest
 from dotenv import dotenv_values
 from support.make import probed, write_probe_seed
+from support.webhook import scrape
 
+from ops.backup.files import parse_backup_name
 from ops.core.config import PROJECT_ROOT
 from ops.dev.cluster import free_port
 
@@ -103,6 +105,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object
         POSTGRES_PORT=str(free_port()),
         API_PORT=str(free_port()),
         ADMINER_PORT=str(free_port()),
+        METRICS_PORT=str(free_port()),
         APP_ENV="development",
     )
 
@@ -350,6 +353,26 @@ def test_database_url_replaces_the_compose_db_in_the_ops_container(stack):
 
     assert status["target"] == "postgresql://tasklets:***@db:5432/postgres"
     assert status["total_rows"] == 0  # the maintenance database holds no Tasklets tables
+
+
+def test_scheduler_up_starts_a_healthy_scheduler_that_serves_metrics(stack):
+    newest_before = max(p.name for p in stack["backups"].iterdir()
+                        if p.name.startswith("backup-"))
+
+    up = stack["make"]("scheduler-up", extra_env={"BACKUP_SCHEDULE": "1m",
+                                                  "BACKUP_KEEP_LAST": "20"})
+
+    assert "✅ Scheduler up: metrics on http://127.0.0.1:" in up.stdout  # make saw it healthy
+    project = stack["project"]
+    health = subprocess.run(["docker", "ps", "--filter", f"label=com.docker.compose.project="
+                             f"{project}", "--filter", "label=com.docker.compose.service="
+                             "scheduler", "--format", "{{.Status}}"],
+                            capture_output=True, text=True, check=True).stdout
+    assert "(healthy)" in health, health
+    samples = scrape(int(stack["env"]["METRICS_PORT"]))
+    newest = parse_backup_name(newest_before)[0].timestamp()
+    assert samples["tasklets_backup_last_success_timestamp_seconds"] >= newest
+    assert samples["tasklets_backup_failures_total"] == 0
 
 
 def test_down_v_removes_the_containers_and_the_data_volume(stack):

@@ -43,6 +43,7 @@ from ops.backup.format import (
     table_close_line,
     table_open_line,
 )
+from ops.backup.lock import backup_lock
 from ops.backup.parallel import PartStreams, stream_parts
 from ops.backup.storage.base import open_object
 from ops.backup.storage.local import LocalStore
@@ -99,7 +100,7 @@ class BackupResult:
 def backup(settings: Settings, *, output: str | Path | None = None, compress: bool = False,
            encrypt_to: str | None = None, tables: list[str] | None = None,
            exclude: list[str] | None = None, jobs: int | None = None,
-           report: Reporter = SILENT) -> BackupResult:
+           report: Reporter = SILENT, lock: bool = True) -> BackupResult:
     """Back up the database of `settings` from one REPEATABLE READ, READ ONLY snapshot.
 
     Into BACKUP_DIR (a directory or a bucket), or `output` (a file or directory path, or an
@@ -107,7 +108,18 @@ def backup(settings: Settings, *, output: str | Path | None = None, compress: bo
     a large database is read over that many connections sharing the snapshot (default
     BACKUP_JOBS, else 2 into a directory and 1 into a bucket: several streams spool tables
     to local temp files, which a bucket backup otherwise never needs).
+
+    One backup of a database at a time: this one waits for a backup that is running (`lock`
+    False: the caller holds the backup lock already, see ops.backup.lock).
     """
+    with backup_lock(settings, report=report) if lock else nullcontext():
+        return _backup(settings, output=output, compress=compress, encrypt_to=encrypt_to,
+                       tables=tables, exclude=exclude, jobs=jobs, report=report)
+
+
+def _backup(settings: Settings, *, output: str | Path | None, compress: bool,
+            encrypt_to: str | None, tables: list[str] | None, exclude: list[str] | None,
+            jobs: int | None, report: Reporter) -> BackupResult:
     recipients = recipients_for(settings, encrypt_to)
     report.line("🔄 Starting database backup...")
     moment = utc_now()

@@ -1,9 +1,12 @@
-"""`prune`: delete old backups by count and/or age, never the newest good one.
+"""`prune`: delete old backups by count and/or age, or by a retention policy; never the newest
+good one.
 
 A file is deleted only when every rule given allows it (outside the `keep` newest AND older
-than `older_than`), so adding a rule can only keep more. Backups and pre-restore safety
-backups are counted separately; files that are not backups are never touched, except the
-hidden temp files of runs killed more than a day ago (no run takes that long).
+than `older_than`), so adding a rule can only keep more. A retention `policy` (keep the last
+N, one a day, a week, a month: ops.backup.retention) replaces those two rules. Backups and
+pre-restore safety backups are counted separately; files that are not backups are never
+touched, except a deleted backup's verdicts (ops.backup.verdicts) and the hidden temp files
+of runs killed more than a day ago (no run takes that long).
 """
 
 from __future__ import annotations
@@ -13,7 +16,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from ops.backup.files import BackupFile, Location, as_store, list_backups, looks_complete, utc_now
+from ops.backup.retention import NEWEST_GOOD, RetentionPolicy, plan_retention
 from ops.backup.storage.base import Store
+from ops.backup.verdicts import forget_verdicts, newest_good_backup, read_verdicts
 from ops.core.errors import UsageError
 from ops.core.output import SILENT, Reporter, human_size, suggest
 
@@ -31,6 +36,8 @@ class PruneResult:
     protected: str | None = None  # the newest good backup, kept although the rules matched it
     freed_bytes: int = 0
     stale_temp_files: list[str] = field(default_factory=list)  # killed runs' .partial files
+    policy: str | None = None  # the retention policy applied, when one was
+    reasons: dict[str, list[str]] = field(default_factory=dict)  # policy: kept name -> why
 
 
 def parse_age(text: str) -> timedelta:
@@ -68,26 +75,47 @@ def plan_prune(backups: list[BackupFile], *, keep: int | None, older_than: timed
 
 
 def prune(location: Location, *, keep: int | None = None,
-          older_than: timedelta | None = None, yes: bool = False, report: Reporter = SILENT,
+          older_than: timedelta | None = None, policy: RetentionPolicy | None = None,
+          yes: bool = False, report: Reporter = SILENT,
           now: datetime | None = None) -> PruneResult:
-    """Show (and with yes=True, delete) the backups the rules select, in any store."""
+    """Show (and with yes=True, delete) the backups the rules (or the policy) select, in any
+    store; a deleted backup's verdicts go with it."""
     store = as_store(location)
     backup_dir = str(store)
     backups = list_backups(store)
-    doomed, protected = plan_prune(backups, keep=keep, older_than=older_than,
-                                   now=now or utc_now())
+    verdicts = read_verdicts(store)
+    reasons: dict[str, list[str]] = {}
+    if policy is not None:
+        if keep is not None or older_than is not None:
+            raise UsageError("a retention policy (--keep-last/-daily/-weekly/-monthly) and "
+                             "--keep/--older-than do not mix", hint="Use one or the other.")
+        newest = newest_good_backup(backups, verdicts)
+        plan = plan_retention(backups, policy, newest_good=newest.name if newest else None,
+                              bad={b.name for b in backups if verdicts.is_bad(b.name)})
+        doomed, reasons = plan.delete, plan.keep
+        protected = newest if newest and reasons.get(newest.name) == [NEWEST_GOOD] else None
+    else:
+        doomed, protected = plan_prune(backups, keep=keep, older_than=older_than,
+                                       now=now or utc_now())
     result = PruneResult(backup_dir=backup_dir, dry_run=not yes,
                          delete=[b.name for b in doomed],
                          keep=[b.name for b in backups if b not in doomed],
-                         protected=protected.name if protected else None)
-    report.line(f"🧹 {len(backups)} backup(s) in {backup_dir}: keeping {len(result.keep)}, "
+                         protected=protected.name if protected else None,
+                         policy=str(policy) if policy is not None else None, reasons=reasons)
+    report.line(f"🧹 {len(backups)} backup(s) in {backup_dir}"
+                + (f", policy {policy}" if policy is not None else "")
+                + f": keeping {len(result.keep)}, "
                 f"{'deleting' if yes else 'would delete'} {len(doomed)}")
     if protected:
         report.line(f"🛡️  Keeping {protected.name}: it is the newest good backup")
+    for found in backups:
+        if found.name in reasons:
+            report.line(f"📌 {found.name}: {', '.join(reasons[found.name])}")
     for found in doomed:
         report.line(f"🗑️  {found.name} ({human_size(found.size)})")
         if yes:
             found.ref.delete()
+            forget_verdicts(store, found, verdicts)
         result.freed_bytes += found.size
     _remove_stale_uploads(store, result, yes, now or utc_now(), report)
     if not doomed and not result.stale_temp_files:

@@ -1,4 +1,5 @@
-"""Backup commands: backup, backups, verify, prune."""
+"""Backup commands: backup, backups (and backups check), verify (and its restore drill),
+prune."""
 
 from __future__ import annotations
 
@@ -7,8 +8,17 @@ from typing import Annotated
 import typer
 
 from ops.cli.app import JsonOption, app, reporter, settings
+from ops.cli.schedule_cmds import (
+    KeepDaily,
+    KeepLast,
+    KeepMonthly,
+    KeepWeekly,
+    MetricsFileOption,
+    PushgatewayOption,
+    retention_policy,
+)
 from ops.core.defaults import DEFAULT_JOBS
-from ops.core.errors import NotFound, OpsError
+from ops.core.errors import NotFound, OpsError, UsageError
 from ops.core.output import human_size, print_json, suggest
 
 
@@ -41,17 +51,23 @@ def backup(
         help="Connections reading in parallel from the same snapshot (used for databases "
         f"over 64 MB). Default: BACKUP_JOBS, else {DEFAULT_JOBS} into a directory and 1 into "
         "a bucket.")] = None,
+    pushgateway: PushgatewayOption = None,
+    metrics_file: MetricsFileOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Write a consistent JSON backup of every table (one snapshot, streamed, sha256 per table)."""
     from ops.backup.create import backup as backup_database
+    from ops.schedule.metrics import one_shot_metrics
 
     cfg = settings()
-    result = backup_database(cfg, output=output,
-                             compress=cfg.backup_compress if compress is None else compress,
-                             encrypt_to=encrypt_to, tables=_names(tables),
-                             exclude=_names(exclude_tables), jobs=jobs,
-                             report=reporter(as_json))
+    with one_shot_metrics(cfg, pushgateway=pushgateway, textfile=metrics_file,
+                          warn=reporter().warn) as record:
+        result = backup_database(cfg, output=output,
+                                 compress=cfg.backup_compress if compress is None else compress,
+                                 encrypt_to=encrypt_to, tables=_names(tables),
+                                 exclude=_names(exclude_tables), jobs=jobs,
+                                 report=reporter(as_json))
+        record(result)
     if as_json:
         print_json(result)
 
@@ -61,15 +77,22 @@ IdentityOption = Annotated[str | None, typer.Option(
     "decrypts encrypted backups. Default: BACKUP_IDENTITY_FILE.")]
 
 
-@app.command()
+backups_app = typer.Typer(no_args_is_help=False)
+app.add_typer(backups_app, name="backups")
+
+
+@backups_app.callback(invoke_without_command=True)
 def backups(
+    ctx: typer.Context,
     verify: Annotated[bool, typer.Option(
         "--verify", help="Fully verify each file (streams every file; slower).")] = False,
     identity: IdentityOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """List backups in BACKUP_DIR (a directory or a bucket), newest first, with size, rows
-    and completeness."""
+    and completeness; `backups check` tells whether the newest good one is recent."""
+    if ctx.invoked_subcommand is not None:
+        return
     from ops.backup.encryption import identities_for
     from ops.backup.files import leftover_partials
     from ops.backup.verify import describe_backups
@@ -100,15 +123,43 @@ def backups(
                  "day old.")
 
 
+@backups_app.command("check")
+def backups_check(
+    max_age: Annotated[str | None, typer.Option(
+        "--max-age", metavar="AGE", show_default=False, help="The oldest the newest good "
+        "backup may be (90s, 30m, 26h, 2d). Default: BACKUP_MAX_AGE, else 26h.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Exit 0 when the newest good backup is younger than --max-age, 1 when it is older or
+    there is none (for monitors, cron and container health checks)."""
+    from ops.backup.freshness import DEFAULT_MAX_AGE, check_freshness
+
+    cfg = settings()
+    check = check_freshness(cfg.backup_dir, max_age or cfg.backup_max_age or DEFAULT_MAX_AGE)
+    if as_json:
+        print_json(check)
+        raise typer.Exit(0 if check.ok else 1)
+    if not check.ok:
+        raise OpsError(check.line)
+    reporter().line(f"✅ {check.line}")
+
+
 @app.command()
 def verify(
     file: Annotated[str, typer.Argument(
         help="`latest` (newest backup in BACKUP_DIR), a name in BACKUP_DIR, a path or an "
         "object URL.")] = "latest",
+    restore: Annotated[bool, typer.Option(
+        "--restore", help="A restore drill: restore the backup into a scratch database "
+        "(created and dropped on the same server, or SCRATCH_DATABASE_URL), compare every "
+        "table with its meta again on the server, run `check`, remove it. The live database "
+        "is never touched.")] = False,
     identity: IdentityOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Stream a backup and check its structure, row counts and sha256 against its meta."""
+    if restore:
+        return _restore_drill(file, identity, as_json)
     from ops.backup.encryption import identities_for
     from ops.backup.files import list_backups
     from ops.backup.reader import resolve_backup
@@ -137,22 +188,54 @@ def verify(
     out.line(f"📊 Tables: {len(result.tables)}, rows: {result.total_rows}")
 
 
+def _restore_drill(file: str, identity: str | None, as_json: bool) -> None:
+    from ops.restore.drill import restore_drill
+
+    result = restore_drill(settings(), file, identity=identity, report=reporter(as_json))
+    if as_json:
+        print_json(result)
+    if not result.ok:
+        raise OpsError(f"restore drill of {result.backup} FAILED: {result.problem}",
+                       hint="The live database was not touched.")
+
+
 @app.command()
 def prune(
     keep: Annotated[int | None, typer.Option(
         "--keep", help="Keep the N newest backups (and the N newest safety backups).")] = None,
     older_than: Annotated[str | None, typer.Option(
         "--older-than", help="Only delete backups older than this: 14d, 12h, 2w.")] = None,
+    policy: Annotated[bool, typer.Option(
+        "--policy", help="Apply the retention policy: the --keep-last/-daily/-weekly/-monthly "
+        "given, else BACKUP_KEEP_*.")] = False,
+    keep_last: KeepLast = None,
+    keep_daily: KeepDaily = None,
+    keep_weekly: KeepWeekly = None,
+    keep_monthly: KeepMonthly = None,
     yes: Annotated[bool, typer.Option("--yes", help="Really delete (default: only show).")]
     = False,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Only show the plan (what is kept, by which rule; what goes): the "
+        "default without --yes.")] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Delete old backups (never the newest good one); shows the plan unless --yes."""
     from ops.backup.prune import parse_age
     from ops.backup.prune import prune as prune_backups
 
+    if yes and dry_run:
+        raise UsageError("--yes and --dry-run contradict each other", hint="Give one.")
+    cfg = settings()
+    given = any(v is not None for v in (keep_last, keep_daily, keep_weekly, keep_monthly))
+    rules = retention_policy(cfg, keep_last, keep_daily, keep_weekly, keep_monthly) \
+        if policy or given else None
+    if policy and rules is None:
+        raise UsageError("--policy needs retention rules",
+                         hint="Pass --keep-last/--keep-daily/--keep-weekly/--keep-monthly, or "
+                         "set BACKUP_KEEP_LAST, BACKUP_KEEP_DAILY, ...")
     age = parse_age(older_than) if older_than is not None else None
-    result = prune_backups(settings().backup_dir, keep=keep, older_than=age, yes=yes,
-                           report=reporter(as_json))
+    result = prune_backups(cfg.backup_dir, keep=keep, older_than=age, policy=rules,
+                           yes=yes, report=reporter(as_json))
     if as_json:
         print_json(result)
+

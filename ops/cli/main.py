@@ -18,6 +18,7 @@ from ops.cli import (
     beads_cmds,  # noqa: F401
     local_cmds,  # noqa: F401
     restore_cmds,  # noqa: F401
+    schedule_cmds,  # noqa: F401
     schema_cmds,  # noqa: F401  (registers commands)
     seed_cmds,  # noqa: F401
 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import quote, urlencode
 
@@ -17,6 +17,9 @@ from ops.core.errors import OpsError
 APP_ENVS = ("development", "test", "production")
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
+
+# Retention rules (BACKUP_KEEP_LAST, _DAILY, ...), newest-first grandfather-father-son.
+KEEP_RULES = ("last", "daily", "weekly", "monthly")
 
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("", "0", "false", "no", "off")
@@ -35,6 +38,13 @@ class Settings:
     backup_jobs: int | None = None  # None: 2 into a directory, 1 into a bucket
     backup_encrypt_to: str = ""  # age recipients, as given (empty: backups are not encrypted)
     backup_identity_file: Path | None = None  # what decrypts them (restore, verify)
+    # The scheduler (ops.schedule) and what it drives: when, what to keep, whom to tell
+    backup_schedule: str = ""  # "6h" or a cron expression; empty: `schedule` needs --every/--cron
+    backup_keep: dict[str, int] = field(default_factory=dict)  # "last"/"daily"/... -> how many
+    backup_drill_every: str = ""  # how often the scheduler drills a restore (empty: never)
+    backup_notify_url: str = ""
+    backup_max_age: str = ""  # what `backups check` allows (default 26h)
+    scratch_database_url: str = ""  # where restore drills restore (default: a new database)
 
     @property
     def masked_url(self) -> str:
@@ -66,6 +76,13 @@ def load_settings(env_file: str | os.PathLike[str] | None = ".env") -> Settings:
         backup_encrypt_to=os.environ.get("BACKUP_ENCRYPT_TO", ""),
         backup_identity_file=Path(identity) if (
             identity := os.environ.get("BACKUP_IDENTITY_FILE", "").strip()) else None,
+        backup_schedule=os.environ.get("BACKUP_SCHEDULE", "").strip(),
+        backup_keep={rule: count for rule in KEEP_RULES
+                     if (count := _positive_int(f"BACKUP_KEEP_{rule.upper()}")) is not None},
+        backup_drill_every=os.environ.get("BACKUP_DRILL_EVERY", "").strip(),
+        backup_notify_url=os.environ.get("BACKUP_NOTIFY_URL", "").strip(),
+        backup_max_age=os.environ.get("BACKUP_MAX_AGE", "").strip(),
+        scratch_database_url=normalise_url(os.environ.get("SCRATCH_DATABASE_URL", "").strip()),
     )
 
 

@@ -1,0 +1,85 @@
+"""What was found out about a backup after it was written, kept beside it in its store.
+
+The scheduler verifies every backup it writes and now and then restores one into a scratch
+database (a drill); the outcome is a small JSON object named after the backup:
+
+    backup-2024-01-08T03-00-00-000Z.json.gz.verified   streamed and checked: good
+    backup-2024-01-08T03-00-00-000Z.json.gz.bad        failed verification (`problem` says why)
+    backup-2024-01-08T03-00-00-000Z.json.gz.drilled    restored into a scratch database: good
+
+A store never overwrites an object, so each is written once; one listing of the store
+gives every verdict (no reads), which is what retention, `backups check` and the scheduler's
+metrics need. They are not backups (`list_backups` ignores them) and go when their backup
+is pruned.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import orjson
+
+from ops.backup.files import BackupFile, BackupRef, Location, as_store, looks_complete, utc_now
+from ops.backup.storage.base import ObjectExistsError, Store
+
+VERIFIED = "verified"
+BAD = "bad"
+DRILLED = "drilled"
+KINDS = (VERIFIED, BAD, DRILLED)
+
+
+@dataclass(frozen=True)
+class Verdicts:
+    """Per backup name, the kinds of verdict it has and when each was recorded."""
+
+    found: dict[str, dict[str, datetime]]
+
+    def of(self, name: str) -> dict[str, datetime]:
+        return self.found.get(name, {})
+
+    def is_bad(self, name: str) -> bool:
+        return BAD in self.of(name)
+
+    def last(self, kind: str) -> tuple[str, datetime] | None:
+        """The backup with the most recent verdict of `kind`, and when it was recorded."""
+        dated = [(when[kind], name) for name, when in self.found.items() if kind in when]
+        return (max(dated)[1], max(dated)[0]) if dated else None
+
+
+def read_verdicts(location: Location) -> Verdicts:
+    """Every verdict in the store, from one listing."""
+    found: dict[str, dict[str, datetime]] = {}
+    for info in as_store(location).list():
+        backup, dot, kind = info.name.rpartition(".")
+        if dot and kind in KINDS and backup.startswith(("backup-", "pre-restore-")):
+            found.setdefault(backup, {})[kind] = info.modified
+    return Verdicts(found)
+
+
+def record_verdict(ref: BackupRef, kind: str, **details: object) -> None:
+    """Write `kind` for the backup (once: a verdict that exists already is kept as it is)."""
+    body = orjson.dumps({"backup": ref.name, "verdict": kind,
+                         "recorded": utc_now().isoformat(), **details}) + b"\n"
+    try:
+        with ref.store.open_writer(f"{ref.name}.{kind}") as writer:
+            writer.write(body)
+            writer.commit()
+    except ObjectExistsError:
+        pass
+
+
+def forget_verdicts(store: Store, backup: BackupFile, verdicts: Verdicts) -> None:
+    """Remove the verdicts of a backup that is being deleted."""
+    for kind in verdicts.of(backup.name):
+        store.delete(f"{backup.name}.{kind}")
+
+
+def newest_good_backup(backups: list[BackupFile], verdicts: Verdicts) -> BackupFile | None:
+    """The newest backup (not a safety backup) that looks complete and did not fail
+    verification: the one retention never deletes and `backups check` measures."""
+    for found in backups:
+        if not found.safety and not verdicts.is_bad(found.name) \
+                and looks_complete(found.ref, size=found.size):
+            return found
+    return None

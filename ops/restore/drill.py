@@ -1,0 +1,229 @@
+"""Restore drills (`verify --restore`): prove a backup restores, without touching the live data.
+
+The backup is restored into a scratch database - a new one created next to the live one (the
+role needs CREATEDB) and dropped afterwards, or the database SCRATCH_DATABASE_URL names,
+emptied afterwards - then checked three ways:
+- the restore itself compares every table's rows and sha256 with the backup's meta;
+- the restored tables are serialised again on the server, exactly as `backup` does, and
+  their row counts and sha256 compared with the meta once more, so what sits in the database
+  (not only what was read from the file) is the backup's data;
+- `check` (ops.schema.migrate.schema_differences) finds no drift in the scratch database.
+The live database is never connected to: a new scratch database is created and dropped
+through the server's maintenance database (`postgres`, else `template1`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
+# The very code that serialised the backup serialises the restored tables again: a second
+# implementation could agree with itself and disagree with the file.
+from ops.backup.create import SESSION_SETTINGS, _stream_table
+from ops.backup.encryption import identities_for
+from ops.backup.files import BackupRef, is_encrypted_name, read_meta, utc_now
+from ops.backup.reader import BackupReader, resolve_backup
+from ops.core.catalog import discover_tables
+from ops.core.config import Settings
+from ops.core.db import connect, first_line, target_description
+from ops.core.errors import OpsError, Refused
+from ops.core.output import SILENT, Reporter, no_progress
+from ops.restore.apply import restore
+from ops.restore.reset import reset
+from ops.schema.migrate import push, schema_differences
+
+SCRATCH_PREFIX = "tasklets_drill_"
+MAINTENANCE_DATABASES = ("postgres", "template1")
+
+
+@dataclass
+class DrillResult:
+    ok: bool
+    backup: str  # where the backup was read from
+    scratch: str = ""  # host:port/database of the scratch database (never credentials)
+    scratch_created: bool = False  # created (and dropped) for the drill, or given
+    tables: dict[str, int] = field(default_factory=dict)  # rows restored and checked
+    total_rows: int = 0
+    checked: list[str] = field(default_factory=list)  # what was compared, in order
+    seconds: float = 0.0
+    finished: str = ""  # when it ended (ISO 8601)
+    problem: str | None = None  # one line: the first thing that went wrong
+
+
+def restore_drill(settings: Settings, source: str | None = "latest", *,
+                  identity: str | None = None, report: Reporter = SILENT) -> DrillResult:
+    """Restore `source` (latest, a name in BACKUP_DIR, a path or an object URL) into a scratch
+    database, check it, and remove it; problems are reported in the result, never raised."""
+    started = time.monotonic()
+    result = DrillResult(ok=False, backup=str(source))
+    try:
+        ref = resolve_backup(settings.backup_dir, source)
+        result.backup = str(ref)
+        identities = identities_for(settings, identity)
+        with _scratch_database(settings, result, report) as scratch:
+            report.line(f"🧪 Restore drill: {ref.name} into {result.scratch}")
+            _drill(scratch, ref, identity, identities, result, report)
+        result.ok = True
+    except OpsError as exc:
+        result.problem = exc.message
+    result.seconds = round(time.monotonic() - started, 3)
+    result.finished = utc_now().isoformat()
+    if result.ok:
+        report.line(f"✅ Restore drill passed: {result.total_rows} rows in "
+                    f"{len(result.tables)} tables ({result.seconds:.1f}s)")
+    return result
+
+
+def _drill(scratch: Settings, ref: BackupRef, identity: str | None,
+           identities: Sequence[Any], result: DrillResult, report: Reporter) -> None:
+    push(scratch)
+    restored = restore(scratch, str(ref), identity=identity, safety_backup=False)
+    result.tables = dict(restored.tables)
+    result.total_rows = restored.total_rows
+    against = "row counts and sha256 against meta" if restored.checksums_verified \
+        else "structure only (no meta)"
+    result.checked.append(f"restore: {against}")
+    report.line(f"✅ Restored {result.total_rows} rows ({against})")
+    checked = _compare_on_server(scratch, _meta(ref, identities), restored.tables)
+    result.checked.append(f"server: {checked}")
+    report.line(f"✅ Serialised again on the server: {checked}")
+    differences = schema_differences(scratch)
+    if differences:
+        more = f" (and {len(differences) - 1} more)" if len(differences) > 1 else ""
+        raise OpsError(f"the scratch database differs from the models: {differences[0]}{more}")
+    result.checked.append("check: no schema drift")
+    report.line("✅ Schema check: the scratch database matches the models")
+
+
+def _meta(ref: BackupRef, identities: Sequence[Any]) -> dict | None:
+    """The backup's meta: from its tail, or (encrypted: the tail is ciphertext) by reading
+    the file through."""
+    if not is_encrypted_name(ref.name):
+        return read_meta(ref)
+    with BackupReader(ref, identities=identities) as reader:
+        for section in reader.sections():
+            section.drain()
+        return reader.meta
+
+
+def _compare_on_server(scratch: Settings, meta: dict | None, restored: dict[str, int]) -> str:
+    """Serialise every table as `backup` does and compare with meta (or, without meta, with
+    the rows restored); returns what was compared."""
+    counts = (meta or {}).get("rowCounts") or restored
+    sums = (meta or {}).get("sha256") or {}
+    with connect(scratch) as conn:
+        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        conn.read_only = True
+        for name, value in SESSION_SETTINGS.items():
+            conn.execute("SELECT set_config(%s, %s, true)", (name, value))
+        for table in discover_tables(conn):
+            rows, digest = _stream_table(conn, table, _discard, no_progress)
+            expected = counts.get(table.name, 0)
+            if rows != expected:
+                raise OpsError(f"table {table.name} holds {rows} rows after the restore, the "
+                               f"backup has {expected}")
+            if table.name in sums and sums[table.name] != digest:
+                raise OpsError(f"table {table.name}: the restored rows do not serialise to "
+                               "the backup's sha256 (a value did not come back exactly)")
+        conn.rollback()
+    return "row counts and sha256 match meta" if sums else "row counts match"
+
+
+def _discard(data: bytes | memoryview) -> None:
+    return None
+
+
+# ---------------------------------------------------------------- the scratch database
+
+
+@contextlib.contextmanager
+def _scratch_database(settings: Settings, result: DrillResult,
+                      report: Reporter) -> Iterator[Settings]:
+    """Settings aimed at the scratch database; it is dropped (or, given, emptied) after."""
+    live = target_description(settings.database_url)
+    if settings.scratch_database_url:
+        scratch = _scratch_settings(settings, settings.scratch_database_url)
+        result.scratch = target_description(scratch.database_url)
+        if result.scratch == live:
+            raise Refused("SCRATCH_DATABASE_URL names the live database; a drill would "
+                          "replace its data", hint="Point SCRATCH_DATABASE_URL at a database "
+                          "of its own (its data is replaced by every drill).")
+        try:
+            yield scratch
+        finally:
+            with contextlib.suppress(OpsError):
+                reset(scratch, confirm=True)
+                report.line(f"🧹 Emptied the scratch database {result.scratch}")
+        return
+    admin = _maintenance(settings)
+    name = f"{SCRATCH_PREFIX}{utc_now():%Y%m%d%H%M%S}_{secrets.token_hex(3)}"
+    with connect(admin, autocommit=True) as conn:
+        may = conn.execute("SELECT rolcreatedb OR rolsuper FROM pg_roles "
+                           "WHERE rolname = current_user").fetchone()
+        if not (may and may[0]):
+            raise OpsError("the database role may not create databases (CREATEDB), so the "
+                           "drill has nowhere to restore",
+                           hint="Grant it CREATEDB, or set SCRATCH_DATABASE_URL to a database "
+                           "the drill may overwrite.")
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    scratch = _scratch_settings(settings, _with_database(settings.database_url, name))
+    result.scratch = target_description(scratch.database_url)
+    result.scratch_created = True
+    try:
+        yield scratch
+    finally:
+        _drop(admin, name, report)
+
+
+def _scratch_settings(settings: Settings, url: str) -> Settings:
+    """The drill's own settings: the scratch database, safety backups off, and a `test`
+    environment marker for what it pushes (a production marker there still refuses)."""
+    return replace(settings.with_url(url), app_env="test")
+
+
+def _with_database(url: str, dbname: str) -> str:
+    """The same server, user and options with another database, in the form given (a URL
+    stays a URL: Alembic's engine takes only URLs)."""
+    if not url.startswith("postgresql://"):
+        return make_conninfo(url, dbname=dbname)
+    parts = urlsplit(url)
+    query = urlencode([(k, v) for k, v in parse_qsl(parts.query) if k != "dbname"])
+    return urlunsplit(parts._replace(path=f"/{quote(dbname, safe='')}", query=query))
+
+
+def _maintenance(settings: Settings) -> Settings:
+    """Settings for the server's maintenance database, where databases are created and
+    dropped (never the live database)."""
+    failure: OpsError | None = None
+    for dbname in MAINTENANCE_DATABASES:
+        candidate = settings.with_url(_with_database(settings.database_url, dbname))
+        try:
+            connect(candidate).close()
+            return candidate
+        except OpsError as exc:
+            failure = failure or exc
+    assert failure is not None
+    raise OpsError(f"cannot reach the server's maintenance database to create a scratch "
+                   f"database: {failure.message}",
+                   hint="Set SCRATCH_DATABASE_URL to a database the drill may overwrite.")
+
+
+def _drop(admin: Settings, name: str, report: Reporter) -> None:
+    try:
+        with connect(admin, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                sql.Identifier(name)))
+        report.line(f"🗑️  Dropped the scratch database {name}")
+    except (OpsError, psycopg.Error) as exc:
+        message = exc.message if isinstance(exc, OpsError) else first_line(exc)
+        report.warn(f"⚠️  Could not drop the scratch database {name}: {message}; drop it by "
+                    "hand")

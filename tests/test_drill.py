@@ -1,0 +1,126 @@
+"""Restore drills (`verify --restore`): a good backup passes, a tampered one fails, and the live
+database is never connected to (it refuses connections while the drill runs) nor changed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import psycopg
+import pytest
+from conftest import _with_dbname, create_database, drop_database
+from psycopg import sql
+from support.restore import table_hashes
+
+from ops.backup.create import backup
+from ops.core.config import Settings
+from ops.restore.drill import SCRATCH_PREFIX, restore_drill
+
+
+def scratch_databases(server_url: str) -> list[str]:
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        return [r[0] for r in admin.execute(
+            "SELECT datname FROM pg_database WHERE datname LIKE %s", (SCRATCH_PREFIX + "%",))]
+
+
+@contextmanager
+def refusing_connections(server_url: str, url: str) -> Iterator[None]:
+    """The database of `url` accepts no new connection (of any role) inside the block."""
+    name = psycopg.conninfo.conninfo_to_dict(url)["dbname"]
+    alter = "ALTER DATABASE {} ALLOW_CONNECTIONS {}"
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(sql.SQL(alter.format("{}", "false")).format(sql.Identifier(name)))
+        try:
+            with pytest.raises(psycopg.OperationalError, match="not currently accepting"):
+                psycopg.connect(url).close()
+            yield
+        finally:
+            admin.execute(sql.SQL(alter.format("{}", "true")).format(sql.Identifier(name)))
+
+
+def tamper(path: Path) -> None:
+    """Change one character of one row, keeping the file valid JSON (only sha256 notices)."""
+    data = path.read_bytes()
+    assert b"Acme" in data
+    path.write_bytes(data.replace(b"Acme", b"Acmf", 1))
+
+
+def test_a_drill_restores_checks_and_drops_its_scratch_database_without_touching_the_live_one(
+        settings: Settings, sample: dict, conn, pg_server_url: str):
+    made = backup(settings)
+    before = table_hashes(conn)
+
+    with refusing_connections(pg_server_url, settings.database_url):
+        result = restore_drill(settings, "latest")
+
+    assert result.ok, result.problem
+    assert result.scratch_created and result.scratch.split("/")[-1].startswith(SCRATCH_PREFIX)
+    assert result.tables == made.tables and result.total_rows == made.total_rows > 0
+    assert result.checked == ["restore: row counts and sha256 against meta",
+                              "server: row counts and sha256 match meta",
+                              "check: no schema drift"]
+    assert table_hashes(conn) == before == sample
+    assert scratch_databases(pg_server_url) == []
+
+
+def test_a_drill_of_a_tampered_backup_fails_in_one_line_and_leaves_nothing(
+        settings: Settings, sample: dict, conn, pg_server_url: str, run_cli):
+    made = backup(settings)
+    tamper(made.path)
+
+    with refusing_connections(pg_server_url, settings.database_url):
+        result = restore_drill(settings, made.name)
+        done = run_cli("verify", "--restore", made.name)
+
+    assert not result.ok
+    assert "does not match its sha256" in result.problem
+    assert done.returncode == 1
+    assert done.stderr.startswith(f"❌ restore drill of {made.path} FAILED: ")
+    assert "The live database was not touched" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert table_hashes(conn) == sample
+    assert scratch_databases(pg_server_url) == []
+
+
+def test_verify_restore_prints_each_check_and_json(settings: Settings, sample: dict, run_cli):
+    backup(settings)
+
+    text = run_cli("verify", "--restore")
+    as_json = run_cli("verify", "--restore", "latest", "--json")
+
+    assert text.returncode == 0, text.stderr
+    assert text.stdout.startswith("🧪 Restore drill: backup-")
+    assert "✅ Serialised again on the server: row counts and sha256 match meta" in text.stdout
+    assert "🗑️  Dropped the scratch database tasklets_drill_" in text.stdout
+    assert "✅ Restore drill passed:" in text.stdout
+    import json
+
+    assert json.loads(as_json.stdout)["ok"] is True
+
+
+def test_a_drill_into_scratch_database_url_empties_it_afterwards(
+        settings: Settings, sample: dict, pg_server_url: str, template_db: str):
+    backup(settings)
+    name = create_database(pg_server_url, template_db)
+    scratch_url = _with_dbname(pg_server_url, name)
+    try:
+        result = restore_drill(Settings(**{**vars(settings),
+                                           "scratch_database_url": scratch_url}))
+        assert result.ok, result.problem
+        assert not result.scratch_created and result.scratch.endswith(f"/{name}")
+        with psycopg.connect(scratch_url) as scratch:
+            assert all(rows == 0 for rows, _ in table_hashes(scratch).values())
+    finally:
+        drop_database(pg_server_url, name)
+
+
+def test_a_drill_refuses_a_scratch_database_url_that_is_the_live_database(
+        settings: Settings, sample: dict, conn):
+    backup(settings)
+
+    result = restore_drill(Settings(**{**vars(settings),
+                                       "scratch_database_url": settings.database_url}))
+
+    assert not result.ok and "SCRATCH_DATABASE_URL names the live database" in result.problem
+    assert table_hashes(conn) == sample
