@@ -169,3 +169,15 @@ def test_partial_backups_are_marked_and_restoring_one_says_so_loudly(run_cli, co
     assert any("PARTIAL" in note for note in json.loads(run_cli(
         "restore", "latest", "--no-safety-backup", "--only-listed-tables", "--json").stdout
     )["notes"])
+
+
+def test_latest_skips_a_backup_that_failed_verification(settings: Settings, conn):
+    from ops.backup.files import as_ref
+    from ops.backup.verdicts import BAD, record_verdict
+
+    add_tenants_and_clients(conn)
+    good = backup(settings).path
+    newer = backup(settings).path
+    record_verdict(as_ref(newer), BAD, problem="flipped byte")
+    assert latest_complete_backup(settings.backup_dir).path == good
+    assert restore(settings, "latest", dry_run=True).source == str(good)

@@ -221,9 +221,12 @@ def _size(ref: BackupRef) -> int:
 
 def latest_complete_backup(location: Location, *,
                            include_safety: bool = False) -> BackupFile | None:
-    """The newest backup that `looks_complete` (what `restore latest` restores)."""
-    for candidate in list_backups(location, include_safety=include_safety):
-        if looks_complete(candidate.ref):
+    """The newest backup that `looks_complete` and has not failed verification (a `.bad`
+    verdict beside it, see ops.backup.verdicts): what `restore latest` restores."""
+    store = as_store(location)
+    bad = {o.name.removesuffix(".bad") for o in store.list() if o.name.endswith(".bad")}
+    for candidate in list_backups(store, include_safety=include_safety):
+        if candidate.name not in bad and looks_complete(candidate.ref):
             return candidate
     return None
 
