@@ -53,6 +53,7 @@ from ops.core.defaults import DEFAULT_JOBS
 from ops.core.errors import OpsError, UsageError
 from ops.core.limits import summarize
 from ops.core.output import SILENT, Reporter, human_size, no_progress
+from ops.core.tenancy import Tenant, tenant_scope
 
 TOOL_NAME = "tasklets-ops"
 PARALLEL_MIN_BYTES = 64 << 20  # below this, extra connections cost more than they save
@@ -82,17 +83,23 @@ class BackupResult:
     total_rows: int = 0
     size_bytes: int = 0
     timestamp: str = ""
+    tenant: Tenant | None = None  # a backup of this tenant's rows only
 
 
 def backup(settings: Settings, *, output: Path | None = None, compress: bool = False,
            tables: list[str] | None = None, exclude: list[str] | None = None,
-           jobs: int = DEFAULT_JOBS, report: Reporter = SILENT) -> BackupResult:
+           tenant: str | None = None, jobs: int = DEFAULT_JOBS,
+           report: Reporter = SILENT) -> BackupResult:
     """Back up the database of `settings` from one REPEATABLE READ, READ ONLY snapshot.
 
     With jobs > 1 a large database is read over that many connections sharing the snapshot.
+    `tenant` (a name or an id) backs up that tenant's rows only, of every table.
     """
     if jobs < 1:
         raise UsageError(f"--jobs must be at least 1, not {jobs}")
+    if tenant is not None and (tables or exclude):
+        raise UsageError("--tenant backs up one tenant's rows of every table; it does not "
+                         "combine with --tables or --exclude-tables")
     report.line("🔄 Starting database backup...")
     moment = utc_now()
     target, compress, default_name = backup_target(settings.backup_dir, output, moment,
@@ -100,8 +107,12 @@ def backup(settings: Settings, *, output: Path | None = None, compress: bool = F
     with connection(settings) as conn:
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         conn.read_only = True
+        found = None
+        if tenant is not None:  # looked up in the backup's own snapshot
+            found = tenant_scope(discover_tables(conn)).find(conn, tenant)
+            report.line(f"🏢 Tenant: {found} — only its rows are backed up")
         result = write_backup(conn, target, compress=compress, tables=tables, exclude=exclude,
-                              report=report, moment=moment, jobs=jobs,
+                              tenant=found, report=report, moment=moment, jobs=jobs,
                               open_connection=lambda: connect(settings, autocommit=True),
                               default_name=default_name)
         conn.rollback()
@@ -128,6 +139,7 @@ def backup_target(backup_dir: Path, output: Path | None, moment: datetime,
 
 def write_backup(conn: psycopg.Connection, target: Path, *, compress: bool = False,
                  tables: list[str] | None = None, exclude: list[str] | None = None,
+                 tenant: Tenant | None = None, lock_rows: bool = False,
                  report: Reporter = SILENT, moment: datetime | None = None, jobs: int = 1,
                  open_connection: Callable[[], psycopg.Connection] | None = None,
                  default_name: bool = False) -> BackupResult:
@@ -138,11 +150,14 @@ def write_backup(conn: psycopg.Connection, target: Path, *, compress: bool = Fal
     fsynced and published without overwriting anything (a `default_name` that was taken
     meanwhile moves on to the next millisecond's name); on any failure the temp file is
     removed and OpsError raised. `open_connection` (autocommit connections to the same
-    database) enables `jobs` streams.
+    database) enables `jobs` streams. `tenant` takes only that tenant's rows (meta records
+    it); `lock_rows` locks them FOR UPDATE as they are read, so that a caller about to
+    replace them (a tenant restore's safety backup) saves exactly what it replaces.
     """
     moment = moment or utc_now()
-    result = BackupResult(path=target, compressed=compress, timestamp=iso_timestamp(moment))
-    args = (result, tables, exclude, report, jobs, open_connection, default_name)
+    result = BackupResult(path=target, compressed=compress, timestamp=iso_timestamp(moment),
+                          tenant=tenant)
+    args = (result, tables, exclude, lock_rows, report, jobs, open_connection, default_name)
     if conn.autocommit:  # one snapshot per statement would not be consistent: open one
         with conn.transaction():
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
@@ -151,12 +166,14 @@ def write_backup(conn: psycopg.Connection, target: Path, *, compress: bool = Fal
 
 
 def _write(conn: psycopg.Connection, result: BackupResult, only: list[str] | None,
-           exclude: list[str] | None, report: Reporter, jobs: int,
+           exclude: list[str] | None, lock_rows: bool, report: Reporter, jobs: int,
            open_connection: Callable[[], psycopg.Connection] | None,
            default_name: bool) -> BackupResult:
     for name, value in SESSION_SETTINGS.items():
         conn.execute("SELECT set_config(%s, %s, true)", (name, value))
-    chosen = select_tables(discover_tables(conn), only, exclude)
+    discovered = discover_tables(conn)
+    chosen = select_tables(discovered, only, exclude)
+    sources = tenant_rows(discovered, result.tenant, lock=lock_rows) if result.tenant else {}
     conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS SHARE MODE").format(  # no DDL under our feet
         sql.SQL(", ").join(t.ident for t in chosen)))
     stats = table_stats(conn, chosen)
@@ -175,6 +192,7 @@ def _write(conn: psycopg.Connection, result: BackupResult, only: list[str] | Non
         if only or exclude else None,
         "compressed": result.compressed,
         "jsonText": {t.name: keys for t in chosen if (keys := json_text_keys(t))},
+        "tenant": result.tenant.as_meta() if result.tenant else None,
     }
     current = chosen[0].name
     parts: PartStreams | None = None
@@ -184,7 +202,8 @@ def _write(conn: psycopg.Connection, result: BackupResult, only: list[str] | Non
             try:
                 out.write(header_line(result.timestamp))
                 if jobs > 1 and open_connection is not None:
-                    parts = _start_streams(conn, chosen, stats, jobs, open_connection, out)
+                    parts = _start_streams(conn, chosen, stats, jobs, open_connection, out,
+                                           sources)
                 for index, table in enumerate(chosen):
                     current = table.name
                     out.write(table_open_line(table.name))
@@ -195,7 +214,8 @@ def _write(conn: psycopg.Connection, result: BackupResult, only: list[str] | Non
                     else:
                         estimate = stats[table.name].rows_estimate
                         with _progress(report, table.name, estimate) as advance:
-                            rows, digest = _stream_table(conn, table, out.write, advance)
+                            rows, digest = _stream_table(conn, table, out.write, advance,
+                                                         sources.get(table.name))
                     out.write(table_close_line(last=index == len(chosen) - 1))
                     result.tables[table.name] = rows
                     result.sha256[table.name] = digest
@@ -228,7 +248,7 @@ def _write(conn: psycopg.Connection, result: BackupResult, only: list[str] | Non
 def _start_streams(conn: psycopg.Connection, chosen: list[Table],
                    stats: dict[str, TableStats], jobs: int,
                    open_connection: Callable[[], psycopg.Connection],
-                   out: BackupWriter) -> PartStreams | None:
+                   out: BackupWriter, sources: dict[str, sql.Composable]) -> PartStreams | None:
     """Stream every table over `jobs` connections sharing this transaction's snapshot (None:
     the database is too small for that to pay)."""
     sizes = {name: stat.bytes for name, stat in stats.items()}
@@ -237,7 +257,8 @@ def _start_streams(conn: psycopg.Connection, chosen: list[Table],
     snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
     return stream_parts(open_connection, snapshot, chosen, sizes, jobs, out.part, out.compress,
                         SESSION_SETTINGS,
-                        lambda c, t, write: _stream_table(c, t, write, no_progress))
+                        lambda c, t, write: _stream_table(c, t, write, no_progress,
+                                                          sources.get(t.name)))
 
 
 def select_tables(discovered: list[Table], only: list[str] | None,
@@ -256,21 +277,36 @@ def select_tables(discovered: list[Table], only: list[str] | None,
     return chosen
 
 
-def copy_query(table: Table) -> sql.Composed:
+def tenant_rows(tables: list[Table], tenant: Tenant, *, lock: bool = False
+                ) -> dict[str, sql.Composable]:
+    """Per table, the FROM item holding only the tenant's rows (`copy_query`'s `source`)."""
+    scope = tenant_scope(tables)
+    sources: dict[str, sql.Composable] = {}
+    for table in tables:
+        rows = sql.SQL("SELECT * FROM {} x WHERE {}").format(
+            table.ident, scope.rows(table.name, tenant.id, "x"))
+        if lock:
+            rows = sql.SQL("{} FOR UPDATE").format(rows)
+        sources[table.name] = sql.SQL("({}) x").format(rows)
+    return sources
+
+
+def copy_query(table: Table, source: sql.Composable | None = None) -> sql.Composed:
     """COPY of one JSON object per row, keys renamed, in primary-key order.
 
     `r.*` names the whole row even when a column is called `r`. Tables without a primary key
     are ordered by their JSON text, which is stable for unchanged data. BINARY format hands us
     the JSON text as is: no COPY text escaping to undo. A `json` column (unlike jsonb, it
     keeps its input text: spacing, key order, duplicate keys) is written as that text, in a
-    JSON string, so a restore gives back the very same text.
+    JSON string, so a restore gives back the very same text. `source` (a FROM item with the
+    table's columns) selects the rows; by default, all of them.
     """
     keys = column_keys(table.column_names)
     select = sql.SQL(", ").join(
         sql.SQL("{} AS {}").format(_as_written(column), sql.Identifier(keys[column.name]))
         for column in table.columns)
     rows = sql.SQL("SELECT {} AS j FROM (SELECT {} FROM {}) r").format(
-        _row_json(table, keys), select, table.ident)
+        _row_json(table, keys), select, source or table.ident)
     if table.primary_key:
         order = sql.SQL(", ").join(sql.SQL("r.{}").format(sql.Identifier(keys[c]))
                                    for c in table.primary_key)
@@ -331,7 +367,8 @@ _ONE_FIELD = b"\x00\x01"
 
 
 def _stream_table(conn: psycopg.Connection, table: Table, write: Callable[[bytes], None],
-                  advance: Callable[[int], None]) -> tuple[int, str]:
+                  advance: Callable[[int], None],
+                  source: sql.Composable | None = None) -> tuple[int, str]:
     """Copy one table's rows into the file, ~1 MB at a time; returns (rows, sha256 hex)."""
     digest = hashlib.sha256()
     rows = 0
@@ -351,7 +388,7 @@ def _stream_table(conn: psycopg.Connection, table: Table, write: Callable[[bytes
         pending.clear()
         pending_bytes = 0
 
-    with conn.cursor().copy(copy_query(table)) as copy:
+    with conn.cursor().copy(copy_query(table, source)) as copy:
         header = True
         for data in copy:  # PostgreSQL sends one row per message
             if header:

@@ -13,7 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ops.backup.files import BackupFile, list_backups, looks_complete
-from ops.backup.format import JSON_NULL_KEY, column_keys, describe_partial, read_meta
+from ops.backup.format import (
+    JSON_NULL_KEY,
+    column_keys,
+    describe_partial,
+    describe_tenant,
+    read_meta,
+)
 from ops.backup.reader import LINES, BackupReader, FileProblem, Section
 from ops.core.errors import BadBackup
 from ops.core.limits import summarize
@@ -130,6 +136,7 @@ class ListedBackup:
     status: str  # verified | complete | incomplete | BAD: <problem>
     problem: str | None = None
     partial: str | None = None  # "tables: a, b" / "without: c" for --tables/--exclude backups
+    tenant: str | None = None  # "Acme (id 2)" for a backup of one tenant
 
 
 def describe_backups(backup_dir: Path, *, full_verify: bool = False) -> list[ListedBackup]:
@@ -158,6 +165,6 @@ def _describe(found: BackupFile, full_verify: bool) -> ListedBackup:
         name=found.name, path=found.path, timestamp=found.timestamp.isoformat(),
         size_bytes=found.size, compressed=found.compressed, safety=found.safety,
         rows=rows if isinstance(rows, int) else None, status=status, problem=problem,
-        partial=describe_partial(meta),
+        partial=describe_partial(meta), tenant=describe_tenant(meta),
     )
 

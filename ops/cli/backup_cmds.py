@@ -32,6 +32,9 @@ def backup(
         "--tables", help="Only these tables (comma-separated); recorded in meta.")] = None,
     exclude_tables: Annotated[str | None, typer.Option(
         "--exclude-tables", help="Every table but these (comma-separated).")] = None,
+    tenant: Annotated[str | None, typer.Option(
+        "--tenant", help="Only this tenant's rows (a name or an id), of every table; "
+        "recorded in meta.")] = None,
     jobs: Annotated[int | None, typer.Option(
         "--jobs", "-j", min=1, show_default=False,
         help="Connections reading in parallel from the same snapshot (used for databases "
@@ -44,7 +47,7 @@ def backup(
     cfg = settings()
     result = backup_database(cfg, output=output,
                              compress=cfg.backup_compress if compress is None else compress,
-                             tables=_names(tables), exclude=_names(exclude_tables),
+                             tables=_names(tables), exclude=_names(exclude_tables), tenant=tenant,
                              jobs=cfg.backup_jobs if jobs is None else jobs,
                              report=reporter(as_json))
     if as_json:
@@ -76,8 +79,9 @@ def backups(
         rows = f"{b.rows} rows" if b.rows is not None else "? rows"
         mark = "✅" if b.status.startswith(("verified", "complete")) else "❌"
         partial = f", PARTIAL: {b.partial}" if b.partial else ""
+        tenant = f", tenant {b.tenant}" if b.tenant else ""
         out.line(f"{mark} {b.name:<{width}}  {human_size(b.size_bytes):>10}  {rows:>14}  "
-                 f"{b.status}{partial}{' — ' + b.problem if b.problem else ''}")
+                 f"{b.status}{partial}{tenant}{' — ' + b.problem if b.problem else ''}")
     partials = leftover_partials(cfg.backup_dir)
     if partials:
         out.line(f"ℹ️  {len(partials)} unfinished temp file(s) ({partials[0].name}, ...): a "
