@@ -1,5 +1,6 @@
 """`backup --tenant`: only that tenant's rows, same format, one snapshot, meta records the
-tenant; `backups` shows it."""
+tenant; `backups` shows it; restored into an empty database it is exactly that tenant; a full
+restore refuses such a file."""
 
 from __future__ import annotations
 
@@ -9,21 +10,25 @@ from pathlib import Path
 import psycopg
 import pytest
 from support.backup import load
+from support.restore import table_hashes
 from support.tenants import (
     GLOBEX,
     SYSTECH,
     UNPLACEABLE_SQL,
     insert_two_tenants,
     tenant_counts,
+    tenant_hashes,
 )
 
 import ops.backup.create as backup_module
 from ops.backup.create import backup
 from ops.backup.format import read_meta
-from ops.core.catalog import discover_tables
+from ops.core.catalog import discover_tables, row_counts
 from ops.core.config import Settings
-from ops.core.errors import OpsError
+from ops.core.errors import OpsError, UsageError
 from ops.core.tenancy import Tenant
+from ops.restore.apply import restore
+from ops.restore.tenant import restore_tenant
 
 
 @pytest.fixture
@@ -53,6 +58,21 @@ def test_backup_tenant_holds_only_that_tenants_rows(settings: Settings, conn, tw
     assert result.tenant == Tenant(GLOBEX, "Globex")
 
 
+@pytest.mark.parametrize("ref", ["Globex", "3"])
+def test_restoring_a_tenant_backup_into_an_empty_database_gives_exactly_that_tenant(
+        settings: Settings, conn, two_tenants, other_db_url: str, ref: str):
+    made = backup(settings, tenant=ref)
+
+    target = settings.with_url(other_db_url)
+    result = restore_tenant(target, made.path, ref)
+
+    with psycopg.connect(other_db_url) as other:
+        assert tenant_hashes(other, GLOBEX) == tenant_hashes(conn, GLOBEX)
+        assert row_counts(other, discover_tables(other)) == tenant_counts(conn, GLOBEX)
+    assert result.tenant == Tenant(GLOBEX, "Globex") and result.total_deleted == 0
+    assert result.safety_backup is None  # the tenant was not there: nothing replaced
+
+
 def test_compressed_and_parallel_tenant_backups_hold_the_same_rows(
         settings: Settings, conn, two_tenants, monkeypatch):
     plain = backup(settings, tenant="Globex", jobs=1)
@@ -75,6 +95,23 @@ def test_backups_lists_the_tenant_of_a_tenant_backup(run_cli, settings, conn, tw
     assert "tenant" not in rows[1]
     as_json = json.loads(run_cli("backups", "--json").stdout)
     assert [b["tenant"] for b in as_json] == ["Globex (id 3)", None]
+
+
+def test_a_full_restore_refuses_a_tenant_backup(run_cli, settings, conn, two_tenants):
+    made = backup(settings, tenant="Globex")
+    before = table_hashes(conn)
+
+    done = run_cli("restore", made.path.name)
+
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        "❌ this is a backup of one tenant, Globex (id 3): restoring it in full would empty "
+        "every other tenant; nothing was changed",
+        "💡 Restore that tenant alone (`tasklets-db restore FILE --tenant 3`), or pick a full "
+        "backup."]
+    with pytest.raises(UsageError):
+        restore(settings, made.path, dry_run=True)
+    assert table_hashes(conn) == before
 
 
 def test_backup_tenant_bad_input_is_one_line(run_cli, settings, conn, two_tenants):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +22,7 @@ import psycopg
 from psycopg import sql
 
 from ops.backup.files import SAFETY_PREFIX, backup_filename, utc_now
-from ops.backup.format import column_keys, describe_partial
+from ops.backup.format import column_keys, describe_partial, describe_tenant
 from ops.backup.reader import BackupReader, Section, resolve_backup, table_names
 from ops.core.catalog import (
     Table,
@@ -33,9 +34,10 @@ from ops.core.catalog import (
 )
 from ops.core.config import Settings
 from ops.core.db import connect, first_line, is_superuser
-from ops.core.errors import OpsError
+from ops.core.errors import OpsError, UsageError
 from ops.core.guard import refuse_production
 from ops.core.output import SILENT, Reporter, suggest
+from ops.core.tenancy import Tenant
 from ops.restore.checks import reset_sequences, validate_foreign_keys
 from ops.restore.plan import TablePlan, plan_table, row_label
 
@@ -178,7 +180,7 @@ def _restore(conn: psycopg.Connection, settings: Settings, reader: BackupReader,
     try:
         _lock(conn, tables)
         if options.safety_backup:
-            safety = _safety_backup(conn, settings, report)
+            safety = write_safety_backup(conn, settings, report)
             result.safety_backup = safety
         report.line("⚙️  Disabling foreign key checks...")
         if result.fk_mode == REPLICA:
@@ -191,7 +193,7 @@ def _restore(conn: psycopg.Connection, settings: Settings, reader: BackupReader,
         for section in reader.sections():
             table = by_name.get(section.name)
             if table is None:
-                _unknown_table(section, result, options, report)
+                skip_unknown_table(section, result, options, report)
                 continue
             count = _load_table(conn, table, section, result, options, report,
                                 freeze=frozen)
@@ -218,7 +220,7 @@ def _restore(conn: psycopg.Connection, settings: Settings, reader: BackupReader,
         if safety is not None and not committing:
             safety.unlink(missing_ok=True)  # the data it holds is still in the database
         if isinstance(exc, psycopg.Error):
-            raise _database_error(exc, committing) from None
+            raise database_error(exc, committing) from None
         raise
 
 
@@ -228,15 +230,19 @@ def _lock(conn: psycopg.Connection, tables: list[Table]) -> None:
     conn.execute("SET LOCAL statement_timeout = 0")
 
 
-def _safety_backup(conn: psycopg.Connection, settings: Settings, report: Reporter) -> Path:
+def write_safety_backup(conn: psycopg.Connection, settings: Settings, report: Reporter,
+                        tenant: Tenant | None = None) -> Path:
+    """A pre-restore backup of the data about to be replaced (of `tenant`'s rows only, locked
+    FOR UPDATE as they are read, for a tenant restore), in the caller's transaction."""
     from ops.backup.create import write_backup  # the backup module imports restore-free code only
     from ops.backup.files import ensure_backup_dir
 
     directory = ensure_backup_dir(settings.backup_dir)
     target = directory / backup_filename(utc_now(), compressed=True, prefix=SAFETY_PREFIX)
-    written = write_backup(conn, target, compress=True, default_name=True)
-    report.line(f"💾 Safety backup of the current data: {written.path} "
-                f"({written.total_rows} rows)")
+    written = write_backup(conn, target, compress=True, default_name=True, tenant=tenant,
+                           lock_rows=tenant is not None)
+    what = f"tenant {tenant}'s current rows" if tenant else "the current data"
+    report.line(f"💾 Safety backup of {what}: {written.path} ({written.total_rows} rows)")
     return written.path
 
 
@@ -269,8 +275,16 @@ def _clear(conn: psycopg.Connection, tables: list[Table], targets: list[Table],
 
 
 def _check_before_locking(meta: dict, tables: list[Table], options: Options) -> None:
-    """Refuse, before any table is locked, what meta already shows cannot be restored: tables
-    and columns the database lacks (the rows would be refused one by one later)."""
+    """Refuse, before any table is locked, what meta already shows cannot be restored: a
+    backup of one tenant (a full restore would empty every other tenant), tables and columns
+    the database lacks (the rows would be refused one by one later)."""
+    tenant = describe_tenant(meta)
+    if tenant is not None:
+        alone = suggest(f"restore FILE --tenant {meta['tenant'].get('id')}")
+        raise UsageError(
+            f"this is a backup of one tenant, {tenant}: restoring it in full would empty "
+            "every other tenant; nothing was changed",
+            hint=f"Restore that tenant alone ({alone}), or pick a full backup.")
     if options.allow_schema_mismatch:
         return
     by_name = {t.name: t for t in tables}
@@ -293,7 +307,7 @@ def _unknown_table_error(name: str) -> OpsError:
         "--allow-schema-mismatch to skip tables the database does not have.")
 
 
-def _unknown_table(section: Section, result: RestoreResult, options: Options,
+def skip_unknown_table(section: Section, result: RestoreResult, options: Options,
                    report: Reporter) -> None:
     if not options.allow_schema_mismatch:
         raise _unknown_table_error(section.name)
@@ -319,7 +333,7 @@ def _load_table(conn: psycopg.Connection, table: Table, section: Section,
     plan = plan_table(table, value, line_no=line_no,
                       allow_schema_mismatch=options.allow_schema_mismatch,
                       json_text=section.json_text)
-    _note_columns(plan, result, report)
+    note_columns(plan, result, report)
     statement = sql.SQL("COPY {} ({}) FROM STDIN{}").format(
         table.ident, sql.SQL(", ").join(sql.Identifier(c) for c in plan.columns),
         sql.SQL(" (FREEZE)") if freeze else sql.SQL(""))
@@ -337,11 +351,11 @@ def _load_table(conn: psycopg.Connection, table: Table, section: Section,
     except psycopg.OperationalError:
         raise
     except psycopg.Error as exc:
-        raise _copy_error(exc, plan, section, row_no, line_no) from None
+        raise copy_error(exc, plan, section, row_no, line_no) from None
     return section.count
 
 
-def _note_columns(plan: TablePlan, result: RestoreResult, report: Reporter) -> None:
+def note_columns(plan: TablePlan, result: RestoreResult, report: Reporter) -> None:
     name = plan.table.name
     for key in plan.dropped:
         result.dropped_columns.append(f"{name}.{key}")
@@ -354,9 +368,13 @@ def _note_columns(plan: TablePlan, result: RestoreResult, report: Reporter) -> N
 _COPY_CONTEXT = re.compile(r"COPY [^,]+, line (\d+)(?:, column ([^:]+))?")
 
 
-def _copy_error(exc: psycopg.Error, plan: TablePlan, section: Section, row_no: int,
-                line_no: int | None) -> OpsError:
-    """A COPY failure as one line naming the row: the server's CONTEXT knows which."""
+def copy_error(exc: psycopg.Error, plan: TablePlan, section: Section, row_no: int,
+               line_no: int | None, line_of: Callable[[int], int | None] | None = None
+               ) -> OpsError:
+    """A COPY failure as one line naming the row: the server's CONTEXT knows which.
+
+    `line_of` maps the n-th row sent to its file line when not every row of the section was
+    sent (a tenant's rows only)."""
     diag = exc.diag
     column = None
     if diag.sqlstate:  # from the server: its line number is the row number in this table
@@ -364,7 +382,10 @@ def _copy_error(exc: psycopg.Error, plan: TablePlan, section: Section, row_no: i
         if match:
             row_no = int(match[1])
             column = match[2]
-            line_no = section.first_line + row_no - 1 if section.first_line else None
+            if line_of is not None:
+                line_no = line_of(row_no)
+            else:
+                line_no = section.first_line + row_no - 1 if section.first_line else None
         message = diag.message_primary or first_line(exc)
     else:  # psycopg could not adapt a value (an object where a scalar belongs)
         message = f"a value has the wrong type ({first_line(exc)})"
@@ -394,7 +415,7 @@ def _rollback(conn: psycopg.Connection) -> None:
         conn.rollback()
 
 
-def _database_error(exc: psycopg.Error, committing: bool) -> OpsError:
+def database_error(exc: psycopg.Error, committing: bool) -> OpsError:
     if committing:
         return OpsError(f"the connection failed while committing the restore: {first_line(exc)}",
                         hint="The restore may or may not have been committed; check with "
@@ -416,7 +437,7 @@ def _dry_run(reader: BackupReader, tables: list[Table], result: RestoreResult,
     for section in reader.sections():
         table = by_name.get(section.name)
         if table is None:
-            _unknown_table(section, result, options, report)
+            skip_unknown_table(section, result, options, report)
             continue
         first = next(section.rows, None)
         if first is not None:
@@ -424,7 +445,7 @@ def _dry_run(reader: BackupReader, tables: list[Table], result: RestoreResult,
             plan = plan_table(table, value, line_no=line_no,
                               allow_schema_mismatch=options.allow_schema_mismatch,
                               json_text=section.json_text)
-            _note_columns(plan, result, report)
+            note_columns(plan, result, report)
             plan.values(value, row_no, line_no)
             for row_no, line_no, value in section.rows:
                 plan.values(value, row_no, line_no)
