@@ -75,12 +75,38 @@ def test_restore_tenant_gives_it_back_exactly_and_the_others_as_they_are_now(
     every_reference_holds(conn)
     assert result.fk_mode == REPLICA and result.tenant == Tenant(GLOBEX, "Globex")
     assert result.tables == {name: rows for name, (rows, _) in globex.items()}
-    assert result.deleted == {name: rows for name, (rows, _) in now[GLOBEX].items()}
+    for name, (rows, _) in now[GLOBEX].items():  # what was there, less, plus: the backup's
+        assert rows - result.deleted[name] + result.inserted[name] == result.tables[name]
+    # rows identical to the backup's were left as they were: only the changes were written
+    assert result.inserted["users"] == result.deleted["users"] == 0
+    assert 0 < result.total_inserted < result.total_rows
+    assert result.deleted["tasks"] == now[GLOBEX]["tasks"][0]  # every title was edited
+    assert result.inserted["tasks"] == globex["tasks"][0]
     assert result.checksums_verified
     assert (result.other_rows_skipped > 0) == (source == "full backup")
     # new rows get ids past everything, in both tenants
     conn.execute("INSERT INTO tasks (tenant_id, product_id, title) VALUES (3, 2, 'after'), "
                  "(1, 1, 'after')")
+
+
+def test_changes_that_equality_would_miss_are_restored_too(settings: Settings, conn,
+                                                           two_tenants):
+    """Rows are left in place only when identical to the backup's, not merely equal."""
+    made = backup(settings, tenant="Globex")
+    globex = tenant_hashes(conn, GLOBEX)
+    conn.execute("""
+        UPDATE tasks SET metadata = '{"w": 0.1}' WHERE id = 15;  -- jsonb: 0.10 = 0.1
+        UPDATE tenants SET settings = '{"seats": 12.5}' WHERE id = 3;  -- 12.50 = 12.5
+        UPDATE tasks SET updated_at = updated_at + interval '1 microsecond' WHERE id = 5;
+        UPDATE epics SET labels = '{x,"y z",NULL}' WHERE id = 2;
+    """)
+
+    result = restore_tenant(settings, made.path, "Globex")
+
+    assert tenant_hashes(conn, GLOBEX) == globex
+    assert result.deleted == {**dict.fromkeys(result.deleted, 0), "tasks": 2, "tenants": 1,
+                              "epics": 1}
+    assert result.inserted == result.deleted
 
 
 def test_the_safety_backup_holds_the_replaced_rows_and_undoes_the_restore(
@@ -115,6 +141,8 @@ def test_a_table_owner_restores_a_tenant_with_deferred_foreign_keys(owner_settin
 
         assert result.fk_mode == DEFERRED
         assert tenant_hashes(conn, GLOBEX) == globex
+        # with foreign-key triggers on, every row is replaced (see test_..._identical_rows)
+        assert result.deleted == {name: rows for name, (rows, _) in now[GLOBEX].items()}
         assert all(tenant_hashes(conn, t) == now[t] for t in OTHERS)
         every_reference_holds(conn)
         assert result.safety_backup is not None and result.safety_backup.exists()
@@ -153,7 +181,6 @@ def test_dry_run_prints_the_counts_to_delete_and_to_load_and_changes_nothing(
     made = backup(settings, tenant="Globex")
     change_both_tenants(conn)
     before = table_hashes(conn)
-    expected_delete = tenant_counts(conn, GLOBEX)
 
     done = run_cli("restore", made.path.name, "--tenant", "Globex", "--dry-run")
 
@@ -161,15 +188,19 @@ def test_dry_run_prints_the_counts_to_delete_and_to_load_and_changes_nothing(
     lines = done.stdout.splitlines()
     start = lines.index("🔍 Dry run: restoring tenant Globex (id 3) would delete and load:")
     assert lines[start + 1].split() == ["table", "delete", "load"]
-    rows = {line.split()[0]: line.split()[1:] for line in lines[start + 2:-1]}
-    made_rows = read_meta(made.path)["rowCounts"]
-    for name, rows_now in expected_delete.items():
-        assert rows[name] == [str(rows_now), str(made_rows[name])], name
+    printed = {line.split()[0]: [int(n) for n in line.split()[1:]]
+               for line in lines[start + 2:-2]}
     assert lines[-1] == "Nothing was changed."
     assert table_hashes(conn) == before and not safety_backups(settings.backup_dir)
     as_json = json.loads(run_cli("restore", made.path.name, "--tenant", "3", "--dry-run",
                                  "--json").stdout)
-    assert as_json["deleted"] == expected_delete and as_json["dry_run"] is True
+    assert as_json["dry_run"] is True
+    assert printed == {name: [as_json["deleted"][name], as_json["inserted"][name]]
+                       for name in tenant_counts(conn, GLOBEX)}
+    # exactly what the real restore then deletes and loads
+    real = restore_tenant(settings, made.path, "Globex")
+    assert (real.deleted, real.inserted) == (as_json["deleted"], as_json["inserted"])
+    assert 0 < real.total_deleted < sum(tenant_counts(conn, GLOBEX).values())
 
 
 def test_cli_restore_tenant_end_to_end(run_cli, settings: Settings, conn, two_tenants):
@@ -187,7 +218,8 @@ def test_cli_restore_tenant_end_to_end(run_cli, settings: Settings, conn, two_te
     assert any(line.startswith("💾 Safety backup of tenant Globex (id 3)'s current rows: ")
                for line in lines)
     assert lines[-2] == "✅ Tenant restore completed: Globex (id 3)"
-    assert lines[-1].endswith("restored; other tenants untouched")
+    assert lines[-1].startswith("📊 Rows: ") and lines[-1].endswith(
+        "inserted, the rest identical); other tenants untouched")
     assert tenant_hashes(conn, GLOBEX) == globex
 
 
@@ -215,9 +247,9 @@ def test_a_reference_from_another_tenant_to_a_row_the_backup_lacks_stops_the_res
     conn.execute("UPDATE tasks SET assignee_id = %s WHERE id = 10", (new_user,))
     before = table_hashes(conn)
 
-    with pytest.raises(OpsError, match=rf"table tasks row id=10 \(assignee_id={new_user}\), "
-                                       r"outside tenant Globex \(id 3\), references its users "
-                                       r"row that would be gone"):
+    with pytest.raises(OpsError, match=rf"table tasks row id=10 \(assignee_id={new_user}\) "
+                                       r"references a users row of tenant Globex \(id 3\) "
+                                       r"that would be gone"):
         restore_tenant(settings, made.path, "Globex")
     assert table_hashes(conn) == before and not safety_backups(settings.backup_dir)
 

@@ -36,28 +36,27 @@ def validate_foreign_keys(conn: psycopg.Connection, tables: list[Table],
 
 
 def _dangling_query(table: Table, fk: ForeignKey, *, child: sql.Composable | None = None,
-                    also_not_in: sql.Composable | None = None) -> sql.Composed:
+                    parent: sql.Composable | None = None, count: bool = False) -> sql.Composed:
     """The first referencing row whose key (MATCH SIMPLE: all columns set) has no target.
 
-    `child` reads the referencing rows from another relation with the table's columns (a
-    staged copy); `also_not_in` is a relation checked first, cheaply, for the target.
+    `child` and `parent` read the rows from other relations with the tables' columns
+    (staged copies) instead of the tables themselves. `count`: how many such rows there are
+    instead - which makes the planner cost the whole anti-join: for the first row only, it
+    may well pick a nested loop over two unindexed staged tables.
     """
     shown = list(table.primary_key) + [c for c in fk.columns if c not in table.primary_key]
-    match = _match(fk, "p")
-    first = (sql.SQL("NOT EXISTS (SELECT FROM {} p WHERE {}) AND ").format(also_not_in, match)
-             if also_not_in is not None else sql.SQL(""))
     return sql.SQL(
-        "SELECT {shown} FROM {child} c WHERE {not_null} AND {first}NOT EXISTS "
-        "(SELECT FROM {parent} p WHERE {match}) LIMIT 1"
+        "SELECT {shown} FROM {child} c WHERE {not_null} AND NOT EXISTS "
+        "(SELECT FROM {parent} p WHERE {match}){limit}"
     ).format(
-        shown=sql.SQL(", ").join(sql.SQL("c.{}::text").format(sql.Identifier(c))
-                                 for c in shown),
+        shown=sql.SQL("count(*)") if count else sql.SQL(", ").join(
+            sql.SQL("c.{}::text").format(sql.Identifier(c)) for c in shown),
+        limit=sql.SQL("") if count else sql.SQL(" LIMIT 1"),
         child=child if child is not None else table.ident,
-        parent=sql.Identifier(APP_SCHEMA, fk.ref_table),
+        parent=parent if parent is not None else sql.Identifier(APP_SCHEMA, fk.ref_table),
         not_null=sql.SQL(" AND ").join(sql.SQL("c.{} IS NOT NULL").format(sql.Identifier(c))
                                        for c in fk.columns),
-        first=first,
-        match=match,
+        match=_match(fk, "p"),
     )
 
 
@@ -66,11 +65,12 @@ def validate_staged_references(conn: psycopg.Connection, tables: list[Table],
     """Check the foreign keys of rows just loaded from staged copies (`staged(name)`: the
     relation holding exactly the rows loaded into that table); returns how many were checked.
 
-    A reference satisfied by another staged row is checked against the small staged copy
-    only; what remains points outside the loaded rows (another tenant's, a shared row) and
-    must exist in the live table, where it is share-locked (FOR KEY SHARE) until commit, so
-    no other session can delete it meanwhile - foreign-key triggers, which would take that
-    lock, may be switched off. Raises an OpsError naming the first dangling reference.
+    A key found among the staged rows of the referenced table is all there is to check, with
+    a join of two small staged copies; only when some point elsewhere (another tenant's row,
+    a shared row) are they looked up in the live table, and share-locked there (FOR KEY
+    SHARE) until commit so no other session can delete them meanwhile: foreign-key triggers,
+    which would take that lock, may be switched off. Raises an OpsError naming the first
+    dangling reference.
     """
     by_name = {t.name: t for t in tables}
     checked = 0
@@ -78,8 +78,11 @@ def validate_staged_references(conn: psycopg.Connection, tables: list[Table],
         for fk in table.foreign_keys:
             checked += 1
             inside = staged(fk.ref_table)
-            bad = conn.execute(_dangling_query(table, fk, child=staged(table.name),
-                                               also_not_in=inside)).fetchone()
+            child = staged(table.name)
+            if not conn.execute(_dangling_query(table, fk, child=child, parent=inside,
+                                                count=True)).fetchone()[0]:
+                continue
+            bad = conn.execute(_dangling_query(table, fk, child=child)).fetchone()
             if bad is not None:
                 raise _dangling_error(table, fk, by_name.get(fk.ref_table), bad)
             conn.execute(sql.SQL(
@@ -90,7 +93,7 @@ def validate_staged_references(conn: psycopg.Connection, tables: list[Table],
                                         for c in fk.ref_columns),
                 cols=sql.SQL(", ").join(sql.SQL("c.{}").format(sql.Identifier(c))
                                         for c in fk.columns),
-                child=staged(table.name), inside=inside, match=_match(fk, "s")))
+                child=child, inside=inside, match=_match(fk, "s")))
     return checked
 
 
@@ -142,17 +145,25 @@ def reset_sequences(conn: psycopg.Connection, tables: list[Table]) -> int:
 
 def serial_sequences(conn: psycopg.Connection,
                      table: Table) -> Iterator[tuple[Column, sql.Identifier]]:
-    """(column, its sequence) for every identity or serial column of `table`."""
-    qualified = table.ident.as_string(conn)
-    for column in table.columns:
-        if not (column.identity or column.has_default):
-            continue
-        found = conn.execute(
-            "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n "
-            "ON n.oid = c.relnamespace WHERE c.oid = pg_get_serial_sequence(%s, %s)::regclass",
-            (qualified, column.name)).fetchone()
-        if found is not None:
-            yield column, sql.Identifier(*found)
+    """(column, its sequence) for every identity or serial column of `table`: the sequences
+    pg_get_serial_sequence finds (owned by the column), in one query for the table."""
+    by_name = {c.name: c for c in table.columns}
+    for column, schema, sequence in conn.execute(_SEQUENCES_SQL,
+                                                 (table.ident.as_string(conn),)):
+        if column in by_name:
+            yield by_name[column], sql.Identifier(schema, sequence)
+
+
+_SEQUENCES_SQL = """
+SELECT a.attname, n.nspname, s.relname
+FROM pg_depend d
+JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S'
+JOIN pg_namespace n ON n.oid = s.relnamespace
+JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
+WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
+  AND d.refobjid = %s::regclass AND d.deptype IN ('a', 'i')
+ORDER BY a.attnum
+"""
 
 
 def advance_sequences(conn: psycopg.Connection, tables: list[Table],

@@ -20,6 +20,7 @@ be deferred, so a row outside the tenant that references it is refused up front.
 from __future__ import annotations
 
 import contextlib
+import shlex
 import tempfile
 import time
 from dataclasses import dataclass, field, replace
@@ -62,12 +63,14 @@ from ops.restore.tenant_rows import (
     begin,
     busy_error,
     collision_error,
+    count_loads,
     count_rows,
     delete_rows,
     find_collisions,
     lock_tenant,
-    refuse_dangling_outside,
+    refuse_dangling,
     refuse_outside_references,
+    same_row,
     tenant_exists,
 )
 
@@ -75,8 +78,10 @@ from ops.restore.tenant_rows import (
 @dataclass
 class TenantRestoreResult(RestoreResult):
     tenant: Tenant | None = None  # as the backup has it
-    deleted: dict[str, int] = field(default_factory=dict)  # the tenant's rows replaced
+    deleted: dict[str, int] = field(default_factory=dict)  # live rows of the tenant deleted
+    inserted: dict[str, int] = field(default_factory=dict)  # rows written (`tables`: restored)
     total_deleted: int = 0
+    total_inserted: int = 0
     other_rows_skipped: int = 0  # rows of other tenants in the file (a full backup)
     new_ids: bool = False
     new_tenant_id: int | None = None
@@ -120,16 +125,18 @@ def restore_tenant(settings: Settings, source: str | Path | None, tenant: str, *
                                  hint="Pick a full backup, or a backup of the tenant.")
         if not dry_run:
             refuse_production(conn, settings, action=action, allow_production=allow_production)
-            result.fk_mode = REPLICA if is_superuser(conn) else DEFERRED
+        result.fk_mode = REPLICA if is_superuser(conn) else DEFERRED
         conn.commit()
         _restore(conn, settings, reader, scope, tenant, result, options, report)
     result.total_rows = sum(result.tables.values())
     result.total_deleted = sum(result.deleted.values())
+    result.total_inserted = sum(result.inserted.values())
     result.seconds = round(time.monotonic() - started, 3)
     if not dry_run:
         report.line(f"✅ Tenant restore completed: {_loaded_as(result)}")
-        report.line(f"📊 Rows: {result.total_deleted} deleted, {result.total_rows} restored; "
-                    "other tenants untouched")
+        report.line(f"📊 Rows: {result.total_rows} restored ({result.total_deleted} deleted, "
+                    f"{result.total_inserted} inserted, the rest identical); other tenants "
+                    "untouched")
     return result
 
 
@@ -163,8 +170,13 @@ def _restore(conn: psycopg.Connection, settings: Settings, reader: BackupReader,
             result.public_ids_regenerated = regenerate_public_ids(conn, stages, report)
         analyze_stages(conn, stages)
         replaced = None if result.new_ids else tenant
+        # Without foreign-key triggers nothing cascades from a deleted row to the rows left
+        # in place, so rows identical to the backup's are left alone: only what changed is
+        # written (with triggers, deleting a changed parent would run its ON DELETE actions
+        # on its unchanged children).
+        keep = replaced is not None and result.fk_mode == REPLICA
         if options.dry_run:
-            _dry_run(conn, scope, stages, replaced, result, report)
+            _dry_run(conn, scope, stages, replaced, keep, result, report)
             return
         gone = None
         if replaced is not None:
@@ -180,14 +192,16 @@ def _restore(conn: psycopg.Connection, settings: Settings, reader: BackupReader,
         report.line("⚙️  Disabling foreign key checks...")
         _foreign_keys_off(conn, result.fk_mode)
         if replaced is not None:
-            result.deleted = delete_rows(conn, scope, tenant, gone=gone, stages=stages)
-            report.line(f"🗑️  Deleted tenant {tenant}'s current rows: "
+            result.deleted = delete_rows(conn, scope, tenant, gone=gone, stages=stages,
+                                         keep_identical=keep)
+            report.line(f"🗑️  Deleted tenant {tenant}'s rows"
+                        f"{' that differ from the backup' if keep else ''}: "
                         f"{sum(result.deleted.values())}")
         result.sequences_reset = advance_sequences(conn, scope.tables,
                                                    lambda name: stages[name].ident)
-        _load(conn, scope, stages, replaced, tenant, result, report)
+        _load(conn, scope, stages, replaced, keep, tenant, result, report)
         if gone is not None:
-            refuse_dangling_outside(conn, scope, tenant, gone)
+            refuse_dangling(conn, scope, tenant, gone)
         report.line("⚙️  Re-enabling foreign key checks...")
         if result.fk_mode == REPLICA:
             conn.execute("SET LOCAL session_replication_role = DEFAULT")
@@ -219,22 +233,26 @@ def _foreign_keys_off(conn: psycopg.Connection, fk_mode: str) -> None:
 
 
 def _load(conn: psycopg.Connection, scope: TenantScope, stages: dict[str, Stage],
-          replaced: Tenant | None, tenant: Tenant, result: TenantRestoreResult,
+          replaced: Tenant | None, keep: bool, tenant: Tenant, result: TenantRestoreResult,
           report: Reporter) -> None:
-    """INSERT the staged rows, parents first. A key taken by a row outside the tenant is one
-    error listing the first few such rows (found after undoing the inserts)."""
+    """INSERT the staged rows, parents first (`keep`: those not left in place). A key taken by
+    a row outside the tenant is one error listing the first few such rows (found after
+    undoing the inserts)."""
     conn.execute("SAVEPOINT tenant_load")
     try:
         for name, stage in stages.items():
+            result.inserted[name] = 0
             if stage.rows:
-                columns = sql.SQL(", ").join(map(sql.Identifier, stage.columns))
-                conn.execute(sql.SQL(
-                    "INSERT INTO {} ({}) OVERRIDING SYSTEM VALUE SELECT {} FROM {}").format(
-                    stage.table.ident, columns, columns, stage.ident))
+                result.inserted[name] = conn.execute(sql.SQL(
+                    "INSERT INTO {table} ({columns}) OVERRIDING SYSTEM VALUE SELECT {columns} "
+                    "FROM {stage} s{unless}").format(
+                    table=stage.table.ident, stage=stage.ident,
+                    columns=sql.SQL(", ").join(map(sql.Identifier, stage.columns)),
+                    unless=_unless_left(scope, stage, replaced) if keep else sql.SQL(""))
+                ).rowcount
             result.tables[name] = stage.rows
-            deleted = result.deleted.get(name)
-            report.line(f"✅ {name}: {stage.rows} rows"
-                        + (f" ({deleted} deleted)" if deleted is not None else ""))
+            report.line(f"✅ {name}: {stage.rows} rows ({result.deleted.get(name, 0)} "
+                        f"deleted, {result.inserted[name]} inserted)")
     except psycopg.errors.UniqueViolation as exc:
         conn.execute("ROLLBACK TO SAVEPOINT tenant_load")
         found = find_collisions(conn, scope, stages, replaced)
@@ -244,20 +262,34 @@ def _load(conn: psycopg.Connection, scope: TenantScope, stages: dict[str, Stage]
     conn.execute("RELEASE SAVEPOINT tenant_load")
 
 
+def _unless_left(scope: TenantScope, stage: Stage, replaced: Tenant | None) -> sql.Composable:
+    """` WHERE` no row of the tenant with the staged row's key was left in place (after
+    `delete_rows(keep_identical=True)` the rows left are exactly the identical ones)."""
+    same = same_row(stage, whole=False)
+    if same is None or replaced is None:
+        return sql.SQL("")
+    return sql.SQL(" WHERE NOT EXISTS (SELECT FROM {} x WHERE {} AND {})").format(
+        stage.table.ident, scope.rows(stage.table.name, replaced.id), same)
+
+
 def _dry_run(conn: psycopg.Connection, scope: TenantScope, stages: dict[str, Stage],
-             replaced: Tenant | None, result: TenantRestoreResult, report: Reporter) -> None:
+             replaced: Tenant | None, keep: bool, result: TenantRestoreResult,
+             report: Reporter) -> None:
     """Counts to delete and to load, and the collisions a real run would stop at."""
     tenant = result.tenant
     assert tenant is not None
     found = find_collisions(conn, scope, stages, replaced)
     if found:
         raise collision_error(found, tenant, scope, result.new_ids)
-    if replaced is not None:
-        result.deleted = count_rows(conn, scope, replaced)
     result.tables = {name: stage.rows for name, stage in stages.items()}
+    result.inserted = dict(result.tables)
+    if replaced is not None:
+        result.deleted = count_rows(conn, scope, replaced, stages if keep else None)
+        if keep:
+            result.inserted = count_loads(conn, scope, replaced, stages)
     conn.rollback()
     report.line(f"🔍 Dry run: restoring tenant {_loaded_as(result)} would delete and load:")
-    _count_table(report, scope.tables, {"delete": result.deleted, "load": result.tables})
+    _count_table(report, scope.tables, {"delete": result.deleted, "load": result.inserted})
     report.line("Nothing was changed.")
 
 
@@ -292,8 +324,9 @@ def reset_tenant(settings: Settings, tenant: str, *, confirm: bool = False,
         raise Refused(
             f"reset --tenant deletes every row of tenant {tenant!r}; refusing without "
             "--confirm (nothing was changed)",
-            hint=f"Run {suggest(f'reset --tenant {tenant} --confirm')} (or "
-            f"{suggest(f'reset --tenant {tenant} --dry-run')} to see what it would delete).")
+            hint=f"Run {suggest(f'reset --tenant {shlex.quote(tenant)} --confirm')} (or "
+            f"{suggest(f'reset --tenant {shlex.quote(tenant)} --dry-run')} to see what it "
+            "would delete).")
     with connect(settings) as conn:
         tables = discover_tables(conn)
         require_schema(tables)
@@ -329,7 +362,7 @@ def reset_tenant(settings: Settings, tenant: str, *, confirm: bool = False,
             report.line("🗑️  Deleting its rows...")
             result.tables = delete_rows(conn, scope, found, keep_root=keep_tenant, gone=gone)
             if gone is not None:
-                refuse_dangling_outside(conn, scope, found, gone)
+                refuse_dangling(conn, scope, found, gone)
             for name, rows in result.tables.items():
                 report.line(f"✅ {name}: {rows} rows deleted")
             conn.commit()

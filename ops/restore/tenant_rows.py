@@ -55,13 +55,86 @@ def tenant_exists(conn: psycopg.Connection, scope: TenantScope, tenant: Tenant) 
         scope.root.ident, scope.rows(scope.root.name, tenant.id))).fetchone()[0]
 
 
-def count_rows(conn: psycopg.Connection, scope: TenantScope, tenant: Tenant) -> dict[str, int]:
-    """The tenant's rows per table, in one round trip."""
+def count_rows(conn: psycopg.Connection, scope: TenantScope, tenant: Tenant,
+               stages: dict[str, Stage] | None = None) -> dict[str, int]:
+    """The tenant's rows per table (with `stages`: those not staged identically, which a
+    restore that keeps identical rows deletes), in one round trip."""
     query = sql.SQL(" UNION ALL ").join(
-        sql.SQL("SELECT {}::text, count(*) FROM {} x WHERE {}").format(
-            sql.Literal(t.name), t.ident, scope.rows(t.name, tenant.id)) for t in scope.tables)
+        sql.SQL("SELECT {}::text, count(*) FROM {} x WHERE {}{}").format(
+            sql.Literal(t.name), t.ident, scope.rows(t.name, tenant.id),
+            _unless_staged(stages[t.name]) if stages else sql.SQL(""))
+        for t in scope.tables)
     counts = dict(conn.execute(query).fetchall())
     return {t.name: counts[t.name] for t in scope.tables}
+
+
+# Types whose equality is identity (same value, same bytes): compared as values. Every other
+# type is compared as text, which equality would blur: numeric 22.30 = 22.3, jsonb 1.0 =
+# 1.00, float -0 = 0, interval '1 day' = '24 hours', json has no equality at all.
+_EXACT_TYPES = frozenset({"smallint", "integer", "bigint", "boolean", "text", "uuid", "date",
+                          "character varying", "bytea", "timestamp with time zone",
+                          "timestamp without time zone"})
+
+
+def same_row(stage: Stage, *, whole: bool = True) -> sql.Composable | None:
+    """SQL true when the live row `x` and the staged row `s` are the same: the same primary
+    key and (`whole`, or without a primary key) the same value of every column, exactly
+    (numeric digits, json text, timestamps to the microsecond). None when the stage lacks
+    columns (a backup from another schema): then rows cannot be compared."""
+    table = stage.table
+    columns = table.writable_columns
+    if set(stage.columns) != {c.name for c in columns}:
+        return None
+    key = [sql.SQL("x.{0} = s.{0}").format(sql.Identifier(c)) for c in table.primary_key]
+    if table.primary_key and not whole:
+        return sql.SQL(" AND ").join(key)
+    as_values = [c.name for c in columns if _exact(c.type)]
+    as_text = [c.name for c in columns if not _exact(c.type)]
+    parts = list(key)
+    for names, cast in ((as_values, ""), (as_text, "::text")):
+        if names:
+            parts.append(sql.SQL("({}) IS NOT DISTINCT FROM ({})").format(*(
+                sql.SQL(", ").join(sql.SQL("{}.{}" + cast).format(sql.Identifier(alias),
+                                                                sql.Identifier(c))
+                                   for c in names) for alias in ("x", "s"))))
+    return sql.SQL(" AND ").join(parts)
+
+
+def _exact(type_name: str) -> bool:
+    base = type_name.removesuffix("[]").split("(")[0]
+    return base in _EXACT_TYPES
+
+
+def _unless_staged(stage: Stage) -> sql.Composable:
+    """` AND` the live row `x` has no identical staged row (nothing when rows cannot be
+    compared)."""
+    same = same_row(stage)
+    if same is None:
+        return sql.SQL("")
+    return sql.SQL(" AND NOT EXISTS (SELECT FROM {} s WHERE {})").format(stage.ident, same)
+
+
+def count_loads(conn: psycopg.Connection, scope: TenantScope, tenant: Tenant,
+                stages: dict[str, Stage]) -> dict[str, int]:
+    """Staged rows with no identical live row of the tenant: what a restore that keeps
+    identical rows inserts."""
+    counts = {}
+    for name, stage in stages.items():
+        same = same_row(stage)
+        if same is None or not stage.rows:
+            counts[name] = stage.rows
+            continue
+        counts[name] = conn.execute(sql.SQL(
+            "SELECT count(*) FROM {} s WHERE NOT EXISTS (SELECT FROM {} x WHERE {} AND {})"
+        ).format(stage.ident, stage.table.ident, scope.rows(name, tenant.id),
+                 same)).fetchone()[0]
+    return counts
+
+
+def _references(scope: TenantScope) -> Iterator[tuple[Table, ForeignKey]]:
+    for table in scope.tables:
+        for fk in table.foreign_keys:
+            yield table, fk
 
 
 def outside_references(scope: TenantScope) -> Iterator[tuple[Table, ForeignKey]]:
@@ -75,14 +148,15 @@ def outside_references(scope: TenantScope) -> Iterator[tuple[Table, ForeignKey]]
 
 class Gone:
     """Temporary tables of the keys of deleted tenant rows that the load does not bring back,
-    per referenced table: what rows outside the tenant must not reference afterwards."""
+    per referenced table: what no row may reference afterwards."""
 
     def __init__(self, conn: psycopg.Connection, scope: TenantScope) -> None:
         self.columns: dict[str, list[str]] = {}
-        for _, fk in outside_references(scope):
+        for _, fk in _references(scope):
             known = self.columns.setdefault(fk.ref_table, [])
             known.extend(c for c in fk.ref_columns if c not in known)
         self.tables: dict[str, sql.Identifier] = {}
+        self.rows: dict[str, int] = {}  # keys kept per table: most often none
         by_name = {t.name: t for t in scope.tables}
         for index, (name, columns) in enumerate(self.columns.items()):
             types = {c.name: c.type for c in by_name[name].columns}
@@ -96,11 +170,14 @@ class Gone:
 
 def delete_rows(conn: psycopg.Connection, scope: TenantScope, tenant: Tenant, *,
                 keep_root: bool = False, gone: Gone | None = None,
-                stages: dict[str, Stage] | None = None) -> dict[str, int]:
+                stages: dict[str, Stage] | None = None,
+                keep_identical: bool = False) -> dict[str, int]:
     """DELETE the tenant's rows, children first; returns how many per table (load order).
 
     With `gone`, the keys of deleted rows that `stages` does not hold again (all of them
-    without stages) are kept there for `refuse_dangling_outside`.
+    without stages) are kept there for `refuse_dangling`. `keep_identical` leaves the rows
+    that `stages` holds identically (only with foreign-key triggers off: deleting a parent
+    would otherwise run its ON DELETE actions on the children left in place).
     """
     deleted: dict[str, int] = {}
     for table in reversed(scope.tables):
@@ -108,6 +185,8 @@ def delete_rows(conn: psycopg.Connection, scope: TenantScope, tenant: Tenant, *,
             deleted[table.name] = 0
             continue
         where = scope.rows(table.name, tenant.id)
+        if keep_identical and stages is not None:
+            where = sql.SQL("{}{}").format(where, _unless_staged(stages[table.name]))
         columns = gone.columns.get(table.name) if gone is not None else None
         if not columns:
             deleted[table.name] = conn.execute(sql.SQL("DELETE FROM {} x WHERE {}").format(
@@ -119,20 +198,21 @@ def delete_rows(conn: psycopg.Connection, scope: TenantScope, tenant: Tenant, *,
             back = sql.SQL(" WHERE NOT EXISTS (SELECT FROM {} s WHERE {})").format(
                 stages[table.name].ident, sql.SQL(" AND ").join(
                     sql.SQL("s.{0} = d.{0}").format(sql.Identifier(c)) for c in columns))
-        deleted[table.name] = conn.execute(sql.SQL(
+        deleted[table.name], gone.rows[table.name] = conn.execute(sql.SQL(
             "WITH d AS (DELETE FROM {table} x WHERE {where} RETURNING {cols}), "
-            "g AS (INSERT INTO {gone} SELECT {cols} FROM d{back}) SELECT count(*) FROM d"
+            "g AS (INSERT INTO {gone} SELECT {cols} FROM d{back} RETURNING 1) "
+            "SELECT (SELECT count(*) FROM d), (SELECT count(*) FROM g)"
         ).format(table=table.ident, where=where, cols=cols, gone=gone.tables[table.name],
-                 back=back)).fetchone()[0]
+                 back=back)).fetchone()
     return dict(reversed(deleted.items()))
 
 
-def refuse_dangling_outside(conn: psycopg.Connection, scope: TenantScope, tenant: Tenant,
-                            gone: Gone) -> None:
-    """After the delete (and load): no row outside the tenant may reference a deleted row
-    that did not come back. One OpsError naming the first such row."""
-    for table, fk in outside_references(scope):
-        if fk.ref_table not in gone.tables:
+def refuse_dangling(conn: psycopg.Connection, scope: TenantScope, tenant: Tenant,
+                    gone: Gone) -> None:
+    """After the delete (and load): no row - outside the tenant, or of it and left in place -
+    may reference a deleted row that did not come back. One OpsError naming the first."""
+    for table, fk in _references(scope):
+        if not gone.rows.get(fk.ref_table):
             continue
         bad = conn.execute(sql.SQL(
             "SELECT {shown} FROM {table} c WHERE ({cols}) IN (SELECT {refs} FROM {gone}) "
@@ -141,9 +221,8 @@ def refuse_dangling_outside(conn: psycopg.Connection, scope: TenantScope, tenant
                               gone=gone.tables[fk.ref_table])).fetchone()
         if bad is not None:
             raise OpsError(
-                f"{_describe(table, fk, bad)}, outside tenant {tenant}, references its "
-                f"{fk.ref_table} row that would be gone (foreign key {fk.name}); nothing was "
-                "changed",
+                f"{_describe(table, fk, bad)} references a {fk.ref_table} row of tenant "
+                f"{tenant} that would be gone (foreign key {fk.name}); nothing was changed",
                 hint="Restore a backup that still has that row, or change that reference "
                 "first: rows of other tenants are never changed.")
 
