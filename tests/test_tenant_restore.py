@@ -203,6 +203,16 @@ def test_dry_run_prints_the_counts_to_delete_and_to_load_and_changes_nothing(
     assert 0 < real.total_deleted < sum(tenant_counts(conn, GLOBEX).values())
 
 
+def test_latest_is_the_newest_backup_that_may_hold_the_tenant(settings: Settings, conn,
+                                                               two_tenants):
+    globex = backup(settings, tenant="Globex")
+    backup(settings, tenant="SysTech")  # newer, of another tenant
+
+    assert restore_tenant(settings, "latest", "Globex", dry_run=True).source == globex.path
+    full = backup(settings)
+    assert restore_tenant(settings, None, "3", dry_run=True).source == full.path
+
+
 def test_cli_restore_tenant_end_to_end(run_cli, settings: Settings, conn, two_tenants):
     made = backup(settings, tenant="Globex")
     globex = tenant_hashes(conn, GLOBEX)

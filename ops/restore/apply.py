@@ -308,7 +308,7 @@ def _unknown_table_error(name: str) -> OpsError:
 
 
 def skip_unknown_table(section: Section, result: RestoreResult, options: Options,
-                   report: Reporter) -> None:
+                       report: Reporter) -> None:
     if not options.allow_schema_mismatch:
         raise _unknown_table_error(section.name)
     section.drain()

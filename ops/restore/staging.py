@@ -65,15 +65,26 @@ def create_stages(conn: psycopg.Connection, tables: list[Table]) -> dict[str, St
     return stages
 
 
-def tenant_in_meta(meta: dict | None, ref: str, path: Path) -> Tenant | None:
-    """The tenant a tenant backup holds (None for other backups); `ref` must name it."""
+def meta_tenant(meta: dict | None) -> Tenant | None:
+    """The tenant a backup of one tenant holds, from its meta (None: any other backup);
+    ValueError when meta names a tenant without a proper id and name."""
     found = (meta or {}).get("tenant")
     if found is None:
         return None
     try:
-        tenant = Tenant(int(found["id"]), str(found["name"]))
+        return Tenant(int(found["id"]), str(found["name"]))
     except (TypeError, KeyError, ValueError):
-        raise BadBackup(path.name, "meta.tenant is not an object with id and name") from None
+        raise ValueError("meta.tenant is not an object with id and name") from None
+
+
+def tenant_in_meta(meta: dict | None, ref: str, path: Path) -> Tenant | None:
+    """The tenant a tenant backup holds (None for other backups); `ref` must name it."""
+    try:
+        tenant = meta_tenant(meta)
+    except ValueError as exc:
+        raise BadBackup(path.name, str(exc)) from None
+    if tenant is None:
+        return None
     if pick_tenant([tenant], ref) is None:
         same = suggest(f"restore {path.name} --tenant {tenant.id}")
         raise UsageError(

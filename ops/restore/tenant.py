@@ -29,8 +29,8 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from ops.backup.files import ensure_backup_dir
-from ops.backup.format import describe_partial
+from ops.backup.files import ensure_backup_dir, list_backups, looks_complete
+from ops.backup.format import describe_partial, read_meta
 from ops.backup.reader import BackupReader, resolve_backup
 from ops.core.catalog import Table, current_revision, discover_tables, require_schema
 from ops.core.config import Settings, mask_url
@@ -38,7 +38,7 @@ from ops.core.db import connect, first_line, is_superuser
 from ops.core.errors import OpsError, Refused, UsageError
 from ops.core.guard import refuse_production
 from ops.core.output import SILENT, Reporter, suggest
-from ops.core.tenancy import Tenant, TenantScope, tenant_scope
+from ops.core.tenancy import Tenant, TenantScope, pick_tenant, tenant_scope
 from ops.restore.apply import (
     DEFERRED,
     REPLICA,
@@ -53,6 +53,7 @@ from ops.restore.staging import (
     Stage,
     analyze_stages,
     create_stages,
+    meta_tenant,
     regenerate_public_ids,
     remap_ids,
     rename_tenant,
@@ -97,14 +98,18 @@ def restore_tenant(settings: Settings, source: str | Path | None, tenant: str, *
                    report: Reporter = SILENT) -> TenantRestoreResult:
     """Replace the rows of the tenant `tenant` (a name or an id) with the backup's.
 
-    `source` is latest, a name in BACKUP_DIR or a path: a backup of that tenant, or a full
-    one. With `new_ids` the tenant is added instead, every id drawn fresh from this
-    database's sequences (nothing is replaced; `rename` if its name is taken).
+    `source` is latest (the newest backup that is not of another tenant), a name in
+    BACKUP_DIR or a path: a backup of that tenant, or a full one. With `new_ids` the tenant
+    is added instead, every id drawn fresh from this database's sequences (nothing is
+    replaced; `rename` if its name is taken).
     """
     started = time.monotonic()
     options = Options(safety_backup and not new_ids, allow_production, allow_schema_mismatch,
                       dry_run=dry_run)
-    path = resolve_backup(settings.backup_dir, None if source is None else str(source))
+    if source in (None, "", "latest"):
+        path = _latest_holding(settings.backup_dir, tenant)
+    else:
+        path = resolve_backup(settings.backup_dir, str(source))
     result = TenantRestoreResult(source=path, dry_run=dry_run, new_ids=new_ids,
                                  renamed_to=rename)
     report.line(f"🔄 Starting restore of tenant {tenant}...")
@@ -138,6 +143,16 @@ def restore_tenant(settings: Settings, source: str | Path | None, tenant: str, *
                     f"{result.total_inserted} inserted, the rest identical); other tenants "
                     "untouched")
     return result
+
+
+def _latest_holding(backup_dir: Path, ref: str) -> Path:
+    """The newest complete backup that may hold the tenant: a full one, or one of it."""
+    for found in list_backups(backup_dir, include_safety=False):
+        with contextlib.suppress(ValueError):  # a malformed one is not it
+            of = meta_tenant(read_meta(found.path))
+            if (of is None or pick_tenant([of], ref)) and looks_complete(found.path):
+                return found.path
+    return resolve_backup(backup_dir, "latest")  # none: its error lists what there is
 
 
 def _loaded_as(result: TenantRestoreResult) -> Tenant | None:
