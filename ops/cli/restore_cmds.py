@@ -54,8 +54,9 @@ def reset(
 @app.command()
 def restore(
     file: Annotated[str, typer.Argument(
-        help="`latest` (newest complete backup in BACKUP_DIR), a file name in BACKUP_DIR, "
-        "or a path (.json or .json.gz).")] = "latest",
+        help="`latest` (newest complete backup in BACKUP_DIR; with --tenant, the newest that "
+        "may hold the tenant), a file name in BACKUP_DIR, or a path (.json or .json.gz).")]
+    = "latest",
     no_safety_backup: Annotated[bool, typer.Option(
         "--no-safety-backup", help="Skip the pre-restore backup of the current data.")] = False,
     allow_schema_mismatch: Annotated[bool, typer.Option(
