@@ -113,6 +113,8 @@ def stage_backup(conn: psycopg.Connection, reader: BackupReader, scope: TenantSc
         stage.in_file = True
         first = next(section.rows, None)
         if first is None:
+            if stage.table is scope.root and tenant is None:
+                raise _not_in_backup(reader.path, ref, [])
             continue
         plan = plan_table(stage.table, first[2], line_no=first[1],
                           allow_schema_mismatch=options.allow_schema_mismatch,
@@ -160,12 +162,16 @@ def _pick(rows: list[Row], plan: TablePlan, scope: TenantScope, expected: Tenant
         return expected
     found = pick_tenant(listed, ref)
     if found is None:
-        raise NotFound(
-            f"backup {path.name} holds no tenant {ref!r} (it holds "
-            f"{summarize([str(t) for t in listed]) or 'no tenants'}); nothing was changed",
-            hint="Name the tenant by its exact name or id in that backup, or pick a backup "
-            f"made while it existed ({suggest('backups')} lists them).")
+        raise _not_in_backup(path, ref, listed)
     return found
+
+
+def _not_in_backup(path: Path, ref: str, listed: list[Tenant]) -> NotFound:
+    return NotFound(
+        f"backup {path.name} holds no tenant {ref!r} (it holds "
+        f"{summarize([str(t) for t in listed]) or 'no tenants'}); nothing was changed",
+        hint="Name the tenant by its exact name or id in that backup, or pick a backup "
+        f"made while it existed ({suggest('backups')} lists them).")
 
 
 def _key_getter(plan: TablePlan, columns: tuple[str, ...],
@@ -267,7 +273,7 @@ def remap_ids(conn: psycopg.Connection, scope: TenantScope, stages: dict[str, St
     References to rows outside the staged ones (shared rows) are kept as they are: the
     reference checks then require them to exist in this database.
     """
-    maps: dict[str, sql.Identifier] = {}
+    maps: dict[str, tuple[sql.Identifier, str]] = {}  # table -> (old -> new map, its key)
     for index, stage in enumerate(stages.values()):
         table = stage.table
         if len(table.primary_key) != 1:
@@ -289,7 +295,7 @@ def remap_ids(conn: psycopg.Connection, scope: TenantScope, stages: dict[str, St
             "AS new FROM (SELECT {pk} AS old FROM {stage} ORDER BY 1) o").format(
             map=ident, sequence=sql.Literal(sequence.as_string(conn)), pk=sql.Identifier(pk),
             stage=stage.ident))
-        maps[table.name] = ident
+        maps[table.name] = (ident, pk)
     for stage in stages.values():
         table = stage.table
         for column in stage.columns:
@@ -298,18 +304,21 @@ def remap_ids(conn: psycopg.Connection, scope: TenantScope, stages: dict[str, St
                 conn.execute(sql.SQL("UPDATE {stage} s SET {column} = m.new FROM {map} m "
                                      "WHERE s.{column} = m.old").format(
                     stage=stage.ident, column=sql.Identifier(column), map=mapping))
-    root = scope.root.name
-    return conn.execute(sql.SQL("SELECT new FROM {} WHERE old = %s").format(maps[root]),
-                        (tenant.id,)).fetchone()[0]
+    if scope.root.name not in maps:  # the tenants table draws no ids from a sequence
+        return tenant.id
+    return conn.execute(sql.SQL("SELECT new FROM {} WHERE old = %s").format(
+        maps[scope.root.name][0]), (tenant.id,)).fetchone()[0]
 
 
-def _map_of(table: Table, column: str, maps: dict[str, sql.Identifier]) -> sql.Identifier | None:
+def _map_of(table: Table, column: str,
+            maps: dict[str, tuple[sql.Identifier, str]]) -> sql.Identifier | None:
     """The old -> new id map a column's values follow: the referenced table's, for a
     foreign key to a remapped primary key, else the table's own for its primary key."""
     for fk in table.foreign_keys:
-        if fk.columns == (column,) and fk.ref_table in maps:
-            return maps[fk.ref_table]
-    return maps.get(table.name) if table.primary_key == (column,) else None
+        if fk.columns == (column,) and fk.ref_columns == (maps.get(fk.ref_table, (0, ""))[1],):
+            return maps[fk.ref_table][0]
+    own = maps.get(table.name)
+    return own[0] if own is not None and table.primary_key == (column,) else None
 
 
 def regenerate_public_ids(conn: psycopg.Connection, stages: dict[str, Stage],

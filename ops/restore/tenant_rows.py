@@ -140,10 +140,7 @@ def _references(scope: TenantScope) -> Iterator[tuple[Table, ForeignKey]]:
 def outside_references(scope: TenantScope) -> Iterator[tuple[Table, ForeignKey]]:
     """Foreign keys whose rows may be outside the tenant while the rows they reference are
     in it (every key but the one that places a table: that one never crosses tenants)."""
-    for table in scope.tables:
-        for fk in table.foreign_keys:
-            if not scope.places(table, fk):
-                yield table, fk
+    return ((table, fk) for table, fk in _references(scope) if not scope.places(table, fk))
 
 
 class Gone:
