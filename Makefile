@@ -131,7 +131,7 @@ need = @[ -n $(call quote,$($(1))) ] || { echo "❌ make $@ needs $(1)=... 💡 
 .PHONY: help compose-env venv test lint bench build up down logs dev docker-ready \
 	scheduler-up db-schedule \
 	docker-settings db-push db-generate \
-	db-check db-status db-backup db-backups db-verify db-prune db-reset db-restore \
+	db-check db-status db-backup db-backups db-verify db-prune db-reset db-restore db-copy \
 	db-seed-lookups db-seed-sample db-seed-demo db-seed db-seed-custom db-import-beads \
 	db-import-beads-api db-fresh db-studio db-shell
 
@@ -288,6 +288,9 @@ BACKUP_MOUNT = $(if $(HOST_BACKUP),-v "$(abspath $(BACKUP)):/restore/$(notdir $(
 
 db-restore: $(CLI_DEPS) ## Restore BACKUP=file (default: the latest backup) (restore)
 	@$(call tasklets,$(BACKUP_MOUNT)) restore $(BACKUP_ARG) $(ARGS)
+
+db-copy: $(CLI_DEPS) ## Copy one tenant into another database: ARGS="--tenant NAME --to URL" (copy)
+	@$(call tasklets) copy $(ARGS)
 
 db-seed-lookups: $(CLI_DEPS) ## Seed the SysTech tenant and the 18 reference tags (seed lookups)
 	@$(call tasklets) seed lookups $(ARGS)

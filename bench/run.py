@@ -225,6 +225,10 @@ def _run(bench: Bench, args: argparse.Namespace) -> dict:
         from bench.storage_bench import storage_cases
 
         cases += storage_cases(bench, rows, src, dst)
+    writes: dict = {}
+    if "tenant" in wanted:
+        found, writes = tenant_cases(bench, args)
+        cases += found
     rss: dict = {}
     if "baseline" in wanted:
         rss = rss_flatness(bench, args)
@@ -238,6 +242,7 @@ def _run(bench: Bench, args: argparse.Namespace) -> dict:
         "runs": args.runs,
         "cases": [c.summary() for c in cases],
         "rss_flatness": rss,
+        "other_tenant_writes": writes,
     }
 
 
@@ -330,6 +335,13 @@ def beads_cases(bench: Bench, args: argparse.Namespace) -> list[Case]:
     return cases_for(bench, args)
 
 
+def tenant_cases(bench: Bench, args: argparse.Namespace) -> tuple[list[Case], dict]:
+    """One tenant of about 10% of the rows restored alone, against a full restore."""
+    from bench.tenant_bench import tenant_cases as cases_for
+
+    return cases_for(bench, args)
+
+
 def rss_flatness(bench: Bench, args: argparse.Namespace) -> dict:
     out: dict[str, dict] = {}
     for label, scale in (("small", args.small_scale), ("large", args.large_scale)):
@@ -395,7 +407,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="generated beads issues to import (direct and via the API)")
     parser.add_argument("--random-seed", type=int, default=42,
                         help="seed of the generated data (same seed, same rows)")
-    parser.add_argument("--cases", default="backup,restore,reset,beads,storage,baseline",
+    parser.add_argument("--cases", default="backup,restore,reset,beads,storage,tenant,baseline",
                         help="comma-separated subset (restore needs backup's files)")
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR,
                         help="where the results JSON goes (default bench/results)")

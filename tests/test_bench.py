@@ -48,6 +48,15 @@ def test_bench_runs_every_comparison_and_writes_the_results_file(tmp_path: Path,
     for name in ("backup to S3 (moto, loopback)", "restore from S3 (moto, loopback)",
                  "backup --compress, age-encrypted"):
         assert cases[name]["ratio"] > 0, name
+    tenant = [case for name, case in cases.items() if name.startswith("restore --tenant")]
+    assert len(tenant) == 3
+    for case in tenant:  # each against the full restore
+        assert case["rows"] > 50 and case["ratio"] > 0
+        assert [side["label"] for side in case["theirs"]] == ["tasklets-db restore (every tenant)"]
+    writes = results["other_tenant_writes"]
+    # another tenant's writes never wait for the tenant restore's locks
+    assert writes["restore --tenant"]["waited"] == writes["restore --tenant"][
+        "lock_waits_seen"] == 0
     flat = results["rss_flatness"]
     assert flat["large"]["rows"] > flat["small"]["rows"] > 0
     assert flat["backup_peak_rss_mb_large_over_small"] > 0

@@ -20,7 +20,13 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
 from support.beads import make_systech, run_import
-from support.faults import ActAt, run_killed_at, wait_for_tool_backends_to_end
+from support.faults import (
+    ActAt,
+    check_unchanged,
+    fingerprint,
+    run_killed_at,
+    wait_for_tool_backends_to_end,
+)
 from support.restore import insert_sample, table_hashes
 
 from ops.backup.create import backup
@@ -30,19 +36,6 @@ from ops.dev.beads_fixtures import write_synthetic
 from ops.restore.apply import restore
 
 pytestmark = pytest.mark.faults
-
-def check_unchanged(ledger: list[dict], case: str, before: dict, after: dict) -> None:
-    """Record the fault in the session's ledger and assert the database is exactly as before
-    (no row lost)."""
-    lost = sum(max(0, before[t][0] - after.get(t, (0, ""))[0]) for t in before)
-    ledger.append({"case": case, "unchanged": after == before, "rows_lost": lost})
-    assert after == before, f"{case}: database changed"
-
-
-def fingerprint(url: str) -> dict:
-    with psycopg.connect(url) as conn:
-        return table_hashes(conn)
-
 
 # -- kill -9 ----------------------------------------------------------------------------
 

@@ -31,9 +31,9 @@ pytestmark = pytest.mark.skipif(not shutil.which("make"), reason="make is not in
 TARGETS = [
     "help", "up", "down", "logs", "build", "dev", "test", "bench", "lint", "db-push",
     "db-generate", "db-check", "db-status", "db-backup", "db-backups", "db-verify", "db-prune",
-    "db-reset", "db-restore", "db-seed-lookups", "db-seed-sample", "db-seed-demo", "db-seed",
-    "db-seed-custom", "db-import-beads", "db-import-beads-api", "db-fresh", "db-studio",
-    "db-shell",
+    "db-reset", "db-restore", "db-copy", "db-seed-lookups", "db-seed-sample", "db-seed-demo",
+    "db-seed", "db-seed-custom", "db-import-beads", "db-import-beads-api", "db-fresh",
+    "db-studio", "db-shell",
 ]
 
 
@@ -256,7 +256,7 @@ def test_up_run_local_names_the_database_with_its_password_masked(tmp_path: Path
 CLI_TARGETS = [
     ("db-push",), ("db-generate", "m=add color"), ("db-check",), ("db-status",),
     ("db-backup",), ("db-backups",), ("db-verify",), ("db-prune",), ("db-reset",),
-    ("db-restore",), ("db-seed-lookups",), ("db-seed-sample",), ("db-seed-demo",),
+    ("db-restore",), ("db-copy",), ("db-seed-lookups",), ("db-seed-sample",), ("db-seed-demo",),
     ("db-seed",), ("db-seed-custom", "NAME=example_support_rota"), ("db-import-beads",),
     ("db-import-beads-api",), ("db-fresh",),
 ]

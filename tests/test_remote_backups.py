@@ -16,6 +16,13 @@ import pytest
 from pyrage import x25519
 from support.restore import insert_sample, table_hashes
 from support.storage import Backend, child_env, start_server, use_server_env
+from support.tenants import (
+    GLOBEX,
+    SYSTECH,
+    change_both_tenants,
+    insert_two_tenants,
+    tenant_hashes,
+)
 
 from ops.backup.create import backup
 from ops.backup.encryption import AGE_MAGIC
@@ -25,8 +32,10 @@ from ops.backup.storage.base import open_store
 from ops.backup.verify import describe_backups, verify_backup
 from ops.core.config import PROJECT_ROOT, Settings
 from ops.core.errors import OpsError
+from ops.core.tenancy import Tenant
 from ops.restore.apply import restore
 from ops.restore.reset import reset
+from ops.restore.tenant import restore_tenant
 
 pytest_plugins = ["support.storage_servers"]
 
@@ -99,6 +108,26 @@ def test_encrypted_round_trip_in_every_store(db_url: str, conn, backend: Backend
     result = restore(settings, "latest")
     assert table_hashes(conn) == before
     assert result.safety_backup is not None and result.safety_backup.endswith(".json.gz.age")
+
+
+def test_tenant_backup_and_restore_encrypted_in_every_store(db_url: str, conn,
+                                                             backend: Backend, keys):
+    public, identity = keys
+    insert_two_tenants(conn)
+    settings = remote_settings(db_url, backend, backup_encrypt_to=public,
+                               backup_identity_file=identity)
+    made = backup(settings, compress=True, tenant="Globex")
+    assert made.name.endswith(".json.gz.age") and made.tenant == Tenant(GLOBEX, "Globex")
+    globex = tenant_hashes(conn, GLOBEX)
+    change_both_tenants(conn)
+    systech = tenant_hashes(conn, SYSTECH)
+
+    result = restore_tenant(settings, "latest", "Globex")
+
+    assert tenant_hashes(conn, GLOBEX) == globex
+    assert tenant_hashes(conn, SYSTECH) == systech
+    assert result.safety_backup is not None and result.safety_backup.endswith(".json.gz.age")
+    assert result.safety_backup.startswith(backend.location.rstrip("/"))
 
 
 def test_the_age_cli_decrypts_our_backup(settings: Settings, conn, keys, age_cli: str):

@@ -234,8 +234,8 @@ import ops.backup.create as create
 
 original = create._stream_table
 
-def paused(conn, table, write, advance):
-    done = original(conn, table, write, advance)
+def paused(conn, table, write, advance, *args, **kwargs):
+    done = original(conn, table, write, advance, *args, **kwargs)
     if table.name == "clients":  # some tables are in the file, the rest are not
         print("MID-BACKUP", flush=True)
         time.sleep(120)

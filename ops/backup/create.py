@@ -63,6 +63,7 @@ from ops.core.defaults import DEFAULT_JOBS
 from ops.core.errors import OpsError, UsageError
 from ops.core.limits import summarize
 from ops.core.output import SILENT, Reporter, human_size, no_progress
+from ops.core.tenancy import Tenant, tenant_scope
 
 TOOL_NAME = "tasklets-ops"
 PARALLEL_MIN_BYTES = 64 << 20  # below this, extra connections cost more than they save
@@ -95,31 +96,38 @@ class BackupResult:
     total_rows: int = 0
     size_bytes: int = 0
     timestamp: str = ""
+    tenant: Tenant | None = None  # a backup of this tenant's rows only
 
 
 def backup(settings: Settings, *, output: str | Path | None = None, compress: bool = False,
            encrypt_to: str | None = None, tables: list[str] | None = None,
-           exclude: list[str] | None = None, jobs: int | None = None,
-           report: Reporter = SILENT, lock: bool = True) -> BackupResult:
+           exclude: list[str] | None = None, tenant: str | None = None,
+           jobs: int | None = None, report: Reporter = SILENT,
+           lock: bool = True) -> BackupResult:
     """Back up the database of `settings` from one REPEATABLE READ, READ ONLY snapshot.
 
     Into BACKUP_DIR (a directory or a bucket), or `output` (a file or directory path, or an
     object URL). `encrypt_to` (default BACKUP_ENCRYPT_TO) lists age recipients. With jobs > 1
     a large database is read over that many connections sharing the snapshot (default
     BACKUP_JOBS, else 2 into a directory and 1 into a bucket: several streams spool tables
-    to local temp files, which a bucket backup otherwise never needs).
+    to local temp files, which a bucket backup otherwise never needs). `tenant` (a name or
+    an id) backs up that tenant's rows only, of every table.
 
     One backup of a database at a time: this one waits for a backup that is running (`lock`
     False: the caller holds the backup lock already, see ops.backup.lock).
     """
+    if tenant is not None and (tables or exclude):
+        raise UsageError("--tenant backs up one tenant's rows of every table; it does not "
+                         "combine with --tables or --exclude-tables")
     with backup_lock(settings, report=report) if lock else nullcontext():
         return _backup(settings, output=output, compress=compress, encrypt_to=encrypt_to,
-                       tables=tables, exclude=exclude, jobs=jobs, report=report)
+                       tables=tables, exclude=exclude, tenant=tenant, jobs=jobs,
+                       report=report)
 
 
 def _backup(settings: Settings, *, output: str | Path | None, compress: bool,
             encrypt_to: str | None, tables: list[str] | None, exclude: list[str] | None,
-            jobs: int | None, report: Reporter) -> BackupResult:
+            tenant: str | None, jobs: int | None, report: Reporter) -> BackupResult:
     recipients = recipients_for(settings, encrypt_to)
     report.line("🔄 Starting database backup...")
     moment = utc_now()
@@ -132,9 +140,13 @@ def _backup(settings: Settings, *, output: str | Path | None, compress: bool,
     with connection(settings) as conn:
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         conn.read_only = True
+        found = None
+        if tenant is not None:  # looked up in the backup's own snapshot
+            found = tenant_scope(discover_tables(conn)).find(conn, tenant)
+            report.line(f"🏢 Tenant: {found} — only its rows are backed up")
         result = write_backup(conn, ref, compress=compress, recipients=recipients,
-                              tables=tables, exclude=exclude, report=report, moment=moment,
-                              jobs=jobs,
+                              tables=tables, exclude=exclude, tenant=found, report=report,
+                              moment=moment, jobs=jobs,
                               open_connection=lambda: connect(settings, autocommit=True),
                               default_name=default_name)
         conn.rollback()
@@ -172,6 +184,7 @@ def backup_target(backup_dir: Location, output: str | Path | None, moment: datet
 def write_backup(conn: psycopg.Connection, target: Source, *, compress: bool = False,
                  recipients: Sequence[Any] = (),
                  tables: list[str] | None = None, exclude: list[str] | None = None,
+                 tenant: Tenant | None = None, lock_rows: bool = False,
                  report: Reporter = SILENT, moment: datetime | None = None, jobs: int = 1,
                  open_connection: Callable[[], psycopg.Connection] | None = None,
                  default_name: bool = False) -> BackupResult:
@@ -183,14 +196,17 @@ def write_backup(conn: psycopg.Connection, target: Source, *, compress: bool = F
     never over anything (a `default_name` that was taken meanwhile moves on to the next
     millisecond's name where the store allows); on any failure nothing is left and OpsError
     raised. `open_connection` (autocommit connections to the same database) enables `jobs`
-    streams.
+    streams. `tenant` takes only that tenant's rows (meta records it); `lock_rows` locks
+    them FOR UPDATE as they are read, so that a caller about to replace them (a tenant
+    restore's safety backup) saves exactly what it replaces.
     """
     moment = moment or utc_now()
     ref = as_ref(target)
     result = BackupResult(location=str(ref), name=ref.name, path=ref.path, compressed=compress,
-                          encrypted=bool(recipients), timestamp=iso_timestamp(moment))
-    args = (result, ref, recipients, tables, exclude, report, jobs, open_connection,
-            default_name)
+                          encrypted=bool(recipients), timestamp=iso_timestamp(moment),
+                          tenant=tenant)
+    args = (result, ref, recipients, tables, exclude, lock_rows, report, jobs,
+            open_connection, default_name)
     if conn.autocommit:  # one snapshot per statement would not be consistent: open one
         with conn.transaction():
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
@@ -200,11 +216,14 @@ def write_backup(conn: psycopg.Connection, target: Source, *, compress: bool = F
 
 def _write(conn: psycopg.Connection, result: BackupResult, ref: BackupRef,
            recipients: Sequence[Any], only: list[str] | None, exclude: list[str] | None,
-           report: Reporter, jobs: int, open_connection: Callable[[], psycopg.Connection] | None,
+           lock_rows: bool, report: Reporter, jobs: int,
+           open_connection: Callable[[], psycopg.Connection] | None,
            default_name: bool) -> BackupResult:
     for name, value in SESSION_SETTINGS.items():
         conn.execute("SELECT set_config(%s, %s, true)", (name, value))
-    chosen = select_tables(discover_tables(conn), only, exclude)
+    discovered = discover_tables(conn)
+    chosen = select_tables(discovered, only, exclude)
+    sources = tenant_rows(discovered, result.tenant, lock=lock_rows) if result.tenant else {}
     conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS SHARE MODE").format(  # no DDL under our feet
         sql.SQL(", ").join(t.ident for t in chosen)))
     stats = table_stats(conn, chosen)
@@ -223,6 +242,7 @@ def _write(conn: psycopg.Connection, result: BackupResult, ref: BackupRef,
         if only or exclude else None,
         "compressed": result.compressed,
         "jsonText": {t.name: keys for t in chosen if (keys := json_text_keys(t))},
+        "tenant": result.tenant.as_meta() if result.tenant else None,
     }
     current = chosen[0].name
     parts: PartStreams | None = None
@@ -233,7 +253,8 @@ def _write(conn: psycopg.Connection, result: BackupResult, ref: BackupRef,
             try:
                 out.write(header_line(result.timestamp))
                 if jobs > 1 and open_connection is not None:
-                    parts = _start_streams(conn, chosen, stats, jobs, open_connection, out)
+                    parts = _start_streams(conn, chosen, stats, jobs, open_connection, out,
+                                           sources)
                 for index, table in enumerate(chosen):
                     current = table.name
                     out.write(table_open_line(table.name))
@@ -244,7 +265,8 @@ def _write(conn: psycopg.Connection, result: BackupResult, ref: BackupRef,
                     else:
                         estimate = stats[table.name].rows_estimate
                         with _progress(report, table.name, estimate) as advance:
-                            rows, digest = _stream_table(conn, table, out.write, advance)
+                            rows, digest = _stream_table(conn, table, out.write, advance,
+                                                         sources.get(table.name))
                     out.write(table_close_line(last=index == len(chosen) - 1))
                     result.tables[table.name] = rows
                     result.sha256[table.name] = digest
@@ -277,7 +299,7 @@ def _write(conn: psycopg.Connection, result: BackupResult, ref: BackupRef,
 def _start_streams(conn: psycopg.Connection, chosen: list[Table],
                    stats: dict[str, TableStats], jobs: int,
                    open_connection: Callable[[], psycopg.Connection],
-                   out: BackupWriter) -> PartStreams | None:
+                   out: BackupWriter, sources: dict[str, sql.Composable]) -> PartStreams | None:
     """Stream every table over `jobs` connections sharing this transaction's snapshot (None:
     the database is too small for that to pay)."""
     sizes = {name: stat.bytes for name, stat in stats.items()}
@@ -286,7 +308,8 @@ def _start_streams(conn: psycopg.Connection, chosen: list[Table],
     snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
     return stream_parts(open_connection, snapshot, chosen, sizes, jobs, out.part, out.compress,
                         SESSION_SETTINGS,
-                        lambda c, t, write: _stream_table(c, t, write, no_progress))
+                        lambda c, t, write: _stream_table(c, t, write, no_progress,
+                                                          sources.get(t.name)))
 
 
 def select_tables(discovered: list[Table], only: list[str] | None,
@@ -305,21 +328,36 @@ def select_tables(discovered: list[Table], only: list[str] | None,
     return chosen
 
 
-def copy_query(table: Table) -> sql.Composed:
+def tenant_rows(tables: list[Table], tenant: Tenant, *, lock: bool = False
+                ) -> dict[str, sql.Composable]:
+    """Per table, the FROM item holding only the tenant's rows (`copy_query`'s `source`)."""
+    scope = tenant_scope(tables)
+    sources: dict[str, sql.Composable] = {}
+    for table in tables:
+        rows = sql.SQL("SELECT * FROM {} x WHERE {}").format(
+            table.ident, scope.rows(table.name, tenant.id, "x"))
+        if lock:
+            rows = sql.SQL("{} FOR UPDATE").format(rows)
+        sources[table.name] = sql.SQL("({}) x").format(rows)
+    return sources
+
+
+def copy_query(table: Table, source: sql.Composable | None = None) -> sql.Composed:
     """COPY of one JSON object per row, keys renamed, in primary-key order.
 
     `r.*` names the whole row even when a column is called `r`. Tables without a primary key
     are ordered by their JSON text, which is stable for unchanged data. BINARY format hands us
     the JSON text as is: no COPY text escaping to undo. A `json` column (unlike jsonb, it
     keeps its input text: spacing, key order, duplicate keys) is written as that text, in a
-    JSON string, so a restore gives back the very same text.
+    JSON string, so a restore gives back the very same text. `source` (a FROM item with the
+    table's columns) selects the rows; by default, all of them.
     """
     keys = column_keys(table.column_names)
     select = sql.SQL(", ").join(
         sql.SQL("{} AS {}").format(_as_written(column), sql.Identifier(keys[column.name]))
         for column in table.columns)
     rows = sql.SQL("SELECT {} AS j FROM (SELECT {} FROM {}) r").format(
-        _row_json(table, keys), select, table.ident)
+        _row_json(table, keys), select, source or table.ident)
     if table.primary_key:
         order = sql.SQL(", ").join(sql.SQL("r.{}").format(sql.Identifier(keys[c]))
                                    for c in table.primary_key)
@@ -380,7 +418,8 @@ _ONE_FIELD = b"\x00\x01"
 
 
 def _stream_table(conn: psycopg.Connection, table: Table, write: Callable[[bytes], None],
-                  advance: Callable[[int], None]) -> tuple[int, str]:
+                  advance: Callable[[int], None],
+                  source: sql.Composable | None = None) -> tuple[int, str]:
     """Copy one table's rows into the file, ~1 MB at a time; returns (rows, sha256 hex)."""
     digest = hashlib.sha256()
     rows = 0
@@ -400,7 +439,7 @@ def _stream_table(conn: psycopg.Connection, table: Table, write: Callable[[bytes
         pending.clear()
         pending_bytes = 0
 
-    with conn.cursor().copy(copy_query(table)) as copy:
+    with conn.cursor().copy(copy_query(table, source)) as copy:
         header = True
         for data in copy:  # PostgreSQL sends one row per message
             if header:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import gzip
 import re
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -219,14 +220,17 @@ def _size(ref: BackupRef) -> int:
     return next((o.size for o in ref.store.list() if o.name == ref.name), 0)
 
 
-def latest_complete_backup(location: Location, *,
-                           include_safety: bool = False) -> BackupFile | None:
-    """The newest backup that `looks_complete` and has not failed verification (a `.bad`
-    verdict beside it, see ops.backup.verdicts): what `restore latest` restores."""
+def latest_complete_backup(location: Location, *, include_safety: bool = False,
+                           accept: Callable[[BackupFile], bool] = lambda _: True,
+                           ) -> BackupFile | None:
+    """The newest backup that `looks_complete`, has not failed verification (a `.bad`
+    verdict beside it, see ops.backup.verdicts) and that `accept` takes: what `restore
+    latest` restores."""
     store = as_store(location)
     bad = {o.name.removesuffix(".bad") for o in store.list() if o.name.endswith(".bad")}
     for candidate in list_backups(store, include_safety=include_safety):
-        if candidate.name not in bad and looks_complete(candidate.ref):
+        if (candidate.name not in bad and accept(candidate)
+                and looks_complete(candidate.ref, size=candidate.size)):
             return candidate
     return None
 

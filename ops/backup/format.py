@@ -37,7 +37,8 @@ rows keyed by camelCase field names) and laid out so a reader can stream it line
   toolVersion, alembicRevision, database (name only), serverVersion, tables (ordered list),
   columns {table: [column, ...]}, rowCounts {table: n}, sha256 {table: hex}, totalRows,
   partial (null, or {"tables": [...], "excludeTables": [...]} as given), compressed,
-  jsonText {table: [key, ...]}.
+  jsonText {table: [key, ...]}, tenant (null, or {"id": n, "name": "..."} for a backup of
+  that tenant's rows only: every table, only the rows `ops.core.tenancy` places in it).
 - A table's sha256 is over each row line's UTF-8 bytes (without the separating comma) followed
   by b"\\n", in file order: `verify` recomputes it without parsing rows.
 - Files we did not write (the seed tool's, or re-indented ones) are still valid JSON; readers
@@ -173,6 +174,14 @@ def describe_partial(meta: dict | None) -> str | None:
     only = [str(t) for t in partial.get("tables") or []]
     without = [str(t) for t in partial.get("excludeTables") or []]
     return f"only {summarize(only)}" if only else f"without {summarize(without)}"
+
+
+def describe_tenant(meta: dict | None) -> str | None:
+    """`Acme (id 2)` for a backup of one tenant, from its meta; None for any other backup."""
+    tenant = (meta or {}).get("tenant")
+    if not isinstance(tenant, dict):
+        return None
+    return f"{tenant.get('name')} (id {tenant.get('id')})"
 
 
 # --- reading meta from the tail, without streaming the whole file -------------------------

@@ -21,7 +21,7 @@ from ops.backup.files import (
     looks_complete,
     read_meta,
 )
-from ops.backup.format import JSON_NULL_KEY, column_keys, describe_partial
+from ops.backup.format import JSON_NULL_KEY, column_keys, describe_partial, describe_tenant
 from ops.backup.reader import LINES, BackupReader, FileProblem, Section
 from ops.core.errors import BadBackup
 from ops.core.limits import summarize
@@ -142,6 +142,7 @@ class ListedBackup:
     status: str  # verified | complete | incomplete | BAD: <problem>
     problem: str | None = None
     partial: str | None = None  # "tables: a, b" / "without: c" for --tables/--exclude backups
+    tenant: str | None = None  # "Acme (id 2)" for a backup of one tenant
 
 
 def describe_backups(location: Location, *, full_verify: bool = False,
@@ -178,6 +179,6 @@ def _describe(found: BackupFile, full_verify: bool, identities: Sequence[Any]) -
         size_bytes=found.size, compressed=found.compressed, encrypted=found.encrypted,
         safety=found.safety,
         rows=rows if isinstance(rows, int) else None, status=status, problem=problem,
-        partial=describe_partial(meta),
+        partial=describe_partial(meta), tenant=describe_tenant(meta),
     )
 

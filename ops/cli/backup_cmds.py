@@ -46,6 +46,9 @@ def backup(
         "--tables", help="Only these tables (comma-separated); recorded in meta.")] = None,
     exclude_tables: Annotated[str | None, typer.Option(
         "--exclude-tables", help="Every table but these (comma-separated).")] = None,
+    tenant: Annotated[str | None, typer.Option(
+        "--tenant", help="Only this tenant's rows (a name or an id), of every table; "
+        "recorded in meta.")] = None,
     jobs: Annotated[int | None, typer.Option(
         "--jobs", "-j", min=1, show_default=False,
         help="Connections reading in parallel from the same snapshot (used for databases "
@@ -65,7 +68,8 @@ def backup(
         result = backup_database(cfg, output=output,
                                  compress=cfg.backup_compress if compress is None else compress,
                                  encrypt_to=encrypt_to, tables=_names(tables),
-                                 exclude=_names(exclude_tables), jobs=jobs,
+                                 exclude=_names(exclude_tables), tenant=tenant,
+                                 jobs=jobs,
                                  report=reporter(as_json))
         record(result)
     if as_json:
@@ -114,8 +118,9 @@ def backups(
         mark = "✅" if b.status.startswith(("verified", "complete")) else \
             "🔒" if b.status.startswith("encrypted") else "❌"
         partial = f", PARTIAL: {b.partial}" if b.partial else ""
+        tenant = f", tenant {b.tenant}" if b.tenant else ""
         out.line(f"{mark} {b.name:<{width}}  {human_size(b.size_bytes):>10}  {rows:>14}  "
-                 f"{b.status}{partial}{' — ' + b.problem if b.problem else ''}")
+                 f"{b.status}{partial}{tenant}{' — ' + b.problem if b.problem else ''}")
     partials = leftover_partials(cfg.backup_dir)
     if partials:
         out.line(f"ℹ️  {len(partials)} unfinished upload(s) ({partials[0].name}, ...): a "

@@ -1,4 +1,4 @@
-"""Destructive commands: reset, restore."""
+"""Destructive commands: reset, restore, copy (each for the whole database or one tenant)."""
 
 from __future__ import annotations
 
@@ -7,25 +7,46 @@ from typing import Annotated
 import typer
 
 from ops.cli.app import JsonOption, app, reporter, settings
+from ops.core.errors import UsageError
 from ops.core.output import print_json
 
 AllowProduction = Annotated[bool, typer.Option(
     "--allow-production", help="Allow a production target (APP_ENV or the database's marker).")]
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Show what would happen; change nothing.")]
+Rename = Annotated[str | None, typer.Option(
+    "--rename", help="Load the tenant under this name (its name is taken, or you want another).")]
+
+
+def _tenant_option(what: str) -> typer.models.OptionInfo:
+    return typer.Option("--tenant", help=f"{what} one tenant only (a name or an id); every "
+                        "other tenant stays exactly as it is.")
 
 
 @app.command()
 def reset(
     confirm: Annotated[bool, typer.Option("--confirm", help="Really delete all data.")] = False,
+    tenant: Annotated[str | None, _tenant_option("Empty")] = None,
+    keep_tenant: Annotated[bool, typer.Option(
+        "--keep-tenant", help="With --tenant: keep the tenant's own row (emptied, not removed).")]
+    = False,
     dry_run: DryRun = False,
     allow_production: AllowProduction = False,
     as_json: JsonOption = False,
 ) -> None:
     """Empty every table (identities restarted) in one transaction; the schema stays."""
-    from ops.restore.reset import reset as reset_database
+    if tenant is None:
+        if keep_tenant:
+            raise UsageError("--keep-tenant goes with --tenant")
+        from ops.restore.reset import reset as reset_database
 
-    result = reset_database(settings(), confirm=confirm, dry_run=dry_run,
-                            allow_production=allow_production, report=reporter(as_json))
+        result = reset_database(settings(), confirm=confirm, dry_run=dry_run,
+                                allow_production=allow_production, report=reporter(as_json))
+    else:
+        from ops.restore.tenant import reset_tenant
+
+        result = reset_tenant(settings(), tenant, confirm=confirm, keep_tenant=keep_tenant,
+                              dry_run=dry_run, allow_production=allow_production,
+                              report=reporter(as_json))
     if as_json:
         print_json(result)
 
@@ -33,8 +54,9 @@ def reset(
 @app.command()
 def restore(
     file: Annotated[str, typer.Argument(
-        help="`latest` (newest complete backup in BACKUP_DIR), a name in BACKUP_DIR, a path "
-        "or an object URL (.json, .json.gz, either with .age).")] = "latest",
+        help="`latest` (newest complete backup in BACKUP_DIR; with --tenant, the newest that "
+        "may hold the tenant), a name in BACKUP_DIR, a path or an object URL (.json, "
+        ".json.gz, either with .age).")] = "latest",
     identity: Annotated[str | None, typer.Option(
         "--identity", show_default=False, help="The age identity file (or ssh private key) "
         "that decrypts an encrypted backup. Default: BACKUP_IDENTITY_FILE.")] = None,
@@ -48,17 +70,58 @@ def restore(
         "--only-listed-tables",
         help="Leave tables the backup does not contain untouched (default: emptied).")]
     = False,
+    tenant: Annotated[str | None, _tenant_option("Replace")] = None,
+    new_ids: Annotated[bool, typer.Option(
+        "--new-ids", help="With --tenant: add the tenant under fresh ids instead of replacing "
+        "it (e.g. into another database).")] = False,
+    rename: Rename = None,
     dry_run: DryRun = False,
     allow_production: AllowProduction = False,
     as_json: JsonOption = False,
 ) -> None:
     """Replace all data with a backup's, atomically (a safety backup is taken first)."""
-    from ops.restore.apply import restore as restore_database
+    if tenant is None:
+        if new_ids or rename is not None:
+            raise UsageError("--new-ids and --rename go with --tenant")
+        from ops.restore.apply import restore as restore_database
 
-    result = restore_database(
-        settings(), file, identity=identity, safety_backup=not no_safety_backup,
-        allow_production=allow_production,
-        allow_schema_mismatch=allow_schema_mismatch, only_listed_tables=only_listed_tables,
-        dry_run=dry_run, report=reporter(as_json))
+        result = restore_database(
+            settings(), file, identity=identity, safety_backup=not no_safety_backup,
+            allow_production=allow_production, allow_schema_mismatch=allow_schema_mismatch,
+            only_listed_tables=only_listed_tables, dry_run=dry_run, report=reporter(as_json))
+    else:
+        if only_listed_tables:
+            raise UsageError("--only-listed-tables does not apply to --tenant (a tenant "
+                             "restore replaces that tenant's rows of every table)")
+        from ops.restore.tenant import restore_tenant
+
+        result = restore_tenant(
+            settings(), file, tenant, identity=identity, new_ids=new_ids, rename=rename,
+            safety_backup=not no_safety_backup, allow_production=allow_production,
+            allow_schema_mismatch=allow_schema_mismatch, dry_run=dry_run,
+            report=reporter(as_json))
+    if as_json:
+        print_json(result)
+
+
+@app.command()
+def copy(
+    tenant: Annotated[str, typer.Option(
+        "--tenant", help="The tenant to copy (a name or an id in this database).")],
+    to: Annotated[str, typer.Option(
+        "--to", help="The database to copy it into (postgresql://... URL or libpq string).")],
+    rename: Rename = None,
+    dry_run: DryRun = False,
+    allow_production: Annotated[bool, typer.Option(
+        "--allow-production", help="Allow a target whose environment marker says production.")]
+    = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Copy one tenant into another database under fresh ids (this one is only read)."""
+    from ops.restore.tenant import copy_tenant
+
+    result = copy_tenant(settings(), tenant, to, rename=rename,
+                         allow_production=allow_production, dry_run=dry_run,
+                         report=reporter(as_json))
     if as_json:
         print_json(result)

@@ -58,6 +58,9 @@ class Table:
     columns: tuple[Column, ...]
     primary_key: tuple[str, ...]
     foreign_keys: tuple[ForeignKey, ...] = field(default=())
+    # Column sets of the unique constraints and plain-column unique indexes (not the primary
+    # key; partial and expression indexes are left out): what a copied row may collide on.
+    unique_keys: tuple[tuple[str, ...], ...] = field(default=())
 
     @property
     def ident(self) -> sql.Composed:
@@ -99,6 +102,19 @@ WHERE n.nspname = %(schema)s AND con.contype IN ('p', 'f')
 ORDER BY c.relname, con.conname
 """
 
+_UNIQUE_SQL = """
+SELECT c.relname,
+       ARRAY(SELECT a.attname FROM unnest(i.indkey::int2[]) WITH ORDINALITY k(n, o)
+             JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.n
+             WHERE k.o <= i.indnkeyatts ORDER BY k.o)
+FROM pg_index i
+JOIN pg_class c ON c.oid = i.indrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = %(schema)s AND i.indisunique AND NOT i.indisprimary
+  AND i.indpred IS NULL AND i.indexprs IS NULL
+ORDER BY c.relname, 2
+"""
+
 
 def discover_tables(conn: psycopg.Connection, schema: str = APP_SCHEMA) -> list[Table]:
     """Every app table, in foreign-key dependency order (then by name)."""
@@ -124,8 +140,13 @@ def discover_tables(conn: psycopg.Connection, schema: str = APP_SCHEMA) -> list[
             fks.setdefault(table, []).append(
                 ForeignKey(name, tuple(cols), ref_table, tuple(ref_cols), deferrable)
             )
+    uniques: dict[str, list[tuple[str, ...]]] = {}
+    for table, cols in conn.execute(_UNIQUE_SQL, {"schema": schema}):
+        if table in columns:
+            uniques.setdefault(table, []).append(tuple(cols))
     tables = {
-        name: Table(name, tuple(cols), pks.get(name, ()), tuple(fks.get(name, ())))
+        name: Table(name, tuple(cols), pks.get(name, ()), tuple(fks.get(name, ())),
+                    tuple(uniques.get(name, ())))
         for name, cols in columns.items()
     }
     return dependency_order(tables)

@@ -104,6 +104,7 @@ _MAKE_COMMANDS: dict[tuple[str, ...], tuple[str, dict[str, str], str | None]] = 
     ("prune",): ("db-prune", {}, None),
     ("reset",): ("db-reset", {"--confirm": "CONFIRM=yes"}, None),
     ("restore",): ("db-restore", {}, "BACKUP"),
+    ("copy",): ("db-copy", {}, None),
     ("seed", "lookups"): ("db-seed-lookups", {}, None),
     ("seed", "sample"): ("db-seed-sample", {}, None),
     ("seed", "run"): ("db-seed-custom", {}, "NAME"),

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from psycopg import sql
 from ops.backup.create import write_backup
 from ops.backup.encryption import identities_for, recipients_for
 from ops.backup.files import SAFETY_PREFIX, BackupRef, as_store, backup_filename, utc_now
-from ops.backup.format import column_keys, describe_partial
+from ops.backup.format import column_keys, describe_partial, describe_tenant
 from ops.backup.reader import BackupReader, Section, resolve_backup, table_names
 from ops.core.catalog import (
     Table,
@@ -35,9 +36,10 @@ from ops.core.catalog import (
 )
 from ops.core.config import Settings
 from ops.core.db import connect, first_line, is_superuser
-from ops.core.errors import OpsError
+from ops.core.errors import OpsError, UsageError
 from ops.core.guard import refuse_production
 from ops.core.output import SILENT, Reporter, suggest
+from ops.core.tenancy import Tenant
 from ops.restore.checks import reset_sequences, validate_foreign_keys
 from ops.restore.plan import TablePlan, plan_table, row_label
 
@@ -183,7 +185,7 @@ def _restore(conn: psycopg.Connection, settings: Settings, reader: BackupReader,
     try:
         _lock(conn, tables)
         if options.safety_backup:
-            safety = _safety_backup(conn, settings, report)
+            safety = write_safety_backup(conn, settings, report)
             result.safety_backup = str(safety)
         report.line("⚙️  Disabling foreign key checks...")
         if result.fk_mode == REPLICA:
@@ -196,7 +198,7 @@ def _restore(conn: psycopg.Connection, settings: Settings, reader: BackupReader,
         for section in reader.sections():
             table = by_name.get(section.name)
             if table is None:
-                _unknown_table(section, result, options, report)
+                skip_unknown_table(section, result, options, report)
                 continue
             count = _load_table(conn, table, section, result, options, report,
                                 freeze=frozen)
@@ -224,7 +226,7 @@ def _restore(conn: psycopg.Connection, settings: Settings, reader: BackupReader,
             with contextlib.suppress(OpsError):  # the data it holds is still in the database
                 safety.delete()
         if isinstance(exc, psycopg.Error):
-            raise _database_error(exc, committing) from None
+            raise database_error(exc, committing) from None
         raise
 
 
@@ -234,18 +236,20 @@ def _lock(conn: psycopg.Connection, tables: list[Table]) -> None:
     conn.execute("SET LOCAL statement_timeout = 0")
 
 
-def _safety_backup(conn: psycopg.Connection, settings: Settings,
-                   report: Reporter) -> BackupRef:
-    """The data about to be replaced, as a backup in BACKUP_DIR (encrypted like any other
-    backup when BACKUP_ENCRYPT_TO is set: it holds the same personal data)."""
+def write_safety_backup(conn: psycopg.Connection, settings: Settings, report: Reporter,
+                        tenant: Tenant | None = None) -> BackupRef:
+    """A pre-restore backup of the data about to be replaced (of `tenant`'s rows only, locked
+    FOR UPDATE as they are read, for a tenant restore), in the caller's transaction, in
+    BACKUP_DIR. Encrypted like any other backup when BACKUP_ENCRYPT_TO is set: it holds the
+    same personal data."""
     recipients = recipients_for(settings)
     store = as_store(settings.backup_dir)
     name = backup_filename(utc_now(), compressed=True, encrypted=bool(recipients),
                            prefix=SAFETY_PREFIX)
     written = write_backup(conn, BackupRef(store, name), compress=True, recipients=recipients,
-                           default_name=True)
-    report.line(f"💾 Safety backup of the current data: {written.location} "
-                f"({written.total_rows} rows)")
+                           default_name=True, tenant=tenant, lock_rows=tenant is not None)
+    what = f"tenant {tenant}'s current rows" if tenant else "the current data"
+    report.line(f"💾 Safety backup of {what}: {written.location} ({written.total_rows} rows)")
     return BackupRef(store, written.name)
 
 
@@ -278,8 +282,16 @@ def _clear(conn: psycopg.Connection, tables: list[Table], targets: list[Table],
 
 
 def _check_before_locking(meta: dict, tables: list[Table], options: Options) -> None:
-    """Refuse, before any table is locked, what meta already shows cannot be restored: tables
-    and columns the database lacks (the rows would be refused one by one later)."""
+    """Refuse, before any table is locked, what meta already shows cannot be restored: a
+    backup of one tenant (a full restore would empty every other tenant), tables and columns
+    the database lacks (the rows would be refused one by one later)."""
+    tenant = describe_tenant(meta)
+    if tenant is not None:
+        alone = suggest(f"restore FILE --tenant {meta['tenant'].get('id')}")
+        raise UsageError(
+            f"this is a backup of one tenant, {tenant}: restoring it in full would empty "
+            "every other tenant; nothing was changed",
+            hint=f"Restore that tenant alone ({alone}), or pick a full backup.")
     if options.allow_schema_mismatch:
         return
     by_name = {t.name: t for t in tables}
@@ -302,8 +314,8 @@ def _unknown_table_error(name: str) -> OpsError:
         "--allow-schema-mismatch to skip tables the database does not have.")
 
 
-def _unknown_table(section: Section, result: RestoreResult, options: Options,
-                   report: Reporter) -> None:
+def skip_unknown_table(section: Section, result: RestoreResult, options: Options,
+                       report: Reporter) -> None:
     if not options.allow_schema_mismatch:
         raise _unknown_table_error(section.name)
     section.drain()
@@ -328,7 +340,7 @@ def _load_table(conn: psycopg.Connection, table: Table, section: Section,
     plan = plan_table(table, value, line_no=line_no,
                       allow_schema_mismatch=options.allow_schema_mismatch,
                       json_text=section.json_text)
-    _note_columns(plan, result, report)
+    note_columns(plan, result, report)
     statement = sql.SQL("COPY {} ({}) FROM STDIN{}").format(
         table.ident, sql.SQL(", ").join(sql.Identifier(c) for c in plan.columns),
         sql.SQL(" (FREEZE)") if freeze else sql.SQL(""))
@@ -346,11 +358,11 @@ def _load_table(conn: psycopg.Connection, table: Table, section: Section,
     except psycopg.OperationalError:
         raise
     except psycopg.Error as exc:
-        raise _copy_error(exc, plan, section, row_no, line_no) from None
+        raise copy_error(exc, plan, section, row_no, line_no) from None
     return section.count
 
 
-def _note_columns(plan: TablePlan, result: RestoreResult, report: Reporter) -> None:
+def note_columns(plan: TablePlan, result: RestoreResult, report: Reporter) -> None:
     name = plan.table.name
     for key in plan.dropped:
         result.dropped_columns.append(f"{name}.{key}")
@@ -363,9 +375,13 @@ def _note_columns(plan: TablePlan, result: RestoreResult, report: Reporter) -> N
 _COPY_CONTEXT = re.compile(r"COPY [^,]+, line (\d+)(?:, column ([^:]+))?")
 
 
-def _copy_error(exc: psycopg.Error, plan: TablePlan, section: Section, row_no: int,
-                line_no: int | None) -> OpsError:
-    """A COPY failure as one line naming the row: the server's CONTEXT knows which."""
+def copy_error(exc: psycopg.Error, plan: TablePlan, section: Section, row_no: int,
+               line_no: int | None, line_of: Callable[[int], int | None] | None = None
+               ) -> OpsError:
+    """A COPY failure as one line naming the row: the server's CONTEXT knows which.
+
+    `line_of` maps the n-th row sent to its file line when not every row of the section was
+    sent (a tenant's rows only)."""
     diag = exc.diag
     column = None
     if diag.sqlstate:  # from the server: its line number is the row number in this table
@@ -373,7 +389,10 @@ def _copy_error(exc: psycopg.Error, plan: TablePlan, section: Section, row_no: i
         if match:
             row_no = int(match[1])
             column = match[2]
-            line_no = section.first_line + row_no - 1 if section.first_line else None
+            if line_of is not None:
+                line_no = line_of(row_no)
+            else:
+                line_no = section.first_line + row_no - 1 if section.first_line else None
         message = diag.message_primary or first_line(exc)
     else:  # psycopg could not adapt a value (an object where a scalar belongs)
         message = f"a value has the wrong type ({first_line(exc)})"
@@ -403,7 +422,7 @@ def _rollback(conn: psycopg.Connection) -> None:
         conn.rollback()
 
 
-def _database_error(exc: psycopg.Error, committing: bool) -> OpsError:
+def database_error(exc: psycopg.Error, committing: bool) -> OpsError:
     if committing:
         return OpsError(f"the connection failed while committing the restore: {first_line(exc)}",
                         hint="The restore may or may not have been committed; check with "
@@ -425,7 +444,7 @@ def _dry_run(reader: BackupReader, tables: list[Table], result: RestoreResult,
     for section in reader.sections():
         table = by_name.get(section.name)
         if table is None:
-            _unknown_table(section, result, options, report)
+            skip_unknown_table(section, result, options, report)
             continue
         first = next(section.rows, None)
         if first is not None:
@@ -433,7 +452,7 @@ def _dry_run(reader: BackupReader, tables: list[Table], result: RestoreResult,
             plan = plan_table(table, value, line_no=line_no,
                               allow_schema_mismatch=options.allow_schema_mismatch,
                               json_text=section.json_text)
-            _note_columns(plan, result, report)
+            note_columns(plan, result, report)
             plan.values(value, row_no, line_no)
             for row_no, line_no, value in section.rows:
                 plan.values(value, row_no, line_no)

@@ -7,10 +7,12 @@ nothing itself, and in deferred mode this finds the bad row first and names it c
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+
 import psycopg
 from psycopg import sql
 
-from ops.core.catalog import APP_SCHEMA, ForeignKey, Table
+from ops.core.catalog import APP_SCHEMA, Column, ForeignKey, Table
 from ops.core.errors import OpsError
 
 
@@ -33,23 +35,74 @@ def validate_foreign_keys(conn: psycopg.Connection, tables: list[Table],
     return checked
 
 
-def _dangling_query(table: Table, fk: ForeignKey) -> sql.Composed:
-    """The first referencing row whose key (MATCH SIMPLE: all columns set) has no target."""
+def _dangling_query(table: Table, fk: ForeignKey, *, child: sql.Composable | None = None,
+                    parent: sql.Composable | None = None, count: bool = False) -> sql.Composed:
+    """The first referencing row whose key (MATCH SIMPLE: all columns set) has no target.
+
+    `child` and `parent` read the rows from other relations with the tables' columns
+    (staged copies) instead of the tables themselves. `count`: how many such rows there are
+    instead - which makes the planner cost the whole anti-join: for the first row only, it
+    may well pick a nested loop over two unindexed staged tables.
+    """
     shown = list(table.primary_key) + [c for c in fk.columns if c not in table.primary_key]
     return sql.SQL(
         "SELECT {shown} FROM {child} c WHERE {not_null} AND NOT EXISTS "
-        "(SELECT FROM {parent} p WHERE {match}) LIMIT 1"
+        "(SELECT FROM {parent} p WHERE {match}){limit}"
     ).format(
-        shown=sql.SQL(", ").join(sql.SQL("c.{}::text").format(sql.Identifier(c))
-                                 for c in shown),
-        child=table.ident,
-        parent=sql.Identifier(APP_SCHEMA, fk.ref_table),
+        shown=sql.SQL("count(*)") if count else sql.SQL(", ").join(
+            sql.SQL("c.{}::text").format(sql.Identifier(c)) for c in shown),
+        limit=sql.SQL("") if count else sql.SQL(" LIMIT 1"),
+        child=child if child is not None else table.ident,
+        parent=parent if parent is not None else sql.Identifier(APP_SCHEMA, fk.ref_table),
         not_null=sql.SQL(" AND ").join(sql.SQL("c.{} IS NOT NULL").format(sql.Identifier(c))
                                        for c in fk.columns),
-        match=sql.SQL(" AND ").join(
-            sql.SQL("p.{} = c.{}").format(sql.Identifier(r), sql.Identifier(c))
-            for c, r in zip(fk.columns, fk.ref_columns, strict=True)),
+        match=_match(fk, "p"),
     )
+
+
+def validate_staged_references(conn: psycopg.Connection, tables: list[Table],
+                               staged: Callable[[str], sql.Composable]) -> int:
+    """Check the foreign keys of rows just loaded from staged copies (`staged(name)`: the
+    relation holding exactly the rows loaded into that table); returns how many were checked.
+
+    A key found among the staged rows of the referenced table is all there is to check, with
+    a join of two small staged copies; only when some point elsewhere (another tenant's row,
+    a shared row) are they looked up in the live table, and share-locked there (FOR KEY
+    SHARE) until commit so no other session can delete them meanwhile: foreign-key triggers,
+    which would take that lock, may be switched off. Raises an OpsError naming the first
+    dangling reference.
+    """
+    by_name = {t.name: t for t in tables}
+    checked = 0
+    for table in tables:
+        for fk in table.foreign_keys:
+            checked += 1
+            inside = staged(fk.ref_table)
+            child = staged(table.name)
+            if not conn.execute(_dangling_query(table, fk, child=child, parent=inside,
+                                                count=True)).fetchone()[0]:
+                continue
+            bad = conn.execute(_dangling_query(table, fk, child=child)).fetchone()
+            if bad is not None:
+                raise _dangling_error(table, fk, by_name.get(fk.ref_table), bad)
+            conn.execute(sql.SQL(
+                "SELECT FROM {parent} p WHERE ({refs}) IN (SELECT {cols} FROM {child} c WHERE "
+                "NOT EXISTS (SELECT FROM {inside} s WHERE {match})) FOR KEY SHARE").format(
+                parent=sql.Identifier(APP_SCHEMA, fk.ref_table),
+                refs=sql.SQL(", ").join(sql.SQL("p.{}").format(sql.Identifier(c))
+                                        for c in fk.ref_columns),
+                cols=sql.SQL(", ").join(sql.SQL("c.{}").format(sql.Identifier(c))
+                                        for c in fk.columns),
+                child=child, inside=inside, match=_match(fk, "s")))
+    return checked
+
+
+def _match(fk: ForeignKey, parent: str) -> sql.Composable:
+    """The join condition of `fk` between the referenced row `parent` and the row `c`."""
+    return sql.SQL(" AND ").join(
+        sql.SQL("{}.{} = c.{}").format(sql.Identifier(parent), sql.Identifier(r),
+                                       sql.Identifier(c))
+        for c, r in zip(fk.columns, fk.ref_columns, strict=True))
 
 
 def _dangling_error(table: Table, fk: ForeignKey, parent: Table | None,
@@ -75,17 +128,7 @@ def reset_sequences(conn: psycopg.Connection, tables: list[Table]) -> int:
     """
     reset = 0
     for table in tables:
-        qualified = table.ident.as_string(conn)
-        for column in table.columns:
-            if not (column.identity or column.has_default):
-                continue
-            found = conn.execute(
-                "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n "
-                "ON n.oid = c.relnamespace WHERE c.oid = pg_get_serial_sequence(%s, %s)::regclass",
-                (qualified, column.name)).fetchone()
-            if found is None:
-                continue
-            sequence = sql.Identifier(*found)
+        for column, sequence in serial_sequences(conn, table):
             # RESTART gives the sequence a new relfilenode in this transaction, which makes
             # the (otherwise non-transactional) setval roll back with everything else.
             conn.execute(sql.SQL("ALTER SEQUENCE {} RESTART").format(sequence))
@@ -98,3 +141,48 @@ def reset_sequences(conn: psycopg.Connection, tables: list[Table]) -> int:
                      sequence=sql.Literal(sequence.as_string(conn))))
             reset += 1
     return reset
+
+
+def serial_sequences(conn: psycopg.Connection,
+                     table: Table) -> Iterator[tuple[Column, sql.Identifier]]:
+    """(column, its sequence) for every identity or serial column of `table`: the sequences
+    pg_get_serial_sequence finds (owned by the column), in one query for the table."""
+    by_name = {c.name: c for c in table.columns}
+    for column, schema, sequence in conn.execute(_SEQUENCES_SQL,
+                                                 (table.ident.as_string(conn),)):
+        if column in by_name:
+            yield by_name[column], sql.Identifier(schema, sequence)
+
+
+_SEQUENCES_SQL = """
+SELECT a.attname, n.nspname, s.relname
+FROM pg_depend d
+JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S'
+JOIN pg_namespace n ON n.oid = s.relnamespace
+JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
+WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
+  AND d.refobjid = %s::regclass AND d.deptype IN ('a', 'i')
+ORDER BY a.attnum
+"""
+
+
+def advance_sequences(conn: psycopg.Connection, tables: list[Table],
+                      rows: Callable[[str], sql.Composable]) -> int:
+    """Move each identity/serial sequence of `tables` past the highest value in `rows(name)`
+    (rows about to be loaded) when it is behind; returns how many moved.
+
+    Only ever forward, with setval: unlike ALTER SEQUENCE, which locks out every other
+    session's nextval until commit, setval does not block concurrent inserts. It is not
+    undone by a rollback, which costs nothing worse than a gap in the ids.
+    """
+    moved = 0
+    for table in tables:
+        for column, sequence in serial_sequences(conn, table):
+            done = conn.execute(sql.SQL(
+                "SELECT setval({name}::regclass, m.top) FROM (SELECT max({column})::bigint AS "
+                "top FROM {rows}) m, {sequence} s WHERE m.top > s.last_value "
+                "OR (m.top = s.last_value AND NOT s.is_called)").format(
+                name=sql.Literal(sequence.as_string(conn)), column=sql.Identifier(column.name),
+                rows=rows(table.name), sequence=sequence)).fetchone()
+            moved += done is not None
+    return moved

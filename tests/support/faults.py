@@ -13,6 +13,7 @@ import psycopg
 
 from ops.core.config import PROJECT_ROOT
 from ops.core.output import Reporter
+from support.restore import table_hashes
 
 # Runs CALL (Python using `settings` and the reporter `R`) in a child process whose reporter
 # SIGKILLs the process at TRIGGER: "line:<prefix>" when a line starting with prefix is
@@ -64,6 +65,19 @@ def run_killed_at(url: str, backup_dir: str, trigger: str, call: str,
         f"expected SIGKILL at {trigger!r}, got exit {run.returncode}\n{run.stdout}\n{run.stderr}")
     assert "FINISHED" not in run.stdout
     return run
+
+
+def check_unchanged(ledger: list[dict], case: str, before: dict, after: dict) -> None:
+    """Record the fault in the session's ledger and assert the database is exactly as before
+    (no row lost)."""
+    lost = sum(max(0, before[t][0] - after.get(t, (0, ""))[0]) for t in before)
+    ledger.append({"case": case, "unchanged": after == before, "rows_lost": lost})
+    assert after == before, f"{case}: database changed"
+
+
+def fingerprint(url: str) -> dict:
+    with psycopg.connect(url) as conn:
+        return table_hashes(conn)
 
 
 def wait_for_tool_backends_to_end(url: str) -> None:
