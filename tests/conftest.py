@@ -130,6 +130,15 @@ def empty_db_url(pg_server_url: str) -> Iterator[str]:
     drop_database(pg_server_url, name)
 
 
+@pytest.fixture
+def old_db_url(empty_db_url: str, tmp_path: Path) -> str:
+    """URL of a fresh database at the first schema revision, as an older release left it."""
+    from support.migrations import FIRST, migrate_to
+
+    migrate_to(Settings(database_url=empty_db_url, backup_dir=tmp_path, app_env="test"), FIRST)
+    return empty_db_url
+
+
 _GIVE_TO_OWNER = """
 DO $$
 DECLARE r record;

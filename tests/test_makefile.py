@@ -122,7 +122,7 @@ def test_run_local_runs_the_cli_in_the_venv_against_database_url(local_env):
 
 
 def test_run_local_db_reset_needs_confirm_yes(local_env, conn):
-    conn.execute("INSERT INTO tenants (name) VALUES ('Acme')")
+    conn.execute("INSERT INTO tenants (name, slug) VALUES ('Acme', 'acme')")
 
     refused = make("db-reset", "RUN=local", env=local_env)
     assert refused.returncode != 0
