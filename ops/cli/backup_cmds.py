@@ -1,4 +1,4 @@
-"""Backup commands: backup, backups, verify, prune."""
+"""Backup commands: backup, backups, verify, prune, compare."""
 
 from __future__ import annotations
 
@@ -136,5 +136,20 @@ def prune(
     age = parse_age(older_than) if older_than is not None else None
     result = prune_backups(settings().backup_dir, keep=keep, older_than=age, yes=yes,
                            report=reporter(as_json))
+    if as_json:
+        print_json(result)
+
+
+@app.command()
+def compare(
+    file: Annotated[str, typer.Argument(
+        help="`latest` (newest complete backup in BACKUP_DIR), a file name in BACKUP_DIR, "
+        "or a path.")] = "latest",
+    as_json: JsonOption = False,
+) -> None:
+    """Check that the database holds exactly a backup's data (row counts and sha256)."""
+    from ops.backup.compare import compare_database
+
+    result = compare_database(settings(), file, report=reporter(as_json))
     if as_json:
         print_json(result)
