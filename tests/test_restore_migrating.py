@@ -188,7 +188,8 @@ def test_a_backup_from_a_newer_release_is_refused_in_one_line(run_cli, settings,
     error, hint = refused.stderr.strip().splitlines()
     assert error.startswith("❌ the backup was made at schema revision 9f3e21a0c0de, which this "
                             f"tasklets-ops does not know (the database is at {HEAD}")
-    assert "Upgrade tasklets-ops" in hint
+    assert "upgrade tasklets-ops to restore it; nothing was changed" in error
+    assert "9f3e21a0c0de" in hint
     assert state(conn) == before
 
 

@@ -121,10 +121,9 @@ def older_revision_swap(conn: psycopg.Connection, settings: Settings, revision: 
         raise OpsError(
             f"the backup was made at schema revision {revision}, which this tasklets-ops does "
             f"not know (the database is at {database or 'no revision'}, the newest revision "
-            f"here is {known[-1] if known else 'none'}): a newer release wrote it; "
-            "nothing was changed",
-            hint=f"Upgrade tasklets-ops to a release that has revision {revision}, then "
-            "restore again.")
+            f"here is {known[-1] if known else 'none'}): a newer release wrote it, upgrade "
+            "tasklets-ops to restore it; nothing was changed",
+            hint=f"Install a release whose migrations include {revision}, then restore again.")
     steps = upgrade_path(settings, revision, database) if database == known[-1] else None
     if steps is None:
         return None  # a newer backup, or a database behind head: the usual mismatch error
