@@ -98,13 +98,14 @@ def pg_versions(pg_server_url: str) -> Iterator[dict[int, str]]:
     started: list[tuple[LocalCluster, Path]] = []
     try:
         for bin_dir in bin_dirs:
-            if server_major(bin_dir) in urls:
+            major = server_major(bin_dir)
+            if major in urls:
                 continue
             base = Path(tempfile.mkdtemp(prefix="tasklets-pgv-"))
             os.chmod(base, 0o755)
             cluster = start_throwaway(base, bin_dir)
             started.append((cluster, base))
-            urls[server_major(cluster.bin_dir)] = cluster.url
+            urls[major] = cluster.url
         yield dict(sorted(urls.items()))
     finally:
         for cluster, base in started:
