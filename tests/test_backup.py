@@ -37,7 +37,7 @@ def test_backup_writes_seed_compatible_json_with_camel_case_rows_and_meta(
     expected_tables = [t.name for t in discover_tables(conn)]
     assert list(data["tables"]) == expected_tables
     tenant = data["tables"]["tenants"][0]
-    assert set(tenant) == {"id", "name", "plan", "settings", "createdAt", "updatedAt"}
+    assert set(tenant) == {"id", "name", "plan", "settings", "createdAt", "updatedAt", "slug"}
     assert tenant["name"] == 'Tenant 0 "quoted" ✓' and tenant["settings"] == {"seats": 0,
                                                                             "x": [1.50]}
     client = data["tables"]["clients"][0]

@@ -181,8 +181,8 @@ def test_backups_taken_under_concurrent_writers_have_no_dangling_references(
                     n += 1
                     with own.transaction():
                         tenant = own.execute(
-                            "INSERT INTO tenants (name) VALUES (%s) RETURNING id",
-                            (f"w{worker}-{n}",)).fetchone()[0]
+                            "INSERT INTO tenants (name, slug) VALUES (%s, %s) RETURNING id",
+                            (f"w{worker}-{n}",) * 2).fetchone()[0]
                         own.execute("INSERT INTO clients (tenant_id, name) VALUES (%s, 'c')",
                                     (tenant,))
                     if n % 3 == 0:  # deletes too: a child must never outlive its parent

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from support.exotic import HUGE_INT
+from support.exotic import JSON_EDGES_SQL as EDGE_SQL
 from support.restore import table_hashes, write_seed_file
 
 from ops.backup import format as backup_format
@@ -25,23 +27,6 @@ from ops.restore.apply import restore
 
 pytestmark = pytest.mark.security
 
-HUGE_INT = "9" * 5000  # beyond Python's default int-parsing limit of 4300 digits
-
-EDGE_SQL = f"""
-CREATE TABLE edgy (
-  id int PRIMARY KEY,
-  must jsonb NOT NULL,
-  maybe jsonb,
-  plain json,
-  many jsonb[],
-  n numeric
-);
-INSERT INTO edgy VALUES
-  (1, 'null', NULL, 'null', ARRAY['null'::jsonb, NULL, '{{"a": null}}'::jsonb], NULL),
-  (2, '{{"k": null}}', 'null', NULL, NULL, {HUGE_INT}),
-  (3, '[null]', NULL, '  null  ', ARRAY[NULL::jsonb], 1),
-  (4, '{{"big": {HUGE_INT}}}', '0', '{{"x": 1}}', '{{}}', -{HUGE_INT}.5);
-"""
 
 
 @pytest.fixture

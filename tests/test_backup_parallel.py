@@ -24,8 +24,8 @@ def parallel_for_small_databases(monkeypatch):
 
 
 def fill(conn: psycopg.Connection) -> None:
-    conn.execute("INSERT INTO tenants (id, name) OVERRIDING SYSTEM VALUE "
-                 "SELECT g, 'tenant ' || g FROM generate_series(1, 50) g")
+    conn.execute("INSERT INTO tenants (id, name, slug) OVERRIDING SYSTEM VALUE "
+                 "SELECT g, 'tenant ' || g, 'tenant-' || g FROM generate_series(1, 50) g")
     conn.execute("SELECT setval(pg_get_serial_sequence('tenants', 'id'), 50)")
     conn.execute("INSERT INTO clients (tenant_id, name, metadata) SELECT 1 + g % 50, "
                  "'client ' || g, jsonb_build_object('n', g, 'x', 22.30) "
@@ -72,8 +72,8 @@ def test_parallel_streams_share_one_snapshot_under_concurrent_writers(settings: 
             while not stop.is_set():
                 n += 1
                 with own.transaction():  # parent and child together, in different streams
-                    tenant = own.execute("INSERT INTO tenants (name) VALUES (%s) RETURNING id",
-                                         (f"w{n}",)).fetchone()[0]
+                    tenant = own.execute("INSERT INTO tenants (name, slug) VALUES (%s, %s) "
+                                         "RETURNING id", (f"w{n}",) * 2).fetchone()[0]
                     own.execute("INSERT INTO clients (tenant_id, name) VALUES (%s, 'c')",
                                 (tenant,))
                     own.execute("INSERT INTO tags (tenant_id, name) VALUES (%s, 't')",

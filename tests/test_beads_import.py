@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from decimal import Decimal
 
 import psycopg
 import pytest
@@ -61,7 +60,7 @@ def test_import_maps_fields_users_and_keeps_the_originals(settings, conn, systec
     hashing = item(conn, "task", "bd-a3f8.1")
     assert (hashing["status"], hashing["priority"]) == ("done", "critical")
     assert hashing["assignee_id"] == ramesh
-    assert hashing["estimate_hours"] == Decimal("1.50")
+    assert hashing["estimate_minutes"] == 90
     assert hashing["closed_at"] == datetime(2025, 1, 5, tzinfo=UTC)
     epic = item(conn, "epic", "bd-a3f8")
     assert epic["created_by"] == ramesh  # owner email

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta, timezone
-from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -276,10 +276,18 @@ def test_design_acceptance_criteria_and_notes_are_kept():
 
 def test_task_fields_map_estimate_assignee_and_closed_at():
     task = _modern()["bd-a3f8.1"]
-    assert task.estimate_hours == Decimal("1.50")
+    assert task.estimate_minutes == 90
     assert task.assignee == "ramesh@systech.com"
     assert task.closed_at == datetime(2025, 1, 5, tzinfo=UTC)
     assert task.metadata["beads"]["close_reason"] == "done"
+
+
+@pytest.mark.parametrize(("minutes", "stored"), [(10, 10), (0, 0), (2**31 - 1, 2**31 - 1),
+                                                 (10.4, 10), ("soon", None)])
+def test_estimated_minutes_are_stored_as_whole_minutes(minutes, stored):
+    line = json.dumps({"id": "bd-1", "title": "x", "estimated_minutes": minutes})
+    (task,) = map_issues(parse_lines([line]).issues).items
+    assert task.estimate_minutes == stored
 
 
 def test_work_items_round_trip_through_json():

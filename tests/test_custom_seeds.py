@@ -117,7 +117,7 @@ def test_seed_names_cannot_leave_the_folder(custom_settings, seeds_dir, tmp_path
 def test_exception_in_run_rolls_back_everything(run_cli, conn, seeds_dir):
     write_seed(seeds_dir, "half", '''\
         def run(conn, report):
-            conn.execute("INSERT INTO tenants (name) VALUES ('Half')")
+            conn.execute("INSERT INTO tenants (name, slug) VALUES ('Half', 'half')")
             report.line("✅ Created tenant: Half")
             raise ValueError("the second half is missing")
         ''')
@@ -137,8 +137,8 @@ def test_exception_in_run_rolls_back_everything(run_cli, conn, seeds_dir):
 def test_database_error_in_run_rolls_back(custom_settings, conn, seeds_dir):
     write_seed(seeds_dir, "dupes", '''\
         def run(conn, report):
-            conn.execute("INSERT INTO tenants (name) VALUES ('Dup')")
-            conn.execute("INSERT INTO tenants (name) VALUES ('Dup')")
+            conn.execute("INSERT INTO tenants (name, slug) VALUES ('Dup', 'dup')")
+            conn.execute("INSERT INTO tenants (name, slug) VALUES ('Dup', 'dup')")
         ''')
     with pytest.raises(OpsError, match="UniqueViolation"):
         run_seed(custom_settings, "dupes")
@@ -148,7 +148,7 @@ def test_database_error_in_run_rolls_back(custom_settings, conn, seeds_dir):
 def test_seed_cannot_commit_behind_the_tools_back(custom_settings, conn, seeds_dir):
     write_seed(seeds_dir, "sneaky", '''\
         def run(conn, report):
-            conn.execute("INSERT INTO tenants (name) VALUES ('Sneaky')")
+            conn.execute("INSERT INTO tenants (name, slug) VALUES ('Sneaky', 'sneaky')")
             conn.commit()
         ''')
     with pytest.raises(OpsError, match="rolled back"):
@@ -209,7 +209,7 @@ def test_seeds_can_import_helper_modules_from_their_folder(custom_settings, conn
 
         def run(conn, report):
             for name in NAMES:
-                conn.execute("INSERT INTO tenants (name) VALUES (%s)", (name,))
+                conn.execute("INSERT INTO tenants (name, slug) VALUES (%s, %s)", (name, name))
         ''')
     run_seed(custom_settings, "greek")
     assert {r[0] for r in conn.execute("SELECT name FROM tenants")} == {"alpha", "beta"}

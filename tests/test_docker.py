@@ -15,123 +15,22 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 
 import httpx
 import pytest
 from dotenv import dotenv_values
+from support.docker import MAKE_TIMEOUT, status_counts, write_beads_file
 from support.make import probed, write_probe_seed
 from support.webhook import scrape
 
 from ops.backup.files import parse_backup_name
-from ops.core.config import PROJECT_ROOT
-from ops.dev.cluster import free_port
 
 pytestmark = pytest.mark.docker
 
-MAKE_TIMEOUT = 600
-Make = Callable[..., subprocess.CompletedProcess[str]]
-
-
-def _why_no_docker() -> str | None:
-    """None when a Docker engine and a compose command answer, else the reason."""
-    if not shutil.which("docker"):
-        return "the docker client is not installed"
-    if subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
-        return "no Docker engine answers (`docker info` failed)"
-    v2 = subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0
-    if not v2 and not shutil.which("docker-compose"):
-        return "neither `docker compose` nor `docker-compose` is installed"
-    if not shutil.which("make"):
-        return "make is not installed"
-    return None
-
-
-def _beads_line(issue_id: str, title: str, issue_type: str, parent: str | None = None,
-                **extra: object) -> str:
-    issue: dict[str, object] = {
-        "id": issue_id, "title": title, "status": "open", "priority": 2,
-        "issue_type": issue_type, "created_at": "2025-01-02T03:04:05Z",
-        "updated_at": "2025-01-02T03:04:05Z", **extra,
-    }
-    if parent:
-        issue["dependencies"] = [{"issue_id": issue_id, "depends_on_id": parent,
-                                  "type": "parent-child"}]
-    return json.dumps(issue)
-
-
-def write_beads_file(path: Path, prefix: str) -> Path:
-    """One epic, one feature under it and two tasks under the feature."""
-    lines = [
-        _beads_line(f"{prefix}-e1", "Container epic", "epic", labels=["docker"]),
-        _beads_line(f"{prefix}-f1", "Container feature", "feature", f"{prefix}-e1"),
-        _beads_line(f"{prefix}-t1", "Container task", "task", f"{prefix}-f1"),
-        _beads_line(f"{prefix}-t2", "Container bug", "bug", f"{prefix}-f1"),
-    ]
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]]:
-    """A private compose project driven by `make`; torn down with its volumes afterwards."""
-    reason = _why_no_docker()
-    if reason:
-        if os.environ.get("TASKLETS_REQUIRE_DOCKER") == "1":
-            pytest.fail(f"TASKLETS_REQUIRE_DOCKER=1 but {reason}", pytrace=False)
-        pytest.skip(f"container tests need Docker: {reason}")
-
-    work = tmp_path_factory.mktemp("docker")
-    backups = work / "backups"
-    backups.mkdir()
-    env_file = work / "stack.env"
-    shutil.copy(PROJECT_ROOT / ".env.example", env_file)
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("POSTGRES_", "DATABASE_", "MAKE", "MFLAGS"))
-           and k not in {"APP_ENV", "BACKUP_DIR", "BACKUP_COMPRESS", "BACKUP_JOBS", "BEADS_FILE",
-                         "SEEDS_DIR", "SECRET_KEY", "COMPOSE", "OPS_IMAGE"}}
-    for image in ("POSTGRES_IMAGE", "PYTHON_IMAGE"):
-        if os.environ.get(image):
-            env[image] = os.environ[image]
-    env.update(
-        COMPOSE_PROJECT_NAME=f"tasklets-test-{uuid.uuid4().hex[:8]}",
-        BACKUP_DIR=str(backups),
-        BEADS_FILE=str(write_beads_file(work / "issues.jsonl", "bd-ctr")),
-        POSTGRES_PORT=str(free_port()),
-        API_PORT=str(free_port()),
-        ADMINER_PORT=str(free_port()),
-        METRICS_PORT=str(free_port()),
-        APP_ENV="development",
-    )
-
-    def make(target: str, *variables: str, check: bool = True,
-             extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(
-            ["make", "--no-print-directory", target, f"ENV_FILE={env_file}", *variables],
-            cwd=PROJECT_ROOT, env={**env, **(extra_env or {})}, capture_output=True, text=True,
-            timeout=MAKE_TIMEOUT,
-        )
-        if check and result.returncode != 0:
-            pytest.fail(f"make {target} {' '.join(variables)} exited {result.returncode}\n"
-                        f"--- stdout\n{result.stdout[-3000:]}\n--- stderr\n{result.stderr[-3000:]}",
-                        pytrace=False)
-        return result
-
-    try:
-        yield {"make": make, "backups": backups, "work": work, "env_file": env_file,
-               "env": env, "project": env["COMPOSE_PROJECT_NAME"], "counts": {}}
-    finally:
-        make("down", "ARGS=-v --remove-orphans", check=False)
-
-
-def status_counts(make: Make) -> dict[str, object]:
-    """`make db-status ARGS=--json`: stdout must be exactly the JSON document."""
-    return json.loads(make("db-status", "ARGS=--json").stdout)
+pytest_plugins = ["support.docker_fixtures"]
 
 
 def test_db_fresh_creates_the_schema_and_seeds_lookups_and_sample_data(stack):

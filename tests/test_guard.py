@@ -17,7 +17,7 @@ def _marker(conn: psycopg.Connection) -> str | None:
 def test_push_without_app_env_keeps_a_production_marker_and_reset_still_refuses(run_cli, conn):
     assert run_cli("push", env={"APP_ENV": "production"}).returncode == 0
     assert _marker(conn) == "production"
-    conn.execute("INSERT INTO tenants (name) VALUES ('keep me')")
+    conn.execute("INSERT INTO tenants (name, slug) VALUES ('keep me', 'keep-me')")
 
     pushed = run_cli("push", env={"APP_ENV": ""})
     assert pushed.returncode == 0, pushed.stderr

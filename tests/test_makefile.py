@@ -33,7 +33,7 @@ TARGETS = [
     "db-generate", "db-check", "db-status", "db-backup", "db-backups", "db-verify", "db-prune",
     "db-reset", "db-restore", "db-copy", "db-seed-lookups", "db-seed-sample", "db-seed-demo",
     "db-seed", "db-seed-custom", "db-import-beads", "db-import-beads-api", "db-fresh",
-    "db-studio", "db-shell",
+    "db-studio", "db-shell", "db-upgrade-postgres", "db-upgrade-postgres-finish",
 ]
 
 
@@ -122,7 +122,7 @@ def test_run_local_runs_the_cli_in_the_venv_against_database_url(local_env):
 
 
 def test_run_local_db_reset_needs_confirm_yes(local_env, conn):
-    conn.execute("INSERT INTO tenants (name) VALUES ('Acme')")
+    conn.execute("INSERT INTO tenants (name, slug) VALUES ('Acme', 'acme')")
 
     refused = make("db-reset", "RUN=local", env=local_env)
     assert refused.returncode != 0
@@ -138,6 +138,23 @@ def test_db_generate_without_a_message_says_how_to_give_one(local_env):
 
     assert result.returncode != 0
     assert 'needs m=' in result.stderr
+
+
+def test_db_upgrade_postgres_needs_an_image_docker_and_no_overriding_settings(tmp_path: Path):
+    local = make("db-upgrade-postgres", "IMAGE=postgres:17-alpine", "RUN=local")
+    assert local.returncode != 0
+    assert "moves the compose database to another image (Docker)" in local.stderr
+
+    env = stand_in_docker(tmp_path)
+    no_image = make("db-upgrade-postgres", env=env)
+    assert no_image.returncode != 0 and "needs IMAGE=..." in no_image.stderr
+    overridden = make("db-upgrade-postgres", "IMAGE=postgres:17-alpine",
+                      env={**env, "POSTGRES_IMAGE": "postgres:16-alpine"})
+    assert overridden.returncode != 0
+    assert "POSTGRES_IMAGE=postgres:16-alpine is set in your environment" in overridden.stderr
+    remote = make("db-upgrade-postgres", "IMAGE=postgres:17-alpine",
+                  env={**env, "DATABASE_URL": "postgresql://u@db.example.com/x"})
+    assert remote.returncode != 0 and "DATABASE_URL is set" in remote.stderr
 
 
 def stand_in_docker(tmp_path: Path, *, v2_answers: bool = False,

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 
 import psycopg
 import pytest
 from alembic import command as alembic_command
+from support.migrations import FIRST, HEAD, OLD_BACKUPS
 
 from ops.core import guard
-from ops.core.catalog import discover_tables
+from ops.core.catalog import current_revision, discover_tables
 from ops.core.config import Settings
 from ops.core.errors import OpsError
+from ops.core.slugs import slugify
+from ops.restore.apply import restore
 from ops.schema import migrate
 from ops.schema.models import metadata
+from ops.seed.helpers import tenant_slug
 
 APP_TABLES = {t.name for t in metadata.sorted_tables} - {"ops_metadata"}
 
@@ -80,3 +85,98 @@ def test_generate_refuses_when_database_is_behind(empty_db_url: str, tmp_path: P
     settings = Settings(database_url=empty_db_url, backup_dir=tmp_path)
     with pytest.raises(OpsError, match="not head"):
         migrate.generate(settings, "something")
+
+
+# ---------------------------------------------------------------- 0002: minutes and slugs
+
+
+def test_upgrading_the_old_sample_converts_hours_to_minutes_and_adds_slugs(
+        old_db_url: str, tmp_path: Path):
+    settings = Settings(database_url=old_db_url, backup_dir=tmp_path, app_env="test")
+    restore(settings, OLD_BACKUPS / "0001-sample.json", safety_backup=False)
+    with psycopg.connect(old_db_url) as conn:
+        hours = dict(conn.execute("SELECT title, estimate_hours FROM tasks").fetchall())
+    assert hours["Build the login form"] == Decimal("5.00")
+
+    result = migrate.push(settings)
+
+    assert result.applied == [f"{HEAD}: estimate minutes and tenant slugs"]
+    with psycopg.connect(old_db_url) as conn:
+        minutes = dict(conn.execute("SELECT title, estimate_minutes FROM tasks").fetchall())
+        assert conn.execute("SELECT name, slug FROM tenants").fetchall() == [
+            ("SysTech", "systech")]
+    assert minutes == {title: int(h * 60) for title, h in hours.items()}
+    assert migrate.schema_differences(settings) == []
+
+
+def _old_with(old_db_url: str, sql_text: str) -> Settings:
+    with psycopg.connect(old_db_url, autocommit=True) as conn:
+        conn.execute(sql_text)
+    return Settings(database_url=old_db_url, backup_dir=Path("."), app_env="test")
+
+
+def test_slug_backfill_folds_accents_and_settles_every_collision_in_id_order(
+        old_db_url: str):
+    settings = _old_with(old_db_url, """
+        INSERT INTO tenants (id, name) VALUES (1, 'SysTech'), (2, 'systech!'), (3, 'Café Müller'),
+          (4, '🚀'), (5, '🎉'), (6, 'a-2'), (7, 'A'), (8, 'A!'), (9, 'systech 2'),
+          (10, repeat('long name ', 20))""")
+    migrate.push(settings)
+    with psycopg.connect(old_db_url) as conn:
+        slugs = dict(conn.execute("SELECT id, slug FROM tenants").fetchall())
+    assert slugs == {1: "systech", 2: "systech-2", 3: "cafe-muller", 4: "tenant",
+                     5: "tenant-2", 6: "a-2", 7: "a", 8: "a-3", 9: "systech-2-2",
+                     10: "long-name-long-name-long-name-long-name-long-name"}
+    # new tenants get the slugs the backfill gives
+    for tenant_id, name in ((1, "SysTech"), (3, "Café Müller"), (4, "🚀"), (7, "A"),
+                            (10, "long name " * 20)):
+        assert slugify(name) == slugs[tenant_id]
+
+
+def test_a_new_tenant_gets_the_next_free_slug(conn: psycopg.Connection):
+    conn.execute("INSERT INTO tenants (name, slug) VALUES ('x', 'acme'), ('y', 'acme-2')")
+    assert tenant_slug(conn, "ACME") == "acme-3"
+    assert tenant_slug(conn, "Acme Two") == "acme-two"
+
+
+def test_the_schema_refuses_a_slug_that_is_not_url_safe(conn: psycopg.Connection):
+    with pytest.raises(psycopg.errors.CheckViolation):
+        conn.execute("INSERT INTO tenants (name, slug) VALUES ('x', 'Not Safe')")
+    with pytest.raises(psycopg.errors.NotNullViolation):
+        conn.execute("INSERT INTO tenants (name) VALUES ('x')")
+
+
+def test_an_estimate_too_large_for_minutes_stops_the_migration_naming_the_task(
+        old_db_url: str):
+    settings = _old_with(old_db_url, """
+        INSERT INTO tenants (id, name) VALUES (1, 'T');
+        INSERT INTO products (id, tenant_id, name) VALUES (1, 1, 'P');
+        INSERT INTO tasks (id, tenant_id, product_id, title, estimate_hours)
+          VALUES (3, 1, 1, 'ok', 35791394.12), (4, 1, 1, 'big', 35791394.13)""")
+    with pytest.raises(OpsError, match="task 4 has estimate_hours 35791394.13, more minutes "
+                                       "than an integer holds"):
+        migrate.push(settings)
+    with psycopg.connect(old_db_url) as conn:
+        assert current_revision(conn) == FIRST
+
+
+def test_0002_downgrades_back_to_hours_without_slugs(old_db_url: str):
+    settings = _old_with(old_db_url, """
+        INSERT INTO tenants (id, name) VALUES (1, 'T');
+        INSERT INTO products (id, tenant_id, name) VALUES (1, 1, 'P');
+        INSERT INTO tasks (id, tenant_id, product_id, title, estimate_hours)
+          VALUES (1, 1, 1, 'a', 1.50), (2, 1, 1, 'b', 0.17), (3, 1, 1, 'c', NULL)""")
+    migrate.push(settings)
+    alembic_command.downgrade(migrate.alembic_config(settings), FIRST)
+    with psycopg.connect(old_db_url) as conn:
+        assert conn.execute("SELECT estimate_hours FROM tasks ORDER BY id").fetchall() == [
+            (Decimal("1.50"),), (Decimal("0.17"),), (None,)]
+        columns = {c.name for t in discover_tables(conn) if t.name == "tenants"
+                   for c in t.columns}
+    assert "slug" not in columns
+
+
+def test_push_sql_carries_the_data_migrations(run_cli):
+    result = run_cli("push", "--sql", env={"DATABASE_URL": "postgresql://x@127.0.0.1:1/none"})
+    assert "round(estimate_hours * 60)" in result.stdout
+    assert "UPDATE tenants SET slug = candidate" in result.stdout

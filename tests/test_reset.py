@@ -32,7 +32,8 @@ def test_reset_empties_every_app_table_and_restarts_identities(settings: Setting
     assert all(rows == 0 for rows, _ in table_hashes(conn).values())
     assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == revision
     assert marker(conn) == before_marker
-    assert conn.execute("INSERT INTO tenants (name) VALUES ('x') RETURNING id").fetchone()[0] == 1
+    assert conn.execute("INSERT INTO tenants (name, slug) VALUES ('x', 'x') "
+                        "RETURNING id").fetchone()[0] == 1
 
 
 def test_cli_reset_prints_the_seed_lines_and_next_steps(run_cli_process, conn,

@@ -9,10 +9,12 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from support.migrations import FIRST, HEAD
 from support.restore import (
     backup_name,
     insert_sample,
     marker,
+    schema_lines,
     table_hashes,
     write_line_backup,
     write_seed_file,
@@ -55,7 +57,8 @@ def test_round_trip_restores_every_table_identically_and_identities_continue(
     new_id = conn.execute("INSERT INTO tasks (tenant_id, product_id, title) "
                           "VALUES (1, 1, 'after restore') RETURNING id").fetchone()[0]
     assert new_id == 21
-    assert conn.execute("INSERT INTO tenants (name) VALUES ('n') RETURNING id").fetchone()[0] == 3
+    assert conn.execute("INSERT INTO tenants (name, slug) VALUES ('n', 'n') "
+                        "RETURNING id").fetchone()[0] == 3
 
 
 def test_restore_replaces_changed_data_and_keeps_the_environment_marker(
@@ -101,7 +104,7 @@ def test_owner_restore_rejects_a_dangling_reference_and_changes_nothing(
         path = write_line_backup(settings.backup_dir / "dangling.json", {
             "tenants": [{"id": 1, "name": "T", "plan": "free", "settings": {},
                          "createdAt": "2024-01-01T00:00:00+00:00",
-                         "updatedAt": "2024-01-01T00:00:00+00:00"}],
+                         "updatedAt": "2024-01-01T00:00:00+00:00", "slug": "t"}],
             "tags": [{"id": 1, "tenantId": 99, "name": "x", "color": None, "description": None,
                       "createdAt": "2024-01-01T00:00:00+00:00"}],
         }, revision=current_revision(conn))
@@ -237,7 +240,8 @@ def _rows(conn: psycopg.Connection, table: str) -> list[dict]:
 @pytest.mark.parametrize("camel", [True, False], ids=["camelCase", "snake_case"])
 def test_seed_format_file_restores_with_a_note_about_its_missing_revision(
         settings: Settings, conn: psycopg.Connection, camel: bool):
-    conn.execute("INSERT INTO tenants (id, name, settings) VALUES (1, 'SysTech', '{\"a\": 1}')")
+    conn.execute("INSERT INTO tenants (id, name, slug, settings) "
+                 "VALUES (1, 'SysTech', 'systech', '{\"a\": 1}')")
     conn.execute("INSERT INTO tags (id, tenant_id, name) VALUES (1, 1, 'bug'), (2, 1, 'ux')")
     expected = table_hashes(conn)
     path = write_seed_file(settings.backup_dir / "seed.json", {
@@ -294,16 +298,18 @@ def test_only_listed_tables_as_owner_refuses_a_clear_that_would_cascade(
 # ---------------------------------------------------------------- schema compatibility
 
 
-def test_a_backup_from_another_revision_is_refused_naming_both(
-        settings: Settings, conn: psycopg.Connection, sample: dict):
-    path = write_line_backup(settings.backup_dir / "old.json", {"tenants": []},
-                             revision="0000old")
-    with pytest.raises(OpsError) as caught:
-        restore(settings, path.name)
-    message = caught.value.message
-    assert "0000old" in message and current_revision(conn) in message
-    assert "--allow-schema-mismatch" in caught.value.hint
-    assert table_hashes(conn) == sample
+def test_a_backup_newer_than_the_database_is_refused_naming_both(
+        old_db_url: str, backup_dir: Path):
+    settings = Settings(database_url=old_db_url, backup_dir=backup_dir, app_env="test")
+    path = write_line_backup(backup_dir / "newer.json", {"tenants": []}, revision=HEAD)
+    with psycopg.connect(old_db_url) as conn:
+        before = table_hashes(conn), schema_lines(conn)
+        with pytest.raises(OpsError) as caught:
+            restore(settings, path.name)
+        message = caught.value.message
+        assert f"backup was made at revision {HEAD}, the database is at {FIRST}" in message
+        assert "push" in caught.value.hint and "--allow-schema-mismatch" in caught.value.hint
+        assert (table_hashes(conn), schema_lines(conn)) == before
 
 
 def test_allow_schema_mismatch_loads_common_columns_and_reports_the_rest(
@@ -312,7 +318,8 @@ def test_allow_schema_mismatch_loads_common_columns_and_reports_the_rest(
     path = write_line_backup(settings.backup_dir / "other.json", {
         "tenants": [{"id": 1, "name": "T", "plan": "free", "settings": {},
                      "createdAt": "2024-01-01T00:00:00+00:00",
-                     "updatedAt": "2024-01-01T00:00:00+00:00", "legacyFlag": True}],
+                     "updatedAt": "2024-01-01T00:00:00+00:00", "slug": "t",
+                     "legacyFlag": True}],
         "tags": [{"id": 1, "tenantId": 1, "name": "bug", "color": None, "description": None,
                   "createdAt": "2024-01-01T00:00:00+00:00"}],
         "gone_table": [{"id": 1}],

@@ -120,10 +120,10 @@ def test_unknown_column(settings, conn, sample, good_backup: Path):
 
 
 def test_wrong_type_names_table_row_line_and_column(settings, conn, sample, good_backup: Path):
-    path = rewritten(good_backup, _edit("tasks", 1, estimateHours="lots"))
+    path = rewritten(good_backup, _edit("tasks", 1, estimateMinutes="lots"))
     error = _expect_refused(settings, conn, sample, path,
-                            r"table tasks row 2 \(line \d+\), column estimate_hours: "
-                            r"invalid input syntax for type numeric")
+                            r"table tasks row 2 \(line \d+\), column estimate_minutes: "
+                            r"invalid input syntax for type integer")
     line_no = int(error.message.split("(line ")[1].split(")")[0])
     assert b'"lots"' in read_lines(path)[line_no - 1]
 

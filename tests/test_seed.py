@@ -24,7 +24,8 @@ def counts(conn: psycopg.Connection) -> dict[str, int]:
 def test_lookups_create_systech_tenant_and_18_tags(settings: Settings, conn):
     result = run_seeds(settings, lookups=True, sample=False)
     assert result.lookups.tenant_created and result.lookups.tags.created == 18
-    assert conn.execute("SELECT name, plan FROM tenants").fetchall() == [("SysTech", "enterprise")]
+    assert conn.execute("SELECT name, plan, slug FROM tenants").fetchall() == [
+        ("SysTech", "enterprise", "systech")]
     names = {r[0] for r in conn.execute("SELECT name FROM tags")}
     assert len(LOOKUP_TAGS) == 18
     assert names == {name for name, _, _ in LOOKUP_TAGS}
@@ -219,7 +220,7 @@ def test_fresh_pushes_and_seeds_then_changes_nothing(run_cli, empty_db_url):
 
 
 def test_get_or_create_matches_null_keys_and_computes_values_lazily(conn):
-    tenant_id, created = get_or_create(conn, "tenants", {"name": "T"})
+    tenant_id, created = get_or_create(conn, "tenants", {"name": "T"}, {"slug": "t"})
     assert created
     calls = []
 

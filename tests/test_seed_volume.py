@@ -122,7 +122,7 @@ def test_rows_look_realistic(db_url, conn, tmp_path):
     seed_volume(db_url, tmp_path)
     avg_len, with_labels, with_estimate, with_due = conn.execute(
         "SELECT avg(length(description)), count(*) FILTER (WHERE cardinality(labels) > 0),"
-        " count(*) FILTER (WHERE estimate_hours IS NOT NULL),"
+        " count(*) FILTER (WHERE estimate_minutes % 15 = 0),"
         " count(*) FILTER (WHERE due_date IS NOT NULL) FROM tasks").fetchone()
     assert 150 < avg_len < 600
     assert with_labels > 0 and with_estimate > 0 and with_due > 0

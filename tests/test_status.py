@@ -18,7 +18,7 @@ APP_TABLES = {t.name for t in metadata.sorted_tables} - {"ops_metadata"}
 
 
 def test_status_reports_revision_and_row_counts(settings: Settings, conn: psycopg.Connection):
-    conn.execute("INSERT INTO tenants (name) VALUES ('A'), ('B')")
+    conn.execute("INSERT INTO tenants (name, slug) VALUES ('A', 'a'), ('B', 'b')")
     status = database_status(settings)
     assert status.up_to_date and status.current_revision == status.head_revision
     assert status.tables["tenants"] == 2

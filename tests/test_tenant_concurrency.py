@@ -45,7 +45,7 @@ UPDATE tasks SET title = title || '+' WHERE id = 20;
 UPDATE tenants SET plan = 'plan {n}' WHERE id = 1;
 UPDATE users SET last_login_at = now() WHERE id = 1;
 DELETE FROM comments WHERE id = (SELECT min(id) FROM comments WHERE body LIKE 'step %');
-INSERT INTO tenants (name) VALUES ('Tenant created at step {n}');
+INSERT INTO tenants (name, slug) VALUES ('Tenant created at step {n}', 'step-{n}');
 """
 GLOBEX_WRITE = "UPDATE tasks SET title = 'during the restore' WHERE id = 5"
 

@@ -37,7 +37,7 @@ def contents(conn: psycopg.Connection, tenant_id: int) -> dict[str, list]:
         "tenant": conn.execute("SELECT plan, settings::text FROM tenants WHERE id = %s",
                                (tenant_id,)).fetchall(),
         "tasks": conn.execute(
-            "SELECT t.title, p.title, t.estimate_hours, t.metadata::text, u.email "
+            "SELECT t.title, p.title, t.estimate_minutes, t.metadata::text, u.email "
             "FROM tasks t LEFT JOIN tasks p ON p.id = t.parent_task_id "
             "LEFT JOIN users u ON u.id = t.assignee_id WHERE t.tenant_id = %s ORDER BY 1, 2",
             (tenant_id,)).fetchall(),
@@ -61,7 +61,7 @@ def test_copy_into_a_database_whose_ids_overlap(settings: Settings, conn, source
                                                 other_db_url: str):
     with psycopg.connect(other_db_url, autocommit=True) as target:
         insert_sample(target)  # SysTech there too: ids 1, 2, 10, 20... are taken
-        target.execute("INSERT INTO tenants (id, name) VALUES (3, 'Someone else')")
+        target.execute("INSERT INTO tenants (id, name, slug) VALUES (3, 'Someone else', 'globex')")
         sync_sequences(target)
         there = {t: tenant_hashes(target, t) for t in (1, 2, 3)}
 
@@ -76,7 +76,13 @@ def test_copy_into_a_database_whose_ids_overlap(settings: Settings, conn, source
         assert {t: tenant_hashes(target, t) for t in (1, 2, 3)} == there  # untouched
         assert public_ids(target, new_id) == public_ids(conn, GLOBEX)  # none was taken
         assert result.public_ids_regenerated == {}
+        # its slug was taken there by another tenant: the next free one
+        assert slug(target, new_id) == "globex-2" and slug(target, 3) == "globex"
     assert table_hashes(conn) == source  # the source is only read
+
+
+def slug(conn: psycopg.Connection, tenant_id: int) -> str:
+    return conn.execute("SELECT slug FROM tenants WHERE id = %s", (tenant_id,)).fetchone()[0]
 
 
 def test_copy_regenerates_taken_public_ids_and_needs_rename_for_a_taken_name(
@@ -102,6 +108,7 @@ def test_copy_regenerates_taken_public_ids_and_needs_rename_for_a_taken_name(
         result = json.loads(done.stdout)
         new_id = result["copied_as"]["id"]
         assert result["copied_as"]["name"] == "Globex EU"
+        assert slug(target, new_id) == "globex-eu"  # made from the new name
         # the volume seed drew the same public ids there; the plain-SQL rows' are random
         taken = public_ids(conn, GLOBEX) & public_ids(target, GLOBEX)
         assert sum(result["public_ids_regenerated"].values()) == len(taken) > 100

@@ -468,9 +468,12 @@ def _first_line(exc: BaseException) -> str:
 _INT_DIGITS_SAFE = 4000  # below Python's int-parsing limit; longer integers stay Decimal
 
 
-def _parse_int(text: str) -> int | Decimal:
+def _parse_int(text: str) -> int | float | Decimal:
     """An integer of any length: Python refuses to parse very long ones, Decimal does not
-    (and keeps every digit, which is all a numeric or jsonb column needs)."""
+    (and keeps every digit, which is all a numeric or jsonb column needs). `-0` is a float
+    column's negative zero (row_to_json writes it without a fraction): it stays -0.0."""
+    if text == "-0":
+        return -0.0
     return int(text) if len(text) < _INT_DIGITS_SAFE else Decimal(text)
 
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC
-from decimal import Decimal
 from typing import Any
 
 from pydantic import ValidationError
@@ -265,7 +264,7 @@ def _item(issue: BeadsIssue, kind: str) -> WorkItem:
         comments=_comments(raw.get("comments")),
         assignee=_text(raw.get("assignee")),
         created_by=_text(raw.get("created_by")) or _text(raw.get("owner")),
-        estimate_hours=_hours(raw.get("estimated_minutes")),
+        estimate_minutes=_minutes(raw.get("estimated_minutes")),
         due_date=issue.times["due_at"].astimezone(UTC).date() if "due_at" in issue.times
         else None,
         created_at=issue.times.get("created_at"),
@@ -336,10 +335,10 @@ def _dependencies(issue: BeadsIssue, live: dict[str, BeadsIssue],
     return list(result.values())
 
 
-def _hours(minutes: Any) -> Decimal | None:
+def _minutes(minutes: Any) -> int | None:
     if isinstance(minutes, bool) or not isinstance(minutes, int | float) or minutes < 0:
         return None
-    return (Decimal(str(minutes)) / 60).quantize(Decimal("0.01"))
+    return round(minutes)
 
 
 def _text(value: Any) -> str | None:

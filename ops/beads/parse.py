@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ops.core.errors import NotFound, OpsError
+from ops.core.fields import MAX_MINUTES
 from ops.core.limits import (
     MAX_JSON_BYTES,
     MAX_JSON_DEPTH,
@@ -36,7 +37,6 @@ MAX_ISSUE_DEPTH = MAX_JSON_DEPTH - 2
 # Every stored text (description, metadata) is a part of the issue: an issue within the
 # shared limit, less room for the wrapping, keeps each of them within it too.
 MAX_ISSUE_BYTES = MAX_JSON_BYTES - 4096
-MAX_MINUTES = 2**31 - 1  # what an integer column holds
 
 _RFC3339 = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})(?:[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?"

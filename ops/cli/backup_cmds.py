@@ -1,5 +1,5 @@
 """Backup commands: backup, backups (and backups check), verify (and its restore drill),
-prune."""
+prune, compare."""
 
 from __future__ import annotations
 
@@ -244,3 +244,18 @@ def prune(
     if as_json:
         print_json(result)
 
+
+@app.command()
+def compare(
+    file: Annotated[str, typer.Argument(
+        help="`latest` (newest complete backup in BACKUP_DIR), a name in BACKUP_DIR, a path "
+        "or an object URL.")] = "latest",
+    identity: IdentityOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Check that the database holds exactly a backup's data (row counts and sha256)."""
+    from ops.backup.compare import compare_database
+
+    result = compare_database(settings(), file, identity=identity, report=reporter(as_json))
+    if as_json:
+        print_json(result)

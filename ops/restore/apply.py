@@ -7,6 +7,9 @@ the file as it streams by, move every identity/serial sequence past the restored
 validate every foreign key with an anti-join (replica mode checks nothing by itself), then
 commit. Any failure before the commit - bad row, wrong type, duplicate key, dangling
 reference, kill -9, lost connection - rolls back and leaves the data exactly as it was.
+
+A backup made at an older schema revision is restored into that revision's schema, rebuilt
+from the migrations, and migrated to head in the same transaction (ops.restore.migrating).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from ops.core.guard import refuse_production
 from ops.core.output import SILENT, Reporter, suggest
 from ops.core.tenancy import Tenant
 from ops.restore.checks import reset_sequences, validate_foreign_keys
+from ops.restore.migrating import SchemaSwap, older_revision_swap
 from ops.restore.plan import TablePlan, plan_table, row_label
 
 REPLICA = "replica"  # superuser: FK triggers off during the load, validated explicitly after
@@ -56,6 +60,8 @@ class RestoreResult:
     layout: str = ""  # "lines" (one row per line, ours) or "streaming" (any other JSON)
     backup_revision: str | None = None
     database_revision: str | None = None
+    migrated_from: str | None = None  # an older backup: restored at this revision...
+    migrated_to: str | None = None  # ...then migrated to this one (head)
     fk_mode: str = ""
     safety_backup: str | None = None  # where the safety backup went
     tables: dict[str, int] = field(default_factory=dict)  # rows restored, in file order
@@ -104,25 +110,27 @@ def restore(settings: Settings, source: str | Path | None = "latest", *,
         require_schema(tables)
         result.database_revision = current_revision(conn)
         meta = reader.tail_meta
+        swap = None
         if meta is not None:
+            swap = _older_revision_swap(conn, settings, meta, tables, result, options, report)
             check_revision(meta, result, options, report)
             _warn_if_partial(meta, result, options, report)
-            _check_before_locking(meta, tables, options)
+            _check_before_locking(meta, swap.tables if swap else tables, options)
         listed = None
         if only_listed_tables:
             in_meta = (meta or {}).get("tables")
             listed = in_meta if isinstance(in_meta, list) else table_names(ref, identities)
         targets = [t for t in tables if listed is None or t.name in listed]
-        report.line(f"📊 Tables to restore: {len(targets)}")
+        report.line(f"📊 Tables to restore: {len(swap.tables if swap else targets)}")
         if dry_run:
             conn.rollback()
-            _dry_run(reader, tables, result, options, report)
+            _dry_run(reader, swap.tables if swap else tables, result, options, report)
         else:
             refuse_production(conn, settings, action="restore into",
                               allow_production=allow_production)
             result.fk_mode = REPLICA if is_superuser(conn) else DEFERRED
             conn.commit()
-            _restore(conn, settings, reader, tables, targets, result, options, report)
+            _restore(conn, settings, reader, tables, targets, result, options, report, swap)
     result.total_rows = sum(result.tables.values())
     result.seconds = round(time.monotonic() - started, 3)
     if dry_run:
@@ -143,7 +151,7 @@ def check_revision(meta: dict | None, result: RestoreResult, options: Options,
     if revision is None:
         note = ("the backup records no schema revision (seed-format file): restoring by "
                 "column names")
-    elif revision == database:
+    elif revision in (database, result.migrated_from):
         return
     elif not options.allow_schema_mismatch:
         raise OpsError(
@@ -159,6 +167,18 @@ def check_revision(meta: dict | None, result: RestoreResult, options: Options,
     if note not in result.notes:  # checked twice: from the file's tail, and at its end
         result.notes.append(note)
         report.line(f"ℹ️  {note.capitalize()}")
+
+
+def _older_revision_swap(conn: psycopg.Connection, settings: Settings, meta: dict,
+                         tables: list[Table], result: RestoreResult, options: Options,
+                         report: Reporter) -> SchemaSwap | None:
+    swap = older_revision_swap(
+        conn, settings, meta.get("alembicRevision"), result.database_revision, tables,
+        allow_schema_mismatch=options.allow_schema_mismatch,
+        only_listed_tables=options.only_listed_tables, dry_run=options.dry_run, report=report)
+    if swap is not None:
+        result.migrated_from, result.migrated_to = swap.source, swap.target
+    return swap
 
 
 def _warn_if_partial(meta: dict, result: RestoreResult, options: Options,
@@ -178,15 +198,17 @@ def _warn_if_partial(meta: dict, result: RestoreResult, options: Options,
 
 def _restore(conn: psycopg.Connection, settings: Settings, reader: BackupReader,
              tables: list[Table], targets: list[Table], result: RestoreResult,
-             options: Options, report: Reporter) -> None:
+             options: Options, report: Reporter, swap: SchemaSwap | None = None) -> None:
     safety: BackupRef | None = None
     committing = False
-    by_name = {t.name: t for t in tables}
     try:
         _lock(conn, tables)
         if options.safety_backup:
             safety = write_safety_backup(conn, settings, report)
             result.safety_backup = str(safety)
+        if swap is not None:
+            tables = targets = swap.rebuild(conn, tables, report)
+        by_name = {t.name: t for t in tables}
         report.line("⚙️  Disabling foreign key checks...")
         if result.fk_mode == REPLICA:
             conn.execute("SET LOCAL session_replication_role = replica")
@@ -215,6 +237,8 @@ def _restore(conn: psycopg.Connection, settings: Settings, reader: BackupReader,
         result.foreign_keys_checked = validate_foreign_keys(conn, tables, changed)
         if result.fk_mode == DEFERRED:
             conn.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        if swap is not None:
+            loaded = swap.migrate(conn, report)
         result.sequences_reset = reset_sequences(conn, loaded)
         report.line(f"🔗 Foreign keys verified: {result.foreign_keys_checked}; "
                     f"sequences reset: {result.sequences_reset}")

@@ -112,6 +112,7 @@ _FLOAT_SAFE = re.compile(r"^(real|double precision|smallint|integer|bigint|"
 
 
 _NUMERIC_PREFIXES = ("numeric", "real", "double precision", "smallint", "integer", "bigint")
+_FLOAT_TYPES = ("real", "double precision")
 
 
 def float_safe(column: Column) -> bool:
@@ -153,6 +154,7 @@ class TablePlan:
     _convert: tuple[tuple[int, Callable[[Any], Any]], ...] = ()
     _exact_scalars: Callable[[Any], tuple] = tuple  # values where a float would lose digits
     _exact_json: tuple[int, ...] = ()  # json/jsonb and numeric arrays: walked for floats
+    _float_zeros: tuple[int, ...] = ()  # float columns: a 0 may have been -0
     _key_index: dict[str, int] = field(default_factory=dict)  # json column key -> position
 
     def __post_init__(self) -> None:
@@ -168,6 +170,8 @@ class TablePlan:
         self._exact_json = tuple(i for i in unsafe
                                  if by_name[self.columns[i]].json_type
                                  or types[i].endswith("[]"))
+        self._float_zeros = tuple(i for i, t in enumerate(types)
+                                  if t.removesuffix("[]") in _FLOAT_TYPES)
         scalars = [i for i in unsafe if i not in self._exact_json]
         if scalars:
             pick = itemgetter(*scalars)
@@ -204,6 +208,9 @@ class TablePlan:
                 return self.values(exact(), row_no, line_no)
             for i in self._exact_json:
                 if _has_float(values[i]):
+                    return self.values(exact(), row_no, line_no)
+            for i in self._float_zeros:  # the fast parser reads -0 as the integer 0
+                if values[i] == 0 or type(values[i]) is list and 0 in values[i]:
                     return self.values(exact(), row_no, line_no)
         if self._convert:
             values = list(values)

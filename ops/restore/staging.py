@@ -27,6 +27,7 @@ from ops.core.catalog import APP_SCHEMA, Table
 from ops.core.errors import BadBackup, NotFound, OpsError, UsageError
 from ops.core.limits import summarize
 from ops.core.output import Reporter, suggest
+from ops.core.slugs import first_free, slugify
 from ops.core.tenancy import Tenant, TenantScope, pick_tenant
 from ops.restore.apply import (
     PROGRESS_EVERY,
@@ -262,6 +263,27 @@ def rename_tenant(conn: psycopg.Connection, scope: TenantScope, stages: dict[str
                   name: str) -> None:
     conn.execute(sql.SQL("UPDATE {} SET {} = %s").format(
         stages[scope.root.name].ident, sql.Identifier(scope.name_column)), (name,))
+
+
+def settle_slug(conn: psycopg.Connection, scope: TenantScope, stages: dict[str, Stage],
+                renamed: bool, report: Reporter) -> str | None:
+    """Give a tenant added as new a slug that is free here: made from its new name when
+    renamed, else its own unless another tenant has it (then `-2`, `-3`, ...). None when the
+    tenants table has no slug column."""
+    if "slug" not in scope.root.column_names:
+        return None
+    stage = stages[scope.root.name]
+    slug, name = conn.execute(sql.SQL("SELECT slug, {} FROM {}").format(
+        sql.Identifier(scope.name_column), stage.ident)).fetchone()
+    base = slugify(str(name)) if renamed or not slug else slug
+    taken = conn.execute(sql.SQL(
+        "SELECT slug FROM {} WHERE slug = %s OR slug ~ ('^' || %s || '-[0-9]+$')").format(
+        sql.Identifier(APP_SCHEMA, scope.root.name)), (base, base)).fetchall()
+    free = first_free(base, (row[0] for row in taken))
+    if free != slug:
+        conn.execute(sql.SQL("UPDATE {} SET slug = %s").format(stage.ident), (free,))
+        report.line(f"🔗 Slug: {free}" + (f" ({slug} is taken here)" if not renamed else ""))
+    return free
 
 
 def remap_ids(conn: psycopg.Connection, scope: TenantScope, stages: dict[str, Stage],

@@ -58,6 +58,7 @@ from ops.restore.staging import (
     regenerate_public_ids,
     remap_ids,
     rename_tenant,
+    settle_slug,
     stage_backup,
 )
 from ops.restore.tenant_rows import (
@@ -191,6 +192,7 @@ def _restore(conn: psycopg.Connection, settings: Settings, reader: BackupReader,
             rename_tenant(conn, scope, stages, result.renamed_to)
         if result.new_ids:
             result.new_tenant_id = remap_ids(conn, scope, stages, tenant)
+            settle_slug(conn, scope, stages, result.renamed_to is not None, report)
             result.public_ids_regenerated = regenerate_public_ids(conn, stages, report)
         analyze_stages(conn, stages)
         replaced = None if result.new_ids else tenant

@@ -1,7 +1,9 @@
 """Schema migrations through Alembic: push (upgrade), generate, check, revisions.
 
 `push` also records the environment marker (through ops.core.guard), which destructive commands
-read to refuse production targets.
+read to refuse production targets. `upgrade_in_transaction` and `schema_at` run the migrations
+on a connection the caller owns (a restore rebuilding an older revision inside its one
+transaction), never committing it.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ops.core.catalog import current_revision
+import psycopg
+
+from ops.core.catalog import Table, current_revision, discover_tables
 from ops.core.config import PROJECT_ROOT, Settings, sqlalchemy_url
 from ops.core.db import connect, first_line
 from ops.core.errors import OpsError, UsageError
@@ -52,12 +56,81 @@ class PushResult:
     marker: MarkerChange | None = None
 
 
-def pending_revisions(settings: Settings, current: str | None) -> list[str]:
+def pending_revisions(settings: Settings, current: str | None,
+                      target: str = "heads") -> list[str]:
+    """"rev: message" of each migration from `current` (exclusive) to `target`, oldest first."""
     from alembic.script import ScriptDirectory
 
     script = ScriptDirectory.from_config(alembic_config(settings))
-    revs = list(script.iterate_revisions("heads", current or "base"))
+    revs = list(script.iterate_revisions(target, current or "base"))
     return [f"{r.revision}: {r.doc}" for r in reversed(revs)]
+
+
+def upgrade_path(settings: Settings, start: str, end: str) -> list[str] | None:
+    """"rev: message" of each migration from `start` (exclusive) to `end`, oldest first;
+    None when `end` does not descend from `start`."""
+    from alembic.script.revision import RevisionError
+
+    try:
+        return pending_revisions(settings, start, end)
+    except RevisionError:
+        return None
+
+
+def known_revisions(settings: Settings) -> list[str]:
+    """Every revision the migrations define, from base to head."""
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(alembic_config(settings))
+    return [r.revision for r in reversed(list(script.walk_revisions()))]
+
+
+class _Lent:
+    """A psycopg connection lent to SQLAlchemy: statements run on it, but its transaction
+    belongs to the lender - SQLAlchemy's rollbacks (pool resets, closing) and closing do
+    nothing, and a commit would be a bug."""
+
+    def __init__(self, conn: psycopg.Connection) -> None:
+        self._conn = conn
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._conn, name)
+
+    def commit(self) -> None:
+        raise RuntimeError("the migrations may not commit a transaction they were lent")
+
+    def rollback(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def upgrade_in_transaction(conn: psycopg.Connection, settings: Settings, revision: str) -> None:
+    """`alembic upgrade revision` on `conn`, inside its open transaction: nothing is committed,
+    so the caller's rollback undoes every migration with the rest of its work."""
+    from alembic import command
+    from sqlalchemy import create_engine, pool
+
+    # No hstore lookup: psycopg's type registry wants the real connection, which is not lent.
+    engine = create_engine("postgresql+psycopg://", creator=lambda: _Lent(conn),
+                           poolclass=pool.NullPool, use_native_hstore=False)
+    with engine.connect() as sa_conn:
+        sa_conn.begin()  # Alembic then runs inside it instead of committing its own
+        cfg = alembic_config(settings)
+        cfg.attributes["connection"] = sa_conn
+        command.upgrade(cfg, revision)
+
+
+def schema_at(conn: psycopg.Connection, settings: Settings, revision: str) -> list[Table]:
+    """The app tables as the migrations build them at `revision`, without touching the
+    database: built in this session's temporary schema, inside a savepoint rolled back."""
+    with conn.transaction(force_rollback=True):
+        conn.execute("SET LOCAL search_path = pg_temp")
+        upgrade_in_transaction(conn, settings, revision)
+        schema = conn.execute("SELECT nspname FROM pg_namespace "
+                              "WHERE oid = pg_my_temp_schema()").fetchone()[0]
+        return discover_tables(conn, schema)
 
 
 def push(settings: Settings, report: Reporter = SILENT, *,

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 
 from ops.core.catalog import OPS_METADATA_TABLE
+from ops.core.slugs import SLUG_PATTERN
 from ops.core.vocabulary import PRIORITIES, TICKET_STATUSES, USER_ROLES, WORK_STATUSES
 
 metadata = sa.MetaData(
@@ -91,6 +92,9 @@ tenants = sa.Table(
     sa.Column("plan", sa.Text, nullable=False, server_default="free"),
     sa.Column("settings", pg.JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
     *_timestamps(),
+    # For URLs: set by every writer (ops.seed.helpers.tenant_slug), backfilled by 0002.
+    sa.Column("slug", sa.Text, nullable=False, unique=True),
+    sa.CheckConstraint(f"slug ~ '{SLUG_PATTERN}'", name="slug_url_safe"),
 )
 
 clients = sa.Table(
@@ -208,7 +212,7 @@ tasks = sa.Table(
     _fk("feature_id", "features.id", ondelete="SET NULL"),
     _fk("parent_task_id", "tasks.id", ondelete="SET NULL"),
     sa.Column("task_type", sa.Text, nullable=False, server_default="task"),
-    sa.Column("estimate_hours", sa.Numeric(10, 2)),
+    sa.Column("estimate_minutes", sa.Integer),
     *_work_item_columns(),
     sa.UniqueConstraint("product_id", "external_source", "external_id"),
     sa.CheckConstraint("parent_task_id IS NULL OR parent_task_id <> id", name="not_own_parent"),

@@ -43,6 +43,7 @@ from ops.seed.helpers import (
     get_or_create,
     hash_password,
     require_systech_tenant,
+    tenant_slug,
 )
 from ops.seed.volume import VolumeResult, generate_volume
 
@@ -92,7 +93,8 @@ def seed_lookups(conn: psycopg.Connection, report: Reporter = SILENT) -> Lookups
     report.line("📚 Seeding lookup tables...")
     report.line(f"🏢 Creating {SYSTECH_TENANT} tenant...")
     tenant_id, tenant_created = get_or_create(
-        conn, "tenants", {"name": SYSTECH_TENANT}, {"plan": "enterprise"})
+        conn, "tenants", {"name": SYSTECH_TENANT},
+        lambda: {"plan": "enterprise", "slug": tenant_slug(conn, SYSTECH_TENANT)})
     announce(report, "tenant", f"{SYSTECH_TENANT} (ID: {tenant_id})", tenant_created)
     tags = Tally()
     for name, color, description in LOOKUP_TAGS:
@@ -205,7 +207,7 @@ def _seed_work_items(conn: psycopg.Connection, report: Reporter, tenant_id: int,
             {**work, "epic_id": items["epic", epic], "feature_id": items["feature", feature],
              "parent_task_id": items["task", parent] if parent else None,
              "task_type": "subtask" if parent else "task", "status": status,
-             "priority": priority, "estimate_hours": estimate,
+             "priority": priority, "estimate_minutes": estimate,
              "assignee_id": users["john@systech.com"], "metadata": {"sample": True}})
         counts.setdefault("Tasks", Tally()).add(created)
     for task, depends_on in TASK_DEPENDENCIES:

@@ -82,15 +82,15 @@ FEATURES = (
     ("User authentication", "Password reset", "todo", "medium"),
     ("Sales pipeline reports", "Monthly pipeline report", "backlog", "medium"),
 )
-# (feature, title, status, priority, estimate_hours, parent task title or None)
+# (feature, title, status, priority, estimate_minutes, parent task title or None)
 TASKS = (
-    ("Email and password login", "Store passwords as bcrypt hashes", "done", "high", 3, None),
-    ("Email and password login", "Build the login form", "in_progress", "high", 5, None),
-    ("Email and password login", "Validate the email field", "todo", "medium", 1,
+    ("Email and password login", "Store passwords as bcrypt hashes", "done", "high", 180, None),
+    ("Email and password login", "Build the login form", "in_progress", "high", 300, None),
+    ("Email and password login", "Validate the email field", "todo", "medium", 60,
      "Build the login form"),
-    ("Password reset", "Send password reset emails", "todo", "medium", 4, None),
-    ("Monthly pipeline report", "Aggregate deals by stage", "todo", "medium", 6, None),
-    ("Monthly pipeline report", "Export the report as CSV", "backlog", "low", 2, None),
+    ("Password reset", "Send password reset emails", "todo", "medium", 240, None),
+    ("Monthly pipeline report", "Aggregate deals by stage", "todo", "medium", 360, None),
+    ("Monthly pipeline report", "Export the report as CSV", "backlog", "low", 120, None),
 )
 TASK_DEPENDENCIES = (
     ("Send password reset emails", "Store passwords as bcrypt hashes"),

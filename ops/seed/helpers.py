@@ -2,6 +2,8 @@
 
     from ops.seed.helpers import announce, get_or_create, hash_password, require_systech_tenant
 
+A seed that creates a tenant gives it a slug: `tenant_slug(conn, name)`.
+
 All of them work on the connection the tool hands to a seed, inside the transaction the tool
 owns: they never commit, so a failing seed leaves nothing behind.
 """
@@ -19,6 +21,7 @@ from psycopg.types.json import Jsonb
 
 from ops.core.errors import OpsError
 from ops.core.output import Reporter, suggest
+from ops.core.slugs import first_free, slugify
 from ops.core.vocabulary import BCRYPT_ROUNDS, SYSTECH_TENANT
 
 
@@ -38,6 +41,15 @@ def require_systech_tenant(conn: psycopg.Connection, *, needed_by: str = "this s
             hint=f"Run {suggest('seed lookups')}, then try again.",
         )
     return tenant_id
+
+
+def tenant_slug(conn: psycopg.Connection, name: str) -> str:
+    """A free slug for a new tenant called `name` (`acme`, or `acme-2` when that is taken)."""
+    base = slugify(name)
+    taken = conn.execute(
+        "SELECT slug FROM tenants WHERE slug = %s OR slug ~ ('^' || %s || '-[0-9]+$')",
+        (base, base)).fetchall()
+    return first_free(base, (slug for slug, in taken))
 
 
 def hash_password(password: str, *, rounds: int = BCRYPT_ROUNDS,

@@ -346,7 +346,7 @@ def features(ctx: Context) -> Iterator[Row]:
 
 
 TASK_COLUMNS = ("id", "tenant_id", "product_id", "epic_id", "feature_id", "parent_task_id",
-                "task_type", "estimate_hours", *WORK_COLUMNS)
+                "task_type", "estimate_minutes", *WORK_COLUMNS)
 
 
 def tasks(ctx: Context) -> Iterator[Row]:
@@ -360,7 +360,7 @@ def tasks(ctx: Context) -> Iterator[Row]:
         yield (ctx.id("tasks", t), ctx.tenant_id, ctx.id("products", ctx.product_of_epic(epic)),
                ctx.id("epics", epic), ctx.id("features", feature), parent,
                "subtask" if parent else dice.pick(TASK_TYPE_TABLE),
-               (1 + dice.below(160)) / 4 if dice.random() < 0.8 else None,
+               15 * (1 + dice.below(160)) if dice.random() < 0.8 else None,
                *work_item(ctx, dice))
 
 

@@ -12,7 +12,6 @@ the record; it never re-reads the tracker.
 from __future__ import annotations
 
 from datetime import date, datetime
-from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, ConfigDict, Field
@@ -22,6 +21,7 @@ from ops.core.fields import (
     Indexed,
     InputModel,
     JsonObject,
+    Minutes,
     Name,
     Priority,
     Status,
@@ -88,7 +88,7 @@ class WorkItem(_Validated):
     dependencies: list[WorkDependency] = Field(default_factory=list, max_length=MAX_LIST_ITEMS)
     assignee: Text | None = None
     created_by: Text | None = None
-    estimate_hours: Annotated[Decimal, Field(ge=0, lt=10**8, allow_inf_nan=False)] | None = None
+    estimate_minutes: Minutes | None = None
     due_date: date | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None

@@ -59,7 +59,7 @@ KIND_COLUMNS = {
     "epic": (),
     "feature": (("epic_id", "bigint"),),
     "task": (("epic_id", "bigint"), ("feature_id", "bigint"), ("parent_task_id", "bigint"),
-             ("task_type", "text"), ("estimate_hours", "numeric")),
+             ("task_type", "text"), ("estimate_minutes", "integer")),
 }
 RETURNED = {"epic": "NULL::bigint, NULL::bigint", "feature": "t.epic_id, NULL::bigint",
             "task": "t.epic_id, t.feature_id"}  # columns of a row aliased `t`
@@ -204,7 +204,7 @@ class _ChunkWriter:
         elif item.kind == "task":
             row.update(epic_id=None, feature_id=None, parent_task_id=None,
                        task_type=item.task_type or "task",
-                       estimate_hours=item.estimate_hours)
+                       estimate_minutes=item.estimate_minutes)
             if parent is not None:
                 row["epic_id"] = parent.id if parent.kind == "epic" else parent.epic_id
                 if parent.kind == "feature":

@@ -19,14 +19,15 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.config import ApiSettings
+from ops.seed.helpers import tenant_slug
 
 PASSWORD = "Correct-Horse-1"
 SECRET = "tZ4q7uWbV0yR2mN8cJ5hL1pX6sD9fG3kA0eQwErTyUi"
 
 
 def make_tenant(conn: psycopg.Connection, name: str) -> int:
-    return conn.execute("INSERT INTO tenants (name) VALUES (%s) RETURNING id",
-                        (name,)).fetchone()[0]
+    return conn.execute("INSERT INTO tenants (name, slug) VALUES (%s, %s) RETURNING id",
+                        (name, tenant_slug(conn, name))).fetchone()[0]
 
 
 def make_client_org(conn: psycopg.Connection, tenant_id: int, name: str) -> int:

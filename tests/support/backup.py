@@ -11,6 +11,7 @@ import psycopg
 
 from ops.backup.files import backup_filename, iso_timestamp
 from ops.backup.format import TABLES_END, header_line, meta_line, open_backup
+from ops.seed.helpers import tenant_slug
 
 
 def add_tenants_and_clients(conn: psycopg.Connection, tenants: int = 2,
@@ -18,8 +19,10 @@ def add_tenants_and_clients(conn: psycopg.Connection, tenants: int = 2,
     """A few tenants, each with clients (a parent table and an FK child)."""
     for t in range(tenants):
         tenant_id = conn.execute(
-            "INSERT INTO tenants (name, plan, settings) VALUES (%s, 'enterprise', %s) "
-            "RETURNING id", (f"Tenant {t} \"quoted\" ✓", json.dumps({"seats": t, "x": [1.50]}))
+            "INSERT INTO tenants (name, slug, plan, settings) VALUES (%s, %s, 'enterprise', %s) "
+            "RETURNING id", (f"Tenant {t} \"quoted\" ✓",
+                             tenant_slug(conn, f"Tenant {t} quoted"),
+                             json.dumps({"seats": t, "x": [1.50]}))
         ).fetchone()[0]
         for c in range(clients_each):
             conn.execute("INSERT INTO clients (tenant_id, name, email) VALUES (%s, %s, %s)",

@@ -17,7 +17,7 @@ FIXTURES = Path(__file__).parent.parent / "fixtures" / "beads"
 def make_systech(conn: psycopg.Connection, product: str = "Tasklets") -> tuple[int, int]:
     """The SysTech tenant, `product` and the user Ramesh (matched by email or name)."""
     tenant = conn.execute(
-        "INSERT INTO tenants (name) VALUES ('SysTech') RETURNING id").fetchone()[0]
+        "INSERT INTO tenants (name, slug) VALUES ('SysTech', 'systech') RETURNING id").fetchone()[0]
     product_id = conn.execute(
         "INSERT INTO products (tenant_id, name) VALUES (%s, %s) RETURNING id",
         (tenant, product)).fetchone()[0]

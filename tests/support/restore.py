@@ -15,14 +15,14 @@ from ops.backup.files import backup_filename, utc_now
 from ops.backup.format import header_line, meta_line, table_close_line, table_open_line
 from ops.core.catalog import discover_tables
 
-# A small Tasklets dataset that exercises what a restore must keep exactly: numeric and jsonb
+# A small Tasklets dataset that exercises what a restore must keep exactly: jsonb numeric
 # digits (22.30), quotes/backslashes/newlines/emoji, arrays, microsecond timestamps, a child
 # task whose parent comes later in id order, and explicit ids beyond the identity sequences.
 SAMPLE_SQL = r"""
-INSERT INTO tenants (id, name, plan, settings) VALUES
-  (1, 'SysTech', 'enterprise',
+INSERT INTO tenants (id, name, slug, plan, settings) VALUES
+  (1, 'SysTech', 'systech', 'enterprise',
    '{"price": 22.30, "nested": {"a": [1, 2.50, "x"], "big": 12345678901234567890123.5}}'),
-  (2, 'Other "quoted" tenant', 'free', '{}');
+  (2, 'Other "quoted" tenant', 'other-quoted-tenant', 'free', '{}');
 INSERT INTO clients (id, tenant_id, name, email, metadata) VALUES
   (1, 1, 'Acme \ backslash', 'a@acme.test', '{"note": "line\nbreak", "emoji": "🚀"}'),
   (2, 1, 'Beta', NULL, '{}');
@@ -38,12 +38,12 @@ INSERT INTO client_products (client_id, product_id, licensed_at) VALUES (1, 1, '
 INSERT INTO epics (id, tenant_id, product_id, title, labels, created_by, due_date) VALUES
   (1, 1, 1, 'Epic', '{a,"b c","d\\e",NULL}', 1, '2024-12-31');
 INSERT INTO features (id, tenant_id, product_id, epic_id, title) VALUES (1, 1, 1, 1, 'Feature');
-INSERT INTO tasks (id, tenant_id, product_id, epic_id, feature_id, title, estimate_hours,
+INSERT INTO tasks (id, tenant_id, product_id, epic_id, feature_id, title, estimate_minutes,
                    description, metadata, closed_at) VALUES
-  (20, 1, 1, 1, 1, 'Parent', 22.30, 'quote '' and "double"', '{"weight": 0.10}',
+  (20, 1, 1, 1, 1, 'Parent', 1338, 'quote '' and "double"', '{"weight": 0.10}',
    '2024-03-01 10:00:00.000001+00');
-INSERT INTO tasks (id, tenant_id, product_id, parent_task_id, title, estimate_hours) VALUES
-  (10, 1, 1, 20, 'Child before its parent', 1.5);
+INSERT INTO tasks (id, tenant_id, product_id, parent_task_id, title, estimate_minutes) VALUES
+  (10, 1, 1, 20, 'Child before its parent', 90);
 INSERT INTO task_dependencies (id, tenant_id, task_id, depends_on_task_id) VALUES (1, 1, 10, 20);
 INSERT INTO tickets (id, tenant_id, product_id, client_id, reported_by, title, status) VALUES
   (1, 1, 1, 1, 2, 'Ticket', 'waiting');
@@ -73,6 +73,40 @@ def table_hashes(conn: psycopg.Connection) -> dict[str, tuple[int, str]]:
         count, digest = conn.execute(query).fetchone()
         hashes[table.name] = (count, digest)
     return hashes
+
+
+# Everything a migrating restore rebuilds, as lines: columns, constraints, indexes, enum
+# labels, owners and grants of the public schema, and the revision.
+SCHEMA_SQL = """
+SELECT format('column %s.%s %s not null %s default %s', c.relname, a.attname,
+              format_type(a.atttypid, a.atttypmod), a.attnotnull,
+              pg_get_expr(d.adbin, d.adrelid))
+FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+WHERE c.relnamespace = 'public'::regnamespace AND c.relkind = 'r' AND a.attnum > 0
+  AND NOT a.attisdropped
+UNION ALL
+SELECT format('constraint %s.%s %s', conrelid::regclass, conname, pg_get_constraintdef(oid))
+FROM pg_constraint WHERE connamespace = 'public'::regnamespace
+UNION ALL
+SELECT format('index %s', pg_get_indexdef(indexrelid)) FROM pg_index i
+JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relnamespace = 'public'::regnamespace
+UNION ALL
+SELECT format('enum %s %s', t.typname, string_agg(e.enumlabel, ',' ORDER BY e.enumsortorder))
+FROM pg_type t JOIN pg_enum e ON e.enumtypid = t.oid
+WHERE t.typnamespace = 'public'::regnamespace GROUP BY t.typname
+UNION ALL
+SELECT format('owner %s %s %s', relname, pg_get_userbyid(relowner), relacl) FROM pg_class
+WHERE relnamespace = 'public'::regnamespace AND relkind IN ('r', 'S')
+UNION ALL
+SELECT format('revision %s', version_num) FROM alembic_version
+ORDER BY 1
+"""
+
+
+def schema_lines(conn: psycopg.Connection) -> list[str]:
+    """The public schema as sorted lines (compare two to see what a restore changed)."""
+    return [line for (line,) in conn.execute(SCHEMA_SQL)]
 
 
 def marker(conn: psycopg.Connection) -> list[tuple]:

@@ -18,7 +18,8 @@ SYSTECH, GLOBEX = 1, 3
 # names SysTech also uses (unique per tenant only), a child task before its parent, and
 # references between Globex's rows through every kind of key.
 GLOBEX_SQL = r"""
-INSERT INTO tenants (id, name, plan, settings) VALUES (3, 'Globex', 'pro', '{"seats": 12.50}');
+INSERT INTO tenants (id, name, slug, plan, settings) VALUES
+  (3, 'Globex', 'globex', 'pro', '{"seats": 12.50}');
 INSERT INTO clients (id, tenant_id, name, email) VALUES
   (3, 3, 'Initech', 'it@initech.test'), (4, 3, 'Hooli', NULL);
 INSERT INTO users (id, tenant_id, client_id, email, name, password_hash, user_type, role) VALUES
@@ -33,9 +34,9 @@ INSERT INTO epics (id, tenant_id, product_id, title, labels, created_by) VALUES
   (2, 3, 2, 'Globex epic', '{x,"y z"}', 3);
 INSERT INTO features (id, tenant_id, product_id, epic_id, title) VALUES
   (2, 3, 2, 2, 'Globex feature');
-INSERT INTO tasks (id, tenant_id, product_id, epic_id, feature_id, title, estimate_hours,
+INSERT INTO tasks (id, tenant_id, product_id, epic_id, feature_id, title, estimate_minutes,
                    metadata) VALUES
-  (15, 3, 2, 2, 2, 'Globex parent', 3.25, '{"w": 0.10}');
+  (15, 3, 2, 2, 2, 'Globex parent', 195, '{"w": 0.10}');
 INSERT INTO tasks (id, tenant_id, product_id, parent_task_id, title, assignee_id) VALUES
   (5, 3, 2, 15, 'Globex child', 4);
 INSERT INTO task_dependencies (id, tenant_id, task_id, depends_on_task_id) VALUES (2, 3, 5, 15);
