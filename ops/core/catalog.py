@@ -131,6 +131,30 @@ def discover_tables(conn: psycopg.Connection, schema: str = APP_SCHEMA) -> list[
     return dependency_order(tables)
 
 
+_UNIQUE_SQL = """
+SELECT c.relname, i.relname,
+       ARRAY(SELECT a.attname FROM unnest(x.indkey) WITH ORDINALITY k(n, o)
+             JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = k.n ORDER BY k.o)
+FROM pg_index x
+JOIN pg_class c ON c.oid = x.indrelid
+JOIN pg_class i ON i.oid = x.indexrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = %(schema)s AND x.indisunique
+ORDER BY c.relname, i.relname
+"""
+
+
+def unique_keys(conn: psycopg.Connection,
+                schema: str = APP_SCHEMA) -> dict[str, list[tuple[str, tuple[str, ...]]]]:
+    """Every unique index (primary keys and unique constraints included) per app table, as
+    (index name, its plain columns); an expression's part of an index is left out."""
+    found: dict[str, list[tuple[str, tuple[str, ...]]]] = {}
+    for table, index, columns in conn.execute(_UNIQUE_SQL, {"schema": schema}):
+        if table not in EXCLUDED_TABLES:
+            found.setdefault(table, []).append((index, tuple(columns)))
+    return found
+
+
 def dependency_order(tables: dict[str, Table]) -> list[Table]:
     """Referenced tables first; ties and cycles broken by name so the order is stable."""
     remaining = dict(sorted(tables.items()))
