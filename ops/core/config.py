@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import quote, urlencode
 
@@ -33,6 +33,8 @@ class Settings:
     app_env_set: bool = True
     backup_compress: bool = False
     backup_jobs: int = DEFAULT_JOBS
+    # The key of `backup --anonymize` (ops.anonymize.mask): never printed nor written out.
+    anonymize_salt: str = field(default="", repr=False)
 
     @property
     def masked_url(self) -> str:
@@ -61,6 +63,7 @@ def load_settings(env_file: str | os.PathLike[str] | None = ".env") -> Settings:
         app_env_set=bool(raw_env),
         backup_compress=_flag("BACKUP_COMPRESS"),
         backup_jobs=_positive_int("BACKUP_JOBS", DEFAULT_JOBS),
+        anonymize_salt=os.environ.get("ANONYMIZE_SALT", ""),
     )
 
 
