@@ -19,6 +19,8 @@ import psycopg
 from psycopg import sql
 
 from ops import __version__
+from ops.anonymize.mask import Anonymizer, TableMask, anonymize_key
+from ops.anonymize.policy import Policy
 from ops.backup.files import (
     backup_filename,
     ensure_backup_dir,
@@ -46,6 +48,7 @@ from ops.core.catalog import (
     discover_tables,
     require_schema,
     table_stats,
+    unique_keys,
 )
 from ops.core.config import Settings
 from ops.core.db import connect, connection, first_line, server_version
@@ -86,10 +89,13 @@ class BackupResult:
 
 def backup(settings: Settings, *, output: Path | None = None, compress: bool = False,
            tables: list[str] | None = None, exclude: list[str] | None = None,
-           jobs: int = DEFAULT_JOBS, report: Reporter = SILENT) -> BackupResult:
+           jobs: int = DEFAULT_JOBS, anonymize: Policy | None = None,
+           report: Reporter = SILENT) -> BackupResult:
     """Back up the database of `settings` from one REPEATABLE READ, READ ONLY snapshot.
 
     With jobs > 1 a large database is read over that many connections sharing the snapshot.
+    With `anonymize`, every row goes through that policy's transformers on its way to the file
+    (keyed by ANONYMIZE_SALT); a schema the policy does not fully classify writes nothing.
     """
     if jobs < 1:
         raise UsageError(f"--jobs must be at least 1, not {jobs}")
@@ -100,10 +106,15 @@ def backup(settings: Settings, *, output: Path | None = None, compress: bool = F
     with connection(settings) as conn:
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         conn.read_only = True
+        anonymizer = None
+        if anonymize is not None:
+            anonymizer = Anonymizer(anonymize, anonymize_key(settings, conn))
+            report.line(f"🎭 Anonymizing with {anonymize.path.name} "
+                        f"(sha256 {anonymize.sha256[:12]}…)")
         result = write_backup(conn, target, compress=compress, tables=tables, exclude=exclude,
                               report=report, moment=moment, jobs=jobs,
                               open_connection=lambda: connect(settings, autocommit=True),
-                              default_name=default_name)
+                              default_name=default_name, anonymizer=anonymizer)
         conn.rollback()
     report.line("✅ Backup completed successfully!")
     report.line(f"📁 Backup file: {result.path}")
@@ -130,7 +141,8 @@ def write_backup(conn: psycopg.Connection, target: Path, *, compress: bool = Fal
                  tables: list[str] | None = None, exclude: list[str] | None = None,
                  report: Reporter = SILENT, moment: datetime | None = None, jobs: int = 1,
                  open_connection: Callable[[], psycopg.Connection] | None = None,
-                 default_name: bool = False) -> BackupResult:
+                 default_name: bool = False, anonymizer: Anonymizer | None = None
+                 ) -> BackupResult:
     """Stream the chosen tables, as `conn`'s current transaction sees them, into `target`.
 
     The caller owns the snapshot: `backup` opens REPEATABLE READ, READ ONLY; restore calls
@@ -142,7 +154,7 @@ def write_backup(conn: psycopg.Connection, target: Path, *, compress: bool = Fal
     """
     moment = moment or utc_now()
     result = BackupResult(path=target, compressed=compress, timestamp=iso_timestamp(moment))
-    args = (result, tables, exclude, report, jobs, open_connection, default_name)
+    args = (result, tables, exclude, report, jobs, open_connection, default_name, anonymizer)
     if conn.autocommit:  # one snapshot per statement would not be consistent: open one
         with conn.transaction():
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
@@ -153,10 +165,15 @@ def write_backup(conn: psycopg.Connection, target: Path, *, compress: bool = Fal
 def _write(conn: psycopg.Connection, result: BackupResult, only: list[str] | None,
            exclude: list[str] | None, report: Reporter, jobs: int,
            open_connection: Callable[[], psycopg.Connection] | None,
-           default_name: bool) -> BackupResult:
+           default_name: bool, anonymizer: Anonymizer | None) -> BackupResult:
     for name, value in SESSION_SETTINGS.items():
         conn.execute("SELECT set_config(%s, %s, true)", (name, value))
-    chosen = select_tables(discover_tables(conn), only, exclude)
+    discovered = discover_tables(conn)
+    chosen = select_tables(discovered, only, exclude)
+    masks: dict[str, TableMask] = {}
+    if anonymizer is not None:  # checks the policy against the whole schema: before any file
+        masks = anonymizer.masks(chosen, discovered, unique_keys(conn),
+                                 lambda t: column_keys(t.column_names))
     conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS SHARE MODE").format(  # no DDL under our feet
         sql.SQL(", ").join(t.ident for t in chosen)))
     stats = table_stats(conn, chosen)
@@ -175,6 +192,7 @@ def _write(conn: psycopg.Connection, result: BackupResult, only: list[str] | Non
         if only or exclude else None,
         "compressed": result.compressed,
         "jsonText": {t.name: keys for t in chosen if (keys := json_text_keys(t))},
+        **(anonymizer.meta if anonymizer is not None else {}),
     }
     current = chosen[0].name
     parts: PartStreams | None = None
@@ -184,7 +202,8 @@ def _write(conn: psycopg.Connection, result: BackupResult, only: list[str] | Non
             try:
                 out.write(header_line(result.timestamp))
                 if jobs > 1 and open_connection is not None:
-                    parts = _start_streams(conn, chosen, stats, jobs, open_connection, out)
+                    parts = _start_streams(conn, chosen, stats, jobs, open_connection, out,
+                                           masks)
                 for index, table in enumerate(chosen):
                     current = table.name
                     out.write(table_open_line(table.name))
@@ -195,7 +214,8 @@ def _write(conn: psycopg.Connection, result: BackupResult, only: list[str] | Non
                     else:
                         estimate = stats[table.name].rows_estimate
                         with _progress(report, table.name, estimate) as advance:
-                            rows, digest = _stream_table(conn, table, out.write, advance)
+                            rows, digest = _stream_table(conn, table, out.write, advance,
+                                                         masks.get(table.name))
                     out.write(table_close_line(last=index == len(chosen) - 1))
                     result.tables[table.name] = rows
                     result.sha256[table.name] = digest
@@ -228,7 +248,7 @@ def _write(conn: psycopg.Connection, result: BackupResult, only: list[str] | Non
 def _start_streams(conn: psycopg.Connection, chosen: list[Table],
                    stats: dict[str, TableStats], jobs: int,
                    open_connection: Callable[[], psycopg.Connection],
-                   out: BackupWriter) -> PartStreams | None:
+                   out: BackupWriter, masks: dict[str, TableMask]) -> PartStreams | None:
     """Stream every table over `jobs` connections sharing this transaction's snapshot (None:
     the database is too small for that to pay)."""
     sizes = {name: stat.bytes for name, stat in stats.items()}
@@ -237,7 +257,8 @@ def _start_streams(conn: psycopg.Connection, chosen: list[Table],
     snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
     return stream_parts(open_connection, snapshot, chosen, sizes, jobs, out.part, out.compress,
                         SESSION_SETTINGS,
-                        lambda c, t, write: _stream_table(c, t, write, no_progress))
+                        lambda c, t, write: _stream_table(c, t, write, no_progress,
+                                                          masks.get(t.name)))
 
 
 def select_tables(discovered: list[Table], only: list[str] | None,
@@ -256,7 +277,7 @@ def select_tables(discovered: list[Table], only: list[str] | None,
     return chosen
 
 
-def copy_query(table: Table) -> sql.Composed:
+def copy_query(table: Table, mask: TableMask | None = None) -> sql.Composed:
     """COPY of one JSON object per row, keys renamed, in primary-key order.
 
     `r.*` names the whole row even when a column is called `r`. Tables without a primary key
@@ -264,19 +285,38 @@ def copy_query(table: Table) -> sql.Composed:
     the JSON text as is: no COPY text escaping to undo. A `json` column (unlike jsonb, it
     keeps its input text: spacing, key order, duplicate keys) is written as that text, in a
     JSON string, so a restore gives back the very same text.
+
+    With a `mask` (anonymizing), each row is two fields: the object of the columns it keeps
+    (`k`, a LATERAL subselect of `r`, so the JSON-null marks still see every column) and a
+    JSON array of its row key and the values it replaces, for the transform to append.
     """
     keys = column_keys(table.column_names)
     select = sql.SQL(", ").join(
         sql.SQL("{} AS {}").format(_as_written(column), sql.Identifier(keys[column.name]))
         for column in table.columns)
-    rows = sql.SQL("SELECT {} AS j FROM (SELECT {} FROM {}) r").format(
-        _row_json(table, keys), select, table.ident)
+    source = sql.SQL("(SELECT {} FROM {}) r").format(select, table.ident)
+    fields = _row_json(table, keys)
+    if mask is not None:
+        def ref(column: str) -> sql.Composable:
+            return sql.SQL("r.{}").format(sql.Identifier(keys[column]))
+
+        kept = sql.SQL(", ").join(sql.SQL("{} AS {}").format(ref(c.name), sql.Identifier(
+            keys[c.name])) for c in table.columns if c.name not in mask.columns)
+        source = sql.SQL("{}, LATERAL (SELECT {}) k").format(source, kept)
+        fields = sql.SQL("{} AS j, json_build_array({})::text AS m").format(
+            _row_json(table, keys, sql.SQL("row_to_json(k.*)")),
+            sql.SQL(", ").join(ref(c) for c in (*mask.row_key, *mask.columns)))
+    else:
+        fields = sql.SQL("{} AS j").format(fields)
+    rows = sql.SQL("SELECT {} FROM {}").format(fields, source)
     if table.primary_key:
         order = sql.SQL(", ").join(sql.SQL("r.{}").format(sql.Identifier(keys[c]))
                                    for c in table.primary_key)
         query = sql.SQL("{} ORDER BY {}").format(rows, order)
     else:
-        query = sql.SQL('SELECT j FROM ({}) s ORDER BY j::text COLLATE "C"').format(rows)
+        query = sql.SQL('SELECT {} FROM ({}) s ORDER BY j::text COLLATE "C"{}').format(
+            sql.SQL("j, m" if mask is not None else "j"), rows,
+            sql.SQL(", m COLLATE \"C\"" if mask is not None else ""))
     return sql.SQL("COPY ({}) TO STDOUT (FORMAT binary)").format(query)
 
 
@@ -293,14 +333,16 @@ def _as_written(column: Column) -> sql.Composable:
     return sql.Identifier(column.name)
 
 
-def _row_json(table: Table, keys: dict[str, str]) -> sql.Composable:
+def _row_json(table: Table, keys: dict[str, str],
+              whole: sql.Composable | None = None) -> sql.Composable:
     """row_to_json of the row, plus the JSON_NULL_KEY field when a jsonb value is JSON null.
 
     row_to_json writes SQL NULL and JSON null alike as `null`; the extra field (rare, so it
     is appended to the text only for the rows that need it) names the columns - and for
     jsonb arrays the 1-based elements - that hold JSON null, so a restore brings back each.
+    `whole` is the object to mark (default: all of `r`).
     """
-    whole = sql.SQL("row_to_json(r.*)")
+    whole = whole or sql.SQL("row_to_json(r.*)")
     marks: list[tuple[str, sql.Composable, sql.Composable]] = []  # (key, condition, value)
     for column in table.columns:
         if column.json_type != "jsonb":
@@ -328,11 +370,15 @@ def _row_json(table: Table, keys: dict[str, str]) -> sql.Composable:
 _BINARY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
 _BINARY_TRAILER = b"\xff\xff"
 _ONE_FIELD = b"\x00\x01"
+_TWO_FIELDS = b"\x00\x02"
 
 
 def _stream_table(conn: psycopg.Connection, table: Table, write: Callable[[bytes], None],
-                  advance: Callable[[int], None]) -> tuple[int, str]:
-    """Copy one table's rows into the file, ~1 MB at a time; returns (rows, sha256 hex)."""
+                  advance: Callable[[int], None],
+                  mask: TableMask | None = None) -> tuple[int, str]:
+    """Copy one table's rows into the file, ~1 MB at a time; returns (rows, sha256 hex).
+
+    With a `mask`, each row is anonymized here, between the COPY and the file."""
     digest = hashlib.sha256()
     rows = 0
     first = True
@@ -351,7 +397,7 @@ def _stream_table(conn: psycopg.Connection, table: Table, write: Callable[[bytes
         pending.clear()
         pending_bytes = 0
 
-    with conn.cursor().copy(copy_query(table)) as copy:
+    with conn.cursor().copy(copy_query(table, mask)) as copy:
         header = True
         for data in copy:  # PostgreSQL sends one row per message
             if header:
@@ -359,15 +405,20 @@ def _stream_table(conn: psycopg.Connection, table: Table, write: Callable[[bytes
                 header = False
             if data == _BINARY_TRAILER:
                 break
-            # A row is: field count (1), 4-byte length, the JSON text.
-            if data[:2] != _ONE_FIELD or len(data) != 6 + int.from_bytes(data[2:6], "big"):
+            # A row is: field count (1; 2 anonymizing), then each field's 4-byte length and
+            # JSON text.
+            if mask is not None:
+                line = mask(*_two_fields(data, table))
+            elif data[:2] != _ONE_FIELD or len(data) != 6 + int.from_bytes(data[2:6], "big"):
                 raise OpsError(f"unexpected COPY BINARY framing in table {table.name}")
-            if len(data) > MAX_ROW_BYTES:
-                raise OpsError(f"table {table.name} row {rows + 1} is {len(data) >> 20} MB as "
+            else:
+                line = data[6:]
+            if len(line) > MAX_ROW_BYTES:
+                raise OpsError(f"table {table.name} row {rows + 1} is {len(line) >> 20} MB as "
                                f"JSON, more than the {MAX_ROW_BYTES >> 20} MB a restore reads; "
                                "no backup file was written")
-            pending.append(data[6:])
-            pending_bytes += len(data)
+            pending.append(line)
+            pending_bytes += len(line)
             rows += 1
             if pending_bytes >= BLOCK_BYTES:
                 flush()
@@ -378,6 +429,15 @@ def _stream_table(conn: psycopg.Connection, table: Table, write: Callable[[bytes
     if rows:
         write(b"\n")
     return rows, digest.hexdigest()
+
+
+def _two_fields(data: memoryview | bytes, table: Table) -> tuple[memoryview | bytes, ...]:
+    """The two JSON texts of an anonymized row (kept object, values to replace)."""
+    first = 6 + int.from_bytes(data[2:6], "big")
+    if data[:2] != _TWO_FIELDS or len(data) != first + 4 + int.from_bytes(
+            data[first:first + 4], "big"):
+        raise OpsError(f"unexpected COPY BINARY framing in table {table.name}")
+    return data[6:first], data[first + 4:]
 
 
 def _skip_binary_header(data: memoryview | bytes) -> memoryview | bytes:
