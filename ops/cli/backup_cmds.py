@@ -7,10 +7,11 @@ from typing import Annotated
 
 import typer
 
+from ops.cli.anonymize_cmds import PolicyOption
 from ops.cli.app import JsonOption, app, reporter, settings
 from ops.core.defaults import DEFAULT_JOBS
-from ops.core.errors import NotFound, OpsError
-from ops.core.output import human_size, print_json, suggest
+from ops.core.errors import NotFound, OpsError, UsageError
+from ops.core.output import human_size, print_json, suggest, suggest_flag
 
 
 def _names(value: str | None) -> list[str] | None:
@@ -36,16 +37,25 @@ def backup(
         "--jobs", "-j", min=1, show_default=False,
         help="Connections reading in parallel from the same snapshot (used for databases "
         f"over 64 MB). Default: BACKUP_JOBS ({DEFAULT_JOBS}).")] = None,
+    anonymize: Annotated[bool, typer.Option(
+        "--anonymize", help="Replace personal data as the policy says (a snapshot developers "
+        "may restore); needs ANONYMIZE_SALT outside development.")] = False,
+    policy: PolicyOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Write a consistent JSON backup of every table (one snapshot, streamed, sha256 per table)."""
+    from ops.anonymize.policy import load_policy
     from ops.backup.create import backup as backup_database
 
+    if policy is not None and not anonymize:
+        raise UsageError("--policy only applies with --anonymize",
+                         hint=f"Add {suggest_flag('--anonymize')}.")
     cfg = settings()
     result = backup_database(cfg, output=output,
                              compress=cfg.backup_compress if compress is None else compress,
                              tables=_names(tables), exclude=_names(exclude_tables),
                              jobs=cfg.backup_jobs if jobs is None else jobs,
+                             anonymize=load_policy(policy) if anonymize else None,
                              report=reporter(as_json))
     if as_json:
         print_json(result)

@@ -8,6 +8,7 @@ import typer
 
 from ops.cli.app import JsonOption, app, reporter, settings
 from ops.core.defaults import DEFAULT_RANDOM_SEED
+from ops.core.errors import UsageError
 from ops.core.output import Reporter, print_json
 
 seed_app = typer.Typer(
@@ -108,8 +109,29 @@ def run_seed(
 
 
 @app.command()
-def fresh(allow_production: AllowProductionOption = False, as_json: JsonOption = False) -> None:
+def fresh(
+    source: Annotated[str | None, typer.Option(
+        "--from", help="Restore this anonymized snapshot (a file in BACKUP_DIR or a path) "
+        "after push, instead of seeding.")] = None,
+    allow_real_data: Annotated[bool, typer.Option(
+        "--allow-real-data", help="With --from: accept a backup that is not anonymized.")]
+    = False,
+    allow_production: AllowProductionOption = False,
+    as_json: JsonOption = False,
+) -> None:
     """push + seed lookups + seed sample: a ready database; changes nothing if already fresh."""
+    if source is not None:
+        from ops.restore.snapshot import fresh_from_snapshot
+
+        snapshot = fresh_from_snapshot(settings(), source, allow_real_data=allow_real_data,
+                                       allow_production=allow_production,
+                                       report=reporter(as_json))
+        if as_json:
+            print_json(snapshot)
+        return
+    if allow_real_data:
+        raise UsageError("--allow-real-data only applies with --from",
+                         hint="Name the snapshot: --from FILE.")
     from ops.seed.builtin import fresh as fresh_database
 
     result = fresh_database(settings(), allow_production=allow_production,
