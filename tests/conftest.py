@@ -123,6 +123,14 @@ def db_url(pg_server_url: str, template_db: str) -> Iterator[str]:
 
 
 @pytest.fixture
+def other_db_url(pg_server_url: str, template_db: str) -> Iterator[str]:
+    """URL of a second fresh database at head (somewhere else to restore into)."""
+    name = create_database(pg_server_url, template_db)
+    yield _with_dbname(pg_server_url, name)
+    drop_database(pg_server_url, name)
+
+
+@pytest.fixture
 def empty_db_url(pg_server_url: str) -> Iterator[str]:
     """URL of a fresh database with no schema at all."""
     name = create_database(pg_server_url, "template0")
