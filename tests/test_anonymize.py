@@ -7,6 +7,7 @@ database with plain `restore`, and checked there (row counts, unique keys, forei
 
 from __future__ import annotations
 
+import hmac
 import json
 import re
 from dataclasses import replace
@@ -18,6 +19,7 @@ from psycopg import sql
 from support.backup import load, table_section
 
 from ops.anonymize.policy import DEFAULT_POLICY, load_policy
+from ops.anonymize.transformers import Keyed
 from ops.backup import create as backup_module
 from ops.backup.create import backup
 from ops.core.catalog import discover_tables, row_counts, unique_keys
@@ -257,7 +259,7 @@ def test_policy_without_anonymize_is_a_usage_error(run_cli):
 
 
 def test_a_developer_logs_in_with_the_sample_password_after_restoring_a_snapshot(
-        seeded: Settings, other_db_url: str, api_client, conn: psycopg.Connection):
+        seeded: Settings, api_client, conn: psycopg.Connection):
     path = snapshot(seeded, "snap.json")
     # the API of these fixtures serves `settings`' database: restore the snapshot there
     restore(seeded, path, safety_backup=False)
@@ -305,7 +307,43 @@ def test_fresh_from_restores_an_anonymized_snapshot_after_push(run_cli, seeded: 
         remote.stderr
 
 
+def test_fakes_are_hmac_sha256_of_the_value_under_the_salt():
+    keyed = Keyed(SALT.encode())
+    for kind, value in (("email", "ramesh@systech.com"), ("text", "x" * 300)):
+        assert keyed.digest(kind, value) == hmac.digest(
+            SALT.encode(), f"{kind}\0{value}".encode(), "sha256")
+    assert Keyed(b"k" * 100).mac(b"m") == hmac.digest(b"k" * 100, b"m", "sha256")
+    # the same value gets the same fake in any column; other values other fakes
+    assert keyed.email("a@b.c") == Keyed(SALT.encode()).email("a@b.c") != keyed.email("a@b.d")
+    assert len(keyed.text("Call Jane about the invoice")) == len("Call Jane about the invoice")
+
+
 def test_unclassified_column_error_names_every_missing_column_briefly(salted, conn):
     conn.execute("ALTER TABLE users ADD COLUMN a text, ADD COLUMN b text")
     with pytest.raises(OpsError, match=r"^users\.a, users\.b not classified"):
         snapshot(salted, "x.json")
+
+
+def test_a_table_without_primary_key_and_nothing_kept_is_anonymized_and_verifies(
+        salted: Settings, conn: psycopg.Connection, tmp_path: Path):
+    from ops.backup.verify import verify_backup
+
+    conn.execute("CREATE TABLE notes (body text, seen_at timestamptz, seen_on date)")
+    conn.execute("INSERT INTO notes VALUES ('Jane Roe called', '2024-01-08 09:00:45.5+00', "
+                 "'2024-01-08'), ('Jane Roe called', '2024-01-08 09:00:45.5+00', "
+                 "'2024-01-08'), (NULL, 'infinity', NULL)")
+    policy = tmp_path / "policy.toml"
+    policy.write_text(DEFAULT_POLICY.read_text() + '\n[notes]\nbody = "text"\n'
+                      'seen_at = { transformer = "date_shift", days = 5 }\n'
+                      'seen_on = { transformer = "date_shift", days = 5 }\n')
+    path = backup(salted, output=salted.backup_dir / "x.json",
+                  anonymize=load_policy(policy)).path
+    assert verify_backup(path).ok
+    rows = load(path)["tables"]["notes"]
+    assert b"Jane" not in path.read_bytes() and len(rows) == 3
+    shifted = [r for r in rows if r["body"] is not None]
+    assert shifted[0] == shifted[1]  # the same row text shifts alike
+    moved = shifted[0]
+    assert moved["seenAt"] != "2024-01-08T09:00:45.5+00:00"
+    assert (moved["seenAt"][:10] == moved["seenOn"])  # one shift per row
+    assert {"body": None, "seenAt": "infinity", "seenOn": None} in rows

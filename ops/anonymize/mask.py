@@ -9,17 +9,18 @@ the object, so the masked fields come last in each row; readers look fields up b
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from decimal import Decimal
-from functools import partial
+from functools import lru_cache, partial
 from typing import Any
 
 import orjson
 import psycopg
 
 from ops.anonymize.policy import STRING_TRANSFORMERS, Policy, Rule, check_policy
-from ops.anonymize.transformers import Keyed, UniqueFakes, cached, shift_date
-from ops.core.catalog import Table
+from ops.anonymize.transformers import CACHE_SIZE, Keyed, UniqueFakes, shift_date
+from ops.core.catalog import Column, Table
 from ops.core.config import Settings
 from ops.core.errors import OpsError
 from ops.core.guard import production_reasons
@@ -30,7 +31,7 @@ DEVELOPMENT_SALT = "tasklets-development-anonymize-salt"
 MIN_SALT_CHARS = 16
 GENERATE = 'python -c "import secrets; print(secrets.token_urlsafe(32))"'
 
-Fake = Callable[[Any, int], Any]  # (value, the row's date shift) -> fake
+Fake = Callable[..., Any]  # value -> fake; date_shift: (value, the row's shift in days)
 
 
 def anonymize_key(settings: Settings, conn: psycopg.Connection) -> bytes:
@@ -55,8 +56,9 @@ def anonymize_key(settings: Settings, conn: psycopg.Connection) -> bytes:
     return salt.encode()
 
 
-class _Inexact(Exception):
-    """A float in a json value: the row is parsed again with exact numbers."""
+# orjson reads non-integers (and integers past 64 bits) as floats, which would lose digits
+# (1.50 -> 1.5); JSON text that may hold one is read with exact decimals instead.
+_INEXACT = re.compile(r"[0-9][.eE]|[0-9]{19}")
 
 
 def _exact_int(text: str) -> int | Decimal:
@@ -64,10 +66,6 @@ def _exact_int(text: str) -> int | Decimal:
 
 
 _EXACT = json.JSONDecoder(parse_float=Decimal, parse_int=_exact_int)
-
-
-def _exact_loads(text: bytes | memoryview) -> Any:
-    return _EXACT.decode(bytes(text).decode())
 
 
 def _number_text(value: Any) -> orjson.Fragment:
@@ -80,82 +78,102 @@ def _dumps(value: Any) -> bytes:
     return orjson.dumps(value, default=_number_text)
 
 
+Leaf = tuple[Callable[[Any], Any], bool]  # (fake, replaces the whole value?)
+
+
 class JsonMask:
     """A `json` rule: transformers by dotted key path (arrays add no step); `others` for text
     found anywhere else. `null` and `constant` replace the value at their path, the text
-    transformers every string beneath it."""
+    transformers every string beneath it.
 
-    def __init__(self, paths: dict[str, tuple[Callable[[Any], Any], bool]],
-                 others: Callable[[str], str] | None, text_column: bool) -> None:
-        self.paths = paths  # path -> (transform, replaces the whole value?)
+    The value arrives as its JSON text. When no rule can apply (none of the rules' first keys
+    is in the text and `others` keeps) the text goes out untouched, unparsed.
+    """
+
+    def __init__(self, paths: dict[str, Leaf], others: Callable[[str], str] | None,
+                 text_column: bool) -> None:
+        self.tree: dict[str, Any] = {}  # key -> Leaf, or the subtree below it
+        for path in sorted(paths, key=lambda p: p.count(".")):
+            *parents, last = path.split(".")
+            node = self.tree
+            for part in parents:
+                node = node.setdefault(part, {})
+                if not isinstance(node, dict):  # a shorter path already covers it
+                    break
+            else:
+                node[last] = paths[path]
+        self.tokens = [f'"{key}"' for key in self.tree]
         self.others = others
-        self.text_column = text_column  # a `json` column: the value is its text
+        self.text_column = text_column  # a `json` column: the file holds its text as a string
 
-    def __call__(self, value: Any, days: int) -> Any:
-        if self.text_column:
-            return _dumps(self.walk(_exact_loads(value.encode()), "")).decode()
-        return self.walk(value, "")
+    def __call__(self, text: str) -> Any:
+        if self.others is None and not any(token in text for token in self.tokens):
+            out = text
+        else:
+            value = _EXACT.decode(text) if _INEXACT.search(text) else orjson.loads(text)
+            out = _dumps(self.walk(value, self.tree)).decode()
+        return out if self.text_column else orjson.Fragment(out)
 
-    def walk(self, value: Any, path: str) -> Any:
+    def walk(self, value: Any, tree: dict[str, Any]) -> Any:
         if isinstance(value, dict):
             out = {}
             for key, item in value.items():
-                here = f"{path}.{key}" if path else key
-                rule = self.paths.get(here)
-                if rule is None:
-                    out[key] = self.walk(item, here)
+                node = tree.get(key)
+                if node is None:
+                    out[key] = self.rest(item)
+                elif isinstance(node, dict):
+                    out[key] = self.walk(item, node)
                 else:
-                    fake, whole = rule
+                    fake, whole = node
                     out[key] = fake(item) if whole else _each_string(item, fake)
             return out
         if isinstance(value, list):
-            return [self.walk(item, path) for item in value]
-        return _each_string(value, self.others)
+            return [self.walk(item, tree) for item in value]
+        return self.rest(value)
+
+    def rest(self, value: Any) -> Any:
+        return value if self.others is None else _each_string(value, self.others)
 
 
-def _each_string(value: Any, fake: Callable[[str], str] | None) -> Any:
+def _each_string(value: Any, fake: Callable[[str], str]) -> Any:
     if isinstance(value, str):
-        return fake(value) if fake else value
+        return fake(value)
     if isinstance(value, dict):
         return {k: _each_string(v, fake) for k, v in value.items()}
     if isinstance(value, list):
         return [_each_string(v, fake) for v in value]
-    if type(value) is float:
-        raise _Inexact
     return value
 
 
 class TableMask:
-    """The row transform of one table: `columns` are the ones it replaces, `row_key` the
-    columns (the primary key) that pick each row's date shift; both in the array the COPY
-    hands over, row_key first."""
+    """The row transform of one table. The COPY hands over, per row, the kept columns' object
+    and a JSON array: the `row_key` columns (the primary key, when dates shift: it picks the
+    row's shift), then the `columns` to replace (those in `as_text` as their JSON text)."""
 
-    def __init__(self, table: Table, fakes: list[tuple[str, str, Fake]],
+    def __init__(self, table: Table, fakes: list[tuple[Column, str, Fake]],
                  row_days: Callable[[bytes], int] | None) -> None:
         self.table = table.name
-        self.columns = tuple(column for column, _, _ in fakes)
-        self._fakes = [(key, fake) for _, key, fake in fakes]
+        self.columns = tuple(column.name for column, _, _ in fakes)
+        self.as_text = frozenset(column.name for column, _, fake in fakes
+                                 if isinstance(fake, JsonMask) and column.json_type == "jsonb")
+        self._fakes = [(key, fake, fake is shift_date) for _, key, fake in fakes]
         self._row_days = row_days
         self.row_key = table.primary_key if row_days else ()
 
     def __call__(self, kept: bytes | memoryview, masked: bytes | memoryview) -> bytes:
         """The row line: the kept object with the fakes appended."""
-        try:
-            tail = self._fields(kept, orjson.loads(masked))
-        except _Inexact:
-            tail = self._fields(kept, _exact_loads(masked))
-        if len(kept) <= 2:  # no kept column at all: `{}`
-            return tail
-        return b"".join((kept[:-1], b",", tail[1:]))
-
-    def _fields(self, kept: bytes | memoryview, values: list) -> bytes:
+        values = orjson.loads(masked)  # text, dates, json rules' text: nothing to round
         days = 0
         if self._row_days is not None:  # no primary key: the kept fields tell rows apart
             n = len(self.row_key)
             days = self._row_days(_dumps(values[:n]) if n else bytes(kept))
             values = values[n:]
-        return _dumps({key: None if value is None else fake(value, days)
-                       for (key, fake), value in zip(self._fakes, values, strict=True)})
+        tail = _dumps({key: None if value is None else fake(value, days) if shifts
+                       else fake(value)
+                       for (key, fake, shifts), value in zip(self._fakes, values, strict=True)})
+        if len(kept) <= 2:  # no kept column at all: `{}`
+            return tail
+        return b"".join((kept[:-1], b",", tail[1:]))
 
 
 class Anonymizer:
@@ -186,9 +204,8 @@ class Anonymizer:
                 rule = self.policy.rule(table.name, column.name)
                 if rule.transformer == "keep":
                     continue
-                fake = self._fake(rule, column.name in unique_columns,
-                                  column.json_type == "json")
-                fakes.append((column.name, json_keys[column.name], fake))
+                fake = self._fake(rule, column, column.name in unique_columns)
+                fakes.append((column, json_keys[column.name], fake))
                 if rule.transformer == "date_shift":
                     days = rule.days
             if fakes:
@@ -196,43 +213,40 @@ class Anonymizer:
                     table, fakes, partial(self.keyed.row_days, days=days) if days else None)
         return masks
 
-    def _fake(self, rule: Rule, unique: bool, text_column: bool) -> Fake:
+    def _fake(self, rule: Rule, column: Column, unique: bool) -> Fake:
         name = rule.transformer
         if name in STRING_TRANSFORMERS:
             string = self._string_fake(rule, unique)
-            return lambda value, days: _each_string(value, string)
+            return partial(_each_string, fake=string) if column.is_array else string
+        if name == "date_shift":
+            return shift_date
+        if name == "json":
+            others = rule.options.get("others", "keep")
+            return JsonMask({path: self._json_leaf(sub) for path, sub in rule.keys.items()},
+                            None if others == "keep" else self._string_fake(Rule(others), False),
+                            column.json_type == "json")
+        return self._json_leaf(rule)[0]  # null, constant, password
+
+    def _json_leaf(self, rule: Rule) -> Leaf:
+        name = rule.transformer
         if name == "null":
-            return lambda value, days: None
+            return (lambda value: None), True
         if name == "constant":
             constant = rule.options["value"]
-            return lambda value, days: constant
+            return (lambda value: constant), True
         if name == "password":
             if self._password is None:
                 self._password = self.keyed.password()
             password = self._password
-            return lambda value, days: password
-        if name == "date_shift":
-            return shift_date
-        paths = {path: (self._json_key_fake(sub), sub.transformer in ("null", "constant"))
-                 for path, sub in rule.keys.items()}
-        others = rule.options.get("others", "keep")
-        return JsonMask(paths, None if others == "keep" else self._string_fake(Rule(others),
-                                                                                 False),
-                        text_column)
+            return (lambda value: password), True
+        if name == "keep":
+            return (lambda value: value), True
+        return self._string_fake(rule, False), False
 
-    def _json_key_fake(self, rule: Rule) -> Callable[[Any], Any]:
-        if rule.transformer == "null":
-            return lambda value: None
-        if rule.transformer == "constant":
-            constant = rule.options["value"]
-            return lambda value: constant
-        if rule.transformer == "keep":
-            return lambda value: value
-        return self._string_fake(rule, False)
-
-    def _string_fake(self, rule: Rule, unique: bool) -> Callable[[str], str]:
+    def _string_fake(self, rule: Rule, unique: bool) -> Callable[..., str]:
         make = getattr(self.keyed, rule.transformer)
         if "domain" in rule.options:
             make = partial(make, domain=rule.options["domain"])
-        fake = cached(make)
-        return UniqueFakes(fake) if unique else fake
+        if rule.transformer != "text":  # long texts rarely repeat: not worth their memory
+            make = lru_cache(maxsize=CACHE_SIZE)(make)
+        return UniqueFakes(make) if unique else make

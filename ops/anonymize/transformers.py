@@ -10,11 +10,10 @@ NULL stays NULL under every transformer. `password` and `constant` ignore the va
 
 from __future__ import annotations
 
-import hmac
+import hashlib
 import random
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
-from functools import lru_cache
 from typing import Any
 
 from ops.anonymize.words import (
@@ -28,6 +27,7 @@ from ops.anonymize.words import (
 from ops.core.passwords import hash_password, salt_from_bytes
 from ops.core.vocabulary import SAMPLE_PASSWORD
 
+_SHA256_BLOCK = 64
 RESERVED_DOMAIN = "example.test"  # RFC 2606/6761: never a real mailbox or site
 CACHE_SIZE = 4096  # repeated values (authors, owners) skip the hash; bounded memory
 FILLER_CHARS = 1 << 16
@@ -44,12 +44,38 @@ class Keyed:
     """The fakes of one run: everything derives from `key` (ANONYMIZE_SALT)."""
 
     def __init__(self, key: bytes) -> None:
-        self.key = key
+        # HMAC-SHA256 (RFC 2104) with the padded key (and each kind's prefix) hashed once:
+        # a value then costs two hash copies, ~1.5 us, where hmac.digest pays ~4.4 us
+        # setting the key up every time.
+        if len(key) > _SHA256_BLOCK:
+            key = hashlib.sha256(key).digest()
+        key = key.ljust(_SHA256_BLOCK, b"\0")
+        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
+        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
+        self._kinds: dict[str, Any] = {}
         self._filler, self._starts = _filler_text()
 
+    def mac(self, message: bytes) -> bytes:
+        """HMAC-SHA256(key, message)."""
+        inner = self._inner.copy()
+        inner.update(message)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()
+
     def digest(self, kind: str, value: str, attempt: int = 0) -> bytes:
-        message = f"{kind}\0{value}" if not attempt else f"{kind}\0{value}\0{attempt}"
-        return hmac.digest(self.key, message.encode("utf-8", "surrogatepass"), "sha256")
+        """HMAC-SHA256(key, kind NUL value [NUL attempt])."""
+        inner = self._kinds.get(kind)
+        if inner is None:
+            inner = self._kinds[kind] = self._inner.copy()
+            inner.update(f"{kind}\0".encode())
+        inner = inner.copy()
+        inner.update(value.encode())  # text from PostgreSQL: valid UTF-8, no lone surrogates
+        if attempt:
+            inner.update(f"\0{attempt}".encode())
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()
 
     def email(self, value: str, attempt: int = 0, domain: str = RESERVED_DOMAIN) -> str:
         d = self.digest("email", value, attempt)
@@ -102,7 +128,7 @@ class Keyed:
 
     def row_days(self, row_key: bytes, days: int) -> int:
         """The shift, in days within ±days, of every date_shift column of one row."""
-        d = hmac.digest(self.key, b"date_shift\0" + row_key, "sha256")
+        d = self.mac(b"date_shift\0" + row_key)
         return int.from_bytes(d[:8], "big") % (2 * days + 1) - days
 
 
@@ -126,7 +152,7 @@ def _filler_text() -> tuple[str, list[int]]:
 def shift_date(value: Any, days: int) -> Any:
     """A date or timestamp (as the backup writes them) moved by `days`; infinity, BC dates
     and anything else unparseable stay as they are (they identify nobody)."""
-    if not isinstance(value, str) or not days:
+    if not days:
         return value
     try:
         if len(value) == 10:
@@ -154,13 +180,3 @@ class UniqueFakes:
             if self.owners.setdefault(fake, value) == value:
                 return fake
             attempt += 1
-
-
-def cached(make: Make) -> Callable[[str], str]:
-    """make(value) for the common first attempt, with repeated values served from a cache."""
-    first = lru_cache(maxsize=CACHE_SIZE)(lambda value: make(value, 0))
-
-    def fake(value: str, attempt: int = 0) -> str:
-        return first(value) if not attempt else make(value, attempt)
-
-    return fake

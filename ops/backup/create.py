@@ -9,6 +9,7 @@ The layout is the contract in `ops.backup.format`.
 from __future__ import annotations
 
 import hashlib
+import struct
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
@@ -288,15 +289,18 @@ def copy_query(table: Table, mask: TableMask | None = None) -> sql.Composed:
 
     With a `mask` (anonymizing), each row is two fields: the object of the columns it keeps
     (`k`, a LATERAL subselect of `r`, so the JSON-null marks still see every column) and a
-    JSON array of its row key and the values it replaces, for the transform to append.
+    JSON array of its row key and the values it replaces (jsonb ones the mask rewrites by
+    key as their text, so what it leaves alone goes out byte for byte), for the transform to
+    append.
     """
     keys = column_keys(table.column_names)
     select = sql.SQL(", ").join(
         sql.SQL("{} AS {}").format(_as_written(column), sql.Identifier(keys[column.name]))
         for column in table.columns)
     source = sql.SQL("(SELECT {} FROM {}) r").format(select, table.ident)
-    fields = _row_json(table, keys)
-    if mask is not None:
+    if mask is None:
+        fields = sql.SQL("{} AS j").format(_row_json(table, keys))
+    else:
         def ref(column: str) -> sql.Composable:
             return sql.SQL("r.{}").format(sql.Identifier(keys[column]))
 
@@ -305,9 +309,8 @@ def copy_query(table: Table, mask: TableMask | None = None) -> sql.Composed:
         source = sql.SQL("{}, LATERAL (SELECT {}) k").format(source, kept)
         fields = sql.SQL("{} AS j, json_build_array({})::text AS m").format(
             _row_json(table, keys, sql.SQL("row_to_json(k.*)")),
-            sql.SQL(", ").join(ref(c) for c in (*mask.row_key, *mask.columns)))
-    else:
-        fields = sql.SQL("{} AS j").format(fields)
+            sql.SQL(", ").join(sql.SQL("{}::text").format(ref(c)) if c in mask.as_text
+                               else ref(c) for c in (*mask.row_key, *mask.columns)))
     rows = sql.SQL("SELECT {} FROM {}").format(fields, source)
     if table.primary_key:
         order = sql.SQL(", ").join(sql.SQL("r.{}").format(sql.Identifier(keys[c]))
@@ -370,7 +373,8 @@ def _row_json(table: Table, keys: dict[str, str],
 _BINARY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
 _BINARY_TRAILER = b"\xff\xff"
 _ONE_FIELD = b"\x00\x01"
-_TWO_FIELDS = b"\x00\x02"
+_FIELD_HEAD = struct.Struct(">hi")  # field count, first field's length
+_FIELD_SIZE = struct.Struct(">i")
 
 
 def _stream_table(conn: psycopg.Connection, table: Table, write: Callable[[bytes], None],
@@ -433,11 +437,11 @@ def _stream_table(conn: psycopg.Connection, table: Table, write: Callable[[bytes
 
 def _two_fields(data: memoryview | bytes, table: Table) -> tuple[memoryview | bytes, ...]:
     """The two JSON texts of an anonymized row (kept object, values to replace)."""
-    first = 6 + int.from_bytes(data[2:6], "big")
-    if data[:2] != _TWO_FIELDS or len(data) != first + 4 + int.from_bytes(
-            data[first:first + 4], "big"):
+    count, size = _FIELD_HEAD.unpack_from(data)
+    end = 6 + size
+    if count != 2 or len(data) != end + 4 + _FIELD_SIZE.unpack_from(data, end)[0]:
         raise OpsError(f"unexpected COPY BINARY framing in table {table.name}")
-    return data[6:first], data[first + 4:]
+    return data[6:end], data[end + 4:]
 
 
 def _skip_binary_header(data: memoryview | bytes) -> memoryview | bytes:
