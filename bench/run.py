@@ -29,6 +29,8 @@ from ops.dev.cluster import find_bin_dir, start_throwaway
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 CLI = [sys.executable, "-m", "ops"]
+# The key of the anonymized-backup case (any secret of 16+ characters; a benchmark's own).
+BENCH_SALT = "bench-anonymize-salt-0123456789"
 # pg_dump would also carry the tool's bookkeeping; our backup leaves these out by design.
 PG_DUMP_EXCLUDES = ["--exclude-table=alembic_version", "--exclude-table=ops_metadata"]
 
@@ -140,12 +142,15 @@ class Bench:
     # -- comparisons ---------------------------------------------------------------------
     def compare(self, name: str, rows: int, ours: tuple[str, list[str], dict],
                 theirs: list[tuple[str, list[str], dict]],
-                before: Callable[[], None] | None = None, stdin: dict[str, str] | None = None
-                ) -> Case:
-        """Alternate ours and each of theirs for self.runs rounds (before() ahead of each)."""
+                before: Callable[[], None] | None = None, stdin: dict[str, str] | None = None,
+                before_ours: Callable[[], None] | None = None) -> Case:
+        """Alternate ours and each of theirs for self.runs rounds (before() ahead of each,
+        before_ours() ahead of each round)."""
         case = Case(name, Side(ours[0]), [Side(t[0]) for t in theirs], rows)
         stdin = stdin or {}
         for _ in range(self.runs):
+            if before_ours:
+                before_ours()
             for side, (label, cmd, env) in zip([case.ours, *case.theirs], [ours, *theirs],
                                                 strict=True):
                 if before:
@@ -217,6 +222,8 @@ def _run(bench: Bench, args: argparse.Namespace) -> dict:
         cases += backup_cases(bench, rows, env_src, src, files)
     if "restore" in wanted:
         cases += restore_cases(bench, rows, dst, env_dst, files)
+    if "anonymize" in wanted:
+        cases.append(anonymize_case(bench, rows, src, files))
     if "reset" in wanted:
         cases.append(reset_case(bench, rows, src))
     if "beads" in wanted:
@@ -246,7 +253,7 @@ def backup_cases(bench: Bench, rows: int, env_src: dict, src: str, files: Path) 
         ("tasklets-db backup", [*CLI, "backup", "--output", str(ours_json)], env_src),
         [("pg_dump --data-only -Fp",
           [bench.pg("pg_dump"), "--data-only", *PG_DUMP_EXCLUDES, "-Fp", "-f", str(dump_sql), src],
-          env_src)])
+          env_src)], before_ours=_removing(ours_json))
     case.sizes = {"ours": ours_json.stat().st_size, "pg_dump -Fp": dump_sql.stat().st_size}
     case.target = "≤ 3 × pg_dump -Fp"
     cases.append(case)
@@ -257,11 +264,34 @@ def backup_cases(bench: Bench, rows: int, env_src: dict, src: str, files: Path) 
          [*CLI, "backup", "--compress", "--output", str(ours_gz)], env_src),
         [("pg_dump --data-only -Fc",
           [bench.pg("pg_dump"), "--data-only", *PG_DUMP_EXCLUDES, "-Fc", "-f", str(dump_fc), src],
-          env_src)])
+          env_src)], before_ours=_removing(ours_gz))
     case.sizes = {"ours": ours_gz.stat().st_size, "pg_dump -Fc": dump_fc.stat().st_size}
     case.target = "≤ 0.9 × pg_dump -Fc"
     cases.append(case)
     return cases
+
+
+def _removing(*paths: Path) -> Callable[[], None]:
+    """Deletes the previous round's output: backup --output never overwrites a file."""
+    def remove() -> None:
+        for path in paths:
+            path.unlink(missing_ok=True)
+    return remove
+
+
+def anonymize_case(bench: Bench, rows: int, src: str, files: Path) -> Case:
+    """backup --anonymize against a plain backup of the same data (the same --jobs)."""
+    anonymized, plain = files / "anonymized.json", files / "plain.json"
+    env = bench.env(src, ANONYMIZE_SALT=BENCH_SALT)
+    case = bench.compare(
+        "backup --anonymize", rows,
+        ("tasklets-db backup --anonymize",
+         [*CLI, "backup", "--anonymize", "--output", str(anonymized)], env),
+        [("tasklets-db backup", [*CLI, "backup", "--output", str(plain)], env)],
+        before_ours=_removing(anonymized, plain))
+    case.sizes = {"anonymized": anonymized.stat().st_size, "plain": plain.stat().st_size}
+    case.target = "≤ 1.5 × tasklets-db backup"
+    return case
 
 
 def restore_cases(bench: Bench, rows: int, dst: str, env_dst: dict, files: Path) -> list[Case]:
@@ -391,7 +421,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="generated beads issues to import (direct and via the API)")
     parser.add_argument("--random-seed", type=int, default=42,
                         help="seed of the generated data (same seed, same rows)")
-    parser.add_argument("--cases", default="backup,restore,reset,beads,baseline",
+    parser.add_argument("--cases", default="backup,restore,anonymize,reset,beads,baseline",
                         help="comma-separated subset (restore needs backup's files)")
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR,
                         help="where the results JSON goes (default bench/results)")

@@ -20,6 +20,7 @@ PG_TOOLS = {
     "restore (compressed)": {"pg_restore --data-only --single-transaction",
                              "psql -1 -f (plain dump)"},
     "reset": {"psql -c TRUNCATE"},
+    "backup --anonymize": {"tasklets-db backup"},
 }
 
 
@@ -42,6 +43,7 @@ def test_bench_runs_every_comparison_and_writes_the_results_file(tmp_path: Path,
         assert case["ratio"] == case["theirs"][0]["ratio"] > 0  # against the first pg tool
         assert case["ours"]["peak_rss_mb"] > 10
     assert cases["backup"]["sizes_bytes"]["ours"] > 0
+    assert cases["backup --anonymize"]["sizes_bytes"]["anonymized"] > 0
     assert cases["import beads (20 issues, direct)"]["rows"] == 20
     assert cases["import beads (20 issues, via API)"]["rows"] == 20
     assert any(name.startswith("naive select-all") for name in cases)
