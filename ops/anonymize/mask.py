@@ -106,13 +106,14 @@ class JsonMask:
         self.others = others
         self.text_column = text_column  # a `json` column: the file holds its text as a string
 
-    def __call__(self, text: str) -> Any:
+    def __call__(self, text: str) -> bytes:
+        """The value's JSON for the file (a `json` column's: its text, as a JSON string)."""
         if self.others is None and not any(token in text for token in self.tokens):
-            out = text
+            out = text.encode()
         else:
             value = _EXACT.decode(text) if _INEXACT.search(text) else orjson.loads(text)
-            out = _dumps(self.walk(value, self.tree)).decode()
-        return out if self.text_column else orjson.Fragment(out)
+            out = _dumps(self.walk(value, self.tree))
+        return orjson.dumps(out.decode()) if self.text_column else out
 
     def walk(self, value: Any, tree: dict[str, Any]) -> Any:
         if isinstance(value, dict):
@@ -148,7 +149,8 @@ def _each_string(value: Any, fake: Callable[[str], str]) -> Any:
 class TableMask:
     """The row transform of one table. The COPY hands over, per row, the kept columns' object
     and a JSON array: the `row_key` columns (the primary key, when dates shift: it picks the
-    row's shift), then the `columns` to replace (those in `as_text` as their JSON text)."""
+    row's shift), then the `columns` to replace (those in `as_text` as their JSON text).
+    Each fake returns its value's JSON, so the row is put together by joining bytes."""
 
     def __init__(self, table: Table, fakes: list[tuple[Column, str, Fake]],
                  row_days: Callable[[bytes], int] | None) -> None:
@@ -156,7 +158,8 @@ class TableMask:
         self.columns = tuple(column.name for column, _, _ in fakes)
         self.as_text = frozenset(column.name for column, _, fake in fakes
                                  if isinstance(fake, JsonMask) and column.json_type == "jsonb")
-        self._fakes = [(key, fake, fake is shift_date) for _, key, fake in fakes]
+        self._fakes = [(b"," + orjson.dumps(key) + b":", fake, isinstance(fake, DateShift))
+                       for _, key, fake in fakes]
         self._row_days = row_days
         self.row_key = table.primary_key if row_days else ()
 
@@ -168,12 +171,33 @@ class TableMask:
             n = len(self.row_key)
             days = self._row_days(_dumps(values[:n]) if n else bytes(kept))
             values = values[n:]
-        tail = _dumps({key: None if value is None else fake(value, days) if shifts
-                       else fake(value)
-                       for (key, fake, shifts), value in zip(self._fakes, values, strict=True)})
-        if len(kept) <= 2:  # no kept column at all: `{}`
-            return tail
-        return b"".join((kept[:-1], b",", tail[1:]))
+        parts = [kept[:-1]]
+        for (prefix, fake, shifts), value in zip(self._fakes, values, strict=True):
+            parts.append(prefix)
+            parts.append(b"null" if value is None else fake(value, days) if shifts
+                         else fake(value))
+        parts.append(b"}")
+        if len(kept) <= 2:  # no kept column at all: `{` then the fakes without a comma
+            parts[1] = parts[1][1:]
+        return b"".join(parts)
+
+
+class DateShift:
+    """A date_shift column: the date moved by the row's shift, as JSON."""
+
+    def __call__(self, value: str, days: int) -> bytes:
+        return b'"' + shift_date(value, days).encode() + b'"'
+
+
+def _json_string(fake: Callable[[str], str]) -> Callable[[str], bytes]:
+    """A text fake returning JSON: the fakes are plain ASCII (letters, digits, `.@+-/: `),
+    nothing to escape."""
+    return lambda value: b'"' + fake(value).encode() + b'"'
+
+
+def _constant(value: Any) -> Callable[[Any], bytes]:
+    encoded = orjson.dumps(value)
+    return lambda _: encoded
 
 
 class Anonymizer:
@@ -214,18 +238,21 @@ class Anonymizer:
         return masks
 
     def _fake(self, rule: Rule, column: Column, unique: bool) -> Fake:
+        """The column's fake: value -> its fake's JSON."""
         name = rule.transformer
         if name in STRING_TRANSFORMERS:
             string = self._string_fake(rule, unique)
-            return partial(_each_string, fake=string) if column.is_array else string
+            if column.is_array:
+                return lambda value: orjson.dumps(_each_string(value, string))
+            return _json_string(string)
         if name == "date_shift":
-            return shift_date
+            return DateShift()
         if name == "json":
             others = rule.options.get("others", "keep")
             return JsonMask({path: self._json_leaf(sub) for path, sub in rule.keys.items()},
                             None if others == "keep" else self._string_fake(Rule(others), False),
                             column.json_type == "json")
-        return self._json_leaf(rule)[0]  # null, constant, password
+        return _constant(self._json_leaf(rule)[0](None))  # null, constant, password
 
     def _json_leaf(self, rule: Rule) -> Leaf:
         name = rule.transformer

@@ -14,6 +14,7 @@ fails `anonymize check` (and CI) until someone classifies it.
 from __future__ import annotations
 
 import hashlib
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +44,7 @@ OPTIONS: dict[str, dict[str, type | tuple[type, ...]]] = {
 REQUIRED = {"constant": ("value",)}
 DEFAULT_SHIFT_DAYS = 30
 MAX_SHIFT_DAYS = 3650
+_DOMAIN = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+")
 _TEXT_TYPES = ("text", "character varying", "character", "citext", "name")
 _DATE_TYPES = ("date", "timestamp with time zone", "timestamp without time zone")
 
@@ -122,6 +124,10 @@ def _rule(path: Path, where: str, spec: Any, allowed: tuple[str, ...]) -> Rule:
             raise OpsError(f"{path}: {where}: {option} = {value!r} is not valid for {name}",
                            hint="days is a whole number from 1 to 3650; domain a string; "
                            "keys a table; others a transformer name.")
+    domain = options.get("domain")
+    if domain is not None and not _DOMAIN.fullmatch(domain):
+        raise OpsError(f"{path}: {where}: domain = {domain!r} is not a domain name",
+                       hint='Use a reserved one such as "example.test".')
     for option in REQUIRED.get(name, ()):
         if option not in options:
             raise OpsError(f"{path}: {where}: {name} needs {option} = ...", hint=_hint(path))
