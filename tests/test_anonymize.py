@@ -201,6 +201,8 @@ POLICY_ERRORS = [
     ('[users]\nlast_login_at = { transformer = "date_shift", dayz = 3 }\n',
      "date_shift takes days, not 'dayz'"),
     ('[users]\nrole = { transformer = "constant" }\n', "constant needs value"),
+    ('[clients]\nemail = { transformer = "email", domain = "x\\"y" }\n',
+     "is not a domain name"),
 ]
 
 
