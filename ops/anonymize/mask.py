@@ -102,13 +102,18 @@ class JsonMask:
                     break
             else:
                 node[last] = paths[path]
-        self.tokens = [f'"{key}"' for key in self.tree]
+        # A first key appears in the text as "key" unless JSON escapes it (quotes, backslashes,
+        # control characters): with such a key, always parse.
+        plain = all(key.isprintable() and '"' not in key and "\\" not in key
+                    for key in self.tree)
+        self._may_apply = re.compile("|".join(re.escape(f'"{key}"') for key in self.tree)
+                                     ).search if plain and self.tree else (lambda text: True)
         self.others = others
         self.text_column = text_column  # a `json` column: the file holds its text as a string
 
     def __call__(self, text: str) -> bytes:
         """The value's JSON for the file (a `json` column's: its text, as a JSON string)."""
-        if self.others is None and not any(token in text for token in self.tokens):
+        if self.others is None and not self._may_apply(text):
             out = text.encode()
         else:
             value = _EXACT.decode(text) if _INEXACT.search(text) else orjson.loads(text)
@@ -244,6 +249,8 @@ class Anonymizer:
             string = self._string_fake(rule, unique)
             if column.is_array:
                 return lambda value: orjson.dumps(_each_string(value, string))
+            if rule.transformer == "text" and not unique:
+                return self.keyed.text_json
             return _json_string(string)
         if name == "date_shift":
             return DateShift()

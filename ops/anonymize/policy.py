@@ -23,7 +23,7 @@ from typing import Any
 from ops.core.catalog import Column, Table, discover_tables, require_schema
 from ops.core.config import PROJECT_ROOT, Settings
 from ops.core.db import connection
-from ops.core.errors import OpsError
+from ops.core.errors import NotFound, OpsError
 from ops.core.limits import summarize
 
 DEFAULT_POLICY = PROJECT_ROOT / "anonymize.toml"
@@ -82,7 +82,7 @@ def load_policy(path: Path | None = None) -> Policy:
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise OpsError(f"anonymization policy {path} not found",
+        raise NotFound(f"anonymization policy {path} not found",
                        hint="Pass --policy PATH, or restore anonymize.toml at the project "
                        "root from git.") from None
     except OSError as exc:

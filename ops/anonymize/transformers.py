@@ -107,18 +107,20 @@ class Keyed:
 
     def text(self, value: str, attempt: int = 0) -> str:
         """Latin filler exactly as long as the value, starting at a word the hash picks."""
+        return self.text_json(value, attempt)[1:-1].decode()
+
+    def text_json(self, value: str, attempt: int = 0) -> bytes:
+        """`text` as a JSON string: the hot path of free-text columns, built from bytes."""
         length = len(value)
-        if not length:
-            return value
         d = self.digest("text", value, attempt)
         start = self._starts[int.from_bytes(d[:4], "big") % len(self._starts)]
         filler = self._filler
-        if start + length > len(filler):
+        if start + length > len(filler):  # longer than the filler: repeat it
             filler = filler * (1 + (start + length) // len(filler))
         out = filler[start:start + length]
-        if out[-1] == " ":
-            out = out[:-1] + "."
-        return out[0].upper() + out[1:]
+        if out[-1:] == b" ":
+            out = out[:-1] + b"."
+        return b'"' + out + b'"'
 
     def password(self) -> str:
         """One bcrypt hash of the sample password for the whole run (bcrypt per row would
@@ -132,8 +134,8 @@ class Keyed:
         return int.from_bytes(d[:8], "big") % (2 * days + 1) - days
 
 
-def _filler_text() -> tuple[str, list[int]]:
-    """A fixed stream of Latin words, and where each word starts in it."""
+def _filler_text() -> tuple[bytes, list[int]]:
+    """A fixed stream of Latin words (ASCII: JSON as it is), and where each word starts."""
     dice = random.Random("anonymize filler")
     words: list[str] = []
     size = 0
@@ -146,7 +148,7 @@ def _filler_text() -> tuple[str, list[int]]:
     for word in words:
         starts.append(at)
         at += len(word) + 1
-    return text, starts
+    return text.encode(), starts
 
 
 def shift_date(value: Any, days: int) -> Any:
