@@ -171,16 +171,16 @@ class TableMask:
     def __call__(self, kept: bytes | memoryview, masked: bytes | memoryview) -> bytes:
         """The row line: the kept object with the fakes appended."""
         values = orjson.loads(masked)  # text, dates, json rules' text: nothing to round
-        days = 0
-        if self._row_days is not None:  # no primary key: the kept fields tell rows apart
+        parts = [kept[:-1]]
+        if self._row_days is None:
+            for (prefix, fake, _), value in zip(self._fakes, values, strict=True):
+                parts += (prefix, b"null" if value is None else fake(value))
+        else:  # no primary key: the kept fields tell rows apart
             n = len(self.row_key)
             days = self._row_days(_dumps(values[:n]) if n else bytes(kept))
-            values = values[n:]
-        parts = [kept[:-1]]
-        for (prefix, fake, shifts), value in zip(self._fakes, values, strict=True):
-            parts.append(prefix)
-            parts.append(b"null" if value is None else fake(value, days) if shifts
-                         else fake(value))
+            for (prefix, fake, shifts), value in zip(self._fakes, values[n:], strict=True):
+                parts += (prefix, b"null" if value is None else fake(value, days) if shifts
+                          else fake(value))
         parts.append(b"}")
         if len(kept) <= 2:  # no kept column at all: `{` then the fakes without a comma
             parts[1] = parts[1][1:]
