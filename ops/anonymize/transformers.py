@@ -28,6 +28,7 @@ from ops.core.passwords import hash_password, salt_from_bytes
 from ops.core.vocabulary import SAMPLE_PASSWORD
 
 _SHA256_BLOCK = 64
+KINDS = ("email", "person_name", "company_name", "phone", "url", "hash", "text", "password")
 RESERVED_DOMAIN = "example.test"  # RFC 2606/6761: never a real mailbox or site
 CACHE_SIZE = 4096  # repeated values (authors, owners) skip the hash; bounded memory
 FILLER_CHARS = 1 << 16
@@ -52,7 +53,8 @@ class Keyed:
         key = key.ljust(_SHA256_BLOCK, b"\0")
         self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
         self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
-        self._kinds: dict[str, Any] = {}
+        # one inner state per kind, made here: the parallel streams share them read-only
+        self._kinds = {kind: self._prefixed(kind) for kind in KINDS}
         self._filler, self._starts = _filler_text()
 
     def mac(self, message: bytes) -> bytes:
@@ -63,13 +65,14 @@ class Keyed:
         outer.update(inner.digest())
         return outer.digest()
 
+    def _prefixed(self, kind: str) -> Any:
+        inner = self._inner.copy()
+        inner.update(f"{kind}\0".encode())
+        return inner
+
     def digest(self, kind: str, value: str, attempt: int = 0) -> bytes:
         """HMAC-SHA256(key, kind NUL value [NUL attempt])."""
-        inner = self._kinds.get(kind)
-        if inner is None:
-            inner = self._kinds[kind] = self._inner.copy()
-            inner.update(f"{kind}\0".encode())
-        inner = inner.copy()
+        inner = self._kinds[kind].copy()
         inner.update(value.encode())  # text from PostgreSQL: valid UTF-8, no lone surrogates
         if attempt:
             inner.update(f"\0{attempt}".encode())
