@@ -349,3 +349,27 @@ def test_a_table_without_primary_key_and_nothing_kept_is_anonymized_and_verifies
     assert moved["seenAt"] != "2024-01-08T09:00:45.5+00:00"
     assert (moved["seenAt"][:10] == moved["seenOn"])  # one shift per row
     assert {"body": None, "seenAt": "infinity", "seenOn": None} in rows
+
+
+def test_the_coming_slug_and_estimate_minutes_columns_take_one_policy_line_each(
+        salted: Settings, conn: psycopg.Connection, tmp_path: Path):
+    conn.execute("ALTER TABLE tenants ADD COLUMN slug text")
+    conn.execute("INSERT INTO tenants (name, slug) VALUES ('Acme Corp', 'acme-corp'), "
+                 "('Initech', 'initech')")
+    conn.execute("ALTER TABLE tenants ALTER COLUMN slug SET NOT NULL, ADD UNIQUE (slug)")
+    conn.execute("ALTER TABLE tasks RENAME COLUMN estimate_hours TO estimate_minutes")
+    with pytest.raises(OpsError, match="names column tasks.estimate_hours, which the database"):
+        snapshot(salted, "before.json")
+    without_slug = tmp_path / "without-slug.toml"
+    without_slug.write_text(DEFAULT_POLICY.read_text().replace('estimate_hours = "keep"',
+                                                               'estimate_minutes = "keep"'))
+    with pytest.raises(OpsError, match=r"^tenants\.slug not classified"):
+        backup(salted, output=salted.backup_dir / "x.json", anonymize=load_policy(without_slug))
+    policy = tmp_path / "policy.toml"
+    policy.write_text(DEFAULT_POLICY.read_text()
+                      .replace('[tenants]\n', '[tenants]\nslug = "hash"\n')
+                      .replace('estimate_hours = "keep"', 'estimate_minutes = "keep"'))
+    path = backup(salted, output=salted.backup_dir / "after.json",
+                  anonymize=load_policy(policy)).path
+    slugs = [row["slug"] for row in load(path)["tables"]["tenants"]]
+    assert len(set(slugs)) == 2 and not {"acme-corp", "initech"} & set(slugs)
