@@ -373,3 +373,71 @@ def test_the_coming_slug_and_estimate_minutes_columns_take_one_policy_line_each(
                   anonymize=load_policy(policy)).path
     slugs = [row["slug"] for row in load(path)["tables"]["tenants"]]
     assert len(set(slugs)) == 2 and not {"acme-corp", "initech"} & set(slugs)
+
+
+def test_worker_processes_write_exactly_what_the_backup_process_writes(seeded: Settings,
+                                                                      monkeypatch):
+    in_process = snapshot(seeded, "in-process.json", jobs=1)
+    monkeypatch.setattr(backup_module, "WORKER_MIN_ROWS", 0)
+    with_workers = snapshot(seeded, "workers.json", jobs=1)
+    monkeypatch.setattr(backup_module, "PARALLEL_MIN_BYTES", 0)
+    parallel_workers = snapshot(seeded, "parallel-workers.json", jobs=2)
+    assert table_section(in_process) == table_section(with_workers) \
+        == table_section(parallel_workers)
+
+
+KILLED_BACKUP = """
+import sys, time
+from pathlib import Path
+from ops.anonymize.policy import load_policy
+from ops.backup import create
+from ops.core.config import load_settings
+
+create.WORKER_MIN_ROWS = 0
+real = create.MaskWorkers.submit
+def submit(*args):
+    future = real(*args)  # starts the workers
+    print("submitted", flush=True)
+    time.sleep(60)
+    return future
+create.MaskWorkers.submit = submit
+if __name__ == "__main__":
+    create.backup(load_settings(None), output=Path(sys.argv[1]), anonymize=load_policy(),
+                  jobs=1)
+"""
+
+
+def _children(pid: int) -> set[int]:
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found |= {int(p) for p in (task / "children").read_text().split()}
+    return found
+
+
+@pytest.mark.faults
+def test_a_killed_backup_leaves_no_worker_process_behind(cli_env, tmp_path: Path, conn):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    conn.execute("INSERT INTO tenants (name) VALUES ('Initech')")
+    script = tmp_path / "killed_backup.py"
+    script.write_text(KILLED_BACKUP)
+    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path / "x.json")],
+                            env={**cli_env, "ANONYMIZE_SALT": SALT}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline() == "submitted\n", proc.stderr.read()
+    workers = _children(proc.pid)
+    assert len(workers) >= 2  # two workers (and multiprocessing's resource tracker)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 20
+    while any(Path(f"/proc/{pid}").exists() for pid in workers) and \
+            time.monotonic() < deadline:
+        time.sleep(0.1)
+    alive = [pid for pid in workers if Path(f"/proc/{pid}").exists()
+             and "Z" not in Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1][:3]]
+    assert alive == []
+    assert not (tmp_path / "x.json").exists()
