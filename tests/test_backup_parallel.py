@@ -100,10 +100,10 @@ def test_a_failing_stream_leaves_no_backup_and_no_part_files(settings: Settings,
     fill(conn)
     real = backup_module._stream_table
 
-    def broken(c, table, write, advance, *anonymizing):
+    def broken(c, table, write, advance, mask=None):
         if table.name == "clients":
             raise psycopg.OperationalError("server closed the connection unexpectedly")
-        return real(c, table, write, advance, *anonymizing)
+        return real(c, table, write, advance, mask)
 
     monkeypatch.setattr(backup_module, "_stream_table", broken)
     with pytest.raises(OpsError, match="lost the database connection"):

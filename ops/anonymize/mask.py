@@ -210,7 +210,6 @@ class Anonymizer:
 
     def __init__(self, policy: Policy, key: bytes) -> None:
         self.policy = policy
-        self.key = key  # for the worker processes (ops.anonymize.workers)
         self.keyed = Keyed(key)
         self._password: str | None = None
 

@@ -9,11 +9,8 @@ The layout is the contract in `ops.backup.format`.
 from __future__ import annotations
 
 import hashlib
-import os
 import struct
-from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -25,7 +22,6 @@ from psycopg import sql
 from ops import __version__
 from ops.anonymize.mask import Anonymizer, TableMask, anonymize_key
 from ops.anonymize.policy import Policy
-from ops.anonymize.workers import MaskWorkers
 from ops.backup.files import (
     backup_filename,
     ensure_backup_dir,
@@ -65,10 +61,6 @@ from ops.core.output import SILENT, Reporter, human_size, no_progress
 TOOL_NAME = "tasklets-ops"
 PARALLEL_MIN_BYTES = 64 << 20  # below this, extra connections cost more than they save
 BLOCK_BYTES = 1 << 20  # bigger blocks measured slower, smaller ones cost Python overhead
-# Anonymizing more rows than this takes worker processes: below it, starting them (~0.5 s)
-# costs more than they save.
-WORKER_MIN_ROWS = 100_000
-BATCHES_IN_FLIGHT = 4  # per stream: keeps a worker busy while the next batch is read
 PROGRESS_MIN_ROWS = 50_000
 
 # Everything row_to_json's text depends on (time zone, date and interval styles, bytea and
@@ -180,16 +172,12 @@ def _write(conn: psycopg.Connection, result: BackupResult, only: list[str] | Non
     discovered = discover_tables(conn)
     chosen = select_tables(discovered, only, exclude)
     masks: dict[str, TableMask] = {}
-    unique = unique_keys(conn) if anonymizer is not None else {}
     if anonymizer is not None:  # checks the policy against the whole schema: before any file
-        masks = anonymizer.masks(chosen, discovered, unique,
+        masks = anonymizer.masks(chosen, discovered, unique_keys(conn),
                                  lambda t: column_keys(t.column_names))
     conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS SHARE MODE").format(  # no DDL under our feet
         sql.SQL(", ").join(t.ident for t in chosen)))
     stats = table_stats(conn, chosen)
-    offload = anonymizer is not None and (os.cpu_count() or 1) > 1 and sum(
-        stats[name].rows_estimate for name in masks) >= WORKER_MIN_ROWS
-    workers: MaskWorkers | None = None
     meta = {
         "tool": TOOL_NAME,
         "toolVersion": __version__,
@@ -214,14 +202,9 @@ def _write(conn: psycopg.Connection, result: BackupResult, only: list[str] | Non
         with BackupWriter(result.path, compress=result.compressed, next_name=next_name) as out:
             try:
                 out.write(header_line(result.timestamp))
-                if offload:
-                    workers = MaskWorkers(
-                        anonymizer, [t for t in chosen if t.name in masks], discovered, unique,
-                        {t.name: column_keys(t.column_names) for t in chosen},
-                        {name: stats[name].bytes for name in masks}, count=2)
                 if jobs > 1 and open_connection is not None:
                     parts = _start_streams(conn, chosen, stats, jobs, open_connection, out,
-                                           masks, workers)
+                                           masks)
                 for index, table in enumerate(chosen):
                     current = table.name
                     out.write(table_open_line(table.name))
@@ -233,7 +216,7 @@ def _write(conn: psycopg.Connection, result: BackupResult, only: list[str] | Non
                         estimate = stats[table.name].rows_estimate
                         with _progress(report, table.name, estimate) as advance:
                             rows, digest = _stream_table(conn, table, out.write, advance,
-                                                         masks.get(table.name), workers)
+                                                         masks.get(table.name))
                     out.write(table_close_line(last=index == len(chosen) - 1))
                     result.tables[table.name] = rows
                     result.sha256[table.name] = digest
@@ -242,8 +225,6 @@ def _write(conn: psycopg.Connection, result: BackupResult, only: list[str] | Non
             finally:
                 if parts is not None:  # before the writer removes their files
                     parts.close()
-                if workers is not None:
-                    workers.close()
             out.write(TABLES_END)
             meta["totalRows"] = result.total_rows
             out.new_member()  # meta alone in the last gzip member: read_meta finds it cheaply
@@ -268,8 +249,7 @@ def _write(conn: psycopg.Connection, result: BackupResult, only: list[str] | Non
 def _start_streams(conn: psycopg.Connection, chosen: list[Table],
                    stats: dict[str, TableStats], jobs: int,
                    open_connection: Callable[[], psycopg.Connection],
-                   out: BackupWriter, masks: dict[str, TableMask],
-                   workers: MaskWorkers | None) -> PartStreams | None:
+                   out: BackupWriter, masks: dict[str, TableMask]) -> PartStreams | None:
     """Stream every table over `jobs` connections sharing this transaction's snapshot (None:
     the database is too small for that to pay)."""
     sizes = {name: stat.bytes for name, stat in stats.items()}
@@ -279,7 +259,7 @@ def _start_streams(conn: psycopg.Connection, chosen: list[Table],
     return stream_parts(open_connection, snapshot, chosen, sizes, jobs, out.part, out.compress,
                         SESSION_SETTINGS,
                         lambda c, t, write: _stream_table(c, t, write, no_progress,
-                                                          masks.get(t.name), workers))
+                                                          masks.get(t.name)))
 
 
 def select_tables(discovered: list[Table], only: list[str] | None,
@@ -399,12 +379,10 @@ _FIELD_SIZE = struct.Struct(">i")
 
 def _stream_table(conn: psycopg.Connection, table: Table, write: Callable[[bytes], None],
                   advance: Callable[[int], None],
-                  mask: TableMask | None = None,
-                  workers: MaskWorkers | None = None) -> tuple[int, str]:
+                  mask: TableMask | None = None) -> tuple[int, str]:
     """Copy one table's rows into the file, ~1 MB at a time; returns (rows, sha256 hex).
 
-    With a `mask`, each row is anonymized between the COPY and the file: here, or with
-    `workers` in batches of ~1 MB by a worker process, a few batches ahead."""
+    With a `mask`, each row is anonymized here, between the COPY and the file."""
     digest = hashlib.sha256()
     rows = 0
     first = True
@@ -423,21 +401,6 @@ def _stream_table(conn: psycopg.Connection, table: Table, write: Callable[[bytes
         pending.clear()
         pending_bytes = 0
 
-    def take(lines: list[bytes]) -> None:  # rows anonymized by the workers, in order
-        nonlocal rows, pending_bytes
-        for line in lines:
-            if len(line) > MAX_ROW_BYTES:
-                raise _too_long(table, rows + 1, line)
-            pending.append(line)
-            pending_bytes += len(line)
-            rows += 1
-            if pending_bytes >= BLOCK_BYTES:
-                flush()
-
-    offload = workers is not None and mask is not None
-    batch: list[tuple[bytes, bytes]] = []
-    batch_bytes = 0
-    in_flight: deque[Future[list[bytes]]] = deque()
     with conn.cursor().copy(copy_query(table, mask)) as copy:
         header = True
         for data in copy:  # PostgreSQL sends one row per message
@@ -448,16 +411,6 @@ def _stream_table(conn: psycopg.Connection, table: Table, write: Callable[[bytes
                 break
             # A row is: field count (1; 2 anonymizing), then each field's 4-byte length and
             # JSON text.
-            if offload:
-                kept, masked = _two_fields(data, table)
-                batch.append((bytes(kept), bytes(masked)))
-                batch_bytes += len(data)
-                if batch_bytes >= BLOCK_BYTES:
-                    in_flight.append(workers.submit(table.name, batch))
-                    batch, batch_bytes = [], 0
-                    if len(in_flight) > BATCHES_IN_FLIGHT:
-                        take(in_flight.popleft().result())
-                continue
             if mask is not None:
                 line = mask(*_two_fields(data, table))
             elif data[:2] != _ONE_FIELD or len(data) != 6 + int.from_bytes(data[2:6], "big"):
@@ -465,7 +418,9 @@ def _stream_table(conn: psycopg.Connection, table: Table, write: Callable[[bytes
             else:
                 line = data[6:]
             if len(line) > MAX_ROW_BYTES:
-                raise _too_long(table, rows + 1, line)
+                raise OpsError(f"table {table.name} row {rows + 1} is {len(line) >> 20} MB as "
+                               f"JSON, more than the {MAX_ROW_BYTES >> 20} MB a restore reads; "
+                               "no backup file was written")
             pending.append(line)
             pending_bytes += len(line)
             rows += 1
@@ -473,20 +428,11 @@ def _stream_table(conn: psycopg.Connection, table: Table, write: Callable[[bytes
                 flush()
         for _ in copy:  # drain to the end of the COPY
             pass
-    if batch:
-        in_flight.append(workers.submit(table.name, batch))
-    while in_flight:
-        take(in_flight.popleft().result())
     if pending:
         flush()
     if rows:
         write(b"\n")
     return rows, digest.hexdigest()
-
-
-def _too_long(table: Table, row: int, line: bytes | memoryview) -> OpsError:
-    return OpsError(f"table {table.name} row {row} is {len(line) >> 20} MB as JSON, more than "
-                    f"the {MAX_ROW_BYTES >> 20} MB a restore reads; no backup file was written")
 
 
 def _two_fields(data: memoryview | bytes, table: Table) -> tuple[memoryview | bytes, ...]:
