@@ -331,8 +331,13 @@ ifneq ($(RUN),local)
 endif
 	@$(call tasklets) import beads --via api --api-url $(API_URL) --file $(call quote,$(BEADS_IN_CONTAINER)) $(ARGS)
 
-db-fresh: $(CLI_DEPS) ## Start the db, create the schema, seed lookups + sample data (fresh)
-	@$(call tasklets) fresh $(ARGS)
+# FROM=snapshot for db-fresh: as with BACKUP, a file on the host is mounted read-only.
+HOST_FROM = $(if $(filter docker,$(RUN)),$(wildcard $(FROM)))
+FROM_ARG = $(if $(FROM),--from $(call quote,$(if $(HOST_FROM),/restore/$(notdir $(FROM)),$(FROM))))
+FROM_MOUNT = $(if $(HOST_FROM),-v "$(abspath $(FROM)):/restore/$(notdir $(FROM)):ro")
+
+db-fresh: $(CLI_DEPS) ## Start the db, create the schema, seed lookups + sample data (fresh); FROM=snapshot restores an anonymized snapshot instead
+	@$(call tasklets,$(FROM_MOUNT)) fresh $(FROM_ARG) $(ARGS)
 
 # --- Moving the compose database to another PostgreSQL image ----------------------------------
 

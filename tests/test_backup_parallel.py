@@ -100,10 +100,10 @@ def test_a_failing_stream_leaves_no_backup_and_no_part_files(settings: Settings,
     fill(conn)
     real = backup_module._stream_table
 
-    def broken(c, table, write, advance, source=None):
+    def broken(c, table, write, advance, *args):
         if table.name == "clients":
             raise psycopg.OperationalError("server closed the connection unexpectedly")
-        return real(c, table, write, advance, source)
+        return real(c, table, write, advance, *args)
 
     monkeypatch.setattr(backup_module, "_stream_table", broken)
     with pytest.raises(OpsError, match="lost the database connection"):

@@ -433,3 +433,40 @@ def test_docker_targets_refuse_a_missing_seeds_dir_in_one_line(tmp_path: Path):
     assert result.returncode != 0
     assert result.stderr.splitlines()[0].startswith(f"❌ SEEDS_DIR {missing} is not a directory")
     assert not missing.exists()
+
+
+@pytest.mark.parametrize("run", ["docker", "local"])
+def test_db_fresh_from_passes_the_snapshot_on_and_mounts_a_host_file_read_only(
+        tmp_path: Path, run: str):
+    snapshot = tmp_path / "snap.json.gz"
+    snapshot.write_bytes(b"")
+    env = stand_in_docker(tmp_path)
+    [line] = [line for line in make("-n", "db-fresh", f"FROM={snapshot}", f"RUN={run}",
+                                    env=env).stdout.splitlines() if "tasklets-db" in line]
+    if run == "docker":
+        assert f'-v "{snapshot}:/restore/snap.json.gz:ro"' in line
+        assert line.endswith("fresh --from '/restore/snap.json.gz' ")
+    else:
+        assert line.endswith(f"fresh --from '{snapshot}' ")
+    [url] = [line for line in make("-n", "db-fresh", "FROM=s3://bucket/snap.json.gz",
+                                   f"RUN={run}", env=env).stdout.splitlines()
+             if "tasklets-db" in line]
+    assert url.endswith("fresh --from 's3://bucket/snap.json.gz' ") and "/restore/" not in url
+    [plain] = [line for line in make("-n", "db-fresh", f"RUN={run}", env=env).stdout.splitlines()
+               if "tasklets-db" in line]
+    assert plain.endswith(" fresh  ") and "--from" not in plain
+
+
+def test_db_fresh_from_refuses_a_backup_that_is_not_anonymized(local_env, conn, tmp_path: Path):
+    from ops.backup.create import backup
+    from ops.core.config import Settings
+
+    conn.execute("INSERT INTO tenants (name, slug) VALUES ('Initech', 'initech')")
+    plain = backup(Settings(database_url=local_env["DATABASE_URL"], backup_dir=tmp_path),
+                   output=tmp_path / "plain.json").path
+    result = make("db-fresh", f"FROM={plain}", "RUN=local", env=local_env)
+    assert result.returncode == 2
+    assert "❌ plain.json is not an anonymized snapshot" in result.stderr
+    assert "`ARGS=--allow-real-data`" in result.stderr  # the hint names the make variable
+    assert "make db-backup ARGS=--anonymize RUN=local" in result.stderr
+    assert conn.execute("SELECT count(*) FROM tenants").fetchone()[0] == 1

@@ -12,6 +12,7 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+import psycopg
 import pytest
 from pyrage import x25519
 from support.restore import insert_sample, table_hashes
@@ -24,6 +25,7 @@ from support.tenants import (
     tenant_hashes,
 )
 
+from ops.anonymize.policy import DEFAULT_POLICY, load_policy
 from ops.backup.create import backup
 from ops.backup.encryption import AGE_MAGIC
 from ops.backup.files import latest_complete_backup, list_backups
@@ -35,6 +37,7 @@ from ops.core.errors import OpsError
 from ops.core.tenancy import Tenant
 from ops.restore.apply import restore
 from ops.restore.reset import reset
+from ops.restore.snapshot import fresh_from_snapshot
 from ops.restore.tenant import restore_tenant
 
 pytest_plugins = ["support.storage_servers"]
@@ -130,6 +133,24 @@ def test_tenant_backup_and_restore_encrypted_in_every_store(db_url: str, conn,
     assert result.safety_backup.startswith(backend.location.rstrip("/"))
 
 
+def test_an_encrypted_anonymized_snapshot_in_a_store_makes_a_fresh_database(
+        db_url: str, conn, backend: Backend, keys, other_db_url: str):
+    public, identity = keys
+    insert_sample(conn)
+    settings = remote_settings(db_url, backend, backup_encrypt_to=public,
+                               anonymize_salt="a-salt-for-the-snapshot-test")
+    made = backup(settings, compress=True, anonymize=load_policy(DEFAULT_POLICY))
+    assert made.name.endswith(".json.gz.age")
+    developer = remote_settings(other_db_url, backend, backup_identity_file=identity)
+
+    result = fresh_from_snapshot(developer, f"{backend.location.rstrip('/')}/{made.name}")
+
+    assert result.anonymized and result.restore.total_rows == made.total_rows
+    with psycopg.connect(other_db_url) as fresh:
+        emails = [r[0] for r in fresh.execute("SELECT email FROM users")]
+    assert emails and all(e.endswith("@example.test") for e in emails)
+
+
 def test_the_age_cli_decrypts_our_backup(settings: Settings, conn, keys, age_cli: str):
     public, identity = keys
     insert_sample(conn)
@@ -181,6 +202,7 @@ def test_a_tampered_ciphertext_is_refused_with_nothing_written(settings: Setting
 
 _KILLED_BACKUP = """
 import os, signal, sys
+from ops.anonymize.policy import DEFAULT_POLICY, load_policy
 from ops.backup.create import backup
 from ops.core.config import Settings
 from ops.core.output import Reporter

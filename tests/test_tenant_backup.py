@@ -5,6 +5,7 @@ restore refuses such a file."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import psycopg
@@ -21,6 +22,7 @@ from support.tenants import (
 )
 
 import ops.backup.create as backup_module
+from ops.anonymize.policy import DEFAULT_POLICY, load_policy
 from ops.backup.create import backup
 from ops.backup.files import read_meta
 from ops.core.catalog import discover_tables, row_counts
@@ -148,3 +150,18 @@ def test_backup_tenant_with_a_table_no_tenant_owns_fails_in_one_line(run_cli, se
     assert "Traceback" not in done.stderr and len(done.stderr.splitlines()) == 2
     assert not list(settings.backup_dir.iterdir())
     backup(settings)  # a whole-database backup does not need to place rows
+
+
+def test_an_anonymized_tenant_backup_holds_that_tenant_with_nobodys_data(
+        settings: Settings, conn, two_tenants):
+    salted = replace(settings, anonymize_salt="a-salt-for-the-tenant-test")
+    result = backup(salted, tenant="Globex", anonymize=load_policy(DEFAULT_POLICY))
+
+    data = load(result.path)
+    assert data["meta"]["tenant"] == {"id": GLOBEX, "name": "Globex"}
+    assert data["meta"]["anonymized"] is True
+    assert {name: len(rows) for name, rows in data["tables"].items()} == tenant_counts(
+        conn, GLOBEX)
+    raw = result.path.read_bytes()
+    for known in (b"hank@globex.test", b"peter@initech.test", b"Initech", b"Hooli"):
+        assert known not in raw

@@ -9,17 +9,14 @@ PostgreSQL version, so this proves a restore (or a move to another server) exact
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import psycopg
 
 from ops.backup.create import write_backup
 from ops.backup.encryption import identities_for
-from ops.backup.files import BackupRef, is_encrypted_name, read_meta
-from ops.backup.reader import BackupReader, resolve_backup
+from ops.backup.reader import backup_meta, resolve_backup
 from ops.core.catalog import current_revision
 from ops.core.config import Settings
 from ops.core.db import connection
@@ -45,7 +42,7 @@ def compare_database(settings: Settings, source: str | Path | None = "latest", *
     """Compare the database with the backup `source` (in any store; `identity` decrypts
     it); an OpsError names the first difference."""
     path = resolve_backup(settings.backup_dir, None if source is None else str(source))
-    meta = _meta(path, identities_for(settings, identity))
+    meta = backup_meta(path, identities_for(settings, identity))
     if not meta or not isinstance(meta.get("sha256"), dict) or not isinstance(
             meta.get("rowCounts"), dict):
         raise BadBackup(path.name, "it has no meta with row counts and checksums (not written "
@@ -84,18 +81,6 @@ def compare_database(settings: Settings, source: str | Path | None = "latest", *
     report.line(f"✅ The database holds exactly the backup's data: {len(result.tables)} "
                 f"tables, {result.total_rows} rows, every sha256 equal")
     return result
-
-
-def _meta(ref: BackupRef, identities: Sequence[Any]) -> dict | None:
-    """The backup's meta: read from its tail, or, when encrypted (meta is inside the
-    ciphertext), by streaming it through."""
-    if not is_encrypted_name(ref.name):
-        return read_meta(ref)
-    with BackupReader(ref, decode_rows=False, identities=identities) as reader:
-        for section in reader.sections():
-            for _ in section.rows:
-                pass
-        return reader.meta
 
 
 def _difference(name: str, rows: int | None, digest: str | None, backup_rows: int | None,

@@ -10,6 +10,7 @@ The layout is the contract in `ops.backup.format`.
 from __future__ import annotations
 
 import hashlib
+import struct
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
@@ -21,6 +22,8 @@ import psycopg
 from psycopg import sql
 
 from ops import __version__
+from ops.anonymize.mask import Anonymizer, TableMask, anonymize_key
+from ops.anonymize.policy import Policy
 from ops.backup.encryption import recipients_for
 from ops.backup.files import (
     BackupRef,
@@ -56,6 +59,7 @@ from ops.core.catalog import (
     discover_tables,
     require_schema,
     table_stats,
+    unique_keys,
 )
 from ops.core.config import Settings
 from ops.core.db import connect, connection, first_line, server_version
@@ -102,8 +106,8 @@ class BackupResult:
 def backup(settings: Settings, *, output: str | Path | None = None, compress: bool = False,
            encrypt_to: str | None = None, tables: list[str] | None = None,
            exclude: list[str] | None = None, tenant: str | None = None,
-           jobs: int | None = None, report: Reporter = SILENT,
-           lock: bool = True) -> BackupResult:
+           jobs: int | None = None, anonymize: Policy | None = None,
+           report: Reporter = SILENT, lock: bool = True) -> BackupResult:
     """Back up the database of `settings` from one REPEATABLE READ, READ ONLY snapshot.
 
     Into BACKUP_DIR (a directory or a bucket), or `output` (a file or directory path, or an
@@ -111,7 +115,9 @@ def backup(settings: Settings, *, output: str | Path | None = None, compress: bo
     a large database is read over that many connections sharing the snapshot (default
     BACKUP_JOBS, else 2 into a directory and 1 into a bucket: several streams spool tables
     to local temp files, which a bucket backup otherwise never needs). `tenant` (a name or
-    an id) backs up that tenant's rows only, of every table.
+    an id) backs up that tenant's rows only, of every table. With `anonymize`, every row goes
+    through that policy's transformers on its way to the file (keyed by ANONYMIZE_SALT); a
+    schema the policy does not fully classify writes nothing.
 
     One backup of a database at a time: this one waits for a backup that is running (`lock`
     False: the caller holds the backup lock already, see ops.backup.lock).
@@ -122,12 +128,13 @@ def backup(settings: Settings, *, output: str | Path | None = None, compress: bo
     with backup_lock(settings, report=report) if lock else nullcontext():
         return _backup(settings, output=output, compress=compress, encrypt_to=encrypt_to,
                        tables=tables, exclude=exclude, tenant=tenant, jobs=jobs,
-                       report=report)
+                       anonymize=anonymize, report=report)
 
 
 def _backup(settings: Settings, *, output: str | Path | None, compress: bool,
             encrypt_to: str | None, tables: list[str] | None, exclude: list[str] | None,
-            tenant: str | None, jobs: int | None, report: Reporter) -> BackupResult:
+            tenant: str | None, jobs: int | None, anonymize: Policy | None,
+            report: Reporter) -> BackupResult:
     recipients = recipients_for(settings, encrypt_to)
     report.line("🔄 Starting database backup...")
     moment = utc_now()
@@ -144,11 +151,16 @@ def _backup(settings: Settings, *, output: str | Path | None, compress: bool,
         if tenant is not None:  # looked up in the backup's own snapshot
             found = tenant_scope(discover_tables(conn)).find(conn, tenant)
             report.line(f"🏢 Tenant: {found} — only its rows are backed up")
+        anonymizer = None
+        if anonymize is not None:
+            anonymizer = Anonymizer(anonymize, anonymize_key(settings, conn))
+            report.line(f"🎭 Anonymizing with {anonymize.path.name} "
+                        f"(sha256 {anonymize.sha256[:12]}…)")
         result = write_backup(conn, ref, compress=compress, recipients=recipients,
                               tables=tables, exclude=exclude, tenant=found, report=report,
                               moment=moment, jobs=jobs,
                               open_connection=lambda: connect(settings, autocommit=True),
-                              default_name=default_name)
+                              default_name=default_name, anonymizer=anonymizer)
         conn.rollback()
     report.line("✅ Backup completed successfully!")
     report.line(f"📁 Backup file: {result.location}"
@@ -187,7 +199,8 @@ def write_backup(conn: psycopg.Connection, target: Source, *, compress: bool = F
                  tenant: Tenant | None = None, lock_rows: bool = False,
                  report: Reporter = SILENT, moment: datetime | None = None, jobs: int = 1,
                  open_connection: Callable[[], psycopg.Connection] | None = None,
-                 default_name: bool = False) -> BackupResult:
+                 default_name: bool = False, anonymizer: Anonymizer | None = None
+                 ) -> BackupResult:
     """Stream the chosen tables, as `conn`'s current transaction sees them, into `target` (a
     backup in a store, or a local file).
 
@@ -198,7 +211,8 @@ def write_backup(conn: psycopg.Connection, target: Source, *, compress: bool = F
     raised. `open_connection` (autocommit connections to the same database) enables `jobs`
     streams. `tenant` takes only that tenant's rows (meta records it); `lock_rows` locks
     them FOR UPDATE as they are read, so that a caller about to replace them (a tenant
-    restore's safety backup) saves exactly what it replaces.
+    restore's safety backup) saves exactly what it replaces. `anonymizer` transforms every
+    row on its way to the file.
     """
     moment = moment or utc_now()
     ref = as_ref(target)
@@ -206,7 +220,7 @@ def write_backup(conn: psycopg.Connection, target: Source, *, compress: bool = F
                           encrypted=bool(recipients), timestamp=iso_timestamp(moment),
                           tenant=tenant)
     args = (result, ref, recipients, tables, exclude, lock_rows, report, jobs,
-            open_connection, default_name)
+            open_connection, default_name, anonymizer)
     if conn.autocommit:  # one snapshot per statement would not be consistent: open one
         with conn.transaction():
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
@@ -218,12 +232,16 @@ def _write(conn: psycopg.Connection, result: BackupResult, ref: BackupRef,
            recipients: Sequence[Any], only: list[str] | None, exclude: list[str] | None,
            lock_rows: bool, report: Reporter, jobs: int,
            open_connection: Callable[[], psycopg.Connection] | None,
-           default_name: bool) -> BackupResult:
+           default_name: bool, anonymizer: Anonymizer | None) -> BackupResult:
     for name, value in SESSION_SETTINGS.items():
         conn.execute("SELECT set_config(%s, %s, true)", (name, value))
     discovered = discover_tables(conn)
     chosen = select_tables(discovered, only, exclude)
     sources = tenant_rows(discovered, result.tenant, lock=lock_rows) if result.tenant else {}
+    masks: dict[str, TableMask] = {}
+    if anonymizer is not None:  # checks the policy against the whole schema: before any file
+        masks = anonymizer.masks(chosen, discovered, unique_keys(conn),
+                                 lambda t: column_keys(t.column_names))
     conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS SHARE MODE").format(  # no DDL under our feet
         sql.SQL(", ").join(t.ident for t in chosen)))
     stats = table_stats(conn, chosen)
@@ -243,6 +261,7 @@ def _write(conn: psycopg.Connection, result: BackupResult, ref: BackupRef,
         "compressed": result.compressed,
         "jsonText": {t.name: keys for t in chosen if (keys := json_text_keys(t))},
         "tenant": result.tenant.as_meta() if result.tenant else None,
+        **(anonymizer.meta if anonymizer is not None else {}),
     }
     current = chosen[0].name
     parts: PartStreams | None = None
@@ -254,7 +273,7 @@ def _write(conn: psycopg.Connection, result: BackupResult, ref: BackupRef,
                 out.write(header_line(result.timestamp))
                 if jobs > 1 and open_connection is not None:
                     parts = _start_streams(conn, chosen, stats, jobs, open_connection, out,
-                                           sources)
+                                           sources, masks)
                 for index, table in enumerate(chosen):
                     current = table.name
                     out.write(table_open_line(table.name))
@@ -266,7 +285,8 @@ def _write(conn: psycopg.Connection, result: BackupResult, ref: BackupRef,
                         estimate = stats[table.name].rows_estimate
                         with _progress(report, table.name, estimate) as advance:
                             rows, digest = _stream_table(conn, table, out.write, advance,
-                                                         sources.get(table.name))
+                                                         sources.get(table.name),
+                                                         masks.get(table.name))
                     out.write(table_close_line(last=index == len(chosen) - 1))
                     result.tables[table.name] = rows
                     result.sha256[table.name] = digest
@@ -299,7 +319,8 @@ def _write(conn: psycopg.Connection, result: BackupResult, ref: BackupRef,
 def _start_streams(conn: psycopg.Connection, chosen: list[Table],
                    stats: dict[str, TableStats], jobs: int,
                    open_connection: Callable[[], psycopg.Connection],
-                   out: BackupWriter, sources: dict[str, sql.Composable]) -> PartStreams | None:
+                   out: BackupWriter, sources: dict[str, sql.Composable],
+                   masks: dict[str, TableMask]) -> PartStreams | None:
     """Stream every table over `jobs` connections sharing this transaction's snapshot (None:
     the database is too small for that to pay)."""
     sizes = {name: stat.bytes for name, stat in stats.items()}
@@ -309,7 +330,8 @@ def _start_streams(conn: psycopg.Connection, chosen: list[Table],
     return stream_parts(open_connection, snapshot, chosen, sizes, jobs, out.part, out.compress,
                         SESSION_SETTINGS,
                         lambda c, t, write: _stream_table(c, t, write, no_progress,
-                                                          sources.get(t.name)))
+                                                          sources.get(t.name),
+                                                          masks.get(t.name)))
 
 
 def select_tables(discovered: list[Table], only: list[str] | None,
@@ -342,7 +364,8 @@ def tenant_rows(tables: list[Table], tenant: Tenant, *, lock: bool = False
     return sources
 
 
-def copy_query(table: Table, source: sql.Composable | None = None) -> sql.Composed:
+def copy_query(table: Table, source: sql.Composable | None = None,
+               mask: TableMask | None = None) -> sql.Composed:
     """COPY of one JSON object per row, keys renamed, in primary-key order.
 
     `r.*` names the whole row even when a column is called `r`. Tables without a primary key
@@ -351,19 +374,40 @@ def copy_query(table: Table, source: sql.Composable | None = None) -> sql.Compos
     keeps its input text: spacing, key order, duplicate keys) is written as that text, in a
     JSON string, so a restore gives back the very same text. `source` (a FROM item with the
     table's columns) selects the rows; by default, all of them.
+
+    With a `mask` (anonymizing), each row is two fields: the object of the columns it keeps
+    (`k`, a LATERAL subselect of `r`, so the JSON-null marks still see every column) and a
+    JSON array of its row key and the values it replaces (jsonb ones the mask rewrites by
+    key as their text, so what it leaves alone goes out byte for byte), for the transform to
+    append.
     """
     keys = column_keys(table.column_names)
     select = sql.SQL(", ").join(
         sql.SQL("{} AS {}").format(_as_written(column), sql.Identifier(keys[column.name]))
         for column in table.columns)
-    rows = sql.SQL("SELECT {} AS j FROM (SELECT {} FROM {}) r").format(
-        _row_json(table, keys), select, source or table.ident)
+    rows_from = sql.SQL("(SELECT {} FROM {}) r").format(select, source or table.ident)
+    if mask is None:
+        fields = sql.SQL("{} AS j").format(_row_json(table, keys))
+    else:
+        def ref(column: str) -> sql.Composable:
+            return sql.SQL("r.{}").format(sql.Identifier(keys[column]))
+
+        kept = sql.SQL(", ").join(sql.SQL("{} AS {}").format(ref(c.name), sql.Identifier(
+            keys[c.name])) for c in table.columns if c.name not in mask.columns)
+        rows_from = sql.SQL("{}, LATERAL (SELECT {}) k").format(rows_from, kept)
+        fields = sql.SQL("{} AS j, json_build_array({})::text AS m").format(
+            _row_json(table, keys, sql.SQL("row_to_json(k.*)")),
+            sql.SQL(", ").join(sql.SQL("{}::text").format(ref(c)) if c in mask.as_text
+                               else ref(c) for c in (*mask.row_key, *mask.columns)))
+    rows = sql.SQL("SELECT {} FROM {}").format(fields, rows_from)
     if table.primary_key:
         order = sql.SQL(", ").join(sql.SQL("r.{}").format(sql.Identifier(keys[c]))
                                    for c in table.primary_key)
         query = sql.SQL("{} ORDER BY {}").format(rows, order)
     else:
-        query = sql.SQL('SELECT j FROM ({}) s ORDER BY j::text COLLATE "C"').format(rows)
+        query = sql.SQL('SELECT {} FROM ({}) s ORDER BY j::text COLLATE "C"{}').format(
+            sql.SQL("j, m" if mask is not None else "j"), rows,
+            sql.SQL(', m COLLATE "C"' if mask is not None else ""))
     return sql.SQL("COPY ({}) TO STDOUT (FORMAT binary)").format(query)
 
 
@@ -380,14 +424,16 @@ def _as_written(column: Column) -> sql.Composable:
     return sql.Identifier(column.name)
 
 
-def _row_json(table: Table, keys: dict[str, str]) -> sql.Composable:
+def _row_json(table: Table, keys: dict[str, str],
+              whole: sql.Composable | None = None) -> sql.Composable:
     """row_to_json of the row, plus the JSON_NULL_KEY field when a jsonb value is JSON null.
 
     row_to_json writes SQL NULL and JSON null alike as `null`; the extra field (rare, so it
     is appended to the text only for the rows that need it) names the columns - and for
     jsonb arrays the 1-based elements - that hold JSON null, so a restore brings back each.
+    `whole` is the object to mark (default: all of `r`).
     """
-    whole = sql.SQL("row_to_json(r.*)")
+    whole = whole or sql.SQL("row_to_json(r.*)")
     marks: list[tuple[str, sql.Composable, sql.Composable]] = []  # (key, condition, value)
     for column in table.columns:
         if column.json_type != "jsonb":
@@ -415,12 +461,17 @@ def _row_json(table: Table, keys: dict[str, str]) -> sql.Composable:
 _BINARY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
 _BINARY_TRAILER = b"\xff\xff"
 _ONE_FIELD = b"\x00\x01"
+_FIELD_HEAD = struct.Struct(">hi")  # field count, first field's length
+_FIELD_SIZE = struct.Struct(">i")
 
 
 def _stream_table(conn: psycopg.Connection, table: Table, write: Callable[[bytes], None],
                   advance: Callable[[int], None],
-                  source: sql.Composable | None = None) -> tuple[int, str]:
-    """Copy one table's rows into the file, ~1 MB at a time; returns (rows, sha256 hex)."""
+                  source: sql.Composable | None = None,
+                  mask: TableMask | None = None) -> tuple[int, str]:
+    """Copy one table's rows into the file, ~1 MB at a time; returns (rows, sha256 hex).
+
+    With a `mask`, each row is anonymized here, between the COPY and the file."""
     digest = hashlib.sha256()
     rows = 0
     first = True
@@ -439,7 +490,7 @@ def _stream_table(conn: psycopg.Connection, table: Table, write: Callable[[bytes
         pending.clear()
         pending_bytes = 0
 
-    with conn.cursor().copy(copy_query(table, source)) as copy:
+    with conn.cursor().copy(copy_query(table, source, mask)) as copy:
         header = True
         for data in copy:  # PostgreSQL sends one row per message
             if header:
@@ -447,15 +498,20 @@ def _stream_table(conn: psycopg.Connection, table: Table, write: Callable[[bytes
                 header = False
             if data == _BINARY_TRAILER:
                 break
-            # A row is: field count (1), 4-byte length, the JSON text.
-            if data[:2] != _ONE_FIELD or len(data) != 6 + int.from_bytes(data[2:6], "big"):
+            # A row is: field count (1; 2 anonymizing), then each field's 4-byte length and
+            # JSON text.
+            if mask is not None:
+                line = mask(*_two_fields(data, table))
+            elif data[:2] != _ONE_FIELD or len(data) != 6 + int.from_bytes(data[2:6], "big"):
                 raise OpsError(f"unexpected COPY BINARY framing in table {table.name}")
-            if len(data) > MAX_ROW_BYTES:
-                raise OpsError(f"table {table.name} row {rows + 1} is {len(data) >> 20} MB as "
+            else:
+                line = data[6:]
+            if len(line) > MAX_ROW_BYTES:
+                raise OpsError(f"table {table.name} row {rows + 1} is {len(line) >> 20} MB as "
                                f"JSON, more than the {MAX_ROW_BYTES >> 20} MB a restore reads; "
                                "no backup file was written")
-            pending.append(data[6:])
-            pending_bytes += len(data)
+            pending.append(line)
+            pending_bytes += len(line)
             rows += 1
             if pending_bytes >= BLOCK_BYTES:
                 flush()
@@ -466,6 +522,15 @@ def _stream_table(conn: psycopg.Connection, table: Table, write: Callable[[bytes
     if rows:
         write(b"\n")
     return rows, digest.hexdigest()
+
+
+def _two_fields(data: memoryview | bytes, table: Table) -> tuple[memoryview | bytes, ...]:
+    """The two JSON texts of an anonymized row (kept object, values to replace)."""
+    count, size = _FIELD_HEAD.unpack_from(data)
+    end = 6 + size
+    if count != 2 or len(data) != end + 4 + _FIELD_SIZE.unpack_from(data, end)[0]:
+        raise OpsError(f"unexpected COPY BINARY framing in table {table.name}")
+    return data[6:end], data[end + 4:]
 
 
 def _skip_binary_header(data: memoryview | bytes) -> memoryview | bytes:

@@ -39,6 +39,7 @@ from ops.backup.files import (
     Source,
     as_ref,
     as_store,
+    is_encrypted_name,
     latest_complete_backup,
     list_backups,
     read_meta,
@@ -596,3 +597,16 @@ def table_names(source: Source, identities: Sequence[Any] = ()) -> list[str]:
     """The tables a backup holds, in file order (walks the file without decoding rows)."""
     with BackupReader(source, decode_rows=False, identities=identities) as reader:
         return [section.name for section in reader.sections()]
+
+
+def backup_meta(source: Source, identities: Sequence[Any] = ()) -> dict | None:
+    """A backup's meta: read from its tail, or, when encrypted (meta is inside the
+    ciphertext), by streaming it through."""
+    ref = as_ref(source)
+    if not is_encrypted_name(ref.name):
+        return read_meta(ref)
+    with BackupReader(ref, decode_rows=False, identities=identities) as reader:
+        for section in reader.sections():
+            for _ in section.rows:
+                pass
+        return reader.meta

@@ -34,6 +34,9 @@ class State:
 state = State()
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print a machine-readable summary.")]
+IdentityOption = Annotated[str | None, typer.Option(
+    "--identity", show_default=False, help="The age identity file (or ssh private key) that "
+    "decrypts encrypted backups. Default: BACKUP_IDENTITY_FILE.")]
 
 
 @app.callback()

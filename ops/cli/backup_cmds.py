@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from ops.cli.app import JsonOption, app, reporter, settings
+from ops.cli.anonymize_cmds import PolicyOption
+from ops.cli.app import IdentityOption, JsonOption, app, reporter, settings
 from ops.cli.schedule_cmds import (
     KeepDaily,
     KeepLast,
@@ -19,7 +20,7 @@ from ops.cli.schedule_cmds import (
 )
 from ops.core.defaults import DEFAULT_JOBS
 from ops.core.errors import NotFound, OpsError, UsageError
-from ops.core.output import human_size, print_json, suggest
+from ops.core.output import human_size, print_json, suggest, suggest_flag
 
 
 def _names(value: str | None) -> list[str] | None:
@@ -56,12 +57,20 @@ def backup(
         "a bucket.")] = None,
     pushgateway: PushgatewayOption = None,
     metrics_file: MetricsFileOption = None,
+    anonymize: Annotated[bool, typer.Option(
+        "--anonymize", help="Replace personal data as the policy says (a snapshot developers "
+        "may restore); needs ANONYMIZE_SALT outside development.")] = False,
+    policy: PolicyOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Write a consistent JSON backup of every table (one snapshot, streamed, sha256 per table)."""
+    from ops.anonymize.policy import load_policy
     from ops.backup.create import backup as backup_database
     from ops.schedule.metrics import one_shot_metrics
 
+    if policy is not None and not anonymize:
+        raise UsageError("--policy only applies with --anonymize",
+                         hint=f"Add {suggest_flag('--anonymize')}.")
     cfg = settings()
     with one_shot_metrics(cfg, pushgateway=pushgateway, textfile=metrics_file,
                           warn=reporter().warn) as record:
@@ -70,15 +79,11 @@ def backup(
                                  encrypt_to=encrypt_to, tables=_names(tables),
                                  exclude=_names(exclude_tables), tenant=tenant,
                                  jobs=jobs,
+                                 anonymize=load_policy(policy) if anonymize else None,
                                  report=reporter(as_json))
         record(result)
     if as_json:
         print_json(result)
-
-
-IdentityOption = Annotated[str | None, typer.Option(
-    "--identity", show_default=False, help="The age identity file (or ssh private key) that "
-    "decrypts encrypted backups. Default: BACKUP_IDENTITY_FILE.")]
 
 
 backups_app = typer.Typer(no_args_is_help=False)

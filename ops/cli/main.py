@@ -13,6 +13,7 @@ import psycopg
 from rich.console import Console
 
 from ops.cli import (
+    anonymize_cmds,  # noqa: F401
     api_cmds,  # noqa: F401
     backup_cmds,  # noqa: F401
     beads_cmds,  # noqa: F401

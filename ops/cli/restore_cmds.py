@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from ops.cli.app import JsonOption, app, reporter, settings
+from ops.cli.app import IdentityOption, JsonOption, app, reporter, settings
 from ops.core.errors import UsageError
 from ops.core.output import print_json
 
@@ -57,9 +57,7 @@ def restore(
         help="`latest` (newest complete backup in BACKUP_DIR; with --tenant, the newest that "
         "may hold the tenant), a name in BACKUP_DIR, a path or an object URL (.json, "
         ".json.gz, either with .age).")] = "latest",
-    identity: Annotated[str | None, typer.Option(
-        "--identity", show_default=False, help="The age identity file (or ssh private key) "
-        "that decrypts an encrypted backup. Default: BACKUP_IDENTITY_FILE.")] = None,
+    identity: IdentityOption = None,
     no_safety_backup: Annotated[bool, typer.Option(
         "--no-safety-backup", help="Skip the pre-restore backup of the current data.")] = False,
     allow_schema_mismatch: Annotated[bool, typer.Option(

@@ -6,8 +6,9 @@ from typing import Annotated
 
 import typer
 
-from ops.cli.app import JsonOption, app, reporter, settings
+from ops.cli.app import IdentityOption, JsonOption, app, reporter, settings
 from ops.core.defaults import DEFAULT_RANDOM_SEED
+from ops.core.errors import UsageError
 from ops.core.output import Reporter, print_json
 
 seed_app = typer.Typer(
@@ -108,8 +109,32 @@ def run_seed(
 
 
 @app.command()
-def fresh(allow_production: AllowProductionOption = False, as_json: JsonOption = False) -> None:
+def fresh(
+    source: Annotated[str | None, typer.Option(
+        "--from", help="Restore this anonymized snapshot (a name in BACKUP_DIR, a path or an "
+        "object URL such as s3://bucket/snapshot.json.gz.age) after push, instead of "
+        "seeding.")] = None,
+    identity: IdentityOption = None,
+    allow_real_data: Annotated[bool, typer.Option(
+        "--allow-real-data", help="With --from: accept a backup that is not anonymized.")]
+    = False,
+    allow_production: AllowProductionOption = False,
+    as_json: JsonOption = False,
+) -> None:
     """push + seed lookups + seed sample: a ready database; changes nothing if already fresh."""
+    if source is not None:
+        from ops.restore.snapshot import fresh_from_snapshot
+
+        snapshot = fresh_from_snapshot(settings(), source, identity=identity,
+                                       allow_real_data=allow_real_data,
+                                       allow_production=allow_production,
+                                       report=reporter(as_json))
+        if as_json:
+            print_json(snapshot)
+        return
+    if allow_real_data:
+        raise UsageError("--allow-real-data only applies with --from",
+                         hint="Name the snapshot: --from FILE.")
     from ops.seed.builtin import fresh as fresh_database
 
     result = fresh_database(settings(), allow_production=allow_production,

@@ -102,17 +102,20 @@ WHERE n.nspname = %(schema)s AND con.contype IN ('p', 'f')
 ORDER BY c.relname, con.conname
 """
 
+# Every unique index: (table, index, its plain columns, whether it is the primary key, whether
+# it is partial or has expression parts); an expression's part is left out of the columns.
 _UNIQUE_SQL = """
-SELECT c.relname,
-       ARRAY(SELECT a.attname FROM unnest(i.indkey::int2[]) WITH ORDINALITY k(n, o)
-             JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.n
-             WHERE k.o <= i.indnkeyatts ORDER BY k.o)
-FROM pg_index i
-JOIN pg_class c ON c.oid = i.indrelid
+SELECT c.relname, i.relname,
+       ARRAY(SELECT a.attname FROM unnest(x.indkey::int2[]) WITH ORDINALITY k(n, o)
+             JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = k.n
+             WHERE k.o <= x.indnkeyatts ORDER BY k.o),
+       x.indisprimary, x.indpred IS NOT NULL OR x.indexprs IS NOT NULL
+FROM pg_index x
+JOIN pg_class c ON c.oid = x.indrelid
+JOIN pg_class i ON i.oid = x.indexrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE n.nspname = %(schema)s AND i.indisunique AND NOT i.indisprimary
-  AND i.indpred IS NULL AND i.indexprs IS NULL
-ORDER BY c.relname, 2
+WHERE n.nspname = %(schema)s AND x.indisunique
+ORDER BY c.relname, i.relname
 """
 
 
@@ -141,8 +144,8 @@ def discover_tables(conn: psycopg.Connection, schema: str = APP_SCHEMA) -> list[
                 ForeignKey(name, tuple(cols), ref_table, tuple(ref_cols), deferrable)
             )
     uniques: dict[str, list[tuple[str, ...]]] = {}
-    for table, cols in conn.execute(_UNIQUE_SQL, {"schema": schema}):
-        if table in columns:
+    for table, _, cols, primary, partial in conn.execute(_UNIQUE_SQL, {"schema": schema}):
+        if table in columns and not primary and not partial:
             uniques.setdefault(table, []).append(tuple(cols))
     tables = {
         name: Table(name, tuple(cols), pks.get(name, ()), tuple(fks.get(name, ())),
@@ -150,6 +153,17 @@ def discover_tables(conn: psycopg.Connection, schema: str = APP_SCHEMA) -> list[
         for name, cols in columns.items()
     }
     return dependency_order(tables)
+
+
+def unique_keys(conn: psycopg.Connection,
+                schema: str = APP_SCHEMA) -> dict[str, list[tuple[str, tuple[str, ...]]]]:
+    """Every unique index (primary keys and unique constraints included) per app table, as
+    (index name, its plain columns); an expression's part of an index is left out."""
+    found: dict[str, list[tuple[str, tuple[str, ...]]]] = {}
+    for table, index, columns, _, _ in conn.execute(_UNIQUE_SQL, {"schema": schema}):
+        if table not in EXCLUDED_TABLES:
+            found.setdefault(table, []).append((index, tuple(columns)))
+    return found
 
 
 def dependency_order(tables: dict[str, Table]) -> list[Table]:

@@ -45,6 +45,8 @@ class Settings:
     backup_notify_url: str = ""
     backup_max_age: str = ""  # what `backups check` allows (default 26h)
     scratch_database_url: str = ""  # where restore drills restore (default: a new database)
+    # The key of `backup --anonymize` (ops.anonymize.mask): never printed nor written out.
+    anonymize_salt: str = field(default="", repr=False)
 
     @property
     def masked_url(self) -> str:
@@ -83,6 +85,7 @@ def load_settings(env_file: str | os.PathLike[str] | None = ".env") -> Settings:
         backup_notify_url=os.environ.get("BACKUP_NOTIFY_URL", "").strip(),
         backup_max_age=os.environ.get("BACKUP_MAX_AGE", "").strip(),
         scratch_database_url=normalise_url(os.environ.get("SCRATCH_DATABASE_URL", "").strip()),
+        anonymize_salt=os.environ.get("ANONYMIZE_SALT", ""),
     )
 
 

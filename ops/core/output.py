@@ -110,7 +110,7 @@ _MAKE_COMMANDS: dict[tuple[str, ...], tuple[str, dict[str, str], str | None]] = 
     ("seed", "run"): ("db-seed-custom", {}, "NAME"),
     ("seed",): ("db-seed", {}, None),
     ("import", "beads"): ("db-import-beads", {}, None),
-    ("fresh",): ("db-fresh", {}, None),
+    ("fresh",): ("db-fresh", {"--from": "FROM"}, None),
     ("serve",): ("dev", {}, None),
 }
 

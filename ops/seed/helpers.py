@@ -14,15 +14,18 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import bcrypt
 import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from ops.core.errors import OpsError
 from ops.core.output import Reporter, suggest
+from ops.core.passwords import hash_password
 from ops.core.slugs import first_free, slugify
-from ops.core.vocabulary import BCRYPT_ROUNDS, SYSTECH_TENANT
+from ops.core.vocabulary import SYSTECH_TENANT
+
+__all__ = ["Tally", "announce", "find_systech_tenant", "get_or_create", "hash_password",
+           "require_systech_tenant", "tenant_slug"]
 
 
 def find_systech_tenant(conn: psycopg.Connection) -> int | None:
@@ -50,16 +53,6 @@ def tenant_slug(conn: psycopg.Connection, name: str) -> str:
         "SELECT slug FROM tenants WHERE slug = %s OR slug ~ ('^' || %s || '-[0-9]+$')",
         (base, base)).fetchall()
     return first_free(base, (slug for slug, in taken))
-
-
-def hash_password(password: str, *, rounds: int = BCRYPT_ROUNDS,
-                  salt: bytes | None = None) -> str:
-    """A `$2b$` bcrypt hash that Node's bcrypt and bcryptjs verify too.
-
-    Every call draws a fresh random salt unless one is given (only the volume generator
-    passes one, to keep its output reproducible).
-    """
-    return bcrypt.hashpw(password.encode(), salt or bcrypt.gensalt(rounds, prefix=b"2b")).decode()
 
 
 Values = Mapping[str, Any] | Callable[[], Mapping[str, Any]] | None

@@ -22,7 +22,6 @@ Design choices, so that `--scale 100` (millions of rows) runs in minutes in flat
 
 from __future__ import annotations
 
-import base64
 import random
 import time
 from collections.abc import Iterable, Iterator
@@ -37,8 +36,8 @@ from psycopg.copy import QueuedLibpqWriter
 from ops.core.defaults import DEFAULT_RANDOM_SEED
 from ops.core.errors import UsageError
 from ops.core.output import SILENT, Advance, Reporter
-from ops.core.vocabulary import BCRYPT_ROUNDS, SAMPLE_PASSWORD
-from ops.seed.helpers import hash_password
+from ops.core.passwords import hash_password, salt_from_bytes
+from ops.core.vocabulary import SAMPLE_PASSWORD
 from ops.seed.volume_rows import ID_TABLES, STREAMS, Context, Plan, Texts
 
 PROGRESS_STEP = 2_000
@@ -161,12 +160,7 @@ def _next_free_id(conn: psycopg.Connection, table: str) -> int:
 
 def seeded_salt(random_seed: int) -> bytes:
     """A valid `$2b$` bcrypt salt derived from the seed (see the module docstring for why)."""
-    raw = random.Random(f"{random_seed}:password").randbytes(16)
-    # bcrypt's base64 is standard base64 with its own alphabet and no padding.
-    standard = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-    bcrypt64 = "./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
-    encoded = base64.b64encode(raw).decode()[:22].translate(str.maketrans(standard, bcrypt64))
-    return f"$2b${BCRYPT_ROUNDS:02d}${encoded}".encode()
+    return salt_from_bytes(random.Random(f"{random_seed}:password").randbytes(16))
 
 
 def _copy(conn: psycopg.Connection, table: str, columns: tuple[str, ...],
