@@ -6,13 +6,21 @@ rich.markdown (markdown_it) and rich.traceback (rich.pretty, rich.syntax) at mod
 Markdown, and it turns Typer's pretty tracebacks off, so neither is needed. `install()` makes
 Python import typer.rich_utils against stand-ins for those two classes that load the real class
 on first use: the help output is the same, byte for byte; only its start-up is shorter.
+
+Options: Typer (0.2x) coerces option values through pydantic TypeAdapters, built when an
+option is first processed; the global --env-file is processed by every command (`reset
+--help` included), so every command would import pydantic and build a schema, ~0.1-0.2 s.
+`install()` has Typer build them only for a value that needs one: a missing value (None)
+needs none, nor does a str for a str option (Typer's adapter returns it as it is).
 """
 
 from __future__ import annotations
 
 import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import cached_property
 from importlib.machinery import ModuleSpec, PathFinder
 from types import ModuleType
 from typing import Any
@@ -91,7 +99,47 @@ class _Finder:
 _FINDER = _Finder()
 
 
+def _defer_option_coercion() -> None:
+    """Typer's coercion of each option value, built only for a value that needs it."""
+    try:  # Typer's internals: another version without them keeps its own (slower) way
+        from typer import core as typer_core
+        from typer._coercion import RuntimeParam, TypeDescriptor
+    except ImportError:
+        return
+    build: Callable[[TypeDescriptor], RuntimeParam] | None = getattr(
+        typer_core, "build_runtime_param", None)
+    if build is None or getattr(build, "deferred", False):
+        return
+
+    @dataclass(frozen=True)
+    class DeferredParam(RuntimeParam):
+        descriptor: TypeDescriptor
+        plain_str: bool  # a str option without a parser: Typer's adapter returns a str as is
+
+        @cached_property
+        def real(self) -> RuntimeParam:
+            return build(self.descriptor)
+
+        def _coerce_value(self, value: Any, param: Any, ctx: Any) -> Any:
+            # (RuntimeParam.coerce answers a None itself, without calling this)
+            if self.plain_str and type(value) is str:
+                return value
+            return self.real._coerce_value(value, param=param, ctx=ctx)
+
+    def deferred(descriptor: TypeDescriptor) -> RuntimeParam:
+        info = descriptor.parameter_info
+        plain_str = descriptor.annotation is str and descriptor.file_annotation is None \
+            and info.parser is None
+        return DeferredParam(parameter_info=info, annotation=descriptor.annotation,
+                             descriptor=descriptor, plain_str=plain_str)
+
+    deferred.deferred = True  # type: ignore[attr-defined]
+    typer_core.build_runtime_param = deferred
+
+
 def install() -> None:
-    """Import typer.rich_utils, when Typer first needs it, without markdown and tracebacks."""
+    """Import typer.rich_utils, when Typer first needs it, without markdown and tracebacks;
+    build Typer's pydantic coercion of an option only for a value that needs it."""
     if TARGET not in sys.modules and _FINDER not in sys.meta_path:
         sys.meta_path.insert(0, _FINDER)
+    _defer_option_coercion()
