@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -140,3 +141,95 @@ def test_cli_start_up_loads_no_command_s_work_module():
             "ops.workitems.sync", "ops.seed.custom", "ops.schema.migrate", "ops.schema.status",
             "alembic", "sqlalchemy", "fastapi"}
     assert loaded.isdisjoint(work), sorted(loaded & work)  # ...their work is not loaded
+
+
+# What `--help` and parsing a command's options must not load (issue #20: start-up <= 0.3 s):
+# the driver (and the asyncio it brings), Markdown help rendering, Rich's tracebacks, the
+# pydantic behind Typer's option coercion, and every command's work.
+NOT_AT_START_UP = ("psycopg", "psycopg_binary", "asyncio", "rich.markdown", "markdown_it",
+                   "rich.traceback", "pygments", "pydantic", "rich.progress", "dotenv",
+                   "fastapi", "httpx", "uvicorn", "sqlalchemy", "alembic", "api", "ops.backup",
+                   "ops.restore", "ops.seed", "ops.schema", "ops.schedule", "ops.beads")
+
+_PROBE = """
+import sys
+from ops.cli.main import main
+from typer.main import get_command
+
+args = sys.argv[1:]
+if args[0] == "--parse-only":  # --parse-only [GLOBAL OPTIONS] COMMAND [ITS OPTIONS]: parse,
+    from ops.cli.app import app  # run nothing
+
+    group = get_command(app)
+    at = next(i for i, arg in enumerate(args) if i > 0 and not arg.startswith("-")
+              and not args[i - 1].startswith("--env"))
+    ctx = group.make_context("tasklets-db", args[1:at + 1])
+    group.get_command(ctx, args[at]).make_context(args[at], args[at + 1:], parent=ctx)
+else:
+    try:
+        main(args)
+    except SystemExit:
+        pass
+print("\\nMODULES", " ".join(sys.modules))
+"""
+
+
+def _modules_after(*args: str) -> tuple[set[str], str]:
+    done = subprocess.run([sys.executable, "-c", _PROBE, *args], cwd=PROJECT_ROOT, check=True,
+                          capture_output=True, text=True, env={**os.environ, "COLUMNS": "100"})
+    head, _, modules = done.stdout.rpartition("\nMODULES ")
+    return set(modules.split()), head + done.stderr
+
+
+def _heavy(loaded: set[str]) -> list[str]:
+    """The modules of NOT_AT_START_UP (packages with their submodules) that were loaded."""
+    submodules = tuple(f"{name}." for name in NOT_AT_START_UP)
+    return sorted(m for m in loaded if m in NOT_AT_START_UP or m.startswith(submodules))
+
+
+@pytest.mark.parametrize("args", [
+    ["--help"],
+    ["reset", "--help"],
+    ["backup", "--help"],
+    ["seed", "sample", "--help"],
+    ["reset", "--tenant"],  # a usage error: Typer's error panel
+    ["--parse-only", "--env-file", "x.env", "reset", "--tenant", "acme", "--dry-run", "--json"],
+    ["--parse-only", "restore", "latest", "--identity", "key.txt", "--rename", "b"],
+    ["--parse-only", "prune", "--yes"],
+])
+def test_help_and_option_parsing_load_no_driver_markdown_or_pydantic(args: list[str]):
+    loaded, output = _modules_after(*args)
+
+    assert _heavy(loaded) == [], output
+    if args[0] != "--parse-only":  # Typer's Rich help and error panels still render...
+        assert "typer.rich_utils" in loaded and "─" in output, output
+    assert "ops.cli.restore_cmds" in loaded  # ...and the probe did load the CLI
+
+
+def test_help_output_uses_the_real_rich_classes_when_asked():
+    """The stand-ins typer.rich_utils is imported against load the real class on use."""
+    probe = ("import sys; from ops.cli.main import main\n"
+             "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+             "import typer.rich_utils as r\n"
+             "assert 'rich.markdown' not in sys.modules and 'rich.traceback' not in sys.modules\n"
+             "md = r._make_rich_text(text='**x**', style='', markup_mode='markdown')\n"
+             "import rich.markdown, rich.traceback\n"
+             "assert type(md) is rich.markdown.Markdown, type(md)\n"
+             "try:\n    1 / 0\nexcept ZeroDivisionError as exc:\n"
+             "    tb = r.Traceback.from_exception(type(exc), exc, exc.__traceback__)\n"
+             "assert type(tb) is rich.traceback.Traceback, type(tb)\n")
+    subprocess.run([sys.executable, "-c", probe], cwd=PROJECT_ROOT, check=True)
+
+
+def test_driver_error_is_one_line_though_main_does_not_import_psycopg(monkeypatch, capsys):
+    from ops.cli import app as cli_app
+    from ops.cli.main import main
+
+    def fail(env_file: str) -> Settings:
+        raise psycopg.OperationalError("FATAL:  the database system is shutting down\nDETAIL: x")
+
+    monkeypatch.setattr(cli_app, "load_settings", fail)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["status"])
+    assert exit_info.value.code == 1
+    assert capsys.readouterr().err == "❌ database error: the database system is shutting down\n"

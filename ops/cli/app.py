@@ -11,8 +11,11 @@ from typing import Annotated
 
 import typer
 
+from ops.cli import startup
 from ops.core.config import Settings, load_settings
 from ops.core.output import SILENT, Reporter
+
+startup.install()  # before Typer formats any help or usage error
 
 app = typer.Typer(
     name="tasklets-db",

@@ -8,10 +8,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import quote, urlencode
 
-from dotenv import load_dotenv
-from psycopg import ProgrammingError
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
-
 from ops.core.errors import OpsError
 
 APP_ENVS = ("development", "test", "production")
@@ -59,6 +55,8 @@ class Settings:
 def load_settings(env_file: str | os.PathLike[str] | None = ".env") -> Settings:
     """Read settings; real environment variables win over `.env` entries."""
     if env_file and Path(env_file).is_file():
+        from dotenv import load_dotenv  # here: it loads `logging`, ~10 ms of every `--help`
+
         load_dotenv(env_file, override=False)
     raw_env = os.environ.get("APP_ENV", "").strip().lower()
     app_env = raw_env or "development"
@@ -155,6 +153,10 @@ def mask_url(url: str) -> str:
     several hosts) and `key=value` strings. What libpq cannot parse is not echoed at all:
     its error text may quote the password.
     """
+    # Imported here: psycopg takes 0.1-0.2 s to import; every command's start-up loads this.
+    from psycopg import ProgrammingError
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
     try:
         info = conninfo_to_dict(url)
     except ProgrammingError:

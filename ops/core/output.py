@@ -17,7 +17,6 @@ from typing import Any, Protocol
 
 import orjson
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 
 class Advance(Protocol):
@@ -45,6 +44,15 @@ class Reporter:
         if self.quiet or not self.console.is_terminal:
             yield no_progress
             return
+        # Imported here: only a terminal shows a bar, and rich.progress is ~10 ms of start-up.
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
         columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                    TimeElapsedColumn()]
         with Progress(*columns, console=self.console, transient=True) as bar:
