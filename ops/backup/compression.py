@@ -171,7 +171,8 @@ def last_frame(tail: bytes, limit: int, tries: int) -> bytes | None:
 
 
 def _whole_frame(data: bytes, kind: str, limit: int) -> bytes | None:
-    """`data` decompressed if it is exactly one frame/member of at most `limit` bytes."""
+    """`data` decompressed if it is whole (a gzip member exactly, zstd frames to its end) and
+    inflates to at most `limit` bytes."""
     if kind == GZIP:
         inflater = zlib.decompressobj(wbits=31)
         try:
