@@ -22,6 +22,7 @@ from ops.anonymize.policy import DEFAULT_POLICY, load_policy
 from ops.anonymize.transformers import Keyed
 from ops.backup import create as backup_module
 from ops.backup.create import backup
+from ops.backup.format import open_backup
 from ops.core.catalog import discover_tables, row_counts, unique_keys
 from ops.core.config import Settings
 from ops.core.errors import OpsError
@@ -249,8 +250,8 @@ def test_the_salt_is_required_outside_development_and_never_written(
     assert done.returncode == 0, done.stderr
     assert SALT not in done.stdout + done.stderr
     [path] = backup_dir.iterdir()
-    assert path.name.endswith(".json.gz") and (path.stat().st_mode & 0o777) == 0o600
-    with __import__("gzip").open(path) as fh:
+    assert path.name.endswith(".json.zst") and (path.stat().st_mode & 0o777) == 0o600
+    with open_backup(path) as fh:
         content = fh.read()
     assert SALT.encode() not in content and b"Initech" not in content
     development = run_cli("backup", "--anonymize", env={"APP_ENV": "development"})

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import psycopg
 import pytest
-from support.backup import add_tenants_and_clients, file_lines, load, table_section
+from support.backup import (
+    add_tenants_and_clients,
+    decompress,
+    file_lines,
+    load,
+    table_section,
+)
 
 from ops.backup.create import backup
 from ops.backup.files import list_backups, looks_complete, parse_backup_name, read_meta
@@ -90,19 +97,44 @@ def test_two_backups_of_unchanged_data_have_byte_identical_table_sections(
     assert first.sha256 == second.sha256
 
 
-def test_compressed_backup_is_gzip_of_the_same_tables_and_meta_is_found_from_the_tail(
-        settings: Settings, conn: psycopg.Connection) -> None:
+@pytest.mark.parametrize(("compression", "suffix", "magic"), [
+    ("zstd", ".json.zst", b"\x28\xb5\x2f\xfd"), ("gzip", ".json.gz", b"\x1f\x8b")])
+def test_compressed_backup_holds_the_same_tables_and_meta_is_found_from_the_tail(
+        settings: Settings, conn: psycopg.Connection, compression: str, suffix: str,
+        magic: bytes) -> None:
     add_tenants_and_clients(conn)
     plain = backup(settings)
-    packed = backup(settings, compress=True)
+    packed = backup(settings, compression=compression)
 
-    assert packed.path.name.endswith(".json.gz") and packed.compressed
-    assert packed.path.read_bytes()[:2] == b"\x1f\x8b"
+    assert packed.path.name.endswith(suffix) and packed.compressed
+    assert packed.path.read_bytes()[:len(magic)] == magic
     assert table_section(packed.path) == table_section(plain.path)
-    assert gzip.decompress(packed.path.read_bytes()).endswith(b"}\n")
+    assert decompress(packed.path.read_bytes()).endswith(b"}\n")
     meta = read_meta(packed.path)
     assert meta is not None and meta["compressed"] is True and meta["sha256"] == plain.sha256
+    assert meta["compression"] == compression
     assert [b.name for b in list_backups(settings.backup_dir)][0] == packed.path.name
+
+
+@pytest.mark.skipif(shutil.which("zstd") is None, reason="the zstd command is not installed")
+def test_the_stock_zstd_command_reads_our_file_as_the_plain_backup(
+        settings: Settings, conn: psycopg.Connection) -> None:
+    add_tenants_and_clients(conn)
+    packed = backup(settings, compression="zstd", jobs=2)
+    out = subprocess.run(["zstd", "-d", "-c", str(packed.path)], capture_output=True,
+                         check=True).stdout
+    assert out == decompress(packed.path.read_bytes())
+    assert json.loads(out)["meta"]["sha256"] == packed.sha256
+
+
+def test_meta_is_read_from_a_bounded_tail_of_a_big_zstd_backup(
+        settings: Settings, conn: psycopg.Connection) -> None:
+    conn.execute("INSERT INTO tenants (name, slug, plan) SELECT md5(g::text), 't' || g, "
+                 "'free' FROM generate_series(1, 30000) g")  # well past the 64 KB tail window
+    packed = backup(settings, compression="zstd")
+    assert packed.path.stat().st_size > 64 * 1024
+    meta = read_meta(packed.path)
+    assert meta is not None and meta["rowCounts"]["tenants"] == 30000
 
 
 def test_partial_backup_holds_only_the_chosen_tables_and_says_so_in_meta(
@@ -124,13 +156,15 @@ def test_backup_of_an_unknown_table_fails_and_leaves_no_file(settings: Settings)
     assert list(settings.backup_dir.iterdir()) == []
 
 
-def test_output_option_writes_the_named_file_and_gz_name_means_compressed(
+def test_output_option_writes_the_named_file_and_its_suffix_picks_the_compression(
         settings: Settings, tmp_path: Path) -> None:
     target = tmp_path / "elsewhere" / "mine.json.gz"
     target.parent.mkdir()
-    result = backup(settings, output=target)
-    assert result.path == target and result.compressed
+    result = backup(settings, output=target, compression="zstd")  # the name wins
+    assert result.path == target and result.compression == "gzip"
     assert target.read_bytes()[:2] == b"\x1f\x8b" and read_meta(target) is not None
+    zst = backup(settings, output=target.with_name("mine.json.zst"))
+    assert zst.compression == "zstd" and read_meta(zst.path)["compression"] == "zstd"
 
     into_dir = backup(settings, output=target.parent)
     assert into_dir.path.parent == target.parent and NAME.match(into_dir.path.name)
@@ -177,7 +211,7 @@ def test_backup_cli_json_summary_and_compress_from_environment(
     done = run_cli_process("backup", "--json", env={"BACKUP_COMPRESS": "1"})
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
-    assert summary["compressed"] is True and summary["path"].endswith(".json.gz")
+    assert summary["compressed"] is True and summary["path"].endswith(".json.zst")
     assert summary["tables"]["clients"] == 4 and summary["total_rows"] == 6
     assert set(summary["sha256"]) == set(summary["tables"])
 
@@ -192,6 +226,19 @@ def test_backup_settings_work_from_the_env_file_and_flags_override_them(
     assert json.loads(from_file.stdout)["compressed"] is True
     overridden = run_cli("--env-file", str(env_file), "backup", "--no-compress", "--json")
     assert json.loads(overridden.stdout)["compressed"] is False
+    chosen = run_cli("--env-file", str(env_file), "backup", "--compression", "gzip", "--json")
+    assert json.loads(chosen.stdout)["path"].endswith(".json.gz")
+    contradicted = run_cli("backup", "--no-compress", "--compression", "zstd")
+    assert contradicted.returncode == 2 and "contradict" in contradicted.stderr
+    for value, suffix in (("gzip", ".json.gz"), ("zstd", ".json.zst"), ("true", ".json.zst"),
+                          ("0", ".json")):
+        env_file.write_text(f"BACKUP_COMPRESS={value}\n")
+        made = run_cli("--env-file", str(env_file), "backup", "--json")
+        assert json.loads(made.stdout)["path"].endswith(suffix), value
+    env_file.write_text("BACKUP_COMPRESS=lz4\n")
+    bad_compression = run_cli("--env-file", str(env_file), "backup")
+    assert bad_compression.returncode != 0 and "BACKUP_COMPRESS='lz4'" in bad_compression.stderr
+    assert "Traceback" not in bad_compression.stderr
     env_file.write_text("BACKUP_JOBS=many\n")
     bad = run_cli("--env-file", str(env_file), "backup")
     assert bad.returncode == 1 and "BACKUP_JOBS='many'" in bad.stderr

@@ -29,15 +29,15 @@ def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
-@pytest.mark.parametrize("compress", [False, True])
-def test_backups_and_their_directory_are_private(settings: Settings, conn, compress: bool,
+@pytest.mark.parametrize("compression", [None, "zstd", "gzip"])
+def test_backups_and_their_directory_are_private(settings: Settings, conn, compression: str | None,
                                                  tmp_path: Path):
     add_tenants_and_clients(conn)
     settings = Settings(database_url=settings.database_url,
                         backup_dir=tmp_path / "new-dir", app_env="test")
     old_umask = os.umask(0o022)
     try:
-        written = backup(settings, compress=compress)
+        written = backup(settings, compression=compression)
     finally:
         os.umask(old_umask)
     assert mode(settings.backup_dir) == 0o700

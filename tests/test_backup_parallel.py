@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import gzip
 import threading
 import time
 from pathlib import Path
 
 import psycopg
 import pytest
+from support.backup import decompress
 
 from ops.backup import create as backup_module
 from ops.backup.create import backup
@@ -37,17 +37,18 @@ def fill(conn: psycopg.Connection) -> None:
 
 
 def tables_section(path: Path) -> bytes:
-    data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    data = decompress(path.read_bytes()) if path.suffix in (".gz", ".zst") else path.read_bytes()
     return data[data.index(b"\n") + 1:data.rindex(b'\n"meta"')]
 
 
-@pytest.mark.parametrize("compress", [False, True])
-def test_parallel_backup_equals_the_single_stream_backup(settings: Settings, conn, compress):
+@pytest.mark.parametrize("compression", [None, "zstd", "gzip"])
+def test_parallel_backup_equals_the_single_stream_backup(settings: Settings, conn, compression):
     fill(conn)
-    ext = ".json.gz" if compress else ".json"
-    one = backup(settings, output=settings.backup_dir / f"one{ext}", compress=compress, jobs=1)
-    three = backup(settings, output=settings.backup_dir / f"three{ext}", compress=compress,
-                   jobs=3)
+    ext = {None: ".json", "zstd": ".json.zst", "gzip": ".json.gz"}[compression]
+    one = backup(settings, output=settings.backup_dir / f"one{ext}", compression=compression,
+                 jobs=1)
+    three = backup(settings, output=settings.backup_dir / f"three{ext}",
+                   compression=compression, jobs=3)
     assert tables_section(one.path) == tables_section(three.path)
     assert one.sha256 == three.sha256 and one.tables == three.tables
     assert leftover_partials(settings.backup_dir) == []

@@ -121,14 +121,14 @@ def test_backup_is_readable_by_plain_json_loaders(edge_rows, settings: Settings)
     json.loads(path.read_bytes())  # strict parser: no bare NaN, valid escapes
 
 
-@pytest.mark.parametrize("compress", [False, True])
+@pytest.mark.parametrize("compression", [None, "zstd", "gzip"])
 def test_every_value_of_the_type_table_restores_exactly(settings: Settings,
                                                        conn: psycopg.Connection,
-                                                       compress: bool) -> None:
+                                                       compression: str | None) -> None:
     conn.execute(EDGE_SQL)
     conn.execute("INSERT INTO edge (id, f4, f8, ints) VALUES (5, '-0', '-0', '{0,-0}')")
     before = table_hashes(conn)
-    written = backup(settings, tables=["edge"], compress=compress)
+    written = backup(settings, tables=["edge"], compression=compression)
     conn.execute("UPDATE edge SET f4 = 1, f8 = 1, txt = 'changed'")
 
     restore(settings, written.path, only_listed_tables=True, safety_backup=False)

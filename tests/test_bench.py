@@ -22,6 +22,7 @@ PG_TOOLS = {
     "backup": ["pg_dump --data-only -Fp", "pg_dump --data-only -Fc",
                "pg_dump --data-only -Fd -j 2"],
     "backup --compress": ["pg_dump --data-only -Fc", "pg_dump --data-only -Fd -j 2"],
+    "backup --compression gzip": ["pg_dump --data-only -Fc"],
     "restore": RESTORE_BASELINES,
     "restore (compressed)": RESTORE_BASELINES,
     "reset": ["psql -c TRUNCATE"],

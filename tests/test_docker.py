@@ -89,7 +89,7 @@ def test_db_backup_writes_a_file_the_host_user_owns_to_the_mounted_backups_dir(s
     info = files[0].stat()
     assert (info.st_uid, info.st_gid) == (os.getuid(), os.getgid())
     assert info.st_size > 0
-    assert files[0].read_bytes()[:1] in (b"{", b"\x1f")  # JSON, or gzip magic
+    assert files[0].read_bytes()[:1] in (b"{", b"\x28", b"\x1f")  # JSON, zstd or gzip
     assert status_counts(stack["make"])["latest_backup"]["name"] == files[0].name
     stack["backup"] = files[0]
 
@@ -198,7 +198,7 @@ def test_backups_go_to_s3_encrypted_and_come_back_from_the_containers(stack, s3_
 
     made = stack["make"]("db-backup", "ARGS=--compress", extra_env=s3)
     assert "📁 Backup file: s3://container-backups/nightly/backup-" in made.stdout
-    assert ".json.gz.age (encrypted)" in made.stdout
+    assert ".json.zst.age (encrypted)" in made.stdout
     listed = stack["make"]("db-backups", extra_env=s3).stdout
     assert "1 backup(s) in s3://container-backups/nightly" in listed and "encrypted" in listed
     stack["make"]("db-reset", "CONFIRM=yes")
@@ -240,7 +240,7 @@ def test_backup_compress_in_the_env_file_writes_a_compressed_backup(stack):
     stack["make"]("db-backup", f"ENV_FILE={env_file}")
 
     written = [p.name for p in set(stack["backups"].iterdir()) - before]
-    assert len(written) == 1 and written[0].endswith(".json.gz"), written
+    assert len(written) == 1 and written[0].endswith(".json.zst"), written
 
 
 @pytest.mark.security

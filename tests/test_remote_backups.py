@@ -4,7 +4,6 @@ happens when the server, the credentials or the keys are wrong."""
 
 from __future__ import annotations
 
-import gzip
 import signal
 import subprocess
 import sys
@@ -15,6 +14,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from pyrage import x25519
+from support.backup import decompress
 from support.restore import insert_sample, table_hashes
 from support.storage import Backend, child_env, start_server, use_server_env
 from support.tenants import (
@@ -58,13 +58,13 @@ def remote_settings(db_url: str, backend: Backend, **extra: object) -> Settings:
                     **extra)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("compress", [False, True], ids=["plain", "gz"])
+@pytest.mark.parametrize("compression", [None, "zstd", "gzip"], ids=["plain", "zst", "gz"])
 def test_backup_reset_restore_round_trip_in_every_store(db_url: str, conn, backend: Backend,
-                                                        compress: bool):
+                                                        compression: str | None):
     insert_sample(conn)
     before = table_hashes(conn)
     settings = remote_settings(db_url, backend)
-    made = backup(settings, compress=compress)
+    made = backup(settings, compression=compression)
     assert made.location.startswith(backend.location.rstrip("/"))
     listed = list_backups(backend.location)
     assert [b.name for b in listed] == [made.name]
@@ -98,8 +98,8 @@ def test_encrypted_round_trip_in_every_store(db_url: str, conn, backend: Backend
     before = table_hashes(conn)
     settings = remote_settings(db_url, backend, backup_encrypt_to=public,
                                backup_identity_file=identity)
-    made = backup(settings, compress=True)
-    assert made.name.endswith(".json.gz.age") and made.encrypted
+    made = backup(settings, compression="zstd")
+    assert made.name.endswith(".json.zst.age") and made.encrypted
     store = open_store(backend.location)
     with store.open_reader(made.name) as raw:
         assert raw.read(len(AGE_MAGIC)) == AGE_MAGIC  # ciphertext at rest
@@ -110,7 +110,7 @@ def test_encrypted_round_trip_in_every_store(db_url: str, conn, backend: Backend
     reset(settings, confirm=True)
     result = restore(settings, "latest")
     assert table_hashes(conn) == before
-    assert result.safety_backup is not None and result.safety_backup.endswith(".json.gz.age")
+    assert result.safety_backup is not None and result.safety_backup.endswith(".json.zst.age")
 
 
 def test_tenant_backup_and_restore_encrypted_in_every_store(db_url: str, conn,
@@ -119,8 +119,8 @@ def test_tenant_backup_and_restore_encrypted_in_every_store(db_url: str, conn,
     insert_two_tenants(conn)
     settings = remote_settings(db_url, backend, backup_encrypt_to=public,
                                backup_identity_file=identity)
-    made = backup(settings, compress=True, tenant="Globex")
-    assert made.name.endswith(".json.gz.age") and made.tenant == Tenant(GLOBEX, "Globex")
+    made = backup(settings, compression="zstd", tenant="Globex")
+    assert made.name.endswith(".json.zst.age") and made.tenant == Tenant(GLOBEX, "Globex")
     globex = tenant_hashes(conn, GLOBEX)
     change_both_tenants(conn)
     systech = tenant_hashes(conn, SYSTECH)
@@ -129,7 +129,7 @@ def test_tenant_backup_and_restore_encrypted_in_every_store(db_url: str, conn,
 
     assert tenant_hashes(conn, GLOBEX) == globex
     assert tenant_hashes(conn, SYSTECH) == systech
-    assert result.safety_backup is not None and result.safety_backup.endswith(".json.gz.age")
+    assert result.safety_backup is not None and result.safety_backup.endswith(".json.zst.age")
     assert result.safety_backup.startswith(backend.location.rstrip("/"))
 
 
@@ -139,8 +139,8 @@ def test_an_encrypted_anonymized_snapshot_in_a_store_makes_a_fresh_database(
     insert_sample(conn)
     settings = remote_settings(db_url, backend, backup_encrypt_to=public,
                                anonymize_salt="a-salt-for-the-snapshot-test")
-    made = backup(settings, compress=True, anonymize=load_policy(DEFAULT_POLICY))
-    assert made.name.endswith(".json.gz.age")
+    made = backup(settings, compression="zstd", anonymize=load_policy(DEFAULT_POLICY))
+    assert made.name.endswith(".json.zst.age")
     developer = remote_settings(other_db_url, backend, backup_identity_file=identity)
 
     result = fresh_from_snapshot(developer, f"{backend.location.rstrip('/')}/{made.name}")
@@ -154,11 +154,11 @@ def test_an_encrypted_anonymized_snapshot_in_a_store_makes_a_fresh_database(
 def test_the_age_cli_decrypts_our_backup(settings: Settings, conn, keys, age_cli: str):
     public, identity = keys
     insert_sample(conn)
-    made = backup(settings, compress=True, encrypt_to=public)
+    made = backup(settings, compression="zstd", encrypt_to=public)
     done = subprocess.run([age_cli, "--decrypt", "-i", str(identity), str(made.path)],
                           capture_output=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    assert gzip.decompress(done.stdout).startswith(b'{"timestamp": ')
+    assert decompress(done.stdout).startswith(b'{"timestamp": ')
 
 
 @pytest.mark.security

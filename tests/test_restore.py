@@ -39,10 +39,11 @@ def _safety_backups(backup_dir: Path) -> list[Path]:
     return [b.path for b in list_backups(backup_dir) if b.safety]
 
 
-@pytest.mark.parametrize("compress", [False, True], ids=["json", "json.gz"])
+@pytest.mark.parametrize("compression", [None, "zstd", "gzip"],
+                         ids=["json", "json.zst", "json.gz"])
 def test_round_trip_restores_every_table_identically_and_identities_continue(
-        settings: Settings, conn: psycopg.Connection, sample: dict, compress: bool):
-    made = backup(settings, compress=compress)
+        settings: Settings, conn: psycopg.Connection, sample: dict, compression: str | None):
+    made = backup(settings, compression=compression)
     reset(settings, confirm=True)
     assert all(rows == 0 for rows, _ in table_hashes(conn).values())
 
@@ -125,7 +126,7 @@ def test_safety_backup_holds_the_replaced_data_and_restores_it(
     assert result.safety_backup is not None
     safety = Path(result.safety_backup)
     assert safety.name.startswith("pre-restore-")
-    assert safety.name.endswith(".json.gz") and safety.parent == settings.backup_dir
+    assert safety.name.endswith(".json.zst") and safety.parent == settings.backup_dir
     assert table_hashes(conn) == sample
     restore(settings, safety.name, safety_backup=False)
     assert table_hashes(conn) == changed
@@ -219,8 +220,10 @@ def test_bare_names_escaping_backup_dir_are_refused(settings: Settings, sample: 
         restore(settings, name)
 
 
-def test_gzip_is_detected_by_content_not_name(settings: Settings, conn, sample: dict):
-    made = backup(settings, compress=True).path
+@pytest.mark.parametrize("compression", ["zstd", "gzip"])
+def test_compression_is_detected_by_content_not_name(settings: Settings, conn, sample: dict,
+                                                     compression: str):
+    made = backup(settings, compression=compression).path
     disguised = settings.backup_dir / "disguised.json"
     disguised.write_bytes(made.read_bytes())
     reset(settings, confirm=True)
@@ -416,7 +419,7 @@ def test_seeded_database_round_trips_through_backup_reset_restore(
     run_seeds(settings, lookups=True, sample=True, scale=scale)
     expected = table_hashes(conn)
     assert sum(rows for rows, _ in expected.values()) > (20_000 if scale else 50)
-    backup(settings, compress=True)
+    backup(settings, compression="zstd")
     reset(settings, confirm=True)
 
     restore(settings)

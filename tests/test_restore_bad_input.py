@@ -10,11 +10,12 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import zstandard
 from support.restore import read_lines, table_hashes, write_line_backup
 
 from ops.backup.create import backup
 from ops.backup.files import list_backups, read_meta
-from ops.backup.format import parse_table_open
+from ops.backup.format import header_line, parse_table_open, table_open_line
 from ops.core.config import Settings
 from ops.core.errors import OpsError
 from ops.restore.apply import restore
@@ -92,6 +93,33 @@ def test_truncated_gzip_file(settings, conn, sample, good_backup: Path):
     path = good_backup.with_name("cut.json.gz")
     path.write_bytes(data[: len(data) // 2])
     _expect_refused(settings, conn, sample, path, "truncated or corrupt")
+
+
+@pytest.mark.parametrize("keep", [0.5, -3])  # mid-file, and only the last checksum gone
+def test_truncated_zstd_file(settings, conn, sample, good_backup: Path, keep: float):
+    data = backup(settings, compression="zstd").path.read_bytes()
+    path = good_backup.with_name("cut.json.zst")
+    path.write_bytes(data[:int(len(data) * keep)] if keep > 0 else data[:int(keep)])
+    error = _expect_refused(settings, conn, sample, path, "truncated or corrupt")
+    assert "zstd frame" in error.message or "meta" in error.message
+
+
+def test_garbage_after_the_zstd_magic(settings, conn, sample, tmp_path: Path):
+    path = tmp_path / "garbage.json.zst"
+    path.write_bytes(b"\x28\xb5\x2f\xfd" + bytes(range(256)) * 64)
+    _expect_refused(settings, conn, sample, path, "truncated or corrupt at its start")
+
+
+def test_a_zstd_bomb_is_refused_in_bounded_memory(settings, conn, sample, tmp_path: Path):
+    """A tiny file whose first row inflates to 1 GB: refused at MAX_ROW_BYTES, never held
+    whole, and the database is untouched."""
+    path = tmp_path / "bomb.json.zst"
+    packer = zstandard.ZstdCompressor(level=19).compressobj()
+    parts = [packer.compress(header_line("2024-01-08T14:30:45.123Z") + table_open_line("tenants"))]
+    parts += [packer.compress(b"x" * (1 << 20)) for _ in range(1024)]
+    path.write_bytes(b"".join(parts) + packer.flush())
+    assert path.stat().st_size < 200_000
+    _expect_refused(settings, conn, sample, path, "longer than")
 
 
 def test_unknown_version(settings, conn, sample, good_backup: Path):

@@ -313,7 +313,7 @@ def test_once_exits_with_the_cycle_status_and_logs_one_json_line(
     assert good.returncode == 0, good.stderr
     (line,) = good.stdout.splitlines()
     logged = json.loads(line)
-    assert logged["result"] == "success" and logged["backup"].endswith(".json.gz")
+    assert logged["result"] == "success" and logged["backup"].endswith(".json.zst")
     assert logged["verified"] == VERIFIED and logged["slot"] is None
     textfile = parse_metrics((metrics_dir / "backup.prom").read_text())
     assert textfile['tasklets_backup_runs_total{result="success"}'] == 1

@@ -3,13 +3,12 @@ name the table; the seed's files verify for structure only and say so."""
 
 from __future__ import annotations
 
-import gzip
 import json
 from pathlib import Path
 
 import psycopg
 import pytest
-from support.backup import add_tenants_and_clients
+from support.backup import add_tenants_and_clients, decompress
 
 from ops.backup.create import backup
 from ops.backup.verify import CHECKED_FULL, CHECKED_STRUCTURE, describe_backups, verify_backup
@@ -35,7 +34,7 @@ def test_verify_accepts_a_good_backup_plain_and_compressed(
     result = verify_backup(good)
     assert result.ok and result.problem is None and result.checked == CHECKED_FULL
     assert result.tables["clients"] == 4 and result.total_rows == 6
-    packed = backup(settings, compress=True).path
+    packed = backup(settings, compression="zstd").path
     assert verify_backup(packed).ok and verify_backup(packed).compressed
 
 
@@ -60,15 +59,16 @@ def test_verify_names_the_table_a_truncation_falls_in(good: Path) -> None:
     assert "'clients'" in verify_backup(good).problem
 
 
-def test_verify_catches_corruption_of_a_compressed_backup(settings: Settings,
+@pytest.mark.parametrize("compression", ["zstd", "gzip"])
+def test_verify_catches_corruption_of_a_compressed_backup(compression: str, settings: Settings,
                                                           conn: psycopg.Connection) -> None:
     add_tenants_and_clients(conn)
-    packed = backup(settings, compress=True).path
+    packed = backup(settings, compression=compression).path
     data = packed.read_bytes()
     packed.write_bytes(data[: len(data) // 2])
     assert not verify_backup(packed).ok
 
-    other = backup(settings, compress=True).path
+    other = backup(settings, compression=compression).path
     data = bytearray(other.read_bytes())
     data[len(data) // 3] ^= 0xFF
     other.write_bytes(bytes(data))
@@ -132,7 +132,7 @@ def test_backups_lists_newest_first_with_rows_and_completeness(
         run_cli, settings: Settings, conn: psycopg.Connection) -> None:
     add_tenants_and_clients(conn)
     first = backup(settings).path
-    second = backup(settings, compress=True).path
+    second = backup(settings, compression="zstd").path
     broken = settings.backup_dir / "backup-2020-01-01T00-00-00-000Z.json"
     broken.write_bytes(first.read_bytes()[:300])
     (settings.backup_dir / "notes.txt").write_text("not a backup")
@@ -152,8 +152,9 @@ def test_backups_lists_newest_first_with_rows_and_completeness(
         done.stdout
 
 
-def test_gzip_meta_member_does_not_change_what_gzip_readers_see(good: Path,
-                                                                settings: Settings) -> None:
-    packed = backup(settings, compress=True).path
-    plain = json.loads(gzip.decompress(packed.read_bytes()))
+@pytest.mark.parametrize("compression", ["zstd", "gzip"])
+def test_the_meta_frame_does_not_change_what_stock_readers_see(good: Path, settings: Settings,
+                                                               compression: str) -> None:
+    packed = backup(settings, compression=compression).path
+    plain = json.loads(decompress(packed.read_bytes()))
     assert plain["tables"] == json.loads(good.read_bytes())["tables"]

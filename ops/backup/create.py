@@ -24,6 +24,7 @@ from psycopg import sql
 from ops import __version__
 from ops.anonymize.mask import Anonymizer, TableMask, anonymize_key
 from ops.anonymize.policy import Policy
+from ops.backup.compression import from_name as compression_from_name
 from ops.backup.encryption import recipients_for
 from ops.backup.files import (
     BackupRef,
@@ -95,6 +96,7 @@ class BackupResult:
     path: Path | None  # the file, when in a local directory
     compressed: bool
     encrypted: bool
+    compression: str | None = None  # "zstd" or "gzip" when compressed
     tables: dict[str, int] = field(default_factory=dict)  # name -> rows, in file order
     sha256: dict[str, str] = field(default_factory=dict)
     total_rows: int = 0
@@ -103,7 +105,8 @@ class BackupResult:
     tenant: Tenant | None = None  # a backup of this tenant's rows only
 
 
-def backup(settings: Settings, *, output: str | Path | None = None, compress: bool = False,
+def backup(settings: Settings, *, output: str | Path | None = None,
+           compression: str | None = None,
            encrypt_to: str | None = None, tables: list[str] | None = None,
            exclude: list[str] | None = None, tenant: str | None = None,
            jobs: int | None = None, anonymize: Policy | None = None,
@@ -111,13 +114,14 @@ def backup(settings: Settings, *, output: str | Path | None = None, compress: bo
     """Back up the database of `settings` from one REPEATABLE READ, READ ONLY snapshot.
 
     Into BACKUP_DIR (a directory or a bucket), or `output` (a file or directory path, or an
-    object URL). `encrypt_to` (default BACKUP_ENCRYPT_TO) lists age recipients. With jobs > 1
-    a large database is read over that many connections sharing the snapshot (default
-    BACKUP_JOBS, else 2 into a directory and 1 into a bucket: several streams spool tables
-    to local temp files, which a bucket backup otherwise never needs). `tenant` (a name or
-    an id) backs up that tenant's rows only, of every table. With `anonymize`, every row goes
-    through that policy's transformers on its way to the file (keyed by ANONYMIZE_SALT); a
-    schema the policy does not fully classify writes nothing.
+    object URL), compressed with `compression` ("zstd", "gzip"; None: plain unless the
+    output's name ends in .zst or .gz). `encrypt_to` (default BACKUP_ENCRYPT_TO) lists age
+    recipients. With jobs > 1 a large database is read over that many connections sharing
+    the snapshot (default BACKUP_JOBS, else 2 into a directory and 1 into a bucket: several
+    streams spool tables to local temp files, which a bucket backup otherwise never needs).
+    `tenant` (a name or an id) backs up that tenant's rows only, of every table. With
+    `anonymize`, every row goes through that policy's transformers on its way to the file
+    (keyed by ANONYMIZE_SALT); a schema the policy does not fully classify writes nothing.
 
     One backup of a database at a time: this one waits for a backup that is running (`lock`
     False: the caller holds the backup lock already, see ops.backup.lock).
@@ -126,20 +130,20 @@ def backup(settings: Settings, *, output: str | Path | None = None, compress: bo
         raise UsageError("--tenant backs up one tenant's rows of every table; it does not "
                          "combine with --tables or --exclude-tables")
     with backup_lock(settings, report=report) if lock else nullcontext():
-        return _backup(settings, output=output, compress=compress, encrypt_to=encrypt_to,
+        return _backup(settings, output=output, compression=compression, encrypt_to=encrypt_to,
                        tables=tables, exclude=exclude, tenant=tenant, jobs=jobs,
                        anonymize=anonymize, report=report)
 
 
-def _backup(settings: Settings, *, output: str | Path | None, compress: bool,
+def _backup(settings: Settings, *, output: str | Path | None, compression: str | None,
             encrypt_to: str | None, tables: list[str] | None, exclude: list[str] | None,
             tenant: str | None, jobs: int | None, anonymize: Policy | None,
             report: Reporter) -> BackupResult:
     recipients = recipients_for(settings, encrypt_to)
     report.line("🔄 Starting database backup...")
     moment = utc_now()
-    ref, compress, default_name = backup_target(settings.backup_dir, output, moment,
-                                                compress, encrypted=bool(recipients))
+    ref, compression, default_name = backup_target(settings.backup_dir, output, moment,
+                                                   compression, encrypted=bool(recipients))
     jobs = jobs or settings.backup_jobs or (
         DEFAULT_JOBS if isinstance(ref.store, LocalStore) else 1)
     if jobs < 1:
@@ -156,7 +160,7 @@ def _backup(settings: Settings, *, output: str | Path | None, compress: bool,
             anonymizer = Anonymizer(anonymize, anonymize_key(settings, conn))
             report.line(f"🎭 Anonymizing with {anonymize.path.name} "
                         f"(sha256 {anonymize.sha256[:12]}…)")
-        result = write_backup(conn, ref, compress=compress, recipients=recipients,
+        result = write_backup(conn, ref, compression=compression, recipients=recipients,
                               tables=tables, exclude=exclude, tenant=found, report=report,
                               moment=moment, jobs=jobs,
                               open_connection=lambda: connect(settings, autocommit=True),
@@ -171,29 +175,30 @@ def _backup(settings: Settings, *, output: str | Path | None, compress: bool,
 
 
 def backup_target(backup_dir: Location, output: str | Path | None, moment: datetime,
-                  compress: bool, *, encrypted: bool = False) -> tuple[BackupRef, bool, bool]:
-    """(where to write, compress?, default name?): BACKUP_DIR/backup-<ts>.json[.gz][.age], or
-    what --output says (a directory, a file, an object URL). A named backup is never
-    overwritten."""
+                  compression: str | None, *, encrypted: bool = False
+                  ) -> tuple[BackupRef, str | None, bool]:
+    """(where to write, compression, default name?): BACKUP_DIR/backup-<ts>.json[.zst|.gz]
+    [.age], or what --output says (a directory, a file, an object URL; a name ending in .zst
+    or .gz picks that compression). A named backup is never overwritten."""
     if output is None or (not isinstance(output, str) or "://" not in output) \
             and Path(output).is_dir():
         store = as_store(backup_dir if output is None else Path(output))
-        name = backup_filename(moment, compressed=compress, encrypted=encrypted)
-        return BackupRef(store, name), compress, True
+        name = backup_filename(moment, compression=compression, encrypted=encrypted)
+        return BackupRef(store, name), compression, True
     store, name = open_object(output)
     if name.endswith(".age") != encrypted:
         raise UsageError(
             f"--output {name}: an encrypted backup's name ends in .age, a plain one's does not",
-            hint="Name it ….json.age (or ….json.gz.age) with BACKUP_ENCRYPT_TO set, or drop "
+            hint="Name it ….json.age (or ….json.zst.age) with BACKUP_ENCRYPT_TO set, or drop "
             ".age.")
     ref = BackupRef(store, name)
     if ref.exists():
         raise OpsError(f"{ref} already exists; nothing was written",
                        hint="Choose another --output name, or remove that file first.")
-    return ref, compress or name.removesuffix(".age").endswith(".gz"), False
+    return ref, compression_from_name(name) or compression, False
 
 
-def write_backup(conn: psycopg.Connection, target: Source, *, compress: bool = False,
+def write_backup(conn: psycopg.Connection, target: Source, *, compression: str | None = None,
                  recipients: Sequence[Any] = (),
                  tables: list[str] | None = None, exclude: list[str] | None = None,
                  tenant: Tenant | None = None, lock_rows: bool = False,
@@ -216,7 +221,8 @@ def write_backup(conn: psycopg.Connection, target: Source, *, compress: bool = F
     """
     moment = moment or utc_now()
     ref = as_ref(target)
-    result = BackupResult(location=str(ref), name=ref.name, path=ref.path, compressed=compress,
+    result = BackupResult(location=str(ref), name=ref.name, path=ref.path,
+                          compressed=compression is not None, compression=compression,
                           encrypted=bool(recipients), timestamp=iso_timestamp(moment),
                           tenant=tenant)
     args = (result, ref, recipients, tables, exclude, lock_rows, report, jobs,
@@ -259,6 +265,7 @@ def _write(conn: psycopg.Connection, result: BackupResult, ref: BackupRef,
         "partial": {"tables": only or [], "excludeTables": exclude or []}
         if only or exclude else None,
         "compressed": result.compressed,
+        "compression": result.compression,
         "jsonText": {t.name: keys for t in chosen if (keys := json_text_keys(t))},
         "tenant": result.tenant.as_meta() if result.tenant else None,
         **(anonymizer.meta if anonymizer is not None else {}),
@@ -267,7 +274,7 @@ def _write(conn: psycopg.Connection, result: BackupResult, ref: BackupRef,
     parts: PartStreams | None = None
     next_name = next_backup_name if default_name else None
     try:
-        with BackupWriter(ref, compress=result.compressed, recipients=recipients,
+        with BackupWriter(ref, compression=result.compression, recipients=recipients,
                           next_name=next_name) as out:
             try:
                 out.write(header_line(result.timestamp))
@@ -297,7 +304,7 @@ def _write(conn: psycopg.Connection, result: BackupResult, ref: BackupRef,
                     parts.close()
             out.write(TABLES_END)
             meta["totalRows"] = result.total_rows
-            out.new_member()  # meta alone in the last gzip member: read_meta finds it cheaply
+            out.new_member()  # meta alone in the last frame: read_meta finds it cheaply
             out.write(meta_line(meta))
             result.size_bytes = out.commit()
             result.location, result.name, result.path = str(out.ref), out.ref.name, out.ref.path
@@ -305,7 +312,7 @@ def _write(conn: psycopg.Connection, result: BackupResult, ref: BackupRef,
         raise OpsError(
             f"cannot write backup {result.location}: {exc.strerror or exc}",
             hint="Check free space and permissions of the backup directory "
-            "(--compress makes the file about 3x smaller).",
+            "(--compress makes the file about 7x smaller).",
         ) from None
     except psycopg.OperationalError as exc:
         raise OpsError(f"lost the database connection while backing up table {current}: "
@@ -327,7 +334,7 @@ def _start_streams(conn: psycopg.Connection, chosen: list[Table],
     if sum(sizes.values()) < PARALLEL_MIN_BYTES:
         return None
     snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
-    return stream_parts(open_connection, snapshot, chosen, sizes, jobs, out.part, out.compress,
+    return stream_parts(open_connection, snapshot, chosen, sizes, jobs, out.part, out.compression,
                         SESSION_SETTINGS,
                         lambda c, t, write: _stream_table(c, t, write, no_progress,
                                                           sources.get(t.name),

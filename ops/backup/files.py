@@ -1,15 +1,14 @@
 """Backup naming, listing and picking "latest": the one place that knows the names, in any store.
 
-Finished backups are `backup-YYYY-MM-DDTHH-mm-ss-SSSZ.json[.gz][.age]` (UTC, milliseconds, as
-the seed tool names them; `.gz` compressed, `.age` encrypted, compression first); pre-restore
-safety backups are `pre-restore-...` alike. They live in a store (ops.backup.storage: a local
-directory or a bucket prefix), where an object appears only once it is complete, so nothing
-here can mistake work in progress for a backup.
+Finished backups are `backup-YYYY-MM-DDTHH-mm-ss-SSSZ.json[.zst|.gz][.age]` (UTC, milliseconds,
+as the seed tool names them; `.zst`/`.gz` compressed, `.age` encrypted, compression first);
+pre-restore safety backups are `pre-restore-...` alike. They live in a store
+(ops.backup.storage: a local directory or a bucket prefix), where an object appears only once
+it is complete, so nothing here can mistake work in progress for a backup.
 """
 
 from __future__ import annotations
 
-import gzip
 import re
 import tempfile
 from collections.abc import Callable
@@ -18,7 +17,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO
 
-from ops.backup.format import GZIP_MAGIC, meta_in_tail
+from ops.backup.compression import READ_ERRORS, SUFFIXES, decompressing, detect, from_name
+from ops.backup.format import meta_in_tail
 from ops.backup.storage.base import IncompleteUpload, Store, open_object, open_store
 from ops.backup.storage.local import LocalStore
 from ops.core.errors import OpsError
@@ -27,7 +27,7 @@ BACKUP_PREFIX = "backup-"
 SAFETY_PREFIX = "pre-restore-"
 _NAME = re.compile(
     r"^(?P<prefix>backup-|pre-restore-)"
-    r"(?P<ts>\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}-\d{3}Z)\.json(?P<gz>\.gz)?(?P<age>\.age)?$"
+    r"(?P<ts>\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}-\d{3}Z)\.json(?:\.zst|\.gz)?(?P<age>\.age)?$"
 )
 _TS_FORMAT = "%Y-%m-%dT%H-%M-%S"
 Location = Store | Path | str  # where backups live: a store, a directory, or BACKUP_DIR's text
@@ -100,15 +100,16 @@ def iso_timestamp(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
-def backup_filename(moment: datetime, *, compressed: bool = False, encrypted: bool = False,
-                    prefix: str = BACKUP_PREFIX) -> str:
+def backup_filename(moment: datetime, *, compression: str | None = None,
+                    encrypted: bool = False, prefix: str = BACKUP_PREFIX) -> str:
     moment = moment.astimezone(UTC)
     stamp = moment.strftime(_TS_FORMAT) + f"-{moment.microsecond // 1000:03d}Z"
-    return f"{prefix}{stamp}.json{'.gz' if compressed else ''}{'.age' if encrypted else ''}"
+    packed = SUFFIXES[compression] if compression else ""
+    return f"{prefix}{stamp}.json{packed}{'.age' if encrypted else ''}"
 
 
-def parse_backup_name(name: str) -> tuple[datetime, bool, bool] | None:
-    """(timestamp, compressed, safety) for a backup file name, None for anything else."""
+def parse_backup_name(name: str) -> tuple[datetime, str | None, bool] | None:
+    """(timestamp, compression, safety) for a backup file name, None for anything else."""
     match = _NAME.match(name)
     if not match:
         return None
@@ -116,7 +117,7 @@ def parse_backup_name(name: str) -> tuple[datetime, bool, bool] | None:
     moment = datetime.strptime(ts[:19], _TS_FORMAT).replace(
         tzinfo=UTC, microsecond=int(ts[20:23]) * 1000
     )
-    return moment, bool(match["gz"]), match["prefix"] == SAFETY_PREFIX
+    return moment, from_name(name), match["prefix"] == SAFETY_PREFIX
 
 
 def is_encrypted_name(name: str) -> bool:
@@ -128,8 +129,8 @@ def next_backup_name(name: str) -> str:
     parsed = parse_backup_name(name)
     if parsed is None:
         raise ValueError(f"not a backup name: {name}")
-    moment, compressed, safety = parsed
-    return backup_filename(moment + timedelta(milliseconds=1), compressed=compressed,
+    moment, compression, safety = parsed
+    return backup_filename(moment + timedelta(milliseconds=1), compression=compression,
                            encrypted=is_encrypted_name(name),
                            prefix=SAFETY_PREFIX if safety else BACKUP_PREFIX)
 
@@ -143,10 +144,11 @@ def list_backups(location: Location, *, include_safety: bool = True) -> list[Bac
         parsed = parse_backup_name(info.name)
         if parsed is None:
             continue
-        moment, compressed, safety = parsed
+        moment, compression, safety = parsed
         if safety and not include_safety:
             continue
-        found.append(BackupFile(BackupRef(store, info.name), moment, info.size, compressed,
+        found.append(BackupFile(BackupRef(store, info.name), moment, info.size,
+                                compression is not None,
                                 is_encrypted_name(info.name), safety))
     found.sort(key=lambda b: (b.timestamp, b.name), reverse=True)
     return found
@@ -192,20 +194,21 @@ def looks_complete(source: Source, *, size: int | None = None) -> bool:
         return True
     try:
         return _ends_like_json_object(ref)
-    except (OpsError, OSError, EOFError, ValueError):  # gzip's errors are OSError/EOFError
+    except (OpsError, OSError, ValueError, *READ_ERRORS):
         return False
 
 
-_MAX_INFLATION = 100  # JSON gzips 5-20x; far more is a decompression bomb, not a backup
+# JSON compresses 5-20x (zstd, gzip); far more is a decompression bomb, not a backup
+_MAX_INFLATION = 100
 
 
 def _ends_like_json_object(ref: BackupRef) -> bool:
     with ref.open() as raw:
-        head = raw.read(2)
-        if head != GZIP_MAGIC:
+        compression = detect(raw.read(4))
+        if compression is None:
             return ref.store.read_tail(ref.name, 4096).rstrip().endswith(b"}")
-    # no random access into gzip: stream to the end (only foreign .gz files get here)
-    with ref.open() as raw, gzip.GzipFile(fileobj=raw) as fh:
+    # no random access into a compressed stream: read to the end (only foreign files get here)
+    with ref.open() as raw, decompressing(raw, compression) as fh:
         budget = _MAX_INFLATION * _size(ref) + (1 << 20)
         last = b""
         while block := fh.read(1 << 20):

@@ -46,10 +46,11 @@ rows keyed by camelCase field names) and laid out so a reader can stream it line
   by b"\\n", in file order: `verify` recomputes it without parsing rows.
 - Files we did not write (the seed tool's, or re-indented ones) are still valid JSON; readers
   fall back to a streaming parser for them.
-- `.json.gz` is gzip of the same bytes; readers detect gzip by its magic bytes, not the name.
-  Our writer puts the meta line in a gzip member of its own (concatenated members are plain
-  gzip to every reader) so `read_meta` finds it from the file's tail without decompressing
-  the whole file.
+- `.json.zst` is zstd (what `--compress` writes) and `.json.gz` gzip of the same bytes; readers
+  detect either by its magic bytes, not the name (ops.backup.compression). Our writer puts the
+  meta line in a zstd frame (gzip member) of its own, which concatenated frames are one
+  ordinary stream to `zstd -d` (`gunzip`), so `read_meta` finds it from the file's tail
+  without decompressing the whole file.
 """
 
 from __future__ import annotations
@@ -57,16 +58,15 @@ from __future__ import annotations
 import gzip
 import json
 import re
-import zlib
 from collections.abc import Iterable
 from pathlib import Path
 from typing import BinaryIO
 
+from ops.backup.compression import GZIP, ZSTD, decompressing, detect, last_frame
 from ops.core.limits import summarize
 
 FORMAT_VERSION = "1.0"
 SUPPORTED_VERSIONS = frozenset({"1.0"})
-GZIP_MAGIC = b"\x1f\x8b"
 BOM = b"\xef\xbb\xbf"  # readers skip a UTF-8 byte-order mark an editor may have added
 # No row may be longer than this (a backup refuses to write one, readers to read one), so a
 # hostile file cannot make a reader hold more than this much at a time.
@@ -191,9 +191,9 @@ def describe_tenant(meta: dict | None) -> str | None:
 
 
 def meta_in_tail(tail: bytes) -> dict | None:
-    """The meta object at the end of a plain or gzip backup, given its last bytes; None when
-    they hold no meta line (another layout, cut short, or encrypted)."""
-    return _meta_in_tail(tail) or _meta_in_gzip_tail(tail)
+    """The meta object at the end of a plain or compressed backup, given its last bytes; None
+    when they hold no meta line (another layout, cut short, or encrypted)."""
+    return _meta_in_tail(tail) or _meta_in_last_frame(tail)
 
 
 def _meta_in_tail(tail: bytes) -> dict | None:
@@ -204,32 +204,23 @@ def _meta_in_tail(tail: bytes) -> dict | None:
     return parse_meta_line(tail[start + 1:] + b"\n")
 
 
-_META_MAX = 4 << 20  # our meta line is far smaller: a bigger gzip member is not it
-_MEMBER_TRIES = 64  # gzip headers tried from the end before giving up on a file
+_META_MAX = 4 << 20  # our meta line is far smaller: a bigger frame is not it
+_FRAME_TRIES = 64  # frame starts tried from the end before giving up on a file
 
 
-def _meta_in_gzip_tail(tail: bytes) -> dict | None:
-    """Find the last gzip member (our meta member) by trying each gzip header from the end.
+def _meta_in_last_frame(tail: bytes) -> dict | None:
+    """Our meta line is alone in the last zstd frame / gzip member: find and parse it.
 
     Each try inflates at most _META_MAX bytes, so a decompression bomb costs no more.
     """
-    start = len(tail)
-    for _ in range(_MEMBER_TRIES):
-        start = tail.rfind(GZIP_MAGIC + b"\x08", 0, start)
-        if start < 0:
-            break
-        inflater = zlib.decompressobj(wbits=31)
-        try:
-            data = inflater.decompress(tail[start:], _META_MAX)
-        except zlib.error:
-            continue
-        if inflater.eof and not inflater.unused_data and data.startswith(META_PREFIX):
-            return parse_meta_line(data)
-    return None
+    data = last_frame(tail, _META_MAX, _FRAME_TRIES)
+    return parse_meta_line(data) if data is not None else None
 
 
 def open_backup(path: Path) -> BinaryIO:
-    """Open a local backup file for reading as bytes, decompressing when it is gzip."""
+    """Open a local backup file for reading as bytes, decompressing it if compressed."""
     with path.open("rb") as fh:
-        gz = fh.read(2) == GZIP_MAGIC
-    return gzip.open(path, "rb") if gz else path.open("rb")  # type: ignore[return-value]
+        compression = detect(fh.read(4))
+    if compression == GZIP:
+        return gzip.open(path, "rb")  # type: ignore[return-value]
+    return decompressing(path.open("rb"), ZSTD) if compression else path.open("rb")

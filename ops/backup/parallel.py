@@ -2,13 +2,12 @@
 into a hidden part file, and the parts are spliced into the backup in table order.
 
 Why: row_to_json runs in the server backend, one core per connection; on a 2-core machine two
-streams (each with its own gzip) roughly halve a large backup. The result is byte-for-byte the
+streams (each with its own compressor) roughly halve a large backup. The result is byte-for-byte the
 layout a single stream writes, with the same per-table sha256 and row counts.
 """
 
 from __future__ import annotations
 
-import gzip
 import itertools
 import threading
 from collections.abc import Callable
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import psycopg
 
+from ops.backup.compression import FrameWriter, frame_writer
 from ops.core.catalog import Table
 
 PartStreamer = Callable[[psycopg.Connection, Table, Callable[[bytes], None]], tuple[int, str]]
@@ -31,13 +31,14 @@ class Part:
 
 
 class PartFile:
-    """One table's row lines (gzip member when compressing), written beside the target."""
+    """One table's row lines (whole zstd frames / gzip members when compressing), written
+    beside the target."""
 
-    def __init__(self, path: Path, compress: bool) -> None:
+    def __init__(self, path: Path, compression: str | None) -> None:
         self.path = path
         self._raw = path.open("r+b", buffering=1 << 20)  # created private by the writer
-        self._gz = gzip.GzipFile(filename="", mode="wb", fileobj=self._raw, compresslevel=1,
-                                 mtime=0) if compress else None
+        self._gz: FrameWriter | None = frame_writer(compression, self._raw) \
+            if compression else None
 
     def write(self, data: bytes) -> None:
         (self._gz or self._raw).write(data)
@@ -75,7 +76,7 @@ class PartStreams:
 
 def stream_parts(open_connection: Callable[[], psycopg.Connection], snapshot: str,
                  tables: list[Table], sizes: dict[str, int], jobs: int,
-                 new_part: Callable[[int], Path], compress: bool, session: dict[str, str],
+                 new_part: Callable[[int], Path], compression: str | None, session: dict[str, str],
                  stream: PartStreamer) -> PartStreams:
     """Stream `tables` over `jobs` connections, biggest first (each free connection takes the
     next, which balances them); each table's future resolves to its finished part file.
@@ -103,7 +104,7 @@ def stream_parts(open_connection: Callable[[], psycopg.Connection], snapshot: st
     def work(table: Table) -> Part:
         if streams.stopping.is_set():
             raise RuntimeError("stopped")
-        part = PartFile(new_part(next(counter)), compress)
+        part = PartFile(new_part(next(counter)), compression)
         try:
             rows, digest = stream(connection(), table, part.write)
         finally:

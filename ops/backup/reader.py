@@ -17,12 +17,10 @@ from __future__ import annotations
 
 import codecs
 import contextlib
-import gzip
 import hashlib
 import io
 import json
 import re
-import zlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -32,6 +30,7 @@ from typing import Any, BinaryIO
 
 import orjson
 
+from ops.backup.compression import READ_ERRORS, decompressing, detect
 from ops.backup.encryption import AGE_MAGIC, IDENTITY_VARIABLE, decrypting_reader, is_encrypted
 from ops.backup.files import (
     BackupRef,
@@ -46,7 +45,6 @@ from ops.backup.files import (
 )
 from ops.backup.format import (
     BOM,
-    GZIP_MAGIC,
     MAX_ROW_BYTES,
     SUPPORTED_VERSIONS,
     parse_header,
@@ -64,7 +62,7 @@ STREAMING = "streaming"
 _HEADER_MAX = 64 * 1024  # our header line is short; a longer first line means another layout
 _TAIL_MAX = 16 * 1024 * 1024  # what may follow the tables (meta) before we call it garbage
 _TABLE_CLOSERS = frozenset({b"]", b"],"})
-_READ_ERRORS = (EOFError, zlib.error, gzip.BadGzipFile, OSError, UnicodeDecodeError)
+_READ_ERRORS = (*READ_ERRORS, OSError, UnicodeDecodeError)
 
 Row = tuple[int, int | None, Any]  # (row number in its table, file line or None, value)
 
@@ -163,7 +161,7 @@ class BackupReader:
     """Open with `with BackupReader(source) as r:`; iterate `r.sections()` once, in order.
 
     The source is streamed from its store, decrypted (age, with `identities`) and
-    decompressed (gzip) as it is read: both are told by their magic bytes, not the name.
+    decompressed (zstd or gzip) as it is read: all are told by their magic bytes, not the name.
     `timestamp`/`version` come from the header; `meta` (None for the seed's files) and the
     per-table checksums are known after the last section.
     """
@@ -173,6 +171,7 @@ class BackupReader:
     identities: Sequence[Any] = ()
     layout: str = ""
     compressed: bool = False
+    compression: str | None = None  # "zstd" or "gzip"
     encrypted: bool = False
     timestamp: str | None = None
     version: str | None = None
@@ -209,9 +208,10 @@ class BackupReader:
                 self.encrypted = True
                 stream = self._stacked(decrypting_reader(stream, self.identities,
                                                          what=self.ref.name))
-            if stream.peek(2)[:2] == GZIP_MAGIC:
+            self.compression = detect(stream.peek(4)[:4])
+            if self.compression is not None:
                 self.compressed = True
-                stream = self._stacked(gzip.GzipFile(fileobj=stream, mode="rb"))
+                stream = self._stacked(decompressing(stream, self.compression))
             self._fh = stream
             first = stream.readline(_HEADER_MAX).removeprefix(BOM)  # an editor's mark
             header = parse_header(first)

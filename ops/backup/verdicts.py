@@ -3,9 +3,9 @@
 The scheduler verifies every backup it writes and now and then restores one into a scratch
 database (a drill); the outcome is a small JSON object named after the backup:
 
-    backup-2024-01-08T03-00-00-000Z.json.gz.verified   streamed and checked: good
-    backup-2024-01-08T03-00-00-000Z.json.gz.bad        failed verification (`problem` says why)
-    backup-2024-01-08T03-00-00-000Z.json.gz.drilled    restored into a scratch database: good
+    backup-2024-01-08T03-00-00-000Z.json.zst.verified   streamed and checked: good
+    backup-2024-01-08T03-00-00-000Z.json.zst.bad        failed verification (`problem` says why)
+    backup-2024-01-08T03-00-00-000Z.json.zst.drilled    restored into a scratch database: good
 
 A store never overwrites an object, so each is written once; one listing of the store
 gives every verdict (no reads), which is what retention, `backups check` and the scheduler's

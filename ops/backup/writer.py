@@ -1,6 +1,6 @@
-"""The writing side of a backup: optional gzip, optional age encryption, into a store.
+"""The writing side of a backup: optional compression, optional age encryption, into a store.
 
-The bytes go, as they are produced, through gzip (on a thread of its own) and age into a
+The bytes go, as they are produced, through zstd or gzip (on a thread of its own) and age into a
 store's writer (ops.backup.storage), which publishes the object only at `commit()`: a local
 directory through a private temp file and a hard link, a bucket through a multipart upload.
 A backup killed at any point therefore leaves nothing that `backups` or `restore latest` could
@@ -13,7 +13,6 @@ exception discards what was written.
 from __future__ import annotations
 
 import contextlib
-import gzip
 import os
 import queue
 import shutil
@@ -24,15 +23,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from ops.backup.compression import FrameWriter, frame_writer
 from ops.backup.encryption import EncryptingWriter, encrypting_writer
 from ops.backup.files import BackupRef, private_temp_dir
 from ops.backup.storage.base import ObjectExistsError, Writer
 from ops.backup.storage.local import LocalStore
 from ops.core.errors import OpsError
 
-# Level 1: the compressed backup is bound by zlib on the client; higher levels cost far more
-# time than the few percent of size they save on JSON.
-GZIP_LEVEL = 1
 _COPY_BUFFER = 1 << 20
 _QUEUED_WRITES = 16  # ~16 MB in flight at most: memory stays flat
 _NEW_MEMBER = object()
@@ -46,20 +43,21 @@ class _Splice:
 
 
 class BackupWriter:
-    """Write bytes to `ref` atomically; `new_member()` starts a fresh gzip member.
+    """Write bytes to `ref` atomically, compressed with `compression` (None: plain);
+    `new_member()` starts a fresh zstd frame / gzip member.
 
-    Compression runs on a thread of its own (zlib releases the GIL), so it overlaps with
+    Compression runs on a thread of its own (zstd and zlib release the GIL), so it overlaps with
     reading the next rows from PostgreSQL instead of adding to it; encryption (age, to
     `recipients`) runs below it. `next_name` gives the name to try when the name turns out
     taken at commit time (default-named backups); without it a taken name is an error.
     """
 
-    def __init__(self, ref: BackupRef, *, compress: bool,
+    def __init__(self, ref: BackupRef, *, compression: str | None,
                  recipients: Sequence[Any] = (),
                  next_name: Callable[[str], str] | None = None) -> None:
         self.ref = ref
         self.next_name = next_name
-        self.compress = compress
+        self.compression = compression
         self._store_writer: Writer = ref.store.open_writer(ref.name)
         self._encrypting: EncryptingWriter | None = None
         self._raw: Writer | EncryptingWriter = self._store_writer
@@ -68,21 +66,16 @@ class BackupWriter:
             self._raw = self._encrypting
         self._parts_dir: Path | None = None
         self._parts: list[Path] = []
-        self._gz: gzip.GzipFile | None = None
+        self._gz: FrameWriter | None = None
         self._queue: queue.Queue[object] | None = None
         self._thread: threading.Thread | None = None
         self._failure: BaseException | None = None
-        if compress:
-            self._gz = self._open_member()
+        if compression:
+            self._gz = frame_writer(compression, self._raw)  # type: ignore[arg-type]
             self._queue = queue.Queue(maxsize=_QUEUED_WRITES)
             self._thread = threading.Thread(target=self._compress_loop, daemon=True,
-                                            name="backup-gzip")
+                                            name=f"backup-{compression}")
             self._thread.start()
-
-    def _open_member(self) -> gzip.GzipFile:
-        # mtime=0 and no file name: the same data gives the same bytes.
-        return gzip.GzipFile(filename="", mode="wb", fileobj=self._raw,
-                             compresslevel=GZIP_LEVEL, mtime=0)
 
     def _compress_loop(self) -> None:
         assert self._queue is not None
@@ -92,12 +85,10 @@ class BackupWriter:
             try:
                 assert self._gz is not None
                 if item is _NEW_MEMBER:
-                    self._gz.close()  # writes the member's trailer; the raw file stays open
-                    self._gz = self._open_member()
-                elif isinstance(item, _Splice):  # a finished gzip member, copied as it is
-                    self._gz.close()
+                    self._gz.end_frame()  # writes the frame's end; the raw file stays open
+                elif isinstance(item, _Splice):  # finished frames, copied as they are
+                    self._gz.end_frame()
                     _append_file(self._raw, item.path)
-                    self._gz = self._open_member()
                 else:
                     self._gz.write(item)  # type: ignore[arg-type]
             except BaseException as exc:  # handed to the producer on its next call
@@ -122,15 +113,15 @@ class BackupWriter:
             self._raw.write(data)
 
     def splice(self, path: Path) -> None:
-        """Append, then delete, a part written by the parallel backup (a whole gzip member
-        if compressed); with compression this happens on the writer's thread, in order."""
+        """Append, then delete, a part written by the parallel backup (whole frames if
+        compressed); with compression this happens on the writer's thread, in order."""
         if self._queue is not None:
             self._put(_Splice(path))
         else:
             _append_file(self._raw, path)
 
     def new_member(self) -> None:
-        """End the current gzip member and start another (no-op for plain files)."""
+        """End the current frame (gzip member) and start another (no-op for plain files)."""
         if self._queue is not None:
             self._put(_NEW_MEMBER)
 
@@ -182,7 +173,7 @@ class BackupWriter:
             self._failure = OSError("backup discarded")  # the thread stops writing
         self._finish_thread()
         if self._gz is not None:
-            with contextlib.suppress(OSError, ValueError):
+            with contextlib.suppress(Exception):  # we are failing already
                 self._gz.close()
         if self._encrypting is not None:
             self._encrypting.abort()

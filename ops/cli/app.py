@@ -7,12 +7,15 @@ emoji lines through a Reporter, or the result as JSON with --json.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Annotated
 
 import typer
 
 from ops.cli import startup
 from ops.core.config import Settings, load_settings
+from ops.core.defaults import COMPRESSIONS, DEFAULT_COMPRESSION
+from ops.core.errors import UsageError
 from ops.core.output import SILENT, Reporter
 
 startup.install()  # before Typer formats any help or usage error
@@ -40,6 +43,27 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print a machine-readab
 IdentityOption = Annotated[str | None, typer.Option(
     "--identity", show_default=False, help="The age identity file (or ssh private key) that "
     "decrypts encrypted backups. Default: BACKUP_IDENTITY_FILE.")]
+
+CompressOption = Annotated[bool | None, typer.Option(
+    "--compress/--no-compress", show_default=False,
+    help=f"Write .json.zst ({DEFAULT_COMPRESSION}, level 3: smaller and faster than gzip). "
+    "Default: BACKUP_COMPRESS (off).")]
+Compression = StrEnum("Compression", {name: name for name in COMPRESSIONS})  # type: ignore[misc]
+CompressionOption = Annotated[Compression | None, typer.Option(
+    "--compression", show_default=False, help="Compress with this one (gzip: .json.gz, as "
+    "older versions wrote).")]
+
+
+def compression_choice(compress: bool | None, compression: Compression | None, cfg: Settings
+                       ) -> str | None:
+    """What --compress/--no-compress and --compression ask for, else BACKUP_COMPRESS."""
+    if compression is not None:
+        if compress is False:
+            raise UsageError("--compression and --no-compress contradict each other")
+        return compression.value
+    if compress is None:
+        return cfg.backup_compress
+    return DEFAULT_COMPRESSION if compress else None
 
 
 @app.callback()

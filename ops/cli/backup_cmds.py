@@ -8,7 +8,16 @@ from typing import Annotated
 import typer
 
 from ops.cli.anonymize_cmds import PolicyOption
-from ops.cli.app import IdentityOption, JsonOption, app, reporter, settings
+from ops.cli.app import (
+    CompressionOption,
+    CompressOption,
+    IdentityOption,
+    JsonOption,
+    app,
+    compression_choice,
+    reporter,
+    settings,
+)
 from ops.cli.schedule_cmds import (
     KeepDaily,
     KeepLast,
@@ -32,12 +41,12 @@ def _names(value: str | None) -> list[str] | None:
 
 @app.command()
 def backup(
-    compress: Annotated[bool | None, typer.Option(
-        "--compress/--no-compress", show_default=False,
-        help="Write .json.gz (gzip level 1). Default: BACKUP_COMPRESS (off).")] = None,
+    compress: CompressOption = None,
+    compression: CompressionOption = None,
     output: Annotated[str | None, typer.Option(
         "--output", "-o", help="File, directory or object URL (s3://bucket/dir/name.json) to "
-        "write instead of BACKUP_DIR/backup-<ts>.json; a name ending in .gz is compressed.")]
+        "write instead of BACKUP_DIR/backup-<ts>.json; a name ending in .zst or .gz is "
+        "compressed so.")]
     = None,
     encrypt_to: Annotated[str | None, typer.Option(
         "--encrypt-to", show_default=False, help="Encrypt with age to these public keys "
@@ -75,7 +84,7 @@ def backup(
     with one_shot_metrics(cfg, pushgateway=pushgateway, textfile=metrics_file,
                           warn=reporter().warn) as record:
         result = backup_database(cfg, output=output,
-                                 compress=cfg.backup_compress if compress is None else compress,
+                                 compression=compression_choice(compress, compression, cfg),
                                  encrypt_to=encrypt_to, tables=_names(tables),
                                  exclude=_names(exclude_tables), tenant=tenant,
                                  jobs=jobs,

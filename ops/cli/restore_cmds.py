@@ -56,7 +56,7 @@ def restore(
     file: Annotated[str, typer.Argument(
         help="`latest` (newest complete backup in BACKUP_DIR; with --tenant, the newest that "
         "may hold the tenant), a name in BACKUP_DIR, a path or an object URL (.json, "
-        ".json.gz, either with .age).")] = "latest",
+        ".json.zst, .json.gz, each with or without .age).")] = "latest",
     identity: IdentityOption = None,
     no_safety_backup: Annotated[bool, typer.Option(
         "--no-safety-backup", help="Skip the pre-restore backup of the current data.")] = False,

@@ -9,7 +9,14 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ops.cli.app import app, reporter, settings
+from ops.cli.app import (
+    CompressionOption,
+    CompressOption,
+    app,
+    compression_choice,
+    reporter,
+    settings,
+)
 from ops.core.output import Reporter, human_size, to_json
 
 if TYPE_CHECKING:
@@ -78,9 +85,8 @@ def schedule(
     once: Annotated[bool, typer.Option(
         "--once", help="Run one cycle now and exit with its status (Kubernetes CronJobs, "
         "cron, CI).")] = False,
-    compress: Annotated[bool | None, typer.Option(
-        "--compress/--no-compress", show_default=False,
-        help="Write .json.gz. Default: BACKUP_COMPRESS.")] = None,
+    compress: CompressOption = None,
+    compression: CompressionOption = None,
     keep_last: KeepLast = None,
     keep_daily: KeepDaily = None,
     keep_weekly: KeepWeekly = None,
@@ -123,7 +129,7 @@ def schedule(
     drill_every = drill_every or cfg.backup_drill_every or None
     when = None if once else parse_schedule(every=every, cron=cron, setting=cfg.backup_schedule)
     options = SchedulerOptions(
-        cycle=CycleOptions(compress=cfg.backup_compress if compress is None else compress,
+        cycle=CycleOptions(compression=compression_choice(compress, compression, cfg),
                            policy=retention_policy(cfg, keep_last, keep_daily, keep_weekly,
                                                    keep_monthly),
                            overlap=overlap.value, identity=identity),

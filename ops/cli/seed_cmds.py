@@ -112,7 +112,7 @@ def run_seed(
 def fresh(
     source: Annotated[str | None, typer.Option(
         "--from", help="Restore this anonymized snapshot (a name in BACKUP_DIR, a path or an "
-        "object URL such as s3://bucket/snapshot.json.gz.age) after push, instead of "
+        "object URL such as s3://bucket/snapshot.json.zst.age) after push, instead of "
         "seeding.")] = None,
     identity: IdentityOption = None,
     allow_real_data: Annotated[bool, typer.Option(

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import quote, urlencode
 
+from ops.core.defaults import COMPRESSIONS, DEFAULT_COMPRESSION
 from ops.core.errors import OpsError
 
 APP_ENVS = ("development", "test", "production")
@@ -30,7 +31,7 @@ class Settings:
     # False when APP_ENV was not set at all (app_env is then the development default): only
     # an explicit development may unlock development-only conveniences.
     app_env_set: bool = True
-    backup_compress: bool = False
+    backup_compress: str | None = None  # "zstd" or "gzip"; None: backups are plain JSON
     backup_jobs: int | None = None  # None: 2 into a directory, 1 into a bucket
     backup_encrypt_to: str = ""  # age recipients, as given (empty: backups are not encrypted)
     backup_identity_file: Path | None = None  # what decrypts them (restore, verify)
@@ -71,7 +72,7 @@ def load_settings(env_file: str | os.PathLike[str] | None = ".env") -> Settings:
         app_env=app_env,
         seeds_dir=Path(os.environ.get("SEEDS_DIR") or "seeds"),
         app_env_set=bool(raw_env),
-        backup_compress=_flag("BACKUP_COMPRESS"),
+        backup_compress=_compression("BACKUP_COMPRESS"),
         backup_jobs=_positive_int("BACKUP_JOBS"),
         backup_encrypt_to=os.environ.get("BACKUP_ENCRYPT_TO", ""),
         backup_identity_file=Path(identity) if (
@@ -93,6 +94,18 @@ def _flag(name: str) -> bool:
         return value in _TRUE
     raise OpsError(f"{name}={value!r} is neither true nor false",
                    hint=f"Set {name} to 1 or 0 (true/false, yes/no, on/off).")
+
+
+def _compression(name: str) -> str | None:
+    """A compression by name, or a flag: true picks the default one, false none."""
+    value = os.environ.get(name, "").strip().lower()
+    if value in COMPRESSIONS:
+        return value
+    if value in _TRUE or value in _FALSE:
+        return DEFAULT_COMPRESSION if value in _TRUE else None
+    raise OpsError(f"{name}={value!r} is not a compression",
+                   hint=f"Set {name} to {' or '.join(COMPRESSIONS)}, 1 (the default: "
+                   f"{DEFAULT_COMPRESSION}) or 0 (none).")
 
 
 def _positive_int(name: str) -> int | None:

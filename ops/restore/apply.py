@@ -39,6 +39,7 @@ from ops.core.catalog import (
 )
 from ops.core.config import Settings
 from ops.core.db import connect, first_line, is_superuser
+from ops.core.defaults import DEFAULT_COMPRESSION
 from ops.core.errors import OpsError, UsageError
 from ops.core.guard import refuse_production
 from ops.core.output import SILENT, Reporter, suggest
@@ -268,10 +269,11 @@ def write_safety_backup(conn: psycopg.Connection, settings: Settings, report: Re
     same personal data."""
     recipients = recipients_for(settings)
     store = as_store(settings.backup_dir)
-    name = backup_filename(utc_now(), compressed=True, encrypted=bool(recipients),
-                           prefix=SAFETY_PREFIX)
-    written = write_backup(conn, BackupRef(store, name), compress=True, recipients=recipients,
-                           default_name=True, tenant=tenant, lock_rows=tenant is not None)
+    name = backup_filename(utc_now(), compression=DEFAULT_COMPRESSION,
+                           encrypted=bool(recipients), prefix=SAFETY_PREFIX)
+    written = write_backup(conn, BackupRef(store, name), compression=DEFAULT_COMPRESSION,
+                           recipients=recipients, default_name=True, tenant=tenant,
+                           lock_rows=tenant is not None)
     what = f"tenant {tenant}'s current rows" if tenant else "the current data"
     report.line(f"💾 Safety backup of {what}: {written.location} ({written.total_rows} rows)")
     return BackupRef(store, written.name)

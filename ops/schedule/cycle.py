@@ -39,7 +39,7 @@ SUCCESS, FAILURE, SKIPPED = "success", "failure", "skipped"
 
 @dataclass
 class CycleOptions:
-    compress: bool = False
+    compression: str | None = None  # "zstd", "gzip"; None: plain JSON
     policy: RetentionPolicy | None = None
     overlap: str = "skip"  # another backup is running: "skip" this cycle, or "wait" for it
     identity: str | None = None  # decrypts encrypted backups to verify and drill them
@@ -87,7 +87,7 @@ def run_cycle(settings: Settings, options: CycleOptions, *, metrics: BackupMetri
             _notify(notifier, "start", result)
             stage = "backup"
             report.line("🔄 Backing up...")
-            made = backup(settings, compress=options.compress, lock=False)
+            made = backup(settings, compression=options.compression, lock=False)
             seconds = time.monotonic() - clock
             _describe(result, made, seconds, report)
             stage = "verify"

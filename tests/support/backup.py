@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 from datetime import datetime
 from pathlib import Path
 
 import psycopg
+import zstandard
 
 from ops.backup.files import backup_filename, iso_timestamp
 from ops.backup.format import TABLES_END, header_line, meta_line, open_backup
@@ -57,3 +59,11 @@ def write_fake_backup(directory: Path, moment: datetime, *, complete: bool = Tru
                            "sha256": {"tenants": hashlib.sha256().hexdigest()}, "totalRows": 0})
     path.write_bytes(body)
     return path
+
+
+def decompress(data: bytes) -> bytes:
+    """A whole .json.zst or .json.gz file's bytes, as the stock tools would give them."""
+    if data[:4] == b"\x28\xb5\x2f\xfd":
+        return zstandard.ZstdDecompressor().decompressobj(read_across_frames=True) \
+            .decompress(data)
+    return gzip.decompress(data)

@@ -12,7 +12,13 @@ import psycopg
 from psycopg import sql
 
 from ops.backup.files import backup_filename, utc_now
-from ops.backup.format import header_line, meta_line, table_close_line, table_open_line
+from ops.backup.format import (
+    header_line,
+    meta_line,
+    open_backup,
+    table_close_line,
+    table_open_line,
+)
 from ops.core.catalog import discover_tables
 
 # A small Tasklets dataset that exercises what a restore must keep exactly: jsonb numeric
@@ -158,11 +164,10 @@ def write_seed_file(path: Path, tables: dict[str, list[dict]], *, camel: bool = 
     return path
 
 
-def backup_name(compressed: bool = False) -> str:
-    return backup_filename(utc_now(), compressed=compressed)
+def backup_name(compression: str | None = None) -> str:
+    return backup_filename(utc_now(), compression=compression)
 
 
 def read_lines(path: Path) -> list[bytes]:
-    opener = gzip.open if path.read_bytes()[:2] == b"\x1f\x8b" else open
-    with opener(path, "rb") as fh:
+    with open_backup(path) as fh:
         return fh.read().splitlines(keepends=True)
