@@ -11,6 +11,8 @@ import re
 import unicodedata
 from collections.abc import Iterable
 
+import psycopg
+
 SLUG_PATTERN = "^[a-z0-9]+(-[a-z0-9]+)*$"  # the schema's check constraint
 MAX_BASE_LENGTH = 50  # leaves room for a suffix within a readable URL segment
 FALLBACK = "tenant"
@@ -31,3 +33,11 @@ def first_free(base: str, taken: Iterable[str]) -> str:
         n += 1
         candidate = f"{base}-{n}"
     return candidate
+
+
+def free_slug(conn: psycopg.Connection, base: str) -> str:
+    """`base`, or the next free `base-N`, among the tenants in the database."""
+    taken = conn.execute(
+        "SELECT slug FROM tenants WHERE slug = %s OR slug ~ ('^' || %s || '-[0-9]+$')",
+        (base, base)).fetchall()
+    return first_free(base, (slug for slug, in taken))

@@ -27,7 +27,7 @@ from ops.core.catalog import APP_SCHEMA, Table
 from ops.core.errors import BadBackup, NotFound, OpsError, UsageError
 from ops.core.limits import summarize
 from ops.core.output import Reporter, suggest
-from ops.core.slugs import first_free, slugify
+from ops.core.slugs import free_slug, slugify
 from ops.core.tenancy import Tenant, TenantScope, pick_tenant
 from ops.restore.apply import (
     PROGRESS_EVERY,
@@ -276,10 +276,7 @@ def settle_slug(conn: psycopg.Connection, scope: TenantScope, stages: dict[str, 
     slug, name = conn.execute(sql.SQL("SELECT slug, {} FROM {}").format(
         sql.Identifier(scope.name_column), stage.ident)).fetchone()
     base = slugify(str(name)) if renamed or not slug else slug
-    taken = conn.execute(sql.SQL(
-        "SELECT slug FROM {} WHERE slug = %s OR slug ~ ('^' || %s || '-[0-9]+$')").format(
-        sql.Identifier(APP_SCHEMA, scope.root.name)), (base, base)).fetchall()
-    free = first_free(base, (row[0] for row in taken))
+    free = free_slug(conn, base)
     if free != slug:
         conn.execute(sql.SQL("UPDATE {} SET slug = %s").format(stage.ident), (free,))
         report.line(f"🔗 Slug: {free}" + (f" ({slug} is taken here)" if not renamed else ""))

@@ -21,7 +21,7 @@ from psycopg.types.json import Jsonb
 from ops.core.errors import OpsError
 from ops.core.output import Reporter, suggest
 from ops.core.passwords import hash_password
-from ops.core.slugs import first_free, slugify
+from ops.core.slugs import free_slug, slugify
 from ops.core.vocabulary import SYSTECH_TENANT
 
 __all__ = ["Tally", "announce", "find_systech_tenant", "get_or_create", "hash_password",
@@ -48,11 +48,7 @@ def require_systech_tenant(conn: psycopg.Connection, *, needed_by: str = "this s
 
 def tenant_slug(conn: psycopg.Connection, name: str) -> str:
     """A free slug for a new tenant called `name` (`acme`, or `acme-2` when that is taken)."""
-    base = slugify(name)
-    taken = conn.execute(
-        "SELECT slug FROM tenants WHERE slug = %s OR slug ~ ('^' || %s || '-[0-9]+$')",
-        (base, base)).fetchall()
-    return first_free(base, (slug for slug, in taken))
+    return free_slug(conn, slugify(name))
 
 
 Values = Mapping[str, Any] | Callable[[], Mapping[str, Any]] | None
