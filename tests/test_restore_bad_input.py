@@ -162,9 +162,21 @@ def test_object_where_a_number_belongs(settings, conn, sample, good_backup: Path
 
 
 def test_duplicate_primary_key(settings, conn, sample, good_backup: Path):
+    """Found when the primary key is rebuilt after the load (see ops.core.indexes)."""
     path = rewritten(good_backup, lambda rows: rows["tenants"].append(rows["tenants"][0]))
     _expect_refused(settings, conn, sample, path,
-                    r"table tenants row 3 .*duplicate key.*pk_tenants.*\(id\)=\(1\)")
+                    r"^table tenants: duplicate key \(id\)=\(1\): two rows have it "
+                    r"\(key pk_tenants\); nothing was changed$")
+
+
+def test_duplicate_unique_key(settings, conn, sample, good_backup: Path):
+    def edit(rows: dict[str, list[str]]) -> None:
+        _edit("tasks", 1, publicId=json.loads(rows["tasks"][0])["publicId"])(rows)
+
+    path = rewritten(good_backup, edit)
+    _expect_refused(settings, conn, sample, path,
+                    r"^table tasks: duplicate key \(public_id\)=\([0-9a-f-]+\): two rows have "
+                    r"it \(key uq_tasks_public_id\); nothing was changed$")
 
 
 def test_dangling_foreign_key(settings, conn, sample, good_backup: Path):

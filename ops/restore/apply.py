@@ -2,10 +2,11 @@
 
 Inside that transaction: lock every app table, write a safety backup of exactly the data
 about to be replaced, switch foreign-key checks off (superuser: session_replication_role =
-replica) or defer them (table owner: every FK is DEFERRABLE), clear, COPY every table from
-the file as it streams by, move every identity/serial sequence past the restored ids,
-validate every foreign key with an anti-join (replica mode checks nothing by itself), then
-commit. Any failure before the commit - bad row, wrong type, duplicate key, dangling
+replica) or defer them (table owner: every FK is DEFERRABLE), clear, set the emptied
+tables' indexes and keys aside (ops.core.indexes), COPY every table from the file as it
+streams by, rebuild the indexes and keys (re-adding a foreign key validates it; any other
+is validated with an anti-join), move every identity/serial sequence past the restored
+ids, then commit. Any failure before the commit - bad row, wrong type, duplicate key, dangling
 reference, kill -9, lost connection - rolls back and leaves the data exactly as it was.
 
 A backup made at an older schema revision is restored into that revision's schema, rebuilt
@@ -42,9 +43,10 @@ from ops.core.db import connect, first_line, is_superuser
 from ops.core.defaults import DEFAULT_COMPRESSION
 from ops.core.errors import OpsError, UsageError
 from ops.core.guard import refuse_production
+from ops.core.indexes import SetAside, rebuild, set_aside
 from ops.core.output import SILENT, Reporter, suggest
 from ops.core.tenancy import Tenant
-from ops.restore.checks import reset_sequences, validate_foreign_keys
+from ops.restore.checks import dangling_explainer, reset_sequences, validate_foreign_keys
 from ops.restore.migrating import SchemaSwap, older_revision_swap
 from ops.restore.plan import TablePlan, plan_table, row_label
 
@@ -73,6 +75,7 @@ class RestoreResult:
     defaulted_columns: list[str] = field(default_factory=list)  # "table.column" left default
     sequences_reset: int = 0
     foreign_keys_checked: int = 0
+    indexes_rebuilt: int = 0  # indexes and keys set aside for the load, then rebuilt
     checksums_verified: bool = False
     total_rows: int = 0
     seconds: float = 0.0
@@ -217,6 +220,7 @@ def _restore(conn: psycopg.Connection, settings: Settings, reader: BackupReader,
             conn.execute("SET CONSTRAINTS ALL DEFERRED")
         report.line("🗑️  Clearing existing data...")
         frozen = _clear(conn, tables, targets, result)
+        aside = _set_aside(conn, targets, result, report) if frozen else None
         loaded: list[Table] = []
         for section in reader.sections():
             table = by_name.get(section.name)
@@ -234,8 +238,16 @@ def _restore(conn: psycopg.Connection, settings: Settings, reader: BackupReader,
         report.line("⚙️  Re-enabling foreign key checks...")
         if result.fk_mode == REPLICA:
             conn.execute("SET LOCAL session_replication_role = DEFAULT")
+        rebuilt: set[str] = set()
+        if aside is not None:
+            rebuild(conn, aside, dangling_explainer(conn, tables))
+            rebuilt = {d.name for d in aside.foreign_keys}
+            result.indexes_rebuilt = len(aside.definitions) - len(rebuilt)
+            report.line(f"🏗️  Rebuilt {result.indexes_rebuilt} indexes and keys; "
+                        f"{len(rebuilt)} foreign keys re-added and validated")
         changed = {t.name for t in targets}
-        result.foreign_keys_checked = validate_foreign_keys(conn, tables, changed)
+        result.foreign_keys_checked = len(rebuilt) + validate_foreign_keys(
+            conn, tables, changed, skip=rebuilt)
         if result.fk_mode == DEFERRED:
             conn.execute("SET CONSTRAINTS ALL IMMEDIATE")
         if swap is not None:
@@ -305,6 +317,19 @@ def _clear(conn: psycopg.Connection, tables: list[Table], targets: list[Table],
     for table in reversed(targets):
         conn.execute(sql.SQL("DELETE FROM {}").format(table.ident))
     return False
+
+
+def _set_aside(conn: psycopg.Connection, targets: list[Table], result: RestoreResult,
+               report: Reporter) -> SetAside | None:
+    """Drop the emptied tables' indexes and keys for the load (see ops.core.indexes)."""
+    aside = set_aside(conn, [t.name for t in targets])
+    if aside.kept_because:
+        result.notes.append(f"indexes kept during the load ({aside.kept_because})")
+        report.line(f"ℹ️  Indexes kept during the load: {aside.kept_because}")
+        return None
+    report.line(f"🏗️  {len(aside.definitions)} indexes and keys set aside, rebuilt after the "
+                "load")
+    return aside
 
 
 def _check_before_locking(meta: dict, tables: list[Table], options: Options) -> None:

@@ -7,18 +7,20 @@ nothing itself, and in deferred mode this finds the bad row first and names it c
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 
 import psycopg
 from psycopg import sql
 
 from ops.core.catalog import APP_SCHEMA, Column, ForeignKey, Table
 from ops.core.errors import OpsError
+from ops.core.indexes import Definition
 
 
 def validate_foreign_keys(conn: psycopg.Connection, tables: list[Table],
-                          changed: set[str]) -> int:
-    """Check every FK whose referencing or referenced table was replaced; returns how many.
+                          changed: set[str], skip: Collection[str] = ()) -> int:
+    """Check every FK whose referencing or referenced table was replaced, except those named
+    in `skip` (re-added, so validated by PostgreSQL); returns how many.
 
     Raises an OpsError naming the constraint, the referencing row and the missing key.
     """
@@ -26,13 +28,32 @@ def validate_foreign_keys(conn: psycopg.Connection, tables: list[Table],
     checked = 0
     for table in tables:
         for fk in table.foreign_keys:
-            if table.name not in changed and fk.ref_table not in changed:
+            if fk.name in skip or (table.name not in changed and fk.ref_table not in changed):
                 continue
             checked += 1
             bad = conn.execute(_dangling_query(table, fk)).fetchone()
             if bad is not None:
                 raise _dangling_error(table, fk, by_name.get(fk.ref_table), bad)
     return checked
+
+
+def dangling_explainer(conn: psycopg.Connection,
+                       tables: list[Table]) -> Callable[[Definition], OpsError | None]:
+    """For ops.core.indexes.rebuild: the error naming the first dangling row of a foreign key
+    that failed to validate (None when it is not one of `tables`' foreign keys)."""
+    by_name = {t.name: t for t in tables}
+
+    def explain(definition: Definition) -> OpsError | None:
+        table = by_name.get(definition.table)
+        fk = next((k for k in table.foreign_keys if k.name == definition.name), None) \
+            if table is not None else None
+        if table is None or fk is None:
+            return None
+        bad = conn.execute(_dangling_query(table, fk)).fetchone()
+        return None if bad is None else _dangling_error(table, fk, by_name.get(fk.ref_table),
+                                                        bad)
+
+    return explain
 
 
 def _dangling_query(table: Table, fk: ForeignKey, *, child: sql.Composable | None = None,

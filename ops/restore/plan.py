@@ -18,6 +18,8 @@ from decimal import Decimal
 from operator import itemgetter
 from typing import Any
 
+import orjson
+
 from ops.backup.format import JSON_NULL_KEY, key_to_column
 from ops.core.catalog import Column, Table
 from ops.core.errors import OpsError
@@ -63,6 +65,16 @@ def _exact_json_text(value: Any) -> str:
     if isinstance(value, Decimal):
         return str(value)
     return json.dumps(value, ensure_ascii=False)
+
+
+def _jsonb_text(value: Any) -> str:
+    """JSON text for a jsonb value the fast parser read (so no Decimal, unless the row had
+    to be parsed exactly): orjson's, in C. jsonb keeps values, not text, so any encoding of
+    the same value restores the same; `json` columns keep json_text's exact one."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:  # a Decimal or an integer beyond 64 bits
+        return json_text(value)
 
 
 def _string(text: str) -> str:
@@ -152,6 +164,7 @@ class TablePlan:
     defaulted: list[str] = field(default_factory=list)  # columns the file does not have
     json_text: frozenset[str] = frozenset()  # keys holding a json column's exact text
     _convert: tuple[tuple[int, Callable[[Any], Any]], ...] = ()
+    _fast_convert: tuple[tuple[int, Callable[[Any], Any]], ...] = ()  # rows the fast parser read
     _exact_scalars: Callable[[Any], tuple] = tuple  # values where a float would lose digits
     _exact_json: tuple[int, ...] = ()  # json/jsonb and numeric arrays: walked for floats
     _float_zeros: tuple[int, ...] = ()  # float columns: a 0 may have been -0
@@ -162,6 +175,9 @@ class TablePlan:
         converters = ((i, _converter(by_name[c], self.keys[i] in self.json_text))
                       for i, c in enumerate(self.columns))
         self._convert = tuple((i, f) for i, f in converters if f is not None)
+        self._fast_convert = tuple(
+            (i, _jsonb_text if f is json_text and by_name[self.columns[i]].json_type == "jsonb"
+             else f) for i, f in self._convert)
         # Only json and numeric-typed values can hold non-integer numbers in a file that
         # row_to_json wrote (text, dates, uuids... are strings): those are worth checking.
         types = [by_name[c].type for c in self.columns]
@@ -203,7 +219,9 @@ class TablePlan:
             values = self._get(row)
         except KeyError:
             raise self.row_error(row, row_no, line_no) from None
+        convert = self._convert
         if exact is not None:
+            convert = self._fast_convert
             if float in map(type, self._exact_scalars(values)):
                 return self.values(exact(), row_no, line_no)
             for i in self._exact_json:
@@ -212,11 +230,11 @@ class TablePlan:
             for i in self._float_zeros:  # the fast parser reads -0 as the integer 0
                 if values[i] == 0 or type(values[i]) is list and 0 in values[i]:
                     return self.values(exact(), row_no, line_no)
-        if self._convert:
+        if convert:
             values = list(values)
-            for i, convert in self._convert:
+            for i, to_copy in convert:
                 if values[i] is not None:
-                    values[i] = convert(values[i])
+                    values[i] = to_copy(values[i])
         return values
 
     def _with_json_nulls(self, row: dict, row_no: int, line_no: int | None,

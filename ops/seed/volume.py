@@ -35,6 +35,7 @@ from psycopg.copy import QueuedLibpqWriter
 
 from ops.core.defaults import DEFAULT_RANDOM_SEED
 from ops.core.errors import UsageError
+from ops.core.indexes import FOREIGN_KEY, SetAside, rebuild, set_aside
 from ops.core.output import SILENT, Advance, Reporter
 from ops.core.passwords import hash_password, salt_from_bytes
 from ops.core.vocabulary import SAMPLE_PASSWORD
@@ -120,31 +121,14 @@ def foreign_keys_suspended(conn: psycopg.Connection, tables: list[str]) -> Itera
     What pg_restore does: per-row RI triggers made the load ~4x slower and queue one trigger
     event per row in server memory, while re-adding a constraint checks all rows in one join.
     Must run inside the caller's transaction: on an error the rollback restores the
-    constraints. Yields False (and changes nothing) for no tables, or when the role does not
-    own them (the load then runs with the constraints in place, just slower).
+    constraints. Yields False (and changes nothing) for no tables, or when they cannot be
+    dropped (a role that does not own them): the load then runs with them in place, slower.
     """
-    if not tables:
-        yield False
-        return
-    regclasses = [f"public.{table}" for table in tables]
-    owns_all = conn.execute(
-        "SELECT bool_and(pg_has_role(current_user, relowner, 'USAGE')) FROM pg_class"
-        " WHERE oid = ANY(%s::regclass[])", (regclasses,)).fetchone()[0]
-    if not owns_all:
-        yield False
-        return
-    constraints = conn.execute(
-        "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) FROM pg_constraint"
-        " WHERE contype = 'f' AND conrelid = ANY(%s::regclass[]) ORDER BY 1, 2",
-        (regclasses,)).fetchall()
-    # Names and definitions come from the catalog, already quoted.
-    for table, name, _ in constraints:
-        conn.execute(sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(
-            sql.SQL(table), sql.Identifier(name)))
-    yield True
-    for table, name, definition in constraints:
-        conn.execute(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(
-            sql.SQL(table), sql.Identifier(name), sql.SQL(definition)))
+    aside = set_aside(conn, tables, kinds=(FOREIGN_KEY,)) if tables else SetAside()
+    suspended = bool(aside.definitions)
+    yield suspended
+    if suspended:
+        rebuild(conn, aside)
 
 
 def _next_free_id(conn: psycopg.Connection, table: str) -> int:
