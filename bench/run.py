@@ -392,7 +392,7 @@ def naive_case(bench: Bench, args: argparse.Namespace, files: Path) -> Case:
         ("tasklets-db backup", [*CLI, "backup", "--output", str(files / "small.json")],
          bench.env(small_src)),
         [("naive (SELECT *, all in memory, json.dumps)", naive_cmd(small_src, naive_json),
-          bench.env(small_src))])
+          bench.env(small_src))], before_ours=_removing(files / "small.json", naive_json))
     return case
 
 

@@ -489,9 +489,10 @@ def _stream_table(conn: psycopg.Connection, table: Table, write: Callable[[bytes
         nonlocal first, pending_bytes
         block = json_lines(pending)
         digest.update(block)  # row lines each followed by \n: exactly the contract's hash
+        digest.update(b"\n")
         if not first:
             write(b",\n")
-        write(block[:-1].replace(b"\n", b",\n"))
+        write(block.replace(b"\n", b",\n"))
         advance(len(pending))
         first = False
         pending.clear()
@@ -548,16 +549,16 @@ def _skip_binary_header(data: memoryview | bytes) -> memoryview | bytes:
 
 
 def json_lines(rows: list[bytes]) -> bytes:
-    """The rows' JSON texts, one per line, each followed by a newline.
+    """The rows' JSON texts, one per line, joined by newlines (none after the last).
 
     row_to_json escapes control characters inside strings, so a raw newline or carriage
     return can only be whitespace between tokens, copied verbatim from a `json` column;
     it becomes a space (the same JSON value) so every row stays on one line.
     """
-    block = b"\n".join(rows) + b"\n"
-    if block.count(b"\n") == len(rows) and b"\r" not in block:
+    block = b"\n".join(rows)
+    if block.count(b"\n") == len(rows) - 1 and b"\r" not in block:
         return block
-    return b"\n".join(bytes(r).replace(b"\n", b" ").replace(b"\r", b" ") for r in rows) + b"\n"
+    return b"\n".join(bytes(r).replace(b"\n", b" ").replace(b"\r", b" ") for r in rows)
 
 
 def _progress(report: Reporter, name: str,
