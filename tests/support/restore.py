@@ -81,8 +81,9 @@ def table_hashes(conn: psycopg.Connection) -> dict[str, tuple[int, str]]:
     return hashes
 
 
-# Everything a migrating restore rebuilds, as lines: columns, constraints, indexes, enum
-# labels, owners and grants of the public schema, and the revision.
+# Everything a migrating restore rebuilds, or a restore sets aside and rebuilds, as lines:
+# columns, constraints, indexes (clustered or not, comments), enum labels, owners and grants
+# of the public schema, and the revision.
 SCHEMA_SQL = """
 SELECT format('column %s.%s %s not null %s default %s', c.relname, a.attname,
               format_type(a.atttypid, a.atttypmod), a.attnotnull,
@@ -92,10 +93,12 @@ LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
 WHERE c.relnamespace = 'public'::regnamespace AND c.relkind = 'r' AND a.attnum > 0
   AND NOT a.attisdropped
 UNION ALL
-SELECT format('constraint %s.%s %s', conrelid::regclass, conname, pg_get_constraintdef(oid))
+SELECT format('constraint %s.%s %s comment %s', conrelid::regclass, conname,
+              pg_get_constraintdef(oid), obj_description(oid, 'pg_constraint'))
 FROM pg_constraint WHERE connamespace = 'public'::regnamespace
 UNION ALL
-SELECT format('index %s', pg_get_indexdef(indexrelid)) FROM pg_index i
+SELECT format('index %s clustered %s comment %s', pg_get_indexdef(indexrelid), indisclustered,
+              obj_description(indexrelid, 'pg_class')) FROM pg_index i
 JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relnamespace = 'public'::regnamespace
 UNION ALL
 SELECT format('enum %s %s', t.typname, string_agg(e.enumlabel, ',' ORDER BY e.enumsortorder))
