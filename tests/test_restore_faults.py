@@ -9,7 +9,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from support.faults import run_killed_at, wait_for_tool_backends_to_end
-from support.restore import insert_sample, table_hashes
+from support.restore import insert_sample, schema_lines, table_hashes
 
 from ops.backup.create import backup
 from ops.backup.files import list_backups
@@ -25,7 +25,7 @@ EXTRA_COMMENTS = 12_000  # more than one progress step, so a kill can land mid-C
 
 
 @pytest.fixture
-def prepared(settings: Settings, conn: psycopg.Connection) -> tuple[Path, dict]:
+def prepared(settings: Settings, conn: psycopg.Connection) -> tuple[Path, tuple]:
     """A good backup in BACKUP_DIR, then changed data: (the backup, the hashes to keep)."""
     insert_sample(conn)
     conn.execute("INSERT INTO comments (id, tenant_id, task_id, body) "
@@ -34,15 +34,16 @@ def prepared(settings: Settings, conn: psycopg.Connection) -> tuple[Path, dict]:
     good = backup(settings).path
     conn.execute("UPDATE tasks SET title = title || ' (changed)'")
     conn.execute("DELETE FROM comments WHERE id % 3 = 0")
-    return good, table_hashes(conn)
+    return good, (table_hashes(conn), schema_lines(conn))
 
 
 @pytest.mark.parametrize("trigger", [
     "line:💾 Safety backup",  # safety backup written, nothing cleared yet
     "line:✅ tenants",  # cleared, first table loaded
     "progress:📥 comments:1",  # in the middle of a COPY
-    "line:⚙️  Re-enabling",  # everything loaded, foreign keys not yet validated
-    "line:🔗 Foreign keys verified",  # validated, sequences reset, about to commit
+    "line:⚙️  Re-enabling",  # everything loaded, indexes and keys not yet rebuilt
+    "line:🏗️  Rebuilt",  # indexes and keys rebuilt, foreign keys validated
+    "line:🔗 Foreign keys verified",  # sequences reset, about to commit
 ])
 def test_kill_9_mid_restore_leaves_the_database_unchanged(
         settings: Settings, conn: psycopg.Connection, prepared, trigger: str):
@@ -50,7 +51,7 @@ def test_kill_9_mid_restore_leaves_the_database_unchanged(
     run_killed_at(settings.database_url, str(settings.backup_dir), trigger,
                   "from ops.restore.apply import restore; restore(settings, report=R)")
     wait_for_tool_backends_to_end(settings.database_url)
-    assert table_hashes(conn) == before
+    assert (table_hashes(conn), schema_lines(conn)) == before  # indexes set aside come back
     assert resolve_backup(settings.backup_dir, "latest").path == good
     # the database is usable and a new restore succeeds afterwards
     restore(settings, safety_backup=False)
@@ -86,7 +87,7 @@ def test_lost_connection_mid_restore_rolls_back_with_one_clear_line(
     _, before = prepared
     with pytest.raises(OpsError, match="lost the database connection during the restore"):
         restore(settings, report=TerminateAt(settings.database_url, prefix))
-    assert table_hashes(conn) == before
+    assert (table_hashes(conn), schema_lines(conn)) == before
     assert [b for b in list_backups(settings.backup_dir) if b.safety] == []
 
 
@@ -114,4 +115,4 @@ def test_ctrl_c_mid_restore_says_so_and_changes_nothing(settings: Settings, cli_
     assert proc.returncode == 130
     assert stderr.strip().splitlines()[-1].startswith("❌ Interrupted")
     wait_for_tool_backends_to_end(settings.database_url)
-    assert table_hashes(conn) == before
+    assert (table_hashes(conn), schema_lines(conn)) == before
