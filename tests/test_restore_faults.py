@@ -102,13 +102,20 @@ def test_ctrl_c_mid_restore_says_so_and_changes_nothing(settings: Settings, cli_
     from ops.core.config import PROJECT_ROOT
 
     _, before = prepared
+    # The load of comments then takes 3 s (an ALWAYS trigger fires in replica mode too), so
+    # the interrupt lands inside the transaction however fast the rest of the restore is.
+    conn.execute("CREATE FUNCTION pg_temp_slow() RETURNS trigger LANGUAGE plpgsql AS "
+                 "$$ BEGIN PERFORM pg_sleep(3); RETURN NULL; END $$")
+    conn.execute("CREATE TRIGGER slow BEFORE INSERT ON comments FOR EACH STATEMENT "
+                 "EXECUTE FUNCTION pg_temp_slow()")
+    conn.execute("ALTER TABLE comments ENABLE ALWAYS TRIGGER slow")
     proc = subprocess.Popen([sys.executable, "-m", "ops", "restore", "latest"], env=cli_env,
                             cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     assert proc.stdout is not None
     for line in proc.stdout:  # interrupt once the transaction is under way
-        if line.startswith("💾 Safety backup"):
-            time.sleep(0.05)
+        if line.startswith("✅ tenants"):
+            time.sleep(0.2)
             proc.send_signal(signal.SIGINT)
             break
     _, stderr = proc.communicate(timeout=60)
