@@ -109,9 +109,12 @@ def test_ctrl_c_mid_restore_says_so_and_changes_nothing(settings: Settings, cli_
     conn.execute("CREATE TRIGGER slow BEFORE INSERT ON comments FOR EACH STATEMENT "
                  "EXECUTE FUNCTION pg_temp_slow()")
     conn.execute("ALTER TABLE comments ENABLE ALWAYS TRIGGER slow")
+    # A test run started in the background (`make test &`) ignores SIGINT, and so would the
+    # child, which then never sees a KeyboardInterrupt: give it the default back.
     proc = subprocess.Popen([sys.executable, "-m", "ops", "restore", "latest"], env=cli_env,
                             cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert proc.stdout is not None
     for line in proc.stdout:  # interrupt once the transaction is under way
         if line.startswith("✅ tenants"):
