@@ -104,10 +104,10 @@ def test_ctrl_c_mid_restore_says_so_and_changes_nothing(settings: Settings, cli_
     _, before = prepared
     # The load of comments then takes 3 s (an ALWAYS trigger fires in replica mode too), so
     # the interrupt lands inside the transaction however fast the rest of the restore is.
-    conn.execute("CREATE FUNCTION pg_temp_slow() RETURNS trigger LANGUAGE plpgsql AS "
+    conn.execute("CREATE FUNCTION slow_down() RETURNS trigger LANGUAGE plpgsql AS "
                  "$$ BEGIN PERFORM pg_sleep(3); RETURN NULL; END $$")
     conn.execute("CREATE TRIGGER slow BEFORE INSERT ON comments FOR EACH STATEMENT "
-                 "EXECUTE FUNCTION pg_temp_slow()")
+                 "EXECUTE FUNCTION slow_down()")
     conn.execute("ALTER TABLE comments ENABLE ALWAYS TRIGGER slow")
     # A test run started in the background (`make test &`) ignores SIGINT, and so would the
     # child, which then never sees a KeyboardInterrupt: give it the default back.

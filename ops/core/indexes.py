@@ -42,6 +42,10 @@ class Definition:
     text: str
 
 
+# Turns a foreign key that failed to validate into the error naming its first dangling row.
+Explain = Callable[[Definition], OpsError | None]
+
+
 @dataclass
 class SetAside:
     """What was dropped, in the order it is recreated: indexes, keys, foreign keys."""
@@ -145,9 +149,6 @@ def _drop_statement(definition: Definition) -> sql.Composed:
         return sql.SQL("DROP INDEX {}").format(sql.Identifier(APP_SCHEMA, definition.name))
     return sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(
         sql.Identifier(APP_SCHEMA, definition.table), sql.Identifier(definition.name))
-
-
-Explain = Callable[[Definition], OpsError | None]
 
 
 def rebuild(conn: psycopg.Connection, aside: SetAside, explain: Explain | None = None) -> None:
