@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
@@ -86,3 +87,54 @@ def is_superuser(conn: psycopg.Connection) -> bool:
 
 def server_version(conn: psycopg.Connection) -> str:
     return conn.execute("SHOW server_version").fetchone()[0]
+
+
+@dataclass(frozen=True)
+class DatabaseIdentity:
+    """Which database a connection reached, as the server says it: a URL's text cannot tell
+    (`localhost` and `127.0.0.1`, a DNS alias, a pooler in front all name the same one)."""
+
+    system_identifier: str | None  # the cluster's, from pg_control_system(); None if hidden
+    database_oid: int
+    database: str
+
+    def same_database(self, other: DatabaseIdentity) -> bool:
+        """Whether both name one database. Without a system identifier (a managed server that
+        hides it) only the name and oid are compared: two clusters rarely share both, and
+        where they might, callers err towards "same" (refusing) rather than "different"."""
+        if self.system_identifier and other.system_identifier \
+                and self.system_identifier != other.system_identifier:
+            return False
+        return self.database_oid == other.database_oid and self.database == other.database
+
+    def as_meta(self) -> dict:
+        return {"systemIdentifier": self.system_identifier, "databaseOid": self.database_oid,
+                "database": self.database}
+
+    @classmethod
+    def from_meta(cls, value: object) -> DatabaseIdentity | None:
+        """The identity a backup's meta recorded; None when absent or malformed."""
+        if not isinstance(value, dict):
+            return None
+        oid, name, system = value.get("databaseOid"), value.get("database"), \
+            value.get("systemIdentifier")
+        if not isinstance(oid, int) or not isinstance(name, str) \
+                or not isinstance(system, str | None):
+            return None
+        return cls(system, oid, name)
+
+
+def database_identity(conn: psycopg.Connection) -> DatabaseIdentity:
+    """The server's own identification of the connected database (cluster + oid + name)."""
+    name, oid = conn.execute(
+        "SELECT d.datname, d.oid::bigint FROM pg_database d "
+        "WHERE d.datname = current_database()").fetchone()
+    system: str | None = None
+    try:  # executable by anyone on stock PostgreSQL; a managed service may revoke it
+        with conn.transaction():
+            row = conn.execute(
+                "SELECT system_identifier::text FROM pg_control_system()").fetchone()
+            system = row[0] if row else None
+    except psycopg.Error:
+        system = None
+    return DatabaseIdentity(system, oid, name)
