@@ -53,11 +53,11 @@ def test_without_waiting_a_second_run_steps_aside_naming_the_holder(settings: Se
 
 
 def test_the_lock_is_per_database(settings: Settings, pg_server_url: str, template_db: str):
-    from conftest import _with_dbname, create_database, drop_database
+    from support.databases import create_database, drop_database, with_dbname
 
     other = create_database(pg_server_url, template_db)
     try:
-        elsewhere = settings.with_url(_with_dbname(pg_server_url, other))
+        elsewhere = settings.with_url(with_dbname(pg_server_url, other))
         with backup_lock(settings), backup_lock(elsewhere, wait=False):
             pass
     finally:
