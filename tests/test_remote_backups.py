@@ -30,7 +30,7 @@ from ops.backup.create import backup
 from ops.backup.encryption import AGE_MAGIC
 from ops.backup.files import latest_complete_backup, list_backups
 from ops.backup.prune import prune
-from ops.backup.storage.base import open_store
+from ops.backup.storage.factory import open_store
 from ops.backup.verify import describe_backups, verify_backup
 from ops.core.config import PROJECT_ROOT, Settings
 from ops.core.errors import OpsError

@@ -49,8 +49,7 @@ from ops.backup.format import (
 )
 from ops.backup.lock import backup_lock
 from ops.backup.parallel import PartStreams, stream_parts
-from ops.backup.storage.base import open_object
-from ops.backup.storage.local import LocalStore
+from ops.backup.storage.factory import open_object
 from ops.backup.writer import BackupWriter
 from ops.core.catalog import (
     Column,
@@ -64,7 +63,6 @@ from ops.core.catalog import (
 )
 from ops.core.config import Settings
 from ops.core.db import connect, connection, first_line, server_version
-from ops.core.defaults import DEFAULT_JOBS
 from ops.core.errors import OpsError, UsageError
 from ops.core.limits import summarize
 from ops.core.output import SILENT, Reporter, human_size, no_progress
@@ -144,8 +142,7 @@ def _backup(settings: Settings, *, output: str | Path | None, compression: str |
     moment = utc_now()
     ref, compression, default_name = backup_target(settings.backup_dir, output, moment,
                                                    compression, encrypted=bool(recipients))
-    jobs = jobs or settings.backup_jobs or (
-        DEFAULT_JOBS if isinstance(ref.store, LocalStore) else 1)
+    jobs = jobs or settings.backup_jobs or ref.store.default_jobs
     if jobs < 1:
         raise UsageError(f"--jobs must be at least 1, not {jobs}")
     with connection(settings) as conn:

@@ -19,8 +19,8 @@ from typing import BinaryIO
 
 from ops.backup.compression import READ_ERRORS, SUFFIXES, decompressing, detect, from_name
 from ops.backup.format import meta_in_tail
-from ops.backup.storage.base import IncompleteUpload, Store, open_object, open_store
-from ops.backup.storage.local import LocalStore
+from ops.backup.storage.factory import open_object, open_store
+from ops.backup.storage.interface import IncompleteUpload, Store
 from ops.core.errors import OpsError
 
 BACKUP_PREFIX = "backup-"
@@ -50,7 +50,7 @@ class BackupRef:
     @property
     def path(self) -> Path | None:
         """The file, for a backup in a local directory (None elsewhere)."""
-        return self.store.directory / self.name if isinstance(self.store, LocalStore) else None
+        return self.store.local_path(self.name)
 
     def open(self) -> BinaryIO:
         return self.store.open_reader(self.name)

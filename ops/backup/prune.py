@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 
 from ops.backup.files import BackupFile, Location, as_store, list_backups, looks_complete, utc_now
 from ops.backup.retention import NEWEST_GOOD, RetentionPolicy, plan_retention
-from ops.backup.storage.base import Store
+from ops.backup.storage.interface import Store
 from ops.backup.verdicts import forget_verdicts, newest_good_backup, read_verdicts
 from ops.core.errors import UsageError
 from ops.core.output import SILENT, Reporter, human_size, suggest

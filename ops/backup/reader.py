@@ -50,8 +50,8 @@ from ops.backup.format import (
     parse_header,
     parse_table_open,
 )
-from ops.backup.storage.base import Store, open_object
-from ops.backup.storage.local import LocalStore
+from ops.backup.storage.factory import open_object
+from ops.backup.storage.interface import Store
 from ops.core.errors import BadBackup, NotFound, OpsError
 from ops.core.limits import summarize
 from ops.core.output import suggest
@@ -97,9 +97,9 @@ def resolve_backup(backup_dir: Location, ref: str | Path | None) -> BackupRef:
         if given.is_file():
             return as_ref(given)
         raise not_found(store, text)
-    if isinstance(store, LocalStore):
-        candidate = store.directory / text
-        if not candidate.resolve().is_relative_to(store.directory.resolve()):
+    if store.local_directory is not None:
+        candidate = store.local_directory / text
+        if not candidate.resolve().is_relative_to(store.local_directory.resolve()):
             raise OpsError(f"refusing backup name {text!r}: it points outside BACKUP_DIR "
                            f"({store})", hint="Give a file name inside BACKUP_DIR, or a path.")
     if store.exists(text):

@@ -21,7 +21,7 @@ from datetime import datetime
 import orjson
 
 from ops.backup.files import BackupFile, BackupRef, Location, as_store, looks_complete, utc_now
-from ops.backup.storage.base import ObjectExistsError, Store
+from ops.backup.storage.interface import ObjectExistsError, Store
 
 VERIFIED = "verified"
 BAD = "bad"

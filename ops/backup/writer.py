@@ -26,8 +26,7 @@ from typing import Any
 from ops.backup.compression import FrameWriter, frame_writer
 from ops.backup.encryption import EncryptingWriter, encrypting_writer
 from ops.backup.files import BackupRef, private_temp_dir
-from ops.backup.storage.base import ObjectExistsError, Writer
-from ops.backup.storage.local import LocalStore
+from ops.backup.storage.interface import ObjectExistsError, Writer
 from ops.core.errors import OpsError
 
 _COPY_BUFFER = 1 << 20
@@ -128,10 +127,8 @@ class BackupWriter:
     def part(self, index: int) -> Path:
         """A private temp file for the parallel backup's part `index`: beside the backups in
         a local directory, in a private temp directory for a bucket."""
-        store = self.ref.store
-        if isinstance(store, LocalStore):
-            directory = store.directory
-        else:
+        directory = self.ref.store.local_directory
+        if directory is None:
             self._parts_dir = self._parts_dir or private_temp_dir()
             directory = self._parts_dir
         fd, name = tempfile.mkstemp(dir=directory, prefix=f".{self.ref.name}.",

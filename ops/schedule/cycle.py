@@ -23,7 +23,7 @@ from ops.backup.files import BackupRef, Location, list_backups, utc_now
 from ops.backup.lock import BackupRunning, backup_lock
 from ops.backup.prune import prune
 from ops.backup.retention import RetentionPolicy
-from ops.backup.storage.base import open_object
+from ops.backup.storage.factory import open_object
 from ops.backup.verdicts import BAD, DRILLED, VERIFIED, record_verdict
 from ops.backup.verify import verify_backup
 from ops.core.config import Settings

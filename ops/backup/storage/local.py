@@ -12,15 +12,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
-from ops.backup.storage.base import (
+from ops.backup.storage.interface import (
     PART_SIZE,
     IncompleteUpload,
     ObjectInfo,
     Store,
     Writer,
-    _check_name,
-    _exists_error,
+    check_name,
+    exists_error,
 )
+from ops.core.defaults import DEFAULT_JOBS
 from ops.core.errors import OpsError
 
 _PARTIAL_SUFFIX = ".partial"
@@ -33,12 +34,18 @@ PRIVATE_DIR = 0o700
 class LocalStore(Store):
     """A directory: files published by hard link from private temp files, 0700 directories."""
 
+    default_jobs = DEFAULT_JOBS  # part files are cheap next to the data
+
     def __init__(self, directory: Path) -> None:
         super().__init__(str(directory))
         self.directory = directory
+        self.local_directory = directory
 
     def _path(self, name: str) -> Path:
-        return self.directory / _check_name(name)
+        return self.directory / check_name(name)
+
+    def parent_and_name(self) -> tuple[Store, str]:
+        return LocalStore(self.directory.parent), check_name(self.directory.name)
 
     def list(self) -> list[ObjectInfo]:
         if not self.directory.is_dir():
@@ -132,8 +139,7 @@ def _ensure_private_dir(directory: Path) -> None:
 
 class _LocalWriter(Writer):
     """A unique 0600 temp file created exclusively beside the target (mkstemp), fsynced and
-    hard-linked to the target at commit. The same rules as ops/backup_writer.py, kept here so
-    storage depends on no other ops module."""
+    hard-linked to the target at commit."""
 
     def __init__(self, store: LocalStore, target: Path) -> None:
         super().__init__(store, target.name)
@@ -175,10 +181,10 @@ class _LocalWriter(Writer):
                     name = next(names, None)
                     if name is None:
                         raise
-                    self.name, self.target = name, self.target.with_name(_check_name(name))
+                    self.name, self.target = name, self.target.with_name(check_name(name))
         except FileExistsError:
             self.abort()
-            raise _exists_error(self.store, self.name) from None
+            raise exists_error(self.store, self.name) from None
         except OSError as exc:
             self.abort()
             raise OpsError(f"writing {self.store.describe(self.name)} failed: "
