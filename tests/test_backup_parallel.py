@@ -99,14 +99,14 @@ def test_parallel_streams_share_one_snapshot_under_concurrent_writers(settings: 
 def test_a_failing_stream_leaves_no_backup_and_no_part_files(settings: Settings, conn,
                                                              monkeypatch):
     fill(conn)
-    real = backup_module._stream_table
+    real = backup_module.stream_table
 
     def broken(c, table, write, advance, *args):
         if table.name == "clients":
             raise psycopg.OperationalError("server closed the connection unexpectedly")
         return real(c, table, write, advance, *args)
 
-    monkeypatch.setattr(backup_module, "_stream_table", broken)
+    monkeypatch.setattr(backup_module, "stream_table", broken)
     with pytest.raises(OpsError, match="lost the database connection"):
         backup(settings, jobs=2)
     assert list(settings.backup_dir.iterdir()) == []

@@ -232,7 +232,7 @@ PAUSE_MID_BACKUP = r"""
 import sys, time
 import ops.backup.create as create
 
-original = create._stream_table
+original = create.stream_table
 
 def paused(conn, table, write, advance, *args, **kwargs):
     done = original(conn, table, write, advance, *args, **kwargs)
@@ -241,7 +241,7 @@ def paused(conn, table, write, advance, *args, **kwargs):
         time.sleep(120)
     return done
 
-create._stream_table = paused
+create.stream_table = paused
 from ops.cli.main import main
 main(sys.argv[1:])
 """

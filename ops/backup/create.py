@@ -62,7 +62,14 @@ from ops.core.catalog import (
     unique_keys,
 )
 from ops.core.config import Settings
-from ops.core.db import connect, connection, first_line, server_version
+from ops.core.db import (
+    SNAPSHOT_SETTINGS,
+    connect,
+    connection,
+    first_line,
+    pin_settings,
+    server_version,
+)
 from ops.core.errors import OpsError, UsageError
 from ops.core.limits import summarize
 from ops.core.output import SILENT, Reporter, human_size, no_progress
@@ -73,18 +80,6 @@ PARALLEL_MIN_BYTES = 64 << 20  # below this, extra connections cost more than th
 BLOCK_BYTES = 1 << 20  # bigger blocks measured slower, smaller ones cost Python overhead
 PROGRESS_MIN_ROWS = 50_000
 
-# Everything row_to_json's text depends on (time zone, date and interval styles, bytea and
-# float output, money locale), pinned for this transaction only so every backup reads alike.
-SESSION_SETTINGS = {
-    "TimeZone": "UTC",
-    "DateStyle": "ISO, YMD",
-    "IntervalStyle": "iso_8601",
-    "bytea_output": "hex",
-    "extra_float_digits": "3",  # shortest text that reads back to the same float
-    "lc_monetary": "C",
-    "client_encoding": "UTF8",
-    "statement_timeout": "0",  # a big table must not hit a server-wide timeout
-}
 
 
 @dataclass
@@ -236,8 +231,7 @@ def _write(conn: psycopg.Connection, result: BackupResult, ref: BackupRef,
            lock_rows: bool, report: Reporter, jobs: int,
            open_connection: Callable[[], psycopg.Connection] | None,
            default_name: bool, anonymizer: Anonymizer | None) -> BackupResult:
-    for name, value in SESSION_SETTINGS.items():
-        conn.execute("SELECT set_config(%s, %s, true)", (name, value))
+    pin_settings(conn, SNAPSHOT_SETTINGS, local=True)
     discovered = discover_tables(conn)
     chosen = select_tables(discovered, only, exclude)
     sources = tenant_rows(discovered, result.tenant, lock=lock_rows) if result.tenant else {}
@@ -288,7 +282,7 @@ def _write(conn: psycopg.Connection, result: BackupResult, ref: BackupRef,
                     else:
                         estimate = stats[table.name].rows_estimate
                         with _progress(report, table.name, estimate) as advance:
-                            rows, digest = _stream_table(conn, table, out.write, advance,
+                            rows, digest = stream_table(conn, table, out.write, advance,
                                                          sources.get(table.name),
                                                          masks.get(table.name))
                     out.write(table_close_line(last=index == len(chosen) - 1))
@@ -332,8 +326,7 @@ def _start_streams(conn: psycopg.Connection, chosen: list[Table],
         return None
     snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
     return stream_parts(open_connection, snapshot, chosen, sizes, jobs, out.part, out.compression,
-                        SESSION_SETTINGS,
-                        lambda c, t, write: _stream_table(c, t, write, no_progress,
+                        lambda c, t, write: stream_table(c, t, write, no_progress,
                                                           sources.get(t.name),
                                                           masks.get(t.name)))
 
@@ -469,10 +462,10 @@ _FIELD_HEAD = struct.Struct(">hi")  # field count, first field's length
 _FIELD_SIZE = struct.Struct(">i")
 
 
-def _stream_table(conn: psycopg.Connection, table: Table, write: Callable[[bytes], None],
-                  advance: Callable[[int], None],
-                  source: sql.Composable | None = None,
-                  mask: TableMask | None = None) -> tuple[int, str]:
+def stream_table(conn: psycopg.Connection, table: Table, write: Callable[[bytes], None],
+                 advance: Callable[[int], None],
+                 source: sql.Composable | None = None,
+                 mask: TableMask | None = None) -> tuple[int, str]:
     """Copy one table's rows into the file, ~1 MB at a time; returns (rows, sha256 hex).
 
     With a `mask`, each row is anonymized here, between the COPY and the file."""
@@ -527,6 +520,25 @@ def _stream_table(conn: psycopg.Connection, table: Table, write: Callable[[bytes
     if rows:
         write(b"\n")
     return rows, digest.hexdigest()
+
+
+def table_digests(conn: psycopg.Connection, tables: list[str] | None = None
+                  ) -> dict[str, tuple[int, str]]:
+    """(rows, sha256) of each table (all, or those named), as a backup taken now in `conn`'s
+    snapshot would record them: the very code that writes backups serialises the rows, and
+    nothing is written anywhere (a second implementation could agree with itself and
+    disagree with the file)."""
+    snapshot = conn.transaction() if conn.autocommit else nullcontext()
+    with snapshot:
+        if conn.autocommit:
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        pin_settings(conn, SNAPSHOT_SETTINGS, local=True)
+        chosen = select_tables(discover_tables(conn), tables, None)
+        return {t.name: stream_table(conn, t, _discard, no_progress) for t in chosen}
+
+
+def _discard(data: bytes) -> None:
+    return None
 
 
 def _two_fields(data: memoryview | bytes, table: Table) -> tuple[memoryview | bytes, ...]:

@@ -26,17 +26,14 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-# The very code that serialised the backup serialises the restored tables again: a second
-# implementation could agree with itself and disagree with the file.
-from ops.backup.create import SESSION_SETTINGS, _stream_table
+from ops.backup.create import table_digests
 from ops.backup.encryption import identities_for
 from ops.backup.files import BackupRef, is_encrypted_name, read_meta, utc_now
 from ops.backup.reader import BackupReader, resolve_backup
-from ops.core.catalog import discover_tables
 from ops.core.config import Settings
 from ops.core.db import connect, first_line, target_description
 from ops.core.errors import OpsError, Refused
-from ops.core.output import SILENT, Reporter, no_progress
+from ops.core.output import SILENT, Reporter
 from ops.restore.apply import restore
 from ops.restore.reset import reset
 from ops.schema.migrate import push, schema_differences
@@ -120,26 +117,17 @@ def _compare_on_server(scratch: Settings, meta: dict | None, restored: dict[str,
     the rows restored); returns what was compared."""
     counts = (meta or {}).get("rowCounts") or restored
     sums = (meta or {}).get("sha256") or {}
-    with connect(scratch) as conn:
-        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-        conn.read_only = True
-        for name, value in SESSION_SETTINGS.items():
-            conn.execute("SELECT set_config(%s, %s, true)", (name, value))
-        for table in discover_tables(conn):
-            rows, digest = _stream_table(conn, table, _discard, no_progress)
-            expected = counts.get(table.name, 0)
-            if rows != expected:
-                raise OpsError(f"table {table.name} holds {rows} rows after the restore, the "
-                               f"backup has {expected}")
-            if table.name in sums and sums[table.name] != digest:
-                raise OpsError(f"table {table.name}: the restored rows do not serialise to "
-                               "the backup's sha256 (a value did not come back exactly)")
-        conn.rollback()
+    with connect(scratch, autocommit=True) as conn:
+        digests = table_digests(conn)
+    for name, (rows, digest) in digests.items():
+        expected = counts.get(name, 0)
+        if rows != expected:
+            raise OpsError(f"table {name} holds {rows} rows after the restore, the "
+                           f"backup has {expected}")
+        if name in sums and sums[name] != digest:
+            raise OpsError(f"table {name}: the restored rows do not serialise to "
+                           "the backup's sha256 (a value did not come back exactly)")
     return "row counts and sha256 match meta" if sums else "row counts match"
-
-
-def _discard(data: bytes | memoryview) -> None:
-    return None
 
 
 # ---------------------------------------------------------------- the scratch database
