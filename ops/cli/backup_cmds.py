@@ -7,25 +7,23 @@ from typing import Annotated
 
 import typer
 
-from ops.cli.anonymize_cmds import PolicyOption
 from ops.cli.app import (
     CompressionOption,
     CompressOption,
     IdentityOption,
     JsonOption,
-    app,
-    compression_choice,
-    reporter,
-    settings,
-)
-from ops.cli.schedule_cmds import (
     KeepDaily,
     KeepLast,
     KeepMonthly,
     KeepWeekly,
     MetricsFileOption,
+    PolicyOption,
     PushgatewayOption,
+    app,
+    compression_choice,
+    reporter,
     retention_policy,
+    settings,
 )
 from ops.core.defaults import DEFAULT_JOBS
 from ops.core.errors import NotFound, OpsError, UsageError
