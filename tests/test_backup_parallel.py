@@ -11,8 +11,8 @@ import pytest
 from support.backup import decompress
 
 from ops.backup import create as backup_module
+from ops.backup.archive import Archive
 from ops.backup.create import backup
-from ops.backup.files import leftover_partials
 from ops.core.config import Settings
 from ops.core.errors import OpsError
 from ops.restore.apply import restore
@@ -51,7 +51,7 @@ def test_parallel_backup_equals_the_single_stream_backup(settings: Settings, con
                    compression=compression, jobs=3)
     assert tables_section(one.path) == tables_section(three.path)
     assert one.sha256 == three.sha256 and one.tables == three.tables
-    assert leftover_partials(settings.backup_dir) == []
+    assert Archive.at(settings.backup_dir).incomplete_uploads() == []
     restore(settings, three.path, safety_backup=False)  # checksums verified on the way
 
 

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import psycopg
 
+from ops.backup.archive import Archive
 from ops.backup.create import table_digests
 from ops.backup.encryption import identities_for
-from ops.backup.reader import backup_meta, resolve_backup
+from ops.backup.reader import backup_meta
 from ops.core.catalog import current_revision
 from ops.core.config import Settings
 from ops.core.db import connection
@@ -37,11 +38,12 @@ class CompareResult:
 
 
 def compare_database(settings: Settings, source: str | Path | None = "latest", *,
-                     identity: str | Path | None = None,
+                     archive: Archive | None = None, identity: str | Path | None = None,
                      report: Reporter = SILENT) -> CompareResult:
     """Compare the database with the backup `source` (in any store; `identity` decrypts
     it); an OpsError names the first difference."""
-    path = resolve_backup(settings.backup_dir, None if source is None else str(source))
+    archive = archive or Archive.from_settings(settings)
+    path = archive.resolve(None if source is None else str(source))
     meta = backup_meta(path, identities_for(settings, identity))
     if not meta or not isinstance(meta.get("sha256"), dict) or not isinstance(
             meta.get("rowCounts"), dict):

@@ -24,15 +24,13 @@ from psycopg import sql
 from ops import __version__
 from ops.anonymize.mask import Anonymizer, TableMask, anonymize_key
 from ops.anonymize.policy import Policy
+from ops.backup.archive import Archive, kind_of
 from ops.backup.compression import from_name as compression_from_name
 from ops.backup.encryption import recipients_for
 from ops.backup.files import (
     BackupRef,
-    Location,
     Source,
     as_ref,
-    as_store,
-    backup_filename,
     iso_timestamp,
     next_backup_name,
     utc_now,
@@ -47,6 +45,7 @@ from ops.backup.format import (
     table_close_line,
     table_open_line,
 )
+from ops.backup.integrity import Integrity, write_sidecar
 from ops.backup.lock import backup_lock
 from ops.backup.parallel import PartStreams, stream_parts
 from ops.backup.storage.factory import open_object
@@ -84,6 +83,7 @@ PROGRESS_MIN_ROWS = 50_000
 
 @dataclass
 class BackupResult:
+    ref: BackupRef  # the backup written
     location: str  # where it was written: a path, or a bucket URL
     name: str  # its name there
     path: Path | None  # the file, when in a local directory
@@ -98,7 +98,8 @@ class BackupResult:
     tenant: Tenant | None = None  # a backup of this tenant's rows only
 
 
-def backup(settings: Settings, *, output: str | Path | None = None,
+def backup(settings: Settings, *, archive: Archive | None = None,
+           output: str | Path | None = None,
            compression: str | None = None,
            encrypt_to: str | None = None, tables: list[str] | None = None,
            exclude: list[str] | None = None, tenant: str | None = None,
@@ -106,12 +107,13 @@ def backup(settings: Settings, *, output: str | Path | None = None,
            report: Reporter = SILENT, lock: bool = True) -> BackupResult:
     """Back up the database of `settings` from one REPEATABLE READ, READ ONLY snapshot.
 
-    Into BACKUP_DIR (a directory or a bucket), or `output` (a file or directory path, or an
-    object URL), compressed with `compression` ("zstd", "gzip"; None: plain unless the
-    output's name ends in .zst or .gz). `encrypt_to` (default BACKUP_ENCRYPT_TO) lists age
-    recipients. With jobs > 1 a large database is read over that many connections sharing
-    the snapshot (default BACKUP_JOBS, else 2 into a directory and 1 into a bucket: several
-    streams spool tables to local temp files, which a bucket backup otherwise never needs).
+    Into the archive (BACKUP_DIR's, unless given: a directory or a bucket), or `output` (a
+    file or directory path, or an object URL), compressed with `compression` ("zstd",
+    "gzip"; None: plain unless the output's name ends in .zst or .gz). `encrypt_to` (default
+    BACKUP_ENCRYPT_TO) lists age recipients. With jobs > 1 a large database is read over
+    that many connections sharing the snapshot (default BACKUP_JOBS, else what the store
+    prefers: 2 into a directory, 1 into a bucket, where several streams need local spool
+    files a bucket backup otherwise never needs).
     `tenant` (a name or an id) backs up that tenant's rows only, of every table. With
     `anonymize`, every row goes through that policy's transformers on its way to the file
     (keyed by ANONYMIZE_SALT); a schema the policy does not fully classify writes nothing.
@@ -122,21 +124,23 @@ def backup(settings: Settings, *, output: str | Path | None = None,
     if tenant is not None and (tables or exclude):
         raise UsageError("--tenant backs up one tenant's rows of every table; it does not "
                          "combine with --tables or --exclude-tables")
+    archive = archive or Archive.from_settings(settings)
     with backup_lock(settings, report=report) if lock else nullcontext():
-        return _backup(settings, output=output, compression=compression, encrypt_to=encrypt_to,
-                       tables=tables, exclude=exclude, tenant=tenant, jobs=jobs,
-                       anonymize=anonymize, report=report)
+        return _backup(settings, archive, output=output, compression=compression,
+                       encrypt_to=encrypt_to, tables=tables, exclude=exclude, tenant=tenant,
+                       jobs=jobs, anonymize=anonymize, report=report)
 
 
-def _backup(settings: Settings, *, output: str | Path | None, compression: str | None,
+def _backup(settings: Settings, archive: Archive, *, output: str | Path | None,
+            compression: str | None,
             encrypt_to: str | None, tables: list[str] | None, exclude: list[str] | None,
             tenant: str | None, jobs: int | None, anonymize: Policy | None,
             report: Reporter) -> BackupResult:
     recipients = recipients_for(settings, encrypt_to)
     report.line("🔄 Starting database backup...")
     moment = utc_now()
-    ref, compression, default_name = backup_target(settings.backup_dir, output, moment,
-                                                   compression, encrypted=bool(recipients))
+    ref, compression, default_name = backup_target(archive, output, moment, compression,
+                                                   encrypted=bool(recipients))
     jobs = jobs or settings.backup_jobs or ref.store.default_jobs
     if jobs < 1:
         raise UsageError(f"--jobs must be at least 1, not {jobs}")
@@ -166,7 +170,7 @@ def _backup(settings: Settings, *, output: str | Path | None, compression: str |
     return result
 
 
-def backup_target(backup_dir: Location, output: str | Path | None, moment: datetime,
+def backup_target(archive: Archive, output: str | Path | None, moment: datetime,
                   compression: str | None, *, encrypted: bool = False
                   ) -> tuple[BackupRef, str | None, bool]:
     """(where to write, compression, default name?): BACKUP_DIR/backup-<ts>.json[.zst|.gz]
@@ -174,9 +178,9 @@ def backup_target(backup_dir: Location, output: str | Path | None, moment: datet
     or .gz picks that compression). A named backup is never overwritten."""
     if output is None or (not isinstance(output, str) or "://" not in output) \
             and Path(output).is_dir():
-        store = as_store(backup_dir if output is None else Path(output))
-        name = backup_filename(moment, compression=compression, encrypted=encrypted)
-        return BackupRef(store, name), compression, True
+        into = archive if output is None else Archive.at(Path(output))
+        return into.new_ref(moment, compression=compression, encrypted=encrypted), \
+            compression, True
     store, name = open_object(output)
     if name.endswith(".age") != encrypted:
         raise UsageError(
@@ -213,7 +217,7 @@ def write_backup(conn: psycopg.Connection, target: Source, *, compression: str |
     """
     moment = moment or utc_now()
     ref = as_ref(target)
-    result = BackupResult(location=str(ref), name=ref.name, path=ref.path,
+    result = BackupResult(ref=ref, location=str(ref), name=ref.name, path=ref.path,
                           compressed=compression is not None, compression=compression,
                           encrypted=bool(recipients), timestamp=iso_timestamp(moment),
                           tenant=tenant)
@@ -298,7 +302,12 @@ def _write(conn: psycopg.Connection, result: BackupResult, ref: BackupRef,
             out.new_member()  # meta alone in the last frame: read_meta finds it cheaply
             out.write(meta_line(meta))
             result.size_bytes = out.commit()
+            result.ref = out.ref
             result.location, result.name, result.path = str(out.ref), out.ref.name, out.ref.path
+        write_sidecar(out.ref, Integrity(
+            result.size_bytes, out.sha256, kind_of(out.ref.name, meta),
+            result.tenant.as_meta() if result.tenant else None, meta["alembicRevision"],
+            result.total_rows))
     except OSError as exc:
         raise OpsError(
             f"cannot write backup {result.location}: {exc.strerror or exc}",

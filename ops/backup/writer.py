@@ -26,6 +26,7 @@ from typing import Any
 from ops.backup.compression import FrameWriter, frame_writer
 from ops.backup.encryption import EncryptingWriter, encrypting_writer
 from ops.backup.files import BackupRef, private_temp_dir
+from ops.backup.integrity import HashingWriter
 from ops.backup.storage.interface import ObjectExistsError, Writer
 from ops.core.errors import OpsError
 
@@ -58,10 +59,11 @@ class BackupWriter:
         self.next_name = next_name
         self.compression = compression
         self._store_writer: Writer = ref.store.open_writer(ref.name)
+        self._hashing = HashingWriter(self._store_writer)  # for the sidecar (ops.backup.integrity)
         self._encrypting: EncryptingWriter | None = None
-        self._raw: Writer | EncryptingWriter = self._store_writer
+        self._raw: HashingWriter | EncryptingWriter = self._hashing
         if recipients:
-            self._encrypting = encrypting_writer(self._store_writer, recipients)
+            self._encrypting = encrypting_writer(self._hashing, recipients)
             self._raw = self._encrypting
         self._parts_dir: Path | None = None
         self._parts: list[Path] = []
@@ -158,6 +160,11 @@ class BackupWriter:
         self._remove_parts_dir()
         return size
 
+    @property
+    def sha256(self) -> str:
+        """The sha256 of the bytes written to the store (known once committed)."""
+        return self._hashing.digest.hexdigest()
+
     def _later_names(self) -> Iterator[str]:
         name = self.ref.name
         for _ in range(_NAME_ATTEMPTS if self.next_name else 0):
@@ -193,7 +200,7 @@ class BackupWriter:
             self.discard()
 
 
-def _append_file(out: Writer | EncryptingWriter, path: Path) -> None:
+def _append_file(out: HashingWriter | EncryptingWriter, path: Path) -> None:
     with path.open("rb") as part:
         shutil.copyfileobj(part, out, _COPY_BUFFER)  # type: ignore[arg-type]
     path.unlink()

@@ -90,6 +90,7 @@ def schedule(
     = LogFormat.text,
 ) -> None:
     """Back up on a schedule: backup → verify → retention → metrics → notify, every cycle."""
+    from ops.backup.archive import Archive
     from ops.backup.prune import parse_age
     from ops.schedule.cycle import CycleOptions
     from ops.schedule.metrics import BackupMetrics
@@ -131,7 +132,8 @@ def schedule(
     try:
         with stopper.on_sigterm():
             status = run_scheduler(cfg, options, metrics=metrics, notifier=notifier,
-                                   on_cycle=on_cycle, stopper=stopper, report=out)
+                                   on_cycle=on_cycle, stopper=stopper,
+                                   archive=Archive.from_settings(cfg), report=out)
     finally:
         if server is not None:
             server.stop()

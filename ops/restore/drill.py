@@ -26,10 +26,11 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
+from ops.backup.archive import Archive
 from ops.backup.create import table_digests
 from ops.backup.encryption import identities_for
 from ops.backup.files import BackupRef, is_encrypted_name, read_meta, utc_now
-from ops.backup.reader import BackupReader, resolve_backup
+from ops.backup.reader import BackupReader
 from ops.core.config import Settings
 from ops.core.db import connect, first_line, target_description
 from ops.core.errors import OpsError, Refused
@@ -56,19 +57,22 @@ class DrillResult:
     problem: str | None = None  # one line: the first thing that went wrong
 
 
-def restore_drill(settings: Settings, source: str | None = "latest", *,
-                  identity: str | None = None, report: Reporter = SILENT) -> DrillResult:
-    """Restore `source` (latest, a name in BACKUP_DIR, a path or an object URL) into a scratch
-    database, check it, and remove it; problems are reported in the result, never raised."""
+def restore_drill(settings: Settings, source: str | BackupRef | None = "latest", *,
+                  archive: Archive | None = None, identity: str | None = None,
+                  report: Reporter = SILENT) -> DrillResult:
+    """Restore `source` (latest: the newest full backup; a name in the archive, a path, an
+    object URL or a BackupRef) into a scratch database, check it, and remove it; problems
+    are reported in the result, never raised."""
     started = time.monotonic()
     result = DrillResult(ok=False, backup=str(source))
     try:
-        ref = resolve_backup(settings.backup_dir, source)
+        archive = archive or Archive.from_settings(settings)
+        ref = source if isinstance(source, BackupRef) else archive.resolve(source)
         result.backup = str(ref)
         identities = identities_for(settings, identity)
         with _scratch_database(settings, result, report) as scratch:
             report.line(f"🧪 Restore drill: {ref.name} into {result.scratch}")
-            _drill(scratch, ref, identity, identities, result, report)
+            _drill(scratch, archive, ref, identity, identities, result, report)
         result.ok = True
     except OpsError as exc:
         result.problem = exc.message
@@ -80,10 +84,12 @@ def restore_drill(settings: Settings, source: str | None = "latest", *,
     return result
 
 
-def _drill(scratch: Settings, ref: BackupRef, identity: str | None,
+def _drill(scratch: Settings, archive: Archive, ref: BackupRef, identity: str | None,
            identities: Sequence[Any], result: DrillResult, report: Reporter) -> None:
     push(scratch)
-    restored = restore(scratch, str(ref), identity=identity, safety_backup=False)
+    # an anonymized snapshot named by the operator is drilled as it is
+    restored = restore(scratch, ref, archive=archive, identity=identity, safety_backup=False,
+                       allow_anonymized=True)
     result.tables = dict(restored.tables)
     result.total_rows = restored.total_rows
     against = "row counts and sha256 against meta" if restored.checksums_verified \

@@ -195,7 +195,10 @@ class AzureStore(RemoteStore):
                 name = self._direct(blob.name)
                 if name is not None and blob.name not in committed:
                     moment = blob.creation_time or blob.last_modified
-                    found.append(IncompleteUpload(name, moment, blob.name))
+                    # ours when named like our objects; Azure's creation time is the record
+                    ours = name.startswith(("backup-", "pre-restore-"))
+                    found.append(IncompleteUpload(name, moment, blob.name,
+                                                  moment if ours else None))
         return sorted(found, key=lambda u: u.started)
 
     def abort_upload(self, upload: IncompleteUpload) -> None:

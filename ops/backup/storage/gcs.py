@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, BinaryIO
 
 from ops.backup.storage.interface import (
@@ -29,6 +29,15 @@ from ops.backup.storage.remote import (
 from ops.core.errors import OpsError
 
 _GCS_MAX_COMPOSE = 32  # sources per compose request
+_STARTED = "%Y%m%dT%H%M%SZ"
+
+
+def _recorded(upload: str) -> datetime | None:
+    """When this tool started the upload, from its directory's name (None: not ours)."""
+    try:
+        return datetime.strptime(upload.partition("-")[0], _STARTED).replace(tzinfo=UTC)
+    except ValueError:
+        return None
 
 # --- Google Cloud Storage ----------------------------------------------------------------------
 
@@ -169,7 +178,8 @@ class GCSStore(RemoteStore):
                 moment = blob.time_created
                 key = (name, upload)
                 started[key] = min(started.get(key, moment), moment)
-        return sorted((IncompleteUpload(name, moment, f"{self.parts_prefix}{name}/{upload}/")
+        return sorted((IncompleteUpload(name, moment, f"{self.parts_prefix}{name}/{upload}/",
+                                        _recorded(upload))
                        for (name, upload), moment in started.items()), key=lambda u: u.started)
 
     def abort_upload(self, upload: IncompleteUpload) -> None:
@@ -182,7 +192,9 @@ class _GCSWriter(PartWriter):
     def __init__(self, store: GCSStore, name: str, part_size: int) -> None:
         self.gcs = store
         self.target = store.key(name)
-        self.parts_dir = f"{store.parts_prefix}{name}/{uuid.uuid4().hex[:16]}/"
+        # the upload's directory says when this tool started it (its own record)
+        started = datetime.now(UTC).strftime(_STARTED)
+        self.parts_dir = f"{store.parts_prefix}{name}/{started}-{uuid.uuid4().hex[:16]}/"
         store.check_writable(name)
         super().__init__(store, name, part_size)
 

@@ -37,8 +37,11 @@ class ObjectInfo:
 class IncompleteUpload:
     """An upload that was started and never committed or aborted (its writer died)."""
     name: str
-    started: datetime
+    started: datetime  # by the server's clock (a file's mtime, S3's Initiated, ...)
     handle: str  # the backend's id: S3 upload id, GCS parts prefix, Azure blob, temp path
+    # When this tool started it, by its own record; None: not started by this tool (another
+    # program's upload under the same prefix), which is never aborted
+    recorded: datetime | None = None
 
 
 class ObjectExistsError(OpsError):
@@ -54,6 +57,9 @@ class Store(ABC):
         self.location = location
 
     def __str__(self) -> str:
+        return self.location
+
+    def as_json(self) -> str:
         return self.location
 
     def __repr__(self) -> str:
@@ -111,11 +117,16 @@ class Store(ABC):
     def abort_upload(self, upload: IncompleteUpload) -> None:
         """Discard one incomplete upload and everything it stored."""
 
-    def abort_incomplete(self, older_than: timedelta) -> list[IncompleteUpload]:
-        """Abort the incomplete uploads started at least `older_than` ago; returns them."""
-        cutoff = datetime.now(UTC) - older_than
-        stale = [u for u in self.incomplete_uploads() if u.started <= cutoff]
-        for upload in stale:
+    def abort_incomplete(self, older_than: timedelta, *, now: datetime | None = None,
+                         dry_run: bool = False) -> list[IncompleteUpload]:
+        """Abort the incomplete uploads this tool started at least `older_than` ago, by both
+        the server's clock and its own record (a server that dates uploads wrongly, as moto
+        does, must not get a running one aborted); returns them (`dry_run`: only returns
+        them)."""
+        cutoff = (now or datetime.now(UTC)) - older_than
+        stale = [u for u in self.incomplete_uploads()
+                 if u.recorded is not None and u.started <= cutoff and u.recorded <= cutoff]
+        for upload in [] if dry_run else stale:
             self.abort_upload(upload)
         return stale
 

@@ -25,7 +25,9 @@ from ops.core.defaults import DEFAULT_JOBS
 from ops.core.errors import OpsError
 
 _PARTIAL_SUFFIX = ".partial"
-_LOCAL_TEMP = re.compile(r"^\.(?P<name>.+)\.[A-Za-z0-9_]{8}(\.part\d+)?\.partial$")
+# Our temp files: `.NAME.XXXXXXXX.partial` (mkstemp's 8 characters), NAME one we write
+_LOCAL_TEMP = re.compile(r"^\.(?P<name>(?:backup-|pre-restore-)[^/]+)\.[A-Za-z0-9_]{8}"
+                         r"(\.part\d+)?\.partial$")
 PRIVATE_DIR = 0o700
 
 # --- Local directories -------------------------------------------------------------------------
@@ -91,11 +93,13 @@ class LocalStore(Store):
         found = []
         for path in self.directory.glob(".*" + _PARTIAL_SUFFIX):
             match = _LOCAL_TEMP.match(path.name)
+            if match is None:  # not of our naming: another program's, never touched
+                continue
             with contextlib.suppress(FileNotFoundError):  # finished meanwhile
-                # mtime, not creation: a temp file still being written is not stale
+                # mtime, not creation: a temp file still being written is not stale; the
+                # server's clock and ours are one here
                 moment = datetime.fromtimestamp(path.stat().st_mtime, UTC)
-                found.append(IncompleteUpload(match["name"] if match else path.name, moment,
-                                              str(path)))
+                found.append(IncompleteUpload(match["name"], moment, str(path), moment))
         return sorted(found, key=lambda u: u.started)
 
     def abort_upload(self, upload: IncompleteUpload) -> None:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 import os
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any, BinaryIO
 
 from ops.backup.storage.interface import (
@@ -25,6 +28,7 @@ from ops.backup.storage.remote import (
 from ops.core.errors import OpsError
 
 _S3_MIN_PART = 5 << 20
+_RECORDS = ".uploads/"  # under the prefix: this tool's record of each upload it started
 
 # --- S3 ----------------------------------------------------------------------------------------
 
@@ -139,17 +143,36 @@ class S3Store(RemoteStore):
         with self.translating("deleting", name):
             self.client.delete_object(Bucket=self.bucket, Key=self.key(name))
 
+    def record_key(self, upload_id: str) -> str:
+        """Where this tool records an upload it started (hidden: `list` never sees it)."""
+        return f"{self.prefix}{_RECORDS}{hashlib.sha256(upload_id.encode()).hexdigest()}"
+
+    def _records(self) -> dict[str, datetime]:
+        """Upload id -> when this tool started it, by its own clock."""
+        found: dict[str, datetime] = {}
+        pages = self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=f"{self.prefix}{_RECORDS}")
+        for page in pages:
+            for item in page.get("Contents", []):
+                body = self.client.get_object(Bucket=self.bucket, Key=item["Key"])["Body"]
+                with contextlib.suppress(ValueError, KeyError, TypeError):
+                    record = json.loads(body.read(4096))
+                    found[record["upload"]] = datetime.fromisoformat(record["started"])
+        return found
+
     def incomplete_uploads(self) -> list[IncompleteUpload]:
         found = []
         with self.translating("listing unfinished uploads in"):
+            records = self._records()
             pages = self.client.get_paginator("list_multipart_uploads").paginate(
                 Bucket=self.bucket, Prefix=self.prefix)
             for page in pages:
                 for upload in page.get("Uploads", []):
                     name = self._direct(upload["Key"])
                     if name is not None:
-                        found.append(IncompleteUpload(name, upload["Initiated"].astimezone(UTC),
-                                                      upload["UploadId"]))
+                        found.append(IncompleteUpload(
+                            name, upload["Initiated"].astimezone(UTC), upload["UploadId"],
+                            records.get(upload["UploadId"])))
         return sorted(found, key=lambda u: u.started)
 
     def abort_upload(self, upload: IncompleteUpload) -> None:
@@ -162,6 +185,7 @@ class S3Store(RemoteStore):
             except ClientError as exc:
                 if exc.response.get("Error", {}).get("Code") != "NoSuchUpload":
                     raise
+            self.client.delete_object(Bucket=self.bucket, Key=self.record_key(upload.handle))
 
 
 class _S3Writer(PartWriter):
@@ -178,6 +202,12 @@ class _S3Writer(PartWriter):
         with store.translating("starting the upload of", name):
             self.upload_id = store.client.create_multipart_upload(
                 Bucket=store.bucket, Key=self.key, **self._checksum)["UploadId"]
+            # Our own record of when we started it: `prune` aborts only uploads this tool
+            # started, and only when this clock too says they are old.
+            store.client.put_object(
+                Bucket=store.bucket, Key=store.record_key(self.upload_id),
+                Body=json.dumps({"upload": self.upload_id, "name": name,
+                                 "started": datetime.now(UTC).isoformat()}).encode())
         self._parts_done: dict[int, dict[str, Any]] = {}
         super().__init__(store, name, part_size)
 
@@ -208,9 +238,16 @@ class _S3Writer(PartWriter):
                 raise
             # A server without conditional writes: the check above is all there is.
             self.s3.client.complete_multipart_upload(**arguments)
+        self._forget()
+
+    def _forget(self) -> None:
+        with contextlib.suppress(Exception):  # a stray record only names a finished upload
+            self.s3.client.delete_object(Bucket=self.s3.bucket,
+                                         Key=self.s3.record_key(self.upload_id))
 
     def _discard(self) -> None:
         self.s3.client.abort_multipart_upload(Bucket=self.s3.bucket, Key=self.key,
                                               UploadId=self.upload_id)
+        self._forget()
 
 
