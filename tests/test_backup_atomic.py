@@ -15,7 +15,7 @@ import psycopg
 import pytest
 from support.backup import add_tenants_and_clients, load
 
-from ops.backup.archive import Archive
+from ops.backup.archive import KINDS, Archive
 from ops.backup.create import backup, write_backup
 from ops.backup.format import column_keys
 from ops.core.catalog import discover_tables
@@ -35,7 +35,7 @@ def make_big_table(conn: psycopg.Connection, rows: int) -> None:
 
 def assert_nothing_mistakable(backup_dir: Path) -> None:
     assert Archive.at(backup_dir).backups() == []
-    assert Archive.at(backup_dir).latest(include_safety=True) is None
+    assert Archive.at(backup_dir).latest(kinds=KINDS) is None
     assert not list(backup_dir.glob("backup-*"))
 
 

@@ -268,7 +268,7 @@ class Archive:
         if given in (None, "", "latest"):
             latest = self.latest()
             if latest is None:
-                raise NotFound(f"no complete full backup in {self} to restore",
+                raise NotFound(f"no complete backup in {self} to restore",
                                hint=f"Create one with {suggest('backup')}, or name a file: "
                                f"{suggest('restore FILE')}.")
             return latest.ref
