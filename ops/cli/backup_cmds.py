@@ -138,8 +138,10 @@ def backups(
         tenant = f", tenant {b.tenant}" if b.tenant else ""
         kind = f", {b.kind.upper()}" if b.kind not in (None, "full", "partial", "tenant") \
             else ""
+        sealed = " 🔒 encrypted" if b.encrypted and not b.status.startswith("encrypted") else ""
         out.line(f"{mark} {b.name:<{width}}  {human_size(b.size_bytes):>10}  {rows:>14}  "
-                 f"{b.status}{kind}{partial}{tenant}{' — ' + b.problem if b.problem else ''}")
+                 f"{b.status}{sealed}{kind}{partial}{tenant}"
+                 f"{' — ' + b.problem if b.problem else ''}")
     partials = archive.incomplete_uploads()
     if partials:
         out.line(f"ℹ️  {len(partials)} unfinished upload(s) ({partials[0].name}, ...): a "
@@ -190,7 +192,7 @@ def verify(
         return _restore_drill(file, identity, as_json)
     from ops.backup.archive import Archive
     from ops.backup.encryption import identities_for
-    from ops.backup.verify import verify_and_record
+    from ops.backup.verify import CHECKED_STORED, verify_and_record
 
     cfg = settings()
     archive = Archive.from_settings(cfg)
@@ -213,7 +215,11 @@ def verify(
     for name, rows in result.tables.items():
         out.line(f"✅ {name}: {rows} rows")
     out.line(f"✅ Backup verified: {result.checked}")
-    out.line(f"📊 Tables: {len(result.tables)}, rows: {result.total_rows}")
+    if result.checked == CHECKED_STORED:
+        out.line("💡 Its contents (rows, per-table checksums) are checked with the identity: "
+                 f"set BACKUP_IDENTITY_FILE or {suggest_flag('--identity FILE')}.")
+    else:
+        out.line(f"📊 Tables: {len(result.tables)}, rows: {result.total_rows}")
 
 
 def _restore_drill(file: str, identity: str | None, as_json: bool) -> None:
