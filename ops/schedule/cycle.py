@@ -11,6 +11,7 @@ woke for the same moment) and, if so, skips: one backup per tick, however many s
 from __future__ import annotations
 
 import time
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -114,6 +115,8 @@ def run_cycle(settings: Settings, options: CycleOptions, *, metrics: BackupMetri
         _failed(result, stage, f"database error: {first_line(exc)}", redact, report)
     except Exception as exc:  # a bug: the scheduler must outlive it all the same
         _failed(result, stage, f"internal error: {type(exc).__name__}: {exc}", redact, report)
+    with suppress(OpsError):  # a store that cannot be listed now is counted next time
+        metrics.count_bad(settings.backup_dir)  # a new bad one, or bad ones pruned
     return _finish(result, clock, metrics, notifier)
 
 
@@ -183,7 +186,7 @@ def _finish(result: CycleResult, clock: float, metrics: BackupMetrics,
             notifier: Notifier | None) -> CycleResult:
     result.finished = utc_now().isoformat()
     result.duration_seconds = round(time.monotonic() - clock, 3)
-    metrics.cycle(result.result)
+    metrics.cycle(result.result, result.stage)
     if result.result != SKIPPED:
         _notify(notifier, result.result, result)
     return result
