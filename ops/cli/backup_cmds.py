@@ -105,12 +105,17 @@ def backups(
     verify: Annotated[bool, typer.Option(
         "--verify", help="Fully verify each file (streams every file; slower).")] = False,
     identity: IdentityOption = None,
+    chart: Annotated[str | None, typer.Option(
+        "--chart", metavar="FILE", help="Instead of the list, write an SVG chart of the full "
+        "backups' size and duration over time to FILE.")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """List backups in BACKUP_DIR (a directory or a bucket), newest first, with size, rows
     and completeness; `backups check` tells whether the newest good one is recent."""
     if ctx.invoked_subcommand is not None:
         return
+    if chart is not None:
+        return _chart(chart, verify, as_json)
     from ops.backup.encryption import identities_for
     from ops.backup.files import leftover_partials
     from ops.backup.verify import describe_backups
@@ -140,6 +145,22 @@ def backups(
         out.line(f"ℹ️  {len(partials)} unfinished upload(s) ({partials[0].name}, ...): a "
                  "backup still running, or one that was killed; `prune` removes those over a "
                  "day old.")
+
+
+def _chart(path: str, verify: bool, as_json: bool) -> None:
+    from ops.backup.history import chart_backups
+
+    if verify:
+        raise UsageError("--chart and --verify do not mix",
+                         hint=f"Verify with {suggest('backups --verify')}, then chart.")
+    result = chart_backups(settings().backup_dir, path)
+    if as_json:
+        print_json(result)
+        return
+    left_out = f" ({result.left_out} left out: encrypted or without meta, their kind is " \
+        "unknown)" if result.left_out else ""
+    reporter().line(f"📈 Chart of {result.charted} full backup(s) in {result.location} "
+                    f"written to {result.chart}{left_out}")
 
 
 @backups_app.command("check")
