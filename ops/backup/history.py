@@ -61,13 +61,15 @@ def chart_backups(location: Location, path: str | os.PathLike[str]) -> ChartResu
         raise NotFound(f"no full backups in {store} to chart"
                        + (f" ({unknown} encrypted or without meta)" if unknown else ""),
                        hint=f"Take one with {suggest('backup')}.")
+    timed = [Point(b.taken, b.duration_seconds, b.name) for b in backups
+             if b.duration_seconds is not None]
     svg = time_chart(
         "Full backups: size and duration", [
             Panel("Size", [Point(b.taken, b.size_bytes, b.name) for b in backups],
-                  lambda v: human_size(int(v)), unit=_size_unit(max(b.size_bytes
-                                                                    for b in backups))),
-            Panel("Duration", [Point(b.taken, b.duration_seconds, b.name) for b in backups
-                               if b.duration_seconds is not None], _seconds)],
+                  lambda v: human_size(int(v)),
+                  unit=_size_unit(max(b.size_bytes for b in backups))),
+            Panel("Duration" if timed else "Duration (not recorded by these backups)",
+                  timed, _seconds)],
         subtitle=f"{len(backups)} full backups in {store}, "
                  f"{backups[0].taken:%Y-%m-%d %H:%M} to {backups[-1].taken:%Y-%m-%d %H:%M} UTC")
     _write_whole(Path(path), svg)

@@ -106,16 +106,15 @@ def time_chart(title: str, panels: list[Panel], *, subtitle: str = "") -> str:
     first, last = (min(moments), max(moments)) if moments else (0.0, 1.0)
     span = (last - first) or 1.0
 
-    def x_of(moment: datetime) -> float:
-        return left + (moment.timestamp() - first) / span * plot_width if last > first \
-            else left + plot_width / 2
+    def x_of(moment: float) -> float:  # one point alone sits in the middle
+        return left + ((moment - first) / span if last > first else 0.5) * plot_width
 
     for index, panel in enumerate(panels):
         y0 = top + index * (plot_height + panel_gap)
         _text(body, left - 80, y0 - 16, panel.title, weight="600")
-        peak = max((p.value for p in panel.points), default=0.0) / panel.unit
-        step = (_nice_step(peak / 4) if peak > 0 else 1.0) * panel.unit
-        ceiling = step * max(1, math.ceil(peak * panel.unit / step))
+        peak = max((p.value for p in panel.points), default=0.0)
+        step = (_nice_step(peak / panel.unit / 4) if peak > 0 else 1.0) * panel.unit
+        ceiling = step * max(1, math.ceil(peak / step))
 
         def y_of(value: float, y0: float = y0, ceiling: float = ceiling) -> float:
             return y0 + plot_height - value / ceiling * plot_height
@@ -130,11 +129,12 @@ def time_chart(title: str, panels: list[Panel], *, subtitle: str = "") -> str:
         if len(ordered) > 1:
             ET.SubElement(body, "polyline", {
                 "fill": "none", "stroke": COLOURS[index % len(COLOURS)], "stroke-width": "1.5",
-                "points": " ".join(f"{_num(x_of(p.at))},{_num(y_of(p.value))}"
+                "points": " ".join(f"{_num(x_of(p.at.timestamp()))},{_num(y_of(p.value))}"
                                    for p in ordered)})
         for point in ordered:
             mark = ET.SubElement(body, "circle", {
-                "class": "point", "cx": _num(x_of(point.at)), "cy": _num(y_of(point.value)),
+                "class": "point", "cx": _num(x_of(point.at.timestamp())),
+                "cy": _num(y_of(point.value)),
                 "r": "3.5", "fill": COLOURS[index % len(COLOURS)], "data-panel": panel.title,
                 "data-label": point.label, "data-time": point.at.isoformat(),
                 "data-value": repr(point.value)})
@@ -142,10 +142,8 @@ def time_chart(title: str, panels: list[Panel], *, subtitle: str = "") -> str:
                 f"{point.label}: {panel.format(point.value)} ({point.at:%Y-%m-%d %H:%M} UTC)"
         axis_y = y0 + plot_height
         for moment in _time_ticks(first, last):
-            x = left + (moment - first) / span * plot_width if last > first \
-                else left + plot_width / 2
             when = datetime.fromtimestamp(moment, tz=UTC)
-            _text(body, x, axis_y + 16, f"{when:%Y-%m-%d}" if last - first > 2 * 86400
+            _text(body, x_of(moment), axis_y + 16, f"{when:%Y-%m-%d}" if span > 2 * 86400
                   else f"{when:%m-%d %H:%M}", size=11, fill=MUTED, anchor="middle")
     return _serialise(svg)
 
