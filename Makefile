@@ -88,6 +88,11 @@ DATABASE_URL_SETTING := $(call setting,DATABASE_URL,)
 DATABASE_URL_SET := $(findstring =,$(DATABASE_URL_SETTING))$(findstring ://,$(DATABASE_URL_SETTING))
 API_PORT := $(call setting,API_PORT,8000)
 METRICS_PORT := $(call setting,METRICS_PORT,9187)
+PROMETHEUS_PORT := $(call setting,PROMETHEUS_PORT,9090)
+# The configuration the compose Prometheus mounts (monitoring-up checks that it is a file:
+# Docker would create a root-owned directory in place of a missing one).
+override PROMETHEUS_CONFIG := $(call absolute,$(call setting,PROMETHEUS_CONFIG,deploy/prometheus/prometheus.yml))
+export PROMETHEUS_CONFIG
 ADMINER_PORT := $(call setting,ADMINER_PORT,8080)
 
 # The ops image is rebuilt when anything that goes into it changes (one stamp per image name).
@@ -179,7 +184,7 @@ $(ENV_FILE):
 # --- Docker plumbing ---------------------------------------------------------------------------
 
 # Docker targets without an engine: one line pointing at RUN=local, not a daemon error.
-DOCKER_GOALS := $(filter build up down logs dev scheduler-up db-%,$(MAKECMDGOALS))
+DOCKER_GOALS := $(filter build up down logs dev scheduler-up monitoring-up db-%,$(MAKECMDGOALS))
 ifneq ($(and $(filter docker,$(RUN)),$(DOCKER_GOALS)),)
 ifeq ($(shell [ -n "$(COMPOSE)" ] && docker info >/dev/null 2>&1 && echo yes),)
 $(error ❌ No Docker engine answers$(if $(COMPOSE),, (no docker compose either)), so make $(DOCKER_GOALS) cannot run. 💡 Start Docker, or run without it: make $(MAKECMDGOALS) RUN=local)
@@ -231,7 +236,7 @@ up: $(CLI_DEPS) ## Start db and api in the background (RUN=local: the project-lo
 	$(call wait_healthy,api)
 	@echo "✅ API on http://127.0.0.1:$(API_PORT) (docs at /docs); database published on 127.0.0.1"
 down: docker-ready $(ENV_FILE) ## Stop the stack; ARGS=-v also drops its data (RUN=local: stop .localpg)
-	$(QUIET) $(DC) --profile studio --profile scheduled down $(ARGS)
+	$(QUIET) $(DC) --profile studio --profile scheduled --profile monitoring down $(ARGS)
 logs: docker-ready $(ENV_FILE) ## Follow the services' logs; ARGS=SERVICE for one (RUN=local: .localpg/server.log)
 	$(DC) logs -f --tail=100 $(ARGS)
 dev: $(CLI_DEPS) ## Run the API in the foreground on 127.0.0.1:API_PORT (RUN=local: tasklets-db serve)
@@ -247,6 +252,20 @@ db-shell: docker-ready $(ENV_FILE) ## psql in the db container (RUN=local: psql 
 	$(DC) up -d db
 	$(call wait_healthy,db)
 	$(DC) exec $(TTY) db sh -c 'exec psql -U "$$POSTGRES_USER" -d "$$POSTGRES_DB"'
+endif
+
+# --- Monitoring: Prometheus with the alert rules of deploy/prometheus -------------------------
+
+.PHONY: monitoring-up
+ifeq ($(RUN),local)
+monitoring-up:
+	@echo "❌ monitoring-up runs Prometheus in Docker. 💡 Point your own Prometheus at the scheduler's --metrics-port, with the rules of deploy/prometheus/alerts.yml" >&2; exit 1
+else
+monitoring-up: docker-ready $(ENV_FILE) ## Start Prometheus (profile monitoring) on 127.0.0.1:PROMETHEUS_PORT: scrapes the scheduler, evaluates deploy/prometheus/alerts.yml
+	@[ -f "$(PROMETHEUS_CONFIG)" ] || { echo "❌ PROMETHEUS_CONFIG $(PROMETHEUS_CONFIG) is not a file. 💡 Leave it empty for deploy/prometheus/prometheus.yml, or name your Prometheus configuration" >&2; exit 1; }
+	$(DC) --profile monitoring up -d prometheus
+	$(call wait_healthy,prometheus,--profile monitoring)
+	@echo "✅ Prometheus on http://127.0.0.1:$(PROMETHEUS_PORT) (alerts at /alerts); it scrapes the scheduler: make scheduler-up"
 endif
 
 # --- Database lifecycle (tasklets-db) ----------------------------------------------------------

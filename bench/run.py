@@ -2,7 +2,7 @@
 
 Every comparison alternates A/B for --runs rounds and reports medians, ratios to the pg tool,
 peak RSS (our process and its whole tree), rows/s and file sizes; results also go to
-bench/results/<timestamp>.json.
+bench/results/<timestamp>.json, with SVG charts beside it (bench/charts.py).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
+from bench.charts import write_charts
 from bench.measure import Measurement, run_measured
 from ops.dev.cluster import find_bin_dir, start_throwaway
 
@@ -486,3 +487,4 @@ def main(argv: list[str] | None = None) -> None:
     out = args.results_dir / f"{results['timestamp'].replace(':', '-')}.json"
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"📁 Results: {out}")
+    print(f"📈 Charts: {', '.join(str(chart) for chart in write_charts(results, out))}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from ops.core.config import PROJECT_ROOT
@@ -32,15 +33,18 @@ PG_TOOLS = {
 
 def test_bench_runs_every_comparison_and_writes_the_results_file(tmp_path: Path, cli_env):
     env = {k: v for k, v in cli_env.items() if k != "BENCH_DATABASE_URL"}
+    earlier = tmp_path / "2026-12-01T10-52-00+00-00.json"  # a previous run at another scale
+    earlier.write_text(json.dumps(EARLIER_RUN))
     done = subprocess.run(
         [sys.executable, "-m", "bench", "--scale", "0.03", "--runs", "1", "--small-scale", "0.03",
          "--large-scale", "0.06", "--beads-issues", "20", "--results-dir", str(tmp_path)],
         cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
 
-    [results_file] = tmp_path.glob("*.json")
+    [results_file] = set(tmp_path.glob("*.json")) - {earlier}
     results = json.loads(results_file.read_text())
     assert f"📁 Results: {results_file}" in done.stdout
+    assert_charts(results_file, results, done.stdout)
     cases = {case["case"]: case for case in results["cases"]}
     for name, tools in PG_TOOLS.items():
         case = cases[name]
@@ -69,3 +73,43 @@ def test_bench_runs_every_comparison_and_writes_the_results_file(tmp_path: Path,
     flat = results["rss_flatness"]
     assert flat["large"]["rows"] > flat["small"]["rows"] > 0
     assert flat["backup_peak_rss_mb_large_over_small"] > 0
+
+
+SVG = "{http://www.w3.org/2000/svg}"
+EARLIER_RUN = {
+    "timestamp": "2026-12-01T10:52:00+00:00", "runs": 3,
+    "dataset": {"scale": 70, "rows": 2032668},
+    "cases": [{"case": "backup", "ours": {"label": "tasklets-db backup", "median_s": 8.01},
+               "theirs": [{"label": "pg_dump --data-only -Fp", "median_s": 2.93,
+                           "ratio": 2.73}], "ratio": 2.73}],
+}
+
+
+def bars(svg: Path) -> list[dict[str, str]]:
+    """Every bar of a chart (valid XML, or this raises), with its figures."""
+    return [bar.attrib for bar in ET.parse(svg).getroot().iter(f"{SVG}rect")
+            if bar.get("class") == "bar"]
+
+
+def assert_charts(results_file: Path, results: dict, output: str) -> None:
+    """This run's chart has ours and every PostgreSQL tool's median per case; the ratios
+    chart has each case's ratio at this run's scale and at the earlier run's."""
+    run_chart, ratios = results_file.with_suffix(".svg"), results_file.parent / "ratios.svg"
+    assert f"📈 Charts: {run_chart}, {ratios}" in output
+    drawn = {(b["data-group"], b["data-label"]): float(b["data-value"]) for b in bars(run_chart)}
+    tools = {"pg_dump", "pg_restore", "psql"}
+    against_pg = [c for c in results["cases"]
+                  if c["theirs"] and c["theirs"][0]["label"].split()[0] in tools]
+    assert {"backup", "restore", "reset"} <= {c["case"] for c in against_pg}
+    assert len(drawn) == sum(1 + len(c["theirs"]) for c in against_pg)
+    for case in against_pg:
+        for side in (case["ours"], *case["theirs"]):
+            assert drawn[case["case"], side["label"]] == side["median_s"]
+    assert not any(group.startswith("restore --tenant") for group, _ in drawn)
+
+    scale = results["dataset"]["scale"]
+    by_scale = {(b["data-group"].split(", against ")[0], b["data-label"].split(" (")[0]):
+                float(b["data-value"]) for b in bars(ratios)}
+    for case in against_pg:
+        assert by_scale[case["case"], f"scale {scale}"] == case["ratio"]
+    assert by_scale["backup", "scale 70"] == 2.73

@@ -470,3 +470,20 @@ def test_db_fresh_from_refuses_a_backup_that_is_not_anonymized(local_env, conn, 
     assert "`ARGS=--allow-real-data`" in result.stderr  # the hint names the make variable
     assert "make db-backup ARGS=--anonymize RUN=local" in result.stderr
     assert conn.execute("SELECT count(*) FROM tenants").fetchone()[0] == 1
+
+
+@pytest.mark.security
+def test_monitoring_up_refuses_a_prometheus_config_that_is_not_a_file_and_run_local(
+        tmp_path: Path):
+    missing = tmp_path / "no-such-prometheus.yml"
+
+    result = make("monitoring-up", env={**stand_in_docker(tmp_path),
+                                        "PROMETHEUS_CONFIG": str(missing)})
+    local = make("monitoring-up", "RUN=local")
+
+    assert result.returncode != 0
+    assert result.stderr.splitlines()[0].startswith(
+        f"❌ PROMETHEUS_CONFIG {missing} is not a file")
+    assert not missing.exists()  # Docker never got to create a directory there
+    assert local.returncode != 0 and "monitoring-up runs Prometheus in Docker" in local.stderr
+    assert "monitoring-up" in make("help").stdout

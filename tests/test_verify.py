@@ -12,7 +12,13 @@ from support.backup import add_tenants_and_clients, decompress
 
 from ops.backup.archive import Archive
 from ops.backup.create import backup
-from ops.backup.verify import CHECKED_FULL, CHECKED_STRUCTURE, describe_backups, verify_backup
+from ops.backup.verify import (
+    CHECKED_AND_STORED,
+    CHECKED_FULL,
+    CHECKED_STRUCTURE,
+    describe_backups,
+    verify_backup,
+)
 from ops.core.config import Settings
 
 
@@ -33,7 +39,8 @@ def flip_byte_in(path: Path, marker: bytes) -> None:
 def test_verify_accepts_a_good_backup_plain_and_compressed(
         good: Path, settings: Settings) -> None:
     result = verify_backup(good)
-    assert result.ok and result.problem is None and result.checked == CHECKED_FULL
+    assert result.ok and result.problem is None
+    assert result.checked == CHECKED_FULL + CHECKED_AND_STORED
     assert result.tables["clients"] == 4 and result.total_rows == 6
     packed = backup(settings, compression="zstd").path
     assert verify_backup(packed).ok and verify_backup(packed).compressed

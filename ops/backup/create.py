@@ -222,7 +222,7 @@ def write_backup(conn: psycopg.Connection, target: Source, *, compression: str |
                           encrypted=bool(recipients), timestamp=iso_timestamp(moment),
                           tenant=tenant)
     args = (result, ref, recipients, tables, exclude, lock_rows, report, jobs,
-            open_connection, default_name, anonymizer)
+            open_connection, default_name, anonymizer, moment)
     if conn.autocommit:  # one snapshot per statement would not be consistent: open one
         with conn.transaction():
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
@@ -234,7 +234,7 @@ def _write(conn: psycopg.Connection, result: BackupResult, ref: BackupRef,
            recipients: Sequence[Any], only: list[str] | None, exclude: list[str] | None,
            lock_rows: bool, report: Reporter, jobs: int,
            open_connection: Callable[[], psycopg.Connection] | None,
-           default_name: bool, anonymizer: Anonymizer | None) -> BackupResult:
+           default_name: bool, anonymizer: Anonymizer | None, moment: datetime) -> BackupResult:
     pin_settings(conn, SNAPSHOT_SETTINGS, local=True)
     discovered = discover_tables(conn)
     chosen = select_tables(discovered, only, exclude)
@@ -299,6 +299,7 @@ def _write(conn: psycopg.Connection, result: BackupResult, ref: BackupRef,
                     parts.close()
             out.write(TABLES_END)
             meta["totalRows"] = result.total_rows
+            meta["durationSeconds"] = round((utc_now() - moment).total_seconds(), 3)
             out.new_member()  # meta alone in the last frame: read_meta finds it cheaply
             out.write(meta_line(meta))
             result.size_bytes = out.commit()

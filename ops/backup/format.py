@@ -38,7 +38,8 @@ rows keyed by camelCase field names) and laid out so a reader can stream it line
   columns {table: [column, ...]}, rowCounts {table: n}, sha256 {table: hex}, totalRows,
   partial (null, or {"tables": [...], "excludeTables": [...]} as given), compressed,
   jsonText {table: [key, ...]}, tenant (null, or {"id": n, "name": "..."} for a backup of
-  that tenant's rows only: every table, only the rows `ops.core.tenancy` places in it); an
+  that tenant's rows only: every table, only the rows `ops.core.tenancy` places in it),
+  durationSeconds (from the backup's start, the moment in its name, to its meta); an
   anonymized backup (`backup --anonymize`) adds anonymized: true and anonymizePolicySha256,
   and its rows carry the replaced fields last (key order is not part of the contract:
   readers look fields up by name).

@@ -53,6 +53,11 @@ def check_freshness(archive: Archive, max_age: str = DEFAULT_MAX_AGE, *,
     return check
 
 
+def allowed_age(setting: str) -> timedelta:
+    """BACKUP_MAX_AGE (`setting`) as a duration; empty means DEFAULT_MAX_AGE."""
+    return parse_age(setting or DEFAULT_MAX_AGE)
+
+
 def format_age(age: timedelta) -> str:
     """The two largest units: 45s, 12m30s, 3h12m, 2d4h."""
     seconds = max(0, int(age.total_seconds()))

@@ -19,6 +19,7 @@ completeness is unknown (a plain one still has its meta line to show it is whole
 from __future__ import annotations
 
 import hashlib
+import io
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,15 +106,45 @@ def _text(value: object) -> str | None:
 def stored_problem(ref: BackupRef, integrity: Integrity) -> str | None:
     """Read the stored object through and compare its length and sha256 with the sidecar's:
     None when they match, else what differs. Needs no identity."""
-    digest = hashlib.sha256()
-    size = 0
     with ref.open() as fh:
-        while block := fh.read(_READ):
-            digest.update(block)
-            size += len(block)
-    if size != integrity.size:
-        return (f"the stored object is {size} bytes, {integrity.size} when it was written "
-                "(truncated or appended to)")
-    if digest.hexdigest() != integrity.sha256:
-        return "the stored bytes differ from what was written (sha256 mismatch: corrupted)"
-    return None
+        tap = StoredBytesTap(fh)
+        return tap.problem(integrity)
+
+
+class StoredBytesTap(io.RawIOBase):
+    """A raw stream over the stored object that hashes every byte read through it, so that a
+    reader decrypting and decompressing on top checks the stored bytes in the same pass."""
+
+    def __init__(self, raw: io.BufferedIOBase | Any) -> None:
+        self._raw = raw
+        self._digest = hashlib.sha256()
+        self._size = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._raw.read(len(buffer))
+        count = len(data)
+        buffer[:count] = data
+        self._digest.update(data)
+        self._size += count
+        return count
+
+    def close(self) -> None:
+        if not self.closed:
+            self._raw.close()
+        super().close()
+
+    def problem(self, integrity: Integrity) -> str | None:
+        """Read what is left and compare the whole stored object with the sidecar: None
+        when it matches, else what differs."""
+        while block := self._raw.read(_READ):
+            self._digest.update(block)
+            self._size += len(block)
+        if self._size != integrity.size:
+            return (f"the stored object is {self._size} bytes, {integrity.size} when it was "
+                    "written (truncated or appended to)")
+        if self._digest.hexdigest() != integrity.sha256:
+            return "the stored bytes differ from what was written (sha256 mismatch: corrupted)"
+        return None

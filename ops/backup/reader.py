@@ -39,6 +39,7 @@ from ops.backup.format import (
     parse_header,
     parse_table_open,
 )
+from ops.backup.integrity import Integrity, StoredBytesTap
 from ops.core.errors import BadBackup, OpsError
 from ops.core.output import suggest
 
@@ -104,6 +105,8 @@ class BackupReader:
     source: Source
     decode_rows: bool = True  # False: only walk the structure (line layout: no parsing)
     identities: Sequence[Any] = ()
+    integrity: Integrity | None = None  # its sidecar: the stored bytes are hashed as read
+    stored: StoredBytesTap | None = None
     layout: str = ""
     compressed: bool = False
     compression: str | None = None  # "zstd" or "gzip"
@@ -133,7 +136,11 @@ class BackupReader:
     def _open(self) -> None:
         self.ref = as_ref(self.source)
         try:
-            stream = self._stacked(self.ref.open())
+            raw = self.ref.open()
+            if self.integrity is not None:
+                self.stored = StoredBytesTap(raw)
+                raw = self.stored  # type: ignore[assignment]  # a raw stream: _stacked buffers it
+            stream = self._stacked(raw)
             if is_encrypted(stream.peek(len(AGE_MAGIC))):
                 if not self.identities:
                     raise OpsError(f"{self.ref.name} is encrypted and no identity was given; "

@@ -26,6 +26,7 @@ from ops.core.output import suggest
 CHECKED_FULL = "structure, row counts and sha256 against meta"
 CHECKED_COUNTS = "structure and row counts against meta"
 CHECKED_STRUCTURE = "structure only (no meta: not written by tasklets-db)"
+CHECKED_AND_STORED = "; stored bytes against its sidecar"
 CHECKED_STORED = "stored bytes: length and sha256 against its sidecar (no identity to decrypt)"
 
 
@@ -50,8 +51,8 @@ def verify_backup(source: Source, identities: Sequence[Any] = ()) -> VerifyResul
     checked, the one error raised."""
     result = VerifyResult(location=str(source), ok=False)
     ref = as_ref(source)
+    integrity = read_sidecar(ref)
     if is_encrypted_name(ref.name) and not identities:
-        integrity = read_sidecar(ref)
         if integrity is None:
             raise OpsError(f"{ref.name} is encrypted, no identity was given and it has no "
                            "sidecar to check its stored bytes against",
@@ -64,7 +65,7 @@ def verify_backup(source: Source, identities: Sequence[Any] = ()) -> VerifyResul
         result.ok = result.problem is None
         return result
     try:
-        with BackupReader(source, identities=identities) as reader:
+        with BackupReader(source, identities=identities, integrity=integrity) as reader:
             result.compressed = reader.compressed
             result.encrypted = reader.encrypted
             result.timestamp = reader.timestamp
@@ -86,6 +87,12 @@ def verify_backup(source: Source, identities: Sequence[Any] = ()) -> VerifyResul
                 result.checked = CHECKED_FULL if reader.layout == LINES else CHECKED_COUNTS
             else:
                 result.checked = CHECKED_STRUCTURE
+            if reader.stored is not None and integrity is not None:
+                # what the rows' checksums do not cover (the meta line, the framing)
+                result.problem = reader.stored.problem(integrity)
+                if result.problem is not None:
+                    return result
+                result.checked += CHECKED_AND_STORED
     except BadBackup as exc:
         result.problem = exc.detail
         return result

@@ -105,6 +105,9 @@ def backups(
     verify: Annotated[bool, typer.Option(
         "--verify", help="Fully verify each file (streams every file; slower).")] = False,
     identity: IdentityOption = None,
+    chart: Annotated[str | None, typer.Option(
+        "--chart", metavar="FILE", help="Instead of the list, write an SVG chart of the full "
+        "backups' size and duration over time to FILE.")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """List backups in BACKUP_DIR (a directory or a bucket), newest first, with size, rows,
@@ -112,6 +115,8 @@ def backups(
     recent. With --verify, a bad backup gets its .bad verdict and the exit status is 1."""
     if ctx.invoked_subcommand is not None:
         return
+    if chart is not None:
+        return _chart(chart, verify, as_json)
     from ops.backup.archive import Archive
     from ops.backup.encryption import identities_for
     from ops.backup.verify import bad_backup_error, describe_backups
@@ -149,6 +154,23 @@ def backups(
                  "day old.")
     if failed:
         raise failed
+
+
+def _chart(path: str, verify: bool, as_json: bool) -> None:
+    from ops.backup.archive import Archive
+    from ops.backup.history import chart_backups
+
+    if verify:
+        raise UsageError("--chart and --verify do not mix",
+                         hint=f"Verify with {suggest('backups --verify')}, then chart.")
+    result = chart_backups(Archive.from_settings(settings()), path)
+    if as_json:
+        print_json(result)
+        return
+    left_out = f" ({result.left_out} left out: their kind or completeness is unknown)" \
+        if result.left_out else ""
+    reporter().line(f"📈 Chart of {result.charted} full backup(s) in {result.location} "
+                    f"written to {result.chart}{left_out}")
 
 
 @backups_app.command("check")

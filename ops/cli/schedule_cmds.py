@@ -91,6 +91,7 @@ def schedule(
 ) -> None:
     """Back up on a schedule: backup → verify → retention → metrics → notify, every cycle."""
     from ops.backup.archive import Archive
+    from ops.backup.freshness import allowed_age
     from ops.backup.prune import parse_age
     from ops.schedule.cycle import CycleOptions
     from ops.schedule.metrics import BackupMetrics
@@ -111,7 +112,7 @@ def schedule(
     notifier = Notifier(url, Redactor(cfg, url)) if url else None
     as_json = log_format is LogFormat.json
     out = reporter(as_json)
-    metrics = BackupMetrics()
+    metrics = BackupMetrics(allowed_age(cfg.backup_max_age))
     server = metrics.serve(metrics_host, metrics_port) if metrics_port is not None else None
 
     def on_cycle(result: CycleResult) -> None:

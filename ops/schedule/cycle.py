@@ -11,6 +11,7 @@ woke for the same moment) and, if so, skips: one backup per tick, however many s
 from __future__ import annotations
 
 import time
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -119,6 +120,9 @@ def run_cycle(settings: Settings, options: CycleOptions, *, metrics: BackupMetri
         _failed(result, stage, f"database error: {first_line(exc)}", redact, report)
     except Exception as exc:  # a bug: the scheduler must outlive it all the same
         _failed(result, stage, f"internal error: {type(exc).__name__}: {exc}", redact, report)
+    if archive is not None:
+        with suppress(OpsError):  # a store that cannot be listed now is counted next time
+            metrics.count_bad(archive)  # a new bad one, or bad ones pruned
     return _finish(result, clock, metrics, notifier)
 
 
@@ -188,7 +192,7 @@ def _finish(result: CycleResult, clock: float, metrics: BackupMetrics,
             notifier: Notifier | None) -> CycleResult:
     result.finished = utc_now().isoformat()
     result.duration_seconds = round(time.monotonic() - clock, 3)
-    metrics.cycle(result.result)
+    metrics.cycle(result.result, result.stage)
     if result.result != SKIPPED:
         _notify(notifier, result.result, result)
     return result

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from wsgiref.simple_server import WSGIServer
 
@@ -28,9 +28,10 @@ from prometheus_client import (
     write_to_textfile,
 )
 
-from ops.backup.archive import Archive
+from ops.backup.archive import Archive, Listing
 from ops.backup.create import BackupResult
 from ops.backup.files import parse_backup_name, utc_now
+from ops.backup.freshness import allowed_age
 from ops.backup.verdicts import DRILLED
 from ops.core.config import Settings
 from ops.core.db import target_description
@@ -54,9 +55,14 @@ class MetricsServer:
 
 
 class BackupMetrics:
-    def __init__(self) -> None:
+    """The metrics of one scheduler or one-shot run. `max_age` is how old the newest good
+    backup may be (BACKUP_MAX_AGE): exported, so that one alert rule serves every setting."""
+
+    def __init__(self, max_age: timedelta | None = None) -> None:
         self.registry = CollectorRegistry()
         gauge = self._gauge
+        gauge("tasklets_backup_max_age_seconds", "How old the newest good backup may be "
+              "(BACKUP_MAX_AGE)").set((max_age or allowed_age("")).total_seconds())
         self.last_success = gauge("tasklets_backup_last_success_timestamp_seconds",
                                   "When the newest good backup was taken (Unix time)")
         self.last_duration = gauge("tasklets_backup_last_duration_seconds",
@@ -67,6 +73,16 @@ class BackupMetrics:
         self.drill_last_success = gauge(
             "tasklets_restore_drill_last_success_timestamp_seconds",
             "When a restore drill last passed (Unix time)")
+        # When things last went wrong, for alerts that compare them with the last success:
+        # a failure newer than the success is the current state (0: none since start).
+        self.last_failure = gauge(
+            "tasklets_backup_last_failure_timestamp_seconds",
+            "When a backup cycle last failed, other than at its restore drill (Unix time)")
+        self.drill_last_failure = gauge(
+            "tasklets_restore_drill_last_failure_timestamp_seconds",
+            "When a restore drill last failed (Unix time)")
+        self.bad = gauge("tasklets_backup_bad_backups",
+                         "Backups in the store that failed verification")
         self.runs = Counter("tasklets_backup_runs", "Backup cycles by result",
                             ["result"], registry=self.registry)
         self.failures = Counter("tasklets_backup_failures", "Backup cycles that failed",
@@ -85,6 +101,7 @@ class BackupMetrics:
         """Start from what the archive holds: its newest good full backup (one listing, and a
         meta or sidecar read per backup until it is found)."""
         listing = archive.listing()
+        self._count_bad(listing)
         newest = archive.newest_good(listing)
         if newest is not None:
             self.last_success.set(newest.timestamp.timestamp())
@@ -103,15 +120,24 @@ class BackupMetrics:
         self.last_size.set(made.size_bytes)
         self.last_rows.set(made.total_rows)
 
-    def cycle(self, result: str) -> None:
+    def cycle(self, result: str, stage: str | None = None) -> None:
         self.runs.labels(result=result).inc()
         if result == "failure":
             self.failures.inc()
+            if stage != "drill":  # a failed drill has a metric (and an alert) of its own
+                self.last_failure.set(utc_now().timestamp())
+
+    def count_bad(self, archive: Archive) -> None:
+        """Count again the backups that failed verification (after a cycle verified one,
+        or retention deleted some)."""
+        self._count_bad(archive.listing())
+
+    def _count_bad(self, listing: Listing) -> None:
+        self.bad.set(sum(listing.verdicts.is_bad(b.name) for b in listing.backups))
 
     def drill(self, ok: bool, finished: datetime) -> None:
         self.drills.labels(result="success" if ok else "failure").inc()
-        if ok:
-            self.drill_last_success.set(finished.timestamp())
+        (self.drill_last_success if ok else self.drill_last_failure).set(finished.timestamp())
 
     def text(self) -> str:
         return generate_latest(self.registry).decode()
@@ -162,7 +188,7 @@ def one_shot_metrics(settings: Settings, archive: Archive, *, pushgateway: str |
     if not pushgateway and not textfile:
         yield lambda made: None
         return
-    metrics = BackupMetrics()
+    metrics = BackupMetrics(allowed_age(settings.backup_max_age))
     with suppress(OpsError):  # an unreachable store is the backup's to report, not this
         metrics.seed(archive)
     started = time.monotonic()

@@ -52,6 +52,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object
         API_PORT=str(free_port()),
         ADMINER_PORT=str(free_port()),
         METRICS_PORT=str(free_port()),
+        PROMETHEUS_PORT=str(free_port()),
         APP_ENV="development",
     )
 
