@@ -32,9 +32,11 @@ class SnapshotResult:
 
 def fresh_from_snapshot(settings: Settings, source: str, *, identity: str | Path | None = None,
                         allow_real_data: bool = False, allow_production: bool = False,
-                        report: Reporter = SILENT) -> SnapshotResult:
+                        safety_backup: bool = True, report: Reporter = SILENT
+                        ) -> SnapshotResult:
     """push, then restore `source` (a name in BACKUP_DIR, a path or an object URL; `identity`
-    decrypts it) if it is anonymized."""
+    decrypts it) if it is anonymized. `safety_backup=False` suits a database made for the
+    purpose (a test template), whose empty tables need no copy."""
     path = resolve_backup(settings.backup_dir, source)
     identities = identities_for(settings, identity)
     # an encrypted snapshot is read through once for its meta: nothing is changed before
@@ -52,7 +54,7 @@ def fresh_from_snapshot(settings: Settings, source: str, *, identity: str | Path
                 f"{path.name}")
     pushed = push(settings, report)
     report.line("")
-    restored = restore(settings, str(path), identity=identity,
+    restored = restore(settings, str(path), identity=identity, safety_backup=safety_backup,
                        allow_production=allow_production, report=report)
     report.line("")
     report.line(f"🎉 Database ready from {path.name}: schema at head, {restored.total_rows} "
