@@ -63,12 +63,13 @@ def open_admin(settings: Settings, *, strategy: Strategy | None = "file_copy") -
         row = conn.execute("SELECT current_user, rolcreatedb OR rolsuper FROM pg_roles "
                            "WHERE rolname = current_user").fetchone()
         version = conn.info.server_version
+    role = row[0] if row else "?"
     if not (row and row[1]):
         raise OpsError(
-            f"the role {row[0] if row else '?'} may not create databases (CREATEDB), so "
-            f"there is nowhere to make test databases on {target_description(settings.database_url)}",
-            hint=f"ALTER ROLE {row[0] if row else '...'} CREATEDB (as an admin), or use a "
-            "role or server that has it.")
+            f"the role {role} may not create databases (CREATEDB), so there is nowhere to "
+            f"make test databases on {target_description(settings.database_url)}",
+            hint=f"ALTER ROLE {role} CREATEDB (as an admin), or use a role or server that "
+            "has it.")
     maintenance = settings.with_url(url_with_database(settings.database_url,
                                                       MAINTENANCE_DATABASE))
     try:

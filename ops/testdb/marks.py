@@ -141,10 +141,10 @@ def classify(name: str, comment: str | None) -> PoolDatabase | None:
         if not mark or (mark.get("hash") == found[1] and mark.get("kind") in (BUILD, TEMPLATE)):
             return PoolDatabase(name, BUILD, found[1], mark.get("owner"), mark)
         return None
-    if found := _CLONE.fullmatch(name):
-        if not mark or (mark.get("kind") == CLONE and mark.get("owner") == found[2]
-                        and str(mark.get("hash", "")).startswith(found[1])):
-            return PoolDatabase(name, CLONE, mark.get("hash", found[1]), found[2], mark)
+    found = _CLONE.fullmatch(name)
+    if found and (not mark or (mark.get("kind") == CLONE and mark.get("owner") == found[2]
+                               and str(mark.get("hash", "")).startswith(found[1]))):
+        return PoolDatabase(name, CLONE, mark.get("hash", found[1]), found[2], mark)
     return None
 
 

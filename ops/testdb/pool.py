@@ -27,7 +27,7 @@ from ops.core.errors import NotFound, OpsError, UsageError
 from ops.core.output import SILENT, Reporter
 from ops.testdb.admin import Admin, create_database, drop_pool_database
 from ops.testdb.marks import CLONE, Owner, clone_name, comment_for, orphans, pool_databases
-from ops.testdb.recipe import Recipe, recipe_hash
+from ops.testdb.recipe import DEFAULT_RECIPE, Recipe, recipe_hash
 from ops.testdb.templates import Template, drop_template, ensure_template
 
 MB = 1_000_000
@@ -155,7 +155,7 @@ class Pool:
 
     # ------------------------------------------------------------------ templates
 
-    def ensure(self, recipe: Recipe = Recipe()) -> Template:
+    def ensure(self, recipe: Recipe = DEFAULT_RECIPE) -> Template:
         """The template for `recipe` as its inputs stand now, built if missing; clones of it
         are made ahead from now on, and an older template of the same recipe stops being."""
         template_hash = recipe_hash(recipe, self.admin.base)

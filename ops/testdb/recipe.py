@@ -52,6 +52,9 @@ class Recipe:
         return cls(tuple(seeds or ()), snapshot or None)
 
 
+DEFAULT_RECIPE = Recipe()  # the schema at head, no data
+
+
 def recipe_hash(recipe: Recipe, settings: Settings) -> str:
     """The template hash of `recipe` as the inputs stand now."""
     digest = hashlib.sha256(f"tasklets-testdb {RECIPE_VERSION}\n".encode())

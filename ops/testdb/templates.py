@@ -20,8 +20,13 @@ from ops.core.db import first_line
 from ops.core.errors import OpsError
 from ops.core.output import SILENT, Reporter
 from ops.seed.custom import run_seed
-from ops.testdb.admin import Admin, create_database, database_size, drop_pool_database, \
-    set_comment
+from ops.testdb.admin import (
+    Admin,
+    create_database,
+    database_size,
+    drop_pool_database,
+    set_comment,
+)
 from ops.testdb.marks import (
     BUILD,
     TEMPLATE,
