@@ -69,15 +69,12 @@ def serve(
 ) -> None:
     """Serve test databases over HTTP until stopped (TESTDB_DATABASE_URL, else DATABASE_URL,
     is the PostgreSQL server; its role needs CREATEDB)."""
-    from dataclasses import replace
-
-    from ops.core.config import normalise_url
     from ops.testdb.http import serve as run
     from ops.testdb.pool import Limits
 
+    if os.environ.get("TESTDB_DATABASE_URL", "").strip():  # this command's server wins
+        os.environ["DATABASE_URL"] = os.environ["TESTDB_DATABASE_URL"].strip()
     cfg = settings()
-    if os.environ.get("TESTDB_DATABASE_URL"):
-        cfg = replace(cfg, database_url=normalise_url(os.environ["TESTDB_DATABASE_URL"]))
     limits = Limits(ready=ready, max_databases=max_databases,
                     max_disk_bytes=max_disk * 1_000_000 if max_disk else None,
                     lease_seconds=lease or None, workers=workers)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import signal
 from typing import Annotated, Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -161,7 +162,14 @@ def serve(settings: Settings, *, host: str, port: int, recipe: Recipe, limits: L
         report.line(f"🧪 Test databases on http://{host}:{port} (pool {pool.owner.id}, "
                     f"{limits.ready} made ahead, server "
                     f"{target_description(admin.settings.database_url)})")
+        # uvicorn stops gracefully on SIGTERM and then raises it again for the handler it
+        # found: make that one an exit, so the pool's databases are dropped below
+        signal.signal(signal.SIGTERM, _exit)
         uvicorn.run(create_app(pool, token=token), host=host, port=port, log_level="warning")
     finally:
         pool.close()
         report.line(f"👋 Stopped: dropped the databases of pool {pool.owner.id}")
+
+
+def _exit(signum: int, frame: object) -> None:
+    raise SystemExit(0)

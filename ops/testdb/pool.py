@@ -18,7 +18,7 @@ import contextlib
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import psycopg
 
@@ -162,7 +162,7 @@ class Pool:
         with self._cond:
             known = self._templates.get(template_hash)
             if known is not None and not known.superseded:
-                return known.info
+                return replace(known.info, built=False)
         with self._build_lock:
             template = ensure_template(self.admin, recipe, template_hash, self.owner,
                                        grace=self.limits.grace, report=self.report)
