@@ -75,8 +75,10 @@ def ensure_template(admin: Admin, recipe: Recipe, template_hash: str, owner: Own
                 create_database(conn, admin, building,
                                 comment_for(BUILD, template_hash, owner, family=recipe.family))
                 break
-            except psycopg.errors.DuplicateDatabase:
-                pass  # another process builds it: wait for it, or for it to die
+            except (psycopg.errors.DuplicateDatabase, psycopg.errors.UniqueViolation):
+                # another process builds it (two CREATEs at once: the catalog's unique
+                # index says so): wait for it, or for it to die
+                pass
             if any(db.name == building for db in orphans(conn, owner, grace=grace)):
                 drop_pool_database(conn, admin, building)
                 continue
