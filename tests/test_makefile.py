@@ -33,7 +33,7 @@ TARGETS = [
     "db-generate", "db-check", "db-status", "db-backup", "db-backups", "db-verify", "db-prune",
     "db-reset", "db-restore", "db-copy", "db-seed-lookups", "db-seed-sample", "db-seed-demo",
     "db-seed", "db-seed-custom", "db-import-beads", "db-import-beads-api", "db-fresh",
-    "db-studio", "db-shell", "db-upgrade-postgres", "db-upgrade-postgres-finish",
+    "db-studio", "db-shell", "db-upgrade-postgres", "db-upgrade-postgres-finish", "testdb-up",
 ]
 
 
@@ -470,3 +470,14 @@ def test_db_fresh_from_refuses_a_backup_that_is_not_anonymized(local_env, conn, 
     assert "`ARGS=--allow-real-data`" in result.stderr  # the hint names the make variable
     assert "make db-backup ARGS=--anonymize RUN=local" in result.stderr
     assert conn.execute("SELECT count(*) FROM tenants").fetchone()[0] == 1
+
+
+def test_testdb_up_without_a_token_says_so_in_one_line_before_building(tmp_path: Path):
+    calls = tmp_path / "compose.log"
+    env = stand_in_docker(tmp_path, compose_script=f'echo "$*" >> {calls}')
+    Path(env["ENV_FILE"]).write_text("POSTGRES_PASSWORD=x\nSECRET_KEY=y\n")
+    result = make("testdb-up", env=env)
+
+    assert result.returncode != 0
+    assert result.stderr.splitlines()[0].startswith("❌ TESTDB_TOKEN is empty")
+    assert not calls.exists()  # no image built, nothing started
