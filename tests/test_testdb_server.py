@@ -4,6 +4,7 @@ token, and what a kill -9 leaves behind (nothing a restart does not account for)
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -183,3 +184,34 @@ def test_kill_9_leaves_nothing_a_restart_cannot_account_for(start_server, pg_ser
     finally:
         with psycopg.connect(pg_server_url, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS tdb_keep_me"))
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+def test_the_node_helper_takes_and_gives_back_a_database(start_server, tmp_path: Path):
+    base, _ = start_server("--ready", "1", env={"TESTDB_TOKEN": "node-token"})
+    suite = tmp_path / "db.test.mjs"
+    helper = PROJECT_ROOT / "deploy" / "node" / "fresh-database.mjs"
+    suite.write_text(f"""
+import {{ test }} from 'node:test';
+import assert from 'node:assert';
+import {{ freshDatabase }} from '{helper}';
+const seen = [];
+for (const n of [1, 2, 3]) {{
+  test(`test ${{n}}`, async (t) => {{
+    const url = await freshDatabase(t);
+    assert.match(url, /^postgresql:\\/\\/.*\\/tdb_/);
+    assert.ok(!seen.includes(url));
+    seen.push(url);
+  }});
+}}
+""")
+    env = {**os.environ, "TESTDB_SERVER": base, "TESTDB_TOKEN": "node-token"}
+    done = subprocess.run(["node", "--test", str(suite)], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "# pass 3" in done.stdout
+    script = subprocess.run(["node", str(helper)], env=env, capture_output=True, text=True,
+                            timeout=60)
+    assert script.returncode == 0 and script.stdout.startswith("postgresql://"), script.stderr
+    status = httpx.get(base + "/status", headers={"Authorization": "Bearer node-token"}).json()
+    assert status["counters"]["handed_out"] == 4 and status["leases"] == []  # all given back
