@@ -80,6 +80,7 @@ class _Lease:
 @dataclass
 class Counters:
     handed_out: int = 0
+    cold: int = 0  # hand-outs that found no clone ready and waited for one
     made: int = 0
     dropped: int = 0
     recycled: int = 0
@@ -209,6 +210,7 @@ class Pool:
         with self._cond:
             template = self._template(template_hash)
             template.waiting += 1
+            self.counters.cold += not template.idle
             self._cond.notify_all()
             try:
                 while not template.idle:
@@ -482,8 +484,8 @@ class Pool:
                 "held": self._held(),
                 "estimated_bytes": self._estimated_bytes(),
                 "counters": {
-                    "handed_out": c.handed_out, "made": c.made, "dropped": c.dropped,
-                    "recycled": c.recycled, "reclaimed": c.reclaimed,
+                    "handed_out": c.handed_out, "cold": c.cold, "made": c.made,
+                    "dropped": c.dropped, "recycled": c.recycled, "reclaimed": c.reclaimed,
                     "orphans_dropped": c.orphans_dropped, "templates_built": c.templates_built,
                     "templates_dropped": c.templates_dropped,
                 },
