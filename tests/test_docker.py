@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterator
 
 import httpx
+import psycopg
 import pytest
 from dotenv import dotenv_values
 from support.docker import MAKE_TIMEOUT, status_counts, write_beads_file
@@ -27,6 +28,7 @@ from support.make import probed, write_probe_seed
 from support.webhook import scrape
 
 from ops.backup.files import parse_backup_name
+from ops.dev.cluster import free_port
 
 pytestmark = pytest.mark.docker
 
@@ -272,6 +274,25 @@ def test_scheduler_up_starts_a_healthy_scheduler_that_serves_metrics(stack):
     newest = parse_backup_name(newest_before)[0].timestamp()
     assert samples["tasklets_backup_last_success_timestamp_seconds"] >= newest
     assert samples["tasklets_backup_failures_total"] == 0
+
+
+def test_testdb_up_serves_fresh_seeded_databases_the_host_can_use(stack):
+    port = free_port()
+    up = stack["make"]("testdb-up", extra_env={"TESTDB_PORT": str(port)})
+
+    assert f"✅ Test databases on http://127.0.0.1:{port}" in up.stdout  # healthy
+    base = f"http://127.0.0.1:{port}"
+    token = {"Authorization": "Bearer dev-testdb-token-change-me"}  # .env.example's
+    assert httpx.post(base + "/databases", json={}).status_code == 401
+    got = [httpx.post(base + "/databases", json={}, headers=token, timeout=120).json()
+           for _ in range(2)]
+    assert got[0]["name"] != got[1]["name"]
+    for lease in got:  # the URL names the db as the host reaches it: lookups + sample in it
+        with psycopg.connect(lease["url"], connect_timeout=10) as conn:
+            assert conn.execute("SELECT count(*) FROM users").fetchone()[0] == 8
+            assert conn.execute("SELECT count(*) FROM tags").fetchone()[0] >= 18
+        gone = httpx.delete(f"{base}/databases/{lease['name']}", headers=token)
+        assert gone.status_code == 204
 
 
 def test_down_v_removes_the_containers_and_the_data_volume(stack):
