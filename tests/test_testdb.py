@@ -284,3 +284,23 @@ def test_refuses_a_production_marked_server_in_one_line(db_url: str, tmp_path: P
 def _pool_dbs(url: str):
     with psycopg.connect(url, autocommit=True) as conn:
         return pool_databases(conn)
+
+
+def test_a_role_with_only_createdb_runs_the_pool_as_on_a_managed_server(
+        template_db: str, pg_server_url: str, tmp_path: Path, seeds: Path):
+    from conftest import OWNER_ROLE, _with_dbname
+
+    url = _with_dbname(pg_server_url, "postgres", user=OWNER_ROLE)  # CREATEDB, no superuser
+    settings = Settings(database_url=url, backup_dir=tmp_path, app_env="test", seeds_dir=seeds)
+    with Pool(open_admin(settings), Limits(ready=1)) as pool:
+        template = pool.ensure(Recipe(("probe",)))
+        lease = pool.lease(template.hash)
+        assert f"{OWNER_ROLE}@" in lease.url
+        with psycopg.connect(lease.url) as conn:
+            assert conn.execute("SELECT count(*) FROM probe").fetchone()[0] == 1
+        pool.give_back(lease.name)
+        _wait_for(lambda: lease.name not in _names(pg_server_url))
+    with psycopg.connect(pg_server_url, autocommit=True) as conn:  # its template stays
+        owner = conn.execute("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname "
+                             "= %s", (template.name,)).fetchone()
+    assert owner == (OWNER_ROLE,)

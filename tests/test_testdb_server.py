@@ -215,3 +215,27 @@ for (const n of [1, 2, 3]) {{
     assert script.returncode == 0 and script.stdout.startswith("postgresql://"), script.stderr
     status = httpx.get(base + "/status", headers={"Authorization": "Bearer node-token"}).json()
     assert status["counters"]["handed_out"] == 4 and status["leases"] == []  # all given back
+
+
+def test_the_pytest_plugin_takes_its_databases_from_a_running_server(
+        start_server, serve_env: dict[str, str], tmp_path: Path):
+    base, _ = start_server("--ready", "2")
+    project = tmp_path / "app"
+    project.mkdir()
+    (project / "test_remote.py").write_text('''
+import psycopg, pytest
+
+@pytest.mark.parametrize("number", range(3))
+def test_a_database_from_the_server(number, tasklets_db):
+    with psycopg.connect(tasklets_db.url) as conn:
+        assert conn.execute("SELECT current_database()").fetchone()[0] == tasklets_db.name
+        assert conn.execute("SELECT count(*) FROM tasks").fetchone()[0] == 0
+''')
+    env = {k: v for k, v in serve_env.items() if k != "TESTDB_DATABASE_URL"}
+    env["TESTDB_SERVER"] = base
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           str(project)], cwd=project, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    status = httpx.get(base + "/status").json()
+    assert status["counters"]["handed_out"] == 3 and status["leases"] == []

@@ -93,7 +93,7 @@ def ensure(seed: SeedOption = None, snapshot: FromOption = None, server: ServerO
     if as_json:
         print_json(found)
     else:
-        typer.echo(found["hash"])
+        typer.echo(found.hash)
 
 
 @testdb_app.command()
@@ -111,7 +111,7 @@ def get(
 
     client = Client.from_env(server)
     if template is None and (seed or snapshot):
-        template = client.ensure(_recipe(seed, snapshot))["hash"]
+        template = client.ensure(_recipe(seed, snapshot)).hash
     lease = client.lease(template, wait=wait)
     if as_json:
         print_json(lease)

@@ -12,6 +12,7 @@ import httpx
 from ops.core.errors import NotFound, OpsError, UsageError
 from ops.testdb.pool import Lease, PoolExhausted
 from ops.testdb.recipe import DEFAULT_RECIPE, Recipe
+from ops.testdb.templates import Template
 
 DEFAULT_SERVER = "http://127.0.0.1:5010"
 _ERRORS: dict[int, type[OpsError]] = {400: UsageError, 404: NotFound, 503: PoolExhausted}
@@ -52,9 +53,11 @@ class Client:
             raise error(str(payload.get("error")), hint=payload.get("hint"))
         return payload
 
-    def ensure(self, recipe: Recipe = DEFAULT_RECIPE) -> dict:
-        return self._call("POST", "/templates", {"seeds": list(recipe.seeds),
-                                                  "snapshot": recipe.snapshot})
+    def ensure(self, recipe: Recipe = DEFAULT_RECIPE) -> Template:
+        found = self._call("POST", "/templates", {"seeds": list(recipe.seeds),
+                                                   "snapshot": recipe.snapshot})
+        return Template(found["hash"], found["name"], found["family"], found["size_bytes"],
+                        found["built"], found["seconds"])
 
     def lease(self, template_hash: str | None = None, *, wait: float = 30.0) -> Lease:
         found = self._call("POST", "/databases", {"template": template_hash, "wait": wait})

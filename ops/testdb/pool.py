@@ -249,12 +249,13 @@ class Pool:
         it and closed its sessions) handed out again as it is."""
         with self._cond:
             lease = self._leases.pop(name, None)
-            if lease is None:
-                raise NotFound(f"{name} is not leased from this pool (returned already, or "
-                               "reclaimed when its lease expired)")
+        if lease is None:
+            raise NotFound(f"{name} is not leased from this pool (returned already, or "
+                           "reclaimed when its lease expired)")
+        keep = recycle and not self._in_use(name)
+        with self._cond:
             template = self._templates.get(lease.hash)
-            if recycle and template is not None and not template.superseded \
-                    and not self._in_use(name):
+            if keep and template is not None and not template.superseded:
                 template.idle.append(name)
                 self.counters.recycled += 1
             else:
@@ -305,7 +306,8 @@ class Pool:
                     with contextlib.suppress(psycopg.Error):
                         conn.close()
                 conn = None
-                self._keep_presence()
+                if sweeps:  # the first worker keeps the presence session, alone
+                    self._keep_presence()
             except Exception as exc:  # a bug: keep the pool alive, say what it was
                 with self._cond:
                     self.counters.last_error = f"{exc.__class__.__name__}: {exc}"

@@ -57,8 +57,7 @@ class TestDatabases:
         """The template (built once per hash) the databases are cloned from."""
         recipe = self._recipe(seeds, snapshot)
         found = self.source.ensure(recipe)
-        template_hash = found["hash"] if isinstance(found, dict) else found.hash
-        self._hashes[recipe] = template_hash
+        self._hashes[recipe] = found.hash
         return found
 
     @contextmanager
