@@ -68,7 +68,7 @@ def test_bench_runs_every_comparison_and_writes_the_results_file(tmp_path: Path,
     assert writes["restore --tenant"]["waited"] == writes["restore --tenant"][
         "lock_waits_seen"] == 0
     testdb = results["testdb"]
-    assert testdb["handout"]["count"] == 8 * testdb["rounds"]
+    assert testdb["handout"]["all"]["count"] == 8 * testdb["rounds"]
     assert testdb["second_run_built"] is False  # once per hash
     assert testdb["clone_ms"]["file_copy"]["median_ms"] > 0
     assert set(testdb["ratios"]) == {"push + seed", "TRUNCATE + seed", "make db-fresh"}

@@ -61,7 +61,8 @@ class Client:
 
     def lease(self, template_hash: str | None = None, *, wait: float = 30.0) -> Lease:
         found = self._call("POST", "/databases", {"template": template_hash, "wait": wait})
-        return Lease(found["name"], found["url"], found["hash"], found["expires_in"])
+        return Lease(found["name"], found["url"], found["hash"], found["expires_in"],
+                     found.get("cold", False))
 
     def give_back(self, name: str, *, recycle: bool = False) -> None:
         self._call("DELETE", f"/databases/{name}" + ("?recycle=true" if recycle else ""))

@@ -3,7 +3,8 @@
     POST   /templates         {"seeds": [...], "snapshot": null}   ensure a template (builds once
                                                                     per hash) -> its hash
     POST   /databases         {"template": HASH, "wait": 30}        a database of the caller's own
-                                                                    -> name, url, hash, expires_in
+                                                                    -> name, url, hash,
+                                                                    expires_in, cold
     DELETE /databases/NAME    [?recycle=true]                       give it back
     GET    /status                                                  templates, leases, counters
     GET    /health
@@ -109,7 +110,7 @@ def create_app(pool: Pool, *, token: str = "") -> FastAPI:
     def lease(body: LeaseRequest) -> Response:
         got = pool.lease(body.template, wait=body.wait)
         return _json({"name": got.name, "url": got.url, "hash": got.hash,
-                      "expires_in": got.expires_in})
+                      "expires_in": got.expires_in, "cold": got.cold})
 
     @app.delete("/databases/{name}", dependencies=guarded, status_code=204)
     def give_back(name: str, recycle: bool = False) -> Response:

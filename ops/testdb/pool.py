@@ -57,6 +57,7 @@ class Lease:
     url: str
     hash: str
     expires_in: float | None  # seconds
+    cold: bool = False  # no clone was ready: the caller waited for one to be made
 
 
 @dataclass
@@ -114,7 +115,7 @@ class Pool:
         self._advertise = advertise  # the server URL as clients reach it (default: ours)
         self._templates: dict[str, _Template] = {}
         self._leases: dict[str, _Lease] = {}
-        self._to_drop: deque[str] = deque()
+        self._to_drop: deque[tuple[str, str]] = deque()  # (name, template hash)
         self._number = 0
         self._cond = threading.Condition()
         self._stopping = False
@@ -210,7 +211,8 @@ class Pool:
         with self._cond:
             template = self._template(template_hash)
             template.waiting += 1
-            self.counters.cold += not template.idle
+            cold = not template.idle
+            self.counters.cold += cold
             self._cond.notify_all()
             try:
                 while not template.idle:
@@ -225,7 +227,8 @@ class Pool:
             self.counters.handed_out += 1
             self.counters.handout_ms.append((now - started) * 1000)
             self._cond.notify_all()  # a worker makes the next one
-        return Lease(name, self.url_for(name), template.info.hash, self.limits.lease_seconds)
+        return Lease(name, self.url_for(name), template.info.hash, self.limits.lease_seconds,
+                     cold)
 
     def _raise_if_stuck(self, template: _Template, deadline: float) -> None:
         if self._stopping:
@@ -259,7 +262,7 @@ class Pool:
                 template.idle.append(name)
                 self.counters.recycled += 1
             else:
-                self._to_drop.append(name)
+                self._to_drop.append((name, lease.hash))
             self._cond.notify_all()
 
     def _in_use(self, name: str) -> bool:
@@ -327,8 +330,9 @@ class Pool:
                 return True
         kind, target = job
         if kind == "drop":
+            name = target[0]
             try:
-                dropped = drop_pool_database(conn, self.admin, target)
+                dropped = drop_pool_database(conn, self.admin, name)
             except BaseException:
                 with self._cond:
                     self._to_drop.append(target)
@@ -336,36 +340,43 @@ class Pool:
             with self._cond:
                 self.counters.dropped += dropped
         elif kind == "make":
-            self._make(conn, self._templates[target])
+            self._make(conn, self._templates[target[1]])
         elif kind == "retire":
-            self._retire(conn, target)
+            self._retire(conn, target[1])
         return True
 
-    def _next_job(self) -> tuple[str, str] | None:
+    def _next_job(self) -> tuple[str, tuple[str, str]] | None:
+        """What a worker does next: drops first, unless a caller is waiting for a clone -
+        then making it comes first (the bounds count databases still to drop, so a backlog
+        of drops stops the making before the server fills up)."""
         if self._stopping:
             return None
-        if self._to_drop:
+        hungry = any(t.waiting and not t.superseded for t in self._templates.values())
+        if self._to_drop and not hungry:
             return "drop", self._to_drop.popleft()
         for template in self._templates.values():
             if template.superseded:
                 if template.idle:
-                    return "drop", template.idle.popleft()
+                    return "drop", (template.idle.popleft(), template.info.hash)
                 if not self._clones_out(template.info.hash) and template.making == 0 \
                         and time.monotonic() >= template.retire_after:
                     template.retire_after = time.monotonic() + 5.0
-                    return "retire", template.info.hash
+                    return "retire", ("", template.info.hash)
                 continue
             wanted = self.limits.ready + template.waiting
             if len(template.idle) + template.making < wanted and self._room(template):
                 template.making += 1
-                return "make", template.info.hash
+                return "make", ("", template.info.hash)
+        if self._to_drop:
+            return "drop", self._to_drop.popleft()
         return None
 
     def _clones_out(self, template_hash: str) -> int:
         return sum(1 for lease in self._leases.values() if lease.hash == template_hash)
 
     def _held(self) -> int:
-        return len(self._leases) + sum(len(t.idle) + t.making for t in self._templates.values())
+        return len(self._leases) + len(self._to_drop) + sum(
+            len(t.idle) + t.making for t in self._templates.values())
 
     def _room(self, template: _Template) -> bool:
         if self._held() >= self.limits.max_databases:
@@ -377,6 +388,7 @@ class Pool:
     def _estimated_bytes(self) -> int:
         sizes = {t.info.hash: t.info.size for t in self._templates.values()}
         held = [lease.hash for lease in self._leases.values()]
+        held += [template_hash for _, template_hash in self._to_drop]
         for t in self._templates.values():
             held += [t.info.hash] * (len(t.idle) + t.making)
         return sum(sizes.get(h, 0) for h in held)
@@ -413,7 +425,7 @@ class Pool:
             self.counters.made += 1
             self.counters.clone_ms.append((time.monotonic() - started) * 1000)
             if template.superseded or self._stopping:
-                self._to_drop.append(name)
+                self._to_drop.append((name, template.info.hash))
             else:
                 template.idle.append(name)
             self._cond.notify_all()
@@ -434,7 +446,7 @@ class Pool:
         for name, lease in list(self._leases.items()):
             if lease.expires_at is not None and lease.expires_at <= now:
                 del self._leases[name]
-                self._to_drop.append(name)
+                self._to_drop.append((name, lease.hash))
                 self.counters.reclaimed += 1
 
     def _sweep(self, conn: psycopg.Connection) -> None:
