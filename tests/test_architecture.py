@@ -3,6 +3,7 @@ between them (pyproject.toml's import-linter contract) holds."""
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 from pathlib import Path
@@ -24,3 +25,38 @@ def test_ops_holds_only_packages_and_its_entry_points():
     for package in (PROJECT_ROOT / "ops").iterdir():
         if package.is_dir() and (package / "__init__.py").exists():
             assert (package / "__init__.py").read_text() == "", package.name  # kept empty
+
+
+def _imports(path: Path) -> list[tuple[int, str, str]]:
+    """(line, module, name) of every `from MODULE import NAME` in the file, relative imports
+    resolved."""
+    package = ".".join(path.relative_to(PROJECT_ROOT).with_suffix("").parts[:-1])
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.ImportFrom):
+            base = package.rsplit(".", node.level - 1)[0] if node.level else ""
+            module = ".".join(p for p in (base, node.module or "") if p)
+            found += [(node.lineno, module, alias.name) for alias in node.names]
+        elif isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name, "") for alias in node.names]
+    return found
+
+
+def test_no_module_imports_another_modules_underscore_name():
+    """A name that starts with `_` is its module's own: whoever needs it gets a public one
+    (`make lint` checks the same with ruff's PLC2701, third-party modules included)."""
+    offences = []
+    for path in sorted((PROJECT_ROOT / "ops").rglob("*.py")) + sorted(
+            (PROJECT_ROOT / "api").rglob("*.py")):
+        for line, module, name in _imports(path):
+            private = [part for part in [*module.split("."), name]
+                       if part.startswith("_") and not part.startswith("__")]
+            if module.startswith(("ops", "api")) and private:
+                offences.append(f"{path.relative_to(PROJECT_ROOT)}:{line}: {module} {name}")
+    assert offences == []
+
+
+def test_tests_take_helpers_from_support_never_from_conftest():
+    offences = [f"{path.name}:{line}" for path in sorted((PROJECT_ROOT / "tests").rglob("*.py"))
+                for line, module, _ in _imports(path) if module.split(".")[0] == "conftest"]
+    assert offences == []

@@ -19,8 +19,9 @@ from support.backup import (
     table_section,
 )
 
+from ops.backup.archive import Archive
 from ops.backup.create import backup
-from ops.backup.files import list_backups, looks_complete, parse_backup_name, read_meta
+from ops.backup.files import looks_complete, parse_backup_name, read_meta
 from ops.backup.format import column_keys, key_to_column
 from ops.core.catalog import discover_tables
 from ops.core.config import Settings
@@ -113,7 +114,7 @@ def test_compressed_backup_holds_the_same_tables_and_meta_is_found_from_the_tail
     meta = read_meta(packed.path)
     assert meta is not None and meta["compressed"] is True and meta["sha256"] == plain.sha256
     assert meta["compression"] == compression
-    assert [b.name for b in list_backups(settings.backup_dir)][0] == packed.path.name
+    assert [b.name for b in Archive.at(settings.backup_dir).backups()][0] == packed.path.name
 
 
 @pytest.mark.skipif(shutil.which("zstd") is None, reason="the zstd command is not installed")
@@ -198,7 +199,7 @@ def test_backup_cli_prints_the_seed_style_lines(run_cli, conn: psycopg.Connectio
     assert out[0] == "🔄 Starting database backup..."
     assert "✅ tenants: 2 rows" in out and "✅ clients: 4 rows" in out
     assert "✅ Backup completed successfully!" in out
-    (written,) = list_backups(backup_dir)
+    (written,) = Archive.at(backup_dir).backups()
     assert f"📁 Backup file: {backup_dir / written.name}" in out
     tables = len(discover_tables(conn))
     assert f"📊 Total tables backed up: {tables}" in out

@@ -15,8 +15,8 @@ import psycopg
 import pytest
 from support.backup import add_tenants_and_clients, load
 
+from ops.backup.archive import KINDS, Archive
 from ops.backup.create import backup, write_backup
-from ops.backup.files import latest_complete_backup, list_backups
 from ops.backup.format import column_keys
 from ops.core.catalog import discover_tables
 from ops.core.config import PROJECT_ROOT, Settings
@@ -34,8 +34,8 @@ def make_big_table(conn: psycopg.Connection, rows: int) -> None:
 
 
 def assert_nothing_mistakable(backup_dir: Path) -> None:
-    assert list_backups(backup_dir) == []
-    assert latest_complete_backup(backup_dir, include_safety=True) is None
+    assert Archive.at(backup_dir).backups() == []
+    assert Archive.at(backup_dir).latest(kinds=KINDS) is None
     assert not list(backup_dir.glob("backup-*"))
 
 

@@ -127,8 +127,9 @@ def test_a_compression_bomb_in_backup_dir_is_listed_in_bounded_memory(settings: 
             fh.write(chunk)
     # VmHWM, not ru_maxrss: after fork+exec the latter still counts the forking test process
     probe = ("import re, sys; from pathlib import Path; "
+             "from ops.backup.archive import Archive; "
              "from ops.backup.verify import describe_backups; "
-             "listed = describe_backups(Path(sys.argv[1])); "
+             "listed = describe_backups(Archive.at(Path(sys.argv[1]))); "
              "hwm = re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read())[1]; "
              "print(listed[0].status, hwm)")
     done = subprocess.run([sys.executable, "-c", probe, str(settings.backup_dir)],

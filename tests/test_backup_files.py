@@ -14,8 +14,8 @@ import pytest
 from support.backup import add_tenants_and_clients
 
 from ops.backup import create as backup_module
+from ops.backup.archive import Archive
 from ops.backup.create import backup
-from ops.backup.files import latest_complete_backup, list_backups
 from ops.backup.verify import describe_backups, verify_backup
 from ops.backup.writer import BackupWriter
 from ops.core.config import Settings
@@ -96,7 +96,8 @@ def test_two_backups_to_one_output_name_never_share_a_file(settings: Settings, c
     assert codes == [0, 1]  # one wrote it, the other stopped with one line
     checked = verify_backup(target)
     assert checked.ok, checked.problem
-    assert [p.name for p in settings.backup_dir.iterdir()] == ["nightly.json"]
+    assert sorted(p.name for p in settings.backup_dir.iterdir()) == ["nightly.json",
+                                                                    "nightly.json.sum"]
 
 
 def test_backups_started_in_the_same_millisecond_get_distinct_names(settings: Settings, conn,
@@ -106,7 +107,7 @@ def test_backups_started_in_the_same_millisecond_get_distinct_names(settings: Se
     monkeypatch.setattr(backup_module, "utc_now", lambda: moment)
     pids = [_forked(lambda: backup(settings, jobs=1)) for _ in range(3)]
     assert _wait(pids) == [0, 0, 0]
-    found = list_backups(settings.backup_dir)
+    found = Archive.at(settings.backup_dir).backups()
     assert len(found) == 3 and len({b.name for b in found}) == 3
     assert all(verify_backup(b.path).ok for b in found)
 
@@ -125,9 +126,9 @@ def test_a_backup_named_link_leading_outside_backup_dir_is_not_a_backup(
     outside = backup(settings, output=tmp_path / "elsewhere.json").path
     link = settings.backup_dir / "backup-2099-01-01T00-00-00-000Z.json"
     link.symlink_to(outside)
-    assert list_backups(settings.backup_dir) == []
-    assert latest_complete_backup(settings.backup_dir) is None
-    assert describe_backups(settings.backup_dir) == []
+    assert Archive.at(settings.backup_dir).backups() == []
+    assert Archive.at(settings.backup_dir).latest() is None
+    assert describe_backups(Archive.at(settings.backup_dir)) == []
     for args in (["verify", "latest"], ["restore", "latest", "--no-safety-backup"]):
         refused = run_cli(*args)
         assert refused.returncode == 1, refused.stdout
@@ -140,7 +141,7 @@ def test_a_link_inside_backup_dir_still_counts(settings: Settings, conn):
     real = backup(settings).path
     link = settings.backup_dir / "backup-2099-01-01T00-00-00-000Z.json"
     link.symlink_to(real.name)
-    assert [b.name for b in list_backups(settings.backup_dir)][0] == link.name
+    assert [b.name for b in Archive.at(settings.backup_dir).backups()][0] == link.name
 
 
 def test_restore_ignores_rows_from_a_link_outside(settings: Settings, conn: psycopg.Connection,
@@ -163,11 +164,12 @@ def test_partial_backups_are_marked_and_restoring_one_says_so_loudly(run_cli, co
     listing = run_cli("backups").stdout.splitlines()
     assert "PARTIAL: only tenants" in listing[1]  # the newest, first
     assert "PARTIAL" not in listing[2]
-    restored = run_cli("restore", "latest", "--no-safety-backup")
+    partial = listing[1].split()[1]
+    restored = run_cli("restore", partial, "--no-safety-backup")  # never picked as latest
     assert restored.returncode == 0, restored.stderr
     assert "PARTIAL BACKUP (ONLY TENANTS): TABLES IT LACKS WILL BE EMPTIED" in restored.stderr
     assert any("PARTIAL" in note for note in json.loads(run_cli(
-        "restore", "latest", "--no-safety-backup", "--only-listed-tables", "--json").stdout
+        "restore", partial, "--no-safety-backup", "--only-listed-tables", "--json").stdout
     )["notes"])
 
 
@@ -179,5 +181,5 @@ def test_latest_skips_a_backup_that_failed_verification(settings: Settings, conn
     good = backup(settings).path
     newer = backup(settings).path
     record_verdict(as_ref(newer), BAD, problem="flipped byte")
-    assert latest_complete_backup(settings.backup_dir).path == good
+    assert Archive.at(settings.backup_dir).latest().path == good
     assert restore(settings, "latest", dry_run=True).source == str(good)

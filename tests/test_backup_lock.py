@@ -7,8 +7,8 @@ import threading
 
 import pytest
 
+from ops.backup.archive import Archive
 from ops.backup.create import backup
-from ops.backup.files import list_backups
 from ops.backup.lock import BackupRunning, backup_lock
 from ops.core.config import Settings
 from ops.core.output import Reporter
@@ -36,10 +36,10 @@ def test_a_backup_waits_for_the_one_holding_the_lock_and_says_so(settings: Setti
                 break
             worker.join(0.05)
         assert waited.is_set(), out.lines
-        assert not done and list_backups(settings.backup_dir) == []
+        assert not done and Archive.at(settings.backup_dir).backups() == []
     worker.join(60)
 
-    assert len(done) == 1 and len(list_backups(settings.backup_dir)) == 1
+    assert len(done) == 1 and len(Archive.at(settings.backup_dir).backups()) == 1
     assert "tasklets-db" in next(line for line in out.lines if line.startswith("⏳"))
 
 
@@ -53,11 +53,11 @@ def test_without_waiting_a_second_run_steps_aside_naming_the_holder(settings: Se
 
 
 def test_the_lock_is_per_database(settings: Settings, pg_server_url: str, template_db: str):
-    from conftest import _with_dbname, create_database, drop_database
+    from support.databases import create_database, drop_database, with_dbname
 
     other = create_database(pg_server_url, template_db)
     try:
-        elsewhere = settings.with_url(_with_dbname(pg_server_url, other))
+        elsewhere = settings.with_url(with_dbname(pg_server_url, other))
         with backup_lock(settings), backup_lock(elsewhere, wait=False):
             pass
     finally:

@@ -11,8 +11,8 @@ import pytest
 from support.backup import decompress
 
 from ops.backup import create as backup_module
+from ops.backup.archive import Archive
 from ops.backup.create import backup
-from ops.backup.files import leftover_partials
 from ops.core.config import Settings
 from ops.core.errors import OpsError
 from ops.restore.apply import restore
@@ -51,7 +51,7 @@ def test_parallel_backup_equals_the_single_stream_backup(settings: Settings, con
                    compression=compression, jobs=3)
     assert tables_section(one.path) == tables_section(three.path)
     assert one.sha256 == three.sha256 and one.tables == three.tables
-    assert leftover_partials(settings.backup_dir) == []
+    assert Archive.at(settings.backup_dir).incomplete_uploads() == []
     restore(settings, three.path, safety_backup=False)  # checksums verified on the way
 
 
@@ -99,14 +99,14 @@ def test_parallel_streams_share_one_snapshot_under_concurrent_writers(settings: 
 def test_a_failing_stream_leaves_no_backup_and_no_part_files(settings: Settings, conn,
                                                              monkeypatch):
     fill(conn)
-    real = backup_module._stream_table
+    real = backup_module.stream_table
 
     def broken(c, table, write, advance, *args):
         if table.name == "clients":
             raise psycopg.OperationalError("server closed the connection unexpectedly")
         return real(c, table, write, advance, *args)
 
-    monkeypatch.setattr(backup_module, "_stream_table", broken)
+    monkeypatch.setattr(backup_module, "stream_table", broken)
     with pytest.raises(OpsError, match="lost the database connection"):
         backup(settings, jobs=2)
     assert list(settings.backup_dir.iterdir()) == []

@@ -10,7 +10,8 @@ from pathlib import Path
 from support.backup import write_fake_backup
 from support.storage import Backend
 
-from ops.backup.files import BackupRef, list_backups
+from ops.backup.archive import Archive
+from ops.backup.files import BackupRef
 from ops.backup.freshness import check_freshness, format_age
 from ops.backup.storage.local import LocalStore
 from ops.backup.verdicts import BAD, VERIFIED, record_verdict
@@ -27,16 +28,16 @@ def test_check_on_every_store(run_cli, sample: dict, backend: Backend):
     as_json = run_cli("backups", "check", "--json", env=env)
 
     assert empty.returncode == 1
-    assert empty.stderr == f"❌ no good backup in {backend.location} (limit 26h)\n"
+    assert empty.stderr == f"❌ no good full backup in {backend.location} (limit 26h)\n"
     assert made.returncode == 0, made.stderr
     assert fresh.returncode == 0, fresh.stderr
-    (newest,) = list_backups(backend.location)
+    (newest,) = Archive.at(backend.location).backups()
     assert fresh.stdout.startswith("✅ newest backup ")
     assert fresh.stdout.endswith(f" old ({newest.name}, complete)\n")
     checked = json.loads(as_json.stdout)
     assert checked["ok"] is True and checked["newest"] == newest.name
     assert checked["max_age"] == "26h" and checked["status"] == "complete"
-    later = check_freshness(backend.location, "26h",
+    later = check_freshness(Archive.at(backend.location), "26h",
                             now=newest.timestamp + timedelta(days=2, hours=4))
     assert not later.ok and later.line == "newest backup is 2d4h old (limit 26h)"
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from conftest import _with_dbname, create_database, drop_database
 from psycopg import sql
+from support.databases import create_database, drop_database, with_dbname
 from support.restore import table_hashes
 
 from ops.backup.create import backup
@@ -103,7 +103,7 @@ def test_a_drill_into_scratch_database_url_empties_it_afterwards(
         settings: Settings, sample: dict, pg_server_url: str, template_db: str):
     backup(settings)
     name = create_database(pg_server_url, template_db)
-    scratch_url = _with_dbname(pg_server_url, name)
+    scratch_url = with_dbname(pg_server_url, name)
     try:
         result = restore_drill(Settings(**{**vars(settings),
                                            "scratch_database_url": scratch_url}))

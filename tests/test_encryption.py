@@ -26,7 +26,7 @@ from ops.backup.encryption import (
     load_identities,
     parse_recipients,
 )
-from ops.backup.storage.base import open_store
+from ops.backup.storage.factory import open_store
 from ops.core.errors import OpsError
 
 pytest_plugins = ["support.storage_servers"]

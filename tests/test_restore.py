@@ -20,8 +20,8 @@ from support.restore import (
     write_seed_file,
 )
 
+from ops.backup.archive import Archive
 from ops.backup.create import backup
-from ops.backup.files import list_backups
 from ops.core.catalog import current_revision
 from ops.core.config import Settings
 from ops.core.errors import OpsError
@@ -36,7 +36,7 @@ def owner_settings(owner_db_url: str, backup_dir: Path) -> Settings:
 
 
 def _safety_backups(backup_dir: Path) -> list[Path]:
-    return [b.path for b in list_backups(backup_dir) if b.safety]
+    return [b.path for b in Archive.at(backup_dir).backups() if b.safety]
 
 
 @pytest.mark.parametrize("compression", [None, "zstd", "gzip"],

@@ -13,8 +13,9 @@ import pytest
 import zstandard
 from support.restore import read_lines, table_hashes, write_line_backup
 
+from ops.backup.archive import Archive
 from ops.backup.create import backup
-from ops.backup.files import list_backups, read_meta
+from ops.backup.files import read_meta
 from ops.backup.format import header_line, parse_table_open, table_open_line
 from ops.core.config import Settings
 from ops.core.errors import OpsError
@@ -64,7 +65,7 @@ def _expect_refused(settings: Settings, conn: psycopg.Connection, before: dict, 
     assert caught.value.exit_code == 1
     assert "\n" not in caught.value.message
     assert table_hashes(conn) == before
-    assert [b for b in list_backups(settings.backup_dir) if b.safety] == []
+    assert [b for b in Archive.at(settings.backup_dir).backups() if b.safety] == []
     return caught.value
 
 

@@ -11,9 +11,8 @@ import pytest
 from support.faults import run_killed_at, wait_for_tool_backends_to_end
 from support.restore import insert_sample, schema_lines, table_hashes
 
+from ops.backup.archive import Archive
 from ops.backup.create import backup
-from ops.backup.files import list_backups
-from ops.backup.reader import resolve_backup
 from ops.core.config import Settings
 from ops.core.errors import OpsError
 from ops.core.output import Reporter
@@ -52,7 +51,7 @@ def test_kill_9_mid_restore_leaves_the_database_unchanged(
                   "from ops.restore.apply import restore; restore(settings, report=R)")
     wait_for_tool_backends_to_end(settings.database_url)
     assert (table_hashes(conn), schema_lines(conn)) == before  # indexes set aside come back
-    assert resolve_backup(settings.backup_dir, "latest").path == good
+    assert Archive.at(settings.backup_dir).resolve("latest").path == good
     # the database is usable and a new restore succeeds afterwards
     restore(settings, safety_backup=False)
     assert conn.execute("SELECT count(*) FROM comments").fetchone()[0] == EXTRA_COMMENTS + 1
@@ -88,7 +87,7 @@ def test_lost_connection_mid_restore_rolls_back_with_one_clear_line(
     with pytest.raises(OpsError, match="lost the database connection during the restore"):
         restore(settings, report=TerminateAt(settings.database_url, prefix))
     assert (table_hashes(conn), schema_lines(conn)) == before
-    assert [b for b in list_backups(settings.backup_dir) if b.safety] == []
+    assert [b for b in Archive.at(settings.backup_dir).backups() if b.safety] == []
 
 
 @pytest.mark.security

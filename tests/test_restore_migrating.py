@@ -20,8 +20,8 @@ from support.restore import (
     write_line_backup,
 )
 
+from ops.backup.archive import Archive
 from ops.backup.create import backup
-from ops.backup.files import list_backups
 from ops.core.config import Settings
 from ops.core.errors import OpsError, Refused
 from ops.restore.apply import DEFERRED, restore
@@ -45,7 +45,7 @@ def before(conn: psycopg.Connection) -> tuple:
 
 
 def _safety_backups(settings: Settings) -> list[Path]:
-    return [b.path for b in list_backups(settings.backup_dir) if b.safety]
+    return [b.path for b in Archive.at(settings.backup_dir).backups() if b.safety]
 
 
 def test_cli_names_the_migration_path_and_json_reports_it(run_cli, conn, before):

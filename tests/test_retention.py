@@ -9,11 +9,19 @@ from pathlib import Path
 import pytest
 from support.backup import write_fake_backup
 
-from ops.backup.files import BackupFile, BackupRef, backup_filename, list_backups
+from ops.backup.archive import Archive
+from ops.backup.files import BackupFile, BackupRef, backup_filename
 from ops.backup.prune import prune
-from ops.backup.retention import BAD_KEPT, NEWEST_GOOD, RetentionPolicy, plan_retention
+from ops.backup.retention import (
+    BAD_KEPT,
+    NEWEST_GOOD,
+    NEWEST_VERIFIED,
+    UNKNOWN_KEPT,
+    RetentionPolicy,
+    plan_retention,
+)
 from ops.backup.storage.local import LocalStore
-from ops.backup.verdicts import BAD, VERIFIED, read_verdicts, record_verdict
+from ops.backup.verdicts import BAD, VERIFIED, record_verdict
 from ops.core.errors import OpsError
 
 
@@ -126,19 +134,23 @@ def test_prune_policy_deletes_from_the_store_with_the_verdicts_of_what_it_delete
     record_verdict(BackupRef(LocalStore(backup_dir), paths[5].name), BAD, problem="flipped")
     record_verdict(BackupRef(LocalStore(backup_dir), paths[8].name), VERIFIED)
 
-    plan = prune(backup_dir, policy=RetentionPolicy(last=1, daily=3), now=now)
+    plan = prune(Archive.at(backup_dir), policy=RetentionPolicy(last=1, daily=3), now=now)
     assert plan.dry_run and all(p.exists() for p in paths)
-    assert plan.reasons[broken_newest.name] == ["last 1", "daily 2024-06-30"]
-    # same day as the broken one, so no rule keeps it; it is the newest that looks complete
-    assert plan.reasons[paths[0].name] == [NEWEST_GOOD]
+    # cut short, so it fills no slot; kept while no newer good backup exists
+    assert plan.reasons[broken_newest.name] == [UNKNOWN_KEPT]
+    assert plan.reasons[paths[0].name] == ["last 1", "daily 2024-06-30"]
+    assert plan.reasons[paths[8].name] == [NEWEST_VERIFIED]  # the only verified one
 
-    done = prune(backup_dir, policy=RetentionPolicy(last=1, daily=3), yes=True, now=now)
+    done = prune(Archive.at(backup_dir), policy=RetentionPolicy(last=1, daily=3), yes=True,
+                 now=now)
 
-    left = {b.name for b in list_backups(backup_dir)}
-    assert left == {broken_newest.name, paths[0].name, paths[1].name, paths[2].name}
-    assert set(done.delete) == {p.name for p in paths[3:]}
-    assert read_verdicts(backup_dir).found == {}  # .bad and .verified went with theirs
-    assert sorted(p.name for p in backup_dir.iterdir()) == sorted(left)
+    left = {b.name for b in Archive.at(backup_dir).backups()}
+    assert left == {broken_newest.name, *(paths[n].name for n in (0, 1, 2, 8))}
+    assert set(done.delete) == {paths[n].name for n in (3, 4, 5, 6, 7, 9)}
+    # the .bad went with its backup; the .verified of the kept one stays
+    assert set(Archive.at(backup_dir).verdicts().found) == {paths[8].name}
+    assert sorted(p.name for p in backup_dir.iterdir()) == sorted(
+        [*left, paths[8].name + ".verified"])
 
 
 def test_prune_policy_dry_run_prints_the_rule_that_keeps_each_file(run_cli, backup_dir: Path):

@@ -21,10 +21,11 @@ import pytest
 from support.faults import ActAt
 from support.webhook import parse_metrics, receiver, scrape
 
-from ops.backup.files import list_backups, parse_backup_name
+from ops.backup.archive import Archive
+from ops.backup.files import parse_backup_name
 from ops.backup.freshness import check_freshness
 from ops.backup.retention import RetentionPolicy
-from ops.backup.verdicts import DRILLED, VERIFIED, read_verdicts
+from ops.backup.verdicts import DRILLED, VERIFIED
 from ops.core.config import PROJECT_ROOT, Settings
 from ops.core.errors import OpsError
 from ops.schedule.cycle import CycleOptions, CycleResult
@@ -82,7 +83,7 @@ def scheduler(settings: Settings, *, notify: str | None = None, schedule=EVERY_S
 
 
 def backup_names(settings: Settings) -> list[str]:
-    return [b.name for b in list_backups(settings.backup_dir, include_safety=False)]
+    return [b.name for b in Archive.at(settings.backup_dir).backups(include_safety=False)]
 
 
 def test_a_scheduler_backs_up_verifies_prunes_measures_and_notifies_every_tick(
@@ -101,7 +102,7 @@ def test_a_scheduler_backs_up_verifies_prunes_measures_and_notifies_every_tick(
     assert backup_names(settings) == made[::-1][:2]  # pruned to the policy: the two newest
     assert all(r.verified == VERIFIED and r.error is None for r in run.of("success"))
     assert run.of("failure") == []
-    verdicts = read_verdicts(settings.backup_dir)
+    verdicts = Archive.at(settings.backup_dir).verdicts()
     assert all(VERIFIED in verdicts.of(name) for name in made[-2:])
     assert not any(verdicts.of(name) for name in made[:-2])  # went with their backups
 
@@ -111,7 +112,7 @@ def test_a_scheduler_backs_up_verifies_prunes_measures_and_notifies_every_tick(
     assert all(b["rows"] == sum(n for n, _ in sample.values()) for b in successes)
     assert all(b["size_bytes"] > 0 and b["duration_seconds"] > 0 for b in successes)
 
-    newest = list_backups(settings.backup_dir)[0]
+    newest = Archive.at(settings.backup_dir).backups()[0]
     assert samples['tasklets_backup_runs_total{result="success"}'] == len(made)
     assert samples['tasklets_backup_runs_total{result="failure"}'] == 0
     assert samples["tasklets_backup_failures_total"] == 0
@@ -143,7 +144,7 @@ def test_the_database_down_mid_schedule_is_a_failure_and_the_next_tick_recovers(
     failed = next(b for b in bodies if b["event"] == "failure")
     assert failed["stage"] == "lock" and "cannot connect to database" in failed["error"]
     assert samples["tasklets_backup_last_success_timestamp_seconds"] == \
-        list_backups(settings.backup_dir)[0].timestamp.timestamp()
+        Archive.at(settings.backup_dir).backups()[0].timestamp.timestamp()
 
 
 def test_two_schedulers_take_one_backup_per_tick(settings: Settings, sample: dict):
@@ -188,8 +189,8 @@ def test_a_drill_runs_when_due_and_its_metric_follows_only_a_passing_drill(
     passed = parse_metrics(metrics.text())
     assert passed["tasklets_restore_drill_last_success_timestamp_seconds"] > 0
     assert passed['tasklets_restore_drill_runs_total{result="success"}'] == 1
-    assert DRILLED in read_verdicts(settings.backup_dir).of(results[0].backup)
-    assert check_freshness(settings.backup_dir).line.endswith(", restore-drilled)")
+    assert DRILLED in Archive.at(settings.backup_dir).verdicts().of(results[0].backup)
+    assert check_freshness(Archive.at(settings.backup_dir)).line.endswith(", restore-drilled)")
 
     # the next one-shot run starts from the store: the drill is not due for 7 days
     again = BackupMetrics()
@@ -209,7 +210,7 @@ def test_a_drill_of_a_backup_tampered_after_verification_fails_and_leaves_the_me
     results: list[CycleResult] = []
 
     def tamper_newest() -> None:
-        tamper(list_backups(settings.backup_dir)[0].path)
+        tamper(Archive.at(settings.backup_dir).backups()[0].path)
 
     status = run_scheduler(settings, SchedulerOptions(cycle=CycleOptions(),
                                                       drill_every=timedelta(days=7)),
@@ -232,7 +233,7 @@ PAUSE_MID_BACKUP = r"""
 import sys, time
 import ops.backup.create as create
 
-original = create._stream_table
+original = create.stream_table
 
 def paused(conn, table, write, advance, *args, **kwargs):
     done = original(conn, table, write, advance, *args, **kwargs)
@@ -241,7 +242,7 @@ def paused(conn, table, write, advance, *args, **kwargs):
         time.sleep(120)
     return done
 
-create._stream_table = paused
+create.stream_table = paused
 from ops.cli.main import main
 main(sys.argv[1:])
 """
@@ -446,7 +447,7 @@ def test_a_failing_notification_is_logged_and_never_fails_the_backup(
     assert "⚠️  notification start to http://127.0.0.1 failed: HTTP 500" in broken.stderr
     assert "⚠️  notification success to http://127.0.0.1 failed: ConnectError" in \
         unreachable.stderr
-    assert len(list_backups(backup_dir)) == 2
+    assert len(Archive.at(backup_dir).backups()) == 2
 
 
 # ---------------------------------------------------------------- one-shot metrics

@@ -26,8 +26,9 @@ from support.storage import (
     use_server_env,
 )
 
-from ops.backup.storage import azure, base, gcs, local, s3
-from ops.backup.storage.base import ObjectExistsError, open_object, open_store
+from ops.backup.storage import azure, gcs, interface, local, s3
+from ops.backup.storage.factory import open_object, open_store
+from ops.backup.storage.interface import ObjectExistsError
 from ops.core.errors import OpsError
 
 pytest_plugins = ["support.storage_servers"]
@@ -43,7 +44,7 @@ def payload(size: int) -> bytes:
                     for i in range(size // 65536 + 1))[:size]
 
 
-def write_object(store: base.Store, name: str, data: bytes, *, chunk: int = 1 << 20,
+def write_object(store: interface.Store, name: str, data: bytes, *, chunk: int = 1 << 20,
                  part_size: int = PART) -> int:
     with store.open_writer(name, part_size=part_size) as writer:
         for start in range(0, len(data), chunk):
@@ -201,7 +202,7 @@ def test_missing_objects_are_one_line(backend: Backend) -> None:
 
 KILLED_WRITER = textwrap.dedent("""
     import sys, time
-    from ops.backup.storage.base import open_store
+    from ops.backup.storage.factory import open_store
     store = open_store(sys.argv[1])
     writer = store.open_writer("backup-killed.json", part_size={part})
     writer.write(b"k" * ({part} * 2 + 100))
@@ -401,7 +402,7 @@ def test_gcs_composes_many_parts_in_a_tree(storage_servers: Callable[[str], Serv
 
 MEMORY_PROBE = textwrap.dedent("""
     import sys
-    from ops.backup.storage.base import open_store
+    from ops.backup.storage.factory import open_store
     store = open_store(sys.argv[1])
     block = bytes(range(256)) * 4096
     with store.open_writer("big") as writer:

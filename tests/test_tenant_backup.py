@@ -93,7 +93,7 @@ def test_backups_lists_the_tenant_of_a_tenant_backup(run_cli, settings, conn, tw
     listed = run_cli("backups")
     assert listed.returncode == 0, listed.stderr
     rows = [line for line in listed.stdout.splitlines() if "backup-" in line]
-    assert rows[0].endswith("complete, tenant Globex (id 3)")
+    assert rows[0].endswith("complete (not verified), tenant Globex (id 3)")
     assert "tenant" not in rows[1]
     as_json = json.loads(run_cli("backups", "--json").stdout)
     assert [b["tenant"] for b in as_json] == ["Globex (id 3)", None]

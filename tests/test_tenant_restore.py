@@ -19,8 +19,9 @@ from support.tenants import (
     tenant_hashes,
 )
 
+from ops.backup.archive import Archive
 from ops.backup.create import backup
-from ops.backup.files import list_backups, read_meta
+from ops.backup.files import read_meta
 from ops.core.catalog import discover_tables
 from ops.core.config import Settings
 from ops.core.errors import OpsError
@@ -52,7 +53,7 @@ def snapshot(conn: psycopg.Connection) -> dict[int, dict]:
 
 
 def safety_backups(backup_dir: Path) -> list[Path]:
-    return [b.path for b in list_backups(backup_dir) if b.safety]
+    return [b.path for b in Archive.at(backup_dir).backups() if b.safety]
 
 
 @pytest.mark.parametrize("source", ["tenant backup", "tenant backup, compressed",

@@ -8,10 +8,12 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import psycopg
 import pytest
 from psycopg import sql
+from support.databases import with_dbname
 
 from ops.core.config import Settings
 from ops.core.errors import NotFound, OpsError, Refused
@@ -246,12 +248,10 @@ def test_marks_are_read_strictly():
 
 def test_refuses_a_role_without_createdb_in_one_line(pg_server_url: str, tmp_path: Path,
                                                      run_cli_process):
-    from conftest import _with_dbname
-
     with psycopg.connect(pg_server_url, autocommit=True) as conn:
         conn.execute("DROP ROLE IF EXISTS tasklets_nocreate")
         conn.execute("CREATE ROLE tasklets_nocreate LOGIN NOCREATEDB")
-    url = _with_dbname(pg_server_url, "postgres", user="tasklets_nocreate")
+    url = with_dbname(pg_server_url, "postgres", user="tasklets_nocreate")
     with pytest.raises(OpsError, match="may not create databases"):
         open_admin(Settings(database_url=url, backup_dir=tmp_path))
     done = run_cli_process("testdb", "serve", "--port", "1",
@@ -287,15 +287,14 @@ def _pool_dbs(url: str):
 
 
 def test_a_role_with_only_createdb_runs_the_pool_as_on_a_managed_server(
-        template_db: str, pg_server_url: str, tmp_path: Path, seeds: Path):
-    from conftest import OWNER_ROLE, _with_dbname
-
-    url = _with_dbname(pg_server_url, "postgres", user=OWNER_ROLE)  # CREATEDB, no superuser
+        owner_db_url: str, pg_server_url: str, tmp_path: Path, seeds: Path):
+    owner_role = urlsplit(owner_db_url).username  # CREATEDB, no superuser
+    url = with_dbname(pg_server_url, "postgres", user=owner_role)
     settings = Settings(database_url=url, backup_dir=tmp_path, app_env="test", seeds_dir=seeds)
     with Pool(open_admin(settings), Limits(ready=1)) as pool:
         template = pool.ensure(Recipe(("probe",)))
         lease = pool.lease(template.hash)
-        assert f"{OWNER_ROLE}@" in lease.url
+        assert f"{owner_role}@" in lease.url
         with psycopg.connect(lease.url) as conn:
             assert conn.execute("SELECT count(*) FROM probe").fetchone()[0] == 1
         pool.give_back(lease.name)
@@ -303,4 +302,4 @@ def test_a_role_with_only_createdb_runs_the_pool_as_on_a_managed_server(
     with psycopg.connect(pg_server_url, autocommit=True) as conn:  # its template stays
         owner = conn.execute("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname "
                              "= %s", (template.name,)).fetchone()
-    assert owner == (OWNER_ROLE,)
+    assert owner == (owner_role,)

@@ -10,6 +10,7 @@ import psycopg
 import pytest
 from support.backup import add_tenants_and_clients, decompress
 
+from ops.backup.archive import Archive
 from ops.backup.create import backup
 from ops.backup.verify import CHECKED_FULL, CHECKED_STRUCTURE, describe_backups, verify_backup
 from ops.core.config import Settings
@@ -137,19 +138,23 @@ def test_backups_lists_newest_first_with_rows_and_completeness(
     broken.write_bytes(first.read_bytes()[:300])
     (settings.backup_dir / "notes.txt").write_text("not a backup")
 
-    listed = describe_backups(settings.backup_dir)
+    listed = describe_backups(Archive.at(settings.backup_dir))
     assert [b.name for b in listed] == [second.name, first.name, broken.name]
-    assert [b.status for b in listed] == ["complete", "complete", "incomplete"]
+    assert [b.status for b in listed] == ["complete (not verified)", "complete (not verified)",
+                                          "incomplete"]
     assert listed[0].rows == 6 and listed[0].compressed and listed[2].rows is None
 
     done = run_cli("backups", "--verify", "--json")
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 1, done.stderr  # a bad backup found: not a success
     statuses = {b["name"]: b["status"] for b in json.loads(done.stdout)}
     assert statuses == {second.name: "verified", first.name: "verified", broken.name: "BAD"}
+    assert (settings.backup_dir / f"{broken.name}.bad").exists()
 
     done = run_cli("backups")
     assert done.returncode == 0 and second.name in done.stdout and "notes.txt" not in \
         done.stdout
+    assert "BAD (failed verification)" in next(line for line in done.stdout.splitlines()
+                                               if broken.name in line)
 
 
 @pytest.mark.parametrize("compression", ["zstd", "gzip"])

@@ -1,22 +1,23 @@
 """`compare`: does the database hold exactly the data of a backup?
 
-A fresh backup of the database is written to a private temporary directory - the same
-snapshot, serialisation and hashing as any backup - and its row counts and sha256 per table are
-compared with the file's meta. Two backups of the same data have the same checksums, on any
-PostgreSQL version, so this proves a restore (or a move to another server) exact.
+Every table of the database is serialised and hashed in one snapshot exactly as a backup
+would be (`table_digests`, nothing is written anywhere), and its row counts and sha256 per
+table are compared with the file's meta. Two backups of the same data have the same
+checksums, on any PostgreSQL version, so this proves a restore (or a move to another server)
+exact.
 """
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
 
-from ops.backup.create import write_backup
+from ops.backup.archive import Archive
+from ops.backup.create import table_digests
 from ops.backup.encryption import identities_for
-from ops.backup.reader import backup_meta, resolve_backup
+from ops.backup.reader import backup_meta
 from ops.core.catalog import current_revision
 from ops.core.config import Settings
 from ops.core.db import connection
@@ -37,11 +38,12 @@ class CompareResult:
 
 
 def compare_database(settings: Settings, source: str | Path | None = "latest", *,
-                     identity: str | Path | None = None,
+                     archive: Archive | None = None, identity: str | Path | None = None,
                      report: Reporter = SILENT) -> CompareResult:
     """Compare the database with the backup `source` (in any store; `identity` decrypts
     it); an OpsError names the first difference."""
-    path = resolve_backup(settings.backup_dir, None if source is None else str(source))
+    archive = archive or Archive.from_settings(settings)
+    path = archive.resolve(None if source is None else str(source))
     meta = backup_meta(path, identities_for(settings, identity))
     if not meta or not isinstance(meta.get("sha256"), dict) or not isinstance(
             meta.get("rowCounts"), dict):
@@ -51,21 +53,21 @@ def compare_database(settings: Settings, source: str | Path | None = "latest", *
     report.line(f"🔍 Comparing the database with {path}...")
     listed = meta.get("tables") if meta.get("partial") else None
     result = CompareResult(source=str(path))
-    with tempfile.TemporaryDirectory(prefix="tasklets-compare-") as scratch, \
-            connection(settings) as conn:
+    with connection(settings) as conn:
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         conn.read_only = True
         revision = current_revision(conn)
-        written = write_backup(conn, Path(scratch) / "database.json", tables=listed)
+        digests = table_digests(conn, listed)
         conn.rollback()
-    result.tables = written.tables
-    result.total_rows = written.total_rows
+    result.tables = {name: rows for name, (rows, _) in digests.items()}
+    result.total_rows = sum(result.tables.values())
+    sha256 = {name: digest for name, (_, digest) in digests.items()}
     if meta.get("alembicRevision") != revision:
         result.differences.append(f"schema revision: the backup's is "
                                   f"{meta.get('alembicRevision')}, the database's {revision}")
     counts, sums = meta["rowCounts"], meta["sha256"]
-    for name in [*written.tables, *(n for n in counts if n not in written.tables)]:
-        difference = _difference(name, written.tables.get(name), written.sha256.get(name),
+    for name in [*result.tables, *(n for n in counts if n not in result.tables)]:
+        difference = _difference(name, result.tables.get(name), sha256.get(name),
                                  counts.get(name), sums.get(name))
         if difference:
             result.differences.append(difference)

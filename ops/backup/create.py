@@ -24,15 +24,13 @@ from psycopg import sql
 from ops import __version__
 from ops.anonymize.mask import Anonymizer, TableMask, anonymize_key
 from ops.anonymize.policy import Policy
+from ops.backup.archive import Archive, kind_of
 from ops.backup.compression import from_name as compression_from_name
 from ops.backup.encryption import recipients_for
 from ops.backup.files import (
     BackupRef,
-    Location,
     Source,
     as_ref,
-    as_store,
-    backup_filename,
     iso_timestamp,
     next_backup_name,
     utc_now,
@@ -47,10 +45,10 @@ from ops.backup.format import (
     table_close_line,
     table_open_line,
 )
+from ops.backup.integrity import Integrity, write_sidecar
 from ops.backup.lock import backup_lock
 from ops.backup.parallel import PartStreams, stream_parts
-from ops.backup.storage.base import open_object
-from ops.backup.storage.local import LocalStore
+from ops.backup.storage.factory import open_object
 from ops.backup.writer import BackupWriter
 from ops.core.catalog import (
     Column,
@@ -63,8 +61,14 @@ from ops.core.catalog import (
     unique_keys,
 )
 from ops.core.config import Settings
-from ops.core.db import connect, connection, first_line, server_version
-from ops.core.defaults import DEFAULT_JOBS
+from ops.core.db import (
+    SNAPSHOT_SETTINGS,
+    connect,
+    connection,
+    first_line,
+    pin_settings,
+    server_version,
+)
 from ops.core.errors import OpsError, UsageError
 from ops.core.limits import summarize
 from ops.core.output import SILENT, Reporter, human_size, no_progress
@@ -75,22 +79,11 @@ PARALLEL_MIN_BYTES = 64 << 20  # below this, extra connections cost more than th
 BLOCK_BYTES = 1 << 20  # bigger blocks measured slower, smaller ones cost Python overhead
 PROGRESS_MIN_ROWS = 50_000
 
-# Everything row_to_json's text depends on (time zone, date and interval styles, bytea and
-# float output, money locale), pinned for this transaction only so every backup reads alike.
-SESSION_SETTINGS = {
-    "TimeZone": "UTC",
-    "DateStyle": "ISO, YMD",
-    "IntervalStyle": "iso_8601",
-    "bytea_output": "hex",
-    "extra_float_digits": "3",  # shortest text that reads back to the same float
-    "lc_monetary": "C",
-    "client_encoding": "UTF8",
-    "statement_timeout": "0",  # a big table must not hit a server-wide timeout
-}
 
 
 @dataclass
 class BackupResult:
+    ref: BackupRef  # the backup written
     location: str  # where it was written: a path, or a bucket URL
     name: str  # its name there
     path: Path | None  # the file, when in a local directory
@@ -105,7 +98,8 @@ class BackupResult:
     tenant: Tenant | None = None  # a backup of this tenant's rows only
 
 
-def backup(settings: Settings, *, output: str | Path | None = None,
+def backup(settings: Settings, *, archive: Archive | None = None,
+           output: str | Path | None = None,
            compression: str | None = None,
            encrypt_to: str | None = None, tables: list[str] | None = None,
            exclude: list[str] | None = None, tenant: str | None = None,
@@ -113,12 +107,13 @@ def backup(settings: Settings, *, output: str | Path | None = None,
            report: Reporter = SILENT, lock: bool = True) -> BackupResult:
     """Back up the database of `settings` from one REPEATABLE READ, READ ONLY snapshot.
 
-    Into BACKUP_DIR (a directory or a bucket), or `output` (a file or directory path, or an
-    object URL), compressed with `compression` ("zstd", "gzip"; None: plain unless the
-    output's name ends in .zst or .gz). `encrypt_to` (default BACKUP_ENCRYPT_TO) lists age
-    recipients. With jobs > 1 a large database is read over that many connections sharing
-    the snapshot (default BACKUP_JOBS, else 2 into a directory and 1 into a bucket: several
-    streams spool tables to local temp files, which a bucket backup otherwise never needs).
+    Into the archive (BACKUP_DIR's, unless given: a directory or a bucket), or `output` (a
+    file or directory path, or an object URL), compressed with `compression` ("zstd",
+    "gzip"; None: plain unless the output's name ends in .zst or .gz). `encrypt_to` (default
+    BACKUP_ENCRYPT_TO) lists age recipients. With jobs > 1 a large database is read over
+    that many connections sharing the snapshot (default BACKUP_JOBS, else what the store
+    prefers: 2 into a directory, 1 into a bucket, where several streams need local spool
+    files a bucket backup otherwise never needs).
     `tenant` (a name or an id) backs up that tenant's rows only, of every table. With
     `anonymize`, every row goes through that policy's transformers on its way to the file
     (keyed by ANONYMIZE_SALT); a schema the policy does not fully classify writes nothing.
@@ -129,23 +124,24 @@ def backup(settings: Settings, *, output: str | Path | None = None,
     if tenant is not None and (tables or exclude):
         raise UsageError("--tenant backs up one tenant's rows of every table; it does not "
                          "combine with --tables or --exclude-tables")
+    archive = archive or Archive.from_settings(settings)
     with backup_lock(settings, report=report) if lock else nullcontext():
-        return _backup(settings, output=output, compression=compression, encrypt_to=encrypt_to,
-                       tables=tables, exclude=exclude, tenant=tenant, jobs=jobs,
-                       anonymize=anonymize, report=report)
+        return _backup(settings, archive, output=output, compression=compression,
+                       encrypt_to=encrypt_to, tables=tables, exclude=exclude, tenant=tenant,
+                       jobs=jobs, anonymize=anonymize, report=report)
 
 
-def _backup(settings: Settings, *, output: str | Path | None, compression: str | None,
+def _backup(settings: Settings, archive: Archive, *, output: str | Path | None,
+            compression: str | None,
             encrypt_to: str | None, tables: list[str] | None, exclude: list[str] | None,
             tenant: str | None, jobs: int | None, anonymize: Policy | None,
             report: Reporter) -> BackupResult:
     recipients = recipients_for(settings, encrypt_to)
     report.line("🔄 Starting database backup...")
     moment = utc_now()
-    ref, compression, default_name = backup_target(settings.backup_dir, output, moment,
-                                                   compression, encrypted=bool(recipients))
-    jobs = jobs or settings.backup_jobs or (
-        DEFAULT_JOBS if isinstance(ref.store, LocalStore) else 1)
+    ref, compression, default_name = backup_target(archive, output, moment, compression,
+                                                   encrypted=bool(recipients))
+    jobs = jobs or settings.backup_jobs or ref.store.default_jobs
     if jobs < 1:
         raise UsageError(f"--jobs must be at least 1, not {jobs}")
     with connection(settings) as conn:
@@ -174,7 +170,7 @@ def _backup(settings: Settings, *, output: str | Path | None, compression: str |
     return result
 
 
-def backup_target(backup_dir: Location, output: str | Path | None, moment: datetime,
+def backup_target(archive: Archive, output: str | Path | None, moment: datetime,
                   compression: str | None, *, encrypted: bool = False
                   ) -> tuple[BackupRef, str | None, bool]:
     """(where to write, compression, default name?): BACKUP_DIR/backup-<ts>.json[.zst|.gz]
@@ -182,9 +178,9 @@ def backup_target(backup_dir: Location, output: str | Path | None, moment: datet
     or .gz picks that compression). A named backup is never overwritten."""
     if output is None or (not isinstance(output, str) or "://" not in output) \
             and Path(output).is_dir():
-        store = as_store(backup_dir if output is None else Path(output))
-        name = backup_filename(moment, compression=compression, encrypted=encrypted)
-        return BackupRef(store, name), compression, True
+        into = archive if output is None else Archive.at(Path(output))
+        return into.new_ref(moment, compression=compression, encrypted=encrypted), \
+            compression, True
     store, name = open_object(output)
     if name.endswith(".age") != encrypted:
         raise UsageError(
@@ -221,7 +217,7 @@ def write_backup(conn: psycopg.Connection, target: Source, *, compression: str |
     """
     moment = moment or utc_now()
     ref = as_ref(target)
-    result = BackupResult(location=str(ref), name=ref.name, path=ref.path,
+    result = BackupResult(ref=ref, location=str(ref), name=ref.name, path=ref.path,
                           compressed=compression is not None, compression=compression,
                           encrypted=bool(recipients), timestamp=iso_timestamp(moment),
                           tenant=tenant)
@@ -239,8 +235,7 @@ def _write(conn: psycopg.Connection, result: BackupResult, ref: BackupRef,
            lock_rows: bool, report: Reporter, jobs: int,
            open_connection: Callable[[], psycopg.Connection] | None,
            default_name: bool, anonymizer: Anonymizer | None) -> BackupResult:
-    for name, value in SESSION_SETTINGS.items():
-        conn.execute("SELECT set_config(%s, %s, true)", (name, value))
+    pin_settings(conn, SNAPSHOT_SETTINGS, local=True)
     discovered = discover_tables(conn)
     chosen = select_tables(discovered, only, exclude)
     sources = tenant_rows(discovered, result.tenant, lock=lock_rows) if result.tenant else {}
@@ -291,7 +286,7 @@ def _write(conn: psycopg.Connection, result: BackupResult, ref: BackupRef,
                     else:
                         estimate = stats[table.name].rows_estimate
                         with _progress(report, table.name, estimate) as advance:
-                            rows, digest = _stream_table(conn, table, out.write, advance,
+                            rows, digest = stream_table(conn, table, out.write, advance,
                                                          sources.get(table.name),
                                                          masks.get(table.name))
                     out.write(table_close_line(last=index == len(chosen) - 1))
@@ -307,7 +302,12 @@ def _write(conn: psycopg.Connection, result: BackupResult, ref: BackupRef,
             out.new_member()  # meta alone in the last frame: read_meta finds it cheaply
             out.write(meta_line(meta))
             result.size_bytes = out.commit()
+            result.ref = out.ref
             result.location, result.name, result.path = str(out.ref), out.ref.name, out.ref.path
+        write_sidecar(out.ref, Integrity(
+            result.size_bytes, out.sha256, kind_of(out.ref.name, meta),
+            result.tenant.as_meta() if result.tenant else None, meta["alembicRevision"],
+            result.total_rows))
     except OSError as exc:
         raise OpsError(
             f"cannot write backup {result.location}: {exc.strerror or exc}",
@@ -335,8 +335,7 @@ def _start_streams(conn: psycopg.Connection, chosen: list[Table],
         return None
     snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
     return stream_parts(open_connection, snapshot, chosen, sizes, jobs, out.part, out.compression,
-                        SESSION_SETTINGS,
-                        lambda c, t, write: _stream_table(c, t, write, no_progress,
+                        lambda c, t, write: stream_table(c, t, write, no_progress,
                                                           sources.get(t.name),
                                                           masks.get(t.name)))
 
@@ -472,10 +471,10 @@ _FIELD_HEAD = struct.Struct(">hi")  # field count, first field's length
 _FIELD_SIZE = struct.Struct(">i")
 
 
-def _stream_table(conn: psycopg.Connection, table: Table, write: Callable[[bytes], None],
-                  advance: Callable[[int], None],
-                  source: sql.Composable | None = None,
-                  mask: TableMask | None = None) -> tuple[int, str]:
+def stream_table(conn: psycopg.Connection, table: Table, write: Callable[[bytes], None],
+                 advance: Callable[[int], None],
+                 source: sql.Composable | None = None,
+                 mask: TableMask | None = None) -> tuple[int, str]:
     """Copy one table's rows into the file, ~1 MB at a time; returns (rows, sha256 hex).
 
     With a `mask`, each row is anonymized here, between the COPY and the file."""
@@ -530,6 +529,25 @@ def _stream_table(conn: psycopg.Connection, table: Table, write: Callable[[bytes
     if rows:
         write(b"\n")
     return rows, digest.hexdigest()
+
+
+def table_digests(conn: psycopg.Connection, tables: list[str] | None = None
+                  ) -> dict[str, tuple[int, str]]:
+    """(rows, sha256) of each table (all, or those named), as a backup taken now in `conn`'s
+    snapshot would record them: the very code that writes backups serialises the rows, and
+    nothing is written anywhere (a second implementation could agree with itself and
+    disagree with the file)."""
+    snapshot = conn.transaction() if conn.autocommit else nullcontext()
+    with snapshot:
+        if conn.autocommit:
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        pin_settings(conn, SNAPSHOT_SETTINGS, local=True)
+        chosen = select_tables(discover_tables(conn), tables, None)
+        return {t.name: stream_table(conn, t, _discard, no_progress) for t in chosen}
+
+
+def _discard(data: bytes) -> None:
+    return None
 
 
 def _two_fields(data: memoryview | bytes, table: Table) -> tuple[memoryview | bytes, ...]:

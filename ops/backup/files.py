@@ -1,4 +1,5 @@
-"""Backup naming, listing and picking "latest": the one place that knows the names, in any store.
+"""Backup naming and what one backup's own bytes tell: the one place that knows the names, in any
+store (ops.backup.archive lists them and picks among them).
 
 Finished backups are `backup-YYYY-MM-DDTHH-mm-ss-SSSZ.json[.zst|.gz][.age]` (UTC, milliseconds,
 as the seed tool names them; `.zst`/`.gz` compressed, `.age` encrypted, compression first);
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import re
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,8 +19,8 @@ from typing import BinaryIO
 
 from ops.backup.compression import READ_ERRORS, SUFFIXES, decompressing, detect, from_name
 from ops.backup.format import meta_in_tail
-from ops.backup.storage.base import IncompleteUpload, Store, open_object, open_store
-from ops.backup.storage.local import LocalStore
+from ops.backup.storage.factory import open_object
+from ops.backup.storage.interface import Store
 from ops.core.errors import OpsError
 
 BACKUP_PREFIX = "backup-"
@@ -30,13 +30,6 @@ _NAME = re.compile(
     r"(?P<ts>\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}-\d{3}Z)\.json(?:\.zst|\.gz)?(?P<age>\.age)?$"
 )
 _TS_FORMAT = "%Y-%m-%dT%H-%M-%S"
-Location = Store | Path | str  # where backups live: a store, a directory, or BACKUP_DIR's text
-
-
-def as_store(location: Location) -> Store:
-    return location if isinstance(location, Store) else open_store(location)
-
-
 @dataclass(frozen=True)
 class BackupRef:
     """One backup: the store it lives in and its name there."""
@@ -47,10 +40,11 @@ class BackupRef:
     def __str__(self) -> str:
         return self.store.describe(self.name)
 
+
     @property
     def path(self) -> Path | None:
         """The file, for a backup in a local directory (None elsewhere)."""
-        return self.store.directory / self.name if isinstance(self.store, LocalStore) else None
+        return self.store.local_path(self.name)
 
     def open(self) -> BinaryIO:
         return self.store.open_reader(self.name)
@@ -66,6 +60,7 @@ Source = BackupRef | Path  # a backup to read: in a store, or a local file
 
 
 def as_ref(source: Source) -> BackupRef:
+    """The backup a local file is (its directory as the store), or `source` itself."""
     if isinstance(source, BackupRef):
         return source
     store, name = open_object(source)
@@ -135,25 +130,6 @@ def next_backup_name(name: str) -> str:
                            prefix=SAFETY_PREFIX if safety else BACKUP_PREFIX)
 
 
-def list_backups(location: Location, *, include_safety: bool = True) -> list[BackupFile]:
-    """Backups in the store, newest first; other objects are ignored (and, in a directory, so
-    are links that lead outside it: a backup is what the directory holds)."""
-    store = as_store(location)
-    found: list[BackupFile] = []
-    for info in store.list():
-        parsed = parse_backup_name(info.name)
-        if parsed is None:
-            continue
-        moment, compression, safety = parsed
-        if safety and not include_safety:
-            continue
-        found.append(BackupFile(BackupRef(store, info.name), moment, info.size,
-                                compression is not None,
-                                is_encrypted_name(info.name), safety))
-    found.sort(key=lambda b: (b.timestamp, b.name), reverse=True)
-    return found
-
-
 # --- what a backup's tail says ------------------------------------------------------------
 
 _TAIL_WINDOWS = (64 * 1024, 4 * 1024 * 1024)
@@ -221,27 +197,6 @@ def _ends_like_json_object(ref: BackupRef) -> bool:
 
 def _size(ref: BackupRef) -> int:
     return next((o.size for o in ref.store.list() if o.name == ref.name), 0)
-
-
-def latest_complete_backup(location: Location, *, include_safety: bool = False,
-                           accept: Callable[[BackupFile], bool] = lambda _: True,
-                           ) -> BackupFile | None:
-    """The newest backup that `looks_complete`, has not failed verification (a `.bad`
-    verdict beside it, see ops.backup.verdicts) and that `accept` takes: what `restore
-    latest` restores."""
-    store = as_store(location)
-    bad = {o.name.removesuffix(".bad") for o in store.list() if o.name.endswith(".bad")}
-    for candidate in list_backups(store, include_safety=include_safety):
-        if (candidate.name not in bad and accept(candidate)
-                and looks_complete(candidate.ref, size=candidate.size)):
-            return candidate
-    return None
-
-
-def leftover_partials(location: Location) -> list[IncompleteUpload]:
-    """Uploads of backups still running or killed mid-way (nothing ever reads them): hidden
-    temp files in a directory, unfinished multipart uploads in a bucket."""
-    return as_store(location).incomplete_uploads()
 
 
 # --- private local files (the parallel backup's parts) --------------------------------------

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from ops.backup.files import Location, as_store, list_backups, utc_now
+from ops.backup.archive import Archive
+from ops.backup.files import utc_now
 from ops.backup.prune import parse_age
-from ops.backup.verdicts import DRILLED, VERIFIED, newest_good_backup, read_verdicts
+from ops.backup.verdicts import DRILLED, VERIFIED
 
 DEFAULT_MAX_AGE = "26h"  # a daily backup, with two hours to spare
 
@@ -24,17 +25,18 @@ class FreshnessCheck:
     line: str = ""  # what the CLI prints, after ✅ or ❌
 
 
-def check_freshness(location: Location, max_age: str = DEFAULT_MAX_AGE, *,
+def check_freshness(archive: Archive, max_age: str = DEFAULT_MAX_AGE, *,
                     now: datetime | None = None) -> FreshnessCheck:
-    """Whether the newest good backup (complete, not failed verification; safety backups do
-    not count) is younger than `max_age` (90s, 30m, 26h, 2d, 1w)."""
+    """Whether the newest good full backup (known complete, not failed verification; a
+    tenant's, anonymized, partial or safety backup does not count) is younger than
+    `max_age` (90s, 30m, 26h, 2d, 1w)."""
     limit = parse_age(max_age)
-    store = as_store(location)
-    verdicts = read_verdicts(store)
-    newest = newest_good_backup(list_backups(store), verdicts)
-    check = FreshnessCheck(ok=False, location=str(store), max_age=max_age.strip())
+    listing = archive.listing()
+    newest = archive.newest_good(listing)
+    verdicts = listing.verdicts
+    check = FreshnessCheck(ok=False, location=str(archive), max_age=max_age.strip())
     if newest is None:
-        check.line = f"no good backup in {store} (limit {check.max_age})"
+        check.line = f"no good full backup in {archive} (limit {check.max_age})"
         return check
     age = (now or utc_now()) - newest.timestamp
     known = verdicts.of(newest.name)

@@ -19,6 +19,7 @@ import psycopg
 
 from ops.backup.compression import FrameWriter, frame_writer
 from ops.core.catalog import Table
+from ops.core.db import SNAPSHOT_SETTINGS, pin_settings
 
 PartStreamer = Callable[[psycopg.Connection, Table, Callable[[bytes], None]], tuple[int, str]]
 
@@ -76,7 +77,7 @@ class PartStreams:
 
 def stream_parts(open_connection: Callable[[], psycopg.Connection], snapshot: str,
                  tables: list[Table], sizes: dict[str, int], jobs: int,
-                 new_part: Callable[[int], Path], compression: str | None, session: dict[str, str],
+                 new_part: Callable[[int], Path], compression: str | None,
                  stream: PartStreamer) -> PartStreams:
     """Stream `tables` over `jobs` connections, biggest first (each free connection takes the
     next, which balances them); each table's future resolves to its finished part file.
@@ -96,8 +97,7 @@ def stream_parts(open_connection: Callable[[], psycopg.Connection], snapshot: st
                 streams.connections.append(conn)
             conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             conn.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")  # must come first
-            for name, value in session.items():
-                conn.execute("SELECT set_config(%s, %s, true)", (name, value))
+            pin_settings(conn, SNAPSHOT_SETTINGS, local=True)
             local.conn = conn
         return local.conn
 

@@ -1,24 +1,29 @@
 """`prune`: delete old backups by count and/or age, or by a retention policy; never the newest
-good one.
+good one, nor the newest verified one.
 
 A file is deleted only when every rule given allows it (outside the `keep` newest AND older
 than `older_than`), so adding a rule can only keep more. A retention `policy` (keep the last
-N, one a day, a week, a month: ops.backup.retention) replaces those two rules. Backups and
-pre-restore safety backups are counted separately; files that are not backups are never
-touched, except a deleted backup's verdicts (ops.backup.verdicts) and the hidden temp files
-of runs killed more than a day ago (no run takes that long).
+N, one a day, a week, a month: ops.backup.retention) replaces those two rules.
+
+Only full backups are counted, and pre-restore safety backups on their own, unless `kinds`
+names others (each kind is then counted on its own): a tenant's backup or an anonymized
+snapshot never stands in for a full one. Only backups known to be complete and not failed
+verification count toward what is kept; the others (cut short, encrypted without a sidecar,
+`.bad`) are kept while no newer good backup exists. Files that are not backups are never
+touched, except a deleted backup's verdicts and sidecar, and the temp files and unfinished
+uploads this tool started in runs killed more than a day ago (no run takes that long).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from ops.backup.files import BackupFile, Location, as_store, list_backups, looks_complete, utc_now
-from ops.backup.retention import NEWEST_GOOD, RetentionPolicy, plan_retention
-from ops.backup.storage.base import Store
-from ops.backup.verdicts import forget_verdicts, newest_good_backup, read_verdicts
+from ops.backup.archive import FULL, KINDS, SAFETY, Archive
+from ops.backup.files import BackupFile, utc_now
+from ops.backup.retention import NEWEST_GOOD, NEWEST_VERIFIED, RetentionPolicy, plan_retention
 from ops.core.errors import UsageError
 from ops.core.output import SILENT, Reporter, human_size, suggest
 
@@ -34,6 +39,8 @@ class PruneResult:
     delete: list[str] = field(default_factory=list)  # names, newest first
     keep: list[str] = field(default_factory=list)
     protected: str | None = None  # the newest good backup, kept although the rules matched it
+    kinds: list[str] = field(default_factory=lambda: [FULL, SAFETY])  # the kinds counted
+    not_counted: list[str] = field(default_factory=list)  # of other kinds: left alone
     freed_bytes: int = 0
     stale_temp_files: list[str] = field(default_factory=list)  # killed runs' .partial files
     policy: str | None = None  # the retention policy applied, when one was
@@ -50,8 +57,14 @@ def parse_age(text: str) -> timedelta:
 
 
 def plan_prune(backups: list[BackupFile], *, keep: int | None, older_than: timedelta | None,
-               now: datetime) -> tuple[list[BackupFile], BackupFile | None]:
-    """(files to delete, the newest good backup the rules wanted but may not delete)."""
+               now: datetime, counts: Callable[[BackupFile], bool] = lambda _: True,
+               protect: Sequence[BackupFile | None] = ()) -> tuple[list[BackupFile],
+                                                                  BackupFile | None]:
+    """(files to delete, the newest good backup the rules wanted but may not delete).
+
+    `counts` tells the backups that count toward `keep` (known complete, not bad); one that
+    does not is deleted only once `keep` newer ones that count exist. `protect` lists the
+    backups never deleted (the newest good one first)."""
     if keep is None and older_than is None:
         raise UsageError("say what to prune: --keep N and/or --older-than AGE",
                        hint=f"e.g. {suggest('prune --keep 10')} or "
@@ -60,64 +73,83 @@ def plan_prune(backups: list[BackupFile], *, keep: int | None, older_than: timed
         raise UsageError("--keep must be 0 or more")
     doomed: list[BackupFile] = []
     for safety in (False, True):
-        group = [b for b in backups if b.safety == safety]  # already newest first
-        for index, found in enumerate(group):
-            beyond_keep = keep is None or index >= keep
+        counted = 0
+        for found in (b for b in backups if b.safety == safety):  # already newest first
+            beyond_keep = keep is None or counted >= keep
+            counted += counts(found)
             old_enough = older_than is None or found.timestamp < now - older_than
             if beyond_keep and old_enough:
                 doomed.append(found)
-    newest_good = next((b for b in backups
-                        if not b.safety and looks_complete(b.ref, size=b.size)), None)
-    protected = newest_good if newest_good in doomed else None
-    doomed = [b for b in doomed if b != newest_good]
+    kept = [b for b in protect if b is not None]
+    protected = next((b for b in kept if b in doomed), None)
+    doomed = [b for b in doomed if b not in kept]
     doomed.sort(key=lambda b: (b.timestamp, b.name), reverse=True)
     return doomed, protected
 
 
-def prune(location: Location, *, keep: int | None = None,
+def prune(archive: Archive, *, keep: int | None = None,
           older_than: timedelta | None = None, policy: RetentionPolicy | None = None,
-          yes: bool = False, report: Reporter = SILENT,
+          kinds: Sequence[str] | None = None, yes: bool = False, report: Reporter = SILENT,
           now: datetime | None = None) -> PruneResult:
-    """Show (and with yes=True, delete) the backups the rules (or the policy) select, in any
-    store; a deleted backup's verdicts go with it."""
-    store = as_store(location)
-    backup_dir = str(store)
-    backups = list_backups(store)
-    verdicts = read_verdicts(store)
+    """Show (and with yes=True, delete) the backups the rules (or the policy) select among
+    those of `kinds` (default: full backups, and safety backups on their own); a deleted
+    backup's verdicts and sidecar go with it."""
+    counted_kinds = _kinds(kinds)
+    listing = archive.listing()
+    now = now or utc_now()
+    everything = listing.backups
+    backups, others = [], []
+    for found in everything:
+        kind = archive.facts(found, listing).kind
+        # a backup of unknown kind (encrypted, no sidecar) may be a full one: never counted
+        (backups if kind in counted_kinds or kind is None else others).append(found)
+    verdicts = listing.verdicts
+    bad = {b.name for b in backups if verdicts.is_bad(b.name)}
+    unknown = {b.name for b in backups if not archive.facts(b, listing).usable} - bad
+    newest = archive.newest_good(listing) if FULL in counted_kinds else None
+    verified = archive.newest_good(listing, verified=True) if FULL in counted_kinds else None
     reasons: dict[str, list[str]] = {}
     if policy is not None:
         if keep is not None or older_than is not None:
             raise UsageError("a retention policy (--keep-last/-daily/-weekly/-monthly) and "
                              "--keep/--older-than do not mix", hint="Use one or the other.")
-        newest = newest_good_backup(backups, verdicts)
-        plan = plan_retention(backups, policy, newest_good=newest.name if newest else None,
-                              bad={b.name for b in backups if verdicts.is_bad(b.name)})
+        plan = plan_retention(backups, policy, bad=bad, unknown=unknown,
+                              newest_good=newest.name if newest else None,
+                              newest_verified=verified.name if verified else None)
         doomed, reasons = plan.delete, plan.keep
-        protected = newest if newest and reasons.get(newest.name) == [NEWEST_GOOD] else None
+        protected = next((b for b in (newest, verified) if b is not None and reasons.get(
+            b.name) in ([NEWEST_GOOD], [NEWEST_VERIFIED])), None)
     else:
-        doomed, protected = plan_prune(backups, keep=keep, older_than=older_than,
-                                       now=now or utc_now())
-    result = PruneResult(backup_dir=backup_dir, dry_run=not yes,
+        doomed, protected = plan_prune(
+            backups, keep=keep, older_than=older_than, now=now,
+            counts=lambda b: b.name not in bad and b.name not in unknown,
+            protect=(newest, verified))
+    result = PruneResult(backup_dir=str(archive), dry_run=not yes,
                          delete=[b.name for b in doomed],
-                         keep=[b.name for b in backups if b not in doomed],
+                         keep=[b.name for b in everything if b not in doomed],
                          protected=protected.name if protected else None,
-                         policy=str(policy) if policy is not None else None, reasons=reasons)
-    report.line(f"🧹 {len(backups)} backup(s) in {backup_dir}"
+                         policy=str(policy) if policy is not None else None, reasons=reasons,
+                         kinds=sorted(counted_kinds), not_counted=[b.name for b in others])
+    report.line(f"🧹 {len(backups)} backup(s) in {archive}"
                 + (f", policy {policy}" if policy is not None else "")
-                + f": keeping {len(result.keep)}, "
+                + f": keeping {len(backups) - len(doomed)}, "
                 f"{'deleting' if yes else 'would delete'} {len(doomed)}")
+    if others:
+        report.line(f"ℹ️  {len(others)} backup(s) of other kinds not counted (tenant, "
+                    "anonymized, partial): `prune --kind KIND` prunes those")
     if protected:
-        report.line(f"🛡️  Keeping {protected.name}: it is the newest good backup")
+        why = "newest verified" if protected is verified and protected is not newest \
+            else "newest good"
+        report.line(f"🛡️  Keeping {protected.name}: it is the {why} backup")
     for found in backups:
         if found.name in reasons:
             report.line(f"📌 {found.name}: {', '.join(reasons[found.name])}")
     for found in doomed:
         report.line(f"🗑️  {found.name} ({human_size(found.size)})")
         if yes:
-            found.ref.delete()
-            forget_verdicts(store, found, verdicts)
+            archive.delete(found, listing)
         result.freed_bytes += found.size
-    _remove_stale_uploads(store, result, yes, now or utc_now(), report)
+    _remove_stale_uploads(archive, result, yes, now, report)
     if not doomed and not result.stale_temp_files:
         report.line("✅ Nothing to prune.")
     elif yes:
@@ -128,15 +160,22 @@ def prune(location: Location, *, keep: int | None = None,
     return result
 
 
-def _remove_stale_uploads(store: Store, result: PruneResult, yes: bool, now: datetime,
+def _kinds(kinds: Sequence[str] | None) -> set[str]:
+    if not kinds:
+        return {FULL, SAFETY}
+    unknown = [k for k in kinds if k not in KINDS]
+    if unknown:
+        raise UsageError(f"unknown backup kind(s): {', '.join(unknown)}",
+                         hint=f"Kinds: {', '.join(KINDS)}.")
+    return set(kinds)
+
+
+def _remove_stale_uploads(archive: Archive, result: PruneResult, yes: bool, now: datetime,
                           report: Reporter) -> None:
-    """Uploads left by runs killed (kill -9, power loss, a lost network) more than a day ago:
-    temp files in a directory, unfinished multipart uploads in a bucket."""
-    stale = [u for u in store.incomplete_uploads() if u.started <= now - STALE_TEMP_AGE]
-    for upload in stale:
-        if yes:
-            store.abort_upload(upload)
-        result.stale_temp_files.append(upload.name)
+    """Uploads left by runs of this tool killed (kill -9, power loss, a lost network) more
+    than a day ago: temp files in a directory, unfinished uploads in a bucket."""
+    stale = archive.store.abort_incomplete(STALE_TEMP_AGE, now=now, dry_run=not yes)
+    result.stale_temp_files = [u.name for u in stale]
     if stale:
         report.line(f"🧹 {'Removed' if yes else 'Would remove'} {len(stale)} unfinished "
                     "upload(s) of runs killed over a day ago")

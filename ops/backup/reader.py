@@ -1,4 +1,4 @@
-"""Finding a backup file and reading it as a stream of tables and rows, in bounded memory.
+"""Reading a backup as a stream of tables and rows, in bounded memory.
 
 Two readers behind one interface:
 - the line reader, for files laid out as `ops.backup.format` describes (one row per line):
@@ -25,24 +25,13 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
-from pathlib import Path
 from typing import Any, BinaryIO
 
 import orjson
 
 from ops.backup.compression import READ_ERRORS, decompressing, detect
 from ops.backup.encryption import AGE_MAGIC, IDENTITY_VARIABLE, decrypting_reader, is_encrypted
-from ops.backup.files import (
-    BackupRef,
-    Location,
-    Source,
-    as_ref,
-    as_store,
-    is_encrypted_name,
-    latest_complete_backup,
-    list_backups,
-    read_meta,
-)
+from ops.backup.files import Source, as_ref, is_encrypted_name, read_meta
 from ops.backup.format import (
     BOM,
     MAX_ROW_BYTES,
@@ -50,10 +39,7 @@ from ops.backup.format import (
     parse_header,
     parse_table_open,
 )
-from ops.backup.storage.base import Store, open_object
-from ops.backup.storage.local import LocalStore
-from ops.core.errors import BadBackup, NotFound, OpsError
-from ops.core.limits import summarize
+from ops.core.errors import BadBackup, OpsError
 from ops.core.output import suggest
 
 LINES = "lines"
@@ -65,57 +51,6 @@ _TABLE_CLOSERS = frozenset({b"]", b"],"})
 _READ_ERRORS = (*READ_ERRORS, OSError, UnicodeDecodeError)
 
 Row = tuple[int, int | None, Any]  # (row number in its table, file line or None, value)
-
-
-# ---------------------------------------------------------------- finding the file
-
-
-def resolve_backup(backup_dir: Location, ref: str | Path | None) -> BackupRef:
-    """The backup `restore`/`verify` should read: `latest`, a name in BACKUP_DIR, a path, or an
-    object URL (s3://bucket/prefix/backup-....json).
-
-    A bare name is looked up in BACKUP_DIR and must not resolve outside it (`..`, symlinks);
-    a name not found there may still be a file in the current directory.
-    """
-    store = as_store(backup_dir)
-    if ref in (None, "", "latest"):
-        latest = latest_complete_backup(store)
-        if latest is None:
-            raise NotFound(f"no complete backup in {store} to restore",
-                           hint=f"Create one with {suggest('backup')}, or name a file: "
-                           f"{suggest('restore FILE')}.")
-        return latest.ref
-    text = str(ref)
-    if "://" in text:
-        found_store, name = open_object(text)
-        found = BackupRef(found_store, name)
-        if found.exists():
-            return found
-        raise not_found(store, text)
-    given = Path(text).expanduser()
-    if given.is_absolute() or len(given.parts) > 1:
-        if given.is_file():
-            return as_ref(given)
-        raise not_found(store, text)
-    if isinstance(store, LocalStore):
-        candidate = store.directory / text
-        if not candidate.resolve().is_relative_to(store.directory.resolve()):
-            raise OpsError(f"refusing backup name {text!r}: it points outside BACKUP_DIR "
-                           f"({store})", hint="Give a file name inside BACKUP_DIR, or a path.")
-    if store.exists(text):
-        return BackupRef(store, text)
-    if given.is_file():
-        return as_ref(given)
-    raise not_found(store, text)
-
-
-def not_found(store: Store, ref: str) -> NotFound:
-    names = [b.name for b in list_backups(store)]
-    if names:
-        hint = f"Available backups in {store} (newest first): {summarize(names, 10)}"
-    else:
-        hint = f"There are no backups in {store}; create one with {suggest('backup')}."
-    return NotFound(f"backup not found: {ref}", hint=hint)
 
 
 # ---------------------------------------------------------------- reading it

@@ -4,9 +4,10 @@ weeks and M months (grandfather-father-son, as restic and borg count it).
 Only the rules given apply: `last=2` alone keeps exactly the two newest. Each rule walks the
 backups newest first and keeps the newest one of every period (UTC calendar day, ISO week,
 month) it has not seen yet, until it has kept its count; a backup kept by any rule stays.
-Backups that failed verification fill no period (a bad backup must not stand in for a good
-one); each is kept only while no newer good backup exists, as the evidence of what went
-wrong. Whatever the rules say, the newest good backup is never deleted. Safety backups
+Backups that failed verification, and those not known to be complete (cut short, or encrypted
+without a sidecar), fill no period (they must not stand in for a good one); each is kept only
+while no newer good backup exists, as the evidence of what went wrong. Whatever the rules say,
+the newest good backup and the newest verified one are never deleted. Safety backups
 (`pre-restore-*`) are counted on their own, like `prune --keep` does.
 """
 
@@ -21,7 +22,9 @@ from ops.core.config import KEEP_RULES
 from ops.core.errors import UsageError
 
 NEWEST_GOOD = "the newest good backup"
+NEWEST_VERIFIED = "the newest verified backup"
 BAD_KEPT = "failed verification; kept until a newer good backup exists"
+UNKNOWN_KEPT = "not known to be complete; kept until a newer good backup exists"
 
 # rule -> (the period a backup falls in, how the period is shown)
 _PERIODS: dict[str, Callable[[datetime, int], object]] = {
@@ -79,11 +82,14 @@ class RetentionPlan:
 
 def plan_retention(backups: list[BackupFile], policy: RetentionPolicy, *,
                    bad: frozenset[str] | set[str] = frozenset(),
-                   newest_good: str | None = None) -> RetentionPlan:
+                   unknown: frozenset[str] | set[str] = frozenset(),
+                   newest_good: str | None = None,
+                   newest_verified: str | None = None) -> RetentionPlan:
     """Which backups the policy keeps (with the rules that keep each) and which it deletes.
 
-    `backups` newest first, as `list_backups` gives them; `bad` names those that failed
-    verification; `newest_good` is kept whatever the rules say.
+    `backups` newest first, as the archive lists them; `bad` names those that failed
+    verification, `unknown` those not known to be complete; `newest_good` and
+    `newest_verified` are kept whatever the rules say.
     """
     if not policy:
         raise UsageError("no retention rules given",
@@ -92,12 +98,15 @@ def plan_retention(backups: list[BackupFile], policy: RetentionPolicy, *,
     plan = RetentionPlan()
     for safety in (False, True):
         group = [b for b in backups if b.safety == safety]
-        reasons = _apply_rules([b for b in group if b.name not in bad], policy)
+        uncounted = {*bad, *unknown}
+        reasons = _apply_rules([b for b in group if b.name not in uncounted], policy)
         for found in group:
-            if found.name in bad and not _newer_good(found, group, bad):
-                reasons[found.name] = [BAD_KEPT]
+            if found.name in uncounted and not _newer_good(found, group, uncounted):
+                reasons[found.name] = [BAD_KEPT if found.name in bad else UNKNOWN_KEPT]
             elif found.name == newest_good and found.name not in reasons:
                 reasons[found.name] = [NEWEST_GOOD]
+            elif found.name == newest_verified and found.name not in reasons:
+                reasons[found.name] = [NEWEST_VERIFIED]
             if found.name in reasons:
                 plan.keep[found.name] = reasons[found.name]
             else:

@@ -9,8 +9,8 @@ database (a drill); the outcome is a small JSON object named after the backup:
 
 A store never overwrites an object, so each is written once; one listing of the store
 gives every verdict (no reads), which is what retention, `backups check` and the scheduler's
-metrics need. They are not backups (`list_backups` ignores them) and go when their backup
-is pruned.
+metrics need (ops.backup.archive sorts them out of its listing). They are not backups and go
+when their backup is pruned.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from datetime import datetime
 
 import orjson
 
-from ops.backup.files import BackupFile, BackupRef, Location, as_store, looks_complete, utc_now
-from ops.backup.storage.base import ObjectExistsError, Store
+from ops.backup.files import BackupRef, utc_now
+from ops.backup.storage.interface import ObjectExistsError
 
 VERIFIED = "verified"
 BAD = "bad"
@@ -47,16 +47,6 @@ class Verdicts:
         return (max(dated)[1], max(dated)[0]) if dated else None
 
 
-def read_verdicts(location: Location) -> Verdicts:
-    """Every verdict in the store, from one listing."""
-    found: dict[str, dict[str, datetime]] = {}
-    for info in as_store(location).list():
-        backup, dot, kind = info.name.rpartition(".")
-        if dot and kind in KINDS and backup.startswith(("backup-", "pre-restore-")):
-            found.setdefault(backup, {})[kind] = info.modified
-    return Verdicts(found)
-
-
 def record_verdict(ref: BackupRef, kind: str, **details: object) -> None:
     """Write `kind` for the backup (once: a verdict that exists already is kept as it is)."""
     body = orjson.dumps({"backup": ref.name, "verdict": kind,
@@ -67,19 +57,3 @@ def record_verdict(ref: BackupRef, kind: str, **details: object) -> None:
             writer.commit()
     except ObjectExistsError:
         pass
-
-
-def forget_verdicts(store: Store, backup: BackupFile, verdicts: Verdicts) -> None:
-    """Remove the verdicts of a backup that is being deleted."""
-    for kind in verdicts.of(backup.name):
-        store.delete(f"{backup.name}.{kind}")
-
-
-def newest_good_backup(backups: list[BackupFile], verdicts: Verdicts) -> BackupFile | None:
-    """The newest backup (not a safety backup) that looks complete and did not fail
-    verification: the one retention never deletes and `backups check` measures."""
-    for found in backups:
-        if not found.safety and not verdicts.is_bad(found.name) \
-                and looks_complete(found.ref, size=found.size):
-            return found
-    return None

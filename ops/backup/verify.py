@@ -13,22 +13,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ops.backup.files import (
-    BackupFile,
-    Location,
-    Source,
-    list_backups,
-    looks_complete,
-    read_meta,
-)
+from ops.backup.archive import COMPLETE, INCOMPLETE, Archive, Facts
+from ops.backup.files import BackupFile, Source, as_ref, is_encrypted_name, parse_backup_name
 from ops.backup.format import JSON_NULL_KEY, column_keys, describe_partial, describe_tenant
+from ops.backup.integrity import read_sidecar, stored_problem
 from ops.backup.reader import LINES, BackupReader, FileProblem, Section
-from ops.core.errors import BadBackup
+from ops.backup.verdicts import BAD, VERIFIED
+from ops.core.errors import BadBackup, OpsError
 from ops.core.limits import summarize
+from ops.core.output import suggest
 
 CHECKED_FULL = "structure, row counts and sha256 against meta"
 CHECKED_COUNTS = "structure and row counts against meta"
 CHECKED_STRUCTURE = "structure only (no meta: not written by tasklets-db)"
+CHECKED_STORED = "stored bytes: length and sha256 against its sidecar (no identity to decrypt)"
 
 
 @dataclass
@@ -45,9 +43,26 @@ class VerifyResult:
 
 
 def verify_backup(source: Source, identities: Sequence[Any] = ()) -> VerifyResult:
-    """Stream the backup and check it; problems are reported in the result, never raised
-    (an encrypted backup without an identity is the one error: it cannot be checked)."""
+    """Stream the backup and check it; problems are reported in the result, never raised.
+
+    An encrypted backup without an identity is checked against its sidecar (the stored
+    bytes' length and sha256, ops.backup.integrity); one without a sidecar either cannot be
+    checked, the one error raised."""
     result = VerifyResult(location=str(source), ok=False)
+    ref = as_ref(source)
+    if is_encrypted_name(ref.name) and not identities:
+        integrity = read_sidecar(ref)
+        if integrity is None:
+            raise OpsError(f"{ref.name} is encrypted, no identity was given and it has no "
+                           "sidecar to check its stored bytes against",
+                           hint="Set BACKUP_IDENTITY_FILE (or --identity) to verify it.")
+        result.encrypted, result.checked = True, CHECKED_STORED
+        try:
+            result.problem = stored_problem(ref, integrity)
+        except OpsError as exc:
+            result.problem = exc.message
+        result.ok = result.problem is None
+        return result
     try:
         with BackupReader(source, identities=identities) as reader:
             result.compressed = reader.compressed
@@ -129,6 +144,21 @@ def _check_meta_lists_every_table(meta: dict, counts: dict[str, int]) -> None:
         raise FileProblem(f"meta says {total} rows in total, the file has {sum(counts.values())}")
 
 
+def verify_and_record(archive: Archive, source: Source,
+                      identities: Sequence[Any] = ()) -> VerifyResult:
+    """`verify_backup`, and the verdict written beside the backup when it is one of the
+    archive's (`.verified`, or `.bad` with the problem): what every command that verifies
+    does, so that retention and `latest` know what was found."""
+    result = verify_backup(source, identities)
+    ref = as_ref(source)
+    if ref.store is archive.store and parse_backup_name(ref.name) is not None:
+        if result.ok:
+            archive.record_verdict(ref, VERIFIED, checked=result.checked)
+        else:
+            archive.record_verdict(ref, BAD, problem=result.problem)
+    return result
+
+
 @dataclass
 class ListedBackup:
     name: str
@@ -138,47 +168,79 @@ class ListedBackup:
     compressed: bool
     encrypted: bool
     safety: bool
-    rows: int | None  # from meta; None for files without it
-    status: str  # verified | complete | incomplete | BAD: <problem>
+    rows: int | None  # from meta or the sidecar; None when neither says
+    status: str  # verified | complete | complete (not verified) | incomplete | encrypted | BAD
     problem: str | None = None
     partial: str | None = None  # "tables: a, b" / "without: c" for --tables/--exclude backups
     tenant: str | None = None  # "Acme (id 2)" for a backup of one tenant
+    kind: str | None = None  # full, tenant, anonymized, partial, safety; None: unknown
+    revision: str | None = None  # the schema revision it was taken at
+    verdicts: list[str] = field(default_factory=list)  # verified, drilled, bad
+
+    @property
+    def good(self) -> bool:
+        return self.status.startswith("verified")
 
 
-def describe_backups(location: Location, *, full_verify: bool = False,
+def describe_backups(archive: Archive, *, full_verify: bool = False,
                      identities: Sequence[Any] = ()) -> list[ListedBackup]:
-    """Every backup in the store, newest first, with a cheap completeness check (or a full
-    `verify_backup` when full_verify). Encrypted backups keep their meta inside the
-    ciphertext: listed as `encrypted` unless fully verified with an identity."""
-    return [_describe(found, full_verify, identities) for found in list_backups(location)]
+    """Every backup in the archive, newest first, with its kind, verdicts and a cheap
+    completeness check (or, with full_verify, `verify_and_record`: a bad one gets its `.bad`
+    verdict). An encrypted backup is described from its sidecar; without an identity a full
+    verification checks its stored bytes against it."""
+    listing = archive.listing()
+    found = []
+    for backup in listing.backups:
+        facts = archive.facts(backup, listing)
+        verdicts = sorted(listing.verdicts.of(backup.name))
+        found.append(_describe(archive, backup, facts, verdicts, full_verify, identities))
+    return found
 
 
-def _describe(found: BackupFile, full_verify: bool, identities: Sequence[Any]) -> ListedBackup:
-    meta = read_meta(found.ref, size=found.size)
-    rows = meta.get("totalRows") if meta else None
+def _describe(archive: Archive, found: BackupFile, facts: Facts, verdicts: list[str],
+              full_verify: bool, identities: Sequence[Any]) -> ListedBackup:
+    rows = facts.rows
     problem = None
-    if full_verify and found.encrypted and not identities:
+    if full_verify and found.encrypted and not identities and facts.integrity is None:
         status = "encrypted (set BACKUP_IDENTITY_FILE to verify)"
     elif full_verify:
-        checked = verify_backup(found.ref, identities)
+        checked = verify_and_record(archive, found.ref, identities)
         status = "verified" if checked.ok else "BAD"
         problem = checked.problem
-        if checked.ok and not meta:
+        if checked.ok and checked.checked == CHECKED_STRUCTURE:
             status = "verified (structure only)"
-        if rows is None and checked.ok:
+        elif checked.ok and checked.checked == CHECKED_STORED:
+            status = "verified (stored bytes)"
+        if rows is None and checked.ok and not checked.encrypted:
             rows = checked.total_rows
-    elif found.encrypted:
-        status = "encrypted"
-    elif meta is not None:
-        status = "complete"
+        verdicts = sorted({*verdicts, VERIFIED if checked.ok else BAD})
+    elif BAD in verdicts:
+        status = "BAD (failed verification)"
+    elif facts.completeness == INCOMPLETE:
+        status = "incomplete"
+    elif facts.completeness != COMPLETE:
+        status = "encrypted (completeness unknown: no sidecar)"
+    elif VERIFIED in verdicts or "drilled" in verdicts:
+        status = "verified"
+    elif facts.meta is None and facts.integrity is None:
+        status = "complete (no meta)"
     else:
-        status = "complete (no meta)" if looks_complete(found.ref, size=found.size) \
-            else "incomplete"
+        status = "complete (not verified)"
     return ListedBackup(
         name=found.name, location=str(found.ref), timestamp=found.timestamp.isoformat(),
         size_bytes=found.size, compressed=found.compressed, encrypted=found.encrypted,
-        safety=found.safety,
-        rows=rows if isinstance(rows, int) else None, status=status, problem=problem,
-        partial=describe_partial(meta), tenant=describe_tenant(meta),
-    )
+        safety=found.safety, rows=rows, status=status, problem=problem,
+        partial=describe_partial(facts.meta) if facts.meta else None,
+        tenant=describe_tenant({"tenant": facts.tenant}), kind=facts.kind,
+        revision=facts.revision, verdicts=verdicts)
 
+
+def bad_backup_error(listed: list[ListedBackup]) -> OpsError | None:
+    """The one-line failure `backups --verify` ends with when any backup is bad."""
+    bad = [b for b in listed if b.status == "BAD"]
+    if not bad:
+        return None
+    return OpsError(f"{len(bad)} backup(s) failed verification: {bad[0].name}: "
+                    f"{bad[0].problem}" + (" (and more)" if len(bad) > 1 else ""),
+                    hint="Each got a .bad verdict: `latest` and retention pass over it. "
+                    f"{suggest('backups')} shows the rest.")

@@ -26,8 +26,8 @@ from typing import Any
 from ops.backup.compression import FrameWriter, frame_writer
 from ops.backup.encryption import EncryptingWriter, encrypting_writer
 from ops.backup.files import BackupRef, private_temp_dir
-from ops.backup.storage.base import ObjectExistsError, Writer
-from ops.backup.storage.local import LocalStore
+from ops.backup.integrity import HashingWriter
+from ops.backup.storage.interface import ObjectExistsError, Writer
 from ops.core.errors import OpsError
 
 _COPY_BUFFER = 1 << 20
@@ -59,10 +59,11 @@ class BackupWriter:
         self.next_name = next_name
         self.compression = compression
         self._store_writer: Writer = ref.store.open_writer(ref.name)
+        self._hashing = HashingWriter(self._store_writer)  # for the sidecar (ops.backup.integrity)
         self._encrypting: EncryptingWriter | None = None
-        self._raw: Writer | EncryptingWriter = self._store_writer
+        self._raw: HashingWriter | EncryptingWriter = self._hashing
         if recipients:
-            self._encrypting = encrypting_writer(self._store_writer, recipients)
+            self._encrypting = encrypting_writer(self._hashing, recipients)
             self._raw = self._encrypting
         self._parts_dir: Path | None = None
         self._parts: list[Path] = []
@@ -128,10 +129,8 @@ class BackupWriter:
     def part(self, index: int) -> Path:
         """A private temp file for the parallel backup's part `index`: beside the backups in
         a local directory, in a private temp directory for a bucket."""
-        store = self.ref.store
-        if isinstance(store, LocalStore):
-            directory = store.directory
-        else:
+        directory = self.ref.store.local_directory
+        if directory is None:
             self._parts_dir = self._parts_dir or private_temp_dir()
             directory = self._parts_dir
         fd, name = tempfile.mkstemp(dir=directory, prefix=f".{self.ref.name}.",
@@ -160,6 +159,11 @@ class BackupWriter:
         self.ref = BackupRef(self.ref.store, self._store_writer.name)
         self._remove_parts_dir()
         return size
+
+    @property
+    def sha256(self) -> str:
+        """The sha256 of the bytes written to the store (known once committed)."""
+        return self._hashing.digest.hexdigest()
 
     def _later_names(self) -> Iterator[str]:
         name = self.ref.name
@@ -196,7 +200,7 @@ class BackupWriter:
             self.discard()
 
 
-def _append_file(out: Writer | EncryptingWriter, path: Path) -> None:
+def _append_file(out: HashingWriter | EncryptingWriter, path: Path) -> None:
     with path.open("rb") as part:
         shutil.copyfileobj(part, out, _COPY_BUFFER)  # type: ignore[arg-type]
     path.unlink()

@@ -20,7 +20,7 @@ from ops.core.config import Settings
 from ops.core.db import connection
 from ops.core.errors import NotFound, UsageError
 from ops.core.output import SILENT, Reporter, suggest
-from ops.seed.helpers import SYSTECH_TENANT, require_systech_tenant
+from ops.core.tenancy import SYSTECH_TENANT, require_systech_tenant
 from ops.workitems.dependencies import sync_dependencies
 from ops.workitems.model import KINDS, KindCounts, SyncResult
 from ops.workitems.sync import CHUNK_SIZE, chunks, sync_work_items

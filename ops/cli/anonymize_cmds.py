@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated
-
 import typer
 
-from ops.cli.app import JsonOption, app, reporter, settings
+from ops.cli.app import JsonOption, PolicyOption, app, reporter, settings
 from ops.core.output import print_json
 
 anonymize_app = typer.Typer(help="Anonymized snapshots: check the policy (anonymize.toml).",
                             no_args_is_help=True)
 app.add_typer(anonymize_app, name="anonymize")
-
-PolicyOption = Annotated[Path | None, typer.Option(
-    "--policy", help="The anonymization policy. Default: anonymize.toml at the project root.")]
-
 
 @anonymize_app.command("check")
 def check(policy: PolicyOption = None, as_json: JsonOption = False) -> None:

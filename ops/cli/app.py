@@ -1,4 +1,5 @@
-"""The Typer app every command module registers on, and the helpers they share.
+"""The Typer app every command module registers on, and the helpers and option types they share
+(the one CLI module that defines an option used by more than one command module).
 
 Command modules only parse options, call a work function and print its result: the seed's
 emoji lines through a Reporter, or the result as JSON with --json.
@@ -8,7 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -17,6 +19,9 @@ from ops.core.config import Settings, load_settings
 from ops.core.defaults import COMPRESSIONS, DEFAULT_COMPRESSION
 from ops.core.errors import UsageError
 from ops.core.output import SILENT, Reporter
+
+if TYPE_CHECKING:
+    from ops.backup.retention import RetentionPolicy
 
 startup.install()  # before Typer formats any help or usage error
 
@@ -52,6 +57,42 @@ Compression = StrEnum("Compression", {name: name for name in COMPRESSIONS})  # t
 CompressionOption = Annotated[Compression | None, typer.Option(
     "--compression", show_default=False, help="Compress with this one (gzip: .json.gz, as "
     "older versions wrote).")]
+
+PolicyOption = Annotated[Path | None, typer.Option(
+    "--policy", help="The anonymization policy. Default: anonymize.toml at the project root.")]
+
+# The metrics and retention options `backup`, `prune` and `schedule` share.
+PushgatewayOption = Annotated[str | None, typer.Option(
+    "--pushgateway", metavar="URL", help="Push the metrics to this Prometheus Pushgateway "
+    "after the run (job tasklets_backup).")]
+MetricsFileOption = Annotated[str | None, typer.Option(
+    "--metrics-file", metavar="PATH", help="Write the metrics to this node-exporter textfile "
+    "(atomically) after the run.")]
+
+
+def keep_option(rule: str, what: str) -> object:
+    return typer.Option(f"--keep-{rule}", min=1, show_default=False, help=f"Keep {what}. "
+                        f"Default: BACKUP_KEEP_{rule.upper()}.")
+
+
+KeepLast = Annotated[int | None, keep_option("last", "the N newest backups")]
+KeepDaily = Annotated[int | None, keep_option("daily", "the newest backup of each of the "
+                                                       "last N days (UTC)")]
+KeepWeekly = Annotated[int | None, keep_option("weekly", "the newest backup of each of the "
+                                                         "last N ISO weeks")]
+KeepMonthly = Annotated[int | None, keep_option("monthly", "the newest backup of each of the "
+                                                           "last N months")]
+
+
+def retention_policy(cfg: Settings, last: int | None, daily: int | None, weekly: int | None,
+                     monthly: int | None) -> RetentionPolicy | None:
+    """The --keep-* options given, else the BACKUP_KEEP_* settings; None when neither."""
+    from ops.backup.retention import RetentionPolicy
+
+    given = {"last": last, "daily": daily, "weekly": weekly, "monthly": monthly}
+    counts = given if any(v is not None for v in given.values()) else cfg.backup_keep
+    policy = RetentionPolicy.from_counts(counts)
+    return policy or None
 
 
 def compression_choice(compress: bool | None, compression: Compression | None, cfg: Settings

@@ -7,25 +7,23 @@ from typing import Annotated
 
 import typer
 
-from ops.cli.anonymize_cmds import PolicyOption
 from ops.cli.app import (
     CompressionOption,
     CompressOption,
     IdentityOption,
     JsonOption,
-    app,
-    compression_choice,
-    reporter,
-    settings,
-)
-from ops.cli.schedule_cmds import (
     KeepDaily,
     KeepLast,
     KeepMonthly,
     KeepWeekly,
     MetricsFileOption,
+    PolicyOption,
     PushgatewayOption,
+    app,
+    compression_choice,
+    reporter,
     retention_policy,
+    settings,
 )
 from ops.core.defaults import DEFAULT_JOBS
 from ops.core.errors import NotFound, OpsError, UsageError
@@ -74,6 +72,7 @@ def backup(
 ) -> None:
     """Write a consistent JSON backup of every table (one snapshot, streamed, sha256 per table)."""
     from ops.anonymize.policy import load_policy
+    from ops.backup.archive import Archive
     from ops.backup.create import backup as backup_database
     from ops.schedule.metrics import one_shot_metrics
 
@@ -81,9 +80,10 @@ def backup(
         raise UsageError("--policy only applies with --anonymize",
                          hint=f"Add {suggest_flag('--anonymize')}.")
     cfg = settings()
-    with one_shot_metrics(cfg, pushgateway=pushgateway, textfile=metrics_file,
+    archive = Archive.from_settings(cfg)
+    with one_shot_metrics(cfg, archive, pushgateway=pushgateway, textfile=metrics_file,
                           warn=reporter().warn) as record:
-        result = backup_database(cfg, output=output,
+        result = backup_database(cfg, archive=archive, output=output,
                                  compression=compression_choice(compress, compression, cfg),
                                  encrypt_to=encrypt_to, tables=_names(tables),
                                  exclude=_names(exclude_tables), tenant=tenant,
@@ -107,20 +107,23 @@ def backups(
     identity: IdentityOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """List backups in BACKUP_DIR (a directory or a bucket), newest first, with size, rows
-    and completeness; `backups check` tells whether the newest good one is recent."""
+    """List backups in BACKUP_DIR (a directory or a bucket), newest first, with size, rows,
+    kind, completeness and verdicts; `backups check` tells whether the newest good full one is
+    recent. With --verify, a bad backup gets its .bad verdict and the exit status is 1."""
     if ctx.invoked_subcommand is not None:
         return
+    from ops.backup.archive import Archive
     from ops.backup.encryption import identities_for
-    from ops.backup.files import leftover_partials
-    from ops.backup.verify import describe_backups
+    from ops.backup.verify import bad_backup_error, describe_backups
 
     cfg = settings()
-    listed = describe_backups(cfg.backup_dir, full_verify=verify,
+    archive = Archive.from_settings(cfg)
+    listed = describe_backups(archive, full_verify=verify,
                               identities=identities_for(cfg, identity) if verify else ())
+    failed = bad_backup_error(listed)
     if as_json:
         print_json(listed)
-        return
+        raise typer.Exit(1 if failed else 0)
     out = reporter()
     if not listed:
         out.line(f"📂 No backups in {cfg.backup_dir} yet — create one with {suggest('backup')}.")
@@ -129,17 +132,23 @@ def backups(
         width = max(len(b.name) for b in listed)
     for b in listed:
         rows = f"{b.rows} rows" if b.rows is not None else "? rows"
-        mark = "✅" if b.status.startswith(("verified", "complete")) else \
+        mark = "✅" if b.good else "☑️ " if b.status.startswith("complete") else \
             "🔒" if b.status.startswith("encrypted") else "❌"
         partial = f", PARTIAL: {b.partial}" if b.partial else ""
         tenant = f", tenant {b.tenant}" if b.tenant else ""
+        kind = f", {b.kind.upper()}" if b.kind not in (None, "full", "partial", "tenant") \
+            else ""
+        sealed = " 🔒 encrypted" if b.encrypted and not b.status.startswith("encrypted") else ""
         out.line(f"{mark} {b.name:<{width}}  {human_size(b.size_bytes):>10}  {rows:>14}  "
-                 f"{b.status}{partial}{tenant}{' — ' + b.problem if b.problem else ''}")
-    partials = leftover_partials(cfg.backup_dir)
+                 f"{b.status}{sealed}{kind}{partial}{tenant}"
+                 f"{' — ' + b.problem if b.problem else ''}")
+    partials = archive.incomplete_uploads()
     if partials:
         out.line(f"ℹ️  {len(partials)} unfinished upload(s) ({partials[0].name}, ...): a "
                  "backup still running, or one that was killed; `prune` removes those over a "
                  "day old.")
+    if failed:
+        raise failed
 
 
 @backups_app.command("check")
@@ -151,10 +160,12 @@ def backups_check(
 ) -> None:
     """Exit 0 when the newest good backup is younger than --max-age, 1 when it is older or
     there is none (for monitors, cron and container health checks)."""
+    from ops.backup.archive import Archive
     from ops.backup.freshness import DEFAULT_MAX_AGE, check_freshness
 
     cfg = settings()
-    check = check_freshness(cfg.backup_dir, max_age or cfg.backup_max_age or DEFAULT_MAX_AGE)
+    check = check_freshness(Archive.from_settings(cfg),
+                            max_age or cfg.backup_max_age or DEFAULT_MAX_AGE)
     if as_json:
         print_json(check)
         raise typer.Exit(0 if check.ok else 1)
@@ -179,23 +190,23 @@ def verify(
     """Stream a backup and check its structure, row counts and sha256 against its meta."""
     if restore:
         return _restore_drill(file, identity, as_json)
+    from ops.backup.archive import Archive
     from ops.backup.encryption import identities_for
-    from ops.backup.files import list_backups
-    from ops.backup.reader import resolve_backup
-    from ops.backup.verify import verify_backup
+    from ops.backup.verify import CHECKED_STORED, verify_and_record
 
     cfg = settings()
-    if file == "latest":
-        found = list_backups(cfg.backup_dir, include_safety=False)
+    archive = Archive.from_settings(cfg)
+    if file == "latest":  # the newest, whatever it looks like: verify finds what is wrong
+        found = archive.backups(include_safety=False)
         if not found:
             raise NotFound(f"no backups in {cfg.backup_dir} to verify",
                            hint=f"Create one with {suggest('backup')}, or name a file.")
         ref = found[0].ref
     else:
-        ref = resolve_backup(cfg.backup_dir, file)
+        ref = archive.resolve(file)
     out = reporter(as_json)
     out.line(f"🔍 Verifying {ref}...")
-    result = verify_backup(ref, identities_for(cfg, identity))
+    result = verify_and_record(archive, ref, identities_for(cfg, identity))
     if as_json:
         print_json(result)
     if not result.ok:
@@ -204,7 +215,11 @@ def verify(
     for name, rows in result.tables.items():
         out.line(f"✅ {name}: {rows} rows")
     out.line(f"✅ Backup verified: {result.checked}")
-    out.line(f"📊 Tables: {len(result.tables)}, rows: {result.total_rows}")
+    if result.checked == CHECKED_STORED:
+        out.line("💡 Its contents (rows, per-table checksums) are checked with the identity: "
+                 f"set BACKUP_IDENTITY_FILE or {suggest_flag('--identity FILE')}.")
+    else:
+        out.line(f"📊 Tables: {len(result.tables)}, rows: {result.total_rows}")
 
 
 def _restore_drill(file: str, identity: str | None, as_json: bool) -> None:
@@ -224,6 +239,10 @@ def prune(
         "--keep", help="Keep the N newest backups (and the N newest safety backups).")] = None,
     older_than: Annotated[str | None, typer.Option(
         "--older-than", help="Only delete backups older than this: 14d, 12h, 2w.")] = None,
+    kind: Annotated[list[str] | None, typer.Option(
+        "--kind", metavar="KIND", help="Prune backups of this kind instead (full, tenant, "
+        "anonymized, partial, safety; repeatable). Default: full backups, and safety "
+        "backups counted on their own.")] = None,
     policy: Annotated[bool, typer.Option(
         "--policy", help="Apply the retention policy: the --keep-last/-daily/-weekly/-monthly "
         "given, else BACKUP_KEEP_*.")] = False,
@@ -238,7 +257,9 @@ def prune(
         "default without --yes.")] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Delete old backups (never the newest good one); shows the plan unless --yes."""
+    """Delete old full backups (never the newest good one, nor the newest verified one); shows
+    the plan unless --yes."""
+    from ops.backup.archive import Archive
     from ops.backup.prune import parse_age
     from ops.backup.prune import prune as prune_backups
 
@@ -253,8 +274,8 @@ def prune(
                          hint="Pass --keep-last/--keep-daily/--keep-weekly/--keep-monthly, or "
                          "set BACKUP_KEEP_LAST, BACKUP_KEEP_DAILY, ...")
     age = parse_age(older_than) if older_than is not None else None
-    result = prune_backups(cfg.backup_dir, keep=keep, older_than=age, policy=rules,
-                           yes=yes, report=reporter(as_json))
+    result = prune_backups(Archive.from_settings(cfg), keep=keep, older_than=age,
+                           policy=rules, kinds=kind, yes=yes, report=reporter(as_json))
     if as_json:
         print_json(result)
 

@@ -54,9 +54,10 @@ def reset(
 @app.command()
 def restore(
     file: Annotated[str, typer.Argument(
-        help="`latest` (newest complete backup in BACKUP_DIR; with --tenant, the newest that "
-        "may hold the tenant), a name in BACKUP_DIR, a path or an object URL (.json, "
-        ".json.zst, .json.gz, each with or without .age).")] = "latest",
+        help="`latest` (newest complete full backup in BACKUP_DIR, a verified one when there is "
+        "one; with --tenant, the newest that may hold the tenant), a name in BACKUP_DIR, a "
+        "path or an object URL (.json, .json.zst, .json.gz, each with or without .age).")]
+    = "latest",
     identity: IdentityOption = None,
     no_safety_backup: Annotated[bool, typer.Option(
         "--no-safety-backup", help="Skip the pre-restore backup of the current data.")] = False,
@@ -68,6 +69,9 @@ def restore(
         "--only-listed-tables",
         help="Leave tables the backup does not contain untouched (default: emptied).")]
     = False,
+    allow_anonymized: Annotated[bool, typer.Option(
+        "--allow-anonymized", help="Restore an anonymized snapshot in full (every email, name "
+        "and password hash replaced by fakes).")] = False,
     tenant: Annotated[str | None, _tenant_option("Replace")] = None,
     new_ids: Annotated[bool, typer.Option(
         "--new-ids", help="With --tenant: add the tenant under fresh ids instead of replacing "
@@ -86,7 +90,8 @@ def restore(
         result = restore_database(
             settings(), file, identity=identity, safety_backup=not no_safety_backup,
             allow_production=allow_production, allow_schema_mismatch=allow_schema_mismatch,
-            only_listed_tables=only_listed_tables, dry_run=dry_run, report=reporter(as_json))
+            only_listed_tables=only_listed_tables, allow_anonymized=allow_anonymized,
+            dry_run=dry_run, report=reporter(as_json))
     else:
         if only_listed_tables:
             raise UsageError("--only-listed-tables does not apply to --tenant (a tenant "

@@ -1,5 +1,4 @@
-"""The scheduler: `schedule` (long-running, or --once), and the metrics options it shares with
-`backup`."""
+"""The scheduler: `schedule` (long-running, or --once)."""
 
 from __future__ import annotations
 
@@ -12,26 +11,24 @@ import typer
 from ops.cli.app import (
     CompressionOption,
     CompressOption,
+    KeepDaily,
+    KeepLast,
+    KeepMonthly,
+    KeepWeekly,
+    MetricsFileOption,
+    PushgatewayOption,
     app,
     compression_choice,
     reporter,
+    retention_policy,
     settings,
 )
 from ops.core.output import Reporter, human_size, to_json
 
 if TYPE_CHECKING:
-    from ops.backup.retention import RetentionPolicy
     from ops.core.config import Settings
     from ops.schedule.cycle import CycleResult
     from ops.schedule.metrics import BackupMetrics
-
-PushgatewayOption = Annotated[str | None, typer.Option(
-    "--pushgateway", metavar="URL", help="Push the metrics to this Prometheus Pushgateway "
-    "after the run (job tasklets_backup).")]
-MetricsFileOption = Annotated[str | None, typer.Option(
-    "--metrics-file", metavar="PATH", help="Write the metrics to this node-exporter textfile "
-    "(atomically) after the run.")]
-
 
 class Overlap(StrEnum):
     skip = "skip"
@@ -41,31 +38,6 @@ class Overlap(StrEnum):
 class LogFormat(StrEnum):
     text = "text"
     json = "json"
-
-
-def keep_option(rule: str, what: str) -> object:
-    return typer.Option(f"--keep-{rule}", min=1, show_default=False, help=f"Keep {what}. "
-                        f"Default: BACKUP_KEEP_{rule.upper()}.")
-
-
-KeepLast = Annotated[int | None, keep_option("last", "the N newest backups")]
-KeepDaily = Annotated[int | None, keep_option("daily", "the newest backup of each of the "
-                                                       "last N days (UTC)")]
-KeepWeekly = Annotated[int | None, keep_option("weekly", "the newest backup of each of the "
-                                                         "last N ISO weeks")]
-KeepMonthly = Annotated[int | None, keep_option("monthly", "the newest backup of each of the "
-                                                           "last N months")]
-
-
-def retention_policy(cfg: Settings, last: int | None, daily: int | None, weekly: int | None,
-                     monthly: int | None) -> RetentionPolicy | None:
-    """The --keep-* options given, else the BACKUP_KEEP_* settings; None when neither."""
-    from ops.backup.retention import RetentionPolicy
-
-    given = {"last": last, "daily": daily, "weekly": weekly, "monthly": monthly}
-    counts = given if any(v is not None for v in given.values()) else cfg.backup_keep
-    policy = RetentionPolicy.from_counts(counts)
-    return policy or None
 
 
 def publish_metrics(cfg: Settings, metrics: BackupMetrics, pushgateway: str | None,
@@ -118,6 +90,7 @@ def schedule(
     = LogFormat.text,
 ) -> None:
     """Back up on a schedule: backup → verify → retention → metrics → notify, every cycle."""
+    from ops.backup.archive import Archive
     from ops.backup.prune import parse_age
     from ops.schedule.cycle import CycleOptions
     from ops.schedule.metrics import BackupMetrics
@@ -159,7 +132,8 @@ def schedule(
     try:
         with stopper.on_sigterm():
             status = run_scheduler(cfg, options, metrics=metrics, notifier=notifier,
-                                   on_cycle=on_cycle, stopper=stopper, report=out)
+                                   on_cycle=on_cycle, stopper=stopper,
+                                   archive=Archive.from_settings(cfg), report=out)
     finally:
         if server is not None:
             server.stop()

@@ -67,12 +67,12 @@ def status(as_json: JsonOption = False) -> None:
     """Show the target, server version, revision, row counts and latest backup."""
     from dataclasses import asdict
 
-    from ops.backup.files import list_backups
+    from ops.backup.archive import Archive
     from ops.schema.status import database_status
 
     cfg = settings()
     result = database_status(cfg)
-    latest = next(iter(list_backups(cfg.backup_dir, include_safety=False)), None)
+    latest = next(iter(Archive.from_settings(cfg).backups(include_safety=False)), None)
     if as_json:
         print_json({**asdict(result), "latest_backup": latest and {
             "name": latest.name, "timestamp": latest.timestamp, "size": latest.size}})

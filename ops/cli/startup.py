@@ -103,7 +103,10 @@ def _defer_option_coercion() -> None:
     """Typer's coercion of each option value, built only for a value that needs it."""
     try:  # Typer's internals: another version without them keeps its own (slower) way
         from typer import core as typer_core
-        from typer._coercion import RuntimeParam, TypeDescriptor
+        from typer._coercion import (  # noqa: PLC2701 - deliberate, with the fallback above
+            RuntimeParam,
+            TypeDescriptor,
+        )
     except ImportError:
         return
     build: Callable[[TypeDescriptor], RuntimeParam] | None = getattr(

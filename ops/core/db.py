@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import psycopg
+from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from ops.core.config import Settings
@@ -14,6 +15,35 @@ from ops.core.errors import OpsError
 from ops.core.output import suggest
 
 CONNECT_TIMEOUT_SECONDS = 10
+
+# Everything the text PostgreSQL gives us depends on, for every connection: timestamps in UTC,
+# ISO dates and intervals, floats that read back exactly.
+SESSION_SETTINGS = {
+    "TimeZone": "UTC",
+    "DateStyle": "ISO, YMD",
+    "IntervalStyle": "iso_8601",
+    "extra_float_digits": "3",  # shortest text that reads back to the same float
+}
+# What row_to_json's text in a backup depends on besides (bytea and money output, encoding),
+# pinned for one snapshot's transaction, on connections that may have been opened elsewhere
+# (a restore's, a parallel stream's), so every backup reads alike.
+SNAPSHOT_SETTINGS = {
+    **SESSION_SETTINGS,
+    "bytea_output": "hex",
+    "lc_monetary": "C",
+    "client_encoding": "UTF8",
+    "statement_timeout": "0",  # a big table must not hit a server-wide timeout
+}
+
+
+def pin_settings(conn: psycopg.Connection, settings: dict[str, str] = SESSION_SETTINGS, *,
+                 local: bool = False) -> None:
+    """Set `settings` on the connection (`local`: for the current transaction only), in one
+    round trip: the one place session settings are set."""
+    calls = sql.SQL(", ").join(sql.SQL("set_config({}, {}, {})").format(
+        sql.Literal(name), sql.Literal(value), sql.Literal(local))
+        for name, value in settings.items())
+    conn.execute(sql.SQL("SELECT {}").format(calls))
 
 
 def target_description(url: str) -> str:
@@ -52,11 +82,7 @@ def connect(settings: Settings, *, autocommit: bool = False) -> psycopg.Connecti
             hint=f"Is PostgreSQL running and DATABASE_URL right? {suggest('status')} "
             "shows the target.",
         ) from None
-    # Stable text output for everything we serialise (timestamps in UTC, ISO dates).
-    conn.execute("SET TIME ZONE 'UTC'")
-    conn.execute("SET DateStyle = 'ISO, YMD'")
-    conn.execute("SET IntervalStyle = 'iso_8601'")
-    conn.execute("SET extra_float_digits = 3")
+    pin_settings(conn)
     if not autocommit:
         conn.commit()
     return conn

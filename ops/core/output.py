@@ -81,6 +81,8 @@ def _jsonable(value: Any) -> Any:
         return sorted(value)
     if hasattr(value, "model_dump"):
         return value.model_dump(mode="json")
+    if hasattr(value, "as_json"):  # our own values that know how they are shown
+        return value.as_json()
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 

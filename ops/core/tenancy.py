@@ -27,7 +27,10 @@ from psycopg import sql
 from ops.core.catalog import APP_SCHEMA, ForeignKey, Table
 from ops.core.errors import NotFound, OpsError
 from ops.core.limits import summarize
+from ops.core.output import suggest
 
+# The tenant `seed lookups` creates: the one the sample data and the beads import belong to.
+SYSTECH_TENANT = "SysTech"
 TENANT_TABLE = "tenants"
 TENANT_COLUMN = "tenant_id"
 TENANT_NAME_COLUMN = "name"
@@ -187,3 +190,21 @@ def tenant_scope(tables: list[Table]) -> TenantScope:
             hint=f"Give the table a {TENANT_COLUMN} column (or a NOT NULL foreign key to a "
             "tenant's table); tenant commands need every row placed.")
     return TenantScope(root, [placed[t.name] for t in tables])
+
+
+def find_systech_tenant(conn: psycopg.Connection) -> int | None:
+    """The SysTech tenant's id, or None when `seed lookups` has not run."""
+    row = conn.execute("SELECT id FROM tenants WHERE name = %s", (SYSTECH_TENANT,)).fetchone()
+    return row[0] if row else None
+
+
+def require_systech_tenant(conn: psycopg.Connection, *, needed_by: str = "this seed") -> int:
+    """The SysTech tenant's id; the 'run seed lookups first' error when it is missing."""
+    tenant_id = find_systech_tenant(conn)
+    if tenant_id is None:
+        raise OpsError(
+            f"the {SYSTECH_TENANT} tenant does not exist — run `seed lookups` before "
+            f"{needed_by}; nothing was written",
+            hint=f"Run {suggest('seed lookups')}, then try again.",
+        )
+    return tenant_id

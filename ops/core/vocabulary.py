@@ -13,8 +13,6 @@ WORK_STATUSES = ("backlog", "todo", "in_progress", "blocked", "in_review", "done
 PRIORITIES = ("critical", "high", "medium", "low", "none")
 TICKET_STATUSES = ("open", "in_progress", "waiting", "resolved", "closed")
 
-# The tenant `seed lookups` creates and the beads import writes into.
-SYSTECH_TENANT = "SysTech"
 # The sample users' password (published: development only).
 SAMPLE_PASSWORD = "Systech@123"
 # Node's bcrypt/bcryptjs default; ~50 ms per hash, so a handful of users costs well under a second.

@@ -71,7 +71,7 @@ def usable_by_server(bin_dir: Path, scratch: Path) -> Path:
     not read or run it: as root the server runs as `postgres`, and pip may have installed a
     wheel's files without read bits for others (a tight umask), or into a private home."""
     bin_dir = bin_dir.resolve()
-    ids = _run_as()
+    ids = server_user_ids()
     if ids is None or _runs_as(bin_dir, ids):
         return bin_dir
     install, package = bin_dir.parent, bin_dir.parent.parent
@@ -109,7 +109,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _run_as() -> tuple[int, int] | None:
+def server_user_ids() -> tuple[int, int] | None:
     """(uid, gid) to run the server as: the postgres user when we are root, else ourselves."""
     if os.geteuid() != 0:
         return None
@@ -138,7 +138,7 @@ class LocalCluster:
         return f"postgresql://{user}@127.0.0.1:{self.port}/{dbname}"
 
     def _cmd(self, *args: str) -> subprocess.CompletedProcess[str]:
-        ids = _run_as()
+        ids = server_user_ids()
         kwargs = {}
         if ids is not None:
             kwargs = {"user": ids[0], "group": ids[1], "extra_groups": []}
@@ -183,7 +183,7 @@ def start_throwaway(base_dir: Path, bin_dir: Path | None = None) -> LocalCluster
     base_dir.mkdir(parents=True, exist_ok=True)
     bin_dir = usable_by_server(bin_dir or find_bin_dir(), base_dir)
     cluster = LocalCluster(base_dir / "data", free_port(), bin_dir)
-    ids = _run_as()
+    ids = server_user_ids()
     if ids is not None:
         os.chown(base_dir, *ids)
     cluster.init()

@@ -28,7 +28,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from ops.core.config import PROJECT_ROOT, normalise_url
 from ops.core.errors import OpsError
-from ops.dev.cluster import LocalCluster, _run_as, find_bin_dir, free_port
+from ops.dev.cluster import LocalCluster, find_bin_dir, free_port, server_user_ids
 
 LOCAL_DIR = PROJECT_ROOT / ".localpg"
 DEFAULT_PORT = 54329
@@ -57,7 +57,7 @@ def ensure_local_db(base_dir: Path = LOCAL_DIR) -> LocalDb:
     with _locked(base_dir):
         cluster = _cluster(base_dir)
         if not (cluster.data_dir / "PG_VERSION").exists():
-            ids = _run_as()
+            ids = server_user_ids()
             if ids is not None:
                 os.chown(base_dir, *ids)
             cluster.init()

@@ -25,11 +25,14 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
+from ops.backup.archive import ANONYMIZED, Archive
 from ops.backup.create import write_backup
 from ops.backup.encryption import identities_for, recipients_for
-from ops.backup.files import SAFETY_PREFIX, BackupRef, as_store, backup_filename, utc_now
+from ops.backup.files import BackupRef, utc_now
 from ops.backup.format import column_keys, describe_partial, describe_tenant
-from ops.backup.reader import BackupReader, Section, resolve_backup, table_names
+from ops.backup.integrity import read_sidecar
+from ops.backup.reader import BackupReader, Section, table_names
+from ops.backup.verdicts import BAD
 from ops.core.catalog import (
     Table,
     current_revision,
@@ -41,10 +44,10 @@ from ops.core.catalog import (
 from ops.core.config import Settings
 from ops.core.db import connect, first_line, is_superuser
 from ops.core.defaults import DEFAULT_COMPRESSION
-from ops.core.errors import OpsError, UsageError
+from ops.core.errors import BadBackup, OpsError, Refused, UsageError
 from ops.core.guard import refuse_production
 from ops.core.indexes import SetAside, rebuild, set_aside
-from ops.core.output import SILENT, Reporter, suggest
+from ops.core.output import SILENT, Reporter, suggest, suggest_flag
 from ops.core.tenancy import Tenant
 from ops.restore.checks import dangling_explainer, reset_sequences, validate_foreign_keys
 from ops.restore.migrating import SchemaSwap, older_revision_swap
@@ -89,23 +92,74 @@ class Options:
     allow_schema_mismatch: bool = False
     only_listed_tables: bool = False
     dry_run: bool = False
+    allow_anonymized: bool = False
 
 
-def restore(settings: Settings, source: str | Path | None = "latest", *,
-            identity: str | Path | None = None,
+def restore(settings: Settings, source: str | Path | BackupRef | None = "latest", *,
+            archive: Archive | None = None, identity: str | Path | None = None,
             safety_backup: bool = True, allow_production: bool = False,
             allow_schema_mismatch: bool = False, only_listed_tables: bool = False,
+            allow_anonymized: bool = False,
             dry_run: bool = False, report: Reporter = SILENT) -> RestoreResult:
-    """Restore `source` (latest, a name in BACKUP_DIR, a path or an object URL) into the
-    database; `identity` (default BACKUP_IDENTITY_FILE) decrypts an encrypted backup."""
+    """Restore `source` (latest: the newest full backup, a verified one when there is one; a
+    name in the archive, a path, an object URL, or a BackupRef) into the database; `identity`
+    (default BACKUP_IDENTITY_FILE) decrypts an encrypted backup. An anonymized snapshot is
+    restored in full only with `allow_anonymized`. A backup found bad on the way gets its
+    `.bad` verdict."""
     options = Options(safety_backup, allow_production, allow_schema_mismatch,
-                      only_listed_tables, dry_run)
+                      only_listed_tables, dry_run, allow_anonymized)
     started = time.monotonic()
-    ref = resolve_backup(settings.backup_dir, source)
+    archive = archive or Archive.from_settings(settings)
+    ref = source if isinstance(source, BackupRef) else archive.resolve(source)
     identities = identities_for(settings, identity)
     result = RestoreResult(source=str(ref), dry_run=dry_run)
     report.line("🔄 Starting database restore...")
     report.line(f"📂 Reading backup: {ref}")
+    if source in (None, "", "latest") and not archive.verdicts().of(ref.name):
+        note = (f"{ref.name} has not been verified (no verified backup to prefer); "
+                f"{suggest('verify')} checks a backup first")
+        result.notes.append(note)
+        report.warn(f"⚠️  {note}")
+    try:
+        _refuse_anonymized(read_sidecar(ref), ref, options)
+        _restore_ref(settings, ref, archive, identities, result, options, report)
+    except BadBackup as exc:
+        _record_bad(archive, ref, exc)
+        raise
+    result.total_rows = sum(result.tables.values())
+    result.seconds = round(time.monotonic() - started, 3)
+    if dry_run:
+        report.line(f"🔍 Dry run: the file is valid; {result.total_rows} rows would be "
+                    "restored. Nothing was changed.")
+    else:
+        report.line("✅ Database restore completed!")
+        report.line(f"📊 Total rows restored: {result.total_rows}")
+    return result
+
+
+def _record_bad(archive: Archive, ref: BackupRef, exc: BadBackup) -> None:
+    """What a restore found wrong with a backup of the archive, as its `.bad` verdict."""
+    if ref.store is archive.store:
+        with contextlib.suppress(OpsError):  # the failure itself is what must be reported
+            archive.record_verdict(ref, BAD, problem=exc.detail, found_by="restore")
+
+
+def _refuse_anonymized(facts: object, ref: BackupRef, options: Options) -> None:
+    """An anonymized snapshot replaces every email and password: restored in full only when
+    asked by name (`facts`: meta, or the sidecar's Integrity)."""
+    kind = facts.get("anonymized") is True if isinstance(facts, dict) else \
+        getattr(facts, "kind", None) == ANONYMIZED
+    if kind and not options.allow_anonymized:
+        raise Refused(f"{ref.name} is an anonymized snapshot: restoring it would replace every "
+                      "email, name and password hash in the database; nothing was changed",
+                      hint=f"Add {suggest_flag('--allow-anonymized')} if that is what you want "
+                      f"({suggest('fresh --from FILE')} makes a developer database from one).")
+
+
+def _restore_ref(settings: Settings, ref: BackupRef, archive: Archive,
+                 identities: list, result: RestoreResult, options: Options,
+                 report: Reporter) -> None:
+    dry_run, only_listed_tables = options.dry_run, options.only_listed_tables
     with BackupReader(ref, identities=identities) as reader, connect(settings) as conn:
         result.timestamp = reader.timestamp
         result.layout = reader.layout
@@ -116,6 +170,7 @@ def restore(settings: Settings, source: str | Path | None = "latest", *,
         meta = reader.tail_meta
         swap = None
         if meta is not None:
+            _refuse_anonymized(meta, ref, options)
             swap = _older_revision_swap(conn, settings, meta, tables, result, options, report)
             check_revision(meta, result, options, report)
             _warn_if_partial(meta, result, options, report)
@@ -131,19 +186,11 @@ def restore(settings: Settings, source: str | Path | None = "latest", *,
             _dry_run(reader, swap.tables if swap else tables, result, options, report)
         else:
             refuse_production(conn, settings, action="restore into",
-                              allow_production=allow_production)
+                              allow_production=options.allow_production)
             result.fk_mode = REPLICA if is_superuser(conn) else DEFERRED
             conn.commit()
-            _restore(conn, settings, reader, tables, targets, result, options, report, swap)
-    result.total_rows = sum(result.tables.values())
-    result.seconds = round(time.monotonic() - started, 3)
-    if dry_run:
-        report.line(f"🔍 Dry run: the file is valid; {result.total_rows} rows would be "
-                    "restored. Nothing was changed.")
-    else:
-        report.line("✅ Database restore completed!")
-        report.line(f"📊 Total rows restored: {result.total_rows}")
-    return result
+            _restore(conn, settings, archive, reader, tables, targets, result, options, report,
+                     swap)
 
 
 def check_revision(meta: dict | None, result: RestoreResult, options: Options,
@@ -200,15 +247,16 @@ def _warn_if_partial(meta: dict, result: RestoreResult, options: Options,
 # ---------------------------------------------------------------- the real thing
 
 
-def _restore(conn: psycopg.Connection, settings: Settings, reader: BackupReader,
-             tables: list[Table], targets: list[Table], result: RestoreResult,
-             options: Options, report: Reporter, swap: SchemaSwap | None = None) -> None:
+def _restore(conn: psycopg.Connection, settings: Settings, archive: Archive,
+             reader: BackupReader, tables: list[Table], targets: list[Table],
+             result: RestoreResult, options: Options, report: Reporter,
+             swap: SchemaSwap | None = None) -> None:
     safety: BackupRef | None = None
     committing = False
     try:
         _lock(conn, tables)
         if options.safety_backup:
-            safety = write_safety_backup(conn, settings, report)
+            safety = write_safety_backup(conn, settings, archive, report)
             result.safety_backup = str(safety)
         if swap is not None:
             tables = targets = swap.rebuild(conn, tables, report)
@@ -234,6 +282,7 @@ def _restore(conn: psycopg.Connection, settings: Settings, reader: BackupReader,
             report.line(f"✅ {table.name}: {count} rows")
         result.checksums_verified = reader.verify_meta()
         check_revision(reader.meta, result, options, report)
+        _refuse_anonymized(reader.meta, reader.ref, options)  # an encrypted one: known now
         _report_absent(tables, result, options, report)
         report.line("⚙️  Re-enabling foreign key checks...")
         if result.fk_mode == REPLICA:
@@ -273,22 +322,21 @@ def _lock(conn: psycopg.Connection, tables: list[Table]) -> None:
     conn.execute("SET LOCAL statement_timeout = 0")
 
 
-def write_safety_backup(conn: psycopg.Connection, settings: Settings, report: Reporter,
-                        tenant: Tenant | None = None) -> BackupRef:
+def write_safety_backup(conn: psycopg.Connection, settings: Settings, archive: Archive,
+                        report: Reporter, tenant: Tenant | None = None) -> BackupRef:
     """A pre-restore backup of the data about to be replaced (of `tenant`'s rows only, locked
-    FOR UPDATE as they are read, for a tenant restore), in the caller's transaction, in
-    BACKUP_DIR. Encrypted like any other backup when BACKUP_ENCRYPT_TO is set: it holds the
+    FOR UPDATE as they are read, for a tenant restore), in the caller's transaction, in the
+    archive. Encrypted like any other backup when BACKUP_ENCRYPT_TO is set: it holds the
     same personal data."""
     recipients = recipients_for(settings)
-    store = as_store(settings.backup_dir)
-    name = backup_filename(utc_now(), compression=DEFAULT_COMPRESSION,
-                           encrypted=bool(recipients), prefix=SAFETY_PREFIX)
-    written = write_backup(conn, BackupRef(store, name), compression=DEFAULT_COMPRESSION,
+    target = archive.new_ref(utc_now(), compression=DEFAULT_COMPRESSION,
+                             encrypted=bool(recipients), safety=True)
+    written = write_backup(conn, target, compression=DEFAULT_COMPRESSION,
                            recipients=recipients, default_name=True, tenant=tenant,
                            lock_rows=tenant is not None)
     what = f"tenant {tenant}'s current rows" if tenant else "the current data"
     report.line(f"💾 Safety backup of {what}: {written.location} ({written.total_rows} rows)")
-    return BackupRef(store, written.name)
+    return written.ref
 
 
 def _clear(conn: psycopg.Connection, tables: list[Table], targets: list[Table],

@@ -24,17 +24,15 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-# The very code that serialised the backup serialises the restored tables again: a second
-# implementation could agree with itself and disagree with the file.
-from ops.backup.create import SESSION_SETTINGS, _stream_table
+from ops.backup.archive import Archive
+from ops.backup.create import table_digests
 from ops.backup.encryption import identities_for
 from ops.backup.files import BackupRef, is_encrypted_name, read_meta, utc_now
-from ops.backup.reader import BackupReader, resolve_backup
-from ops.core.catalog import discover_tables
+from ops.backup.reader import BackupReader
 from ops.core.config import Settings, url_with_database
 from ops.core.db import connect, first_line, target_description
 from ops.core.errors import OpsError, Refused
-from ops.core.output import SILENT, Reporter, no_progress
+from ops.core.output import SILENT, Reporter
 from ops.restore.apply import restore
 from ops.restore.reset import reset
 from ops.schema.migrate import push, schema_differences
@@ -57,19 +55,22 @@ class DrillResult:
     problem: str | None = None  # one line: the first thing that went wrong
 
 
-def restore_drill(settings: Settings, source: str | None = "latest", *,
-                  identity: str | None = None, report: Reporter = SILENT) -> DrillResult:
-    """Restore `source` (latest, a name in BACKUP_DIR, a path or an object URL) into a scratch
-    database, check it, and remove it; problems are reported in the result, never raised."""
+def restore_drill(settings: Settings, source: str | BackupRef | None = "latest", *,
+                  archive: Archive | None = None, identity: str | None = None,
+                  report: Reporter = SILENT) -> DrillResult:
+    """Restore `source` (latest: the newest full backup; a name in the archive, a path, an
+    object URL or a BackupRef) into a scratch database, check it, and remove it; problems
+    are reported in the result, never raised."""
     started = time.monotonic()
     result = DrillResult(ok=False, backup=str(source))
     try:
-        ref = resolve_backup(settings.backup_dir, source)
+        archive = archive or Archive.from_settings(settings)
+        ref = source if isinstance(source, BackupRef) else archive.resolve(source)
         result.backup = str(ref)
         identities = identities_for(settings, identity)
         with _scratch_database(settings, result, report) as scratch:
             report.line(f"🧪 Restore drill: {ref.name} into {result.scratch}")
-            _drill(scratch, ref, identity, identities, result, report)
+            _drill(scratch, archive, ref, identity, identities, result, report)
         result.ok = True
     except OpsError as exc:
         result.problem = exc.message
@@ -81,10 +82,12 @@ def restore_drill(settings: Settings, source: str | None = "latest", *,
     return result
 
 
-def _drill(scratch: Settings, ref: BackupRef, identity: str | None,
+def _drill(scratch: Settings, archive: Archive, ref: BackupRef, identity: str | None,
            identities: Sequence[Any], result: DrillResult, report: Reporter) -> None:
     push(scratch)
-    restored = restore(scratch, str(ref), identity=identity, safety_backup=False)
+    # an anonymized snapshot named by the operator is drilled as it is
+    restored = restore(scratch, ref, archive=archive, identity=identity, safety_backup=False,
+                       allow_anonymized=True)
     result.tables = dict(restored.tables)
     result.total_rows = restored.total_rows
     against = "row counts and sha256 against meta" if restored.checksums_verified \
@@ -118,26 +121,17 @@ def _compare_on_server(scratch: Settings, meta: dict | None, restored: dict[str,
     the rows restored); returns what was compared."""
     counts = (meta or {}).get("rowCounts") or restored
     sums = (meta or {}).get("sha256") or {}
-    with connect(scratch) as conn:
-        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-        conn.read_only = True
-        for name, value in SESSION_SETTINGS.items():
-            conn.execute("SELECT set_config(%s, %s, true)", (name, value))
-        for table in discover_tables(conn):
-            rows, digest = _stream_table(conn, table, _discard, no_progress)
-            expected = counts.get(table.name, 0)
-            if rows != expected:
-                raise OpsError(f"table {table.name} holds {rows} rows after the restore, the "
-                               f"backup has {expected}")
-            if table.name in sums and sums[table.name] != digest:
-                raise OpsError(f"table {table.name}: the restored rows do not serialise to "
-                               "the backup's sha256 (a value did not come back exactly)")
-        conn.rollback()
+    with connect(scratch, autocommit=True) as conn:
+        digests = table_digests(conn)
+    for name, (rows, digest) in digests.items():
+        expected = counts.get(name, 0)
+        if rows != expected:
+            raise OpsError(f"table {name} holds {rows} rows after the restore, the "
+                           f"backup has {expected}")
+        if name in sums and sums[name] != digest:
+            raise OpsError(f"table {name}: the restored rows do not serialise to "
+                           "the backup's sha256 (a value did not come back exactly)")
     return "row counts and sha256 match meta" if sums else "row counts match"
-
-
-def _discard(data: bytes | memoryview) -> None:
-    return None
 
 
 # ---------------------------------------------------------------- the scratch database

@@ -10,8 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ops.backup.archive import Archive
 from ops.backup.encryption import identities_for
-from ops.backup.reader import backup_meta, resolve_backup
+from ops.backup.reader import backup_meta
 from ops.core.config import Settings
 from ops.core.db import connection
 from ops.core.errors import Refused
@@ -37,7 +38,8 @@ def fresh_from_snapshot(settings: Settings, source: str, *, identity: str | Path
     """push, then restore `source` (a name in BACKUP_DIR, a path or an object URL; `identity`
     decrypts it) if it is anonymized. `safety_backup=False` suits a database made for the
     purpose (a test template), whose empty tables need no copy."""
-    path = resolve_backup(settings.backup_dir, source)
+    archive = Archive.from_settings(settings)
+    path = archive.resolve(source)
     identities = identities_for(settings, identity)
     # an encrypted snapshot is read through once for its meta: nothing is changed before
     # it is known to be anonymized
@@ -54,8 +56,9 @@ def fresh_from_snapshot(settings: Settings, source: str, *, identity: str | Path
                 f"{path.name}")
     pushed = push(settings, report)
     report.line("")
-    restored = restore(settings, str(path), identity=identity, safety_backup=safety_backup,
-                       allow_production=allow_production, report=report)
+    restored = restore(settings, path, archive=archive, identity=identity,
+                       safety_backup=safety_backup, allow_production=allow_production,
+                       allow_anonymized=anonymized, report=report)
     report.line("")
     report.line(f"🎉 Database ready from {path.name}: schema at head, {restored.total_rows} "
                 "rows restored.")

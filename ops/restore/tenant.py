@@ -29,17 +29,18 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
+from ops.backup.archive import Archive
 from ops.backup.encryption import identities_for
-from ops.backup.files import BackupFile, BackupRef, Location, latest_complete_backup, read_meta
+from ops.backup.files import BackupRef
 from ops.backup.format import describe_partial
-from ops.backup.reader import BackupReader, resolve_backup
+from ops.backup.reader import BackupReader
 from ops.core.catalog import Table, current_revision, discover_tables, require_schema
 from ops.core.config import Settings, mask_url
 from ops.core.db import connect, first_line, is_superuser
 from ops.core.errors import OpsError, Refused, UsageError
 from ops.core.guard import refuse_production
 from ops.core.output import SILENT, Reporter, suggest
-from ops.core.tenancy import Tenant, TenantScope, pick_tenant, tenant_scope
+from ops.core.tenancy import Tenant, TenantScope, tenant_scope
 from ops.restore.apply import (
     DEFERRED,
     REPLICA,
@@ -54,7 +55,6 @@ from ops.restore.staging import (
     Stage,
     analyze_stages,
     create_stages,
-    meta_tenant,
     regenerate_public_ids,
     remap_ids,
     rename_tenant,
@@ -92,7 +92,8 @@ class TenantRestoreResult(RestoreResult):
     public_ids_regenerated: dict[str, int] = field(default_factory=dict)
 
 
-def restore_tenant(settings: Settings, source: str | Path | None, tenant: str, *,
+def restore_tenant(settings: Settings, source: str | Path | BackupRef | None, tenant: str, *,
+                   archive: Archive | None = None,
                    identity: str | Path | None = None, new_ids: bool = False,
                    rename: str | None = None,
                    safety_backup: bool = True, allow_production: bool = False,
@@ -110,10 +111,15 @@ def restore_tenant(settings: Settings, source: str | Path | None, tenant: str, *
     started = time.monotonic()
     options = Options(safety_backup and not new_ids, allow_production, allow_schema_mismatch,
                       dry_run=dry_run)
-    if source in (None, "", "latest"):
-        ref = _latest_holding(settings.backup_dir, tenant)
+    archive = archive or Archive.from_settings(settings)
+    if isinstance(source, BackupRef):
+        ref = source
+    elif source in (None, "", "latest"):
+        latest = archive.latest_for_tenant(tenant)
+        # none: resolving latest raises the error that lists what there is
+        ref = latest.ref if latest is not None else archive.resolve("latest")
     else:
-        ref = resolve_backup(settings.backup_dir, str(source))
+        ref = archive.resolve(str(source))
     identities = identities_for(settings, identity)
     result = TenantRestoreResult(source=str(ref), dry_run=dry_run, new_ids=new_ids,
                                  renamed_to=rename)
@@ -137,7 +143,7 @@ def restore_tenant(settings: Settings, source: str | Path | None, tenant: str, *
             refuse_production(conn, settings, action=action, allow_production=allow_production)
         result.fk_mode = REPLICA if is_superuser(conn) else DEFERRED
         conn.commit()
-        _restore(conn, settings, reader, scope, tenant, result, options, report)
+        _restore(conn, settings, archive, reader, scope, tenant, result, options, report)
     result.total_rows = sum(result.tables.values())
     result.total_deleted = sum(result.deleted.values())
     result.total_inserted = sum(result.inserted.values())
@@ -150,30 +156,15 @@ def restore_tenant(settings: Settings, source: str | Path | None, tenant: str, *
     return result
 
 
-def _latest_holding(backup_dir: Location, ref: str) -> BackupRef:
-    """The newest complete backup that may hold the tenant: a full one, or one of it."""
-
-    def may_hold(found: BackupFile) -> bool:
-        try:
-            of = meta_tenant(read_meta(found.ref, size=found.size))
-        except ValueError:  # a malformed one is not it
-            return False
-        return of is None or pick_tenant([of], ref) is not None
-
-    found = latest_complete_backup(backup_dir, accept=may_hold)
-    # none: resolving latest raises the error that lists what there is
-    return found.ref if found is not None else resolve_backup(backup_dir, "latest")
-
-
 def _loaded_as(result: TenantRestoreResult) -> Tenant | None:
     if result.tenant is None or not result.new_ids:
         return result.tenant
     return Tenant(result.new_tenant_id or 0, result.renamed_to or result.tenant.name)
 
 
-def _restore(conn: psycopg.Connection, settings: Settings, reader: BackupReader,
-             scope: TenantScope, ref: str, result: TenantRestoreResult, options: Options,
-             report: Reporter) -> None:
+def _restore(conn: psycopg.Connection, settings: Settings, archive: Archive,
+             reader: BackupReader, scope: TenantScope, ref: str, result: TenantRestoreResult,
+             options: Options, report: Reporter) -> None:
     safety: BackupRef | None = None
     committing = False
     try:
@@ -209,7 +200,7 @@ def _restore(conn: psycopg.Connection, settings: Settings, reader: BackupReader,
             report.line(f"🔒 Locking tenant {tenant}'s rows...")
             lock_tenant(conn, scope, tenant)
             if options.safety_backup and tenant_exists(conn, scope, tenant):
-                safety = write_safety_backup(conn, settings, report, tenant)
+                safety = write_safety_backup(conn, settings, archive, report, tenant)
                 result.safety_backup = str(safety)
             if result.fk_mode == DEFERRED:
                 refuse_outside_references(conn, scope, tenant)
@@ -445,7 +436,7 @@ def copy_tenant(settings: Settings, tenant: str, to_url: str, *, rename: str | N
                       encrypt_to="")
         assert made.tenant is not None
         report.line(f"📤 Read tenant {made.tenant}: {made.total_rows} rows")
-        restored = restore_tenant(target, made.path, str(made.tenant.id), new_ids=True,
+        restored = restore_tenant(target, made.ref, str(made.tenant.id), new_ids=True,
                                   rename=rename, safety_backup=False,
                                   allow_production=allow_production, dry_run=dry_run,
                                   action="copy a tenant into", report=report)

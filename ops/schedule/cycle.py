@@ -1,6 +1,6 @@
-"""One cycle of the scheduler: back up → verify the new file → retention → (a restore drill,
-when one is due) → metrics → notify. Failures are the cycle's result, never an exception:
-the scheduler lives on and tries again at the next tick.
+"""One cycle of the scheduler: back up → verify the new file → retention (only after a verified
+backup) → (a restore drill, when one is due) → metrics → notify. Failures are the cycle's
+result, never an exception: the scheduler lives on and tries again at the next tick.
 
 The backup lock (ops.backup.lock) is held from before the backup until retention is done, so
 a second scheduler, or a manual `backup`, never overlaps with it. A cycle run for a scheduled
@@ -17,15 +17,15 @@ from typing import Any
 
 import psycopg
 
+from ops.backup.archive import Archive
 from ops.backup.create import BackupResult, backup
 from ops.backup.encryption import identities_for
-from ops.backup.files import BackupRef, Location, list_backups, utc_now
+from ops.backup.files import BackupRef, utc_now
 from ops.backup.lock import BackupRunning, backup_lock
 from ops.backup.prune import prune
 from ops.backup.retention import RetentionPolicy
-from ops.backup.storage.base import open_object
-from ops.backup.verdicts import BAD, DRILLED, VERIFIED, record_verdict
-from ops.backup.verify import verify_backup
+from ops.backup.verdicts import DRILLED, VERIFIED
+from ops.backup.verify import verify_and_record
 from ops.core.config import Settings
 from ops.core.db import first_line
 from ops.core.errors import OpsError
@@ -70,15 +70,17 @@ class CycleResult:
 
 def run_cycle(settings: Settings, options: CycleOptions, *, metrics: BackupMetrics,
               notifier: Notifier | None, redact: Redactor, slot: datetime | None = None,
-              report: Reporter = SILENT) -> CycleResult:
-    """Run one cycle; every outcome is in the result (and the metrics, and notifications)."""
+              archive: Archive | None = None, report: Reporter = SILENT) -> CycleResult:
+    """Run one cycle; every outcome is in the result (and the metrics, and notifications).
+    `archive` is the scheduler's, opened once for all its cycles."""
     clock = time.monotonic()
     result = CycleResult(result=FAILURE, started=utc_now().isoformat(),
                          slot=slot.isoformat() if slot else None)
     stage = "lock"
     try:
+        archive = archive or Archive.from_settings(settings)
         with backup_lock(settings, wait=options.overlap == "wait", report=report):
-            taken = taken_since(settings.backup_dir, slot) if slot is not None else None
+            taken = taken_since(archive, slot) if slot is not None else None
             if taken is not None:
                 result.result = SKIPPED
                 result.note = f"{taken} was already taken for {slot:%H:%M:%S} by another run"
@@ -87,22 +89,25 @@ def run_cycle(settings: Settings, options: CycleOptions, *, metrics: BackupMetri
             _notify(notifier, "start", result)
             stage = "backup"
             report.line("🔄 Backing up...")
-            made = backup(settings, compression=options.compression, lock=False)
+            made = backup(settings, archive=archive, compression=options.compression,
+                          lock=False)
             seconds = time.monotonic() - clock
             _describe(result, made, seconds, report)
             stage = "verify"
-            ref = BackupRef(*open_object(made.path or made.location))
-            result.verified = _verify(settings, ref, options, report)
+            ref = made.ref
+            result.verified = _verify(settings, archive, ref, options, report)
             metrics.backup_succeeded(made, seconds)
-            if options.policy:
+            if options.policy and result.verified != VERIFIED:
+                report.line("🧹 Retention skipped: it runs only after a verified backup")
+            elif options.policy:
                 stage = "retention"
-                pruned = prune(settings.backup_dir, policy=options.policy, yes=True)
+                pruned = prune(archive, policy=options.policy, yes=True)
                 result.pruned, result.kept = pruned.delete, len(pruned.keep)
                 report.line(f"🧹 Retention ({options.policy}): kept {result.kept}, deleted "
                             f"{len(result.pruned)}")
         if options.drill:
             stage = "drill"
-            _drill(settings, ref, options, result, metrics, report)
+            _drill(settings, archive, ref, options, result, metrics, report)
         result.result = SUCCESS
     except BackupRunning as exc:
         result.result = SKIPPED
@@ -117,9 +122,9 @@ def run_cycle(settings: Settings, options: CycleOptions, *, metrics: BackupMetri
     return _finish(result, clock, metrics, notifier)
 
 
-def taken_since(location: Location, moment: datetime) -> str | None:
+def taken_since(archive: Archive, moment: datetime) -> str | None:
     """The name of a backup taken at or after `moment`, if there is one."""
-    return next((b.name for b in list_backups(location, include_safety=False)
+    return next((b.name for b in archive.backups(include_safety=False)
                  if b.timestamp >= moment), None)
 
 
@@ -131,32 +136,32 @@ def _describe(result: CycleResult, made: BackupResult, seconds: float,
                 f"({seconds:.1f}s)")
 
 
-def _verify(settings: Settings, ref: BackupRef, options: CycleOptions,
+def _verify(settings: Settings, archive: Archive, ref: BackupRef, options: CycleOptions,
             report: Reporter) -> str:
-    """Stream the new backup and check it; record the verdict beside it. A failure raises."""
+    """Stream the new backup and check it (encrypted, without an identity: its stored bytes
+    against its sidecar); record the verdict beside it. A failure raises."""
     identities = identities_for(settings, options.identity)
-    if ref.name.endswith(".age") and not identities:
-        report.line("🔒 Not verified: encrypted, and no BACKUP_IDENTITY_FILE here to read it")
-        return "not verified (encrypted; no identity to read it)"
-    checked = verify_backup(ref, identities)
+    try:
+        checked = verify_and_record(archive, ref, identities)
+    except OpsError as exc:  # nothing to check it with
+        report.line(f"🔒 Not verified: {exc.message}")
+        return f"not verified ({exc.message})"
     if not checked.ok:
-        record_verdict(ref, BAD, problem=checked.problem)
         raise OpsError(f"the new backup {ref.name} failed verification: {checked.problem}")
-    record_verdict(ref, VERIFIED, checked=checked.checked)
     report.line(f"🔍 Verified: {checked.checked}")
     return VERIFIED
 
 
-def _drill(settings: Settings, ref: BackupRef, options: CycleOptions, result: CycleResult,
-           metrics: BackupMetrics, report: Reporter) -> None:
-    drill = restore_drill(settings, str(ref), identity=options.identity)
+def _drill(settings: Settings, archive: Archive, ref: BackupRef, options: CycleOptions,
+           result: CycleResult, metrics: BackupMetrics, report: Reporter) -> None:
+    drill = restore_drill(settings, ref, archive=archive, identity=options.identity)
     finished = datetime.fromisoformat(drill.finished)
     metrics.drill(drill.ok, finished)
     result.drill = {"ok": drill.ok, "seconds": drill.seconds, "scratch": drill.scratch,
                     "problem": drill.problem}
     if not drill.ok:
         raise OpsError(f"restore drill of {ref.name} failed: {drill.problem}")
-    record_verdict(ref, DRILLED, seconds=drill.seconds, checked=drill.checked)
+    archive.record_verdict(ref, DRILLED, seconds=drill.seconds, checked=drill.checked)
     report.line(f"🧪 Restore drill passed ({drill.seconds:.1f}s)")
 
 

@@ -28,9 +28,10 @@ from prometheus_client import (
     write_to_textfile,
 )
 
+from ops.backup.archive import Archive
 from ops.backup.create import BackupResult
-from ops.backup.files import Location, as_store, list_backups, parse_backup_name, read_meta, utc_now
-from ops.backup.verdicts import DRILLED, newest_good_backup, read_verdicts
+from ops.backup.files import parse_backup_name, utc_now
+from ops.backup.verdicts import DRILLED
 from ops.core.config import Settings
 from ops.core.db import target_description
 from ops.core.errors import OpsError
@@ -80,18 +81,18 @@ class BackupMetrics:
     def _gauge(self, name: str, documentation: str) -> Gauge:
         return Gauge(name, documentation, registry=self.registry)
 
-    def seed(self, location: Location) -> None:
-        """Start from what the store holds (one listing, and one meta read)."""
-        store = as_store(location)
-        verdicts = read_verdicts(store)
-        newest = newest_good_backup(list_backups(store), verdicts)
+    def seed(self, archive: Archive) -> None:
+        """Start from what the archive holds: its newest good full backup (one listing, and a
+        meta or sidecar read per backup until it is found)."""
+        listing = archive.listing()
+        newest = archive.newest_good(listing)
         if newest is not None:
             self.last_success.set(newest.timestamp.timestamp())
             self.last_size.set(newest.size)
-            rows = (read_meta(newest.ref, size=newest.size) or {}).get("totalRows")
-            if isinstance(rows, int):
+            rows = archive.facts(newest, listing).rows
+            if rows is not None:
                 self.last_rows.set(rows)
-        drilled = verdicts.last(DRILLED)
+        drilled = listing.verdicts.last(DRILLED)
         if drilled is not None:
             self.drill_last_success.set(drilled[1].timestamp())
 
@@ -153,8 +154,9 @@ class BackupMetrics:
 
 
 @contextmanager
-def one_shot_metrics(settings: Settings, *, pushgateway: str | None, textfile: str | None,
-                     warn: Callable[[str], None]) -> Iterator[Callable[[BackupResult], None]]:
+def one_shot_metrics(settings: Settings, archive: Archive, *, pushgateway: str | None,
+                     textfile: str | None, warn: Callable[[str], None]
+                     ) -> Iterator[Callable[[BackupResult], None]]:
     """For a one-shot `backup`: yields what records its result; on the way out (failed or
     not) pushes and/or writes the metrics, when asked, and warns of what failed."""
     if not pushgateway and not textfile:
@@ -162,7 +164,7 @@ def one_shot_metrics(settings: Settings, *, pushgateway: str | None, textfile: s
         return
     metrics = BackupMetrics()
     with suppress(OpsError):  # an unreachable store is the backup's to report, not this
-        metrics.seed(settings.backup_dir)
+        metrics.seed(archive)
     started = time.monotonic()
     try:
         yield lambda made: metrics.backup_succeeded(made, time.monotonic() - started)

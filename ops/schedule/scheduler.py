@@ -21,8 +21,9 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from types import FrameType
 
+from ops.backup.archive import Archive
 from ops.backup.files import utc_now
-from ops.backup.verdicts import DRILLED, read_verdicts
+from ops.backup.verdicts import DRILLED
 from ops.core.config import Settings
 from ops.core.errors import OpsError
 from ops.core.output import SILENT, Reporter
@@ -77,23 +78,26 @@ class SchedulerOptions:
 
 def run_scheduler(settings: Settings, options: SchedulerOptions, *, metrics: BackupMetrics,
                   notifier: Notifier | None, on_cycle: Callable[[CycleResult], None],
-                  stopper: Stopper | None = None, report: Reporter = SILENT) -> int:
+                  stopper: Stopper | None = None, archive: Archive | None = None,
+                  report: Reporter = SILENT) -> int:
     """Run until stopped (or one cycle with no schedule); returns the exit status: 0, or 1
-    when the single cycle of a one-shot run failed."""
+    when the single cycle of a one-shot run failed. The archive is opened once, for every
+    cycle."""
     stopper = stopper or Stopper()
     redact = Redactor(settings)
-    last_drill = _seed(settings, metrics, report)
+    archive = archive or Archive.from_settings(settings)
+    last_drill = _seed(archive, metrics, report)
     schedule = options.schedule
     if schedule is None:
-        result = _cycle(settings, options, metrics, notifier, redact, None, last_drill,
-                        stopper, report)
+        result = _cycle(settings, archive, options, metrics, notifier, redact, None,
+                        last_drill, stopper, report)
         if result is None:
             return 0
         on_cycle(result)
         return 1 if result.result == FAILURE else 0
     now = utc_now()
     moment = schedule.latest(now)
-    if not _missed(settings, moment):
+    if not _missed(archive, moment):
         moment = schedule.next_after(now)
     failures = 0
     not_before = now
@@ -101,8 +105,8 @@ def run_scheduler(settings: Settings, options: SchedulerOptions, *, metrics: Bac
         if stopper.event.wait(max(0.0, (max(moment, not_before) - utc_now()).total_seconds())):
             break
         slot = schedule.latest(utc_now())
-        result = _cycle(settings, options, metrics, notifier, redact, slot, last_drill,
-                        stopper, report)
+        result = _cycle(settings, archive, options, metrics, notifier, redact, slot,
+                        last_drill, stopper, report)
         if result is None:
             break
         if result.drill and result.drill["ok"]:
@@ -121,7 +125,8 @@ def run_scheduler(settings: Settings, options: SchedulerOptions, *, metrics: Bac
     return 0
 
 
-def _cycle(settings: Settings, options: SchedulerOptions, metrics: BackupMetrics,
+def _cycle(settings: Settings, archive: Archive, options: SchedulerOptions,
+           metrics: BackupMetrics,
            notifier: Notifier | None, redact: Redactor, slot: datetime | None,
            last_drill: datetime | None, stopper: Stopper,
            report: Reporter) -> CycleResult | None:
@@ -134,7 +139,7 @@ def _cycle(settings: Settings, options: SchedulerOptions, metrics: BackupMetrics
         if stopper.event.is_set():
             return None
         return run_cycle(settings, cycle, metrics=metrics, notifier=notifier, redact=redact,
-                         slot=slot, report=report)
+                         slot=slot, archive=archive, report=report)
     except StopRequested:
         report.line("🛑 Stopped during a cycle: it was aborted, and any backup it was "
                     "writing discarded")
@@ -143,20 +148,20 @@ def _cycle(settings: Settings, options: SchedulerOptions, metrics: BackupMetrics
         stopper.in_cycle = False
 
 
-def _seed(settings: Settings, metrics: BackupMetrics, report: Reporter) -> datetime | None:
+def _seed(archive: Archive, metrics: BackupMetrics, report: Reporter) -> datetime | None:
     """Start the metrics from the store; returns when the last drill passed (None: never)."""
     try:
-        metrics.seed(settings.backup_dir)
-        drilled = read_verdicts(settings.backup_dir).last(DRILLED)
+        metrics.seed(archive)
+        drilled = archive.verdicts().last(DRILLED)
     except OpsError as exc:
-        report.line(f"⚠️  Could not read {settings.backup_dir} yet: {exc.message}")
+        report.line(f"⚠️  Could not read {archive} yet: {exc.message}")
         return None
     return drilled[1] if drilled else None
 
 
-def _missed(settings: Settings, moment: datetime) -> bool:
+def _missed(archive: Archive, moment: datetime) -> bool:
     """Whether the scheduled moment has no backup taken at or after it."""
     try:
-        return taken_since(settings.backup_dir, moment) is None
+        return taken_since(archive, moment) is None
     except OpsError:
         return True

@@ -19,7 +19,8 @@ from ops.core.db import connection
 from ops.core.defaults import DEFAULT_RANDOM_SEED
 from ops.core.guard import refuse_production
 from ops.core.output import SILENT, Reporter
-from ops.core.vocabulary import SAMPLE_PASSWORD, SYSTECH_TENANT
+from ops.core.tenancy import SYSTECH_TENANT
+from ops.core.vocabulary import SAMPLE_PASSWORD
 from ops.schema.migrate import PushResult, push
 from ops.seed.data import (
     CLIENT_PRODUCTS,

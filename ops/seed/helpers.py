@@ -18,32 +18,14 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from ops.core.errors import OpsError
-from ops.core.output import Reporter, suggest
+from ops.core.output import Reporter
 from ops.core.passwords import hash_password
 from ops.core.slugs import free_slug, slugify
-from ops.core.vocabulary import SYSTECH_TENANT
+from ops.core.tenancy import SYSTECH_TENANT, find_systech_tenant, require_systech_tenant
 
-__all__ = ["Tally", "announce", "find_systech_tenant", "get_or_create", "hash_password",
-           "require_systech_tenant", "tenant_slug"]
-
-
-def find_systech_tenant(conn: psycopg.Connection) -> int | None:
-    """The SysTech tenant's id, or None when `seed lookups` has not run."""
-    row = conn.execute("SELECT id FROM tenants WHERE name = %s", (SYSTECH_TENANT,)).fetchone()
-    return row[0] if row else None
-
-
-def require_systech_tenant(conn: psycopg.Connection, *, needed_by: str = "this seed") -> int:
-    """The SysTech tenant's id; the 'run seed lookups first' error when it is missing."""
-    tenant_id = find_systech_tenant(conn)
-    if tenant_id is None:
-        raise OpsError(
-            f"the {SYSTECH_TENANT} tenant does not exist — run `seed lookups` before "
-            f"{needed_by}; nothing was written",
-            hint=f"Run {suggest('seed lookups')}, then try again.",
-        )
-    return tenant_id
+# SYSTECH_TENANT and its check live in ops.core.tenancy; seeds keep importing them from here.
+__all__ = ["SYSTECH_TENANT", "Tally", "announce", "find_systech_tenant", "get_or_create",
+           "hash_password", "require_systech_tenant", "tenant_slug"]
 
 
 def tenant_slug(conn: psycopg.Connection, name: str) -> str:

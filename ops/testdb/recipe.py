@@ -15,8 +15,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from ops.backup.archive import Archive
 from ops.backup.encryption import identities_for
-from ops.backup.reader import backup_meta, resolve_backup
+from ops.backup.reader import backup_meta
 from ops.core.config import PROJECT_ROOT, Settings
 from ops.core.errors import NotFound, UsageError
 from ops.seed.custom import BUILTIN_SEEDS, custom_seed_files
@@ -96,7 +97,7 @@ def _files_digest(paths: list[Path]) -> bytes:
 def _snapshot_digest(source: str, settings: Settings) -> bytes:
     """The snapshot's checksum: its meta's per-table sha256 and row counts (what a restore
     checks every row against), else - a file without them - the sha256 of its bytes."""
-    ref = resolve_backup(settings.backup_dir, source)
+    ref = Archive.from_settings(settings).resolve(source)
     meta = backup_meta(ref, identities_for(settings)) or {}
     if meta.get("sha256"):
         kept = {key: meta.get(key) for key in ("sha256", "rowCounts", "alembicRevision",

@@ -8,27 +8,29 @@ import uuid
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
-from ops.backup.storage.base import (
-    _CONNECT_TIMEOUT,
-    _CREDENTIAL_HINTS,
-    _READ_TIMEOUT,
+from ops.backup.storage.interface import (
     PART_SIZE,
-    RETRY_SECONDS,
     IncompleteUpload,
     ObjectInfo,
     Writer,
-    _exists_error,
-    _PartWriter,
-    _reader,
-    _RemoteStore,
-    _shown,
+    exists_error,
+)
+from ops.backup.storage.remote import (
+    CONNECT_TIMEOUT,
+    CREDENTIAL_HINTS,
+    READ_TIMEOUT,
+    RETRY_SECONDS,
+    PartWriter,
+    RemoteStore,
+    chunk_reader,
+    shown,
 )
 from ops.core.errors import OpsError
 
 # --- Azure Blob Storage ------------------------------------------------------------------------
 
 
-class AzureStore(_RemoteStore):
+class AzureStore(RemoteStore):
     """Azure block blobs (AZURE_STORAGE_CONNECTION_STRING or AZURE_STORAGE_ACCOUNT_NAME with a
     key or SAS token; Azurite through its connection string)."""
 
@@ -50,7 +52,7 @@ class AzureStore(_RemoteStore):
         from azure.storage.blob import BlobServiceClient, LinearRetry
 
         options: dict[str, Any] = {
-            "connection_timeout": _CONNECT_TIMEOUT, "read_timeout": _READ_TIMEOUT,
+            "connection_timeout": CONNECT_TIMEOUT, "read_timeout": READ_TIMEOUT,
             # downloads come in ranged requests of this size (the SDK's first one is 32 MB)
             "max_single_get_size": 4 << 20, "max_chunk_get_size": 4 << 20,
             "retry_policy": LinearRetry(backoff=1, retry_total=max(1, RETRY_SECONDS),
@@ -64,13 +66,13 @@ class AzureStore(_RemoteStore):
                 service = BlobServiceClient.from_connection_string(connection, **options)
             except ValueError:
                 raise OpsError("Azure: AZURE_STORAGE_CONNECTION_STRING is not a valid "
-                               "connection string", hint=_CREDENTIAL_HINTS["az"]) from None
-            self.endpoint = _shown(service.url.split("?")[0])
+                               "connection string", hint=CREDENTIAL_HINTS["az"]) from None
+            self.endpoint = shown(service.url.split("?")[0])
             return service
         account = env.get("AZURE_STORAGE_ACCOUNT_NAME") or env.get("AZURE_STORAGE_ACCOUNT")
         if not account:
             raise OpsError(f"Azure: no storage account is configured for {self}",
-                           hint=_CREDENTIAL_HINTS["az"])
+                           hint=CREDENTIAL_HINTS["az"])
         url = f"https://{account}.blob.core.windows.net"
         self.endpoint = url
         key = env.get("AZURE_STORAGE_ACCOUNT_KEY") or env.get("AZURE_STORAGE_KEY")
@@ -84,14 +86,14 @@ class AzureStore(_RemoteStore):
                 from azure.identity import DefaultAzureCredential
             except ImportError:
                 raise OpsError(f"Azure: no key for storage account {account}",
-                               hint=_CREDENTIAL_HINTS["az"]) from None
+                               hint=CREDENTIAL_HINTS["az"]) from None
             credential = DefaultAzureCredential()
         return BlobServiceClient(url, credential=credential, **options)
 
     def _error(self, exc: Exception, doing: str, name: str | None) -> OpsError:
         from azure.core import exceptions as zx
 
-        hint = _CREDENTIAL_HINTS["az"]
+        hint = CREDENTIAL_HINTS["az"]
         code = getattr(exc, "error_code", None) or ""
         code = str(getattr(code, "value", code))  # the SDK gives an enum or a string
         if isinstance(exc, zx.ClientAuthenticationError) or code in (
@@ -117,7 +119,7 @@ class AzureStore(_RemoteStore):
 
     def list(self) -> list[ObjectInfo]:
         found = []
-        with self._errors("listing"):
+        with self.translating("listing"):
             for blob in self._walk():
                 name = self._direct(blob.name)
                 if name is not None:
@@ -127,7 +129,7 @@ class AzureStore(_RemoteStore):
     def exists(self, name: str) -> bool:
         from azure.core.exceptions import ResourceNotFoundError
 
-        with self._errors("checking", name):
+        with self.translating("checking", name):
             try:
                 self._blob(name).get_blob_properties()
             except ResourceNotFoundError:
@@ -148,12 +150,12 @@ class AzureStore(_RemoteStore):
         return True
 
     def open_reader(self, name: str) -> BinaryIO:
-        with self._errors("opening", name):
+        with self.translating("opening", name):
             download = self._blob(name).download_blob(max_concurrency=1)
-        return _reader(download.chunks(), self, name)
+        return chunk_reader(download.chunks(), self, name)
 
     def read_tail(self, name: str, length: int, *, size: int | None = None) -> bytes:
-        with self._errors("reading", name):
+        with self.translating("reading", name):
             blob = self._blob(name)
             size = blob.get_blob_properties().size if size is None else size
             if length <= 0 or size == 0:
@@ -167,7 +169,7 @@ class AzureStore(_RemoteStore):
     def delete(self, name: str) -> None:
         from azure.core.exceptions import ResourceNotFoundError
 
-        with self._errors("deleting", name), contextlib.suppress(ResourceNotFoundError):
+        with self.translating("deleting", name), contextlib.suppress(ResourceNotFoundError):
             self._blob(name).delete_blob()
 
     def _discard_uncommitted(self, name: str) -> None:
@@ -186,25 +188,28 @@ class AzureStore(_RemoteStore):
             blob.delete_blob()
 
     def incomplete_uploads(self) -> list[IncompleteUpload]:
-        with self._errors("listing unfinished uploads in"):
+        with self.translating("listing unfinished uploads in"):
             committed = {b.name for b in self._walk()}
             found = []
             for blob in self._walk(include=["uncommittedblobs"]):
                 name = self._direct(blob.name)
                 if name is not None and blob.name not in committed:
                     moment = blob.creation_time or blob.last_modified
-                    found.append(IncompleteUpload(name, moment, blob.name))
+                    # ours when named like our objects; Azure's creation time is the record
+                    ours = name.startswith(("backup-", "pre-restore-"))
+                    found.append(IncompleteUpload(name, moment, blob.name,
+                                                  moment if ours else None))
         return sorted(found, key=lambda u: u.started)
 
     def abort_upload(self, upload: IncompleteUpload) -> None:
-        with self._errors("aborting the upload of", upload.name):
+        with self.translating("aborting the upload of", upload.name):
             self._discard_uncommitted(upload.name)
 
 
-class _AzureWriter(_PartWriter):
+class _AzureWriter(PartWriter):
     def __init__(self, store: AzureStore, name: str, part_size: int) -> None:
         self.azure = store
-        store._check_writable(name)
+        store.check_writable(name)
         self.blob = store._blob(name)
         # Block ids carry this upload's id: two writers aimed at one name never mix blocks.
         self.upload_id = uuid.uuid4().hex[:16]
@@ -226,7 +231,7 @@ class _AzureWriter(_PartWriter):
             self.blob.commit_block_list(
                 [BlobBlock(self._block_id(n)) for n in range(1, parts + 1)], if_none_match="*")
         except ResourceExistsError:
-            raise _exists_error(self.azure, self.name) from None
+            raise exists_error(self.azure, self.name) from None
 
     def _discard(self) -> None:
         self.azure._discard_uncommitted(self.name)

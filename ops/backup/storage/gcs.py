@@ -5,33 +5,44 @@ from __future__ import annotations
 import contextlib
 import os
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, BinaryIO
 
-from ops.backup.storage.base import (
-    _CONNECT_TIMEOUT,
-    _CREDENTIAL_HINTS,
-    _READ_TIMEOUT,
+from ops.backup.storage.interface import (
     PART_SIZE,
-    RETRY_SECONDS,
     IncompleteUpload,
     ObjectInfo,
     Writer,
-    _exists_error,
-    _PartWriter,
-    _ranges,
-    _reader,
-    _RemoteStore,
-    _shown,
+    exists_error,
+)
+from ops.backup.storage.remote import (
+    CONNECT_TIMEOUT,
+    CREDENTIAL_HINTS,
+    READ_TIMEOUT,
+    RETRY_SECONDS,
+    PartWriter,
+    RemoteStore,
+    byte_ranges,
+    chunk_reader,
+    shown,
 )
 from ops.core.errors import OpsError
 
 _GCS_MAX_COMPOSE = 32  # sources per compose request
+_STARTED = "%Y%m%dT%H%M%SZ"
+
+
+def _recorded(upload: str) -> datetime | None:
+    """When this tool started the upload, from its directory's name (None: not ours)."""
+    try:
+        return datetime.strptime(upload.partition("-")[0], _STARTED).replace(tzinfo=UTC)
+    except ValueError:
+        return None
 
 # --- Google Cloud Storage ----------------------------------------------------------------------
 
 
-class GCSStore(_RemoteStore):
+class GCSStore(RemoteStore):
     """GCS through its JSON API (GOOGLE_APPLICATION_CREDENTIALS, or STORAGE_EMULATOR_HOST)."""
 
     scheme = "gs"
@@ -39,7 +50,7 @@ class GCSStore(_RemoteStore):
 
     def __init__(self, bucket: str, prefix: str) -> None:
         super().__init__(bucket, prefix)
-        self.endpoint = _shown(os.environ.get("STORAGE_EMULATOR_HOST") or "Google Cloud Storage")
+        self.endpoint = shown(os.environ.get("STORAGE_EMULATOR_HOST") or "Google Cloud Storage")
         self._client: Any = None
         self.parts_prefix = f"{self.prefix}.partial/"
 
@@ -67,7 +78,7 @@ class GCSStore(_RemoteStore):
         from google.api_core import exceptions as gx
         from google.auth import exceptions as ax
 
-        hint = _CREDENTIAL_HINTS["gs"]
+        hint = CREDENTIAL_HINTS["gs"]
         if isinstance(exc, ax.DefaultCredentialsError):
             return self._failed(doing, name, "no usable Google credentials were found", hint)
         if isinstance(exc, ax.RefreshError | gx.Unauthorized | gx.Forbidden):
@@ -75,7 +86,7 @@ class GCSStore(_RemoteStore):
         if isinstance(exc, gx.NotFound):
             return self._missing(doing, name)
         if isinstance(exc, gx.PreconditionFailed):
-            return _exists_error(self, name or "")
+            return exists_error(self, name or "")
         if isinstance(exc, requests.ConnectionError | requests.Timeout | ax.TransportError
                       | gx.RetryError | ConnectionError):
             return self._unreachable(doing, name)
@@ -85,7 +96,7 @@ class GCSStore(_RemoteStore):
 
     def list(self) -> list[ObjectInfo]:
         found = []
-        with self._errors("listing"):
+        with self.translating("listing"):
             blobs = self.client.list_blobs(self.bucket, prefix=self.prefix, delimiter="/",
                                            retry=self._retry)
             for blob in blobs:
@@ -95,7 +106,7 @@ class GCSStore(_RemoteStore):
         return sorted(found, key=lambda o: o.name)
 
     def exists(self, name: str) -> bool:
-        with self._errors("checking", name):
+        with self.translating("checking", name):
             if self._bucket().blob(self.key(name)).exists(retry=self._retry):
                 return True
             if self._bucket_missing():
@@ -127,16 +138,16 @@ class GCSStore(_RemoteStore):
         blob = self._bucket().blob(self.key(name))
         return bytes(blob.download_as_bytes(start=start, end=end - 1, raw_download=True,
                                             checksum=None, retry=self._retry,
-                                            timeout=(_CONNECT_TIMEOUT, _READ_TIMEOUT)))
+                                            timeout=(CONNECT_TIMEOUT, READ_TIMEOUT)))
 
     def open_reader(self, name: str) -> BinaryIO:
-        with self._errors("opening", name):
+        with self.translating("opening", name):
             size = self._size(name)
-        chunks = (self._range(name, start, end) for start, end in _ranges(size))
-        return _reader(chunks, self, name)
+        chunks = (self._range(name, start, end) for start, end in byte_ranges(size))
+        return chunk_reader(chunks, self, name)
 
     def read_tail(self, name: str, length: int, *, size: int | None = None) -> bytes:
-        with self._errors("reading", name):
+        with self.translating("reading", name):
             size = self._size(name) if size is None else size
             if length <= 0 or size == 0:
                 return b""
@@ -154,12 +165,12 @@ class GCSStore(_RemoteStore):
                 bucket.blob(key).delete(retry=self._retry)
 
     def delete(self, name: str) -> None:
-        with self._errors("deleting", name):
+        with self.translating("deleting", name):
             self._delete_keys([self.key(name)])
 
     def incomplete_uploads(self) -> list[IncompleteUpload]:
         started: dict[tuple[str, str], datetime] = {}
-        with self._errors("listing unfinished uploads in"):
+        with self.translating("listing unfinished uploads in"):
             for blob in self.client.list_blobs(self.bucket, prefix=self.parts_prefix,
                                                retry=self._retry):
                 name, _, rest = blob.name[len(self.parts_prefix):].partition("/")
@@ -167,21 +178,24 @@ class GCSStore(_RemoteStore):
                 moment = blob.time_created
                 key = (name, upload)
                 started[key] = min(started.get(key, moment), moment)
-        return sorted((IncompleteUpload(name, moment, f"{self.parts_prefix}{name}/{upload}/")
+        return sorted((IncompleteUpload(name, moment, f"{self.parts_prefix}{name}/{upload}/",
+                                        _recorded(upload))
                        for (name, upload), moment in started.items()), key=lambda u: u.started)
 
     def abort_upload(self, upload: IncompleteUpload) -> None:
-        with self._errors("aborting the upload of", upload.name):
+        with self.translating("aborting the upload of", upload.name):
             self._delete_keys([b.name for b in self.client.list_blobs(
                 self.bucket, prefix=upload.handle, retry=self._retry)])
 
 
-class _GCSWriter(_PartWriter):
+class _GCSWriter(PartWriter):
     def __init__(self, store: GCSStore, name: str, part_size: int) -> None:
         self.gcs = store
         self.target = store.key(name)
-        self.parts_dir = f"{store.parts_prefix}{name}/{uuid.uuid4().hex[:16]}/"
-        store._check_writable(name)
+        # the upload's directory says when this tool started it (its own record)
+        started = datetime.now(UTC).strftime(_STARTED)
+        self.parts_dir = f"{store.parts_prefix}{name}/{started}-{uuid.uuid4().hex[:16]}/"
+        store.check_writable(name)
         super().__init__(store, name, part_size)
 
     def _part(self, number: int) -> str:
@@ -191,7 +205,7 @@ class _GCSWriter(_PartWriter):
         blob = self.gcs._bucket().blob(self._part(number))
         blob.upload_from_string(data, content_type="application/octet-stream",
                                 if_generation_match=0, retry=self.gcs._retry,
-                                timeout=(_CONNECT_TIMEOUT, _READ_TIMEOUT))
+                                timeout=(CONNECT_TIMEOUT, READ_TIMEOUT))
 
     def _complete(self, parts: int) -> None:
         bucket = self.gcs._bucket()
@@ -208,7 +222,7 @@ class _GCSWriter(_PartWriter):
                 merged.append(key)
             sources = merged
         if self.gcs.exists(self.name):
-            raise _exists_error(self.gcs, self.name)
+            raise exists_error(self.gcs, self.name)
         bucket.blob(self.target).compose([bucket.blob(s) for s in sources],
                                          if_generation_match=0, retry=self.gcs._retry)
         with contextlib.suppress(Exception):  # leftovers stay listed as an incomplete upload

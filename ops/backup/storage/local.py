@@ -12,19 +12,22 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
-from ops.backup.storage.base import (
+from ops.backup.storage.interface import (
     PART_SIZE,
     IncompleteUpload,
     ObjectInfo,
     Store,
     Writer,
-    _check_name,
-    _exists_error,
+    check_name,
+    exists_error,
 )
+from ops.core.defaults import DEFAULT_JOBS
 from ops.core.errors import OpsError
 
 _PARTIAL_SUFFIX = ".partial"
-_LOCAL_TEMP = re.compile(r"^\.(?P<name>.+)\.[A-Za-z0-9_]{8}(\.part\d+)?\.partial$")
+# Our temp files: `.NAME.XXXXXXXX.partial` (mkstemp's 8 characters), NAME one we write
+_LOCAL_TEMP = re.compile(r"^\.(?P<name>(?:backup-|pre-restore-)[^/]+)\.[A-Za-z0-9_]{8}"
+                         r"(\.part\d+)?\.partial$")
 PRIVATE_DIR = 0o700
 
 # --- Local directories -------------------------------------------------------------------------
@@ -33,12 +36,18 @@ PRIVATE_DIR = 0o700
 class LocalStore(Store):
     """A directory: files published by hard link from private temp files, 0700 directories."""
 
+    default_jobs = DEFAULT_JOBS  # part files are cheap next to the data
+
     def __init__(self, directory: Path) -> None:
         super().__init__(str(directory))
         self.directory = directory
+        self.local_directory = directory
 
     def _path(self, name: str) -> Path:
-        return self.directory / _check_name(name)
+        return self.directory / check_name(name)
+
+    def parent_and_name(self) -> tuple[Store, str]:
+        return LocalStore(self.directory.parent), check_name(self.directory.name)
 
     def list(self) -> list[ObjectInfo]:
         if not self.directory.is_dir():
@@ -84,11 +93,13 @@ class LocalStore(Store):
         found = []
         for path in self.directory.glob(".*" + _PARTIAL_SUFFIX):
             match = _LOCAL_TEMP.match(path.name)
+            if match is None:  # not of our naming: another program's, never touched
+                continue
             with contextlib.suppress(FileNotFoundError):  # finished meanwhile
-                # mtime, not creation: a temp file still being written is not stale
+                # mtime, not creation: a temp file still being written is not stale; the
+                # server's clock and ours are one here
                 moment = datetime.fromtimestamp(path.stat().st_mtime, UTC)
-                found.append(IncompleteUpload(match["name"] if match else path.name, moment,
-                                              str(path)))
+                found.append(IncompleteUpload(match["name"], moment, str(path), moment))
         return sorted(found, key=lambda u: u.started)
 
     def abort_upload(self, upload: IncompleteUpload) -> None:
@@ -132,8 +143,7 @@ def _ensure_private_dir(directory: Path) -> None:
 
 class _LocalWriter(Writer):
     """A unique 0600 temp file created exclusively beside the target (mkstemp), fsynced and
-    hard-linked to the target at commit. The same rules as ops/backup_writer.py, kept here so
-    storage depends on no other ops module."""
+    hard-linked to the target at commit."""
 
     def __init__(self, store: LocalStore, target: Path) -> None:
         super().__init__(store, target.name)
@@ -175,10 +185,10 @@ class _LocalWriter(Writer):
                     name = next(names, None)
                     if name is None:
                         raise
-                    self.name, self.target = name, self.target.with_name(_check_name(name))
+                    self.name, self.target = name, self.target.with_name(check_name(name))
         except FileExistsError:
             self.abort()
-            raise _exists_error(self.store, self.name) from None
+            raise exists_error(self.store, self.name) from None
         except OSError as exc:
             self.abort()
             raise OpsError(f"writing {self.store.describe(self.name)} failed: "

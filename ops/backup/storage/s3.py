@@ -2,32 +2,38 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 import os
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any, BinaryIO
 
-from ops.backup.storage.base import (
-    _CONNECT_TIMEOUT,
-    _CREDENTIAL_HINTS,
-    _READ_TIMEOUT,
+from ops.backup.storage.interface import (
     PART_SIZE,
     IncompleteUpload,
     ObjectInfo,
     Writer,
-    _exists_error,
-    _PartWriter,
-    _reader,
-    _RemoteStore,
-    _shown,
+    exists_error,
+)
+from ops.backup.storage.remote import (
+    CONNECT_TIMEOUT,
+    CREDENTIAL_HINTS,
+    READ_TIMEOUT,
+    PartWriter,
+    RemoteStore,
+    chunk_reader,
+    shown,
 )
 from ops.core.errors import OpsError
 
 _S3_MIN_PART = 5 << 20
+_RECORDS = ".uploads/"  # under the prefix: this tool's record of each upload it started
 
 # --- S3 ----------------------------------------------------------------------------------------
 
 
-class S3Store(_RemoteStore):
+class S3Store(RemoteStore):
     """S3 or an S3-compatible server (AWS_ENDPOINT_URL, plain http on loopback included)."""
 
     scheme = "s3"
@@ -38,19 +44,19 @@ class S3Store(_RemoteStore):
         import boto3
         from botocore.config import Config
 
-        self.endpoint = _shown(os.environ.get("AWS_ENDPOINT_URL_S3")
+        self.endpoint = shown(os.environ.get("AWS_ENDPOINT_URL_S3")
                                or os.environ.get("AWS_ENDPOINT_URL") or "AWS S3")
         session = boto3.session.Session()
         # S3 signing needs a region; S3-compatible servers take any, AWS redirects to the right
         # one, so us-east-1 stands in when none is configured.
         region = os.environ.get("AWS_REGION") or session.region_name or "us-east-1"
         self.client = session.client("s3", region_name=region, config=Config(
-            connect_timeout=_CONNECT_TIMEOUT, read_timeout=_READ_TIMEOUT))
+            connect_timeout=CONNECT_TIMEOUT, read_timeout=READ_TIMEOUT))
 
     def _error(self, exc: Exception, doing: str, name: str | None) -> OpsError:
         from botocore import exceptions as bx
 
-        hint = _CREDENTIAL_HINTS["s3"]
+        hint = CREDENTIAL_HINTS["s3"]
         if isinstance(exc, bx.NoCredentialsError | bx.PartialCredentialsError):
             return self._failed(doing, name, "no AWS credentials were found", hint)
         if isinstance(exc, bx.NoRegionError):
@@ -75,7 +81,7 @@ class S3Store(_RemoteStore):
 
     def list(self) -> list[ObjectInfo]:
         found = []
-        with self._errors("listing"):
+        with self.translating("listing"):
             pages = self.client.get_paginator("list_objects_v2").paginate(
                 Bucket=self.bucket, Prefix=self.prefix, Delimiter="/")
             for page in pages:
@@ -88,7 +94,7 @@ class S3Store(_RemoteStore):
     def exists(self, name: str) -> bool:
         from botocore.exceptions import ClientError
 
-        with self._errors("checking", name):
+        with self.translating("checking", name):
             try:
                 self.client.head_object(Bucket=self.bucket, Key=self.key(name))
             except ClientError as exc:
@@ -111,16 +117,16 @@ class S3Store(_RemoteStore):
         return True
 
     def open_reader(self, name: str) -> BinaryIO:
-        with self._errors("opening", name):
+        with self.translating("opening", name):
             body = self.client.get_object(Bucket=self.bucket, Key=self.key(name))["Body"]
-        return _reader(body.iter_chunks(1 << 20), self, name, body.close)
+        return chunk_reader(body.iter_chunks(1 << 20), self, name, body.close)
 
     def read_tail(self, name: str, length: int, *, size: int | None = None) -> bytes:
         from botocore.exceptions import ClientError
 
         if length <= 0:
             return b""
-        with self._errors("reading", name):
+        with self.translating("reading", name):
             try:
                 response = self.client.get_object(Bucket=self.bucket, Key=self.key(name),
                                                   Range=f"bytes=-{length}")
@@ -134,35 +140,55 @@ class S3Store(_RemoteStore):
         return _S3Writer(self, name, max(part_size, _S3_MIN_PART))
 
     def delete(self, name: str) -> None:
-        with self._errors("deleting", name):
+        with self.translating("deleting", name):
             self.client.delete_object(Bucket=self.bucket, Key=self.key(name))
+
+    def record_key(self, upload_id: str) -> str:
+        """Where this tool records an upload it started (hidden: `list` never sees it)."""
+        return f"{self.prefix}{_RECORDS}{hashlib.sha256(upload_id.encode()).hexdigest()}"
+
+    def _records(self) -> dict[str, datetime]:
+        """Upload id -> when this tool started it, by its own clock."""
+        found: dict[str, datetime] = {}
+        pages = self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=f"{self.prefix}{_RECORDS}")
+        for page in pages:
+            for item in page.get("Contents", []):
+                body = self.client.get_object(Bucket=self.bucket, Key=item["Key"])["Body"]
+                with contextlib.suppress(ValueError, KeyError, TypeError):
+                    record = json.loads(body.read(4096))
+                    found[record["upload"]] = datetime.fromisoformat(record["started"])
+        return found
 
     def incomplete_uploads(self) -> list[IncompleteUpload]:
         found = []
-        with self._errors("listing unfinished uploads in"):
+        with self.translating("listing unfinished uploads in"):
+            records = self._records()
             pages = self.client.get_paginator("list_multipart_uploads").paginate(
                 Bucket=self.bucket, Prefix=self.prefix)
             for page in pages:
                 for upload in page.get("Uploads", []):
                     name = self._direct(upload["Key"])
                     if name is not None:
-                        found.append(IncompleteUpload(name, upload["Initiated"].astimezone(UTC),
-                                                      upload["UploadId"]))
+                        found.append(IncompleteUpload(
+                            name, upload["Initiated"].astimezone(UTC), upload["UploadId"],
+                            records.get(upload["UploadId"])))
         return sorted(found, key=lambda u: u.started)
 
     def abort_upload(self, upload: IncompleteUpload) -> None:
         from botocore.exceptions import ClientError
 
-        with self._errors("aborting the upload of", upload.name):
+        with self.translating("aborting the upload of", upload.name):
             try:
                 self.client.abort_multipart_upload(Bucket=self.bucket, Key=self.key(upload.name),
                                                    UploadId=upload.handle)
             except ClientError as exc:
                 if exc.response.get("Error", {}).get("Code") != "NoSuchUpload":
                     raise
+            self.client.delete_object(Bucket=self.bucket, Key=self.record_key(upload.handle))
 
 
-class _S3Writer(_PartWriter):
+class _S3Writer(PartWriter):
     def __init__(self, store: S3Store, name: str, part_size: int) -> None:
         self.s3 = store
         self.key = store.key(name)
@@ -173,9 +199,15 @@ class _S3Writer(_PartWriter):
         self._checksum = ({"ChecksumAlgorithm": "CRC32"}
                           if store.client.meta.config.request_checksum_calculation
                           == "when_supported" else {})
-        with store._errors("starting the upload of", name):
+        with store.translating("starting the upload of", name):
             self.upload_id = store.client.create_multipart_upload(
                 Bucket=store.bucket, Key=self.key, **self._checksum)["UploadId"]
+            # Our own record of when we started it: `prune` aborts only uploads this tool
+            # started, and only when this clock too says they are old.
+            store.client.put_object(
+                Bucket=store.bucket, Key=store.record_key(self.upload_id),
+                Body=json.dumps({"upload": self.upload_id, "name": name,
+                                 "started": datetime.now(UTC).isoformat()}).encode())
         self._parts_done: dict[int, dict[str, Any]] = {}
         super().__init__(store, name, part_size)
 
@@ -192,7 +224,7 @@ class _S3Writer(_PartWriter):
         from botocore.exceptions import ClientError
 
         if self.s3.exists(self.name):
-            raise _exists_error(self.s3, self.name)
+            raise exists_error(self.s3, self.name)
         upload = {"Parts": [self._parts_done[n] for n in range(1, parts + 1)]}
         arguments = {"Bucket": self.s3.bucket, "Key": self.key, "UploadId": self.upload_id,
                      "MultipartUpload": upload}
@@ -201,14 +233,21 @@ class _S3Writer(_PartWriter):
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code")
             if code in ("PreconditionFailed", "ConditionalRequestConflict"):
-                raise _exists_error(self.s3, self.name) from None
+                raise exists_error(self.s3, self.name) from None
             if code != "NotImplemented":
                 raise
             # A server without conditional writes: the check above is all there is.
             self.s3.client.complete_multipart_upload(**arguments)
+        self._forget()
+
+    def _forget(self) -> None:
+        with contextlib.suppress(Exception):  # a stray record only names a finished upload
+            self.s3.client.delete_object(Bucket=self.s3.bucket,
+                                         Key=self.s3.record_key(self.upload_id))
 
     def _discard(self) -> None:
         self.s3.client.abort_multipart_upload(Bucket=self.s3.bucket, Key=self.key,
                                               UploadId=self.upload_id)
+        self._forget()
 
 

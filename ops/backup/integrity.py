@@ -1,0 +1,119 @@
+"""What a backup is and whether it is whole, knowable without its identity: a sidecar object.
+
+Every backup we write gets, once it is published, a small JSON object beside it named
+`NAME.sum`: the stored object's length and sha256 (of the bytes in the store: ciphertext for an
+encrypted backup) and what meta says it is (kind, tenant, revision, rows):
+
+    backup-2024-01-08T03-00-00-000Z.json.zst.age
+    backup-2024-01-08T03-00-00-000Z.json.zst.age.sum   {"size": ..., "sha256": ..., "kind": ...}
+
+Why a sidecar and not a trailer appended to the backup: the backup stays a file the stock tools
+read (`age -d`, `zstd -d`, `jq` refuse trailing bytes after the age stream or the JSON), and
+old backups need no rewriting. The listing that finds a backup finds its sidecar; a length
+that differs from the sidecar's is a truncated backup, found without reading it, and a full
+read hashes the stored bytes without decrypting. A backup published by a run killed before
+its sidecar was written has none: like an encrypted backup of an older version, its
+completeness is unknown (a plain one still has its meta line to show it is whole).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from ops.backup.files import BackupRef, utc_now
+from ops.backup.storage.interface import ObjectExistsError, Writer
+from ops.core.errors import OpsError
+
+SIDECAR_SUFFIX = ".sum"
+_SIDECAR_MAX = 64 * 1024  # ours are a few hundred bytes: more is not a sidecar of ours
+_READ = 1 << 20
+
+
+@dataclass(frozen=True)
+class Integrity:
+    """What the sidecar recorded when the backup was published."""
+
+    size: int
+    sha256: str
+    kind: str | None = None
+    tenant: dict[str, Any] | None = None
+    revision: str | None = None
+    rows: int | None = None
+
+
+class HashingWriter:
+    """Passes writes to a store's writer, hashing the bytes as they go to the store."""
+
+    def __init__(self, raw: Writer) -> None:
+        self.raw = raw
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        written = self.raw.write(data)
+        self.digest.update(data)
+        self.size += len(data)
+        return written
+
+    def writable(self) -> bool:
+        return True
+
+    def flush(self) -> None:
+        return None
+
+
+def write_sidecar(ref: BackupRef, integrity: Integrity) -> None:
+    """Publish `NAME.sum` beside the backup (once: one that exists already is kept)."""
+    body = orjson.dumps({"backup": ref.name, "written": utc_now().isoformat(),
+                         **{k: v for k, v in integrity.__dict__.items()}}) + b"\n"
+    try:
+        with ref.store.open_writer(ref.name + SIDECAR_SUFFIX) as writer:
+            writer.write(body)
+            writer.commit()
+    except ObjectExistsError:
+        pass
+
+
+def read_sidecar(ref: BackupRef) -> Integrity | None:
+    """The backup's sidecar; None when it has none, or an unreadable one (nothing can then
+    be known from it)."""
+    try:
+        with ref.store.open_reader(ref.name + SIDECAR_SUFFIX) as fh:
+            found = orjson.loads(fh.read(_SIDECAR_MAX + 1)[:_SIDECAR_MAX])
+    except (OpsError, ValueError):
+        return None
+    if not isinstance(found, dict):
+        return None
+    size, sha256 = found.get("size"), found.get("sha256")
+    if not isinstance(size, int) or not isinstance(sha256, str):
+        return None
+    tenant = found.get("tenant")
+    rows = found.get("rows")
+    return Integrity(size, sha256, _text(found.get("kind")),
+                     tenant if isinstance(tenant, dict) else None,
+                     _text(found.get("revision")), rows if isinstance(rows, int) else None)
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def stored_problem(ref: BackupRef, integrity: Integrity) -> str | None:
+    """Read the stored object through and compare its length and sha256 with the sidecar's:
+    None when they match, else what differs. Needs no identity."""
+    digest = hashlib.sha256()
+    size = 0
+    with ref.open() as fh:
+        while block := fh.read(_READ):
+            digest.update(block)
+            size += len(block)
+    if size != integrity.size:
+        return (f"the stored object is {size} bytes, {integrity.size} when it was written "
+                "(truncated or appended to)")
+    if digest.hexdigest() != integrity.sha256:
+        return "the stored bytes differ from what was written (sha256 mismatch: corrupted)"
+    return None
