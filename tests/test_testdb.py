@@ -303,3 +303,29 @@ def test_a_role_with_only_createdb_runs_the_pool_as_on_a_managed_server(
         owner = conn.execute("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname "
                              "= %s", (template.name,)).fetchone()
     assert owner == (owner_role,)
+
+
+def test_a_template_from_an_anonymized_snapshot_and_never_from_real_data(
+        pool: Pool, settings: Settings, pg_server_url: str):
+    from dataclasses import replace
+
+    from ops.anonymize.policy import load_policy
+    from ops.backup.create import backup
+    from ops.seed.builtin import run_seeds
+
+    run_seeds(settings, lookups=True, sample=True)
+    salted = replace(settings, anonymize_salt="t" * 32)
+    snapshot = backup(salted, output=settings.backup_dir / "snap.json",
+                      anonymize=load_policy()).path
+    plain = backup(settings, output=settings.backup_dir / "plain.json").path
+
+    template = pool.ensure(Recipe(snapshot=str(snapshot)))
+    lease = pool.lease(template.hash)
+    with psycopg.connect(lease.url) as conn:
+        emails = [e for (e,) in conn.execute("SELECT email FROM users")]
+    assert len(emails) == 8 and "ramesh@systech.com" not in emails  # the snapshot's rows
+    builds_before = {db.name for db in _pool_dbs(pg_server_url) if db.kind != "clone"}
+    with pytest.raises(OpsError, match="not an anonymized snapshot"):
+        pool.ensure(Recipe(snapshot=str(plain)))
+    after = {db.name for db in _pool_dbs(pg_server_url) if db.kind != "clone"}
+    assert after == builds_before  # nothing half-built kept
