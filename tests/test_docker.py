@@ -261,7 +261,7 @@ def test_database_url_replaces_the_compose_db_in_the_ops_container(stack):
 
 def test_scheduler_up_starts_a_healthy_scheduler_that_serves_metrics(stack):
     newest_before = max(p.name for p in stack["backups"].iterdir()
-                        if p.name.startswith("backup-"))
+                        if p.name.startswith("backup-") and p.suffix != SIDECAR_SUFFIX)
 
     up = stack["make"]("scheduler-up", extra_env={"BACKUP_SCHEDULE": "1m",
                                                   "BACKUP_KEEP_LAST": "20"})
