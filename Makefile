@@ -93,6 +93,7 @@ PROMETHEUS_PORT := $(call setting,PROMETHEUS_PORT,9090)
 # Docker would create a root-owned directory in place of a missing one).
 override PROMETHEUS_CONFIG := $(call absolute,$(call setting,PROMETHEUS_CONFIG,deploy/prometheus/prometheus.yml))
 export PROMETHEUS_CONFIG
+TESTDB_PORT := $(call setting,TESTDB_PORT,5010)
 ADMINER_PORT := $(call setting,ADMINER_PORT,8080)
 
 # The ops image is rebuilt when anything that goes into it changes (one stamp per image name).
@@ -134,7 +135,7 @@ quote = '$(subst ','\'',$(1))'
 need = @[ -n $(call quote,$($(1))) ] || { echo "❌ make $@ needs $(1)=... 💡 e.g. make $@ $(1)=$(2)" >&2; exit 2; }
 
 .PHONY: help compose-env venv test lint bench build up down logs dev docker-ready \
-	scheduler-up db-schedule \
+	scheduler-up db-schedule testdb-up testdb-settings \
 	docker-settings db-push db-generate \
 	db-check db-status db-backup db-backups db-verify db-prune db-reset db-restore db-copy \
 	db-seed-lookups db-seed-sample db-seed-demo db-seed db-seed-custom db-import-beads \
@@ -184,7 +185,7 @@ $(ENV_FILE):
 # --- Docker plumbing ---------------------------------------------------------------------------
 
 # Docker targets without an engine: one line pointing at RUN=local, not a daemon error.
-DOCKER_GOALS := $(filter build up down logs dev scheduler-up monitoring-up db-%,$(MAKECMDGOALS))
+DOCKER_GOALS := $(filter build up down logs dev scheduler-up monitoring-up testdb-up db-%,$(MAKECMDGOALS))
 ifneq ($(and $(filter docker,$(RUN)),$(DOCKER_GOALS)),)
 ifeq ($(shell [ -n "$(COMPOSE)" ] && docker info >/dev/null 2>&1 && echo yes),)
 $(error ❌ No Docker engine answers$(if $(COMPOSE),, (no docker compose either)), so make $(DOCKER_GOALS) cannot run. 💡 Start Docker, or run without it: make $(MAKECMDGOALS) RUN=local)
@@ -227,6 +228,8 @@ db-shell: $(CLI_DEPS)
 	@$(TASKLETS_DB) --env-file $(ENV_FILE) local psql
 scheduler-up:
 	@echo "❌ scheduler-up runs the scheduler container. 💡 In the foreground here: make db-schedule RUN=local" >&2; exit 1
+testdb-up: $(CLI_DEPS)
+	@$(call tasklets) testdb serve --port $(TESTDB_PORT) $(ARGS)
 else
 build: docker-ready $(ENV_FILE) ## Build the ops image (RUN=local: set up .venv)
 	$(DC) build ops
@@ -236,7 +239,7 @@ up: $(CLI_DEPS) ## Start db and api in the background (RUN=local: the project-lo
 	$(call wait_healthy,api)
 	@echo "✅ API on http://127.0.0.1:$(API_PORT) (docs at /docs); database published on 127.0.0.1"
 down: docker-ready $(ENV_FILE) ## Stop the stack; ARGS=-v also drops its data (RUN=local: stop .localpg)
-	$(QUIET) $(DC) --profile studio --profile scheduled --profile monitoring down $(ARGS)
+	$(QUIET) $(DC) --profile studio --profile scheduled --profile monitoring --profile testdb down $(ARGS)
 logs: docker-ready $(ENV_FILE) ## Follow the services' logs; ARGS=SERVICE for one (RUN=local: .localpg/server.log)
 	$(DC) logs -f --tail=100 $(ARGS)
 dev: $(CLI_DEPS) ## Run the API in the foreground on 127.0.0.1:API_PORT (RUN=local: tasklets-db serve)
@@ -248,6 +251,13 @@ scheduler-up: $(CLI_DEPS) ## Start the backup scheduler (profile scheduled) and 
 	$(DC) --profile scheduled up -d $(if $(DATABASE_URL_SET),--no-deps) scheduler
 	$(call wait_healthy,scheduler,--profile scheduled)
 	@echo "✅ Scheduler up: metrics on http://127.0.0.1:$(METRICS_PORT)/metrics; logs: make logs ARGS=scheduler"
+testdb-up: testdb-settings $(CLI_DEPS) ## Serve fresh test databases on 127.0.0.1:TESTDB_PORT (profile testdb; RUN=local: in the foreground)
+	$(DC) --profile testdb up -d $(if $(DATABASE_URL_SET),--no-deps) testdb
+	$(call wait_healthy,testdb,--profile testdb)
+	@echo "✅ Test databases on http://127.0.0.1:$(TESTDB_PORT) (send Authorization: Bearer \$$TESTDB_TOKEN); status: TESTDB_SERVER=http://127.0.0.1:$(TESTDB_PORT) .venv/bin/tasklets-db testdb status"
+# Before the image is built: the container listens beyond its own loopback, so it needs a token.
+testdb-settings: $(ENV_FILE)
+	@[ -n "$(call setting,TESTDB_TOKEN,)" ] || { echo "❌ TESTDB_TOKEN is empty, and the testdb service hands out database URLs with passwords to whoever asks. 💡 Add TESTDB_TOKEN=... to $(ENV_FILE) (python3 -c 'import secrets; print(secrets.token_urlsafe(32))')" >&2; exit 1; }
 db-shell: docker-ready $(ENV_FILE) ## psql in the db container (RUN=local: psql against the local database)
 	$(DC) up -d db
 	$(call wait_healthy,db)

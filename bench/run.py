@@ -237,6 +237,11 @@ def _run(bench: Bench, args: argparse.Namespace) -> dict:
     if "tenant" in wanted:
         found, writes = tenant_cases(bench, args)
         cases += found
+    testdb: dict = {}
+    if "testdb" in wanted:
+        from bench.testdb_bench import testdb_results
+
+        testdb = testdb_results(bench, args)
     rss: dict = {}
     if "baseline" in wanted:
         rss = rss_flatness(bench, args)
@@ -251,6 +256,7 @@ def _run(bench: Bench, args: argparse.Namespace) -> dict:
         "cases": [c.summary() for c in cases],
         "rss_flatness": rss,
         "other_tenant_writes": writes,
+        "testdb": testdb,
     }
 
 
@@ -474,10 +480,13 @@ def main(argv: list[str] | None = None) -> None:
                              "the naive baseline")
     parser.add_argument("--beads-issues", type=int, default=10_000,
                         help="generated beads issues to import (direct and via the API)")
+    parser.add_argument("--testdb-scale", type=float, default=1,
+                        help="volume data in the test databases' template (default 1 ≈ 29 k "
+                             "rows, 24 MB)")
     parser.add_argument("--random-seed", type=int, default=42,
                         help="seed of the generated data (same seed, same rows)")
     parser.add_argument("--cases", default="backup,restore,anonymize,reset,beads,storage,tenant,"
-                        "baseline",
+                        "testdb,baseline",
                         help="comma-separated subset (restore needs backup's files)")
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR,
                         help="where the results JSON goes (default bench/results)")

@@ -1,9 +1,10 @@
 """Real-PostgreSQL fixtures: TEST_DATABASE_URL, or a throwaway cluster started here (with the
 server binaries in TEST_PG_BIN, default: the system's PostgreSQL).
 
-One template database is migrated once per session; every test gets a fresh copy
-(CREATE DATABASE ... TEMPLATE), so tests are isolated and fast. `pg_versions` adds a server
-per PostgreSQL major version available, for the cross-version tests.
+Every test database comes from the `tasklets_db` pytest plugin (ops/testdb): a template
+migrated once per hash of the migrations, and clones of it made ahead in the background, so a
+test gets its own database without waiting and its drop happens off its path. `pg_versions`
+adds a server per PostgreSQL major version available, for the cross-version tests.
 """
 
 from __future__ import annotations
@@ -30,9 +31,8 @@ from ops.dev.cluster import (
     start_throwaway,
     wheel_bin_dir,
 )
-from ops.schema.migrate import push
+from ops.testdb.pytest_plugin import TestDatabase, TestDatabases
 
-TEMPLATE_DB = "tasklets_test_template"
 # A role that owns its database and tables but is not superuser (managed Postgres).
 OWNER_ROLE = "tasklets_owner"
 
@@ -113,37 +113,34 @@ def pg_cluster(pg_server_url: str) -> LocalCluster:
 
 
 @pytest.fixture(scope="session")
-def template_db(pg_server_url: str, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """Name of a database migrated to head, used as the template for every test database."""
+def tasklets_db_server_url(pg_server_url: str) -> str:
+    """The server the tasklets_db plugin makes the test databases on: this session's."""
+    return pg_server_url
+
+
+@pytest.fixture(scope="session")
+def template_db(pg_server_url: str, tasklets_db_pool: TestDatabases) -> str:
+    """Name of the template migrated to head that every test database is a clone of."""
     with admin(pg_server_url) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-            sql.Identifier(TEMPLATE_DB)))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(TEMPLATE_DB)))
         exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s",
                               (OWNER_ROLE,)).fetchone()
         if not exists:
             conn.execute(sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER CREATEDB").format(
                 sql.Identifier(OWNER_ROLE)))
-    settings = Settings(database_url=with_dbname(pg_server_url, TEMPLATE_DB),
-                        backup_dir=tmp_path_factory.mktemp("template-backups"), app_env="test")
-    push(settings)
-    return TEMPLATE_DB
+    return tasklets_db_pool.template().name
 
 
 @pytest.fixture
-def db_url(pg_server_url: str, template_db: str) -> Iterator[str]:
+def db_url(template_db: str, tasklets_db: TestDatabase) -> str:
     """URL of a fresh database at head, dropped after the test."""
-    name = create_database(pg_server_url, template_db)
-    yield with_dbname(pg_server_url, name)
-    drop_database(pg_server_url, name)
+    return tasklets_db.url
 
 
 @pytest.fixture
-def other_db_url(pg_server_url: str, template_db: str) -> Iterator[str]:
+def other_db_url(template_db: str, tasklets_db_pool: TestDatabases) -> Iterator[str]:
     """URL of a second fresh database at head (a target to copy or restore into)."""
-    name = create_database(pg_server_url, template_db)
-    yield with_dbname(pg_server_url, name)
-    drop_database(pg_server_url, name)
+    with tasklets_db_pool.database() as db:
+        yield db.url
 
 
 @pytest.fixture
@@ -180,15 +177,15 @@ END $$;
 
 
 @pytest.fixture
-def owner_db_url(pg_server_url: str, template_db: str) -> Iterator[str]:
+def owner_db_url(pg_server_url: str, template_db: str,
+                 tasklets_db_pool: TestDatabases) -> Iterator[str]:
     """URL, as a non-superuser, of a fresh database at head whose tables that role owns."""
-    name = create_database(pg_server_url, template_db)
-    with admin(with_dbname(pg_server_url, name)) as conn:
-        conn.execute(_GIVE_TO_OWNER.replace("{owner}", OWNER_ROLE))
-        conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(
-            sql.Identifier(name), sql.Identifier(OWNER_ROLE)))
-    yield with_dbname(pg_server_url, name, user=OWNER_ROLE)
-    drop_database(pg_server_url, name)
+    with tasklets_db_pool.database() as db:
+        with admin(db.url) as conn:
+            conn.execute(_GIVE_TO_OWNER.replace("{owner}", OWNER_ROLE))
+            conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(
+                sql.Identifier(db.name), sql.Identifier(OWNER_ROLE)))
+        yield with_dbname(pg_server_url, db.name, user=OWNER_ROLE)
 
 
 @pytest.fixture

@@ -37,7 +37,8 @@ def test_bench_runs_every_comparison_and_writes_the_results_file(tmp_path: Path,
     earlier.write_text(json.dumps(EARLIER_RUN))
     done = subprocess.run(
         [sys.executable, "-m", "bench", "--scale", "0.03", "--runs", "1", "--small-scale", "0.03",
-         "--large-scale", "0.06", "--beads-issues", "20", "--results-dir", str(tmp_path)],
+         "--large-scale", "0.06", "--beads-issues", "20", "--testdb-scale", "0.03",
+         "--results-dir", str(tmp_path)],
         cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
 
@@ -70,6 +71,12 @@ def test_bench_runs_every_comparison_and_writes_the_results_file(tmp_path: Path,
     # another tenant's writes never wait for the tenant restore's locks
     assert writes["restore --tenant"]["waited"] == writes["restore --tenant"][
         "lock_waits_seen"] == 0
+    testdb = results["testdb"]
+    assert testdb["handout"]["all"]["count"] == 8 * testdb["rounds"]
+    assert testdb["second_run_built"] is False  # once per hash
+    assert testdb["clone_ms"]["file_copy"]["median_ms"] > 0
+    assert set(testdb["ratios"]) == {"push + seed", "TRUNCATE + seed", "make db-fresh"}
+    assert all(ratio > 0 for ratio in testdb["ratios"].values())
     flat = results["rss_flatness"]
     assert flat["large"]["rows"] > flat["small"]["rows"] > 0
     assert flat["backup_peak_rss_mb_large_over_small"] > 0

@@ -112,6 +112,29 @@ def test_the_github_actions_workflow_is_scheduled_and_runs_one_cycle():
         assert job["env"][name].startswith("${{ secrets."), name
 
 
+def test_the_app_tests_workflow_builds_the_template_once_and_tests_in_parallel():
+    from typer.main import get_command
+
+    from ops.cli.main import app
+
+    workflow = yaml.safe_load((DEPLOY / "github-actions" / "app-tests.yml").read_text())
+    (job,) = workflow["jobs"].values()
+    assert job["services"]["postgres"]["image"] and job["timeout-minutes"] > 0
+    runs = [shlex.split(line) for step in job["steps"] if "run" in step
+            for line in step["run"].splitlines() if line.strip()]
+    testdb = get_command(app).commands["testdb"].commands  # type: ignore[attr-defined]
+    serve = next(r for r in runs if r[1:3] == ["tasklets-db", "testdb"] or r[:3] == [
+        "nohup", "tasklets-db", "testdb"])
+    assert serve[3] == "serve"
+    options = {opt for param in testdb["serve"].params for opt in param.opts}
+    assert {a for a in serve if a.startswith("--")} <= options
+    ensure = next(r for r in runs if r[:3] == ["tasklets-db", "testdb", "ensure"])
+    assert ensure[3:] == [a for a in serve[4:] if a in ("--seed", "lookups", "sample")]
+    parallel = next(r for r in runs if r[:2] == ["node", "--test"])
+    assert int(parallel[2].split("=")[1]) > 1  # several workers against the one pool
+    assert job["env"]["TESTDB_SERVER"].startswith("http://127.0.0.1:")
+
+
 def test_the_crontab_line_is_a_valid_schedule_running_a_make_target():
     lines = [line for line in (DEPLOY / "cron" / "tasklets-backup.crontab").read_text()
              .splitlines() if line.strip() and not line.startswith("#")]

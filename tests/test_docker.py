@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterator
 
 import httpx
+import psycopg
 import pytest
 from dotenv import dotenv_values
 from support.docker import MAKE_TIMEOUT, status_counts, write_beads_file
@@ -27,6 +28,8 @@ from support.make import probed, write_probe_seed
 from support.webhook import scrape
 
 from ops.backup.files import parse_backup_name
+from ops.backup.integrity import SIDECAR_SUFFIX
+from ops.dev.cluster import free_port
 
 pytestmark = pytest.mark.docker
 
@@ -84,7 +87,8 @@ def _wait_for_http(client: httpx.Client, seconds: float = 60) -> None:
 def test_db_backup_writes_a_file_the_host_user_owns_to_the_mounted_backups_dir(stack):
     stack["make"]("db-backup")
 
-    files = sorted(p for p in stack["backups"].iterdir() if p.name.startswith("backup-"))
+    files = sorted(p for p in stack["backups"].iterdir()
+                   if p.name.startswith("backup-") and p.suffix != SIDECAR_SUFFIX)
     assert len(files) == 1, [p.name for p in stack["backups"].iterdir()]
     info = files[0].stat()
     assert (info.st_uid, info.st_gid) == (os.getuid(), os.getgid())
@@ -239,7 +243,8 @@ def test_backup_compress_in_the_env_file_writes_a_compressed_backup(stack):
 
     stack["make"]("db-backup", f"ENV_FILE={env_file}")
 
-    written = [p.name for p in set(stack["backups"].iterdir()) - before]
+    written = [p.name for p in set(stack["backups"].iterdir()) - before
+               if p.suffix != SIDECAR_SUFFIX]
     assert len(written) == 1 and written[0].endswith(".json.zst"), written
 
 
@@ -256,7 +261,7 @@ def test_database_url_replaces_the_compose_db_in_the_ops_container(stack):
 
 def test_scheduler_up_starts_a_healthy_scheduler_that_serves_metrics(stack):
     newest_before = max(p.name for p in stack["backups"].iterdir()
-                        if p.name.startswith("backup-"))
+                        if p.name.startswith("backup-") and p.suffix != SIDECAR_SUFFIX)
 
     up = stack["make"]("scheduler-up", extra_env={"BACKUP_SCHEDULE": "1m",
                                                   "BACKUP_KEEP_LAST": "20"})
@@ -272,6 +277,25 @@ def test_scheduler_up_starts_a_healthy_scheduler_that_serves_metrics(stack):
     newest = parse_backup_name(newest_before)[0].timestamp()
     assert samples["tasklets_backup_last_success_timestamp_seconds"] >= newest
     assert samples["tasklets_backup_failures_total"] == 0
+
+
+def test_testdb_up_serves_fresh_seeded_databases_the_host_can_use(stack):
+    port = free_port()
+    up = stack["make"]("testdb-up", extra_env={"TESTDB_PORT": str(port)})
+
+    assert f"✅ Test databases on http://127.0.0.1:{port}" in up.stdout  # healthy
+    base = f"http://127.0.0.1:{port}"
+    token = {"Authorization": "Bearer dev-testdb-token-change-me"}  # .env.example's
+    assert httpx.post(base + "/databases", json={}).status_code == 401
+    got = [httpx.post(base + "/databases", json={}, headers=token, timeout=120).json()
+           for _ in range(2)]
+    assert got[0]["name"] != got[1]["name"]
+    for lease in got:  # the URL names the db as the host reaches it: lookups + sample in it
+        with psycopg.connect(lease["url"], connect_timeout=10) as conn:
+            assert conn.execute("SELECT count(*) FROM users").fetchone()[0] == 8
+            assert conn.execute("SELECT count(*) FROM tags").fetchone()[0] >= 18
+        gone = httpx.delete(f"{base}/databases/{lease['name']}", headers=token)
+        assert gone.status_code == 204
 
 
 def test_down_v_removes_the_containers_and_the_data_volume(stack):

@@ -33,7 +33,7 @@ TARGETS = [
     "db-generate", "db-check", "db-status", "db-backup", "db-backups", "db-verify", "db-prune",
     "db-reset", "db-restore", "db-copy", "db-seed-lookups", "db-seed-sample", "db-seed-demo",
     "db-seed", "db-seed-custom", "db-import-beads", "db-import-beads-api", "db-fresh",
-    "db-studio", "db-shell", "db-upgrade-postgres", "db-upgrade-postgres-finish",
+    "db-studio", "db-shell", "db-upgrade-postgres", "db-upgrade-postgres-finish", "testdb-up",
 ]
 
 
@@ -487,3 +487,14 @@ def test_monitoring_up_refuses_a_prometheus_config_that_is_not_a_file_and_run_lo
     assert not missing.exists()  # Docker never got to create a directory there
     assert local.returncode != 0 and "monitoring-up runs Prometheus in Docker" in local.stderr
     assert "monitoring-up" in make("help").stdout
+
+
+def test_testdb_up_without_a_token_says_so_in_one_line_before_building(tmp_path: Path):
+    calls = tmp_path / "compose.log"
+    env = stand_in_docker(tmp_path, compose_script=f'echo "$*" >> {calls}')
+    Path(env["ENV_FILE"]).write_text("POSTGRES_PASSWORD=x\nSECRET_KEY=y\n")
+    result = make("testdb-up", env=env)
+
+    assert result.returncode != 0
+    assert result.stderr.splitlines()[0].startswith("❌ TESTDB_TOKEN is empty")
+    assert not calls.exists()  # no image built, nothing started

@@ -21,6 +21,7 @@ from ops.cli import (
     schedule_cmds,  # noqa: F401
     schema_cmds,  # noqa: F401  (registers commands)
     seed_cmds,  # noqa: F401
+    testdb_cmds,  # noqa: F401
 )
 from ops.cli.app import app, state
 from ops.core.errors import OpsError

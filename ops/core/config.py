@@ -6,7 +6,7 @@ import os
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from urllib.parse import quote, urlencode
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from ops.core.defaults import COMPRESSIONS, DEFAULT_COMPRESSION
 from ops.core.errors import OpsError
@@ -153,6 +153,18 @@ def normalise_url(url: str) -> str:
     if scheme == "postgres":
         return f"postgresql://{rest}"
     return url
+
+
+def url_with_database(url: str, dbname: str) -> str:
+    """The same server, user and options with another database, in the form given (a URL
+    stays a URL: Alembic's engine takes only URLs)."""
+    if not url.startswith("postgresql://"):
+        from psycopg.conninfo import make_conninfo  # here: psycopg is slow to import
+
+        return make_conninfo(url, dbname=dbname)
+    parts = urlsplit(url)
+    query = urlencode([(k, v) for k, v in parse_qsl(parts.query) if k != "dbname"])
+    return urlunsplit(parts._replace(path=f"/{quote(dbname, safe='')}", query=query))
 
 
 def sqlalchemy_url(url: str) -> str:

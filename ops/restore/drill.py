@@ -20,18 +20,16 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
-from psycopg.conninfo import make_conninfo
 
 from ops.backup.archive import Archive
 from ops.backup.create import table_digests
 from ops.backup.encryption import identities_for
 from ops.backup.files import BackupRef, is_encrypted_name, read_meta, utc_now
 from ops.backup.reader import BackupReader
-from ops.core.config import Settings
+from ops.core.config import Settings, url_with_database
 from ops.core.db import connect, first_line, target_description
 from ops.core.errors import OpsError, Refused
 from ops.core.output import SILENT, Reporter
@@ -169,7 +167,7 @@ def _scratch_database(settings: Settings, result: DrillResult,
                            hint="Grant it CREATEDB, or set SCRATCH_DATABASE_URL to a database "
                            "the drill may overwrite.")
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    scratch = _scratch_settings(settings, _with_database(settings.database_url, name))
+    scratch = _scratch_settings(settings, url_with_database(settings.database_url, name))
     result.scratch = target_description(scratch.database_url)
     result.scratch_created = True
     try:
@@ -184,22 +182,12 @@ def _scratch_settings(settings: Settings, url: str) -> Settings:
     return replace(settings.with_url(url), app_env="test")
 
 
-def _with_database(url: str, dbname: str) -> str:
-    """The same server, user and options with another database, in the form given (a URL
-    stays a URL: Alembic's engine takes only URLs)."""
-    if not url.startswith("postgresql://"):
-        return make_conninfo(url, dbname=dbname)
-    parts = urlsplit(url)
-    query = urlencode([(k, v) for k, v in parse_qsl(parts.query) if k != "dbname"])
-    return urlunsplit(parts._replace(path=f"/{quote(dbname, safe='')}", query=query))
-
-
 def _maintenance(settings: Settings) -> Settings:
     """Settings for the server's maintenance database, where databases are created and
     dropped (never the live database)."""
     failure: OpsError | None = None
     for dbname in MAINTENANCE_DATABASES:
-        candidate = settings.with_url(_with_database(settings.database_url, dbname))
+        candidate = settings.with_url(url_with_database(settings.database_url, dbname))
         try:
             connect(candidate).close()
             return candidate

@@ -33,9 +33,11 @@ class SnapshotResult:
 
 def fresh_from_snapshot(settings: Settings, source: str, *, identity: str | Path | None = None,
                         allow_real_data: bool = False, allow_production: bool = False,
-                        report: Reporter = SILENT) -> SnapshotResult:
+                        safety_backup: bool = True, report: Reporter = SILENT
+                        ) -> SnapshotResult:
     """push, then restore `source` (a name in BACKUP_DIR, a path or an object URL; `identity`
-    decrypts it) if it is anonymized."""
+    decrypts it) if it is anonymized. `safety_backup=False` suits a database made for the
+    purpose (a test template), whose empty tables need no copy."""
     archive = Archive.from_settings(settings)
     path = archive.resolve(source)
     identities = identities_for(settings, identity)
@@ -55,8 +57,8 @@ def fresh_from_snapshot(settings: Settings, source: str, *, identity: str | Path
     pushed = push(settings, report)
     report.line("")
     restored = restore(settings, path, archive=archive, identity=identity,
-                       allow_production=allow_production, allow_anonymized=anonymized,
-                       report=report)
+                       safety_backup=safety_backup, allow_production=allow_production,
+                       allow_anonymized=anonymized, report=report)
     report.line("")
     report.line(f"🎉 Database ready from {path.name}: schema at head, {restored.total_rows} "
                 "rows restored.")
