@@ -21,7 +21,7 @@ import httpx
 import pytest
 import yaml
 
-from ops.backup.files import list_backups
+from ops.backup.archive import Archive
 from ops.core.config import PROJECT_ROOT
 
 pytestmark = pytest.mark.docker
@@ -94,7 +94,7 @@ def test_prometheus_scrapes_a_real_scheduler_cycle_and_loads_every_alert_rule(mo
                        "backup timestamp scraped from the scheduler")
 
     (when,) = found.values()
-    taken = {b.timestamp.timestamp() for b in list_backups(monitored["backups"])}
+    taken = {b.timestamp.timestamp() for b in Archive.at(monitored["backups"]).backups()}
     assert when >= monitored["started"] - 1  # a cycle of this scheduler, not an older backup
     assert max(taken) >= when  # in its backups directory (older ones go by retention)
     assert query(api, 'tasklets_backup_max_age_seconds') == {
