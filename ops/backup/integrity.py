@@ -44,6 +44,9 @@ class Integrity:
     tenant: dict[str, Any] | None = None
     revision: str | None = None
     rows: int | None = None
+    # a change segment's range in time and counts (firstCommit, lastCommit, transactions,
+    # changes), so coverage is known without reading (or decrypting) the segment
+    segment: dict[str, Any] | None = None
 
 
 class HashingWriter:
@@ -94,9 +97,11 @@ def read_sidecar(ref: BackupRef) -> Integrity | None:
         return None
     tenant = found.get("tenant")
     rows = found.get("rows")
+    segment = found.get("segment")
     return Integrity(size, sha256, _text(found.get("kind")),
                      tenant if isinstance(tenant, dict) else None,
-                     _text(found.get("revision")), rows if isinstance(rows, int) else None)
+                     _text(found.get("revision")), rows if isinstance(rows, int) else None,
+                     segment if isinstance(segment, dict) else None)
 
 
 def _text(value: object) -> str | None:
