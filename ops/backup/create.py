@@ -14,7 +14,7 @@ import struct
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -147,6 +147,7 @@ def _backup(settings: Settings, archive: Archive, *, output: str | Path | None,
     with connection(settings) as conn:
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         conn.read_only = True
+        wal_lsn = wal_position(conn)
         found = None
         if tenant is not None:  # looked up in the backup's own snapshot
             found = tenant_scope(discover_tables(conn)).find(conn, tenant)
@@ -160,7 +161,8 @@ def _backup(settings: Settings, archive: Archive, *, output: str | Path | None,
                               tables=tables, exclude=exclude, tenant=found, report=report,
                               moment=moment, jobs=jobs,
                               open_connection=lambda: connect(settings, autocommit=True),
-                              default_name=default_name, anonymizer=anonymizer)
+                              default_name=default_name, anonymizer=anonymizer,
+                              wal_lsn=wal_lsn)
         conn.rollback()
     report.line("✅ Backup completed successfully!")
     report.line(f"📁 Backup file: {result.location}"
@@ -200,8 +202,8 @@ def write_backup(conn: psycopg.Connection, target: Source, *, compression: str |
                  tenant: Tenant | None = None, lock_rows: bool = False,
                  report: Reporter = SILENT, moment: datetime | None = None, jobs: int = 1,
                  open_connection: Callable[[], psycopg.Connection] | None = None,
-                 default_name: bool = False, anonymizer: Anonymizer | None = None
-                 ) -> BackupResult:
+                 default_name: bool = False, anonymizer: Anonymizer | None = None,
+                 wal_lsn: str | None = None) -> BackupResult:
     """Stream the chosen tables, as `conn`'s current transaction sees them, into `target` (a
     backup in a store, or a local file).
 
@@ -213,7 +215,8 @@ def write_backup(conn: psycopg.Connection, target: Source, *, compression: str |
     streams. `tenant` takes only that tenant's rows (meta records it); `lock_rows` locks
     them FOR UPDATE as they are read, so that a caller about to replace them (a tenant
     restore's safety backup) saves exactly what it replaces. `anonymizer` transforms every
-    row on its way to the file.
+    row on its way to the file. `wal_lsn` (read by `wal_position` before the snapshot) makes
+    meta record where change replay starts ("capture").
     """
     moment = moment or utc_now()
     ref = as_ref(target)
@@ -222,7 +225,7 @@ def write_backup(conn: psycopg.Connection, target: Source, *, compression: str |
                           encrypted=bool(recipients), timestamp=iso_timestamp(moment),
                           tenant=tenant)
     args = (result, ref, recipients, tables, exclude, lock_rows, report, jobs,
-            open_connection, default_name, anonymizer, moment)
+            open_connection, default_name, anonymizer, moment, wal_lsn)
     if conn.autocommit:  # one snapshot per statement would not be consistent: open one
         with conn.transaction():
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
@@ -234,7 +237,8 @@ def _write(conn: psycopg.Connection, result: BackupResult, ref: BackupRef,
            recipients: Sequence[Any], only: list[str] | None, exclude: list[str] | None,
            lock_rows: bool, report: Reporter, jobs: int,
            open_connection: Callable[[], psycopg.Connection] | None,
-           default_name: bool, anonymizer: Anonymizer | None, moment: datetime) -> BackupResult:
+           default_name: bool, anonymizer: Anonymizer | None, moment: datetime,
+           wal_lsn: str | None) -> BackupResult:
     pin_settings(conn, SNAPSHOT_SETTINGS, local=True)
     discovered = discover_tables(conn)
     chosen = select_tables(discovered, only, exclude)
@@ -264,6 +268,7 @@ def _write(conn: psycopg.Connection, result: BackupResult, ref: BackupRef,
         "jsonText": {t.name: keys for t in chosen if (keys := json_text_keys(t))},
         "tenant": result.tenant.as_meta() if result.tenant else None,
         **(anonymizer.meta if anonymizer is not None else {}),
+        "capture": capture_start(conn, wal_lsn) if wal_lsn else None,
     }
     current = chosen[0].name
     parts: PartStreams | None = None
@@ -308,7 +313,7 @@ def _write(conn: psycopg.Connection, result: BackupResult, ref: BackupRef,
         write_sidecar(out.ref, Integrity(
             result.size_bytes, out.sha256, kind_of(out.ref.name, meta),
             result.tenant.as_meta() if result.tenant else None, meta["alembicRevision"],
-            result.total_rows))
+            result.total_rows, capture=meta["capture"]))
     except OSError as exc:
         raise OpsError(
             f"cannot write backup {result.location}: {exc.strerror or exc}",
@@ -339,6 +344,26 @@ def _start_streams(conn: psycopg.Connection, chosen: list[Table],
                         lambda c, t, write: stream_table(c, t, write, no_progress,
                                                           sources.get(t.name),
                                                           masks.get(t.name)))
+
+
+def wal_position(conn: psycopg.Connection) -> str | None:
+    """The WAL position now, read in a transaction of its own just before the backup's snapshot
+    is taken: every transaction that snapshot misses commits after it, so change replay
+    (restore --at) starts there. None on a standby (no WAL of its own to replay from)."""
+    lsn = conn.execute("SELECT CASE WHEN pg_is_in_recovery() THEN NULL "
+                       "ELSE pg_current_wal_lsn()::text END").fetchone()[0]
+    conn.rollback()
+    return lsn
+
+
+def capture_start(conn: psycopg.Connection, wal_lsn: str) -> dict[str, str]:
+    """What replay needs to apply exactly the transactions this snapshot does not hold: the
+    snapshot (xmin:xmax:xip), the WAL position read before it, and a moment after it was taken
+    (every transaction it holds committed before then)."""
+    snapshot, moment = conn.execute(
+        "SELECT pg_current_snapshot()::text, clock_timestamp()").fetchone()
+    return {"snapshot": snapshot, "walLsn": wal_lsn,
+            "snapshotTime": moment.astimezone(UTC).isoformat(timespec="microseconds")}
 
 
 def select_tables(discovered: list[Table], only: list[str] | None,

@@ -158,7 +158,7 @@ class LocalCluster:
         """Start the server; throwaway clusters (durable=False) trade crash safety for speed."""
         log = log_file or self.data_dir / "server.log"
         opts = (f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.data_dir} "
-                "-c max_connections=200 -c shared_buffers=256MB")
+                "-c max_connections=200 -c shared_buffers=256MB -c wal_level=logical")
         if not durable:
             opts += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         result = self._cmd("pg_ctl", "-D", str(self.data_dir), "-l", str(log), "-o", opts,

@@ -23,6 +23,7 @@ import contextlib
 import shlex
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -99,18 +100,21 @@ def restore_tenant(settings: Settings, source: str | Path | BackupRef | None, te
                    safety_backup: bool = True, allow_production: bool = False,
                    allow_schema_mismatch: bool = False, dry_run: bool = False,
                    action: str = "restore a tenant into",
-                   report: Reporter = SILENT) -> TenantRestoreResult:
+                   report: Reporter = SILENT,
+                   replay: Callable[..., None] | None = None) -> TenantRestoreResult:
     """Replace the rows of the tenant `tenant` (a name or an id) with the backup's.
 
     `source` is latest (the newest backup that is not of another tenant), a name in
     BACKUP_DIR, a path or an object URL: a backup of that tenant, or a full one; `identity`
     (default BACKUP_IDENTITY_FILE) decrypts an encrypted one. With `new_ids` the tenant
     is added instead, every id drawn fresh from this database's sequences (nothing is
-    replaced; `rename` if its name is taken).
+    replaced; `rename` if its name is taken). `replay` (restore --at) is called with the
+    connection, the tenant scope, the stages and the tenant's id once its rows are staged:
+    it brings the staged rows forward before they replace the live ones.
     """
     started = time.monotonic()
     options = Options(safety_backup and not new_ids, allow_production, allow_schema_mismatch,
-                      dry_run=dry_run)
+                      dry_run=dry_run, replay=replay)
     archive = archive or Archive.from_settings(settings)
     if isinstance(source, BackupRef):
         ref = source
@@ -174,6 +178,9 @@ def _restore(conn: psycopg.Connection, settings: Settings, archive: Archive,
                                               report)
         result.checksums_verified = reader.verify_meta()
         check_revision(reader.meta, result, options, report)
+        if options.replay is not None:
+            report.line(f"🔁 Applying tenant {tenant}'s changes after the backup...")
+            options.replay(conn, scope, stages, tenant.id)
         for stage in stages.values():
             if not stage.in_file:
                 result.emptied.append(stage.table.name)

@@ -1,0 +1,206 @@
+"""Apply change segments on top of a restored backup: the transactions its snapshot does not
+hold, committed at or before the target time, in LSN order, each once.
+
+Values are pgoutput's text form; every one is cast by PostgreSQL (`%s::text::type`, the
+type's own input function), so arrays, enums, jsonb and numerics come back exactly as the
+server printed them. Rows are found by primary key (a delete or an update that moved the key
+by its old key). Generated columns are never written; an UPDATE's TOASTed-unchanged columns
+keep the current value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+
+import psycopg
+from psycopg import sql
+
+from ops.capture.segments import Change, Transaction
+from ops.core.catalog import Table
+from ops.core.errors import OpsError
+
+XID_SPAN = 1 << 32
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """pg_current_snapshot() as text, `xmin:xmax:xip,…` (64-bit xids)."""
+
+    xmin: int
+    xmax: int
+    xip: frozenset[int]
+
+    @classmethod
+    def parse(cls, text: str) -> Snapshot:
+        try:
+            xmin, xmax, xip = text.split(":")
+            return cls(int(xmin), int(xmax), frozenset(int(x) for x in xip.split(",") if x))
+        except ValueError:
+            raise OpsError(f"the backup records an unreadable snapshot {text!r}") from None
+
+    def widen(self, xid: int) -> int:
+        """A 32-bit xid from pgoutput as the 64-bit xid nearest this snapshot's xmax (xids
+        of concern are within 2^31 of it, or wraparound would have stopped the server)."""
+        full = (self.xmax & ~(XID_SPAN - 1)) | xid
+        if full > self.xmax + XID_SPAN // 2:
+            full -= XID_SPAN
+        elif full < self.xmax - XID_SPAN // 2:
+            full += XID_SPAN
+        return full
+
+    def holds(self, xid: int) -> bool:
+        """Whether the backup taken in this snapshot already holds the transaction `xid`."""
+        full = self.widen(xid)
+        return full < self.xmin or (full < self.xmax and full not in self.xip)
+
+
+@dataclass
+class Counts:
+    inserted: dict[str, int] = field(default_factory=dict)
+    updated: dict[str, int] = field(default_factory=dict)
+    deleted: dict[str, int] = field(default_factory=dict)
+    transactions: int = 0
+
+    def add(self, which: dict[str, int], table: str, count: int) -> None:
+        if count:
+            which[table] = which.get(table, 0) + count
+
+    def as_json(self) -> dict[str, dict[str, int]]:
+        tables = sorted({*self.inserted, *self.updated, *self.deleted})
+        return {t: {"inserted": self.inserted.get(t, 0), "updated": self.updated.get(t, 0),
+                    "deleted": self.deleted.get(t, 0)} for t in tables}
+
+
+def wanted(transactions: Iterable[Transaction], snapshot: Snapshot,
+           keep: Callable[[Transaction], bool]) -> Iterator[Transaction]:
+    """The transactions to apply, each once: not in the snapshot, taken by `keep` (committed
+    by the target time), in commit-LSN order (a segment stored twice repeats a range)."""
+    last = -1
+    for tx in transactions:
+        if tx.lsn <= last:
+            continue  # seen already: an overlapping segment
+        last = tx.lsn
+        if not snapshot.holds(tx.xid) and keep(tx):
+            yield tx
+
+
+Member = Callable[[Change], bool | None]  # True: the scope's; False: not; None: by its key
+
+
+class Target:
+    """Where changes go: one relation per app table (the live table, or a tenant's stage),
+    with statements prepared per table and column set."""
+
+    def __init__(self, conn: psycopg.Connection, tables: list[Table],
+                 relation: Callable[[str], sql.Composable] | None = None) -> None:
+        self.conn = conn
+        self.tables = {t.name: t for t in tables}
+        self.order = {t.name: i for i, t in enumerate(tables)}
+        self.relation = relation or (lambda name: self.tables[name].ident)
+
+    def table(self, name: str) -> Table | None:
+        return self.tables.get(name)
+
+    def _typed(self, table: Table, column: str) -> sql.Composable:
+        kind = next(c.type for c in table.columns if c.name == column)
+        return sql.SQL("%s::text::{}").format(sql.SQL(kind))
+
+    def _where(self, table: Table, key: dict[str, str | None]) -> tuple[sql.Composable, list]:
+        missing = [c for c in table.primary_key if c not in key]
+        if not table.primary_key or missing:
+            raise OpsError(f"a change to {table.name} does not carry its primary key "
+                           f"({', '.join(missing) or 'none'}); it cannot be replayed")
+        clause = sql.SQL(" AND ").join(sql.SQL("{} = {}").format(
+            sql.Identifier(c), self._typed(table, c)) for c in table.primary_key)
+        return clause, [key[c] for c in table.primary_key]
+
+    def insert(self, table: Table, row: dict[str, str | None]) -> int:
+        names = [c.name for c in table.writable_columns if c.name in row]
+        statement = sql.SQL("INSERT INTO {} ({}) OVERRIDING SYSTEM VALUE VALUES ({})").format(
+            self.relation(table.name), sql.SQL(", ").join(map(sql.Identifier, names)),
+            sql.SQL(", ").join(self._typed(table, n) for n in names))
+        return self.conn.execute(statement, [row[n] for n in names]).rowcount
+
+    def update(self, table: Table, key: dict[str, str | None], row: dict[str, str | None],
+               unchanged: tuple[str, ...]) -> int:
+        names = [c.name for c in table.writable_columns
+                 if c.name in row and c.name not in unchanged]
+        where, params = self._where(table, key)
+        if not names:
+            return 0
+        statement = sql.SQL("UPDATE {} SET {} WHERE {}").format(
+            self.relation(table.name), sql.SQL(", ").join(
+                sql.SQL("{} = {}").format(sql.Identifier(n), self._typed(table, n))
+                for n in names), where)
+        return self.conn.execute(statement, [row[n] for n in names] + params).rowcount
+
+    def delete(self, table: Table, key: dict[str, str | None]) -> int:
+        where, params = self._where(table, key)
+        return self.conn.execute(sql.SQL("DELETE FROM {} WHERE {}").format(
+            self.relation(table.name), where), params).rowcount
+
+    def exists(self, table: Table, key: dict[str, str | None]) -> bool:
+        where, params = self._where(table, key)
+        return self.conn.execute(sql.SQL("SELECT EXISTS (SELECT FROM {} WHERE {})").format(
+            self.relation(table.name), where), params).fetchone()[0]
+
+    def empty(self, names: list[str]) -> dict[str, int]:
+        """A TRUNCATE, as DELETEs children first (no table lock beyond what writers take)."""
+        done = {}
+        for name in sorted(names, key=lambda n: -self.order[n]):
+            done[name] = self.conn.execute(sql.SQL("DELETE FROM {}").format(
+                self.relation(name))).rowcount
+        return done
+
+
+def apply(target: Target, transactions: Iterable[Transaction], counts: Counts,
+          member: Member | None = None) -> None:
+    """Apply each transaction's changes to `target`, counting rows per table. `member`
+    (a tenant's scope) says whether a change's row is the scope's: changes of other rows
+    are skipped; None means its key decides (the row is the scope's if the target has it)."""
+    for tx in transactions:
+        counts.transactions += 1
+        truncated: list[str] = []
+        for change in tx.changes:
+            table = target.table(change.table)
+            if table is None:
+                continue  # not an app table the target holds (or outside the tenant)
+            if change.op == "truncate":
+                truncated.append(table.name)
+                continue
+            if truncated:
+                _empty(target, truncated, counts)
+            _apply_one(target, table, change, counts, member)
+        if truncated:
+            _empty(target, truncated, counts)
+
+
+def _empty(target: Target, names: list[str], counts: Counts) -> None:
+    for name, count in target.empty(names).items():
+        counts.add(counts.deleted, name, count)
+    names.clear()
+
+
+def _apply_one(target: Target, table: Table, change: Change, counts: Counts,
+               member: Member | None) -> None:
+    name = table.name
+    old = change.key or change.row or {}
+    if change.op == "delete":
+        counts.add(counts.deleted, name, target.delete(table, old))
+        return
+    row = change.row or {}
+    ours = True if member is None else member(change)
+    if change.op == "insert":
+        if ours:
+            counts.add(counts.inserted, name, target.insert(table, row))
+        return
+    # update: the row as it was may be in the target; what it became may or may not be ours
+    if ours is False:
+        counts.add(counts.deleted, name, target.delete(table, old))  # it left the scope
+        return
+    updated = target.update(table, old, row, change.unchanged)
+    if updated:
+        counts.add(counts.updated, name, updated)
+    elif ours and not change.unchanged and not target.exists(table, old):
+        counts.add(counts.inserted, name, target.insert(table, row))  # it joined the scope
