@@ -1,0 +1,156 @@
+"""Change capture (#27): pgoutput decoding of every operation into stored segments, the slot
+advanced only after a segment is stored, refusals, migrations, status and the lag check."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from support.capture import (
+    changes_of,
+    drain,
+    drop_slot,
+    segment_ranges,
+    slot_name,
+    stored_transactions,
+)
+
+from ops.backup.archive import Archive
+from ops.capture.service import Capture, CaptureOptions
+from ops.capture.slot import CaptureRefused
+from ops.capture.status import capture_status, check_capture_lag
+from ops.core.config import Settings
+
+
+@pytest.fixture
+def slot(db_url: str) -> Iterator[str]:
+    name = slot_name()
+    yield name
+    drop_slot(db_url, name)
+
+
+@pytest.fixture
+def archive(settings: Settings) -> Archive:
+    return Archive.from_settings(settings)
+
+
+def _tenant(conn: psycopg.Connection, name: str = "Acme") -> int:
+    return conn.execute("INSERT INTO tenants (name, slug) VALUES (%s, %s) RETURNING id",
+                        (name, name.lower())).fetchone()[0]
+
+
+def test_every_operation_is_stored_as_text_with_toast_unchanged_and_null(
+        settings: Settings, conn: psycopg.Connection, slot: str, archive: Archive) -> None:
+    first = drain(settings, slot, initial_backup=False)
+    assert first.progress.segments == 0  # nothing happened yet: nothing stored
+    tenant = _tenant(conn)
+    big = secrets.token_hex(8000)  # 16 kB, incompressible: stored out of line (TOAST)
+    product = conn.execute("INSERT INTO products (tenant_id, name, description) "
+                           "VALUES (%s, 'P1', %s) RETURNING id", (tenant, big)).fetchone()[0]
+    conn.execute("UPDATE products SET name = 'P2' WHERE id = %s", (product,))
+    conn.execute("UPDATE products SET description = NULL WHERE id = %s", (product,))
+    conn.execute("DELETE FROM products WHERE id = %s", (product,))
+    conn.execute("INSERT INTO tags (tenant_id, name) VALUES (%s, 'x')", (tenant,))
+    conn.execute("TRUNCATE item_tags")
+    with conn.transaction():  # two changes, one transaction
+        conn.execute("UPDATE tenants SET name = 'Acme 2' WHERE id = %s", (tenant,))
+        conn.execute("UPDATE tenants SET name = 'Acme 3' WHERE id = %s", (tenant,))
+
+    capture = drain(settings, slot, initial_backup=False)
+    assert capture.progress.segments >= 1  # more when asynchronous commits flush late
+    stored = stored_transactions(archive)
+    products = list(changes_of(stored, "products"))
+    assert [op for op, _ in products] == ["insert", "update", "update", "delete"]
+    inserted, renamed, nulled, deleted = (c for _, c in products)
+    assert inserted["row"]["description"] == big and inserted["row"]["id"] == str(product)
+    assert renamed["row"]["name"] == "P2" and renamed["unchanged"] == ("description",)
+    assert "description" not in renamed["row"]
+    assert nulled["row"]["description"] is None and nulled["unchanged"] == ()
+    assert deleted["key"] == {"id": str(product)} and deleted["row"] is None
+    assert [op for op, _ in changes_of(stored, "item_tags")] == ["truncate"]
+    assert [len(tx.changes) for tx in stored][-1] == 2
+    assert all(tx.commit_time.tzinfo is not None for tx in stored)
+    assert [tx.lsn for tx in stored] == sorted(tx.lsn for tx in stored)
+    # the slot stands where the stored segment ends
+    end = segment_ranges(archive)[-1][1]
+    state = capture_status(conn, archive, slot, slot)
+    assert state.lag_seconds == 0.0 and state.oldest_pending_commit is None
+    assert int(state.confirmed_lsn.split("/")[0], 16) << 32 | int(
+        state.confirmed_lsn.split("/")[1], 16) == end
+
+
+def test_segments_continue_each_other_and_cut_at_the_size_limit(
+        settings: Settings, conn: psycopg.Connection, slot: str, archive: Archive) -> None:
+    drain(settings, slot, initial_backup=False)
+    tenant = _tenant(conn)
+    for i in range(30):
+        conn.execute("INSERT INTO tags (tenant_id, name, description) VALUES (%s, %s, %s)",
+                     (tenant, f"t{i}", "d" * 2000))
+    capture = drain(settings, slot, initial_backup=False, flush_bytes=10_000)
+    assert capture.progress.segments >= 5
+    ranges = segment_ranges(archive)
+    assert all(prev[1] == nxt[0] for prev, nxt in zip(ranges, ranges[1:], strict=False))
+    assert sorted(c["row"]["name"] for _, c in changes_of(stored_transactions(archive),
+                                                          "tags")) == sorted(
+        f"t{i}" for i in range(30))
+
+
+def test_lag_shows_pending_changes_and_the_check_alarms(
+        settings: Settings, conn: psycopg.Connection, slot: str, archive: Archive) -> None:
+    drain(settings, slot, initial_backup=False)
+    _tenant(conn)
+    conn.execute("SELECT pg_sleep(1.2)")
+    state = capture_status(conn, archive, slot, slot)
+    assert state.lag_seconds >= 1.0 and not state.running
+    assert not check_capture_lag(state, "1s").ok
+    assert check_capture_lag(state, "1m").ok
+    drain(settings, slot, initial_backup=False)
+    assert capture_status(conn, archive, slot, slot).lag_seconds == 0.0
+
+
+def test_second_capture_on_one_slot_is_refused(settings: Settings, slot: str,
+                                               archive: Archive) -> None:
+    first = Capture(settings, archive, CaptureOptions(slot=slot, initial_backup=False))
+    first.open()
+    try:
+        second = Capture(settings, archive, CaptureOptions(slot=slot))
+        with pytest.raises(CaptureRefused, match=f"another capture is running on slot {slot}"):
+            second.open()
+        with psycopg.connect(settings.database_url, autocommit=True) as conn:
+            assert capture_status(conn, archive, slot, slot).running
+    finally:
+        first.close()
+
+
+def test_a_table_without_key_is_refused_in_one_line(settings: Settings,
+                                                    conn: psycopg.Connection,
+                                                    slot: str) -> None:
+    conn.execute("CREATE TABLE keyless_notes (body text)")
+    with pytest.raises(CaptureRefused) as refused:
+        drain(settings, slot)
+    assert "keyless_notes has no primary key or replica identity" in refused.value.message
+    assert "REPLICA IDENTITY FULL" in refused.value.hint
+    conn.execute("ALTER TABLE keyless_notes REPLICA IDENTITY FULL")
+    drain(settings, slot, initial_backup=False)  # then it is captured
+
+
+def test_a_role_without_replication_is_refused(owner_db_url: str, backup_dir: Path) -> None:
+    settings = Settings(database_url=owner_db_url, backup_dir=backup_dir, app_env="test")
+    name = slot_name()
+    try:
+        with pytest.raises(CaptureRefused) as refused:
+            drain(settings, name)
+        assert "may not read changes" in refused.value.message
+        assert "REPLICATION" in refused.value.hint and "rds_replication" in refused.value.hint
+    finally:
+        drop_slot(owner_db_url, name)
+
+
+def test_slot_creation_takes_a_base_backup(settings: Settings, slot: str,
+                                           archive: Archive) -> None:
+    capture = drain(settings, slot)
+    assert capture.progress.backups == 1
+    assert len(archive.backups()) == 1
