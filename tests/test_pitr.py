@@ -18,7 +18,15 @@ from support.tenants import GLOBEX, SYSTECH, insert_two_tenants, tenant_hashes
 from ops.backup.archive import Archive
 from ops.backup.create import backup
 from ops.backup.prune import prune
-from ops.capture.segments import Origin, parse_lsn, read_segment, segment_facts, write_segment
+from ops.capture.segments import (
+    Change,
+    Origin,
+    Transaction,
+    parse_lsn,
+    read_segment,
+    segment_facts,
+    write_segment,
+)
 from ops.core.config import Settings
 from ops.core.errors import BadSegment, OpsError, UsageError
 from ops.restore.at_time import parse_at, restore_at
@@ -53,7 +61,8 @@ LOAD = [
     DELETE FROM item_tags WHERE tag_id IN (1, 3);
     UPDATE tenants SET settings = '{"pitr": [1, 2.50]}' WHERE id = 3;
     """,
-    # step 2: the TOASTed value left untouched by an update; a tenant added; a key changed
+    # step 2: the TOASTed value left untouched by an update; a tenant added; a key
+    # changed; a TRUNCATE
     """
     UPDATE tasks SET status = 'done', labels = '{a,"b c"}' WHERE id IN (10, 15);
     INSERT INTO tenants (id, name, slug) VALUES (40, 'Initrode', 'initrode');
@@ -61,6 +70,7 @@ LOAD = [
     DELETE FROM comments WHERE tenant_id = 3 AND id IN (
         SELECT id FROM comments WHERE tenant_id = 3 ORDER BY id LIMIT 3);
     UPDATE tags SET id = id + 1000 WHERE name = 'pitr-g1';
+    TRUNCATE item_tags;
     """,
     # step 3: more of both, after the last point restored to
     """
@@ -241,3 +251,29 @@ def test_prune_keeps_the_segments_a_kept_backup_needs(settings: Settings,
     assert {s.name for s in archive.segments()} == after and after
     assert all(s.end_lsn > wal for s in archive.segments())
     assert not [p for p in backup_dir.iterdir() if p.name.removesuffix(".sum") in before]
+
+
+def test_a_migration_between_backup_and_time_is_refused(settings: Settings, captured: dict,
+                                                       backup_dir: Path) -> None:
+    archive = Archive.at(backup_dir)
+    last = segment_facts(archive, archive.segments()[-1])
+    assert last.last_commit is not None
+    later = Transaction(1, last.end_lsn + 10, last.end_lsn + 20,
+                        last.last_commit + timedelta(seconds=5),
+                        [Change("insert", "tags", {"id": "999", "tenant_id": "1", "name": "x"})])
+    write_segment(archive, [later], start_lsn=last.end_lsn, end_lsn=later.end_lsn,
+                  revision="another_revision", origin=Origin("x", "y"))
+    with pytest.raises(OpsError, match="the schema changed"):
+        restore_at(settings, "latest")
+
+
+def test_the_cli_dry_run_prints_the_plan_as_json(captured: dict, run_cli) -> None:
+    at = captured["points"][0]["at"].isoformat()
+    done = run_cli("restore", "--tenant", "Globex", "--at", at, "--dry-run", "--json")
+    assert done.returncode == 0, done.stderr
+    shown = json.loads(done.stdout)
+    assert shown["dryRun"] is True and shown["pointInTime"]["segments"]
+    assert shown["pointInTime"]["tables"]["tags"]["inserted"] == 1  # Globex's only
+    wrong = run_cli("restore", "--at", "yesterday")
+    assert wrong.returncode == 2 and "--at 'yesterday'" in wrong.stderr
+    assert "Traceback" not in wrong.stderr
