@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
 import pytest
+from pyrage import x25519
 from support.backup import load
 from support.capture import drain, drop_slot, slot_name
 from support.restore import table_hashes
@@ -277,3 +279,34 @@ def test_the_cli_dry_run_prints_the_plan_as_json(captured: dict, run_cli) -> Non
     wrong = run_cli("restore", "--at", "yesterday")
     assert wrong.returncode == 2 and "--at 'yesterday'" in wrong.stderr
     assert "Traceback" not in wrong.stderr
+
+
+def test_encrypted_backups_and_segments_restore_to_a_time_with_the_identity(
+        settings: Settings, conn: psycopg.Connection, db_url: str, tmp_path: Path) -> None:
+    identity = x25519.Identity.generate()
+    key_file = tmp_path / "key.txt"
+    key_file.write_text(str(identity) + "\n")
+    sealed = replace(settings, backup_encrypt_to=str(identity.to_public()),
+                     backup_identity_file=key_file)
+    insert_two_tenants(conn, volume=0)
+    conn.commit()
+    slot = slot_name()
+    try:
+        drain(sealed, slot, initial_backup=False)
+        backup(sealed)
+        conn.execute("UPDATE tasks SET title = 'sealed' WHERE tenant_id = 3")
+        conn.commit()
+        at = conn.execute("SELECT clock_timestamp()").fetchone()[0]
+        then = tenant_hashes(conn, GLOBEX)
+        conn.execute("DELETE FROM comments WHERE tenant_id = 3")
+        conn.commit()
+        drain(sealed, slot, initial_backup=False)
+    finally:
+        drop_slot(db_url, slot)
+    archive = Archive.at(settings.backup_dir)
+    assert all(s.encrypted for s in archive.segments())
+    with pytest.raises(OpsError, match="no identity"):
+        restore_at(replace(sealed, backup_identity_file=None), at.isoformat(), tenant="Globex")
+    restore_at(sealed, at.isoformat(), tenant="Globex", safety_backup=False)
+    conn.rollback()
+    assert tenant_hashes(conn, GLOBEX) == then
