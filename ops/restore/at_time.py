@@ -245,6 +245,11 @@ def _count(txs: Iterator[Transaction], counts: Counts, tables: set[str]) -> None
 def _tenant_replay(archive: Archive, plan: ReplayPlan, identities: Sequence[Any]) -> Replay:
     def replay(conn: psycopg.Connection, scope: TenantScope, stages: dict[str, Stage],
                tenant_id: int) -> None:
+        for stage in stages.values():  # replay finds rows by key: without an index, a scan
+            if stage.table.primary_key:
+                conn.execute(sql.SQL("CREATE INDEX ON {} ({})").format(
+                    stage.ident, sql.SQL(", ").join(map(sql.Identifier,
+                                                        stage.table.primary_key))))
         target = Target(conn, scope.tables, lambda name: stages[name].ident)
         member = _Membership(conn, scope, stages, tenant_id)
         apply(target, transactions(archive, plan, identities), plan.counts, member)

@@ -10,6 +10,7 @@ keep the current value.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -134,30 +135,34 @@ class Target:
         kind = next(c.type for c in table.columns if c.name == column)
         return sql.SQL("%s::text::{}").format(sql.SQL(kind))
 
-    def _where(self, table: Table, key: dict[str, str | None]) -> tuple[sql.Composable, list]:
+    def _key(self, table: Table, key: dict[str, str | None]) -> list:
+        """The primary-key values of a change (`_where`'s parameters)."""
+        if table.primary_key:
+            with contextlib.suppress(KeyError):
+                return [key[c] for c in table.primary_key]
         missing = [c for c in table.primary_key if c not in key]
-        if not table.primary_key or missing:
-            raise OpsError(f"a change to {table.name} does not carry its primary key "
-                           f"({', '.join(missing) or 'none'}); it cannot be replayed")
-        clause = sql.SQL(" AND ").join(sql.SQL("{} = {}").format(
+        raise OpsError(f"a change to {table.name} does not carry its primary key "
+                       f"({', '.join(missing) or 'none'}); it cannot be replayed")
+
+    def _where(self, table: Table) -> sql.Composable:
+        return sql.SQL(" AND ").join(sql.SQL("{} = {}").format(
             sql.Identifier(c), self._typed(table, c)) for c in table.primary_key)
-        return clause, [key[c] for c in table.primary_key]
 
     def insert(self, table: Table, row: dict[str, str | None], counts: Counts, *,
                unless_present: bool = False) -> None:
         """INSERT the row (`unless_present`: unless a row with its key is there)."""
         names = tuple(c.name for c in table.writable_columns if c.name in row)
-        where, keys = self._where(table, row) if unless_present else (None, [])
+        keys = self._key(table, row) if unless_present else []
 
         def build() -> sql.Composable:
             values = sql.SQL(", ").join(self._typed(table, n) for n in names)
             statement = sql.SQL("INSERT INTO {} ({}) OVERRIDING SYSTEM VALUE ").format(
                 self.relation(table.name), sql.SQL(", ").join(map(sql.Identifier, names)))
-            if where is None:
+            if not unless_present:
                 return statement + sql.SQL("VALUES ({})").format(values)
             return statement + sql.SQL("SELECT {} WHERE NOT EXISTS (SELECT FROM {} "
-                                       "WHERE {})").format(values,
-                                                           self.relation(table.name), where)
+                                       "WHERE {})").format(values, self.relation(table.name),
+                                                           self._where(table))
 
         self._send(("insert", table.name, names, unless_present), build,
                    [row[n] for n in names] + keys, counts.inserted, table.name)
@@ -166,7 +171,7 @@ class Target:
                unchanged: tuple[str, ...], counts: Counts) -> None:
         names = tuple(c.name for c in table.writable_columns
                       if c.name in row and c.name not in unchanged)
-        where, params = self._where(table, key)
+        params = self._key(table, key)
         if not names:
             return
 
@@ -174,15 +179,15 @@ class Target:
             return sql.SQL("UPDATE {} SET {} WHERE {}").format(
                 self.relation(table.name), sql.SQL(", ").join(
                     sql.SQL("{} = {}").format(sql.Identifier(n), self._typed(table, n))
-                    for n in names), where)
+                    for n in names), self._where(table))
 
         self._send(("update", table.name, names), build, [row[n] for n in names] + params,
                    counts.updated, table.name)
 
     def delete(self, table: Table, key: dict[str, str | None], counts: Counts) -> None:
-        where, params = self._where(table, key)
         self._send(("delete", table.name), lambda: sql.SQL("DELETE FROM {} WHERE {}").format(
-            self.relation(table.name), where), params, counts.deleted, table.name)
+            self.relation(table.name), self._where(table)), self._key(table, key),
+            counts.deleted, table.name)
 
     def empty(self, names: list[str], counts: Counts) -> None:
         """A TRUNCATE, as DELETEs children first (no table lock beyond what writers take)."""
