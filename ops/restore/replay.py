@@ -106,6 +106,8 @@ class Target:
         self.relation = relation or (lambda name: self.tables[name].ident)
         self._rendered: dict[tuple, str] = {}
         self._pending: list[tuple[dict[str, int], str, psycopg.Cursor]] = []
+        # keys of rows that may have left a tenant, and where their deletions are counted
+        self._gone: dict[str, tuple[dict[str, int], list[list]]] = {}
         self.pipeline: psycopg.Pipeline | None = None
 
     def table(self, name: str) -> Table | None:
@@ -113,6 +115,8 @@ class Target:
 
     def _send(self, key: tuple, build: Callable[[], sql.Composable], params: list,
               counted: dict[str, int], table: str) -> None:
+        if table in self._gone:
+            self._forget_now(table)
         text = self._rendered.get(key)
         if text is None:
             text = self._rendered[key] = build().as_string(self.conn)
@@ -120,8 +124,40 @@ class Target:
         if len(self._pending) >= self.BATCH:
             self.settle()
 
+    def forget(self, table: Table, key: dict[str, str | None], counts: Counts) -> None:
+        """Delete the row with this key, if there: sent with others of the table as one
+        statement, before any other statement on the table (the order stays the changes')."""
+        _, found = self._gone.setdefault(table.name, (counts.deleted, []))
+        found.append(self._key(table, key))
+        if len(found) >= self.BATCH:
+            self._forget_now(table.name)
+
+    def _forget_now(self, name: str) -> None:
+        counted, keys = self._gone.pop(name)
+        table = self.tables[name]
+        columns = list(zip(*keys, strict=True))
+
+        def build() -> sql.Composable:
+            names = [sql.Identifier(f"k{i}") for i in range(len(table.primary_key))]
+            return sql.SQL("DELETE FROM {} WHERE ({}) IN (SELECT {} FROM unnest({}) AS k({}))"
+                           ).format(self.relation(name),
+                                    sql.SQL(", ").join(map(sql.Identifier, table.primary_key)),
+                                    sql.SQL(", ").join(
+                                        sql.SQL("{}::{}").format(n, sql.SQL(self._type(table, c)))
+                                        for n, c in zip(names, table.primary_key, strict=True)),
+                                    sql.SQL(", ").join(sql.SQL("%s::text[]") for _ in names),
+                                    sql.SQL(", ").join(names))
+
+        text = self._rendered.get(("forget", name))
+        if text is None:
+            text = self._rendered[("forget", name)] = build().as_string(self.conn)
+        cursor = self.conn.execute(text, [list(c) for c in columns])
+        self._pending.append((counted, name, cursor))
+
     def settle(self) -> None:
         """Wait for what was sent and count the rows each statement affected."""
+        for name in list(self._gone):
+            self._forget_now(name)
         if not self._pending:
             return
         if self.pipeline is not None:
@@ -131,9 +167,11 @@ class Target:
                 counted[table] = counted.get(table, 0) + cursor.rowcount
         self._pending.clear()
 
+    def _type(self, table: Table, column: str) -> str:
+        return next(c.type for c in table.columns if c.name == column)
+
     def _typed(self, table: Table, column: str) -> sql.Composable:
-        kind = next(c.type for c in table.columns if c.name == column)
-        return sql.SQL("%s::text::{}").format(sql.SQL(kind))
+        return sql.SQL("%s::text::{}").format(sql.SQL(self._type(table, column)))
 
     def _key(self, table: Table, key: dict[str, str | None]) -> list:
         """The primary-key values of a change (`_where`'s parameters)."""
@@ -237,7 +275,7 @@ def _apply_one(target: Target, table: Table, change: Change, counts: Counts,
         return
     # update: the row as it was may be in the target; what it became may or may not be ours
     if ours is False:
-        target.delete(table, old, counts)  # it left the scope (a no-op when it never was in)
+        target.forget(table, old, counts)  # it left the scope (a no-op when it never was in)
         return
     target.update(table, old, row, change.unchanged, counts)
     if member is not None and not change.unchanged:
