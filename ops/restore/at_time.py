@@ -97,8 +97,8 @@ def _snapshot_time(facts: Facts) -> datetime | None:
         return None
 
 
-def plan_replay(archive: Archive, at: datetime | None, *, tenant: str | None = None,
-                identities: Sequence[Any] = ()) -> ReplayPlan:
+def plan_replay(archive: Archive, at: datetime | None, *,
+                tenant: str | None = None) -> ReplayPlan:
     """Pick the backup and the segments for TIME (None: the last change stored); refuse,
     naming the covered range, what cannot be restored exactly."""
     cover = coverage(archive)
@@ -199,7 +199,7 @@ def restore_at(settings: Settings, at: str, *, tenant: str | None = None,
     """Restore the database (or, with `tenant`, that tenant's rows) as it was at `at`."""
     archive = archive or Archive.from_settings(settings)
     identities = identities_for(settings, identity)
-    plan = plan_replay(archive, parse_at(at), tenant=tenant, identities=identities)
+    plan = plan_replay(archive, parse_at(at), tenant=tenant)
     report.line(f"🕐 Restoring to {when(plan.at)} from {plan.backup.name} and "
                 f"{len(plan.segments)} change segment(s)")
     if tenant is None:
