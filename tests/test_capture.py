@@ -19,6 +19,7 @@ from support.capture import (
 )
 
 from ops.backup.archive import Archive
+from ops.capture.segments import read_segment, segment_facts
 from ops.capture.service import Capture, CaptureOptions
 from ops.capture.slot import CaptureRefused
 from ops.capture.status import capture_status, check_capture_lag
@@ -154,3 +155,38 @@ def test_slot_creation_takes_a_base_backup(settings: Settings, slot: str,
     capture = drain(settings, slot)
     assert capture.progress.backups == 1
     assert len(archive.backups()) == 1
+
+
+def test_a_migration_ends_the_segment_and_a_full_backup_follows(
+        old_db_url: str, backup_dir: Path, slot_on_old: str) -> None:
+    from support.migrations import FIRST, HEAD, migrate_to
+
+    settings = Settings(database_url=old_db_url, backup_dir=backup_dir, app_env="test")
+    archive = Archive.from_settings(settings)
+    drain(settings, slot_on_old, initial_backup=False)
+    with psycopg.connect(old_db_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO tenants (name) VALUES ('before')")
+        drain(settings, slot_on_old, initial_backup=False)  # stored at FIRST: the restart
+        conn.execute("INSERT INTO tenants (name) VALUES ('before 2')")  # below reads FIRST
+        migrate_to(settings, HEAD)
+        conn.execute("INSERT INTO tenants (name, slug) VALUES ('after', 'after')")
+    capture = drain(settings, slot_on_old, initial_backup=False)
+    assert capture.progress.backups == 1 and len(archive.backups()) == 1
+    by_revision: dict[str | None, list[tuple[str, str]]] = {}
+    for info in archive.segments():
+        revision = segment_facts(archive, info).revision
+        for tx in read_segment(archive, info):
+            by_revision.setdefault(revision, []).extend(
+                (c.op, c.row["name"]) for c in tx.changes if c.table == "tenants" and c.row)
+    assert by_revision[FIRST] == [("insert", "before"), ("insert", "before 2")]
+    # the migration's own transaction (its data changes: slugs) opens the HEAD segments
+    assert by_revision[HEAD][-1] == ("insert", "after")
+    assert {op for op, _ in by_revision[HEAD][:-1]} <= {"update"}
+    assert set(by_revision) == {FIRST, HEAD}
+
+
+@pytest.fixture
+def slot_on_old(old_db_url: str) -> Iterator[str]:
+    name = slot_name()
+    yield name
+    drop_slot(old_db_url, name)

@@ -32,7 +32,14 @@ from ops.backup.archive import Archive
 from ops.backup.create import backup
 from ops.backup.encryption import recipients_for
 from ops.capture.assemble import Assembled, Assembler
-from ops.capture.segments import Origin, SegmentInfo, Transaction, lsn_text, write_segment
+from ops.capture.segments import (
+    Origin,
+    SegmentInfo,
+    Transaction,
+    lsn_text,
+    segment_facts,
+    write_segment,
+)
 from ops.capture.slot import (
     CaptureRefused,
     captured_tables,
@@ -148,7 +155,8 @@ class Capture:
             identity = database_identity(conn)
             self.origin = Origin(identity.system_identifier or "", identity.database)
             if self.revision is None or created:
-                self.revision = current_revision(conn)
+                self.revision = (current_revision(conn) if created
+                                 else self._stored_revision(conn))
         except BaseException:
             conn.close()
             raise
@@ -157,6 +165,18 @@ class Capture:
         if created:
             self.report.line(f"📌 created replication slot {self.options.slot}")
             self.backup_due = self.options.initial_backup
+
+    def _stored_revision(self, conn: psycopg.Connection) -> str | None:
+        """The revision the changes the slot holds were made at: the newest stored segment's
+        when it ends where the slot stands (a migration while capture was down is then still
+        ahead in the stream), else the database's."""
+        confirmed = self._confirmed(conn)
+        ending = [info for info in self.archive.segments() if info.end_lsn == confirmed]
+        if ending:
+            revision = segment_facts(self.archive, ending[-1]).revision
+            if revision is not None:
+                return revision
+        return current_revision(conn)
 
     def close(self) -> None:
         if self.conn is not None:
