@@ -25,12 +25,7 @@ from ops.capture.slot import CaptureRefused
 from ops.capture.status import capture_status, check_capture_lag
 from ops.core.config import Settings
 
-
-@pytest.fixture
-def slot(db_url: str) -> Iterator[str]:
-    name = slot_name()
-    yield name
-    drop_slot(db_url, name)
+pytest_plugins = ["support.capture_fixtures"]  # the `slot` fixture
 
 
 @pytest.fixture

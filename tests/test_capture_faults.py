@@ -14,7 +14,6 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -23,9 +22,8 @@ from support.capture import (
     Gate,
     changes_of,
     drain,
-    drop_slot,
+    running,
     segment_ranges,
-    slot_name,
     stored_transactions,
     wait_for,
 )
@@ -38,12 +36,7 @@ from ops.capture.status import capture_status, check_capture_lag
 from ops.core.config import PROJECT_ROOT, Settings
 from ops.dev.cluster import start_throwaway
 
-
-@pytest.fixture
-def slot(db_url: str) -> Iterator[str]:
-    name = slot_name()
-    yield name
-    drop_slot(db_url, name)
+pytest_plugins = ["support.capture_fixtures"]  # the `slot` fixture
 
 
 class Writer:
@@ -117,22 +110,12 @@ def test_kill_9_at_random_points_loses_nothing_and_duplicates_are_read_once(
 
 def test_database_restart_mid_capture(settings: Settings, slot: str, pg_cluster) -> None:
     archive = Archive.from_settings(settings)
-    capture = Capture(settings, archive, CaptureOptions(slot=slot, flush_every=0.1,
-                                                        initial_backup=False))
-    capture.open()
-    runner = threading.Thread(target=capture.run, daemon=True)
-    runner.start()
-    try:
-        with Writer(settings.database_url) as writer:
-            wait_for(lambda: capture.progress.segments >= 2, "segments before the restart")
-            pg_cluster.stop("fast")
-            pg_cluster.start()
-            done = capture.progress.segments
-            wait_for(lambda: capture.progress.segments >= done + 3, "segments after it")
-    finally:
-        capture.stop_event.set()
-        runner.join(timeout=30)
-    assert not runner.is_alive()
+    with running(settings, slot) as capture, Writer(settings.database_url) as writer:
+        wait_for(lambda: capture.progress.segments >= 2, "segments before the restart")
+        pg_cluster.stop("fast")
+        pg_cluster.start()
+        done = capture.progress.segments
+        wait_for(lambda: capture.progress.segments >= done + 3, "segments after it")
     drain(settings, slot)
     assert _stored_tags(archive) == writer.committed
 
@@ -148,28 +131,19 @@ def test_store_unreachable_for_a_while_capture_waits_then_catches_up_on_s3(
         settings = Settings(database_url=db_url, backup_dir=server.location("capture"),
                             app_env="test")
         archive = Archive.from_settings(settings)
-        capture = Capture(settings, archive, CaptureOptions(slot=slot, flush_every=0.1,
-                                                            initial_backup=False))
-        capture.open()
-        runner = threading.Thread(target=capture.run, daemon=True)
-        runner.start()
-        try:
-            with Writer(db_url) as writer:
-                wait_for(lambda: capture.progress.segments >= 1, "a segment in S3")
-                gate.close()
-                time.sleep(2.5)
-                lag = capture.progress.lag_seconds()
-                assert lag is not None and lag >= 2.0  # the metric grows
-                with psycopg.connect(db_url, autocommit=True) as conn:
-                    check = check_capture_lag(capture_status(conn, None, slot, slot), "2s")
-                assert not check.ok and "capture lag is" in check.line  # the alarm fires
-                stalled = capture.progress.segments
-                gate.open()
-                wait_for(lambda: capture.progress.segments > stalled
-                         and (capture.progress.lag_seconds() or 99) < 1.0, "catching up")
-        finally:
-            capture.stop_event.set()
-            runner.join(timeout=60)
+        with running(settings, slot) as capture, Writer(db_url) as writer:
+            wait_for(lambda: capture.progress.segments >= 1, "a segment in S3")
+            gate.close()
+            time.sleep(2.5)
+            lag = capture.progress.lag_seconds()
+            assert lag is not None and lag >= 2.0  # the metric grows
+            with psycopg.connect(db_url, autocommit=True) as conn:
+                check = check_capture_lag(capture_status(conn, None, slot, slot), "2s")
+            assert not check.ok and "capture lag is" in check.line  # the alarm fires
+            stalled = capture.progress.segments
+            gate.open()
+            wait_for(lambda: capture.progress.segments > stalled
+                     and (capture.progress.lag_seconds() or 99) < 1.0, "catching up")
         drain(settings, slot)
         assert _stored_tags(archive) == writer.committed
     finally:

@@ -41,6 +41,23 @@ def drop_slot(url: str, slot: str) -> None:
         conn.execute(f'DROP PUBLICATION IF EXISTS "{slot}"')
 
 
+@contextlib.contextmanager
+def running(settings: Settings, slot: str, **options: object) -> Iterator[Capture]:
+    """Capture running in a thread (a segment every 0.1 s) while the block runs."""
+    capture = Capture(settings, Archive.from_settings(settings),
+                      CaptureOptions(slot=slot, flush_every=0.1, initial_backup=False,
+                                     **options))  # type: ignore[arg-type]
+    capture.open()
+    runner = threading.Thread(target=capture.run, daemon=True)
+    runner.start()
+    try:
+        yield capture
+    finally:
+        capture.stop_event.set()
+        runner.join(timeout=60)
+    assert not runner.is_alive()
+
+
 def drain(settings: Settings, slot: str, **options: object) -> Capture:
     """Run capture once (until caught up) on `slot`; the Capture, for its progress."""
     report = options.pop("report", SILENT)
