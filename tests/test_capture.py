@@ -7,6 +7,7 @@ import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
+import orjson
 import psycopg
 import pytest
 from support.capture import (
@@ -185,3 +186,35 @@ def slot_on_old(old_db_url: str) -> Iterator[str]:
     name = slot_name()
     yield name
     drop_slot(old_db_url, name)
+
+
+def test_cli_capture_once_status_check_and_stop(run_cli, conn: psycopg.Connection,
+                                                slot: str, archive: Archive) -> None:
+    env = {"CAPTURE_SLOT": slot}
+    first = run_cli("capture", "--once", "--flush-every", "1s", env=env)
+    assert first.returncode == 0, first.stderr
+    assert f"capturing changes through slot {slot}" in first.stdout
+    assert len(archive.backups()) == 1  # the base backup of a new slot
+    _tenant(conn)
+    conn.execute("SELECT pg_sleep(1.1)")
+    behind = run_cli("backups", "check", "--max-capture-lag", "1s", env=env)
+    assert behind.returncode == 1 and "capture lag is" in behind.stderr
+    assert behind.stderr.count("\n") <= 2  # one line (and a hint at most), no traceback
+    status = run_cli("capture", "status", "--json", env=env)
+    assert status.returncode == 0, status.stderr
+    found = orjson.loads(status.stdout)
+    assert found["exists"] and not found["running"] and found["lag_seconds"] >= 1.0
+    assert found["retained_wal_bytes"] > 0 and found["segments"] == 0
+    again = run_cli("capture", "--once", env=env)
+    assert again.returncode == 0, again.stderr
+    ok = run_cli("backups", "check", "--max-capture-lag", "1m", env=env)
+    assert ok.returncode == 0 and "capture lag 0.0s" in ok.stdout, ok.stderr
+    assert orjson.loads(run_cli("capture", "status", "--json", env=env).stdout)["segments"] == 1
+    refused = run_cli("capture", "stop", env=env)
+    assert refused.returncode == 2 and "--drop-slot" in refused.stderr
+    stopped = run_cli("capture", "stop", "--drop-slot", env=env)
+    assert stopped.returncode == 0 and f"slot {slot}" in stopped.stdout, stopped.stderr
+    assert conn.execute("SELECT count(*) FROM pg_replication_slots WHERE slot_name = %s",
+                        (slot,)).fetchone()[0] == 0
+    gone = run_cli("backups", "check", "--max-capture-lag", "1m", env=env)
+    assert gone.returncode == 1 and "changes are not being captured" in gone.stderr
