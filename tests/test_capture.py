@@ -4,6 +4,8 @@ advanced only after a segment is stored, refusals, migrations, status and the la
 from __future__ import annotations
 
 import secrets
+import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,12 +16,15 @@ from support.capture import (
     changes_of,
     drain,
     drop_slot,
+    running,
     segment_ranges,
     slot_name,
     stored_transactions,
+    wait_for,
 )
 
 from ops.backup.archive import Archive
+from ops.capture.metrics import CaptureMetrics
 from ops.capture.segments import read_segment, segment_facts
 from ops.capture.service import Capture, CaptureOptions
 from ops.capture.slot import CaptureRefused
@@ -218,3 +223,44 @@ def test_cli_capture_once_status_check_and_stop(run_cli, conn: psycopg.Connectio
                         (slot,)).fetchone()[0] == 0
     gone = run_cli("backups", "check", "--max-capture-lag", "1m", env=env)
     assert gone.returncode == 1 and "changes are not being captured" in gone.stderr
+
+
+def test_metrics_are_served_over_http_while_capture_runs(settings: Settings,
+                                                         conn: psycopg.Connection,
+                                                         slot: str) -> None:
+    with running(settings, slot) as capture:
+        metrics = CaptureMetrics(capture.progress)
+        port = metrics.serve("127.0.0.1", 0)
+        try:
+            _tenant(conn)
+            wait_for(lambda: capture.progress.segments >= 1, "a segment")
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                text = r.read().decode()
+        finally:
+            metrics.stop()
+    values = {line.split()[0]: float(line.split()[1]) for line in text.splitlines()
+              if line.startswith("tasklets_capture_")}
+    assert 0 <= values["tasklets_capture_lag_seconds"] < 5
+    assert values["tasklets_capture_retained_wal_bytes"] > 0
+    assert values["tasklets_capture_last_flush_timestamp_seconds"] > time.time() - 60
+    assert values["tasklets_capture_segments"] >= 1
+
+
+def test_a_transaction_too_big_to_hold_is_skipped_and_a_full_backup_covers_it(
+        settings: Settings, conn: psycopg.Connection, slot: str, archive: Archive) -> None:
+    drain(settings, slot, initial_backup=False)
+    tenant = _tenant(conn)
+    with conn.transaction():
+        for i in range(50):
+            conn.execute("INSERT INTO tags (tenant_id, name, description) VALUES (%s, %s, %s)",
+                         (tenant, f"bulk{i}", "x" * 1000))
+    conn.execute("INSERT INTO tags (tenant_id, name) VALUES (%s, 'after')", (tenant,))
+    capture = drain(settings, slot, initial_backup=False, max_transaction_bytes=20_000)
+    assert capture.progress.backups == 1
+    names = [c["row"]["name"] for _, c in changes_of(stored_transactions(archive), "tags")]
+    assert names == ["after"]
+    ranges = segment_ranges(archive)
+    gaps = [(prev[1], nxt[0]) for prev, nxt in zip(ranges, ranges[1:], strict=False)
+            if prev[1] != nxt[0]]
+    assert len(gaps) == 1  # the skipped transaction: a gap no segment covers
+    assert archive.facts(archive.backups()[0]).rows >= 52  # the backup holds the bulk rows
