@@ -335,8 +335,8 @@ HOST_BACKUP = $(if $(filter docker,$(RUN)),$(wildcard $(BACKUP)))
 BACKUP_ARG = $(call quote,$(if $(HOST_BACKUP),/restore/$(notdir $(BACKUP)),$(or $(BACKUP),latest)))
 BACKUP_MOUNT = $(if $(HOST_BACKUP),-v "$(abspath $(BACKUP)):/restore/$(notdir $(BACKUP)):ro")
 
-db-restore: $(CLI_DEPS) ## Restore BACKUP=file (default: the latest backup) (restore)
-	@$(call tasklets,$(BACKUP_MOUNT)) restore $(BACKUP_ARG) $(ARGS)
+db-restore: $(CLI_DEPS) ## Restore BACKUP=file (default: the latest backup), or AT=time (-15m, ISO, latest) (restore)
+	@$(call tasklets,$(BACKUP_MOUNT)) restore $(BACKUP_ARG) $(if $(AT),--at $(call quote,$(AT))) $(ARGS)
 
 db-copy: $(CLI_DEPS) ## Copy one tenant into another database: ARGS="--tenant NAME --to URL" (copy)
 	@$(call tasklets) copy $(ARGS)

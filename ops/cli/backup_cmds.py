@@ -153,6 +153,10 @@ def backups(
         out.line(f"{mark} {b.name:<{width}}  {human_size(b.size_bytes):>10}  {rows:>14}  "
                  f"{b.status}{sealed}{kind}{partial}{tenant}"
                  f"{' — ' + b.problem if b.problem else ''}")
+    if archive.segments():
+        from ops.capture.coverage import coverage
+
+        out.line(f"🔁 {coverage(archive).line()}")
     partials = archive.incomplete_uploads()
     if partials:
         out.line(f"ℹ️  {len(partials)} unfinished upload(s) ({partials[0].name}, ...): a "
@@ -177,6 +181,24 @@ def _chart(path: str, verify: bool, as_json: bool) -> None:
         if result.left_out else ""
     reporter().line(f"📈 Chart of {result.charted} full backup(s) in {result.location} "
                     f"written to {result.chart}{left_out}")
+
+
+@backups_app.command("coverage")
+def backups_coverage(as_json: JsonOption = False) -> None:
+    """What `restore --at` can reach: the change segments `capture` stored, from when to when,
+    gaps in their LSN chain, and the lag (now - the last stored change). Exit 1 on a gap."""
+    from ops.backup.archive import Archive
+    from ops.capture.coverage import coverage
+
+    found = coverage(Archive.from_settings(settings()))
+    if as_json:
+        print_json(found.as_json())
+        raise typer.Exit(1 if found.gaps else 0)
+    if found.gaps:
+        raise OpsError(f"change segments have gaps: {found.line()}",
+                       hint="A restore --at across a gap is refused; a full backup after the "
+                       "gap starts a new covered range.")
+    reporter().line(f"🔁 {found.line()}")
 
 
 @backups_app.command("check")
@@ -231,12 +253,23 @@ def verify(
         "(created and dropped on the same server, or SCRATCH_DATABASE_URL), compare every "
         "table with its meta again on the server, run `check`, remove it. The live database "
         "is never touched.")] = False,
+    at: Annotated[str | None, typer.Option(
+        "--at", help="With --restore: drill `restore --at TIME` (the backup TIME picks and "
+        "the change segments up to it, replayed into the scratch database).")] = None,
+    changes: Annotated[bool, typer.Option(
+        "--changes", help="Check every change segment instead: stored bytes against its "
+        "sidecar, content against its trailer checksum (with the identity when encrypted), "
+        "and that their LSN ranges follow each other without a gap.")] = False,
     identity: IdentityOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Stream a backup and check its structure, row counts and sha256 against its meta."""
+    if at is not None and not restore:
+        raise UsageError("--at goes with --restore (a drill of restore --at)")
+    if changes:
+        return _verify_changes(identity, as_json)
     if restore:
-        return _restore_drill(file, identity, as_json)
+        return _restore_drill(file, identity, as_json, at)
     from ops.backup.archive import Archive
     from ops.backup.encryption import identities_for
     from ops.backup.verify import CHECKED_STORED, verify_and_record
@@ -269,10 +302,28 @@ def verify(
         out.line(f"📊 Tables: {len(result.tables)}, rows: {result.total_rows}")
 
 
-def _restore_drill(file: str, identity: str | None, as_json: bool) -> None:
+def _verify_changes(identity: str | None, as_json: bool) -> None:
+    from ops.backup.archive import Archive
+    from ops.backup.encryption import identities_for
+    from ops.capture.verify import verify_changes
+
+    cfg = settings()
+    result = verify_changes(Archive.from_settings(cfg), identities_for(cfg, identity),
+                            report=reporter(as_json))
+    if as_json:
+        print_json(result)
+    if not result.ok:
+        raise OpsError(f"change segments are NOT whole: {result.problems[0]}",
+                       hint="restore --at refuses times past the first problem; a full "
+                       "backup after it starts a new covered range.")
+
+
+def _restore_drill(file: str, identity: str | None, as_json: bool,
+                   at: str | None = None) -> None:
     from ops.restore.drill import restore_drill
 
-    result = restore_drill(settings(), file, identity=identity, report=reporter(as_json))
+    result = restore_drill(settings(), file, identity=identity, at=at,
+                           report=reporter(as_json))
     if as_json:
         print_json(result)
     if not result.ok:

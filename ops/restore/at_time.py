@@ -25,6 +25,7 @@ from psycopg import sql
 from ops.backup.archive import FULL, Archive, Facts
 from ops.backup.encryption import identities_for
 from ops.backup.files import BackupFile, utc_now
+from ops.capture.coverage import Coverage, coverage, covered_until, when
 from ops.capture.segments import (
     Change,
     SegmentInfo,
@@ -88,59 +89,6 @@ class ReplayPlan:
                 "transactions": self.counts.transactions, "tables": self.counts.as_json()}
 
 
-@dataclass
-class Coverage:
-    """The change segments as one chain: from when to when, and where it breaks."""
-
-    segments: list[SegmentInfo]  # in LSN order, each with its sidecar's facts
-    start: datetime | None  # first commit
-    end: datetime | None  # up to when every change is stored
-    gaps: list[tuple[str, str]] = field(default_factory=list)  # (from LSN, to LSN) missing
-    lag_seconds: float | None = None
-
-    def as_json(self) -> dict[str, Any]:
-        return {"from": self.start.isoformat() if self.start else None,
-                "to": self.end.isoformat() if self.end else None,
-                "segments": len(self.segments),
-                "bytes": sum(s.size for s in self.segments),
-                "gaps": [{"from": a, "to": b} for a, b in self.gaps],
-                "lagSeconds": self.lag_seconds}
-
-    def describe(self) -> str:
-        if not self.segments:
-            return "no change segments"
-        span = f"{_when(self.start)} to {_when(self.end)}"
-        return span + (f" with {len(self.gaps)} gap(s)" if self.gaps else "")
-
-
-def _when(moment: datetime | None) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ") if moment else "unknown"
-
-
-def coverage(archive: Archive, now: datetime | None = None) -> Coverage:
-    """The segments the archive holds, their time range, the LSN gaps between them and the
-    lag (now - up to when changes are stored)."""
-    listed = sorted(archive.segments(), key=lambda s: (s.start_lsn, s.end_lsn))
-    gaps: list[tuple[str, str]] = []
-    position: int | None = None
-    for seg in listed:
-        if position is not None and seg.start_lsn > position:
-            gaps.append((lsn_text(position), lsn_text(seg.start_lsn)))
-        position = seg.end_lsn if position is None else max(position, seg.end_lsn)
-    first = next((segment_facts(archive, s) for s in listed
-                  if s.end_lsn > s.start_lsn), None)
-    last = segment_facts(archive, listed[-1]) if listed else None
-    end = _covered_until(last) if last else None
-    lag = (now or utc_now()) - end if end else None
-    return Coverage(listed, first.first_commit if first else None, end, gaps,
-                    round(lag.total_seconds(), 3) if lag is not None else None)
-
-
-def _covered_until(seg: SegmentInfo) -> datetime | None:
-    known = [m for m in (seg.complete_until, seg.last_commit) if m is not None]
-    return max(known) if known else None
-
-
 def _snapshot_time(facts: Facts) -> datetime | None:
     capture = facts.capture or {}
     try:
@@ -170,7 +118,7 @@ def plan_replay(archive: Archive, at: datetime | None, *, tenant: str | None = N
         backup = archive.latest_for_tenant(tenant, accept=before)
     if backup is None:
         raise NotFound(f"no complete backup {'holding tenant ' + tenant + ' ' if tenant else ''}"
-                       f"taken before {_when(moment)} records where change replay starts",
+                       f"taken before {when(moment)} records where change replay starts",
                        hint=f"Changes are covered from {cover.describe()}; backups taken by "
                        "this version record their start: pick a later time, or take a "
                        f"backup ({suggest('backup')}).")
@@ -190,7 +138,7 @@ def _chain(archive: Archive, cover: Coverage, start: int, moment: datetime,
     position: int | None = None
 
     def refuse(why: str) -> OpsError:
-        return OpsError(f"cannot restore to {_when(moment)}: {why}; nothing was changed",
+        return OpsError(f"cannot restore to {when(moment)}: {why}; nothing was changed",
                         hint=f"Changes are covered from {cover.describe()}"
                         + (f" (gaps: {', '.join(f'{a}..{b}' for a, b in cover.gaps)})"
                            if cover.gaps else "") + ".")
@@ -212,7 +160,7 @@ def _chain(archive: Archive, cover: Coverage, start: int, moment: datetime,
                          "that time")
         chain.append(seg)
         position = seg.end_lsn
-    until = _covered_until(chain[-1]) if chain else cover.end
+    until = covered_until(chain[-1]) if chain else cover.end
     if until is None or until < moment:
         raise refuse("it is after the last stored change")
     return chain
@@ -252,7 +200,7 @@ def restore_at(settings: Settings, at: str, *, tenant: str | None = None,
     archive = archive or Archive.from_settings(settings)
     identities = identities_for(settings, identity)
     plan = plan_replay(archive, parse_at(at), tenant=tenant, identities=identities)
-    report.line(f"🕐 Restoring to {_when(plan.at)} from {plan.backup.name} and "
+    report.line(f"🕐 Restoring to {when(plan.at)} from {plan.backup.name} and "
                 f"{len(plan.segments)} change segment(s)")
     if tenant is None:
         result: RestoreResult = restore(

@@ -89,8 +89,13 @@ Member = Callable[[Change], bool | None]  # True: the scope's; False: not; None:
 
 
 class Target:
-    """Where changes go: one relation per app table (the live table, or a tenant's stage),
-    with statements prepared per table and column set."""
+    """Where changes go: one relation per app table (the live table, or a tenant's stage).
+
+    Statements are sent in a pipeline (no round trip waits for the one before: none of them
+    depends on another's result) and rendered once per table and column set, so PostgreSQL
+    prepares them; rows affected are counted when the pipeline syncs."""
+
+    BATCH = 500  # statements between syncs: bounds what waits to be counted
 
     def __init__(self, conn: psycopg.Connection, tables: list[Table],
                  relation: Callable[[str], sql.Composable] | None = None) -> None:
@@ -98,9 +103,32 @@ class Target:
         self.tables = {t.name: t for t in tables}
         self.order = {t.name: i for i, t in enumerate(tables)}
         self.relation = relation or (lambda name: self.tables[name].ident)
+        self._rendered: dict[tuple, str] = {}
+        self._pending: list[tuple[dict[str, int], str, psycopg.Cursor]] = []
+        self.pipeline: psycopg.Pipeline | None = None
 
     def table(self, name: str) -> Table | None:
         return self.tables.get(name)
+
+    def _send(self, key: tuple, build: Callable[[], sql.Composable], params: list,
+              counted: dict[str, int], table: str) -> None:
+        text = self._rendered.get(key)
+        if text is None:
+            text = self._rendered[key] = build().as_string(self.conn)
+        self._pending.append((counted, table, self.conn.execute(text, params)))
+        if len(self._pending) >= self.BATCH:
+            self.settle()
+
+    def settle(self) -> None:
+        """Wait for what was sent and count the rows each statement affected."""
+        if not self._pending:
+            return
+        if self.pipeline is not None:
+            self.pipeline.sync()
+        for counted, table, cursor in self._pending:
+            if cursor.rowcount > 0:
+                counted[table] = counted.get(table, 0) + cursor.rowcount
+        self._pending.clear()
 
     def _typed(self, table: Table, column: str) -> sql.Composable:
         kind = next(c.type for c in table.columns if c.name == column)
@@ -115,43 +143,53 @@ class Target:
             sql.Identifier(c), self._typed(table, c)) for c in table.primary_key)
         return clause, [key[c] for c in table.primary_key]
 
-    def insert(self, table: Table, row: dict[str, str | None]) -> int:
-        names = [c.name for c in table.writable_columns if c.name in row]
-        statement = sql.SQL("INSERT INTO {} ({}) OVERRIDING SYSTEM VALUE VALUES ({})").format(
-            self.relation(table.name), sql.SQL(", ").join(map(sql.Identifier, names)),
-            sql.SQL(", ").join(self._typed(table, n) for n in names))
-        return self.conn.execute(statement, [row[n] for n in names]).rowcount
+    def insert(self, table: Table, row: dict[str, str | None], counts: Counts, *,
+               unless_present: bool = False) -> None:
+        """INSERT the row (`unless_present`: unless a row with its key is there)."""
+        names = tuple(c.name for c in table.writable_columns if c.name in row)
+        where, keys = self._where(table, row) if unless_present else (None, [])
+
+        def build() -> sql.Composable:
+            values = sql.SQL(", ").join(self._typed(table, n) for n in names)
+            statement = sql.SQL("INSERT INTO {} ({}) OVERRIDING SYSTEM VALUE ").format(
+                self.relation(table.name), sql.SQL(", ").join(map(sql.Identifier, names)))
+            if where is None:
+                return statement + sql.SQL("VALUES ({})").format(values)
+            return statement + sql.SQL("SELECT {} WHERE NOT EXISTS (SELECT FROM {} "
+                                       "WHERE {})").format(values,
+                                                           self.relation(table.name), where)
+
+        self._send(("insert", table.name, names, unless_present), build,
+                   [row[n] for n in names] + keys, counts.inserted, table.name)
 
     def update(self, table: Table, key: dict[str, str | None], row: dict[str, str | None],
-               unchanged: tuple[str, ...]) -> int:
-        names = [c.name for c in table.writable_columns
-                 if c.name in row and c.name not in unchanged]
+               unchanged: tuple[str, ...], counts: Counts) -> None:
+        names = tuple(c.name for c in table.writable_columns
+                      if c.name in row and c.name not in unchanged)
         where, params = self._where(table, key)
         if not names:
-            return 0
-        statement = sql.SQL("UPDATE {} SET {} WHERE {}").format(
-            self.relation(table.name), sql.SQL(", ").join(
-                sql.SQL("{} = {}").format(sql.Identifier(n), self._typed(table, n))
-                for n in names), where)
-        return self.conn.execute(statement, [row[n] for n in names] + params).rowcount
+            return
 
-    def delete(self, table: Table, key: dict[str, str | None]) -> int:
+        def build() -> sql.Composable:
+            return sql.SQL("UPDATE {} SET {} WHERE {}").format(
+                self.relation(table.name), sql.SQL(", ").join(
+                    sql.SQL("{} = {}").format(sql.Identifier(n), self._typed(table, n))
+                    for n in names), where)
+
+        self._send(("update", table.name, names), build, [row[n] for n in names] + params,
+                   counts.updated, table.name)
+
+    def delete(self, table: Table, key: dict[str, str | None], counts: Counts) -> None:
         where, params = self._where(table, key)
-        return self.conn.execute(sql.SQL("DELETE FROM {} WHERE {}").format(
-            self.relation(table.name), where), params).rowcount
+        self._send(("delete", table.name), lambda: sql.SQL("DELETE FROM {} WHERE {}").format(
+            self.relation(table.name), where), params, counts.deleted, table.name)
 
-    def exists(self, table: Table, key: dict[str, str | None]) -> bool:
-        where, params = self._where(table, key)
-        return self.conn.execute(sql.SQL("SELECT EXISTS (SELECT FROM {} WHERE {})").format(
-            self.relation(table.name), where), params).fetchone()[0]
-
-    def empty(self, names: list[str]) -> dict[str, int]:
+    def empty(self, names: list[str], counts: Counts) -> None:
         """A TRUNCATE, as DELETEs children first (no table lock beyond what writers take)."""
-        done = {}
         for name in sorted(names, key=lambda n: -self.order[n]):
-            done[name] = self.conn.execute(sql.SQL("DELETE FROM {}").format(
-                self.relation(name))).rowcount
-        return done
+            self._send(("empty", name), lambda name=name: sql.SQL("DELETE FROM {}").format(
+                self.relation(name)), [], counts.deleted, name)
+        names.clear()
 
 
 def apply(target: Target, transactions: Iterable[Transaction], counts: Counts,
@@ -159,48 +197,43 @@ def apply(target: Target, transactions: Iterable[Transaction], counts: Counts,
     """Apply each transaction's changes to `target`, counting rows per table. `member`
     (a tenant's scope) says whether a change's row is the scope's: changes of other rows
     are skipped; None means its key decides (the row is the scope's if the target has it)."""
-    for tx in transactions:
-        counts.transactions += 1
-        truncated: list[str] = []
-        for change in tx.changes:
-            table = target.table(change.table)
-            if table is None:
-                continue  # not an app table the target holds (or outside the tenant)
-            if change.op == "truncate":
-                truncated.append(table.name)
-                continue
+    with target.conn.pipeline() as pipeline:
+        target.pipeline = pipeline
+        for tx in transactions:
+            counts.transactions += 1
+            truncated: list[str] = []
+            for change in tx.changes:
+                table = target.table(change.table)
+                if table is None:
+                    continue  # not an app table the target holds (or outside the tenant)
+                if change.op == "truncate":
+                    truncated.append(table.name)
+                    continue
+                if truncated:
+                    target.empty(truncated, counts)
+                _apply_one(target, table, change, counts, member)
             if truncated:
-                _empty(target, truncated, counts)
-            _apply_one(target, table, change, counts, member)
-        if truncated:
-            _empty(target, truncated, counts)
-
-
-def _empty(target: Target, names: list[str], counts: Counts) -> None:
-    for name, count in target.empty(names).items():
-        counts.add(counts.deleted, name, count)
-    names.clear()
+                target.empty(truncated, counts)
+        target.settle()
+    target.pipeline = None
 
 
 def _apply_one(target: Target, table: Table, change: Change, counts: Counts,
                member: Member | None) -> None:
-    name = table.name
     old = change.key or change.row or {}
     if change.op == "delete":
-        counts.add(counts.deleted, name, target.delete(table, old))
+        target.delete(table, old, counts)
         return
     row = change.row or {}
     ours = True if member is None else member(change)
     if change.op == "insert":
         if ours:
-            counts.add(counts.inserted, name, target.insert(table, row))
+            target.insert(table, row, counts)
         return
     # update: the row as it was may be in the target; what it became may or may not be ours
     if ours is False:
-        counts.add(counts.deleted, name, target.delete(table, old))  # it left the scope
+        target.delete(table, old, counts)  # it left the scope (a no-op when it never was in)
         return
-    updated = target.update(table, old, row, change.unchanged)
-    if updated:
-        counts.add(counts.updated, name, updated)
-    elif ours and not change.unchanged and not target.exists(table, old):
-        counts.add(counts.inserted, name, target.insert(table, row))  # it joined the scope
+    target.update(table, old, row, change.unchanged, counts)
+    if member is not None and not change.unchanged:
+        target.insert(table, row, counts, unless_present=True)  # it joined the scope
