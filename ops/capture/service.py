@@ -34,7 +34,6 @@ from ops.backup.encryption import recipients_for
 from ops.capture.assemble import Assembled, Assembler
 from ops.capture.segments import (
     Origin,
-    SegmentInfo,
     Transaction,
     lsn_text,
     segment_facts,
@@ -93,8 +92,6 @@ class Progress:
     covered_until: datetime | None = None  # every change committed before this is stored
     last_flush: datetime | None = None
     retained_wal_bytes: int | None = None
-    stored: list[SegmentInfo] = field(default_factory=list)  # with keep_infos only
-    keep_infos: bool = False
 
     def lag_seconds(self, now: datetime | None = None) -> float | None:
         if self.covered_until is None:
@@ -231,8 +228,7 @@ class Capture:
         position read at its start is stored (False: more is waiting)."""
         assert self.conn is not None
         conn = self.conn
-        upto_text, moment = conn.execute(
-            "SELECT pg_current_wal_flush_lsn()::text, clock_timestamp()").fetchone()
+        upto_text, moment = self._mark(conn)
         upto = lsn_int(upto_text) or 0
         self.read_upto = upto
         query = sql.SQL("SELECT data FROM pg_logical_slot_peek_binary_changes({}, {}::pg_lsn, "
@@ -264,6 +260,18 @@ class Capture:
             (self.options.slot,)).fetchone()[0]
         return complete
 
+    def _mark(self, conn: psycopg.Connection) -> tuple[str, datetime]:
+        """A WAL position to read up to, and when it was taken: the end of a record of our own,
+        flushed. Every commit before it is then whole on disk and decoded by the read, so the
+        slot may advance there (the flushed position alone may cut a record in two: a commit
+        that straddles it would be skipped once the slot stood past its start)."""
+        with conn.transaction():
+            conn.execute("SET LOCAL synchronous_commit = local")  # the commit flushes it
+            marker = conn.execute("SELECT pg_logical_emit_message(true, 'tasklets-capture', "
+                                  "'')::text").fetchone()[0]
+        moment = conn.execute("SELECT clock_timestamp()").fetchone()[0]
+        return marker, moment
+
     def _take(self, batch: _Batch, item: Assembled) -> None:
         """Add one transaction to the batch: after ending the segment before it when it is a
         boundary (a migration, a transaction too big to hold), and cutting when big enough."""
@@ -285,8 +293,9 @@ class Capture:
             batch.start = batch.end = tx.end_lsn
             self.backup_due = True
             return
-        batch.pending.append(tx)
-        batch.size += item.size
+        if tx.changes or item.revision is not None:  # not an empty one (before PostgreSQL 15)
+            batch.pending.append(tx)
+            batch.size += item.size
         batch.end = tx.end_lsn
         if batch.size >= self.options.flush_bytes:
             self._flush(batch, batch.end)
@@ -319,8 +328,6 @@ class Capture:
         progress.changes += sum(len(tx.changes) for tx in pending)
         progress.bytes += info.size or 0
         progress.last_flush = datetime.now(UTC)
-        if progress.keep_infos:
-            progress.stored.append(info)
         self.report.line(f"💾 {info.name}: {len(pending)} transactions "
                          f"({lsn_text(start)} → {lsn_text(end)})")
 
