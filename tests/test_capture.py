@@ -264,3 +264,27 @@ def test_a_transaction_too_big_to_hold_is_skipped_and_a_full_backup_covers_it(
             if prev[1] != nxt[0]]
     assert len(gaps) == 1  # the skipped transaction: a gap no segment covers
     assert archive.facts(archive.backups()[0]).rows >= 52  # the backup holds the bulk rows
+
+
+def test_a_non_superuser_role_with_replication_captures(owner_db_url: str, pg_server_url: str,
+                                                        backup_dir: Path) -> None:
+    """As on RDS, Cloud SQL or Azure: no superuser, REPLICATION, and the tables' owner's
+    rights (here through membership of the owning role)."""
+    role = "tasklets_capture_role"
+    with psycopg.connect(pg_server_url, autocommit=True) as admin:
+        if not admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
+            admin.execute(f"CREATE ROLE {role} LOGIN REPLICATION NOSUPERUSER")
+        admin.execute(f"GRANT tasklets_owner TO {role}")
+    url = owner_db_url.replace("tasklets_owner@", f"{role}@")
+    settings = Settings(database_url=url, backup_dir=backup_dir, app_env="test")
+    name = slot_name()
+    try:
+        drain(settings, name, initial_backup=False)
+        with psycopg.connect(url, autocommit=True) as conn:
+            _tenant(conn)
+        capture = drain(settings, name, initial_backup=False)
+        assert capture.progress.transactions == 1
+        with psycopg.connect(url, autocommit=True) as conn:
+            assert capture_status(conn, None, name, name).lag_seconds == 0.0
+    finally:
+        drop_slot(url, name)
