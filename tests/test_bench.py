@@ -38,7 +38,8 @@ def test_bench_runs_every_comparison_and_writes_the_results_file(tmp_path: Path,
     done = subprocess.run(
         [sys.executable, "-m", "bench", "--scale", "0.03", "--runs", "1", "--small-scale", "0.03",
          "--large-scale", "0.06", "--beads-issues", "20", "--testdb-scale", "0.03",
-         "--capture-seconds", "2", "--results-dir", str(tmp_path)],
+         "--pitr-transactions", "30", "--capture-seconds", "2",
+         "--results-dir", str(tmp_path)],
         cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
 
@@ -67,6 +68,9 @@ def test_bench_runs_every_comparison_and_writes_the_results_file(tmp_path: Path,
     for case in tenant:  # each against the full restore
         assert case["rows"] > 50 and case["ratio"] > 0
         assert [side["label"] for side in case["theirs"]] == ["tasklets-db restore (every tenant)"]
+    [pitr] = [case for name, case in cases.items() if name.startswith("point-in-time")]
+    assert pitr["ratio"] > 0 and pitr["sizes_bytes"]["change segments"] > 0
+    assert results["pitr_load"]["transactions"] == 30 and results["pitr_load"]["segments"] >= 1
     writes = results["other_tenant_writes"]
     # another tenant's writes never wait for the tenant restore's locks
     assert writes["restore --tenant"]["waited"] == writes["restore --tenant"][

@@ -59,12 +59,12 @@ LOAD = [
     UPDATE tasks SET title = title || ' v1', description = (
         SELECT string_agg(md5(random()::text || g), '') FROM generate_series(1, 150) g)
       WHERE id IN (10, 15);
-    INSERT INTO tags (tenant_id, name) VALUES (1, 'pitr-s1'), (3, 'pitr-g1');
+    INSERT INTO tags (tenant_id, name) VALUES (1, 'pitr-s1'), (3, 'pitr-g1'), (3, 'pitr-move');
     DELETE FROM item_tags WHERE tag_id IN (1, 3);
     UPDATE tenants SET settings = '{"pitr": [1, 2.50]}' WHERE id = 3;
     """,
     # step 2: the TOASTed value left untouched by an update; a tenant added; a key
-    # changed; a TRUNCATE
+    # changed; a row moved to another tenant; a TRUNCATE
     """
     UPDATE tasks SET status = 'done', labels = '{a,"b c"}' WHERE id IN (10, 15);
     INSERT INTO tenants (id, name, slug) VALUES (40, 'Initrode', 'initrode');
@@ -72,6 +72,7 @@ LOAD = [
     DELETE FROM comments WHERE tenant_id = 3 AND id IN (
         SELECT id FROM comments WHERE tenant_id = 3 ORDER BY id LIMIT 3);
     UPDATE tags SET id = id + 1000 WHERE name = 'pitr-g1';
+    UPDATE tags SET tenant_id = 1 WHERE name = 'pitr-move';  -- it leaves Globex
     TRUNCATE item_tags;
     """,
     # step 3: more of both, after the last point restored to
@@ -138,7 +139,7 @@ def test_dry_run_names_backup_segments_and_counts_and_changes_nothing(
     assert table_hashes(conn) == before
     shown = result.as_json()["pointInTime"]
     assert shown["backup"].startswith("backup-") and shown["segments"]
-    assert shown["tables"]["tags"]["inserted"] == 2
+    assert shown["tables"]["tags"]["inserted"] == 3
     assert shown["tables"]["tasks"]["updated"] >= 2
 
 
@@ -275,7 +276,7 @@ def test_the_cli_dry_run_prints_the_plan_as_json(captured: dict, run_cli) -> Non
     assert done.returncode == 0, done.stderr
     shown = json.loads(done.stdout)
     assert shown["dryRun"] is True and shown["pointInTime"]["segments"]
-    assert shown["pointInTime"]["tables"]["tags"]["inserted"] == 1  # Globex's only
+    assert shown["pointInTime"]["tables"]["tags"]["inserted"] == 2  # Globex's only
     wrong = run_cli("restore", "--at", "yesterday")
     assert wrong.returncode == 2 and "--at 'yesterday'" in wrong.stderr
     assert "Traceback" not in wrong.stderr

@@ -358,9 +358,11 @@ def _str(value: object) -> str | None:
 def _values(value: object) -> dict[str, str | None] | None:
     if value is None:
         return None
-    if not isinstance(value, dict) or not all(
-            isinstance(k, str) and (v is None or isinstance(v, str)) for k, v in value.items()):
+    if not isinstance(value, dict):  # (orjson's keys are always str)
         raise ValueError("values are not an object of text or null")
+    for v in value.values():
+        if v is not None and type(v) is not str:
+            raise ValueError("values are not an object of text or null")
     return value
 
 

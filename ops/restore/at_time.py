@@ -97,8 +97,8 @@ def _snapshot_time(facts: Facts) -> datetime | None:
         return None
 
 
-def plan_replay(archive: Archive, at: datetime | None, *, tenant: str | None = None,
-                identities: Sequence[Any] = ()) -> ReplayPlan:
+def plan_replay(archive: Archive, at: datetime | None, *,
+                tenant: str | None = None) -> ReplayPlan:
     """Pick the backup and the segments for TIME (None: the last change stored); refuse,
     naming the covered range, what cannot be restored exactly."""
     cover = coverage(archive)
@@ -199,7 +199,7 @@ def restore_at(settings: Settings, at: str, *, tenant: str | None = None,
     """Restore the database (or, with `tenant`, that tenant's rows) as it was at `at`."""
     archive = archive or Archive.from_settings(settings)
     identities = identities_for(settings, identity)
-    plan = plan_replay(archive, parse_at(at), tenant=tenant, identities=identities)
+    plan = plan_replay(archive, parse_at(at), tenant=tenant)
     report.line(f"🕐 Restoring to {when(plan.at)} from {plan.backup.name} and "
                 f"{len(plan.segments)} change segment(s)")
     if tenant is None:
@@ -245,6 +245,11 @@ def _count(txs: Iterator[Transaction], counts: Counts, tables: set[str]) -> None
 def _tenant_replay(archive: Archive, plan: ReplayPlan, identities: Sequence[Any]) -> Replay:
     def replay(conn: psycopg.Connection, scope: TenantScope, stages: dict[str, Stage],
                tenant_id: int) -> None:
+        for stage in stages.values():  # replay finds rows by key: without an index, a scan
+            if stage.table.primary_key:
+                conn.execute(sql.SQL("CREATE INDEX ON {} ({})").format(
+                    stage.ident, sql.SQL(", ").join(map(sql.Identifier,
+                                                        stage.table.primary_key))))
         target = Target(conn, scope.tables, lambda name: stages[name].ident)
         member = _Membership(conn, scope, stages, tenant_id)
         apply(target, transactions(archive, plan, identities), plan.counts, member)

@@ -10,6 +10,7 @@ keep the current value.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -105,6 +106,8 @@ class Target:
         self.relation = relation or (lambda name: self.tables[name].ident)
         self._rendered: dict[tuple, str] = {}
         self._pending: list[tuple[dict[str, int], str, psycopg.Cursor]] = []
+        # keys of rows that may have left a tenant, and where their deletions are counted
+        self._gone: dict[str, tuple[dict[str, int], list[list]]] = {}
         self.pipeline: psycopg.Pipeline | None = None
 
     def table(self, name: str) -> Table | None:
@@ -112,6 +115,8 @@ class Target:
 
     def _send(self, key: tuple, build: Callable[[], sql.Composable], params: list,
               counted: dict[str, int], table: str) -> None:
+        if table in self._gone:
+            self._forget_now(table)
         text = self._rendered.get(key)
         if text is None:
             text = self._rendered[key] = build().as_string(self.conn)
@@ -119,8 +124,40 @@ class Target:
         if len(self._pending) >= self.BATCH:
             self.settle()
 
+    def forget(self, table: Table, key: dict[str, str | None], counts: Counts) -> None:
+        """Delete the row with this key, if there: sent with others of the table as one
+        statement, before any other statement on the table (the order stays the changes')."""
+        _, found = self._gone.setdefault(table.name, (counts.deleted, []))
+        found.append(self._key(table, key))
+        if len(found) >= self.BATCH:
+            self._forget_now(table.name)
+
+    def _forget_now(self, name: str) -> None:
+        counted, keys = self._gone.pop(name)
+        table = self.tables[name]
+        columns = list(zip(*keys, strict=True))
+
+        def build() -> sql.Composable:
+            names = [sql.Identifier(f"k{i}") for i in range(len(table.primary_key))]
+            return sql.SQL("DELETE FROM {} WHERE ({}) IN (SELECT {} FROM unnest({}) AS k({}))"
+                           ).format(self.relation(name),
+                                    sql.SQL(", ").join(map(sql.Identifier, table.primary_key)),
+                                    sql.SQL(", ").join(
+                                        sql.SQL("{}::{}").format(n, sql.SQL(self._type(table, c)))
+                                        for n, c in zip(names, table.primary_key, strict=True)),
+                                    sql.SQL(", ").join(sql.SQL("%s::text[]") for _ in names),
+                                    sql.SQL(", ").join(names))
+
+        text = self._rendered.get(("forget", name))
+        if text is None:
+            text = self._rendered[("forget", name)] = build().as_string(self.conn)
+        cursor = self.conn.execute(text, [list(c) for c in columns])
+        self._pending.append((counted, name, cursor))
+
     def settle(self) -> None:
         """Wait for what was sent and count the rows each statement affected."""
+        for name in list(self._gone):
+            self._forget_now(name)
         if not self._pending:
             return
         if self.pipeline is not None:
@@ -130,34 +167,40 @@ class Target:
                 counted[table] = counted.get(table, 0) + cursor.rowcount
         self._pending.clear()
 
-    def _typed(self, table: Table, column: str) -> sql.Composable:
-        kind = next(c.type for c in table.columns if c.name == column)
-        return sql.SQL("%s::text::{}").format(sql.SQL(kind))
+    def _type(self, table: Table, column: str) -> str:
+        return next(c.type for c in table.columns if c.name == column)
 
-    def _where(self, table: Table, key: dict[str, str | None]) -> tuple[sql.Composable, list]:
+    def _typed(self, table: Table, column: str) -> sql.Composable:
+        return sql.SQL("%s::text::{}").format(sql.SQL(self._type(table, column)))
+
+    def _key(self, table: Table, key: dict[str, str | None]) -> list:
+        """The primary-key values of a change (`_where`'s parameters)."""
+        if table.primary_key:
+            with contextlib.suppress(KeyError):
+                return [key[c] for c in table.primary_key]
         missing = [c for c in table.primary_key if c not in key]
-        if not table.primary_key or missing:
-            raise OpsError(f"a change to {table.name} does not carry its primary key "
-                           f"({', '.join(missing) or 'none'}); it cannot be replayed")
-        clause = sql.SQL(" AND ").join(sql.SQL("{} = {}").format(
+        raise OpsError(f"a change to {table.name} does not carry its primary key "
+                       f"({', '.join(missing) or 'none'}); it cannot be replayed")
+
+    def _where(self, table: Table) -> sql.Composable:
+        return sql.SQL(" AND ").join(sql.SQL("{} = {}").format(
             sql.Identifier(c), self._typed(table, c)) for c in table.primary_key)
-        return clause, [key[c] for c in table.primary_key]
 
     def insert(self, table: Table, row: dict[str, str | None], counts: Counts, *,
                unless_present: bool = False) -> None:
         """INSERT the row (`unless_present`: unless a row with its key is there)."""
         names = tuple(c.name for c in table.writable_columns if c.name in row)
-        where, keys = self._where(table, row) if unless_present else (None, [])
+        keys = self._key(table, row) if unless_present else []
 
         def build() -> sql.Composable:
             values = sql.SQL(", ").join(self._typed(table, n) for n in names)
             statement = sql.SQL("INSERT INTO {} ({}) OVERRIDING SYSTEM VALUE ").format(
                 self.relation(table.name), sql.SQL(", ").join(map(sql.Identifier, names)))
-            if where is None:
+            if not unless_present:
                 return statement + sql.SQL("VALUES ({})").format(values)
             return statement + sql.SQL("SELECT {} WHERE NOT EXISTS (SELECT FROM {} "
-                                       "WHERE {})").format(values,
-                                                           self.relation(table.name), where)
+                                       "WHERE {})").format(values, self.relation(table.name),
+                                                           self._where(table))
 
         self._send(("insert", table.name, names, unless_present), build,
                    [row[n] for n in names] + keys, counts.inserted, table.name)
@@ -166,7 +209,7 @@ class Target:
                unchanged: tuple[str, ...], counts: Counts) -> None:
         names = tuple(c.name for c in table.writable_columns
                       if c.name in row and c.name not in unchanged)
-        where, params = self._where(table, key)
+        params = self._key(table, key)
         if not names:
             return
 
@@ -174,15 +217,15 @@ class Target:
             return sql.SQL("UPDATE {} SET {} WHERE {}").format(
                 self.relation(table.name), sql.SQL(", ").join(
                     sql.SQL("{} = {}").format(sql.Identifier(n), self._typed(table, n))
-                    for n in names), where)
+                    for n in names), self._where(table))
 
         self._send(("update", table.name, names), build, [row[n] for n in names] + params,
                    counts.updated, table.name)
 
     def delete(self, table: Table, key: dict[str, str | None], counts: Counts) -> None:
-        where, params = self._where(table, key)
         self._send(("delete", table.name), lambda: sql.SQL("DELETE FROM {} WHERE {}").format(
-            self.relation(table.name), where), params, counts.deleted, table.name)
+            self.relation(table.name), self._where(table)), self._key(table, key),
+            counts.deleted, table.name)
 
     def empty(self, names: list[str], counts: Counts) -> None:
         """A TRUNCATE, as DELETEs children first (no table lock beyond what writers take)."""
@@ -232,7 +275,7 @@ def _apply_one(target: Target, table: Table, change: Change, counts: Counts,
         return
     # update: the row as it was may be in the target; what it became may or may not be ours
     if ours is False:
-        target.delete(table, old, counts)  # it left the scope (a no-op when it never was in)
+        target.forget(table, old, counts)  # it left the scope (a no-op when it never was in)
         return
     target.update(table, old, row, change.unchanged, counts)
     if member is not None and not change.unchanged:
