@@ -2,9 +2,9 @@
 throughput with capture running against the same load without it, segment bytes per hour of
 that load, and capture's memory over the run (peak and flatness).
 
-Rounds alternate: the load alone, then the load while `tasklets-db capture` (default options,
-a segment every 5 s) runs as its own process; the lag is read from its metrics endpoint every
-quarter second, its RSS from /proc.
+Rounds alternate: the load alone, then the load while `tasklets-db capture` (a segment every
+--capture-flush-every, default 5 s as the service's) runs as its own process; the lag is read
+from its metrics endpoint every quarter second, its RSS from /proc.
 """
 
 from __future__ import annotations
@@ -49,7 +49,8 @@ def capture_results(bench: Bench, args: argparse.Namespace) -> dict:
             alone.append(_load(url, seconds, args.random_seed + round_number))
             port = free_port()
             process = subprocess.Popen(
-                [*CLI, "capture", "--metrics-port", str(port)], env=bench.env(url, **extra),
+                [*CLI, "capture", "--metrics-port", str(port), "--flush-every",
+                 args.capture_flush_every], env=bench.env(url, **extra),
                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             try:
                 _wait_for_metrics(port, process)
@@ -73,6 +74,7 @@ def capture_results(bench: Bench, args: argparse.Namespace) -> dict:
     quarter = max(1, len(rss) // 4)
     result = {
         "writers": WRITERS, "load_seconds_per_round": seconds, "rounds": bench.runs,
+        "flush_every": args.capture_flush_every,
         "tps_without_capture": round(statistics.median(alone)),
         "tps_with_capture": round(statistics.median(captured)),
         "throughput_ratio": round(ratio, 3), "throughput_target": "≥ 0.9",

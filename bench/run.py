@@ -504,6 +504,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--capture-seconds", type=float, default=20,
                         help="seconds of write load per round of the capture case (alone, "
                         "then with capture running)")
+    parser.add_argument("--capture-flush-every", default="5s",
+                        help="capture's --flush-every in the capture case")
     parser.add_argument("--cases", default="backup,restore,anonymize,reset,beads,storage,tenant,"
                         "pitr,capture,testdb,baseline",
                         help="comma-separated subset (restore needs backup's files)")
