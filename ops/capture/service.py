@@ -246,6 +246,12 @@ class Capture:
             return False
         except errors.InsufficientPrivilege as exc:
             raise missing_replication(exc) from None
+        except errors.ObjectNotInPrerequisiteState as exc:  # invalidated: WAL it needs is gone
+            raise CaptureRefused(
+                f"replication slot {self.options.slot} cannot be read: {first_line(exc)}",
+                hint="Changes since its position are lost to capture: drop the slot (capture "
+                "stop --drop-slot) and start capture again; it takes a new full backup.") \
+                from None
         complete = batch.rows_read < PEEK_CHANGES
         if complete:
             end = max(upto, batch.end)
