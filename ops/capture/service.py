@@ -194,8 +194,7 @@ class Capture:
                     if self.conn is None:
                         self.open()
                     if target is None and self.options.once:
-                        target = lsn_int(self.conn.execute(  # type: ignore[union-attr]
-                            "SELECT pg_current_wal_insert_lsn()::text").fetchone()[0])
+                        target = self._insert_position()
                     caught_up = self.cycle()
                     self._take_backup_if_due()
                     pause = 0.0
@@ -222,6 +221,11 @@ class Capture:
         finally:
             self.close()
         return self.progress
+
+    def _insert_position(self) -> int:
+        assert self.conn is not None
+        return lsn_int(self.conn.execute(
+            "SELECT pg_current_wal_insert_lsn()::text").fetchone()[0]) or 0
 
     def cycle(self) -> bool:
         """One read of the slot, stored in segments; True when everything up to the WAL
