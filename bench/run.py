@@ -243,6 +243,11 @@ def _run(bench: Bench, args: argparse.Namespace) -> dict:
 
         found, pitr = pitr_cases(bench, args)
         cases += found
+    capture: dict = {}
+    if "capture" in wanted:
+        from bench.capture_bench import capture_results
+
+        capture = capture_results(bench, args)
     testdb: dict = {}
     if "testdb" in wanted:
         from bench.testdb_bench import testdb_results
@@ -263,6 +268,7 @@ def _run(bench: Bench, args: argparse.Namespace) -> dict:
         "rss_flatness": rss,
         "other_tenant_writes": writes,
         "pitr_load": pitr,
+        "capture": capture,
         "testdb": testdb,
     }
 
@@ -495,8 +501,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pitr-transactions", type=int, default=20_000,
                         help="write-load transactions after the tenant's backup in the "
                         "point-in-time case")
+    parser.add_argument("--capture-seconds", type=float, default=20,
+                        help="seconds of write load per round of the capture case (alone, "
+                        "then with capture running)")
+    parser.add_argument("--capture-flush-every", default="5s",
+                        help="capture's --flush-every in the capture case")
     parser.add_argument("--cases", default="backup,restore,anonymize,reset,beads,storage,tenant,"
-                        "pitr,testdb,baseline",
+                        "pitr,capture,testdb,baseline",
                         help="comma-separated subset (restore needs backup's files)")
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR,
                         help="where the results JSON goes (default bench/results)")

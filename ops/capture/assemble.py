@@ -86,8 +86,9 @@ class Assembler:
         else:  # REPLICA IDENTITY FULL: the whole old row identifies it
             key = _named(relation.columns, message.old)
         if relation.name == REVISION_TABLE:  # the migration marker, not data
-            if message.op != "delete" and new and isinstance(new.get("version_num"), str):
-                self._revision = new["version_num"]  # type: ignore[assignment]
+            version = new.get("version_num") if message.op != "delete" else None
+            if isinstance(version, str):
+                self._revision = version
             return
         if message.op == "delete" and key is None:
             raise DecodeError(f"pgoutput delete on {relation.name} without a key")

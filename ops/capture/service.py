@@ -32,7 +32,13 @@ from ops.backup.archive import Archive
 from ops.backup.create import backup
 from ops.backup.encryption import recipients_for
 from ops.capture.assemble import Assembled, Assembler
-from ops.capture.segments import Origin, SegmentInfo, Transaction, lsn_text, write_segment
+from ops.capture.segments import (
+    Origin,
+    Transaction,
+    lsn_text,
+    segment_facts,
+    write_segment,
+)
 from ops.capture.slot import (
     CaptureRefused,
     captured_tables,
@@ -86,8 +92,6 @@ class Progress:
     covered_until: datetime | None = None  # every change committed before this is stored
     last_flush: datetime | None = None
     retained_wal_bytes: int | None = None
-    stored: list[SegmentInfo] = field(default_factory=list)  # with keep_infos only
-    keep_infos: bool = False
 
     def lag_seconds(self, now: datetime | None = None) -> float | None:
         if self.covered_until is None:
@@ -148,7 +152,8 @@ class Capture:
             identity = database_identity(conn)
             self.origin = Origin(identity.system_identifier or "", identity.database)
             if self.revision is None or created:
-                self.revision = current_revision(conn)
+                self.revision = (current_revision(conn) if created
+                                 else self._stored_revision(conn))
         except BaseException:
             conn.close()
             raise
@@ -157,6 +162,18 @@ class Capture:
         if created:
             self.report.line(f"📌 created replication slot {self.options.slot}")
             self.backup_due = self.options.initial_backup
+
+    def _stored_revision(self, conn: psycopg.Connection) -> str | None:
+        """The revision the changes the slot holds were made at: the newest stored segment's
+        when it ends where the slot stands (a migration while capture was down is then still
+        ahead in the stream), else the database's."""
+        confirmed = self._confirmed(conn)
+        ending = [info for info in self.archive.segments() if info.end_lsn == confirmed]
+        if ending:
+            revision = segment_facts(self.archive, ending[-1]).revision
+            if revision is not None:
+                return revision
+        return current_revision(conn)
 
     def close(self) -> None:
         if self.conn is not None:
@@ -177,8 +194,7 @@ class Capture:
                     if self.conn is None:
                         self.open()
                     if target is None and self.options.once:
-                        target = lsn_int(self.conn.execute(  # type: ignore[union-attr]
-                            "SELECT pg_current_wal_insert_lsn()::text").fetchone()[0])
+                        target = self._insert_position()
                     caught_up = self.cycle()
                     self._take_backup_if_due()
                     pause = 0.0
@@ -206,13 +222,17 @@ class Capture:
             self.close()
         return self.progress
 
+    def _insert_position(self) -> int:
+        assert self.conn is not None
+        return lsn_int(self.conn.execute(
+            "SELECT pg_current_wal_insert_lsn()::text").fetchone()[0]) or 0
+
     def cycle(self) -> bool:
         """One read of the slot, stored in segments; True when everything up to the WAL
         position read at its start is stored (False: more is waiting)."""
         assert self.conn is not None
         conn = self.conn
-        upto_text, moment = conn.execute(
-            "SELECT pg_current_wal_flush_lsn()::text, clock_timestamp()").fetchone()
+        upto_text, moment = self._mark(conn)
         upto = lsn_int(upto_text) or 0
         self.read_upto = upto
         query = sql.SQL("SELECT data FROM pg_logical_slot_peek_binary_changes({}, {}::pg_lsn, "
@@ -230,6 +250,12 @@ class Capture:
             return False
         except errors.InsufficientPrivilege as exc:
             raise missing_replication(exc) from None
+        except errors.ObjectNotInPrerequisiteState as exc:  # invalidated: WAL it needs is gone
+            raise CaptureRefused(
+                f"replication slot {self.options.slot} cannot be read: {first_line(exc)}",
+                hint="Changes since its position are lost to capture: drop the slot (capture "
+                "stop --drop-slot) and start capture again; it takes a new full backup.") \
+                from None
         complete = batch.rows_read < PEEK_CHANGES
         if complete:
             end = max(upto, batch.end)
@@ -243,6 +269,18 @@ class Capture:
             "FROM pg_replication_slots WHERE slot_name = %s",
             (self.options.slot,)).fetchone()[0]
         return complete
+
+    def _mark(self, conn: psycopg.Connection) -> tuple[str, datetime]:
+        """A WAL position to read up to, and when it was taken: the end of a record of our own,
+        flushed. Every commit before it is then whole on disk and decoded by the read, so the
+        slot may advance there (the flushed position alone may cut a record in two: a commit
+        that straddles it would be skipped once the slot stood past its start)."""
+        with conn.transaction():
+            conn.execute("SET LOCAL synchronous_commit = local")  # the commit flushes it
+            marker = conn.execute("SELECT pg_logical_emit_message(true, 'tasklets-capture', "
+                                  "'')::text").fetchone()[0]
+        moment = conn.execute("SELECT clock_timestamp()").fetchone()[0]
+        return marker, moment
 
     def _take(self, batch: _Batch, item: Assembled) -> None:
         """Add one transaction to the batch: after ending the segment before it when it is a
@@ -265,8 +303,9 @@ class Capture:
             batch.start = batch.end = tx.end_lsn
             self.backup_due = True
             return
-        batch.pending.append(tx)
-        batch.size += item.size
+        if tx.changes or item.revision is not None:  # not an empty one (before PostgreSQL 15)
+            batch.pending.append(tx)
+            batch.size += item.size
         batch.end = tx.end_lsn
         if batch.size >= self.options.flush_bytes:
             self._flush(batch, batch.end)
@@ -299,8 +338,6 @@ class Capture:
         progress.changes += sum(len(tx.changes) for tx in pending)
         progress.bytes += info.size or 0
         progress.last_flush = datetime.now(UTC)
-        if progress.keep_infos:
-            progress.stored.append(info)
         self.report.line(f"💾 {info.name}: {len(pending)} transactions "
                          f"({lsn_text(start)} → {lsn_text(end)})")
 

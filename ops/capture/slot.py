@@ -12,6 +12,7 @@ its row changes mark where a migration committed in the stream (capture ends a s
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from dataclasses import dataclass
 
@@ -47,6 +48,12 @@ class SlotState:
     retained_wal_bytes: int | None  # WAL the server keeps for the slot (from restart_lsn)
     wal_status: str | None  # reserved | extended | unreserved | lost
     current_lsn: int | None
+
+
+def configured_slot(given: str | None = None) -> str:
+    """--slot, else CAPTURE_SLOT (from the environment or the .env file the settings read),
+    else tasklets_capture."""
+    return given or os.environ.get("CAPTURE_SLOT") or DEFAULT_SLOT
 
 
 def lsn_int(text: str | None) -> int | None:

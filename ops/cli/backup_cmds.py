@@ -3,7 +3,8 @@ prune, compare."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -28,6 +29,11 @@ from ops.cli.app import (
 from ops.core.defaults import DEFAULT_JOBS
 from ops.core.errors import NotFound, OpsError, UsageError
 from ops.core.output import human_size, print_json, suggest, suggest_flag
+
+if TYPE_CHECKING:
+    from ops.backup.archive import Archive
+    from ops.capture.status import LagCheck
+    from ops.core.config import Settings
 
 
 def _names(value: str | None) -> list[str] | None:
@@ -200,22 +206,41 @@ def backups_check(
     max_age: Annotated[str | None, typer.Option(
         "--max-age", metavar="AGE", show_default=False, help="The oldest the newest good "
         "backup may be (90s, 30m, 26h, 2d). Default: BACKUP_MAX_AGE, else 26h.")] = None,
+    max_capture_lag: Annotated[str | None, typer.Option(
+        "--max-capture-lag", metavar="DURATION", show_default=False, help="Also fail when "
+        "the oldest change capture has not stored is older than DURATION (30s, 5m), or "
+        "nothing is captured (no slot: CAPTURE_SLOT, default tasklets_capture).")] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Exit 0 when the newest good backup is younger than --max-age, 1 when it is older or
-    there is none (for monitors, cron and container health checks)."""
+    """Exit 0 when the newest good backup is younger than --max-age (and, with
+    --max-capture-lag, capture is that close behind), 1 otherwise or when there is none (for
+    monitors, cron and container health checks)."""
     from ops.backup.archive import Archive
     from ops.backup.freshness import DEFAULT_MAX_AGE, check_freshness
 
     cfg = settings()
-    check = check_freshness(Archive.from_settings(cfg),
-                            max_age or cfg.backup_max_age or DEFAULT_MAX_AGE)
+    archive = Archive.from_settings(cfg)
+    check = check_freshness(archive, max_age or cfg.backup_max_age or DEFAULT_MAX_AGE)
+    lag = _capture_lag(cfg, archive, max_capture_lag) if max_capture_lag else None
+    ok = check.ok and (lag is None or lag.ok)
     if as_json:
-        print_json(check)
-        raise typer.Exit(0 if check.ok else 1)
-    if not check.ok:
-        raise OpsError(check.line)
-    reporter().line(f"✅ {check.line}")
+        print_json({**asdict(check), "capture": lag} if lag is not None else check)
+        raise typer.Exit(0 if ok else 1)
+    if not ok:
+        raise OpsError("; ".join(c.line for c in (check, lag) if c is not None and not c.ok))
+    for line in (check.line, lag.line if lag is not None else None):
+        if line:
+            reporter().line(f"✅ {line}")
+
+
+def _capture_lag(cfg: Settings, archive: Archive, max_lag: str) -> LagCheck:
+    from ops.capture.slot import configured_slot
+    from ops.capture.status import capture_status, check_capture_lag
+    from ops.core.db import connection
+
+    slot = configured_slot()
+    with connection(cfg, autocommit=True) as conn:
+        return check_capture_lag(capture_status(conn, archive, slot, slot), max_lag)
 
 
 @app.command()

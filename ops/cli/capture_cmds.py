@@ -14,10 +14,10 @@ from ops.core.output import human_size, print_json
 capture_app = typer.Typer(no_args_is_help=False)
 app.add_typer(capture_app, name="capture")
 
-SlotOption = Annotated[str, typer.Option(
-    "--slot", envvar="CAPTURE_SLOT", help="The logical replication slot (and publication) "
-    "capture reads through; one capture per slot.")]
-DEFAULT_SLOT = "tasklets_capture"
+SlotOption = Annotated[str | None, typer.Option(
+    "--slot", show_default=False, help="The logical replication slot (and publication) "
+    "capture reads through; one capture per slot. Default: CAPTURE_SLOT, else "
+    "tasklets_capture.")]
 
 
 @capture_app.callback(invoke_without_command=True)
@@ -31,7 +31,7 @@ def capture(
         "waiting.")] = 16,
     once: Annotated[bool, typer.Option(
         "--once", help="Store what the slot holds now, then exit (cron, tests).")] = False,
-    slot: SlotOption = DEFAULT_SLOT,
+    slot: SlotOption = None,
     metrics_port: Annotated[int | None, typer.Option(
         "--metrics-port", help="Serve Prometheus metrics on this port (0: any free one).")]
     = None,
@@ -47,11 +47,13 @@ def capture(
     from ops.backup.prune import parse_age
     from ops.capture.metrics import CaptureMetrics
     from ops.capture.service import MB, Capture, CaptureOptions
+    from ops.capture.slot import configured_slot
 
     interval = parse_age(flush_every).total_seconds()
     if interval <= 0:
         raise UsageError(f"--flush-every {flush_every}: give a positive interval (5s, 1m)")
     cfg = settings()
+    slot = configured_slot(slot)
     out = reporter()
     options = CaptureOptions(slot=slot, flush_every=interval, flush_bytes=flush_mb * MB,
                              once=once)
@@ -74,13 +76,15 @@ def capture(
 
 
 @capture_app.command("status")
-def status(slot: SlotOption = DEFAULT_SLOT, as_json: JsonOption = False) -> None:
+def status(slot: SlotOption = None, as_json: JsonOption = False) -> None:
     """The slot, whether a capture runs on it, the WAL it holds back and the capture lag."""
     from ops.backup.archive import Archive
+    from ops.capture.slot import configured_slot
     from ops.capture.status import capture_status
     from ops.core.db import connection
 
     cfg = settings()
+    slot = configured_slot(slot)
     with connection(cfg, autocommit=True) as conn:
         found = capture_status(conn, Archive.from_settings(cfg), slot, slot)
     if as_json:
@@ -102,7 +106,7 @@ def stop(
     drop_slot: Annotated[bool, typer.Option(
         "--drop-slot", help="Drop the replication slot and publication (the server stops "
         "keeping WAL for capture; changes from now on are not captured).")] = False,
-    slot: SlotOption = DEFAULT_SLOT,
+    slot: SlotOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Remove what capture set up on the database (stop the service itself first:
@@ -111,10 +115,12 @@ def stop(
         raise UsageError("capture stop changes nothing without --drop-slot",
                          hint="Stop the service with make capture-down; add --drop-slot to "
                          "also remove its slot and publication.")
-    from ops.capture.slot import drop
+    from ops.capture.slot import configured_slot, drop
     from ops.core.db import connection
 
-    with connection(settings(), autocommit=True) as conn:
+    cfg = settings()
+    slot = configured_slot(slot)
+    with connection(cfg, autocommit=True) as conn:
         dropped = drop(conn, slot, slot)
     if as_json:
         print_json({"dropped": dropped})

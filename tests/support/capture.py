@@ -3,9 +3,13 @@ stored change."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
-from collections.abc import Iterator
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
 
 import psycopg
 
@@ -35,6 +39,23 @@ def drop_slot(url: str, slot: str) -> None:
                 break
             conn.execute("SELECT pg_sleep(0.1)")
         conn.execute(f'DROP PUBLICATION IF EXISTS "{slot}"')
+
+
+@contextlib.contextmanager
+def running(settings: Settings, slot: str, **options: object) -> Iterator[Capture]:
+    """Capture running in a thread (a segment every 0.1 s) while the block runs."""
+    capture = Capture(settings, Archive.from_settings(settings),
+                      CaptureOptions(slot=slot, flush_every=0.1, initial_backup=False,
+                                     **options))  # type: ignore[arg-type]
+    capture.open()
+    runner = threading.Thread(target=capture.run, daemon=True)
+    runner.start()
+    try:
+        yield capture
+    finally:
+        capture.stop_event.set()
+        runner.join(timeout=60)
+    assert not runner.is_alive()
 
 
 def drain(settings: Settings, slot: str, **options: object) -> Capture:
@@ -72,3 +93,66 @@ def changes_of(transactions: list[Transaction], table: str) -> Iterator[tuple[st
             if change.table == table:
                 yield change.op, {"row": change.row, "key": change.key,
                                   "unchanged": change.unchanged}
+
+
+class Gate:
+    """A TCP forwarder to a server that can be closed (connections refused, open ones cut)
+    and opened again: a store that becomes unreachable for a while, with its data kept."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = _free_port()
+        self._listener: socket.socket | None = None
+        self._open: list[socket.socket] = []
+        self.open()
+
+    def open(self) -> None:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(16)
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def close(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+        for sock in self._open:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+        self._open.clear()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            self._open += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=_pipe, args=(a, b), daemon=True).start()
+
+
+def _pipe(source: socket.socket, sink: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        while data := source.recv(65536):
+            sink.sendall(data)
+    with contextlib.suppress(OSError):
+        sink.shutdown(socket.SHUT_WR)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
