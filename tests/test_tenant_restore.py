@@ -120,7 +120,7 @@ def test_the_safety_backup_holds_the_replaced_rows_and_undoes_the_restore(
     assert result.safety_backup is not None
     safety = Path(result.safety_backup)
     assert safety.name.startswith("pre-restore-")
-    assert read_meta(safety)["tenant"] == {"id": GLOBEX, "name": "Globex"}
+    assert read_meta(safety)["tenant"] == {"id": GLOBEX, "name": "Globex", "slug": "globex"}
     assert read_meta(safety)["totalRows"] == sum(rows for rows, _ in changed[GLOBEX].values())
     restore_tenant(settings, safety, "Globex", safety_backup=False)
     assert snapshot(conn) == changed

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import chain
 from typing import Any
 
@@ -28,7 +28,7 @@ from ops.core.errors import BadBackup, NotFound, OpsError, UsageError
 from ops.core.limits import summarize
 from ops.core.output import Reporter, suggest
 from ops.core.slugs import free_slug, slugify
-from ops.core.tenancy import Tenant, TenantScope, pick_tenant
+from ops.core.tenancy import TENANT_SLUG_COLUMN, Tenant, TenantScope, pick_tenant
 from ops.restore.apply import (
     PROGRESS_EVERY,
     Options,
@@ -72,8 +72,10 @@ def meta_tenant(meta: dict | None) -> Tenant | None:
     if found is None:
         return None
     try:
-        return Tenant(int(found["id"]), str(found["name"]))
-    except (TypeError, KeyError, ValueError):
+        slug = found.get("slug")
+        return Tenant(int(found["id"]), str(found["name"]),
+                      slug if isinstance(slug, str) else None)
+    except (AttributeError, TypeError, KeyError, ValueError):
         raise ValueError("meta.tenant is not an object with id and name") from None
 
 
@@ -152,13 +154,20 @@ def _pick(rows: list[Row], plan: TablePlan, scope: TenantScope, expected: Tenant
     """The tenant among the file's tenants rows: the one meta names, else the one `ref` does."""
     id_key = _key_getter(plan, scope.root.primary_key, name)
     name_key = _key_getter(plan, (scope.name_column,), name)
+    slug_key = _key_getter(plan, (TENANT_SLUG_COLUMN,), name) \
+        if TENANT_SLUG_COLUMN in plan.columns else lambda row: None
     listed = []
     for row_no, line_no, value in rows:
         try:
-            listed.append(Tenant(id_key(value), str(name_key(value))))
+            slug = slug_key(value)
+            listed.append(Tenant(id_key(value), str(name_key(value)),
+                                 None if slug is None else str(slug)))
         except (KeyError, TypeError):
             plan.values(value, row_no, line_no)  # raises the error naming the row
-    if expected is not None:
+    if expected is not None:  # meta's; the slug from its row where meta has none
+        row = next((t for t in listed if t.id == expected.id), None)
+        if expected.slug is None and row is not None:
+            return replace(expected, slug=row.slug)
         return expected
     found = pick_tenant(listed, ref)
     if found is None:

@@ -36,7 +36,7 @@ from ops.backup.format import describe_partial
 from ops.backup.reader import BackupReader
 from ops.core.catalog import Table, current_revision, discover_tables, require_schema
 from ops.core.config import Settings, mask_url
-from ops.core.db import connect, first_line, is_superuser
+from ops.core.db import DatabaseIdentity, connect, first_line, is_superuser
 from ops.core.errors import OpsError, Refused, UsageError
 from ops.core.guard import refuse_production
 from ops.core.output import SILENT, Reporter, suggest
@@ -76,6 +76,7 @@ from ops.restore.tenant_rows import (
     same_row,
     tenant_exists,
 )
+from ops.restore.tenant_target import check_target
 
 
 @dataclass
@@ -95,7 +96,7 @@ class TenantRestoreResult(RestoreResult):
 def restore_tenant(settings: Settings, source: str | Path | BackupRef | None, tenant: str, *,
                    archive: Archive | None = None,
                    identity: str | Path | None = None, new_ids: bool = False,
-                   rename: str | None = None,
+                   rename: str | None = None, into: str | None = None,
                    safety_backup: bool = True, allow_production: bool = False,
                    allow_schema_mismatch: bool = False, dry_run: bool = False,
                    action: str = "restore a tenant into",
@@ -106,8 +107,12 @@ def restore_tenant(settings: Settings, source: str | Path | BackupRef | None, te
     BACKUP_DIR, a path or an object URL: a backup of that tenant, or a full one; `identity`
     (default BACKUP_IDENTITY_FILE) decrypts an encrypted one. With `new_ids` the tenant
     is added instead, every id drawn fresh from this database's sequences (nothing is
-    replaced; `rename` if its name is taken).
+    replaced; `rename` if its name is taken). Otherwise the live tenant replaced must be the
+    backup's (ops.restore.tenant_target), or the one `into` names.
     """
+    if into is not None and new_ids:
+        raise UsageError("--into-tenant names a tenant to replace; --new-ids adds one: use "
+                         "one of them")
     started = time.monotonic()
     options = Options(safety_backup and not new_ids, allow_production, allow_schema_mismatch,
                       dry_run=dry_run)
@@ -143,7 +148,8 @@ def restore_tenant(settings: Settings, source: str | Path | BackupRef | None, te
             refuse_production(conn, settings, action=action, allow_production=allow_production)
         result.fk_mode = REPLICA if is_superuser(conn) else DEFERRED
         conn.commit()
-        _restore(conn, settings, archive, reader, scope, tenant, result, options, report)
+        _restore(conn, settings, archive, reader, scope, tenant, into, result, options,
+                 report)
     result.total_rows = sum(result.tables.values())
     result.total_deleted = sum(result.deleted.values())
     result.total_inserted = sum(result.inserted.values())
@@ -163,8 +169,8 @@ def _loaded_as(result: TenantRestoreResult) -> Tenant | None:
 
 
 def _restore(conn: psycopg.Connection, settings: Settings, archive: Archive,
-             reader: BackupReader, scope: TenantScope, ref: str, result: TenantRestoreResult,
-             options: Options, report: Reporter) -> None:
+             reader: BackupReader, scope: TenantScope, ref: str, into: str | None,
+             result: TenantRestoreResult, options: Options, report: Reporter) -> None:
     safety: BackupRef | None = None
     committing = False
     try:
@@ -174,6 +180,10 @@ def _restore(conn: psycopg.Connection, settings: Settings, archive: Archive,
                                               report)
         result.checksums_verified = reader.verify_meta()
         check_revision(reader.meta, result, options, report)
+        if not result.new_ids:
+            check_target(conn, scope, tenant,
+                         DatabaseIdentity.from_meta((reader.meta or {}).get("source")),
+                         reader.ref.name, into)
         for stage in stages.values():
             if not stage.in_file:
                 result.emptied.append(stage.table.name)
