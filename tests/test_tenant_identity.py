@@ -5,6 +5,7 @@ the target (--into-tenant) or loads the tenant as new (--new-ids)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import psycopg
@@ -15,7 +16,8 @@ from ops.backup.create import backup
 from ops.backup.files import read_meta
 from ops.core.config import Settings
 from ops.core.db import database_identity
-from ops.core.errors import OpsError
+from ops.core.errors import OpsError, Refused
+from ops.restore.apply import restore
 from ops.restore.tenant import copy_tenant, reset_tenant, restore_tenant
 
 
@@ -69,3 +71,69 @@ def test_restore_of_another_databases_tenant_as_new(settings: Settings, conn,
     assert conn.execute("SELECT name, slug FROM tenants WHERE id = %s",
                         (result.new_tenant_id,)).fetchone() == ("Globex", "globex")
     assert tenant_hashes(conn, SYSTECH) == systech
+
+
+def test_named_target_must_have_the_backups_tenant_id(settings: Settings, conn,
+                                                      elsewhere: Path):
+    before = tenant_hashes(conn, 2)
+    with pytest.raises(Refused, match=r"--into-tenant 2 is .* \(id 2\), but globex-elsewhere"
+                                      r"\.json holds Globex \(id 1\)"):
+        restore_tenant(settings, elsewhere, "Globex", into="2")
+    assert tenant_hashes(conn, 2) == before
+
+
+def test_a_tenant_recreated_under_another_id_is_not_replaced(settings: Settings, conn,
+                                                             two_tenants):
+    made = backup(settings, tenant="Globex", encrypt_to="")
+    reset_tenant(settings, "Globex", confirm=True)
+    again = conn.execute("INSERT INTO tenants (name, slug) VALUES ('Globex', 'globex') "
+                         "RETURNING id").fetchone()[0]
+
+    with pytest.raises(Refused, match=rf"holds Globex \(id 3\) from this database, but here "
+                                      rf"that tenant is Globex \(id {again}\)"):
+        restore_tenant(settings, made.path, "Globex")
+    assert conn.execute("SELECT count(*) FROM tenants WHERE id = 3").fetchone()[0] == 0
+
+
+def test_an_older_backup_replaces_a_live_tenant_only_when_named(settings: Settings, conn,
+                                                                two_tenants, tmp_path: Path):
+    made = backup(settings, output=tmp_path / "old.json", tenant="Globex", encrypt_to="")
+    text = made.path.read_text()
+    made.path.write_text(re.sub(r'"source": \{[^}]*\}, ', "", text))  # as before the change
+    Path(f"{made.path}.sum").unlink(missing_ok=True)
+    conn.execute("UPDATE tasks SET title = 'changed' WHERE id = 5")
+
+    with pytest.raises(Refused) as refused:
+        restore_tenant(settings, made.path, "Globex")
+    assert "does not record which database Globex (id 3) came from" in refused.value.message
+    assert "--into-tenant 3" in (refused.value.hint or "")
+    assert conn.execute("SELECT title FROM tasks WHERE id = 5").fetchone()[0] == "changed"
+
+    restore_tenant(settings, made.path, "Globex", into="globex")  # a name, slug or id
+    assert conn.execute("SELECT title FROM tasks WHERE id = 5").fetchone()[0] == "Globex child"
+
+
+def test_a_copy_of_the_database_elsewhere_takes_the_tenant_in_place(
+        settings: Settings, conn, two_tenants, other_db_url: str, tmp_path: Path):
+    """A staging database restored from production's backup: other database, same ids,
+    same slug and name - the same tenant."""
+    clone = Settings(database_url=other_db_url, backup_dir=tmp_path, app_env="test")
+    restore(clone, backup(settings, encrypt_to="").ref, safety_backup=False)
+    made = backup(settings, tenant="Globex", encrypt_to="")
+    with psycopg.connect(other_db_url, autocommit=True) as there:
+        there.execute("UPDATE tasks SET title = 'changed' WHERE id = 5")
+
+        restore_tenant(clone, made.ref, "Globex")
+
+        assert tenant_hashes(there, GLOBEX) == tenant_hashes(conn, GLOBEX)
+
+
+def test_cli_refusal_is_one_line_naming_both_tenants(run_cli, settings: Settings, conn,
+                                                     elsewhere: Path):
+    reset_tenant(settings, "Globex", confirm=True)
+    done = run_cli("restore", str(elsewhere), "--tenant", "Globex")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    error, hint = done.stderr.splitlines()
+    assert error.startswith("❌ globex-elsewhere.json holds Globex (id 1) from another "
+                            "database, but here id 1 is SysTech (id 1)")
+    assert "--new-ids" in hint and "--into-tenant 1" in hint

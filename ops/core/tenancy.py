@@ -62,13 +62,15 @@ class Tenant:
 
 def pick_tenant(tenants: Iterable[Tenant], ref: str) -> Tenant | None:
     """The tenant `ref` names: by id when it is a number and such a tenant exists, else by
-    name (so a tenant called "42" is still reachable when no tenant has id 42)."""
+    name (so a tenant called "42" is still reachable when no tenant has id 42), else by
+    slug."""
     candidates = list(tenants)
     if _NUMBER.fullmatch(ref):
         for tenant in candidates:
             if tenant.id == int(ref):
                 return tenant
-    return next((tenant for tenant in candidates if tenant.name == ref), None)
+    return next((tenant for tenant in candidates if tenant.name == ref), None) \
+        or next((tenant for tenant in candidates if tenant.slug == ref), None)
 
 
 @dataclass(frozen=True)
@@ -149,9 +151,13 @@ class TenantScope:
 
     def lookup(self, conn: psycopg.Connection, ref: str) -> Tenant | None:
         number = int(ref) if _NUMBER.fullmatch(ref) else None
-        return pick_tenant(self.select(conn, sql.SQL("{id} = %s OR {name}::text = %s").format(
-            id=sql.Identifier(self.root.primary_key[0]),
-            name=sql.Identifier(self.name_column)), (number, ref)), ref)
+        where = sql.SQL("{id} = %s OR {name}::text = %s").format(
+            id=sql.Identifier(self.root.primary_key[0]), name=sql.Identifier(self.name_column))
+        if TENANT_SLUG_COLUMN in self.root.column_names:
+            where = sql.SQL("{} OR {}::text = %s").format(where,
+                                                          sql.Identifier(TENANT_SLUG_COLUMN))
+            return pick_tenant(self.select(conn, where, (number, ref, ref)), ref)
+        return pick_tenant(self.select(conn, where, (number, ref)), ref)
 
     def select(self, conn: psycopg.Connection, where: sql.Composable,
                params: tuple = ()) -> list[Tenant]:

@@ -50,7 +50,11 @@ from ops.restore.apply import (
     database_error,
     write_safety_backup,
 )
-from ops.restore.checks import advance_sequences, validate_staged_references
+from ops.restore.checks import (
+    advance_sequences,
+    refuse_references_out,
+    validate_staged_references,
+)
 from ops.restore.staging import (
     Stage,
     analyze_stages,
@@ -178,6 +182,8 @@ def _restore(conn: psycopg.Connection, settings: Settings, archive: Archive,
         stages = create_stages(conn, scope.tables)
         tenant = result.tenant = stage_backup(conn, reader, scope, stages, ref, result, options,
                                               report)
+        refuse_references_out(conn, scope.tables, lambda name: stages[name].ident,
+                              scope.placements, str(tenant))
         result.checksums_verified = reader.verify_meta()
         check_revision(reader.meta, result, options, report)
         if not result.new_ids:
