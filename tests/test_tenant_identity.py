@@ -137,3 +137,15 @@ def test_cli_refusal_is_one_line_naming_both_tenants(run_cli, settings: Settings
     assert error.startswith("❌ globex-elsewhere.json holds Globex (id 1) from another "
                             "database, but here id 1 is SysTech (id 1)")
     assert "--new-ids" in hint and "--into-tenant 1" in hint
+
+
+def test_copy_refuses_this_same_database_through_another_host_alias(settings: Settings, conn,
+                                                                    two_tenants):
+    before = tenant_hashes(conn, GLOBEX)
+    alias = settings.database_url.replace("@127.0.0.1:", "@localhost:")
+    assert alias != settings.database_url
+
+    with pytest.raises(Refused, match=r"--to .*localhost.* reaches this same database"):
+        copy_tenant(settings, "Globex", alias, rename="Globex 2")
+    assert tenant_hashes(conn, GLOBEX) == before
+    assert conn.execute("SELECT count(*) FROM tenants").fetchone()[0] == 3

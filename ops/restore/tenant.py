@@ -36,7 +36,7 @@ from ops.backup.format import describe_partial
 from ops.backup.reader import BackupReader
 from ops.core.catalog import Table, current_revision, discover_tables, require_schema
 from ops.core.config import Settings, mask_url
-from ops.core.db import DatabaseIdentity, connect, first_line, is_superuser
+from ops.core.db import DatabaseIdentity, connect, first_line, identity_of, is_superuser
 from ops.core.errors import OpsError, Refused, UsageError
 from ops.core.guard import refuse_production
 from ops.core.output import SILENT, Reporter, suggest
@@ -444,6 +444,15 @@ def copy_tenant(settings: Settings, tenant: str, to_url: str, *, rename: str | N
 
     started = time.monotonic()
     target = replace(settings, database_url=to_url, app_env="development", app_env_set=False)
+    # by what the servers say, not the URLs' text: another host alias, a pooler in front
+    # reach the same database, whose guard (APP_ENV) the target's settings would drop
+    here = identity_of(settings)
+    if here.same_database(identity_of(target)):
+        raise Refused(f"--to {mask_url(to_url)} reaches this same database (the server "
+                      f"identifies both as {here.database}, oid {here.database_oid}); copy "
+                      "writes into another database; nothing was changed",
+                      hint="To add a copy of the tenant here, restore its backup with "
+                      "--new-ids --rename NEW.")
     report.line(f"🔄 Copying tenant {tenant} to {mask_url(to_url)}...")
     # a private local directory: never the backup store, and never encrypted, as the copy
     # is read back at once by this process
