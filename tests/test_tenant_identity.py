@@ -149,3 +149,17 @@ def test_copy_refuses_this_same_database_through_another_host_alias(settings: Se
         copy_tenant(settings, "Globex", alias, rename="Globex 2")
     assert tenant_hashes(conn, GLOBEX) == before
     assert conn.execute("SELECT count(*) FROM tenants").fetchone()[0] == 3
+
+
+def test_an_explicit_target_is_replaced_and_its_safety_backup_undoes_it(
+        settings: Settings, conn, elsewhere: Path):
+    reset_tenant(settings, "Globex", confirm=True)
+    systech = tenant_hashes(conn, SYSTECH)
+
+    result = restore_tenant(settings, elsewhere, "Globex", into="systech")
+
+    assert conn.execute("SELECT name FROM tenants WHERE id = 1").fetchone()[0] == "Globex"
+    safety = Path(result.safety_backup)
+    assert read_meta(safety)["tenant"] == {"id": 1, "name": "SysTech", "slug": "systech"}
+    restore_tenant(settings, safety, "SysTech")  # same database, same id: renamed back
+    assert tenant_hashes(conn, SYSTECH) == systech

@@ -159,6 +159,11 @@ class TenantScope:
             return pick_tenant(self.select(conn, where, (number, ref, ref)), ref)
         return pick_tenant(self.select(conn, where, (number, ref)), ref)
 
+    def by_id(self, conn: psycopg.Connection, tenant_id: int) -> Tenant | None:
+        found = self.select(conn, sql.SQL("{} = %s").format(
+            sql.Identifier(self.root.primary_key[0])), (tenant_id,))
+        return found[0] if found else None
+
     def select(self, conn: psycopg.Connection, where: sql.Composable,
                params: tuple = ()) -> list[Tenant]:
         """The live tenants `where` (over the tenants table's columns) selects, by id."""

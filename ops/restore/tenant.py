@@ -78,7 +78,6 @@ from ops.restore.tenant_rows import (
     refuse_dangling,
     refuse_outside_references,
     same_row,
-    tenant_exists,
 )
 from ops.restore.tenant_target import check_target
 
@@ -215,8 +214,10 @@ def _restore(conn: psycopg.Connection, settings: Settings, archive: Archive,
         if replaced is not None:
             report.line(f"🔒 Locking tenant {tenant}'s rows...")
             lock_tenant(conn, scope, tenant)
-            if options.safety_backup and tenant_exists(conn, scope, tenant):
-                safety = write_safety_backup(conn, settings, archive, report, tenant)
+            # named as it is here (with --into-tenant, another name than the file's)
+            live = scope.by_id(conn, tenant.id)
+            if options.safety_backup and live is not None:
+                safety = write_safety_backup(conn, settings, archive, report, live)
                 result.safety_backup = str(safety)
             if result.fk_mode == DEFERRED:
                 refuse_outside_references(conn, scope, tenant)

@@ -4,8 +4,9 @@ A tenant's rows are replaced under the ids the file carries, and ids belong to o
 id 1 in another database may be another tenant here. So before anything live is touched the
 backup's tenant (id, name, slug) and the database it came from (meta `source`, the server's
 own identity) are checked against the live tenants:
-- same database: the live tenant of that id, if any, must be it (its slug or its name), and no
-  other live tenant may have its slug or name (it was recreated under another id);
+- same database: the live tenant of that id, if any, is it (renamed or not: ids are a
+  tenant's identity within one database), and no other live tenant may have its slug or
+  name (it was recreated under another id);
 - another database: a live tenant of that id must have its slug and its name, or there must be
   none with that id, slug or name (nothing live is replaced);
 - an older backup that records no source database: only when nothing live has that id, slug
@@ -61,7 +62,7 @@ def check_target(conn: psycopg.Connection, scope: TenantScope, tenant: Tenant,
             "nothing was changed",
             hint=f"If they are, add {suggest_flag(f'--into-tenant {holder.id}')}; otherwise "
             f"load it as a new tenant with {_new_ids()}.")
-    if same and (holder.slug == tenant.slug or holder.name == tenant.name):
+    if same:  # ids are a tenant's identity within one database (renamed or not)
         return
     if not same and holder.slug == tenant.slug and holder.name == tenant.name:
         return
