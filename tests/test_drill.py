@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 
 import psycopg
@@ -190,3 +191,22 @@ def test_a_drill_refuses_a_scratch_database_holding_app_data_unless_it_marked_it
         insert_sample(scratch)  # as a drill killed half-way leaves it
         result = drill_into(settings, scratch_url)
         assert result.ok, result.problem
+
+
+def test_the_schedulers_drill_refuses_the_live_database_through_an_alias(
+        settings: Settings, sample: dict, conn):
+    from ops.schedule.cycle import CycleOptions, CycleResult
+    from ops.schedule.metrics import BackupMetrics
+    from ops.schedule.scheduler import SchedulerOptions, run_scheduler
+
+    aliased = Settings(**{**vars(settings),
+                          "scratch_database_url": alias(settings.database_url)})
+    results: list[CycleResult] = []
+
+    status = run_scheduler(aliased, SchedulerOptions(cycle=CycleOptions(),
+                                                     drill_every=timedelta(days=7)),
+                           metrics=BackupMetrics(), notifier=None, on_cycle=results.append)
+
+    assert status == 1 and results[0].stage == "drill"
+    assert "reaches the live database" in results[0].error
+    assert table_hashes(conn) == sample
