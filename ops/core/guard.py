@@ -15,6 +15,7 @@ import psycopg
 
 from ops.core.catalog import OPS_METADATA_TABLE
 from ops.core.config import Settings
+from ops.core.db import scalar
 from ops.core.errors import Refused
 from ops.core.output import suggest_flag
 
@@ -49,8 +50,8 @@ def _store(conn: psycopg.Connection, key: str, value: str) -> None:
 
 
 def _stored(conn: psycopg.Connection, key: str) -> str | None:
-    exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL",
-                          (f"public.{OPS_METADATA_TABLE}",)).fetchone()[0]
+    exists = scalar(conn, "SELECT to_regclass(%s) IS NOT NULL",
+                    (f"public.{OPS_METADATA_TABLE}",))
     if not exists:
         return None
     row = conn.execute(f"SELECT value FROM {OPS_METADATA_TABLE} WHERE key = %s",

@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -53,8 +54,8 @@ class Tenant:
     def __str__(self) -> str:
         return f"{self.name} (id {self.id})"
 
-    def as_meta(self) -> dict:
-        meta: dict = {"id": self.id, "name": self.name}
+    def as_meta(self) -> dict[str, Any]:
+        meta: dict[str, Any] = {"id": self.id, "name": self.name}
         if self.slug is not None:
             meta["slug"] = self.slug
         return meta
