@@ -166,7 +166,7 @@ class TenantScope:
         return found[0] if found else None
 
     def select(self, conn: psycopg.Connection, where: sql.Composable,
-               params: tuple = ()) -> list[Tenant]:
+               params: tuple[Any, ...] = ()) -> list[Tenant]:
         """The live tenants `where` (over the tenants table's columns) selects, by id."""
         slug = sql.SQL("{}::text").format(sql.Identifier(TENANT_SLUG_COLUMN)) \
             if TENANT_SLUG_COLUMN in self.root.column_names else sql.SQL("NULL::text")
