@@ -39,6 +39,7 @@ from ops.core.db import (
     database_identity,
     first_line,
     identity_of,
+    scalar,
     target_description,
 )
 from ops.core.errors import OpsError, Refused
@@ -221,9 +222,9 @@ def _app_rows(conn: psycopg.Connection) -> str:
     """`tenants: 3, users: 12`: the app's data in a database (empty: none, or no such tables)."""
     held = []
     for table in APP_DATA_TABLES:
-        if conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f"public.{table}",)).fetchone()[0]:
-            rows = conn.execute(sql.SQL("SELECT count(*) FROM (SELECT FROM {} LIMIT 1000) t")
-                                .format(sql.Identifier("public", table))).fetchone()[0]
+        if scalar(conn, "SELECT to_regclass(%s) IS NOT NULL", (f"public.{table}",)):
+            rows = scalar(conn, sql.SQL("SELECT count(*) FROM (SELECT FROM {} LIMIT 1000) t")
+                          .format(sql.Identifier("public", table)))
             if rows:
                 held.append(f"{table}: {rows}{'+' if rows == 1000 else ''}")
     return ", ".join(held)
