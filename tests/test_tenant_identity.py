@@ -163,3 +163,19 @@ def test_an_explicit_target_is_replaced_and_its_safety_backup_undoes_it(
     assert read_meta(safety)["tenant"] == {"id": 1, "name": "SysTech", "slug": "systech"}
     restore_tenant(settings, safety, "SysTech")  # same database, same id: renamed back
     assert tenant_hashes(conn, SYSTECH) == systech
+
+
+def test_the_same_tenant_under_another_id_elsewhere_is_refused_naming_both(
+        settings: Settings, conn, elsewhere: Path):
+    """Globex is live here (id 3); the backup's Globex has id 1, SysTech's here."""
+    before = {t: tenant_hashes(conn, t) for t in (SYSTECH, GLOBEX)}
+
+    with pytest.raises(Refused) as refused:
+        restore_tenant(settings, elsewhere, "Globex")
+
+    assert refused.value.message.startswith(
+        "globex-elsewhere.json holds Globex (id 1) from another database, but here that "
+        "tenant is Globex (id 3): its rows would land under id 1, which is SysTech (id 1) "
+        "here; nothing was changed")
+    assert "`tasklets-db reset --tenant 3 --confirm`" in (refused.value.hint or "")
+    assert {t: tenant_hashes(conn, t) for t in (SYSTECH, GLOBEX)} == before

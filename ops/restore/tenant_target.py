@@ -23,7 +23,7 @@ from psycopg import sql
 
 from ops.core.db import DatabaseIdentity, database_identity
 from ops.core.errors import Refused
-from ops.core.output import suggest_flag
+from ops.core.output import suggest, suggest_flag
 from ops.core.tenancy import TENANT_SLUG_COLUMN, Tenant, TenantScope
 
 
@@ -39,7 +39,7 @@ def check_target(conn: psycopg.Connection, scope: TenantScope, tenant: Tenant,
                 f"the ids of the file, so they can only replace the tenant with id "
                 f"{tenant.id}; nothing was changed",
                 hint=f"Load it as a new tenant under fresh ids with {_new_ids()} (first "
-                f"`reset --tenant {target.id}` to replace {target.name}).")
+                f"{_reset(target)} to replace {target.name}).")
         return
     live = _related(conn, scope, tenant)
     holder = next((t for t in live if t.id == tenant.id), None)
@@ -51,8 +51,8 @@ def check_target(conn: psycopg.Connection, scope: TenantScope, tenant: Tenant,
         raise Refused(
             f"{backup} holds {tenant} from {origin}, but here that tenant is {namesake}: its "
             f"rows would land under id {tenant.id}{_held(holder)}; nothing was changed",
-            hint=f"Load it under fresh ids with {_new_ids()} (first "
-            f"`reset --tenant {namesake.id}` to replace {namesake.name}).")
+            hint=f"Load it under fresh ids with {_new_ids()} (first {_reset(namesake)} to "
+            f"replace {namesake.name}).")
     if holder is None:
         return  # no live tenant has its id, slug or name: nothing live is replaced
     if source is None or tenant.slug is None:
@@ -86,6 +86,10 @@ def _related(conn: psycopg.Connection, scope: TenantScope, tenant: Tenant) -> li
 
 def _held(holder: Tenant | None) -> str:
     return f", which is {holder} here" if holder is not None else ""
+
+
+def _reset(tenant: Tenant) -> str:
+    return suggest(f"reset --tenant {tenant.id} --confirm")
 
 
 def _new_ids() -> str:
