@@ -81,3 +81,16 @@ def test_restore_as_new_refuses_it_too(settings: Settings, conn, crossing: str):
     with pytest.raises(OpsError, match="outside tenant Globex"):
         restore_tenant(settings, made.path, "Globex", new_ids=True, rename="Globex 2")
     assert table_hashes(conn) == before
+
+
+def test_cli_refusal_is_one_line(run_cli, settings: Settings, conn):
+    insert_two_tenants(conn, volume=0)
+    conn.execute(CROSSINGS["comment on another tenant's task"][0])
+    made = backup(settings, tenant="Globex", encrypt_to="")
+
+    done = run_cli("restore", made.path.name, "--tenant", "Globex", "--dry-run")
+
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    error, hint = done.stderr.splitlines()
+    assert error.startswith("❌ " + CROSSINGS["comment on another tenant's task"][1])
+    assert "may reference only its own rows" in hint
