@@ -10,14 +10,22 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from support.tenants import GLOBEX, SYSTECH, insert_two_tenants, tenant_hashes
+from support.tenants import (
+    GLOBEX,
+    SYSTECH,
+    insert_two_tenants,
+    tenant_counts,
+    tenant_hashes,
+)
 
 from ops.backup.create import backup
 from ops.backup.files import read_meta
+from ops.core.catalog import discover_tables
 from ops.core.config import Settings
 from ops.core.db import database_identity
 from ops.core.errors import OpsError, Refused
 from ops.restore.apply import restore
+from ops.restore.checks import validate_foreign_keys
 from ops.restore.tenant import copy_tenant, reset_tenant, restore_tenant
 
 
@@ -73,13 +81,25 @@ def test_restore_of_another_databases_tenant_as_new(settings: Settings, conn,
     assert tenant_hashes(conn, SYSTECH) == systech
 
 
-def test_named_target_must_have_the_backups_tenant_id(settings: Settings, conn,
-                                                      elsewhere: Path):
-    before = tenant_hashes(conn, 2)
-    with pytest.raises(Refused, match=r"--into-tenant 2 is .* \(id 2\), but globex-elsewhere"
-                                      r"\.json holds Globex \(id 1\)"):
-        restore_tenant(settings, elsewhere, "Globex", into="2")
-    assert tenant_hashes(conn, 2) == before
+def test_a_named_target_with_another_id_takes_the_rows_under_fresh_ids(
+        settings: Settings, conn, elsewhere: Path):
+    """Globex (id 3 here, id 1 in the backup's database) replaced in one transaction."""
+    systech = tenant_hashes(conn, SYSTECH)
+    before = conn.execute("SELECT max(id) FROM tasks").fetchone()[0]
+    wanted = tenant_counts(conn, GLOBEX)
+    conn.execute("UPDATE tasks SET title = 'changed' WHERE tenant_id = 3")
+
+    result = restore_tenant(settings, elsewhere, "Globex", into="globex")
+
+    assert result.into_tenant is not None and result.into_tenant.id == GLOBEX
+    assert result.public_ids_regenerated == {}  # its own, about to be replaced: not taken
+    assert tenant_counts(conn, GLOBEX) == wanted
+    assert conn.execute("SELECT count(*) FROM tasks WHERE tenant_id = 3 AND "
+                        "title = 'changed'").fetchone()[0] == 0
+    assert conn.execute("SELECT min(id) FROM tasks WHERE tenant_id = 3").fetchone()[0] > before
+    assert tenant_hashes(conn, SYSTECH) == systech
+    assert read_meta(Path(result.safety_backup))["tenant"]["id"] == GLOBEX
+    every_reference_holds(conn)
 
 
 def test_a_tenant_recreated_under_another_id_is_not_replaced(settings: Settings, conn,
@@ -177,5 +197,10 @@ def test_the_same_tenant_under_another_id_elsewhere_is_refused_naming_both(
         "globex-elsewhere.json holds Globex (id 1) from another database, but here that "
         "tenant is Globex (id 3): its rows would land under id 1, which is SysTech (id 1) "
         "here; nothing was changed")
-    assert "`tasklets-db reset --tenant 3 --confirm`" in (refused.value.hint or "")
+    assert "`--into-tenant 3`" in (refused.value.hint or "")
     assert {t: tenant_hashes(conn, t) for t in (SYSTECH, GLOBEX)} == before
+
+
+def every_reference_holds(conn: psycopg.Connection) -> None:
+    tables = discover_tables(conn)
+    validate_foreign_keys(conn, tables, {t.name for t in tables})

@@ -78,9 +78,10 @@ def restore(
         "it (e.g. into another database).")] = False,
     rename: Rename = None,
     into_tenant: Annotated[str | None, typer.Option(
-        "--into-tenant", metavar="TENANT", help="With --tenant: the live tenant (a name or an "
-        "id) to replace, when the backup cannot show it is the same tenant (an older backup, "
-        "or one of another database); it must have the backup's tenant id.")] = None,
+        "--into-tenant", metavar="TENANT", help="With --tenant: the live tenant (a name, slug "
+        "or id) to replace, when the backup cannot show it is the same tenant (an older "
+        "backup, or one of another database); under another id than the backup's, every row "
+        "is loaded under a fresh id.")] = None,
     dry_run: DryRun = False,
     allow_production: AllowProduction = False,
     as_json: JsonOption = False,

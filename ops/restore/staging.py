@@ -293,9 +293,10 @@ def settle_slug(conn: psycopg.Connection, scope: TenantScope, stages: dict[str, 
 
 
 def remap_ids(conn: psycopg.Connection, scope: TenantScope, stages: dict[str, Stage],
-              tenant: Tenant) -> int:
+              tenant: Tenant, root_id: int | None = None) -> int:
     """Give every staged row whose primary key comes from a sequence a fresh id from it, and
-    rewrite every foreign key to those rows; returns the tenant's new id.
+    rewrite every foreign key to those rows; returns the tenant's new id (`root_id`: that
+    one, the id of the live tenant the rows replace).
 
     References to rows outside the staged ones (shared rows) are kept as they are: the
     reference checks then require them to exist in this database.
@@ -323,6 +324,9 @@ def remap_ids(conn: psycopg.Connection, scope: TenantScope, stages: dict[str, St
             map=ident, sequence=sql.Literal(sequence.as_string(conn)), pk=sql.Identifier(pk),
             stage=stage.ident))
         maps[table.name] = (ident, pk)
+    if root_id is not None and scope.root.name in maps:
+        conn.execute(sql.SQL("UPDATE {} SET new = %s WHERE old = %s").format(
+            maps[scope.root.name][0]), (root_id, tenant.id))
     for stage in stages.values():
         table = stage.table
         for column in stage.columns:
@@ -349,9 +353,12 @@ def _map_of(table: Table, column: str,
 
 
 def regenerate_public_ids(conn: psycopg.Connection, stages: dict[str, Stage],
-                          report: Reporter) -> dict[str, int]:
+                          report: Reporter,
+                          replaced: Callable[[str], sql.Composable] | None = None
+                          ) -> dict[str, int]:
     """New random values for staged public ids (unique uuid columns nothing references)
-    that are taken in this database; returns how many per table."""
+    that are taken in this database - by a row other than those `replaced(name)` selects
+    (live rows `x` about to be deleted); returns how many per table."""
     referenced = {(fk.ref_table, c) for stage in stages.values()
                   for fk in stage.table.foreign_keys for c in fk.ref_columns}
     regenerated: dict[str, int] = {}
@@ -364,9 +371,11 @@ def regenerate_public_ids(conn: psycopg.Connection, stages: dict[str, Stage],
                 continue
             taken = conn.execute(sql.SQL(
                 "UPDATE {stage} s SET {column} = gen_random_uuid() WHERE EXISTS "
-                "(SELECT FROM {live} x WHERE x.{column} = s.{column})").format(
+                "(SELECT FROM {live} x WHERE x.{column} = s.{column}{unless})").format(
                 stage=stage.ident, column=sql.Identifier(name),
-                live=sql.Identifier(APP_SCHEMA, table.name))).rowcount
+                live=sql.Identifier(APP_SCHEMA, table.name),
+                unless=sql.SQL("") if replaced is None else sql.SQL(" AND NOT ({})").format(
+                    replaced(table.name)))).rowcount
             if taken:
                 regenerated[table.name] = regenerated.get(table.name, 0) + taken
                 report.line(f"🔑 {table.name}: {taken} {name} value(s) already taken here, "

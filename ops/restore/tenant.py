@@ -93,6 +93,7 @@ class TenantRestoreResult(RestoreResult):
     new_ids: bool = False
     new_tenant_id: int | None = None
     renamed_to: str | None = None
+    into_tenant: Tenant | None = None  # the live tenant replaced under fresh ids
     public_ids_regenerated: dict[str, int] = field(default_factory=dict)
 
 
@@ -166,6 +167,8 @@ def restore_tenant(settings: Settings, source: str | Path | BackupRef | None, te
 
 
 def _loaded_as(result: TenantRestoreResult) -> Tenant | None:
+    if result.tenant is not None and result.into_tenant is not None:
+        return Tenant(result.into_tenant.id, result.tenant.name)
     if result.tenant is None or not result.new_ids:
         return result.tenant
     return Tenant(result.new_tenant_id or 0, result.renamed_to or result.tenant.name)
@@ -186,9 +189,10 @@ def _restore(conn: psycopg.Connection, settings: Settings, archive: Archive,
         result.checksums_verified = reader.verify_meta()
         check_revision(reader.meta, result, options, report)
         if not result.new_ids:
-            check_target(conn, scope, tenant,
-                         DatabaseIdentity.from_meta((reader.meta or {}).get("source")),
-                         reader.ref.name, into)
+            result.into_tenant = check_target(
+                conn, scope, tenant, DatabaseIdentity.from_meta((reader.meta or {}).get("source")),
+                reader.ref.name, into)
+        into_live = result.into_tenant
         for stage in stages.values():
             if not stage.in_file:
                 result.emptied.append(stage.table.name)
@@ -196,46 +200,52 @@ def _restore(conn: psycopg.Connection, settings: Settings, archive: Archive,
                             "are deleted")
         if result.renamed_to is not None:
             rename_tenant(conn, scope, stages, result.renamed_to)
-        if result.new_ids:
-            result.new_tenant_id = remap_ids(conn, scope, stages, tenant)
-            settle_slug(conn, scope, stages, result.renamed_to is not None, report)
-            result.public_ids_regenerated = regenerate_public_ids(conn, stages, report)
+        if result.new_ids or into_live is not None:
+            # into another tenant's id: every row under a fresh id, the tenant under that one
+            remapped = remap_ids(conn, scope, stages, tenant,
+                                 into_live.id if into_live is not None else None)
+            if result.new_ids:
+                result.new_tenant_id = remapped
+                settle_slug(conn, scope, stages, result.renamed_to is not None, report)
+            result.public_ids_regenerated = regenerate_public_ids(
+                conn, stages, report, None if into_live is None
+                else lambda name: scope.rows(name, into_live.id))
         analyze_stages(conn, stages)
-        replaced = None if result.new_ids else tenant
+        replaced = None if result.new_ids else into_live or tenant
         # Without foreign-key triggers nothing cascades from a deleted row to the rows left
         # in place, so rows identical to the backup's are left alone: only what changed is
         # written (with triggers, deleting a changed parent would run its ON DELETE actions
-        # on its unchanged children).
-        keep = replaced is not None and result.fk_mode == REPLICA
+        # on its unchanged children). Rows under fresh ids are never identical.
+        keep = replaced is not None and result.fk_mode == REPLICA and into_live is None
         if options.dry_run:
             _dry_run(conn, scope, stages, replaced, keep, result, report)
             return
         gone = None
         if replaced is not None:
-            report.line(f"🔒 Locking tenant {tenant}'s rows...")
-            lock_tenant(conn, scope, tenant)
+            report.line(f"🔒 Locking tenant {replaced}'s rows...")
+            lock_tenant(conn, scope, replaced)
             # named as it is here (with --into-tenant, another name than the file's)
-            live = scope.by_id(conn, tenant.id)
+            live = scope.by_id(conn, replaced.id)
             if options.safety_backup and live is not None:
                 safety = write_safety_backup(conn, settings, archive, report, live)
                 result.safety_backup = str(safety)
             if result.fk_mode == DEFERRED:
-                refuse_outside_references(conn, scope, tenant)
+                refuse_outside_references(conn, scope, replaced)
             else:
                 gone = Gone(conn, scope)
         report.line("⚙️  Disabling foreign key checks...")
         _foreign_keys_off(conn, result.fk_mode)
         if replaced is not None:
-            result.deleted = delete_rows(conn, scope, tenant, gone=gone, stages=stages,
+            result.deleted = delete_rows(conn, scope, replaced, gone=gone, stages=stages,
                                          keep_identical=keep)
-            report.line(f"🗑️  Deleted tenant {tenant}'s rows"
+            report.line(f"🗑️  Deleted tenant {replaced}'s rows"
                         f"{' that differ from the backup' if keep else ''}: "
                         f"{sum(result.deleted.values())}")
         result.sequences_reset = advance_sequences(conn, scope.tables,
                                                    lambda name: stages[name].ident)
         _load(conn, scope, stages, replaced, keep, tenant, result, report)
-        if gone is not None:
-            refuse_dangling(conn, scope, tenant, gone)
+        if gone is not None and replaced is not None:
+            refuse_dangling(conn, scope, replaced, gone)
         report.line("⚙️  Re-enabling foreign key checks...")
         if result.fk_mode == REPLICA:
             conn.execute("SET LOCAL session_replication_role = DEFAULT")

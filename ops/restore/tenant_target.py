@@ -12,8 +12,9 @@ own identity) are checked against the live tenants:
 - an older backup that records no source database: only when nothing live has that id, slug
   or name.
 Anything else is refused in one line naming both tenants, unless the operator names the
-tenant to replace (`--into-tenant`, which must have the file's id: the rows keep their ids) or
-loads the backup as a new tenant under fresh ids (`--new-ids`, checked nowhere here).
+tenant to replace (`--into-tenant`: with the file's id the rows keep their ids; with another,
+every row is loaded under a fresh id and the tenant under that tenant's) or loads the backup
+as a new tenant under fresh ids (`--new-ids`, checked nowhere here).
 """
 
 from __future__ import annotations
@@ -23,24 +24,19 @@ from psycopg import sql
 
 from ops.core.db import DatabaseIdentity, database_identity
 from ops.core.errors import Refused
-from ops.core.output import suggest, suggest_flag
+from ops.core.output import suggest_flag
 from ops.core.tenancy import TENANT_SLUG_COLUMN, Tenant, TenantScope
 
 
 def check_target(conn: psycopg.Connection, scope: TenantScope, tenant: Tenant,
-                 source: DatabaseIdentity | None, backup: str, into: str | None) -> None:
+                 source: DatabaseIdentity | None, backup: str,
+                 into: str | None) -> Tenant | None:
     """Refuse (Refused: nothing was changed) unless the live rows a restore of the backup's
-    `tenant` replaces are that tenant's; `into` names the live tenant to replace."""
+    `tenant` replaces are that tenant's; `into` names the live tenant to replace. Returns
+    that tenant when its id is not the file's (its rows are then replaced under fresh ids)."""
     if into is not None:
         target = scope.find(conn, into)
-        if target.id != tenant.id:
-            raise Refused(
-                f"--into-tenant {into} is {target}, but {backup} holds {tenant}: its rows keep "
-                f"the ids of the file, so they can only replace the tenant with id "
-                f"{tenant.id}; nothing was changed",
-                hint=f"Load it as a new tenant under fresh ids with {_new_ids()} (first "
-                f"{_reset(target)} to replace {target.name}).")
-        return
+        return target if target.id != tenant.id else None
     live = _related(conn, scope, tenant)
     holder = next((t for t in live if t.id == tenant.id), None)
     namesake = next((t for t in live if t.id != tenant.id), None)
@@ -51,10 +47,11 @@ def check_target(conn: psycopg.Connection, scope: TenantScope, tenant: Tenant,
         raise Refused(
             f"{backup} holds {tenant} from {origin}, but here that tenant is {namesake}: its "
             f"rows would land under id {tenant.id}{_held(holder)}; nothing was changed",
-            hint=f"Load it under fresh ids with {_new_ids()} (first {_reset(namesake)} to "
-            f"replace {namesake.name}).")
+            hint=f"To replace {namesake.name} with it (under fresh ids), add "
+            f"{suggest_flag(f'--into-tenant {namesake.id}')}; or load it as a new tenant with "
+            f"{_new_ids()}.")
     if holder is None:
-        return  # no live tenant has its id, slug or name: nothing live is replaced
+        return None  # no live tenant has its id, slug or name: nothing live is replaced
     if source is None or tenant.slug is None:
         raise Refused(
             f"{backup} does not record which database {tenant} came from (an older backup), "
@@ -63,9 +60,9 @@ def check_target(conn: psycopg.Connection, scope: TenantScope, tenant: Tenant,
             hint=f"If they are, add {suggest_flag(f'--into-tenant {holder.id}')}; otherwise "
             f"load it as a new tenant with {_new_ids()}.")
     if same:  # ids are a tenant's identity within one database (renamed or not)
-        return
-    if not same and holder.slug == tenant.slug and holder.name == tenant.name:
-        return
+        return None
+    if holder.slug == tenant.slug and holder.name == tenant.name:
+        return None
     raise Refused(
         f"{backup} holds {tenant} from {origin}, but here id {tenant.id} is {holder}: restoring "
         f"would replace {holder.name}'s rows; nothing was changed",
@@ -86,10 +83,6 @@ def _related(conn: psycopg.Connection, scope: TenantScope, tenant: Tenant) -> li
 
 def _held(holder: Tenant | None) -> str:
     return f", which is {holder} here" if holder is not None else ""
-
-
-def _reset(tenant: Tenant) -> str:
-    return suggest(f"reset --tenant {tenant.id} --confirm")
 
 
 def _new_ids() -> str:
