@@ -18,8 +18,20 @@ from typing import Any
 import orjson
 import psycopg
 
-from ops.anonymize.policy import STRING_TRANSFORMERS, Policy, Rule, check_policy
-from ops.anonymize.transformers import CACHE_SIZE, Keyed, UniqueFakes, shift_date
+from ops.anonymize.policy import (
+    DEFAULT_JSON_OTHERS,
+    STRING_TRANSFORMERS,
+    Policy,
+    Rule,
+    check_policy,
+)
+from ops.anonymize.transformers import (
+    CACHE_SIZE,
+    RESERVED_DOMAIN,
+    Keyed,
+    UniqueFakes,
+    shift_date,
+)
 from ops.core.catalog import Column, Table
 from ops.core.config import Settings
 from ops.core.errors import OpsError
@@ -141,6 +153,17 @@ class JsonMask:
         return value if self.others is None else _each_string(value, self.others)
 
 
+def _each_scalar(value: Any, fake: Callable[[str], str]) -> Any:
+    """Every string and number beneath `value` faked (as a string); flags and nulls stay."""
+    if isinstance(value, dict):
+        return {k: _each_scalar(v, fake) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_each_scalar(v, fake) for v in value]
+    if isinstance(value, bool) or value is None:
+        return value
+    return fake(value if isinstance(value, str) else _dumps(value).decode())
+
+
 def _each_string(value: Any, fake: Callable[[str], str]) -> Any:
     if isinstance(value, str):
         return fake(value)
@@ -214,6 +237,14 @@ class Anonymizer:
         self._password: str | None = None
 
     @property
+    def fake_domains(self) -> set[str]:
+        """The domains the fakes' emails and URLs use: found in a snapshot, they are fakes."""
+        rules = [rule for columns in self.policy.tables.values() for rule in columns.values()]
+        rules += [sub for rule in rules for sub in rule.keys.values()]
+        return {RESERVED_DOMAIN, *(str(r.options["domain"]).lower() for r in rules
+                                   if "domain" in r.options)}
+
+    @property
     def meta(self) -> dict[str, Any]:
         """What the backup's meta records: never the key, nor anything derived from it."""
         return {"anonymized": True, "anonymizePolicySha256": self.policy.sha256}
@@ -255,10 +286,9 @@ class Anonymizer:
         if name == "date_shift":
             return DateShift()
         if name == "json":
-            others = rule.options.get("others", "keep")
+            others = rule.options.get("others", DEFAULT_JSON_OTHERS)
             return JsonMask({path: self._json_leaf(sub) for path, sub in rule.keys.items()},
-                            None if others == "keep" else self._string_fake(Rule(others), False),
-                            column.json_type == "json")
+                            self._string_fake(Rule(others), False), column.json_type == "json")
         return _constant(self._json_leaf(rule)[0](None))  # null, constant, password
 
     def _json_leaf(self, rule: Rule) -> Leaf:
@@ -275,6 +305,9 @@ class Anonymizer:
             return (lambda value: password), True
         if name == "keep":
             return (lambda value: value), True
+        if name == "identifier":  # numbers name people too (an employee number as a label)
+            fake = self._string_fake(rule, False)
+            return partial(_each_scalar, fake=fake), True
         return self._string_fake(rule, False), False
 
     def _string_fake(self, rule: Rule, unique: bool) -> Callable[..., str]:
