@@ -50,8 +50,9 @@ class PartFile:
     def __init__(self, sink: PartSink, compression: str | None) -> None:
         self.path = sink.path
         self._raw = sink
-        self._gz: FrameWriter | None = frame_writer(compression, sink) \
-            if compression else None  # type: ignore[arg-type]
+        # frame_writer takes any object with write() (a PartSink here), typed BinaryIO
+        self._gz: FrameWriter | None = frame_writer(
+            compression, sink) if compression else None  # type: ignore[arg-type]
 
     def write(self, data: bytes) -> None:
         (self._gz or self._raw).write(data)

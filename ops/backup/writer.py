@@ -173,11 +173,11 @@ class BackupWriter:
     def _append_part(self, path: Path) -> None:
         with path.open("rb") as raw:
             if self._part_identity is None:
-                shutil.copyfileobj(raw, self._raw, _COPY_BUFFER)  # type: ignore[misc]
+                shutil.copyfileobj(raw, self._raw, _COPY_BUFFER)
             else:
                 with decrypting_reader(raw, [self._part_identity],
                                        what=f"part {path.name}") as part:
-                    shutil.copyfileobj(part, self._raw, _COPY_BUFFER)  # type: ignore[misc]
+                    shutil.copyfileobj(part, self._raw, _COPY_BUFFER)
         path.unlink()
 
     def commit(self) -> int:
