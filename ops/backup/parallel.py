@@ -50,9 +50,10 @@ class PartFile:
     def __init__(self, sink: PartSink, compression: str | None) -> None:
         self.path = sink.path
         self._raw = sink
-        # frame_writer takes any object with write() (a PartSink here), typed BinaryIO
-        self._gz: FrameWriter | None = frame_writer(
-            compression, sink) if compression else None  # type: ignore[arg-type]
+        self._gz: FrameWriter | None = None
+        if compression:
+            # frame_writer takes any object with write() (a PartSink here), typed BinaryIO
+            self._gz = frame_writer(compression, sink)  # type: ignore[arg-type]
 
     def write(self, data: bytes) -> None:
         (self._gz or self._raw).write(data)
