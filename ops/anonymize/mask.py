@@ -36,18 +36,25 @@ from ops.core.catalog import Column, Table
 from ops.core.config import Settings
 from ops.core.errors import OpsError
 from ops.core.guard import production_reasons
+from ops.core.output import SILENT, Reporter
 
 # Published on purpose, like the sample password: anyone holding the key can test guesses
 # ("is alice@corp.com in here?") against the fakes, so it serves development data only.
 DEVELOPMENT_SALT = "tasklets-development-anonymize-salt"
 MIN_SALT_CHARS = 16
 GENERATE = 'python -c "import secrets; print(secrets.token_urlsafe(32))"'
+_PUBLIC_SALT_WARNING = (
+    "⚠️  ANONYMIZE_SALT is the published development value: anyone can test whether an email "
+    "is in this snapshot. Set one of your own in .env (make writes a generated one into a new "
+    f".env), e.g. from `{GENERATE}`.")
 
 Fake = Callable[..., Any]  # value -> fake; date_shift: (value, the row's shift in days)
 
 
-def anonymize_key(settings: Settings, conn: psycopg.Connection) -> bytes:
-    """ANONYMIZE_SALT as the HMAC key; the development default only for a development target."""
+def anonymize_key(settings: Settings, conn: psycopg.Connection,
+                  report: Reporter = SILENT) -> bytes:
+    """ANONYMIZE_SALT as the HMAC key; the development default only for a development target,
+    and with a warning: anyone can test guesses against fakes made with it."""
     salt = settings.anonymize_salt
     reasons = production_reasons(conn, settings)
     if settings.app_env != "development" and not reasons:
@@ -58,6 +65,7 @@ def anonymize_key(settings: Settings, conn: psycopg.Connection) -> bytes:
                            f"({'; '.join(reasons)}); nothing was written",
                            hint=f"Set ANONYMIZE_SALT to a secret of at least {MIN_SALT_CHARS} "
                            f"characters, e.g. from `{GENERATE}`, and keep it secret.")
+        report.warn(_PUBLIC_SALT_WARNING)
         return DEVELOPMENT_SALT.encode()
     if len(salt) < MIN_SALT_CHARS or (reasons and salt == DEVELOPMENT_SALT):
         raise OpsError(f"ANONYMIZE_SALT is too weak ({len(salt)} characters"
@@ -65,6 +73,8 @@ def anonymize_key(settings: Settings, conn: psycopg.Connection) -> bytes:
                        "); nothing was written",
                        hint=f"Use a secret of at least {MIN_SALT_CHARS} characters, e.g. from "
                        f"`{GENERATE}`.")
+    if salt == DEVELOPMENT_SALT:
+        report.warn(_PUBLIC_SALT_WARNING)
     return salt.encode()
 
 

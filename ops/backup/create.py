@@ -154,7 +154,7 @@ def _backup(settings: Settings, archive: Archive, *, output: str | Path | None,
             report.line(f"🏢 Tenant: {found} — only its rows are backed up")
         anonymizer = None
         if anonymize is not None:
-            anonymizer = Anonymizer(anonymize, anonymize_key(settings, conn))
+            anonymizer = Anonymizer(anonymize, anonymize_key(settings, conn, report))
             report.line(f"🎭 Anonymizing with {anonymize.path.name} "
                         f"(sha256 {anonymize.sha256[:12]}…)")
         result = write_backup(conn, ref, compression=compression, recipients=recipients,
