@@ -13,6 +13,7 @@ exception discards what was written.
 from __future__ import annotations
 
 import contextlib
+import os
 import queue
 import shutil
 import threading
@@ -47,7 +48,8 @@ class PartOutput:
 
     def __init__(self, path: Path, recipients: Sequence[Any]) -> None:
         self.path = path
-        self._file: BinaryIO = path.open("xb", buffering=1 << 20)
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC, 0o600)
+        self._file: BinaryIO = os.fdopen(fd, "wb", buffering=1 << 20)
         self._encrypting = encrypting_writer(self._file, recipients) if recipients else None
 
     def write(self, data: bytes) -> None:
