@@ -16,6 +16,7 @@ import psycopg
 import pytest
 from pyrage import x25519
 from support.faults import KILLER
+from support.storage_servers import storage_backend
 from support.tenants import GLOBEX, insert_two_tenants
 
 from ops.backup import create as backup_module
@@ -24,6 +25,8 @@ from ops.backup.encryption import AGE_MAGIC
 from ops.core.config import PROJECT_ROOT, Settings
 from ops.core.scratch import PREFIX, remove_leftovers, scratch_dir
 from ops.restore.tenant import copy_tenant
+
+pytest_plugins = ["support.storage_servers"]
 
 MARKER = "PRIVATE-MARKER-7f3a9c1e"
 
@@ -128,17 +131,19 @@ def test_unencrypted_parts_are_where_the_check_looks(settings: Settings, marked,
 
 
 def test_bucket_backup_parts_spool_encrypted_into_a_private_temp_dir(
-        settings: Settings, marked, recipient: str, tmp_path: Path):
-    """A bucket backup's parts go to the system temp directory (no local store to put them
-    beside); file:// stands in for the bucket, as only the spool place differs."""
+        settings: Settings, marked, recipient: str, tmp_path: Path, storage_servers,
+        monkeypatch: pytest.MonkeyPatch):
+    """A bucket backup (S3, moto) has no local directory to put its parts beside: they spool
+    into the system temp directory, as ciphertext, in a 0700 scratch directory."""
+    bucket = storage_backend("s3", storage_servers, monkeypatch, tmp_path)
     tmp = tmp_path / "tmp"
     tmp.mkdir()
-    target = tmp_path / "bucket"
-    target.mkdir()
-    kill_mid_backup(settings, tmp, recipient, "zstd", output=f"file://{target}/b.json.zst.age")
-    spool = scratch_dirs(tmp) or scratch_dirs(target)
-    assert len(spool) == 1 and files_under(spool[0])
-    assert holding_marker(tmp, target, settings.backup_dir) == []
+    kill_mid_backup(settings, tmp, recipient, "zstd", output=f"{bucket.location}/b.json.zst.age")
+    (spool,) = scratch_dirs(tmp)
+    assert stat.S_IMODE(spool.stat().st_mode) == 0o700
+    parts = [p for p in files_under(spool) if p.name.startswith("part")]
+    assert parts and all(p.read_bytes().startswith(AGE_MAGIC) for p in parts)
+    assert holding_marker(tmp, settings.backup_dir) == []
 
 
 def test_copy_tenant_transfers_through_an_encrypted_private_file(
