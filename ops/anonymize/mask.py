@@ -108,11 +108,11 @@ class JsonMask:
     found anywhere else. `null` and `constant` replace the value at their path, the text
     transformers every string beneath it.
 
-    The value arrives as its JSON text. When no rule can apply (none of the rules' first keys
-    is in the text and `others` keeps) the text goes out untouched, unparsed.
+    The value arrives as its JSON text; one without any string (no key, no text: `{}`,
+    `[1, 2]`, `null`) has nothing to transform and goes out untouched, unparsed.
     """
 
-    def __init__(self, paths: dict[str, Leaf], others: Callable[[str], str] | None,
+    def __init__(self, paths: dict[str, Leaf], others: Callable[[str], str],
                  text_column: bool) -> None:
         self.tree: dict[str, Any] = {}  # key -> Leaf, or the subtree below it
         for path in sorted(paths, key=lambda p: p.count(".")):
@@ -124,18 +124,12 @@ class JsonMask:
                     break
             else:
                 node[last] = paths[path]
-        # A first key appears in the text as "key" unless JSON escapes it (quotes, backslashes,
-        # control characters): with such a key, always parse.
-        plain = all(key.isprintable() and '"' not in key and "\\" not in key
-                    for key in self.tree)
-        self._may_apply = re.compile("|".join(re.escape(f'"{key}"') for key in self.tree)
-                                     ).search if plain and self.tree else (lambda text: True)
         self.others = others
         self.text_column = text_column  # a `json` column: the file holds its text as a string
 
     def __call__(self, text: str) -> bytes:
         """The value's JSON for the file (a `json` column's: its text, as a JSON string)."""
-        if self.others is None and not self._may_apply(text):
+        if '"' not in text:
             out = text.encode()
         else:
             value = _EXACT.decode(text) if _INEXACT.search(text) else orjson.loads(text)
@@ -160,7 +154,7 @@ class JsonMask:
         return self.rest(value)
 
     def rest(self, value: Any) -> Any:
-        return value if self.others is None else _each_string(value, self.others)
+        return _each_string(value, self.others)
 
 
 def _each_scalar(value: Any, fake: Callable[[str], str]) -> Any:
