@@ -20,6 +20,7 @@ from support.storage_servers import storage_backend
 from support.tenants import GLOBEX, insert_two_tenants
 
 from ops.backup import create as backup_module
+from ops.backup.compare import compare_database
 from ops.backup.create import backup
 from ops.backup.encryption import AGE_MAGIC
 from ops.core.config import PROJECT_ROOT, Settings
@@ -176,6 +177,22 @@ def test_copy_tenant_transfers_through_an_encrypted_private_file(
     with psycopg.connect(other_db_url) as conn:
         assert conn.execute("SELECT count(*) FROM clients WHERE name = %s",
                             (MARKER,)).fetchone()[0] == 1
+
+
+def test_compare_of_an_encrypted_backup_writes_nothing_readable(
+        settings: Settings, marked, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    import tempfile
+
+    identity = x25519.Identity.generate()
+    key = tmp_path / "age.key"
+    key.write_text(f"{identity}\n")
+    key.chmod(0o600)
+    made = backup(settings, encrypt_to=str(identity.to_public()))
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+    assert compare_database(settings, made.path, identity=key).matches
+    assert files_under(tmp) == [] and holding_marker(settings.backup_dir) == []
 
 
 def _in_child(code: str) -> subprocess.Popen[str]:
