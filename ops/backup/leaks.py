@@ -31,7 +31,7 @@ from ops.core.errors import OpsError
 from ops.core.limits import summarize
 from ops.core.output import no_progress
 
-SAMPLE_ROWS = 200  # newest, and as many spread over the table: per table
+SAMPLE_ROWS = 200  # newest, and about as many from random pages (SYSTEM: no full scan)
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@(?P<domain>[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)")
 # An absolute path of two or more parts (/home/ana/repo, ~/work, C:\Users\ana), not a URL's.
 _PATH = re.compile(r"(?<![\w:/.~-])(?:~|/[\w.-]+)(?:/[\w.-]+)+|\b[A-Za-z]:\\[\w.-]+\\")
@@ -98,7 +98,7 @@ def _sampled_rows(conn: psycopg.Connection, table: Table, mask: TableMask | None
             sql.Identifier(c) for c in table.primary_key)) if table.primary_key else sql.SQL(""),
         sql.Literal(SAMPLE_ROWS))
     percent = min(100.0, 100.0 * SAMPLE_ROWS / max(estimate, 1))
-    spread = sql.SQL("SELECT * FROM {} TABLESAMPLE BERNOULLI ({}) LIMIT {}").format(
+    spread = sql.SQL("SELECT * FROM {} TABLESAMPLE SYSTEM ({}) LIMIT {}").format(
         table.ident, sql.Literal(percent), sql.Literal(SAMPLE_ROWS))
     source = sql.SQL("(({}) UNION ALL ({})) x").format(newest, spread)
     lines: list[bytes] = []
