@@ -18,6 +18,8 @@ from typing import Any, Protocol
 import orjson
 from rich.console import Console
 
+from ops.core.masking import mask_secrets
+
 
 class Advance(Protocol):
     def __call__(self, n: int = 1) -> None: ...
@@ -32,11 +34,12 @@ class Reporter:
 
     def line(self, text: str = "") -> None:
         if not self.quiet:
-            self.console.print(text, markup=False)
+            self.console.print(mask_secrets(text), markup=False)
 
     def warn(self, text: str) -> None:
         if not self.quiet:
-            Console(stderr=True, highlight=False, soft_wrap=True).print(text, markup=False)
+            Console(stderr=True, highlight=False, soft_wrap=True).print(mask_secrets(text),
+                                                                        markup=False)
 
     @contextmanager
     def progress(self, description: str, total: int | None) -> Iterator[Advance]:
@@ -93,8 +96,9 @@ def to_json(value: Any, *, indent: bool = False) -> str:
     return orjson.dumps(value, default=_jsonable, option=option).decode()
 
 
-def print_json(value: Any) -> None:
-    sys.stdout.write(to_json(value, indent=True) + "\n")
+def print_json(value: Any, *, indent: bool = True) -> None:
+    """A result as JSON on stdout (`--json`, the scheduler's JSON log), secrets masked."""
+    sys.stdout.write(mask_secrets(to_json(value, indent=indent)) + "\n")
     sys.stdout.flush()
 
 
