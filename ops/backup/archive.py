@@ -319,12 +319,10 @@ class Archive:
         record_verdict(ref, kind, **details)
 
     def delete(self, backup: BackupFile, listing: Listing) -> None:
-        """Delete a backup, then its verdicts and sidecar."""
+        """Delete a backup (and its sidecar), then its verdicts."""
         backup.ref.delete()
         for kind in listing.verdicts.of(backup.name):
             self.store.delete(f"{backup.name}.{kind}")
-        if backup.name in listing.sidecars:
-            self.store.delete(backup.name + SIDECAR_SUFFIX)
         self._facts.pop(backup.name, None)
 
     def incomplete_uploads(self) -> list[IncompleteUpload]:
