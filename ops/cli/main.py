@@ -28,6 +28,7 @@ from ops.cli import (
 )
 from ops.cli.app import app, state
 from ops.core.errors import OpsError
+from ops.core.extras import missing_extra
 from ops.core.masking import mask_secrets
 
 __all__ = ["app", "main"]
@@ -80,10 +81,12 @@ def main(argv: list[str] | None = None) -> None:
         raise
     except KeyboardInterrupt as exc:  # Ctrl-C outside Typer's own handling
         _stopped(err, exc)
-    except Exception as exc:  # a driver error, or a bug: one line unless --debug
+    except Exception as exc:  # a driver error, a missing extra, or a bug: one line
         if state.debug:
             traceback.print_exc()
-        if _is_driver_error(exc):
+        if (missing := missing_extra(exc)) is not None:
+            _print_error(err, missing.message, missing.hint)
+        elif _is_driver_error(exc):
             from ops.core.db import first_line
 
             _print_error(err, f"database error: {first_line(exc)}")
