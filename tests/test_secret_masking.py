@@ -125,3 +125,16 @@ def test_api_error_bodies_mask_storage_secrets():
     response = asyncio.run(_ops_error(None, OpsError(f"cannot read {form}",  # type: ignore
                                                      hint=f"check {form}")))
     assert_clean(response.body.decode(), secrets, "the API")
+
+
+def test_recorded_verdicts_never_carry_a_storage_secret(backup_dir):
+    from ops.backup.archive import Archive
+    from ops.backup.verdicts import BAD
+
+    archive = Archive.at(backup_dir)
+    for i, (form, secrets, _) in enumerate(SECRET_FORMS):
+        ref = archive.ref(f"backup-2026-01-01T00-00-0{i}-000Z.json")
+        archive.record_verdict(ref, BAD, problem=f"reading {form} failed: 403 ({form})")
+        written = (backup_dir / f"{ref.name}.{BAD}").read_text()
+        assert_clean(written, secrets, "a verdict")
+        assert '"verdict":"bad"' in written and "***" in written
