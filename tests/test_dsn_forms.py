@@ -102,3 +102,19 @@ def test_alembic_downgrade_refuses_a_production_marked_database(db_url: str,
     assert allowed.returncode == 0, allowed.stderr
     with psycopg.connect(db_url) as conn:
         assert current_revision(conn) != before
+
+
+def test_a_drill_and_status_follow_a_key_value_database_url(
+        settings: Settings, sample: dict, decoy: str, pg_server_url: str, run_cli):
+    from ops.backup.create import backup
+
+    backup(settings)
+    env = {"DATABASE_URL": key_value(settings.database_url), "PGDATABASE": decoy}
+    drill = run_cli("verify", "--restore", "latest", env=env)
+    assert drill.returncode == 0, drill.stderr
+    assert "✅ Restore drill passed:" in drill.stdout
+    status = run_cli("status", "--json", env=env)
+    assert status.returncode == 0, status.stderr
+    assert conninfo_to_dict(settings.database_url)["dbname"] in status.stdout
+    assert decoy not in status.stdout
+    assert tables_in(with_dbname(pg_server_url, decoy)) == set()
