@@ -6,7 +6,6 @@ command, `reset` included) does not load the code of all the others.
 
 from __future__ import annotations
 
-import logging
 import signal
 import sys
 import traceback
@@ -36,10 +35,6 @@ __all__ = ["app", "main"]
 INTERRUPTED = 130  # the shell's code for a command stopped by SIGINT
 TERMINATED = 143  # ... and by SIGTERM (what `docker stop` and Kubernetes send)
 STOPPED = "any open transaction was rolled back, nothing was changed."
-# Libraries whose log records only repeat, in their own words, a failure our one line
-# reports (psycopg's "error ignored terminating <psycopg.Copy [BAD]>" when the server goes
-# away mid-COPY, urllib3's retries): without a handler Python prints them on stderr.
-QUIET_LOGGERS = ("psycopg", "urllib3", "botocore", "boto3", "s3transfer", "azure", "google")
 
 
 class Terminated(KeyboardInterrupt):
@@ -63,8 +58,6 @@ def _print_error(err: Console, message: str, hint: str | None = None) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI: exit 0 ok, 1 failure, 2 usage error; one line per expected error."""
     err = Console(stderr=True, highlight=False, soft_wrap=True)
-    for name in QUIET_LOGGERS:
-        logging.getLogger(name).addHandler(logging.NullHandler())
     previous = _handle_sigterm()
     try:
         # Standalone mode handles usage errors (exit 2) and --help; our errors propagate here.

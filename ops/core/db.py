@@ -14,10 +14,12 @@ from psycopg.conninfo import conninfo_to_dict
 
 from ops.core.config import Settings
 from ops.core.errors import OpsError
-from ops.core.output import suggest
+from ops.core.output import quiet_library_logs, suggest
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
+
+quiet_library_logs("psycopg")
 
 CONNECT_TIMEOUT_SECONDS = 10
 

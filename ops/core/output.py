@@ -67,6 +67,20 @@ class Reporter:
             yield advance
 
 
+def quiet_library_logs(*names: str) -> None:
+    """Keep these libraries' log records off stderr: they only repeat, in their own words, a
+    failure our one line reports (psycopg's "error ignored terminating <psycopg.Copy [BAD]>"
+    when the server goes away mid-COPY, urllib3's retries), and without a handler Python
+    prints them. Called where each library is first used, which has loaded `logging` already
+    (importing it at start-up would cost every command, `--help` included)."""
+    import logging
+
+    for name in names:
+        log = logging.getLogger(name)
+        if not any(isinstance(h, logging.NullHandler) for h in log.handlers):
+            log.addHandler(logging.NullHandler())
+
+
 def no_progress(n: int = 1) -> None:
     return None
 
