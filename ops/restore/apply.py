@@ -208,9 +208,8 @@ def check_revision(meta: dict | None, result: RestoreResult, options: Options,
         raise OpsError(
             f"schema mismatch: the backup was made at revision {revision}, the database is at "
             f"{database or 'no revision'}; nothing was changed",
-            hint=f"Bring the database to {revision} ({suggest('push')} if the backup is newer, "
-            f"`alembic downgrade {revision}` if older), or pass --allow-schema-mismatch to "
-            "load the columns both have.",
+            hint=f"Run {suggest('push')} when the backup is newer (an older one is migrated "
+            "up by itself), or pass --allow-schema-mismatch to load the columns both have.",
         )
     else:
         note = (f"schema mismatch allowed: backup at {revision}, database at "

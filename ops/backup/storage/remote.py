@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import io
 import queue
-import re
 import threading
 from abc import abstractmethod
 from collections.abc import Callable, Iterator
@@ -24,6 +23,7 @@ from typing import Any, BinaryIO
 
 from ops.backup.storage.interface import Store, Writer, check_name
 from ops.core.errors import OpsError
+from ops.core.masking import mask_secrets
 
 _PARTS_PER_SIZE = 2000
 _MAX_DOUBLINGS = 4
@@ -284,5 +284,5 @@ def byte_ranges(size: int, chunk: int = READ_CHUNK) -> Iterator[tuple[int, int]]
 
 
 def shown(text: str) -> str:
-    """A location as it may be printed: anything between :// and @ is dropped."""
-    return re.sub(r"://[^/@]*@", "://", text)[:200]
+    """A location as it may be printed: its secrets masked, its length bounded."""
+    return mask_secrets(text)[:200]
