@@ -89,7 +89,8 @@ def loads_deep_row(content: bytes, loads: Callable[[str], Any]) -> Any:
 
 
 def _skip(text: str, pos: int) -> int:
-    return _WHITESPACE.match(text, pos).end()  # type: ignore[union-attr]
+    match = _WHITESPACE.match(text, pos)
+    return match.end() if match else pos
 
 
 def _members(text: str, pos: int, opening: str, closing: str) -> list[tuple[int, int]]:
