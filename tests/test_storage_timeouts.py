@@ -21,6 +21,20 @@ from ops.restore.apply import restore
 TIMEOUT = 2
 
 
+@pytest.fixture
+def s3(monkeypatch: pytest.MonkeyPatch):
+    """A private S3 server (the tests freeze it), STORAGE_TIMEOUT=2 and two attempts."""
+    server = start_server("s3")
+    try:
+        use_server_env(monkeypatch, server)
+        for name, value in (("STORAGE_TIMEOUT", TIMEOUT), ("AWS_MAX_ATTEMPTS", 2)):
+            monkeypatch.setenv(name, str(value))
+        yield server
+    finally:
+        server.process.send_signal(signal.SIGCONT)
+        server.stop()
+
+
 class FreezeOnFirstChunk:
     """A Reporter that freezes the server once the download has received its first bytes,
     and records whether any session held a table lock while it was frozen."""
@@ -55,34 +69,26 @@ class FreezeOnFirstChunk:
 
 @pytest.mark.faults
 def test_a_restore_from_a_stalled_s3_server_fails_in_time_with_nothing_locked(
-        db_url: str, conn, monkeypatch: pytest.MonkeyPatch):
+        db_url: str, conn, s3):
     insert_sample(conn)  # and ~25 MB more, so the download outlasts the socket buffers
     conn.execute("INSERT INTO comments (id, tenant_id, task_id, body) SELECT 100 + g, 1, 10, "
                  "repeat(md5(g::text), 20) FROM generate_series(1, 40000) g")
-    server = start_server("s3")
-    try:
-        use_server_env(monkeypatch, server)
-        for name, value in (("STORAGE_TIMEOUT", TIMEOUT), ("AWS_MAX_ATTEMPTS", 2)):
-            monkeypatch.setenv(name, str(value))
-        good = backup(settings := Settings(database_url=db_url, app_env="test",
-                                           backup_dir=server.location("stall")))
-        before = table_hashes(conn)
-        reporter = FreezeOnFirstChunk(server, conn)
-        started = time.monotonic()
-        with pytest.raises(OpsError) as caught:
-            restore(settings, good.name, report=reporter)  # type: ignore[arg-type]
-        elapsed = time.monotonic() - started
-        assert reporter.frozen.is_set()
-        assert reporter.locks_while_frozen == []
-        assert elapsed < 2 * TIMEOUT * 2 + 10, elapsed  # attempts x timeout, plus slack
-        message = caught.value.message
-        assert "\n" not in message and "S3" in message, message
-        assert table_hashes(conn) == before
-        assert conn.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'relation' AND "
-                            "pid <> pg_backend_pid()").fetchone()[0] == 0
-    finally:
-        server.process.send_signal(signal.SIGCONT)
-        server.stop()
+    good = backup(settings := Settings(database_url=db_url, app_env="test",
+                                       backup_dir=s3.location("stall")))
+    before = table_hashes(conn)
+    reporter = FreezeOnFirstChunk(s3, conn)
+    started = time.monotonic()
+    with pytest.raises(OpsError) as caught:
+        restore(settings, good.name, report=reporter)  # type: ignore[arg-type]
+    elapsed = time.monotonic() - started
+    assert reporter.frozen.is_set()
+    assert reporter.locks_while_frozen == []
+    assert elapsed < 2 * TIMEOUT * 2 + 10, elapsed  # attempts x timeout, plus slack
+    message = caught.value.message
+    assert "\n" not in message and "S3" in message, message
+    assert table_hashes(conn) == before
+    assert conn.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'relation' AND "
+                        "pid <> pg_backend_pid()").fetchone()[0] == 0
 
 
 def test_the_storage_timeout_setting_is_read_and_checked(monkeypatch):
@@ -94,3 +100,41 @@ def test_the_storage_timeout_setting_is_read_and_checked(monkeypatch):
     with pytest.raises(OpsError) as refused:
         storage_timeout()
     assert "STORAGE_TIMEOUT" in refused.value.message
+
+
+class FreezeAtLine:
+    """A Reporter that freezes the server when a line starting with `prefix` is reported."""
+
+    quiet = True
+
+    def __init__(self, server, prefix: str) -> None:
+        self.server, self.prefix = server, prefix
+
+    def line(self, text: str = "") -> None:
+        if text.startswith(self.prefix):
+            self.server.process.send_signal(signal.SIGSTOP)
+
+    def warn(self, text: str) -> None:
+        pass
+
+    @contextmanager
+    def progress(self, description: str, total: int | None):
+        yield lambda n=1: None
+
+
+@pytest.mark.faults
+def test_a_backup_to_a_stalled_s3_server_fails_in_time_and_releases_its_locks(
+        db_url: str, conn, s3):
+    insert_sample(conn)
+    conn.execute("INSERT INTO tasks (id, tenant_id, product_id, title, description) SELECT "
+                 "1000 + g, 1, 1, 't', repeat(md5(g::text), 40) FROM generate_series(1, 30000) g")
+    settings = Settings(database_url=db_url, app_env="test",
+                        backup_dir=s3.location("stall-up"))
+    started = time.monotonic()
+    with pytest.raises(OpsError) as caught:
+        backup(settings, report=FreezeAtLine(s3, "✅ tenants"))  # type: ignore[arg-type]
+    elapsed = time.monotonic() - started
+    assert "\n" not in caught.value.message and "S3" in caught.value.message
+    assert elapsed < 60, elapsed  # without the setting: minutes (60 s per request)
+    assert conn.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'relation' AND "
+                        "pid <> pg_backend_pid()").fetchone()[0] == 0
