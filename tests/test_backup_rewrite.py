@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 
 import psycopg
 import pytest
@@ -119,4 +120,21 @@ def test_a_rewrite_queued_behind_a_parallel_backup_fails_it_instead_of_deadlocki
     assert "schema change" in failed.value.message and "no backup file" in failed.value.message
     altered["thread"].join(30)
     assert altered.get("done")
+    assert list(settings.backup_dir.glob("backup-*")) == []
+
+
+def test_a_table_dropped_while_the_backup_starts_is_one_line(settings: Settings, monkeypatch):
+    found = backup_module.discover_tables
+    calls = []
+
+    def with_one_dropped_since(conn):  # the first call: the tables to lock
+        calls.append(1)
+        tables = found(conn)
+        return [*tables, replace(tables[0], name="dropped_since")] if len(calls) == 1 \
+            else tables
+
+    monkeypatch.setattr(backup_module, "discover_tables", with_one_dropped_since)
+    with pytest.raises(OpsError) as failed:
+        backup(settings)
+    assert "schema changed" in failed.value.message and "dropped_since" in failed.value.message
     assert list(settings.backup_dir.glob("backup-*")) == []

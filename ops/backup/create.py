@@ -245,15 +245,16 @@ def locked_snapshot(conn: psycopg.Connection) -> Iterator[None]:
     later by `_write`, whose check then refuses any rewrite that slipped in.
     """
     names = [t.ident for t in discover_tables(conn)]  # autocommit: no snapshot kept
-    try:
-        with conn.transaction():
-            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+    with conn.transaction():
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        try:
             if names:
                 conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS SHARE MODE").format(
                     sql.SQL(", ").join(names)))
-            yield
-    except psycopg.errors.UndefinedTable as exc:  # dropped between finding and locking
-        raise _schema_changed(first_line(exc)) from None
+        except (psycopg.errors.UndefinedTable,  # dropped between finding and locking
+                psycopg.errors.DeadlockDetected) as exc:  # a migration locking otherwise
+            raise _schema_changed(first_line(exc)) from None
+        yield
 
 
 def _schema_changed(detail: str) -> OpsError:
