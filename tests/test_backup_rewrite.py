@@ -138,3 +138,29 @@ def test_a_table_dropped_while_the_backup_starts_is_one_line(settings: Settings,
         backup(settings)
     assert "schema changed" in failed.value.message and "dropped_since" in failed.value.message
     assert list(settings.backup_dir.glob("backup-*")) == []
+
+
+@pytest.mark.faults
+def test_a_backup_started_during_an_old_revision_restore_holds_what_it_restored(
+        settings: Settings, conn, monkeypatch):
+    """The reproduction of the finding: an old-revision restore migrating (ALTER ... TYPE and
+    friends) while a backup starts; the backup must hold every restored row."""
+    from support.migrations import OLD_BACKUPS
+    from support.restore import table_hashes
+
+    monkeypatch.setattr(backup_module, "PARALLEL_MIN_BYTES", 0)  # --jobs 2 really parallel
+    restoring = threading.Thread(target=restore, args=(
+        settings, OLD_BACKUPS / "0001-sample-scale-0.05.json.gz"), kwargs={"safety_backup": False})
+    restoring.start()
+    deadline = time.monotonic() + 60
+    while not conn.execute("SELECT count(*) FROM pg_locks WHERE mode = 'AccessExclusiveLock' "
+                           "AND relation = 'tasks'::regclass AND granted").fetchone()[0]:
+        assert time.monotonic() < deadline and restoring.is_alive(), "the restore never locked"
+        time.sleep(0.01)
+    made = backup(settings, jobs=2)
+    restoring.join(120)
+    restored = table_hashes(conn)
+    assert made.tables["tasks"] == conn.execute("SELECT count(*) FROM tasks").fetchone()[0] > 0
+    conn.execute("TRUNCATE tasks CASCADE")
+    restore(settings, made.path, safety_backup=False)
+    assert table_hashes(conn) == restored
