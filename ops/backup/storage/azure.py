@@ -56,7 +56,8 @@ class AzureStore(RemoteStore):
             "connection_timeout": connect_timeout(), "read_timeout": storage_timeout(),
             # downloads come in ranged requests of this size (the SDK's first one is 32 MB)
             "max_single_get_size": 4 << 20, "max_chunk_get_size": 4 << 20,
-            "retry_policy": LinearRetry(backoff=1, retry_total=max(1, RETRY_SECONDS),
+            "retry_policy": LinearRetry(backoff=1, retry_total=max(1, min(RETRY_SECONDS,
+                                                                       storage_timeout())),
                                         random_jitter_range=0)}
         env = os.environ
         connection = env.get("AZURE_STORAGE_CONNECTION_STRING")

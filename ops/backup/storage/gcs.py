@@ -69,7 +69,8 @@ class GCSStore(RemoteStore):
     def _retry(self) -> Any:
         from google.cloud.storage.retry import DEFAULT_RETRY
 
-        return DEFAULT_RETRY.with_timeout(RETRY_SECONDS)
+        # no longer than STORAGE_TIMEOUT either: a stalled server fails in bounded time
+        return DEFAULT_RETRY.with_timeout(min(RETRY_SECONDS, storage_timeout()))
 
     def _bucket(self) -> Any:
         return self.client.bucket(self.bucket)
