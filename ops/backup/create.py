@@ -152,7 +152,7 @@ def _backup(settings: Settings, archive: Archive, *, output: str | Path | None,
             report.line(f"🏢 Tenant: {found} — only its rows are backed up")
         anonymizer = None
         if anonymize is not None:
-            anonymizer = Anonymizer(anonymize, anonymize_key(settings, conn))
+            anonymizer = Anonymizer(anonymize, anonymize_key(settings, conn, report))
             report.line(f"🎭 Anonymizing with {anonymize.path.name} "
                         f"(sha256 {anonymize.sha256[:12]}…)")
         result = write_backup(conn, ref, compression=compression, recipients=recipients,
@@ -287,8 +287,12 @@ def _write(conn: psycopg.Connection, result: BackupResult, ref: BackupRef,
     sources = tenant_rows(discovered, result.tenant, lock=lock_rows) if result.tenant else {}
     masks: dict[str, TableMask] = {}
     if anonymizer is not None:  # checks the policy against the whole schema: before any file
+        from ops.backup.leaks import refuse_leaks, sample_leaks  # it streams rows with ours
+
         masks = anonymizer.masks(chosen, discovered, unique_keys(conn),
                                  lambda t: column_keys(t.column_names))
+        refuse_leaks(sample_leaks(conn, chosen, masks, anonymizer.fake_domains),
+                     anonymizer.policy)
     conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS SHARE MODE").format(  # no DDL under our feet
         sql.SQL(", ").join(t.ident for t in chosen)))
     refuse_rewritten(conn, chosen)
