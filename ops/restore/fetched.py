@@ -3,21 +3,22 @@
 A restore holds ACCESS EXCLUSIVE on every table it replaces from the first row to the commit;
 reading the rows from a bucket meanwhile let a stalled server keep the application locked out
 for as long as it stalled. So the stored bytes (still encrypted when the backup is) are copied
-into a private temp directory first - each request bounded by STORAGE_TIMEOUT - and the
-restore reads that copy, which is removed on every exit. It costs local disk space of the
-backup's stored size for the restore's duration.
+into this run's private scratch directory first (ops.core.scratch) - each request bounded by
+STORAGE_TIMEOUT - and the restore reads that copy, which is removed on every exit (and by
+the next run after a kill). It costs local disk space of the backup's stored size for the
+restore's duration.
 """
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from ops.backup.files import BackupRef, as_ref, private_temp_dir
+from ops.backup.files import BackupRef, as_ref
 from ops.core.errors import OpsError
 from ops.core.output import Reporter, human_size
+from ops.core.scratch import scratch_dir
 
 _CHUNK = 8 << 20
 
@@ -28,11 +29,8 @@ def fetched(ref: BackupRef, report: Reporter) -> Iterator[BackupRef]:
     if ref.path is not None:
         yield ref
         return
-    directory = private_temp_dir()
-    try:
+    with scratch_dir() as directory:
         yield as_ref(_download(ref, directory / ref.name, report))
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 def _download(ref: BackupRef, local: Path, report: Reporter) -> Path:
