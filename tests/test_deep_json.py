@@ -60,3 +60,21 @@ def test_deep_rows_are_split_into_fields_without_recursion():
 def test_a_malformed_deep_row_is_a_value_error(bad):
     with pytest.raises(ValueError):
         loads_deep_row(bad.encode(), json.loads)
+
+
+def test_a_value_too_deep_to_anonymize_fails_the_snapshot_and_writes_nothing(
+        settings: Settings, conn):
+    from dataclasses import replace
+
+    from ops.anonymize.policy import load_policy
+    from ops.core.errors import OpsError
+    from ops.seed.builtin import run_seeds
+
+    salted = replace(settings, anonymize_salt="test-salt-0123456789abcdef")
+    run_seeds(salted, lookups=True, sample=True)
+    conn.execute("UPDATE tasks SET metadata = %s::jsonb WHERE id = (SELECT min(id) FROM tasks)",
+                 (nested(3000),))
+    with pytest.raises(OpsError) as refused:
+        backup(salted, output=settings.backup_dir / "snap.json", anonymize=load_policy())
+    assert "nested too deeply" in refused.value.message
+    assert list(settings.backup_dir.iterdir()) == []

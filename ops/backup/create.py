@@ -221,10 +221,16 @@ def write_backup(conn: psycopg.Connection, target: Source, *, compression: str |
                           tenant=tenant)
     args = (result, ref, recipients, tables, exclude, lock_rows, report, jobs,
             open_connection, default_name, anonymizer, moment)
-    if _idle_autocommit(conn):  # one snapshot per statement would not be consistent
-        with locked_snapshot(conn):
-            return _write(conn, *args)
-    return _write(conn, *args)
+    try:
+        if _idle_autocommit(conn):  # one snapshot per statement would not be consistent
+            with locked_snapshot(conn):
+                return _write(conn, *args)
+        return _write(conn, *args)
+    except RecursionError:  # only the anonymizer parses values; the writer has discarded
+        raise OpsError("a JSON value is nested too deeply for the anonymizer (jsonb hundreds "
+                       "of levels deep); no backup file was written",
+                       hint="A backup without --anonymize keeps it; or flatten that value."
+                       ) from None
 
 
 def _idle_autocommit(conn: psycopg.Connection) -> bool:
