@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import queue
 import threading
 from abc import abstractmethod
@@ -33,6 +34,25 @@ READ_CHUNK = 8 << 20
 RETRY_SECONDS = 20
 CONNECT_TIMEOUT = 10
 READ_TIMEOUT = 60
+TIMEOUT_VARIABLE = "STORAGE_TIMEOUT"
+
+
+def storage_timeout() -> int:
+    """Seconds one storage request may wait for the server (STORAGE_TIMEOUT, default
+    READ_TIMEOUT): a stalled server fails the command then, rather than keeping a backup's
+    or a restore's table locks held for as long as it stalls."""
+    value = os.environ.get(TIMEOUT_VARIABLE, "").strip()
+    if not value:
+        return READ_TIMEOUT
+    if not value.isdigit() or int(value) < 1:
+        raise OpsError(f"{TIMEOUT_VARIABLE}={value!r} is not a whole number of seconds",
+                       hint=f"Set {TIMEOUT_VARIABLE} to 10, 60, ... or leave it empty for "
+                       f"{READ_TIMEOUT}.")
+    return int(value)
+
+
+def connect_timeout() -> int:
+    return min(CONNECT_TIMEOUT, storage_timeout())
 
 
 class RemoteStore(Store):
