@@ -277,9 +277,10 @@ class Capture:
         that straddles it would be skipped once the slot stood past its start)."""
         with conn.transaction():
             conn.execute("SET LOCAL synchronous_commit = local")  # the commit flushes it
-            marker = conn.execute("SELECT pg_logical_emit_message(true, 'tasklets-capture', "
-                                  "'')::text").fetchone()[0]
-        moment = conn.execute("SELECT clock_timestamp()").fetchone()[0]
+            # the time first: a commit stamped before it has its record before the marker
+            moment, marker = conn.execute(
+                "SELECT clock_timestamp(), pg_logical_emit_message(true, 'tasklets-capture', "
+                "'')::text").fetchone()
         return marker, moment
 
     def _take(self, batch: _Batch, item: Assembled) -> None:
