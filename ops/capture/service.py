@@ -92,6 +92,7 @@ class Progress:
     covered_until: datetime | None = None  # every change committed before this is stored
     last_flush: datetime | None = None
     retained_wal_bytes: int | None = None
+    cycle_seconds: float | None = None  # how long the last read-store-advance took
 
     def lag_seconds(self, now: datetime | None = None) -> float | None:
         if self.covered_until is None:
@@ -196,6 +197,7 @@ class Capture:
                     if target is None and self.options.once:
                         target = self._insert_position()
                     caught_up = self.cycle()
+                    self.progress.cycle_seconds = time.monotonic() - started
                     self._take_backup_if_due()
                     pause = 0.0
                 except CaptureRefused:
