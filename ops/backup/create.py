@@ -351,19 +351,19 @@ def wal_position(conn: psycopg.Connection) -> str | None:
     """The WAL position now, read in a transaction of its own just before the backup's snapshot
     is taken: every transaction that snapshot misses commits after it, so change replay
     (restore --at) starts there. None on a standby (no WAL of its own to replay from)."""
-    lsn = conn.execute("SELECT CASE WHEN pg_is_in_recovery() THEN NULL "
-                       "ELSE pg_current_wal_lsn()::text END").fetchone()[0]
+    lsn = scalar(conn, "SELECT CASE WHEN pg_is_in_recovery() THEN NULL "
+                 "ELSE pg_current_wal_lsn()::text END")
     conn.rollback()
-    return lsn
+    return str(lsn) if lsn is not None else None
 
 
 def capture_start(conn: psycopg.Connection, wal_lsn: str) -> dict[str, str]:
     """What replay needs to apply exactly the transactions this snapshot does not hold: the
     snapshot (xmin:xmax:xip), the WAL position read before it, and a moment after it was taken
     (every transaction it holds committed before then)."""
-    snapshot, moment = conn.execute(
-        "SELECT pg_current_snapshot()::text, clock_timestamp()").fetchone()
-    return {"snapshot": snapshot, "walLsn": wal_lsn,
+    snapshot = scalar(conn, "SELECT pg_current_snapshot()::text")
+    moment: datetime = scalar(conn, "SELECT clock_timestamp()")
+    return {"snapshot": str(snapshot), "walLsn": wal_lsn,
             "snapshotTime": moment.astimezone(UTC).isoformat(timespec="microseconds")}
 
 

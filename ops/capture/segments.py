@@ -174,7 +174,8 @@ def write_segment(archive: Archive, transactions: Iterable[Transaction], *, star
                 raise
             size = raw.commit()
     except ObjectExistsError:
-        return segment_facts(archive, parse_segment_name(name))  # type: ignore[arg-type]
+        return segment_facts(archive, SegmentInfo(name, start_lsn, end_lsn,
+                                                   encrypted=bool(recipients)))
     known = [moment for moment in (complete_until, last) if moment is not None]
     until = max(known) if known else None
     facts = {"startLsn": lsn_text(start_lsn), "endLsn": lsn_text(end_lsn),

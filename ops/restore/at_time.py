@@ -250,7 +250,8 @@ def _tenant_replay(archive: Archive, plan: ReplayPlan, identities: Sequence[Any]
                 conn.execute(sql.SQL("CREATE INDEX ON {} ({})").format(
                     stage.ident, sql.SQL(", ").join(map(sql.Identifier,
                                                         stage.table.primary_key))))
-        target = Target(conn, scope.tables, lambda name: stages[name].ident)
+        target = Target(conn, scope.tables, lambda name: stages[name].ident,
+                        unconstrained=True)
         member = _Membership(conn, scope, stages, tenant_id)
         apply(target, transactions(archive, plan, identities), plan.counts, member)
         for stage in stages.values():

@@ -99,8 +99,12 @@ class Target:
     BATCH = 500  # statements between syncs: bounds what waits to be counted
 
     def __init__(self, conn: psycopg.Connection, tables: list[Table],
-                 relation: Callable[[str], sql.Composable] | None = None) -> None:
+                 relation: Callable[[str], sql.Composable] | None = None, *,
+                 unconstrained: bool = False) -> None:
         self.conn = conn
+        # relations without constraints (a tenant's stages): a delete may wait for others of
+        # its table, as nothing else checks it (live tables' foreign keys check each statement)
+        self.unconstrained = unconstrained
         self.tables = {t.name: t for t in tables}
         self.order = {t.name: i for i, t in enumerate(tables)}
         self.relation = relation or (lambda name: self.tables[name].ident)
@@ -126,7 +130,8 @@ class Target:
 
     def forget(self, table: Table, key: dict[str, str | None], counts: Counts) -> None:
         """Delete the row with this key, if there: sent with others of the table as one
-        statement, before any other statement on the table (the order stays the changes')."""
+        statement, before any other statement on the table (the order stays the changes'
+        for that table; only for relations no constraint ties to others)."""
         _, found = self._gone.setdefault(table.name, (counts.deleted, []))
         found.append(self._key(table, key))
         if len(found) >= self.BATCH:
@@ -265,7 +270,10 @@ def _apply_one(target: Target, table: Table, change: Change, counts: Counts,
                member: Member | None) -> None:
     old = change.key or change.row or {}
     if change.op == "delete":
-        target.delete(table, old, counts)
+        if target.unconstrained:
+            target.forget(table, old, counts)
+        else:
+            target.delete(table, old, counts)
         return
     row = change.row or {}
     ours = True if member is None else member(change)
