@@ -81,15 +81,21 @@ def restore(
         "--at", help="Restore to this moment: the newest backup before it, then the changes "
         "`capture` stored up to it. ISO 8601 with a zone (2026-12-07T14:32:00Z), an offset "
         "before now (-15m, -2h), or latest (the last change stored). Takes no FILE.")] = None,
+    into_tenant: Annotated[str | None, typer.Option(
+        "--into-tenant", metavar="TENANT", help="With --tenant: the live tenant (a name, slug "
+        "or id) to replace, when the backup cannot show it is the same tenant (an older "
+        "backup, or one of another database); under another id than the backup's, every row "
+        "is loaded under a fresh id.")] = None,
     dry_run: DryRun = False,
     allow_production: AllowProduction = False,
     as_json: JsonOption = False,
 ) -> None:
     """Replace all data with a backup's, atomically (a safety backup is taken first)."""
     if at is not None:
-        if file != "latest" or new_ids or rename is not None or only_listed_tables:
+        if file != "latest" or new_ids or rename is not None or only_listed_tables \
+                or into_tenant is not None:
             raise UsageError("--at picks the backup itself: it takes no FILE, --new-ids, "
-                             "--rename or --only-listed-tables")
+                             "--rename, --into-tenant or --only-listed-tables")
         from ops.restore.at_time import restore_at
 
         extra = {} if tenant is not None else {"allow_anonymized": allow_anonymized}
@@ -102,8 +108,8 @@ def restore(
             print_json({**found.as_json(), "restore": found.restore})
         return
     if tenant is None:
-        if new_ids or rename is not None:
-            raise UsageError("--new-ids and --rename go with --tenant")
+        if new_ids or rename is not None or into_tenant is not None:
+            raise UsageError("--new-ids, --rename and --into-tenant go with --tenant")
         from ops.restore.apply import restore as restore_database
 
         result = restore_database(
@@ -119,6 +125,7 @@ def restore(
 
         result = restore_tenant(
             settings(), file, tenant, identity=identity, new_ids=new_ids, rename=rename,
+            into=into_tenant,
             safety_backup=not no_safety_backup, allow_production=allow_production,
             allow_schema_mismatch=allow_schema_mismatch, dry_run=dry_run,
             report=reporter(as_json))
