@@ -31,6 +31,7 @@ from typing import Any
 
 from ops.backup.files import (
     SAFETY_PREFIX,
+    SIDECAR_SUFFIX,
     BackupFile,
     BackupRef,
     as_ref,
@@ -39,7 +40,7 @@ from ops.backup.files import (
     parse_backup_name,
     read_meta,
 )
-from ops.backup.integrity import SIDECAR_SUFFIX, Integrity, read_sidecar
+from ops.backup.integrity import Integrity, read_sidecar
 from ops.backup.segment_files import SegmentInfo, parse_segment_name
 from ops.backup.storage.factory import open_object, open_store
 from ops.backup.storage.interface import IncompleteUpload, ObjectInfo, Store
@@ -340,19 +341,15 @@ class Archive:
         record_verdict(ref, kind, **details)
 
     def delete(self, backup: BackupFile, listing: Listing) -> None:
-        """Delete a backup, then its verdicts and sidecar."""
+        """Delete a backup (and its sidecar), then its verdicts."""
         backup.ref.delete()
         for kind in listing.verdicts.of(backup.name):
             self.store.delete(f"{backup.name}.{kind}")
-        if backup.name in listing.sidecars:
-            self.store.delete(backup.name + SIDECAR_SUFFIX)
         self._facts.pop(backup.name, None)
 
-    def delete_segment(self, segment: SegmentInfo, listing: Listing) -> None:
-        """Delete a change segment, then its sidecar."""
-        self.store.delete(segment.name)
-        if segment.name in listing.segment_sidecars:
-            self.store.delete(segment.name + SIDECAR_SUFFIX)
+    def delete_segment(self, segment: SegmentInfo) -> None:
+        """Delete a change segment and its sidecar."""
+        BackupRef(self.store, segment.name).delete()
 
     def incomplete_uploads(self) -> list[IncompleteUpload]:
         """Uploads of backups still running or killed mid-way (nothing ever reads them)."""

@@ -192,7 +192,7 @@ def _prune_segments(archive: Archive, listing: Listing, kept: list[BackupFile],
         result.freed_bytes += size
     if yes:
         for segment in doomed:
-            archive.delete_segment(segment, listing)
+            archive.delete_segment(segment)
 
 
 def _kinds(kinds: Sequence[str] | None) -> set[str]:

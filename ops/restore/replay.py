@@ -111,16 +111,18 @@ class Target:
         self._rendered: dict[tuple, str] = {}
         self._pending: list[tuple[dict[str, int], str, psycopg.Cursor]] = []
         # keys of rows that may have left a tenant, and where their deletions are counted
-        self._gone: dict[str, tuple[dict[str, int], list[list]]] = {}
+        self._gone: dict[str, tuple[dict[str, int], list[list], set[tuple]]] = {}
         self.pipeline: psycopg.Pipeline | None = None
 
     def table(self, name: str) -> Table | None:
         return self.tables.get(name)
 
     def _send(self, key: tuple, build: Callable[[], sql.Composable], params: list,
-              counted: dict[str, int], table: str) -> None:
-        if table in self._gone:
-            self._forget_now(table)
+              counted: dict[str, int], table: str, rows: list[list] | None = None) -> None:
+        """Send a statement; `rows`: the keys of the rows it touches (None: any row)."""
+        gone = self._gone.get(table)
+        if gone is not None and (rows is None or any(tuple(k) in gone[2] for k in rows)):
+            self._forget_now(table)  # a statement on a row to delete first: keep their order
         text = self._rendered.get(key)
         if text is None:
             text = self._rendered[key] = build().as_string(self.conn)
@@ -130,15 +132,16 @@ class Target:
 
     def forget(self, table: Table, key: dict[str, str | None], counts: Counts) -> None:
         """Delete the row with this key, if there: sent with others of the table as one
-        statement, before any other statement on the table (the order stays the changes'
-        for that table; only for relations no constraint ties to others)."""
-        _, found = self._gone.setdefault(table.name, (counts.deleted, []))
+        statement, before any statement on a row with one of their keys (so each row's
+        changes keep their order; only for relations no constraint ties to others)."""
+        _, found, keys = self._gone.setdefault(table.name, (counts.deleted, [], set()))
         found.append(self._key(table, key))
+        keys.add(tuple(found[-1]))
         if len(found) >= self.BATCH:
             self._forget_now(table.name)
 
     def _forget_now(self, name: str) -> None:
-        counted, keys = self._gone.pop(name)
+        counted, keys, _ = self._gone.pop(name)
         table = self.tables[name]
         columns = list(zip(*keys, strict=True))
 
@@ -208,7 +211,8 @@ class Target:
                                                            self._where(table))
 
         self._send(("insert", table.name, names, unless_present), build,
-                   [row[n] for n in names] + keys, counts.inserted, table.name)
+                   [row[n] for n in names] + keys, counts.inserted, table.name,
+                   _keys_of(table, row))
 
     def update(self, table: Table, key: dict[str, str | None], row: dict[str, str | None],
                unchanged: tuple[str, ...], counts: Counts) -> None:
@@ -225,7 +229,7 @@ class Target:
                     for n in names), self._where(table))
 
         self._send(("update", table.name, names), build, [row[n] for n in names] + params,
-                   counts.updated, table.name)
+                   counts.updated, table.name, _keys_of(table, key, row))
 
     def delete(self, table: Table, key: dict[str, str | None], counts: Counts) -> None:
         self._send(("delete", table.name), lambda: sql.SQL("DELETE FROM {} WHERE {}").format(
@@ -238,6 +242,13 @@ class Target:
             self._send(("empty", name), lambda name=name: sql.SQL("DELETE FROM {}").format(
                 self.relation(name)), [], counts.deleted, name)
         names.clear()
+
+
+def _keys_of(table: Table, *rows: dict[str, str | None]) -> list[list] | None:
+    """The primary keys of these rows; None when one lacks its key (then: any row)."""
+    if not table.primary_key or any(c not in row for row in rows for c in table.primary_key):
+        return None
+    return [[row[c] for c in table.primary_key] for row in rows]
 
 
 def apply(target: Target, transactions: Iterable[Transaction], counts: Counts,

@@ -56,6 +56,7 @@ from ops.restore.checks import (
     refuse_references_out,
     validate_staged_references,
 )
+from ops.restore.fetched import fetched
 from ops.restore.staging import (
     Stage,
     analyze_stages,
@@ -115,8 +116,8 @@ def restore_tenant(settings: Settings, source: str | Path | BackupRef | None, te
     is added instead, every id drawn fresh from this database's sequences (nothing is
     replaced; `rename` if its name is taken). Otherwise the live tenant replaced must be the
     backup's (ops.restore.tenant_target), or the one `into` names. `replay` (restore --at) is
-    called with the connection, the tenant scope, the stages and the tenant's id once its rows
-    are staged: it brings the staged rows forward before they replace the live ones.
+    called with the connection, the tenant scope, the stages and the tenant's id once its
+    rows are staged: it brings the staged rows forward before they replace the live ones.
     """
     if into is not None and new_ids:
         raise UsageError("--into-tenant names a tenant to replace; --new-ids adds one: use "
@@ -138,7 +139,8 @@ def restore_tenant(settings: Settings, source: str | Path | BackupRef | None, te
                                  renamed_to=rename)
     report.line(f"🔄 Starting restore of tenant {tenant}...")
     report.line(f"📂 Reading backup: {ref}")
-    with BackupReader(ref, identities=identities) as reader, connect(settings) as conn:
+    with fetched(ref, report) as local, BackupReader(local, identities=identities) as reader, \
+            connect(settings) as conn:
         result.timestamp, result.layout = reader.timestamp, reader.layout
         report.line(f"📅 Backup timestamp: {reader.timestamp or 'unknown'}")
         tables = discover_tables(conn)
@@ -188,6 +190,9 @@ def _restore(conn: psycopg.Connection, settings: Settings, archive: Archive,
         stages = create_stages(conn, scope.tables)
         tenant = result.tenant = stage_backup(conn, reader, scope, stages, ref, result, options,
                                               report)
+        if options.replay is not None:  # first: the checks below see the rows as replayed
+            report.line(f"🔁 Applying tenant {tenant}'s changes after the backup...")
+            options.replay(conn, scope, stages, tenant.id)
         refuse_references_out(conn, scope.tables, lambda name: stages[name].ident,
                               scope.placements, str(tenant))
         result.checksums_verified = reader.verify_meta()
@@ -197,9 +202,6 @@ def _restore(conn: psycopg.Connection, settings: Settings, archive: Archive,
                 conn, scope, tenant, DatabaseIdentity.from_meta((reader.meta or {}).get("source")),
                 reader.ref.name, into)
         into_live = result.into_tenant
-        if options.replay is not None:
-            report.line(f"🔁 Applying tenant {tenant}'s changes after the backup...")
-            options.replay(conn, scope, stages, tenant.id)
         for stage in stages.values():
             if not stage.in_file:
                 result.emptied.append(stage.table.name)
