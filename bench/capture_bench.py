@@ -43,6 +43,8 @@ def capture_results(bench: Bench, args: argparse.Namespace) -> dict:
     captured: list[float] = []
     lags: list[float] = []
     rss: list[float] = []
+    others: dict[str, list[float]] = {"tasklets_capture_cycle_seconds": [],
+                                      "tasklets_capture_retained_wal_bytes": []}
     seconds = args.capture_seconds
     try:
         for round_number in range(bench.runs):
@@ -56,7 +58,8 @@ def capture_results(bench: Bench, args: argparse.Namespace) -> dict:
                 _wait_for_metrics(port, process)
                 stop = threading.Event()
                 sampler = threading.Thread(target=_sample, args=(port, process.pid, stop,
-                                                                 lags, rss), daemon=True)
+                                                                 lags, rss, others),
+                                           daemon=True)
                 sampler.start()
                 captured.append(_load(url, seconds, args.random_seed + round_number))
                 _wait_caught_up(port)  # what the load wrote is stored before the next round
@@ -80,6 +83,9 @@ def capture_results(bench: Bench, args: argparse.Namespace) -> dict:
         "throughput_ratio": round(ratio, 3), "throughput_target": "≥ 0.9",
         "lag_p95_seconds": round(p95, 2), "lag_max_seconds": round(max(lags, default=0), 2),
         "lag_target": "≤ 5 s (p95)", "lag_samples": len(lags),
+        "cycle_seconds_max": round(max(others["tasklets_capture_cycle_seconds"], default=0), 2),
+        "retained_wal_mb_max": round(max(others["tasklets_capture_retained_wal_bytes"],
+                                         default=0) / 2**20, 1),
         "segment_bytes": segment_bytes,
         "segment_bytes_per_hour": round(segment_bytes / loaded * 3600),
         "rss_peak_mb": round(max(rss, default=0), 1),
@@ -159,13 +165,17 @@ def _wait_caught_up(port: int) -> None:
 
 
 def _sample(port: int, pid: int, stop: threading.Event, lags: list[float],
-            rss: list[float]) -> None:
+            rss: list[float], others: dict[str, list[float]]) -> None:
     status = Path(f"/proc/{pid}/status")
     while not stop.is_set():
         try:
             lag = _metric(port, "tasklets_capture_lag_seconds")
             if lag is not None and lag == lag:  # NaN before the first cycle
                 lags.append(lag)
+            for name, seen in others.items():
+                value = _metric(port, name)
+                if value is not None and value == value:
+                    seen.append(value)
             for line in status.read_text().splitlines():
                 if line.startswith("VmRSS:"):
                     rss.append(int(line.split()[1]) / 1024)

@@ -31,6 +31,8 @@ class CaptureMetrics:
         gauge("tasklets_capture_last_flush_timestamp_seconds", "When capture last stored a "
               "change segment (Unix time; 0: none since start)",
               lambda: progress.last_flush.timestamp() if progress.last_flush else 0.0)
+        gauge("tasklets_capture_cycle_seconds", "How long the last cycle (read the slot, store, "
+              "advance) took", lambda: _number(progress.cycle_seconds))
         gauge("tasklets_capture_segments", "Change segments stored since start",
               lambda: progress.segments)
         gauge("tasklets_capture_transactions", "Transactions stored since start",

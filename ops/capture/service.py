@@ -92,6 +92,7 @@ class Progress:
     covered_until: datetime | None = None  # every change committed before this is stored
     last_flush: datetime | None = None
     retained_wal_bytes: int | None = None
+    cycle_seconds: float | None = None  # how long the last read-store-advance took
 
     def lag_seconds(self, now: datetime | None = None) -> float | None:
         if self.covered_until is None:
@@ -196,6 +197,7 @@ class Capture:
                     if target is None and self.options.once:
                         target = self._insert_position()
                     caught_up = self.cycle()
+                    self.progress.cycle_seconds = time.monotonic() - started
                     self._take_backup_if_due()
                     pause = 0.0
                 except CaptureRefused:
@@ -277,9 +279,10 @@ class Capture:
         that straddles it would be skipped once the slot stood past its start)."""
         with conn.transaction():
             conn.execute("SET LOCAL synchronous_commit = local")  # the commit flushes it
-            marker = conn.execute("SELECT pg_logical_emit_message(true, 'tasklets-capture', "
-                                  "'')::text").fetchone()[0]
-        moment = conn.execute("SELECT clock_timestamp()").fetchone()[0]
+            # the time first: a commit stamped before it has its record before the marker
+            moment, marker = conn.execute(
+                "SELECT clock_timestamp(), pg_logical_emit_message(true, 'tasklets-capture', "
+                "'')::text").fetchone()
         return marker, moment
 
     def _take(self, batch: _Batch, item: Assembled) -> None:
