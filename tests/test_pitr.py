@@ -13,7 +13,7 @@ import psycopg
 import pytest
 from pyrage import x25519
 from support.backup import load
-from support.capture import drain, drop_slot, slot_name
+from support.capture import drain, drop_slot, slot_name, stored_transactions
 from support.restore import table_hashes
 from support.tenants import GLOBEX, SYSTECH, insert_two_tenants, tenant_hashes
 
@@ -33,22 +33,52 @@ from ops.core.config import Settings
 from ops.core.errors import BadSegment, OpsError, UsageError
 from ops.restore.at_time import parse_at, restore_at
 from ops.restore.drill import restore_drill
+from ops.restore.replay import Snapshot, wanted
 
 
 def test_a_backup_records_the_snapshot_that_misses_a_transaction_in_flight(
         settings: Settings, conn: psycopg.Connection, db_url: str) -> None:
-    with psycopg.connect(db_url) as other:
-        other.execute("INSERT INTO tenants (name, slug) VALUES ('In flight', 'in-flight')")
-        xid = other.execute("SELECT pg_current_xact_id()::text::bigint").fetchone()[0]
-        result = backup(settings)
-        other.commit()
-    committed_at = parse_lsn(conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0])
+    """The transaction is in flight across the backup: its rows are not in it, replay takes
+    it (by xid, even when its commit LSN equals walLsn), and the chain replay reads from
+    walLsn holds it. Its real commit LSN comes from capture: pg_current_wal_lsn() read after
+    the commit is the WAL *write* position, which with synchronous_commit off may not have
+    moved since walLsn was read (the flake this test once had)."""
+    slot = slot_name()
+    try:
+        drain(settings, slot, initial_backup=False)
+        with psycopg.connect(db_url) as other:
+            other.execute("INSERT INTO tenants (name, slug) VALUES ('In flight', 'in-flight')")
+            xid = other.execute("SELECT pg_current_xact_id()::text::bigint").fetchone()[0]
+            result = backup(settings)
+            other.commit()
+        drain(settings, slot, initial_backup=False)
+    finally:
+        drop_slot(db_url, slot)
     capture = load(result.path)["meta"]["capture"]
-    xmin, xmax, xip = capture["snapshot"].split(":")
-    assert xid >= int(xmax) or str(xid) in xip.split(",")  # not in the backup
-    assert parse_lsn(capture["walLsn"]) < committed_at  # its commit comes after walLsn
-    assert capture["snapshotTime"].endswith("+00:00")
+    snapshot, wal = Snapshot.parse(capture["snapshot"]), parse_lsn(capture["walLsn"])
+    assert xid >= snapshot.xmax or xid in snapshot.xip  # not in the backup
     assert "In flight" not in {row["name"] for row in load(result.path)["tables"]["tenants"]}
+    tx = next(tx for tx in stored_transactions(Archive.from_settings(settings))
+              if tx.xid == xid & 0xFFFFFFFF)
+    assert tx.lsn >= wal  # its commit record was written after walLsn was read
+    assert list(wanted([tx, tx], snapshot, lambda _: True)) == [tx]  # taken, once
+    assert capture["snapshotTime"].endswith("+00:00")
+
+
+def test_replay_takes_a_commit_at_wal_lsn_once_and_skips_what_the_snapshot_holds() -> None:
+    """The boundary: a commit LSN equal to walLsn is a transaction the snapshot may or may
+    not hold; the snapshot alone decides, and a segment stored twice applies it once."""
+    snapshot = Snapshot.parse("100:105:102")
+    at = parse_lsn("0/5000")
+
+    def tx(xid: int, lsn: int) -> Transaction:
+        return Transaction(xid=xid, lsn=lsn, end_lsn=lsn + 0x30,
+                           commit_time=datetime(2026, 1, 1, tzinfo=UTC), changes=[])
+
+    held, missed, later = tx(101, at), tx(102, at + 0x30), tx(105, at + 0x60)
+    stream = [held, missed, held, missed, later, later]  # overlapping segments
+    assert list(wanted(stream, snapshot, lambda _: True)) == [missed, later]
+    assert list(wanted([tx(102, at)], snapshot, lambda _: True)) == [tx(102, at)]
 
 
 # --- the oracle: restore --at Ti equals the database as it was at Ti ----------------------
