@@ -1,7 +1,8 @@
 """The documentation site's reference pages, generated from what they describe so they cannot
 drift: every command and option from the Click command Typer builds (what `--help` shows), and
-every setting from .env.example (the file users copy to .env). docs/hooks/reference.py puts them
-in the pages at `mkdocs build` time.
+every setting from .env.example (the file users copy to .env), every make target from the
+Makefile (what `make help` lists). docs/hooks/reference.py puts them in the pages at `mkdocs
+build` time.
 """
 
 from __future__ import annotations
@@ -124,3 +125,15 @@ def settings_reference(env_example: Path) -> str:
             flush_rows()
     flush_rows()
     return "\n".join(lines)
+
+
+# --- make targets ----------------------------------------------------------------------------
+
+_TARGET = re.compile(r"^([a-zA-Z_-]+):.*?## (.+)$")
+
+
+def make_reference(makefile: Path) -> str:
+    """Markdown for every target `make help` lists: its name and its one line."""
+    rows = [f"| `make {match[1]}` | {_escape(match[2])} |"
+            for line in makefile.read_text().splitlines() if (match := _TARGET.match(line))]
+    return "\n".join(["| Target | What it does |", "|---|---|", *rows, ""])
