@@ -133,3 +133,15 @@ def test_every_readme_link_resolves() -> None:
                                     or anchor not in github_anchors(path.read_text())):
             broken.append(link)
     assert not broken
+
+
+def test_settings_reference_lists_every_setting_the_config_reads(site: Path) -> None:
+    from ops.core.config import KEEP_RULES
+
+    source = (ROOT / "ops" / "core" / "config.py").read_text()
+    read = set(re.findall(r'"([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+)"', source))
+    read |= {f"BACKUP_KEEP_{rule.upper()}" for rule in KEEP_RULES}
+    assert {"DATABASE_URL", "BACKUP_DIR", "ANONYMIZE_SALT"} <= read
+    page = html.unescape((site / "reference" / "settings" / "index.html").read_text())
+    generated = page.split('id="every-setting-in-envexample"')[1]
+    assert not {name for name in read if f"<code>{name}</code>" not in generated}
