@@ -169,10 +169,11 @@ venv: $(VENV_STAMP) ## Create .venv and install the project with its test extras
 test: $(VENV_STAMP) ## Run the whole test suite (throwaway PostgreSQL; container tests when Docker answers)
 	$(VENV_PY) -m pytest $(PYTEST_ARGS)
 
-lint: $(VENV_STAMP) ## ruff over the code, no private-name imports, and the dependency rule between packages (import-linter)
+lint: $(VENV_STAMP) ## ruff, no private-name imports, the dependency rule (import-linter), and mypy (strict on ops/core and ops/backup)
 	$(VENV_PY) -m pip install -q ruff && $(VENV)/bin/ruff check ops api bench migrations tests
 	$(VENV)/bin/ruff check --preview --select PLC2701 ops api bench migrations tests
 	$(VENV)/bin/lint-imports
+	$(VENV_PY) -m mypy
 
 bench: $(VENV_STAMP) ## Run the benchmarks (python -m bench ARGS...)
 	$(VENV_PY) -m bench $(ARGS)

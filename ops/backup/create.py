@@ -67,6 +67,7 @@ from ops.core.db import (
     connection,
     first_line,
     pin_settings,
+    scalar,
     server_version,
 )
 from ops.core.errors import OpsError, UsageError
@@ -250,7 +251,7 @@ def _write(conn: psycopg.Connection, result: BackupResult, ref: BackupRef,
         "tool": TOOL_NAME,
         "toolVersion": __version__,
         "alembicRevision": current_revision(conn),
-        "database": conn.execute("SELECT current_database()").fetchone()[0],
+        "database": scalar(conn, "SELECT current_database()"),
         "serverVersion": server_version(conn),
         "tables": [t.name for t in chosen],
         "columns": {t.name: t.column_names for t in chosen},
@@ -334,7 +335,7 @@ def _start_streams(conn: psycopg.Connection, chosen: list[Table],
     sizes = {name: stat.bytes for name, stat in stats.items()}
     if sum(sizes.values()) < PARALLEL_MIN_BYTES:
         return None
-    snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
+    snapshot = scalar(conn, "SELECT pg_export_snapshot()")
     return stream_parts(open_connection, snapshot, chosen, sizes, jobs, out.part, out.compression,
                         lambda c, t, write: stream_table(c, t, write, no_progress,
                                                           sources.get(t.name),
@@ -482,7 +483,7 @@ def stream_table(conn: psycopg.Connection, table: Table, write: Callable[[bytes]
     digest = hashlib.sha256()
     rows = 0
     first = True
-    pending: list[bytes] = []
+    pending: list[memoryview | bytes] = []
     pending_bytes = 0
 
     def flush() -> None:
@@ -500,7 +501,10 @@ def stream_table(conn: psycopg.Connection, table: Table, write: Callable[[bytes]
 
     with conn.cursor().copy(copy_query(table, source, mask)) as copy:
         header = True
-        for data in copy:  # PostgreSQL sends one row per message
+        data: memoryview | bytes
+        line: memoryview | bytes
+        # PostgreSQL sends one row per message; psycopg types it Buffer, hands out memoryview:
+        for data in copy:  # type: ignore[assignment]
             if header:
                 data = _skip_binary_header(data)
                 header = False
@@ -551,6 +555,7 @@ def _discard(data: bytes) -> None:
     return None
 
 
+
 def _two_fields(data: memoryview | bytes, table: Table) -> tuple[memoryview | bytes, ...]:
     """The two JSON texts of an anonymized row (kept object, values to replace)."""
     count, size = _FIELD_HEAD.unpack_from(data)
@@ -567,7 +572,7 @@ def _skip_binary_header(data: memoryview | bytes) -> memoryview | bytes:
     return data[19 + extension:]
 
 
-def json_lines(rows: list[bytes]) -> bytes:
+def json_lines(rows: list[memoryview | bytes]) -> bytes:
     """The rows' JSON texts, one per line, joined by newlines (none after the last).
 
     row_to_json escapes control characters inside strings, so a raw newline or carriage

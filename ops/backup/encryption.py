@@ -162,6 +162,7 @@ class _QueueSource:
             if piece is _END:
                 self._ended = True
             else:
+                # the queue holds bytes or the _END sentinel, ruled out above:
                 self._current = memoryview(piece)  # type: ignore[arg-type]
         size = len(self._current) if size < 0 else size
         out, self._current = bytes(self._current[:size]), self._current[size:]
@@ -368,6 +369,7 @@ class _DecryptingStream(io.RawIOBase):
         if item is _END:
             self._eof = True
         else:
+            # the queue holds bytes or the _END sentinel, ruled out above:
             self._pending = memoryview(item)  # type: ignore[arg-type]
 
     def readable(self) -> bool:
@@ -398,7 +400,7 @@ def decrypting_reader(raw: Readable, identities: Sequence[Any], *,
         raise OpsError(f"{what} is encrypted and no identity was given to decrypt it",
                        hint=_IDENTITY_HINT)
     stream = _DecryptingStream(raw, identities, what)
-    return io.BufferedReader(stream, 1 << 20)  # type: ignore[return-value]
+    return io.BufferedReader(stream, 1 << 20)
 
 
 def _decrypt_error(exc: BaseException, what: str, position: int) -> BaseException:

@@ -15,7 +15,7 @@ import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from ops.backup.compression import READ_ERRORS, SUFFIXES, decompressing, detect, from_name
 from ops.backup.format import meta_in_tail
@@ -135,7 +135,7 @@ def next_backup_name(name: str) -> str:
 _TAIL_WINDOWS = (64 * 1024, 4 * 1024 * 1024)
 
 
-def read_meta(source: Source, *, size: int | None = None) -> dict | None:
+def read_meta(source: Source, *, size: int | None = None) -> dict[str, Any] | None:
     """The meta object of a backup we wrote, read from the end (one or two range reads);
     None when absent.
 

@@ -99,7 +99,8 @@ def stream_parts(open_connection: Callable[[], psycopg.Connection], snapshot: st
             conn.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")  # must come first
             pin_settings(conn, SNAPSHOT_SETTINGS, local=True)
             local.conn = conn
-        return local.conn
+        found: psycopg.Connection = local.conn
+        return found
 
     def work(table: Table) -> Part:
         if streams.stopping.is_set():

@@ -72,6 +72,7 @@ class BackupWriter:
         self._thread: threading.Thread | None = None
         self._failure: BaseException | None = None
         if compression:
+            # the raw writer is a binary file without BinaryIO's whole surface:
             self._gz = frame_writer(compression, self._raw)  # type: ignore[arg-type]
             self._queue = queue.Queue(maxsize=_QUEUED_WRITES)
             self._thread = threading.Thread(target=self._compress_loop, daemon=True,
@@ -91,6 +92,7 @@ class BackupWriter:
                     self._gz.end_frame()
                     _append_file(self._raw, item.path)
                 else:
+                    # items are bytes once parts (Path) are handled above:
                     self._gz.write(item)  # type: ignore[arg-type]
             except BaseException as exc:  # handed to the producer on its next call
                 self._failure = exc
@@ -168,6 +170,7 @@ class BackupWriter:
     def _later_names(self) -> Iterator[str]:
         name = self.ref.name
         for _ in range(_NAME_ATTEMPTS if self.next_name else 0):
+            # no attempts are made when next_name is None:
             name = self.next_name(name)  # type: ignore[misc]
             yield name
 
@@ -202,5 +205,5 @@ class BackupWriter:
 
 def _append_file(out: HashingWriter | EncryptingWriter, path: Path) -> None:
     with path.open("rb") as part:
-        shutil.copyfileobj(part, out, _COPY_BUFFER)  # type: ignore[arg-type]
+        shutil.copyfileobj(part, out, _COPY_BUFFER)
     path.unlink()
