@@ -123,6 +123,14 @@ def github_anchors(markdown: str) -> set[str]:
     return anchors
 
 
+def test_the_readme_fits_a_newcomer() -> None:
+    """What it is, the two commands, the main targets, where the docs are; the rest is in docs/."""
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme.splitlines()) <= 250
+    top = "\n".join(readme.splitlines()[:20])
+    assert "make db-fresh" in top and "make test" in top and "](docs/index.md)" in top
+
+
 def test_every_readme_link_resolves() -> None:
     readme = (ROOT / "README.md").read_text()
     links = re.findall(r"\]\(([^)\s]+)\)", readme)
