@@ -43,12 +43,11 @@ def command_title(path: tuple[str, ...]) -> str:
 
 def _command_section(path: tuple[str, ...], command: Any) -> str:
     level = "#" * (2 + max(0, len(path) - 1))
-    pieces = command.collect_usage_pieces(typer.Context(command, info_name=PROG))
-    usage = " ".join((PROG, *path, *pieces))
+    context = typer.Context(command, info_name=PROG)
+    usage = " ".join((PROG, *path, *command.collect_usage_pieces(context)))
     lines = [f"{level} {command_title(path)}", "", "```text", usage, "```", ""]
     if command.help:
         lines += [_escape(inspect.cleandoc(command.help)), ""]
-    context = typer.Context(command, info_name=PROG)
     for kind in ("argument", "option"):
         records = [param.get_help_record(context) for param in command.params
                    if param.param_type_name == kind and not getattr(param, "hidden", False)]
