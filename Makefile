@@ -193,9 +193,12 @@ docs-serve: docs-deps ## Serve the documentation site on http://127.0.0.1:8001 (
 	@NO_MKDOCS_2_WARNING=1 $(MKDOCS) serve --dev-addr 127.0.0.1:$(DOCS_PORT)
 
 # Both modes read their settings from ENV_FILE (RUN=local too: the API's SECRET_KEY is there).
+# Private (0600), with an ANONYMIZE_SALT of its own: a published default would let anyone test
+# whether an email is in an anonymized snapshot.
 $(ENV_FILE):
-	@cp .env.example $@
-	@echo "📝 Created $@ from .env.example (development defaults; edit $@ to change them)" >&2
+	@umask 077 && salt=$$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n') && \
+		sed "s/^ANONYMIZE_SALT=$$/ANONYMIZE_SALT=$$salt/" .env.example > $@.partial && mv $@.partial $@
+	@echo "📝 Created $@ from .env.example (development defaults, a generated ANONYMIZE_SALT; edit $@ to change them)" >&2
 
 # --- Docker plumbing ---------------------------------------------------------------------------
 

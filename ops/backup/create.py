@@ -65,6 +65,7 @@ from ops.core.db import (
     SNAPSHOT_SETTINGS,
     connect,
     connection,
+    database_identity,
     first_line,
     pin_settings,
     scalar,
@@ -154,7 +155,7 @@ def _backup(settings: Settings, archive: Archive, *, output: str | Path | None,
             report.line(f"🏢 Tenant: {found} — only its rows are backed up")
         anonymizer = None
         if anonymize is not None:
-            anonymizer = Anonymizer(anonymize, anonymize_key(settings, conn))
+            anonymizer = Anonymizer(anonymize, anonymize_key(settings, conn, report))
             report.line(f"🎭 Anonymizing with {anonymize.path.name} "
                         f"(sha256 {anonymize.sha256[:12]}…)")
         result = write_backup(conn, ref, compression=compression, recipients=recipients,
@@ -242,8 +243,12 @@ def _write(conn: psycopg.Connection, result: BackupResult, ref: BackupRef,
     sources = tenant_rows(discovered, result.tenant, lock=lock_rows) if result.tenant else {}
     masks: dict[str, TableMask] = {}
     if anonymizer is not None:  # checks the policy against the whole schema: before any file
+        from ops.backup.leaks import refuse_leaks, sample_leaks  # it streams rows with ours
+
         masks = anonymizer.masks(chosen, discovered, unique_keys(conn),
                                  lambda t: column_keys(t.column_names))
+        refuse_leaks(sample_leaks(conn, chosen, masks, anonymizer.fake_domains),
+                     anonymizer.policy)
     conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS SHARE MODE").format(  # no DDL under our feet
         sql.SQL(", ").join(t.ident for t in chosen)))
     stats = table_stats(conn, chosen)
@@ -252,6 +257,8 @@ def _write(conn: psycopg.Connection, result: BackupResult, ref: BackupRef,
         "toolVersion": __version__,
         "alembicRevision": current_revision(conn),
         "database": scalar(conn, "SELECT current_database()"),
+        # which database, as the server says: a tenant restore tells its ids apart by it
+        "source": database_identity(conn).as_meta(),
         "serverVersion": server_version(conn),
         "tables": [t.name for t in chosen],
         "columns": {t.name: t.column_names for t in chosen},

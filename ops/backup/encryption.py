@@ -128,9 +128,15 @@ def recipients_for(settings: Settings, encrypt_to: str | None = None) -> list[An
     return parse_recipients(text) if text.strip() else []
 
 
-def identities_for(settings: Settings, identity: str | Path | None = None) -> list[Any]:
+# An identity file's path, or identities already loaded (a key held only in memory)
+Identity = str | Path | list[Any] | None
+
+
+def identities_for(settings: Settings, identity: Identity = None) -> list[Any]:
     """The identities that decrypt backups: `identity`, else BACKUP_IDENTITY_FILE (none:
     encrypted backups cannot be read, and say so when met)."""
+    if isinstance(identity, list):
+        return identity
     path = identity or settings.backup_identity_file
     return load_identities(path) if path else []
 

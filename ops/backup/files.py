@@ -11,7 +11,6 @@ it is complete, so nothing here can mistake work in progress for a backup.
 from __future__ import annotations
 
 import re
-import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -198,10 +197,3 @@ def _ends_like_json_object(ref: BackupRef) -> bool:
 def _size(ref: BackupRef) -> int:
     return next((o.size for o in ref.store.list() if o.name == ref.name), 0)
 
-
-# --- private local files (the parallel backup's parts) --------------------------------------
-
-
-def private_temp_dir() -> Path:
-    """A new directory only this user can read, for part files of a backup to a bucket."""
-    return Path(tempfile.mkdtemp(prefix="tasklets-backup-"))
