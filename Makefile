@@ -81,7 +81,8 @@ BEADS_PATH := $(call setting,BEADS_FILE,.beads/issues.jsonl)
 override BEADS_FILE := $(if $(wildcard $(BEADS_PATH)),$(abspath $(BEADS_PATH)),/dev/null)
 export BEADS_FILE
 # The custom seeds folder; the ops container mounts it read-only at /app/seeds.
-override SEEDS_DIR := $(call absolute,$(call setting,SEEDS_DIR,./seeds))
+SEEDS_SETTING := $(call setting,SEEDS_DIR,./seeds)
+override SEEDS_DIR := $(call absolute,$(SEEDS_SETTING))
 export SEEDS_DIR
 # A DATABASE_URL replaces the compose db, which one-off runs then leave stopped (--no-deps).
 DATABASE_URL_SETTING := $(call setting,DATABASE_URL,)
@@ -106,6 +107,16 @@ OPS_INPUTS := $(shell find ops api migrations seeds -type f -not -path '*/__pyca
 # CLI is told the make target and mode so that its hints name what the user typed
 # (`make db-reset CONFIRM=yes`, not `tasklets-db reset --confirm`).
 CLI_CONTEXT = TASKLETS_MAKE_TARGET=$@ TASKLETS_RUN=$(RUN)
+# In a container, messages show the host paths the user gave instead of the mount points
+# (CONTAINER=HOST pairs joined by ":"; the CLI's one mapping, ops.core.output.host_paths).
+host_path_of = $(if $(2),:$(1)=$(2))
+HOST_PATHS = /backups=$(if $(filter /backups,$(BACKUP_LOCATION)),$(BACKUP_SETTING),backups)$\
+	$(call host_path_of,/app/migrations,migrations)$(call host_path_of,/app/seeds,$(SEEDS_SETTING))$\
+	$(call host_path_of,/beads/issues.jsonl,$(BEADS_PATH))$\
+	$(call host_path_of,/run/secrets/BACKUP_IDENTITY_FILE,$(BACKUP_IDENTITY_FILE_SETTING))$\
+	$(call host_path_of,/run/secrets/GOOGLE_APPLICATION_CREDENTIALS,$(GOOGLE_APPLICATION_CREDENTIALS_SETTING))$\
+	$(if $(HOST_BACKUP),$(call host_path_of,/restore/$(notdir $(BACKUP)),$(BACKUP)))$\
+	$(if $(HOST_FROM),$(call host_path_of,/restore/$(notdir $(FROM)),$(FROM)))
 ifeq ($(RUN),local)
 CLI_DEPS := $(VENV_STAMP) $(ENV_FILE)
 tasklets = url=$$($(TASKLETS_DB) --env-file $(ENV_FILE) local url) && \
@@ -114,7 +125,8 @@ else
 CLI_DEPS := docker-ready docker-settings $(ENV_FILE) $(OPS_STAMP)
 # Through docker/compose-quiet: the exit status stays, compose's noise on stderr goes.
 tasklets = $(QUIET) $(DC) run --rm $(TTY) $(if $(DATABASE_URL_SET),--no-deps) \
-	$(addprefix -e ,$(CLI_CONTEXT)) $(1) ops tasklets-db
+	$(addprefix -e ,$(CLI_CONTEXT)) -e $(call quote,TASKLETS_HOST_PATHS=$(HOST_PATHS)) \
+	$(1) ops tasklets-db
 endif
 QUIET := docker/compose-quiet
 

@@ -467,7 +467,8 @@ def test_db_fresh_from_refuses_a_backup_that_is_not_anonymized(local_env, conn, 
     result = make("db-fresh", f"FROM={plain}", "RUN=local", env=local_env)
     assert result.returncode == 2
     assert "❌ plain.json is not an anonymized snapshot" in result.stderr
-    assert "`ARGS=--allow-real-data`" in result.stderr  # the hint names the make variable
+    # the hint is the make line to run, the flag in ARGS
+    assert f"`make db-fresh FROM={plain} ARGS=--allow-real-data RUN=local`" in result.stderr
     assert "make db-backup ARGS=--anonymize RUN=local" in result.stderr
     assert conn.execute("SELECT count(*) FROM tenants").fetchone()[0] == 1
 

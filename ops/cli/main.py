@@ -25,6 +25,7 @@ from ops.cli import (
 )
 from ops.cli.app import app, state
 from ops.core.errors import OpsError
+from ops.core.output import host_paths, record_invocation
 
 __all__ = ["app", "main"]
 
@@ -34,6 +35,14 @@ INTERRUPTED = 130  # the shell's code for a command stopped by SIGINT
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI: exit 0 ok, 1 failure, 2 usage error; one line per expected error."""
     err = Console(stderr=True, highlight=False, soft_wrap=True)
+    record_invocation(sys.argv[1:] if argv is None else argv)
+    try:
+        _run(err, argv)
+    finally:
+        record_invocation([])  # hints of later calls in this process are not about this run
+
+
+def _run(err: Console, argv: list[str] | None) -> None:
     try:
         # Standalone mode handles usage errors (exit 2) and --help; our errors propagate here.
         app(args=argv, prog_name="tasklets-db")
@@ -41,9 +50,9 @@ def main(argv: list[str] | None = None) -> None:
         if state.debug:  # what led to it (the driver's error, a seed's exception...), even
             cause = exc.__cause__ or exc.__context__  # where the message replaced it
             traceback.print_exception(cause if cause is not None else exc)
-        err.print(f"❌ {exc.message}", markup=False)
+        err.print(host_paths(f"❌ {exc.message}"), markup=False)
         if exc.hint:
-            err.print(f"💡 {exc.hint}", markup=False)
+            err.print(host_paths(f"💡 {exc.hint}"), markup=False)
         sys.exit(exc.exit_code)
     except SystemExit as exc:
         if exc.code == INTERRUPTED:  # Typer turns Ctrl-C into a silent exit 130
@@ -60,10 +69,10 @@ def main(argv: list[str] | None = None) -> None:
         if _is_driver_error(exc):
             from ops.core.db import first_line
 
-            err.print(f"❌ database error: {first_line(exc)}", markup=False)
+            err.print(host_paths(f"❌ database error: {first_line(exc)}"), markup=False)
         elif not state.debug:
-            err.print(f"❌ internal error: {exc.__class__.__name__}: {exc} "
-                      "(re-run with --debug for the traceback)", markup=False)
+            err.print(host_paths(f"❌ internal error: {exc.__class__.__name__}: {exc} "
+                                 "(re-run with --debug for the traceback)"), markup=False)
         sys.exit(1)
 
 

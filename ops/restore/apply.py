@@ -152,7 +152,7 @@ def _refuse_anonymized(facts: object, ref: BackupRef, options: Options) -> None:
     if kind and not options.allow_anonymized:
         raise Refused(f"{ref.name} is an anonymized snapshot: restoring it would replace every "
                       "email, name and password hash in the database; nothing was changed",
-                      hint=f"Add {suggest_flag('--allow-anonymized')} if that is what you want "
+                      hint=f"If that is what you want: {suggest_flag('--allow-anonymized')} "
                       f"({suggest('fresh --from FILE')} makes a developer database from one).")
 
 
@@ -209,8 +209,8 @@ def check_revision(meta: dict | None, result: RestoreResult, options: Options,
             f"schema mismatch: the backup was made at revision {revision}, the database is at "
             f"{database or 'no revision'}; nothing was changed",
             hint=f"Bring the database to {revision} ({suggest('push')} if the backup is newer, "
-            f"`alembic downgrade {revision}` if older), or pass --allow-schema-mismatch to "
-            "load the columns both have.",
+            f"`alembic downgrade {revision}` if older), or load the columns both have: "
+            f"{suggest_flag('--allow-schema-mismatch')}.",
         )
     else:
         note = (f"schema mismatch allowed: backup at {revision}, database at "

@@ -20,7 +20,7 @@ from ops.core.config import PROJECT_ROOT, Settings, sqlalchemy_url
 from ops.core.db import connect, first_line
 from ops.core.errors import OpsError, UsageError
 from ops.core.guard import MarkerChange, record_environment
-from ops.core.output import SILENT, Reporter, suggest
+from ops.core.output import SILENT, Reporter, suggest, suggest_flag
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -169,7 +169,7 @@ def push(settings: Settings, report: Reporter = SILENT, *,
     if marker.kept_production:
         report.line(f"🛡️  The database stays marked production (APP_ENV="
                     f"{settings.app_env if settings.app_env_set else 'unset'} does not "
-                    "downgrade it; add --allow-production to change the marker)")
+                    f"downgrade it; to change the marker: {suggest_flag('--allow-production')})")
     return PushResult(before, head, pending, marker.after or settings.app_env, marker)
 
 
