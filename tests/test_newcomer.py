@@ -6,11 +6,14 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import psycopg
 import pytest
+from psycopg.conninfo import conninfo_to_dict
 
 from ops.core.config import PROJECT_ROOT
 from ops.core.defaults import DEFAULT_COMPRESSION
 from ops.core.output import host_paths, record_invocation, suggest_flag
+from ops.dev.cluster import free_port
 
 
 def _docs() -> dict[Path, str]:
@@ -100,3 +103,49 @@ def test_a_rerun_hint_never_echoes_a_credential_from_the_command_line(monkeypatc
         assert "s3cret" not in suggest_flag("--rename NEW")
     finally:
         record_invocation([])
+
+
+@pytest.mark.parametrize(("env", "expected"), [
+    ({}, "`make up`"),
+    ({"TASKLETS_MAKE_TARGET": "db-status", "TASKLETS_RUN": "docker"}, "`make up` starts"),
+    ({"TASKLETS_MAKE_TARGET": "db-status", "TASKLETS_RUN": "local"}, "`make up RUN=local`"),
+])
+def test_a_refused_connection_says_to_check_that_the_database_is_up(run_cli, env, expected):
+    url = f"postgresql://tasklets:pw@127.0.0.1:{free_port()}/tasklets"
+    result = run_cli("status", env={"DATABASE_URL": url, **env})
+    assert result.returncode == 1
+    message, hint = result.stderr.splitlines()
+    assert message.startswith("❌ cannot connect to database 127.0.0.1:")
+    assert expected in hint and "DATABASE_URL" in hint
+    assert "db-status" not in hint  # not "run the command that just failed"
+
+
+@pytest.fixture
+def password_role(pg_cluster, pg_server_url: str):
+    """A role that must give its password over TCP (the test cluster trusts everyone else)."""
+    hba = pg_cluster.data_dir / "pg_hba.conf"
+    original = hba.read_text()
+    hba.write_text("host all pwcheck 127.0.0.1/32 scram-sha-256\n" + original)
+    with psycopg.connect(pg_server_url, autocommit=True) as admin:
+        admin.execute("CREATE ROLE pwcheck LOGIN PASSWORD 'right-password'")
+        admin.execute("SELECT pg_reload_conf()")
+    try:
+        yield "pwcheck"
+    finally:
+        hba.write_text(original)
+        with psycopg.connect(pg_server_url, autocommit=True) as admin:
+            admin.execute("SELECT pg_reload_conf()")
+            admin.execute("DROP ROLE pwcheck")
+
+
+def test_a_wrong_password_says_to_check_the_password_in_env(run_cli, password_role,
+                                                            pg_server_url: str):
+    port = conninfo_to_dict(pg_server_url)["port"]
+    url = f"postgresql://{password_role}:wrong@127.0.0.1:{port}/postgres"
+    result = run_cli("status", env={"DATABASE_URL": url, "TASKLETS_MAKE_TARGET": "db-status",
+                                    "TASKLETS_RUN": "docker"})
+    assert result.returncode == 1
+    message, hint = result.stderr.splitlines()
+    assert "password authentication failed" in message and "wrong" not in message
+    assert "POSTGRES_PASSWORD in .env" in hint and "DATABASE_URL" in hint
+    assert "make up" not in hint

@@ -219,6 +219,11 @@ def host_paths(text: str) -> str:
                   lambda found: mounts[found.group()], text)
 
 
+def run_mode() -> str | None:
+    """docker or local when run through make, else None."""
+    return os.environ.get(RUN_MODE_ENV) if via_make() else None
+
+
 def _run_mode() -> list[str]:
     return ["RUN=local"] if os.environ.get(RUN_MODE_ENV) == "local" else []
 
