@@ -8,6 +8,7 @@ transaction), never committing it.
 
 from __future__ import annotations
 
+import contextlib
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -190,8 +191,9 @@ def upgrade_sql(settings: Settings) -> str:
     return buffer.getvalue()
 
 
-def generate(settings: Settings, message: str) -> Path:
-    """Autogenerate a revision from the difference between the database and ops.schema.models."""
+def generate(settings: Settings, message: str, *, allow_empty: bool = False) -> Path | None:
+    """Autogenerate a revision from the difference between the database and ops.schema.models;
+    None, and nothing written, when there is no difference (unless `allow_empty`)."""
     from alembic import command
 
     if not message.strip():
@@ -205,9 +207,18 @@ def generate(settings: Settings, message: str) -> Path:
             hint=f"Run {suggest('push')} first.",
         )
     cfg = alembic_config(settings)
-    script = command.revision(cfg, message=message, autogenerate=True)
-    scripts = script if isinstance(script, list) else [script]
-    return Path(scripts[0].path)
+
+    def skip_empty(context: object, revision: object, directives: list) -> None:
+        if not allow_empty and all(d.upgrade_ops.is_empty() for d in directives):
+            directives[:] = []  # alembic then writes no file
+
+    # Alembic prints "Generating <path> ... done" itself, with the path as this process sees
+    # it (in a container, not the user's); the CLI says what was written instead.
+    with contextlib.redirect_stdout(io.StringIO()):
+        script = command.revision(cfg, message=message, autogenerate=True,
+                                  process_revision_directives=skip_empty)
+    scripts = [s for s in (script if isinstance(script, list) else [script]) if s is not None]
+    return Path(scripts[0].path) if scripts else None
 
 
 def schema_differences(settings: Settings) -> list[str]:
