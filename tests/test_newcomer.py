@@ -149,3 +149,13 @@ def test_a_wrong_password_says_to_check_the_password_in_env(run_cli, password_ro
     assert "password authentication failed" in message and "wrong" not in message
     assert "POSTGRES_PASSWORD in .env" in hint and "DATABASE_URL" in hint
     assert "make up" not in hint
+
+
+def test_restoring_a_file_that_is_no_backup_announces_no_step(run_cli, conn):
+    tenants = conn.execute("SELECT count(*) FROM tenants").fetchone()[0]
+    result = run_cli("restore", str(PROJECT_ROOT / "README.md"))
+    assert result.returncode == 1
+    assert result.stdout == ""  # no "Tables to restore", "Safety backup", "Clearing" first
+    assert result.stderr.startswith("❌ bad backup README.md: ")
+    assert len(result.stderr.splitlines()) <= 2
+    assert conn.execute("SELECT count(*) FROM tenants").fetchone()[0] == tenants

@@ -113,8 +113,6 @@ def restore(settings: Settings, source: str | Path | BackupRef | None = "latest"
     ref = source if isinstance(source, BackupRef) else archive.resolve(source)
     identities = identities_for(settings, identity)
     result = RestoreResult(source=str(ref), dry_run=dry_run)
-    report.line("🔄 Starting database restore...")
-    report.line(f"📂 Reading backup: {ref}")
     if source in (None, "", "latest") and not archive.verdicts().of(ref.name):
         note = (f"{ref.name} has not been verified (no verified backup to prefer); "
                 f"{suggest('verify')} checks a backup first")
@@ -161,6 +159,9 @@ def _restore_ref(settings: Settings, ref: BackupRef, archive: Archive,
                  report: Reporter) -> None:
     dry_run, only_listed_tables = options.dry_run, options.only_listed_tables
     with BackupReader(ref, identities=identities) as reader, connect(settings) as conn:
+        # Announced once the file's start reads as a backup: nothing for a file that is none.
+        report.line("🔄 Starting database restore...")
+        report.line(f"📂 Reading backup: {ref}")
         result.timestamp = reader.timestamp
         result.layout = reader.layout
         report.line(f"📅 Backup timestamp: {reader.timestamp or 'unknown'}")
