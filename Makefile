@@ -149,7 +149,8 @@ need = @[ -n $(call quote,$($(1))) ] || { echo "❌ make $@ needs $(1)=... 💡 
 .PHONY: help compose-env venv test lint bench build up down logs dev docker-ready \
 	scheduler-up db-schedule testdb-up testdb-settings \
 	docker-settings db-push db-generate \
-	db-check db-status db-backup db-backups db-verify db-prune db-reset db-restore db-copy \
+	db-check db-status db-backup db-backups db-backups-check db-verify db-prune db-reset \
+	db-restore db-compare db-anonymize-check db-copy db-seed-list \
 	db-seed-lookups db-seed-sample db-seed-demo db-seed db-seed-custom db-import-beads \
 	db-import-beads-api db-fresh db-studio db-shell db-upgrade-postgres db-upgrade-postgres-finish \
 	upgrade-settings
@@ -314,6 +315,9 @@ db-backups: $(CLI_DEPS) ## List the backups (backups)
 db-verify: $(CLI_DEPS) ## Check BACKUP=file (default: the latest) against its checksums (verify)
 	@$(call tasklets,$(BACKUP_MOUNT)) verify $(BACKUP_ARG) $(ARGS)
 
+db-backups-check: $(CLI_DEPS) ## Exit 1 when the newest good backup is older than BACKUP_MAX_AGE (backups check; for cron and CI)
+	@$(call tasklets) backups check $(ARGS)
+
 db-prune: $(CLI_DEPS) ## Delete old backups: ARGS="--keep 5 --yes" (prune; shows the plan without --yes)
 	@$(call tasklets) prune $(ARGS)
 
@@ -332,6 +336,12 @@ BACKUP_MOUNT = $(if $(HOST_BACKUP),-v "$(abspath $(BACKUP)):/restore/$(notdir $(
 db-restore: $(CLI_DEPS) ## Restore BACKUP=file (default: the latest backup) (restore)
 	@$(call tasklets,$(BACKUP_MOUNT)) restore $(BACKUP_ARG) $(ARGS)
 
+db-compare: $(CLI_DEPS) ## Check that the database holds exactly BACKUP=file's data (default: the latest) (compare)
+	@$(call tasklets,$(BACKUP_MOUNT)) compare $(BACKUP_ARG) $(ARGS)
+
+db-anonymize-check: $(CLI_DEPS) ## Exit 1 naming any column anonymize.toml does not classify (anonymize check)
+	@$(call tasklets) anonymize check $(ARGS)
+
 db-copy: $(CLI_DEPS) ## Copy one tenant into another database: ARGS="--tenant NAME --to URL" (copy)
 	@$(call tasklets) copy $(ARGS)
 
@@ -346,6 +356,9 @@ db-seed-demo: $(CLI_DEPS) ## Legacy alias of db-seed-sample (seed demo)
 
 db-seed: $(CLI_DEPS) ## Seed the default set (seed)
 	@$(call tasklets) seed $(ARGS)
+
+db-seed-list: $(CLI_DEPS) ## List the seeds db-seed-custom can run (seed list)
+	@$(call tasklets) seed list $(ARGS)
 
 db-seed-custom: $(CLI_DEPS) ## Run one named seed: NAME=... (seed run NAME; seed list shows them)
 	$(call need,NAME,sample)

@@ -34,6 +34,7 @@ TARGETS = [
     "db-reset", "db-restore", "db-copy", "db-seed-lookups", "db-seed-sample", "db-seed-demo",
     "db-seed", "db-seed-custom", "db-import-beads", "db-import-beads-api", "db-fresh",
     "db-studio", "db-shell", "db-upgrade-postgres", "db-upgrade-postgres-finish", "testdb-up",
+    "db-compare", "db-anonymize-check", "db-backups-check", "db-seed-list",
 ]
 
 
@@ -499,3 +500,22 @@ def test_testdb_up_without_a_token_says_so_in_one_line_before_building(tmp_path:
     assert result.returncode != 0
     assert result.stderr.splitlines()[0].startswith("❌ TESTDB_TOKEN is empty")
     assert not calls.exists()  # no image built, nothing started
+
+
+def test_compare_anonymize_check_backups_check_and_seed_list_have_make_forms(
+        local_env, conn, tmp_path: Path):
+    listed = make("db-seed-list", "RUN=local", env=local_env)
+    assert listed.returncode == 0, listed.stderr
+    assert "sample" in listed.stdout
+    classified = make("db-anonymize-check", "RUN=local", env=local_env)
+    assert classified.returncode == 0, classified.stderr
+    stale = make("db-backups-check", "RUN=local", env=local_env)  # no backup yet
+    assert stale.returncode != 0 and stale.stderr.startswith("❌ no good full backup"), stale.stderr
+    made = make("db-backup", "RUN=local", env=local_env)
+    assert made.returncode == 0, made.stderr
+    assert make("db-backups-check", "RUN=local", env=local_env).returncode == 0
+    same = make("db-compare", "RUN=local", env=local_env)
+    assert same.returncode == 0, same.stderr
+    conn.execute("INSERT INTO tenants (name, slug) VALUES ('Drift', 'drift')")
+    drifted = make("db-compare", "RUN=local", env=local_env)
+    assert drifted.returncode != 0 and "tenants" in drifted.stdout + drifted.stderr

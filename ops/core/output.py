@@ -121,7 +121,7 @@ _MAKE_COMMANDS: dict[tuple[str, ...], tuple[str, dict[str, str], str | None]] = 
     ("reset",): ("db-reset", {"--confirm": "CONFIRM=yes"}, None),
     ("restore",): ("db-restore", {}, "BACKUP"),
     ("copy",): ("db-copy", {}, None),
-    ("compare",): ("db-compare", {}, None),
+    ("compare",): ("db-compare", {}, "BACKUP"),
     ("anonymize", "check"): ("db-anonymize-check", {}, None),
     ("seed", "lookups"): ("db-seed-lookups", {}, None),
     ("seed", "sample"): ("db-seed-sample", {}, None),
