@@ -13,9 +13,12 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 VENV_PY := $(VENV)/bin/python
+# What running needs (RUN=local), and on top of it the test extras (test, lint, bench).
 VENV_STAMP := $(VENV)/.installed
+VENV_TEST_STAMP := $(VENV)/.installed-test
 TASKLETS_DB := $(VENV)/bin/tasklets-db
 ARGS ?=
+BUILD_FLAGS ?=
 RUN ?= docker
 ifeq ($(filter $(RUN),docker local),)
 $(error RUN=$(RUN) is not one of: docker (default), local)
@@ -171,23 +174,33 @@ compose-env: ## Print the exports that make a plain `docker compose` use this ch
 
 # --- Local virtualenv and tests ----------------------------------------------------------------
 
+# pip shows each package as it goes (a first install takes a minute or two): never silent.
+PIP_INSTALL = $(VENV_PY) -m pip install --disable-pip-version-check --progress-bar off
+PIP_LINES = awk '/^(Collecting|Installing collected|Successfully installed) / { print "   " $$0; fflush() }'
 $(VENV_STAMP): pyproject.toml
-	@test -x $(VENV_PY) || $(PYTHON) -m venv $(VENV)
-	@$(VENV_PY) -m pip install -q --disable-pip-version-check --upgrade pip
-	@$(VENV_PY) -m pip install -q --disable-pip-version-check -e '.[test]'
+	@test -x $(VENV_PY) || { echo "🐍 Creating $(VENV) (first run): the project and what running it needs..." >&2; \
+		$(PYTHON) -m venv $(VENV); }
+	@echo "📦 Installing into $(VENV) (pyproject.toml changed or first run)..." >&2
+	@$(PIP_INSTALL) -q --upgrade pip
+	@set -o pipefail; $(PIP_INSTALL) -e . | $(PIP_LINES) >&2
 	@touch $@
 
-venv: $(VENV_STAMP) ## Create .venv and install the project with its test extras
+$(VENV_TEST_STAMP): $(VENV_STAMP)
+	@echo "📦 Installing the test extras into $(VENV) (pytest, the storage servers, ...)..." >&2
+	@set -o pipefail; $(PIP_INSTALL) -e '.[test]' | $(PIP_LINES) >&2
+	@touch $@
 
-test: $(VENV_STAMP) ## Run the whole test suite (throwaway PostgreSQL; container tests when Docker answers)
+venv: $(VENV_TEST_STAMP) ## Create .venv and install the project with its test extras
+
+test: $(VENV_TEST_STAMP) ## Run the whole test suite (throwaway PostgreSQL; container tests when Docker answers)
 	$(VENV_PY) -m pytest $(PYTEST_ARGS)
 
-lint: $(VENV_STAMP) ## ruff over the code, no private-name imports, and the dependency rule between packages (import-linter)
+lint: $(VENV_TEST_STAMP) ## ruff over the code, no private-name imports, and the dependency rule between packages (import-linter)
 	$(VENV_PY) -m pip install -q ruff && $(VENV)/bin/ruff check ops api bench migrations tests
 	$(VENV)/bin/ruff check --preview --select PLC2701 ops api bench migrations tests
 	$(VENV)/bin/lint-imports
 
-bench: $(VENV_STAMP) ## Run the benchmarks (python -m bench ARGS...)
+bench: $(VENV_TEST_STAMP) ## Run the benchmarks (python -m bench ARGS...)
 	$(VENV_PY) -m bench $(ARGS)
 
 # Both modes read their settings from ENV_FILE (RUN=local too: the API's SECRET_KEY is there).
@@ -221,8 +234,8 @@ docker-settings:
 	if [[ $$url =~ $$re ]]; then echo "❌ DATABASE_URL points at this machine (localhost or a local socket), which the containers cannot reach: there, localhost is the container. 💡 Leave DATABASE_URL empty to use the compose db, or run on this machine: make $(MAKECMDGOALS) RUN=local" >&2; exit 1; fi
 
 $(OPS_STAMP): $(OPS_INPUTS) | docker-ready $(ENV_FILE)
-	@echo "🔨 Building the ops image (code changed)..." >&2
-	@$(DC) build -q ops >&2
+	@echo "🔨 Building the ops image (first run, or the code changed; a first build installs the dependencies, a minute or two)..." >&2
+	@docker/build-progress $(DC) build $(BUILD_FLAGS) ops
 	@mkdir -p $(@D) && touch $@
 
 ifeq ($(RUN),local)
@@ -244,8 +257,9 @@ scheduler-up:
 testdb-up: $(CLI_DEPS)
 	@$(call tasklets) testdb serve --port $(TESTDB_PORT) $(ARGS)
 else
-build: docker-ready $(ENV_FILE) ## Build the ops image (RUN=local: set up .venv)
-	$(DC) build ops
+build: docker-ready $(ENV_FILE) ## Build the ops image, a line per step (BUILD_FLAGS=--no-cache: from scratch; RUN=local: set up .venv)
+	@echo "🔨 Building the ops image..." >&2
+	@docker/build-progress $(DC) build $(BUILD_FLAGS) ops
 	@mkdir -p $(dir $(OPS_STAMP)) && touch $(OPS_STAMP)
 up: $(CLI_DEPS) ## Start db and api in the background (RUN=local: the project-local PostgreSQL)
 	$(DC) up -d db api

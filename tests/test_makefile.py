@@ -519,3 +519,14 @@ def test_compare_anonymize_check_backups_check_and_seed_list_have_make_forms(
     conn.execute("INSERT INTO tenants (name, slug) VALUES ('Drift', 'drift')")
     drifted = make("db-compare", "RUN=local", env=local_env)
     assert drifted.returncode != 0 and "tenants" in drifted.stdout + drifted.stderr
+
+
+def test_a_first_run_local_says_it_creates_the_venv_and_installs_only_what_running_needs(
+        local_env, tmp_path: Path):
+    fresh = f"VENV={tmp_path / 'venv'}"
+    running = make("-n", "db-status", "RUN=local", fresh, env=local_env).stdout
+    assert "Creating" in running and "pip install" in running
+    installs = [line for line in running.splitlines() if " -e " in line]
+    assert installs and all(".[test]" not in line for line in installs), installs
+    testing = make("-n", "test", fresh, env=local_env).stdout
+    assert any("-e '.[test]'" in line for line in testing.splitlines()), testing
