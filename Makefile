@@ -143,13 +143,17 @@ define wait_healthy
 	exit 1
 endef
 
+# $(call port_taken,PORT,VARIABLE,TARGET): stop with one line when something on this machine already
+# listens on the port a service is about to publish (Docker's own error names neither).
+port_taken = if (exec 3<>/dev/tcp/127.0.0.1/$(1)) 2>/dev/null; then echo "❌ Port $(1) on 127.0.0.1 is taken by another program, so make $(3) cannot serve there. 💡 Use another one: make $(3) $(2)=$$(($(1) + 1)) (or set $(2) in $(ENV_FILE))" >&2; exit 1; fi
+
 # Quote a make value for the shell.
 quote = '$(subst ','\'',$(1))'
 
 # $(call need,VAR,example): stop with one line when a required make variable is empty.
 need = @[ -n $(call quote,$($(1))) ] || { echo "❌ make $@ needs $(1)=... 💡 e.g. make $@ $(1)=$(2)" >&2; exit 2; }
 
-.PHONY: help compose-env venv test lint bench build up down logs dev docker-ready \
+.PHONY: api-port help compose-env venv test lint bench build up down logs dev docker-ready \
 	scheduler-up db-schedule testdb-up testdb-settings \
 	docker-settings db-push db-generate \
 	db-check db-status db-backup db-backups db-backups-check db-verify db-prune db-reset \
@@ -246,7 +250,7 @@ down: $(VENV_STAMP)
 	@$(TASKLETS_DB) local stop
 logs:
 	tail -n 100 -f .localpg/server.log
-dev: $(CLI_DEPS)
+dev: api-port $(CLI_DEPS)
 	@$(call tasklets) serve --port $(API_PORT) $(ARGS)
 db-studio:
 	@echo "❌ db-studio runs adminer in Docker. 💡 Use make db-shell RUN=local for psql" >&2; exit 1
@@ -262,15 +266,15 @@ build: docker-ready $(ENV_FILE) ## Build the ops image, a line per step (BUILD_F
 	@docker/build-progress $(DC) build $(BUILD_FLAGS) ops
 	@mkdir -p $(dir $(OPS_STAMP)) && touch $(OPS_STAMP)
 up: $(CLI_DEPS) ## Start db and api in the background (RUN=local: the project-local PostgreSQL)
-	$(DC) up -d db api
+	@$(QUIET) $(DC) up -d db api
 	$(call wait_healthy,api)
 	@echo "✅ API on http://127.0.0.1:$(API_PORT) (docs at /docs); database published on 127.0.0.1"
 down: docker-ready $(ENV_FILE) ## Stop the stack; ARGS=-v also drops its data (RUN=local: stop .localpg)
-	$(QUIET) $(DC) --profile studio --profile scheduled --profile monitoring --profile testdb down $(ARGS)
+	@$(QUIET) $(DC) --profile studio --profile scheduled --profile monitoring --profile testdb down $(ARGS)
 logs: docker-ready $(ENV_FILE) ## Follow the services' logs; ARGS=SERVICE for one (RUN=local: .localpg/server.log)
 	$(DC) logs -f --tail=100 $(ARGS)
-dev: $(CLI_DEPS) ## Run the API in the foreground on 127.0.0.1:API_PORT (RUN=local: tasklets-db serve)
-	$(DC) up api
+dev: api-port $(CLI_DEPS) ## Run the API in the foreground on 127.0.0.1:API_PORT (RUN=local: tasklets-db serve)
+	@$(DC) up api
 db-studio: docker-ready $(ENV_FILE) ## Open adminer (the studio profile) on 127.0.0.1:ADMINER_PORT
 	$(DC) --profile studio up -d adminer
 	@echo "✅ Adminer on http://127.0.0.1:$(ADMINER_PORT) (server: db; user, password, database: see $(ENV_FILE))"
@@ -286,10 +290,15 @@ testdb-up: testdb-settings $(CLI_DEPS) ## Serve fresh test databases on 127.0.0.
 testdb-settings: $(ENV_FILE)
 	@[ -n "$(call setting,TESTDB_TOKEN,)" ] || { echo "❌ TESTDB_TOKEN is empty, and the testdb service hands out database URLs with passwords to whoever asks. 💡 Add TESTDB_TOKEN=... to $(ENV_FILE) (python3 -c 'import secrets; print(secrets.token_urlsafe(32))')" >&2; exit 1; }
 db-shell: docker-ready $(ENV_FILE) ## psql in the db container (RUN=local: psql against the local database)
-	$(DC) up -d db
+	@$(QUIET) $(DC) up -d db
 	$(call wait_healthy,db)
-	$(DC) exec $(TTY) db sh -c 'exec psql -U "$$POSTGRES_USER" -d "$$POSTGRES_DB"'
+	@$(DC) exec $(TTY) db sh -c 'exec psql -U "$$POSTGRES_USER" -d "$$POSTGRES_DB"'
 endif
+
+# Before anything is built: API_PORT must be free, or already this stack's api (docker).
+api-port: $(ENV_FILE)
+	@$(if $(filter docker,$(RUN)),[ -n "$$($(DC) ps -q api 2>/dev/null)" ] ||) \
+		{ $(call port_taken,$(API_PORT),API_PORT,dev); }
 
 # --- Monitoring: Prometheus with the alert rules of deploy/prometheus -------------------------
 

@@ -11,6 +11,7 @@ import json
 import os
 import pty
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -328,7 +329,8 @@ def test_docker_runs_keep_the_cli_exit_status_and_errors_without_compose_1_noise
         (PROJECT_ROOT / "build" / ".ops-image-stand-in_test").unlink(missing_ok=True)
 
     assert refused.returncode == 2
-    lines = [line for line in refused.stderr.splitlines() if not line.startswith("🔨 Building")]
+    lines = [line for line in refused.stderr.splitlines()  # not the image build's lines
+             if not line.startswith(("🔨 Building", "   ✅ Image built"))]
     assert lines[0] == "❌ reset deletes ALL data in every table; refusing without --confirm"
     assert len(lines) == 2 and lines[1].endswith(" db-reset] Error 2"), lines
     assert down.returncode == 0
@@ -530,3 +532,31 @@ def test_a_first_run_local_says_it_creates_the_venv_and_installs_only_what_runni
     assert installs and all(".[test]" not in line for line in installs), installs
     testing = make("-n", "test", fresh, env=local_env).stdout
     assert any("-e '.[test]'" in line for line in testing.splitlines()), testing
+
+
+def test_dev_with_the_api_port_taken_says_to_set_api_port(local_env):
+    import socket
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        result = make("dev", "RUN=local", f"API_PORT={port}", env=local_env)
+    assert result.returncode != 0
+    assert result.stderr.splitlines()[0] == (
+        f"❌ Port {port} on 127.0.0.1 is taken by another program, so make dev cannot serve "
+        f"there. 💡 Use another one: make dev API_PORT={port + 1} (or set API_PORT in "
+        f"{local_env['ENV_FILE']})")
+
+
+@pytest.mark.parametrize("noise", [
+    ["Removing volume p_pgdata", "Volume p_pgdata not found."],  # a second `down -v`
+    ['Creating volume "p_pgdata-next" with default driver'],  # after upgrade-postgres-finish
+    ["p_db_1 is up-to-date"],  # db-shell, or a run whose db already runs
+])
+def test_compose_noise_the_readme_says_is_hidden_is_hidden(noise: list[str]):
+    script = "; ".join(f"echo {shlex.quote(line)} >&2" for line in [*noise, "kept"])
+    result = subprocess.run([str(PROJECT_ROOT / "docker" / "compose-quiet"), "bash", "-c",
+                             script + "; exit 3"], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 3
+    assert result.stderr == "kept\n"
