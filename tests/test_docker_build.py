@@ -46,11 +46,13 @@ def test_a_cold_build_of_the_ops_image_prints_progress_at_least_every_10_s(tmp_p
         for line in build.stdout:
             lines.append((time.monotonic() - started, line.rstrip("\n")))
         build.wait(timeout=MAKE_TIMEOUT)
+        ended = time.monotonic() - started
     finally:
         if build.poll() is None:
             build.kill()
         subprocess.run(["docker", "rmi", "-f", tag], capture_output=True)
-    ended = time.monotonic() - started
+        stamp = f"build/.ops-image-{tag.replace(':', '_').replace('/', '_')}"
+        (PROJECT_ROOT / stamp).unlink(missing_ok=True)
     shown = "\n".join(f"{at:6.1f} {text}" for at, text in lines)
     assert build.returncode == 0, shown
     stamps = [0.0, *(at for at, _ in lines), ended]
