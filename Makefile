@@ -186,7 +186,7 @@ $(VENV_STAMP): pyproject.toml
 		$(PYTHON) -m venv $(VENV); }
 	@echo "📦 Installing into $(VENV) (pyproject.toml changed or first run)..." >&2
 	@$(PIP_INSTALL) -q --upgrade pip
-	@set -o pipefail; $(PIP_INSTALL) -e . | $(PIP_LINES) >&2
+	@set -o pipefail; $(PIP_INSTALL) -e '.[all]' | $(PIP_LINES) >&2
 	@touch $@
 
 $(VENV_TEST_STAMP): $(VENV_STAMP)
@@ -199,18 +199,22 @@ venv: $(VENV_TEST_STAMP) ## Create .venv and install the project with its test e
 test: $(VENV_TEST_STAMP) ## Run the whole test suite (throwaway PostgreSQL; container tests when Docker answers)
 	$(VENV_PY) -m pytest $(PYTEST_ARGS)
 
-lint: $(VENV_TEST_STAMP) ## ruff over the code, no private-name imports, and the dependency rule between packages (import-linter)
+lint: $(VENV_TEST_STAMP) ## ruff, no private-name imports, the dependency rule (import-linter), and mypy (strict on ops/core and ops/backup)
 	$(VENV_PY) -m pip install -q ruff && $(VENV)/bin/ruff check ops api bench migrations tests
 	$(VENV)/bin/ruff check --preview --select PLC2701 ops api bench migrations tests
 	$(VENV)/bin/lint-imports
+	$(VENV_PY) -m mypy
 
 bench: $(VENV_TEST_STAMP) ## Run the benchmarks (python -m bench ARGS...)
 	$(VENV_PY) -m bench $(ARGS)
 
 # Both modes read their settings from ENV_FILE (RUN=local too: the API's SECRET_KEY is there).
+# Private (0600), with an ANONYMIZE_SALT of its own: a published default would let anyone test
+# whether an email is in an anonymized snapshot.
 $(ENV_FILE):
-	@cp .env.example $@
-	@echo "📝 Created $@ from .env.example (development defaults; edit $@ to change them)" >&2
+	@umask 077 && salt=$$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n') && \
+		sed "s/^ANONYMIZE_SALT=$$/ANONYMIZE_SALT=$$salt/" .env.example > $@.partial && mv $@.partial $@
+	@echo "📝 Created $@ from .env.example (development defaults, a generated ANONYMIZE_SALT; edit $@ to change them)" >&2
 
 # --- Docker plumbing ---------------------------------------------------------------------------
 

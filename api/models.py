@@ -202,6 +202,7 @@ def _optional(model: type[InputModel], name: str, exclude: tuple[str, ...] = ())
         if field_name not in exclude:
             constrained = info.annotation
             if info.metadata:
+                # built at run time from the model's own field metadata:
                 constrained = Annotated[(constrained, *info.metadata)]  # type: ignore[valid-type]
             fields[field_name] = (constrained | None, None)
     return create_model(name, __base__=_UpdateMixin, **fields)

@@ -297,9 +297,9 @@ def test_prune_aborts_only_uploads_this_tool_started_and_that_are_old_by_both_cl
     """Reproduces: moto dates every upload 2010, and `prune` aborted an upload 0.5 s old."""
     from datetime import UTC, datetime, timedelta
 
-    from support.storage_servers import _backend
+    from support.storage_servers import storage_backend
 
-    backend = _backend("s3", storage_servers, monkeypatch, tmp_path)
+    backend = storage_backend("s3", storage_servers, monkeypatch, tmp_path)
     found = Archive.at(backend.location)
     running = found.store.open_writer("backup-2030-01-01T00-00-00-000Z.json")
     running.write(b"{")

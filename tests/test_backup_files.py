@@ -17,7 +17,7 @@ from ops.backup import create as backup_module
 from ops.backup.archive import Archive
 from ops.backup.create import backup
 from ops.backup.verify import describe_backups, verify_backup
-from ops.backup.writer import BackupWriter
+from ops.backup.writer import BackupWriter, PartOutput
 from ops.core.config import Settings
 from ops.core.errors import OpsError
 from ops.restore.apply import restore
@@ -57,14 +57,14 @@ def test_parallel_part_files_are_private(settings: Settings, conn, monkeypatch):
     modes: list[int] = []
     create_part = BackupWriter.part
 
-    def observed(self: BackupWriter, index: int) -> Path:
-        path = create_part(self, index)
-        modes.append(mode(path))
-        return path
+    def observed(self: BackupWriter, index: int) -> PartOutput:
+        part = create_part(self, index)
+        modes.extend([mode(part.path), mode(part.path.parent)])
+        return part
 
     monkeypatch.setattr(BackupWriter, "part", observed)
     written = backup(settings, jobs=3)
-    assert modes and set(modes) == {0o600}
+    assert modes and set(modes[::2]) == {0o600} and set(modes[1::2]) == {0o700}
     assert mode(written.path) == 0o600
 
 

@@ -17,10 +17,15 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from ops.core.config import PROJECT_ROOT
+from ops.core.errors import OpsError
+from ops.dev.cluster import LocalCluster, find_bin_dir, server_user_ids
 from ops.dev.localdb import (
     DEFAULT_PORT,
+    PASSWORD_KEY,
+    LocalDb,
     configured_url,
     ensure_local_db,
+    recorded_port,
     running_local_url,
     stop_local_db,
 )
@@ -28,7 +33,8 @@ from ops.dev.localdb import (
 
 @pytest.fixture
 def local_dir() -> Iterator[Path]:
-    """A .localpg directory in a fresh temp dir the server's user can traverse (as root)."""
+    """A .localpg directory in a fresh temp dir the server's user can traverse (as root); its
+    env file is the `.env` beside it (see `ensure`)."""
     base = Path(tempfile.mkdtemp(prefix="tasklets-localdb-"))
     os.chmod(base, 0o755)
     try:
@@ -38,8 +44,19 @@ def local_dir() -> Iterator[Path]:
         shutil.rmtree(base, ignore_errors=True)
 
 
+def ensure(local_dir: Path) -> LocalDb:
+    return ensure_local_db(local_dir, env_file=local_dir.parent / ".env")
+
+
+@pytest.fixture(autouse=True)
+def no_ambient_password(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """libpq would otherwise send a password from the environment or ~/.pgpass."""
+    monkeypatch.delenv("PGPASSWORD", raising=False)
+    monkeypatch.setenv("PGPASSFILE", str(tmp_path / "no-pgpass"))
+
+
 def test_ensure_local_db_creates_and_starts_a_reachable_tasklets_database(local_dir):
-    db = ensure_local_db(local_dir)
+    db = ensure(local_dir)
 
     assert db.started
     with psycopg.connect(db.url) as conn:
@@ -47,31 +64,32 @@ def test_ensure_local_db_creates_and_starts_a_reachable_tasklets_database(local_
 
 
 def test_the_bare_cli_finds_the_running_project_local_database_as_make_does(
-        local_dir, tmp_path, monkeypatch):
+        local_dir, monkeypatch):
     monkeypatch.delenv("DATABASE_URL", raising=False)
-    env_file = tmp_path / ".env"
+    env_file = local_dir.parent / ".env"  # where ensure() keeps the password
     env_file.write_text("DATABASE_URL=\nPOSTGRES_HOST=localhost\n")
     assert running_local_url(env_file, local_dir) is None  # none created: POSTGRES_* apply
-    db = ensure_local_db(local_dir)
+    db = ensure(local_dir)
 
     assert running_local_url(env_file, local_dir) == db.url
-    env_file.write_text("DATABASE_URL=postgresql://elsewhere/db\n")
+    kept = env_file.read_text()
+    env_file.write_text(kept + "DATABASE_URL=postgresql://elsewhere/db\n")
     assert running_local_url(env_file, local_dir) is None  # a configured URL wins
-    env_file.write_text("")
+    env_file.write_text(kept)
     stop_local_db(local_dir)
     assert running_local_url(env_file, local_dir) is None  # never started by the bare CLI
     assert not (local_dir / "data" / "postmaster.pid").exists()
 
 
 def test_ensure_local_db_keeps_its_url_and_data_across_stop_and_start(local_dir):
-    first = ensure_local_db(local_dir)
+    first = ensure(local_dir)
     with psycopg.connect(first.url, autocommit=True) as conn:
         conn.execute("CREATE TABLE kept (x int)")
         conn.execute("INSERT INTO kept VALUES (42)")
 
-    assert ensure_local_db(local_dir) == replace(first, started=False)
+    assert ensure(local_dir) == replace(first, started=False)
     assert stop_local_db(local_dir) is True
-    again = ensure_local_db(local_dir)
+    again = ensure(local_dir)
 
     assert again.started and again.url == first.url
     with psycopg.connect(again.url) as conn:
@@ -85,11 +103,59 @@ def test_ensure_local_db_records_another_port_when_the_default_one_is_taken(loca
             holder.listen()
         except OSError:
             pass  # already taken by something else: the same situation
-        db = ensure_local_db(local_dir)
+        db = ensure(local_dir)
 
     assert db.port != DEFAULT_PORT
     assert (local_dir / "port").read_text().strip() == str(db.port)
     assert str(db.port) in db.url
+
+
+@pytest.mark.security
+def test_a_connection_without_the_password_is_refused_over_tcp_and_the_socket(local_dir):
+    db = ensure(local_dir)
+    env_file = local_dir.parent / ".env"
+    password = env_file.read_text().split(f"{PASSWORD_KEY}=", 1)[1].split()[0]
+    assert len(password) >= 40 and f":{password}@" in db.url
+    assert (env_file.stat().st_mode & 0o777) == 0o600
+    assert "ANONYMIZE_SALT=" in env_file.read_text()  # generated beside it
+
+    with psycopg.connect(db.url) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+    for conninfo in (f"host=127.0.0.1 port={db.port} user=postgres dbname=tasklets",
+                     f"host={db.data_dir} port={db.port} user=postgres dbname=tasklets",
+                     f"host=127.0.0.1 port={db.port} user=postgres dbname=tasklets "
+                     "password=wrong"):
+        with pytest.raises(psycopg.OperationalError, match="password"):
+            psycopg.connect(conninfo).close()
+
+
+@pytest.mark.security
+def test_a_cluster_from_before_passwords_is_switched_to_one(local_dir):
+    """A .localpg made by an earlier version trusts every local connection: the next use
+    gives it a password, in the env file, and refuses connections without it from then on."""
+    local_dir.mkdir()
+    old = LocalCluster(local_dir / "data", recorded_port(local_dir), find_bin_dir())
+    ids = server_user_ids()
+    if ids is not None:
+        os.chown(local_dir, *ids)
+    old.init()  # trust, as before
+    trusting = f"host=127.0.0.1 port={old.port} user=postgres dbname=postgres"
+
+    db = ensure(local_dir)
+    assert db.secured and db.started
+    with pytest.raises(psycopg.OperationalError, match="password"):
+        psycopg.connect(trusting).close()
+    with psycopg.connect(db.url) as conn:
+        assert conn.execute("SELECT current_database()").fetchone()[0] == "tasklets"
+    assert not ensure(local_dir).secured  # once
+
+
+def test_a_missing_password_is_one_line_saying_where_it_belongs(local_dir):
+    ensure(local_dir)
+    (local_dir.parent / ".env").write_text("")
+    with pytest.raises(OpsError) as raised:
+        ensure(local_dir)
+    assert f"needs its password, {PASSWORD_KEY} in" in raised.value.message
 
 
 def test_stop_local_db_reports_false_when_no_cluster_runs(local_dir):

@@ -354,6 +354,9 @@ def _delete_bucket(kind: str, bucket: str) -> None:
         for upload in client.list_multipart_uploads(Bucket=bucket).get("Uploads", []):
             client.abort_multipart_upload(Bucket=bucket, Key=upload["Key"],
                                           UploadId=upload["UploadId"])
+        # the writer's own record of its upload is an object too: a deleted bucket loses it
+        for found in client.list_objects_v2(Bucket=bucket).get("Contents", []):
+            client.delete_object(Bucket=bucket, Key=found["Key"])
         client.delete_bucket(Bucket=bucket)
     elif kind == "gs":
         from google.cloud import storage as gcs

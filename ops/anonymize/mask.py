@@ -18,24 +18,43 @@ from typing import Any
 import orjson
 import psycopg
 
-from ops.anonymize.policy import STRING_TRANSFORMERS, Policy, Rule, check_policy
-from ops.anonymize.transformers import CACHE_SIZE, Keyed, UniqueFakes, shift_date
+from ops.anonymize.policy import (
+    DEFAULT_JSON_OTHERS,
+    STRING_TRANSFORMERS,
+    Policy,
+    Rule,
+    check_policy,
+)
+from ops.anonymize.transformers import (
+    CACHE_SIZE,
+    RESERVED_DOMAIN,
+    Keyed,
+    UniqueFakes,
+    shift_date,
+)
 from ops.core.catalog import Column, Table
 from ops.core.config import Settings
 from ops.core.errors import OpsError
 from ops.core.guard import production_reasons
+from ops.core.output import SILENT, Reporter
 
 # Published on purpose, like the sample password: anyone holding the key can test guesses
 # ("is alice@corp.com in here?") against the fakes, so it serves development data only.
 DEVELOPMENT_SALT = "tasklets-development-anonymize-salt"
 MIN_SALT_CHARS = 16
 GENERATE = 'python -c "import secrets; print(secrets.token_urlsafe(32))"'
+_PUBLIC_SALT_WARNING = (
+    "⚠️  ANONYMIZE_SALT is the published development value: anyone can test whether an email "
+    "is in this snapshot. Set one of your own in .env (make writes a generated one into a new "
+    f".env), e.g. from `{GENERATE}`.")
 
 Fake = Callable[..., Any]  # value -> fake; date_shift: (value, the row's shift in days)
 
 
-def anonymize_key(settings: Settings, conn: psycopg.Connection) -> bytes:
-    """ANONYMIZE_SALT as the HMAC key; the development default only for a development target."""
+def anonymize_key(settings: Settings, conn: psycopg.Connection,
+                  report: Reporter = SILENT) -> bytes:
+    """ANONYMIZE_SALT as the HMAC key; the development default only for a development target,
+    and with a warning: anyone can test guesses against fakes made with it."""
     salt = settings.anonymize_salt
     reasons = production_reasons(conn, settings)
     if settings.app_env != "development" and not reasons:
@@ -46,6 +65,7 @@ def anonymize_key(settings: Settings, conn: psycopg.Connection) -> bytes:
                            f"({'; '.join(reasons)}); nothing was written",
                            hint=f"Set ANONYMIZE_SALT to a secret of at least {MIN_SALT_CHARS} "
                            f"characters, e.g. from `{GENERATE}`, and keep it secret.")
+        report.warn(_PUBLIC_SALT_WARNING)
         return DEVELOPMENT_SALT.encode()
     if len(salt) < MIN_SALT_CHARS or (reasons and salt == DEVELOPMENT_SALT):
         raise OpsError(f"ANONYMIZE_SALT is too weak ({len(salt)} characters"
@@ -53,6 +73,8 @@ def anonymize_key(settings: Settings, conn: psycopg.Connection) -> bytes:
                        "); nothing was written",
                        hint=f"Use a secret of at least {MIN_SALT_CHARS} characters, e.g. from "
                        f"`{GENERATE}`.")
+    if salt == DEVELOPMENT_SALT:
+        report.warn(_PUBLIC_SALT_WARNING)
     return salt.encode()
 
 
@@ -86,11 +108,11 @@ class JsonMask:
     found anywhere else. `null` and `constant` replace the value at their path, the text
     transformers every string beneath it.
 
-    The value arrives as its JSON text. When no rule can apply (none of the rules' first keys
-    is in the text and `others` keeps) the text goes out untouched, unparsed.
+    The value arrives as its JSON text; one without any string (no key, no text: `{}`,
+    `[1, 2]`, `null`) has nothing to transform and goes out untouched, unparsed.
     """
 
-    def __init__(self, paths: dict[str, Leaf], others: Callable[[str], str] | None,
+    def __init__(self, paths: dict[str, Leaf], others: Callable[[str], str],
                  text_column: bool) -> None:
         self.tree: dict[str, Any] = {}  # key -> Leaf, or the subtree below it
         for path in sorted(paths, key=lambda p: p.count(".")):
@@ -102,18 +124,12 @@ class JsonMask:
                     break
             else:
                 node[last] = paths[path]
-        # A first key appears in the text as "key" unless JSON escapes it (quotes, backslashes,
-        # control characters): with such a key, always parse.
-        plain = all(key.isprintable() and '"' not in key and "\\" not in key
-                    for key in self.tree)
-        self._may_apply = re.compile("|".join(re.escape(f'"{key}"') for key in self.tree)
-                                     ).search if plain and self.tree else (lambda text: True)
         self.others = others
         self.text_column = text_column  # a `json` column: the file holds its text as a string
 
     def __call__(self, text: str) -> bytes:
         """The value's JSON for the file (a `json` column's: its text, as a JSON string)."""
-        if self.others is None and not self._may_apply(text):
+        if '"' not in text:
             out = text.encode()
         else:
             value = _EXACT.decode(text) if _INEXACT.search(text) else orjson.loads(text)
@@ -138,7 +154,18 @@ class JsonMask:
         return self.rest(value)
 
     def rest(self, value: Any) -> Any:
-        return value if self.others is None else _each_string(value, self.others)
+        return _each_string(value, self.others)
+
+
+def _each_scalar(value: Any, fake: Callable[[str], str]) -> Any:
+    """Every string and number beneath `value` faked (as a string); flags and nulls stay."""
+    if isinstance(value, dict):
+        return {k: _each_scalar(v, fake) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_each_scalar(v, fake) for v in value]
+    if isinstance(value, bool) or value is None:
+        return value
+    return fake(value if isinstance(value, str) else _dumps(value).decode())
 
 
 def _each_string(value: Any, fake: Callable[[str], str]) -> Any:
@@ -214,6 +241,14 @@ class Anonymizer:
         self._password: str | None = None
 
     @property
+    def fake_domains(self) -> set[str]:
+        """The domains the fakes' emails and URLs use: found in a snapshot, they are fakes."""
+        rules = [rule for columns in self.policy.tables.values() for rule in columns.values()]
+        rules += [sub for rule in rules for sub in rule.keys.values()]
+        return {RESERVED_DOMAIN, *(str(r.options["domain"]).lower() for r in rules
+                                   if "domain" in r.options)}
+
+    @property
     def meta(self) -> dict[str, Any]:
         """What the backup's meta records: never the key, nor anything derived from it."""
         return {"anonymized": True, "anonymizePolicySha256": self.policy.sha256}
@@ -255,10 +290,9 @@ class Anonymizer:
         if name == "date_shift":
             return DateShift()
         if name == "json":
-            others = rule.options.get("others", "keep")
+            others = rule.options.get("others", DEFAULT_JSON_OTHERS)
             return JsonMask({path: self._json_leaf(sub) for path, sub in rule.keys.items()},
-                            None if others == "keep" else self._string_fake(Rule(others), False),
-                            column.json_type == "json")
+                            self._string_fake(Rule(others), False), column.json_type == "json")
         return _constant(self._json_leaf(rule)[0](None))  # null, constant, password
 
     def _json_leaf(self, rule: Rule) -> Leaf:
@@ -275,6 +309,9 @@ class Anonymizer:
             return (lambda value: password), True
         if name == "keep":
             return (lambda value: value), True
+        if name == "identifier":  # numbers name people too (an employee number as a label)
+            fake = self._string_fake(rule, False)
+            return partial(_each_scalar, fake=fake), True
         return self._string_fake(rule, False), False
 
     def _string_fake(self, rule: Rule, unique: bool) -> Callable[..., str]:

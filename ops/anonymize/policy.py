@@ -29,7 +29,10 @@ from ops.core.limits import summarize
 DEFAULT_POLICY = PROJECT_ROOT / "anonymize.toml"
 
 # Transformers that write text, and may only replace text (text, varchar, their arrays).
-STRING_TRANSFORMERS = ("email", "person_name", "company_name", "phone", "url", "text", "hash")
+# `identifier` is `hash` for values that may be anything naming someone (an external id
+# holding an email, a repository path with a user name): inside JSON it replaces numbers too.
+STRING_TRANSFORMERS = ("email", "person_name", "company_name", "phone", "url", "text", "hash",
+                       "identifier")
 TRANSFORMERS = ("keep", *STRING_TRANSFORMERS, "null", "constant", "password", "date_shift",
                 "json")
 # What a `json` rule may do to the value at one of its paths.
@@ -42,6 +45,9 @@ OPTIONS: dict[str, dict[str, type | tuple[type, ...]]] = {
     "json": {"keys": dict, "others": str},
 }
 REQUIRED = {"constant": ("value",)}
+# What a json rule does to strings no key rule reaches: JSON columns hold whatever the API or
+# an import was given (emails, names), so nothing in them is kept unless a key says so.
+DEFAULT_JSON_OTHERS = "text"
 DEFAULT_SHIFT_DAYS = 30
 MAX_SHIFT_DAYS = 3650
 _DOMAIN = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+")
@@ -135,10 +141,13 @@ def _rule(path: Path, where: str, spec: Any, allowed: tuple[str, ...]) -> Rule:
     if name == "json":
         keys = {key: _rule(path, f"{where} key {key!r}", sub, JSON_KEY_TRANSFORMERS)
                 for key, sub in options.pop("keys", {}).items()}
-        others = options.get("others", "keep")
-        if others not in ("keep", *STRING_TRANSFORMERS):
-            raise OpsError(f"{path}: {where}: others = {others!r} is not a text transformer",
-                           hint=f"Use one of: keep, {', '.join(STRING_TRANSFORMERS)}.")
+        others = options.get("others", DEFAULT_JSON_OTHERS)
+        if others not in STRING_TRANSFORMERS:
+            raise OpsError(f"{path}: {where}: others = {others!r} is not a text transformer "
+                           "(JSON holds whatever it was given: every string no key rule "
+                           "reaches is transformed)",
+                           hint=f"Use one of: {', '.join(STRING_TRANSFORMERS)}; keep known-safe "
+                           'keys by name: keys = { "tier" = "keep" }.')
     return Rule(name, options, keys)
 
 
@@ -215,9 +224,16 @@ def check_policy(policy: Policy, tables: list[Table]) -> None:
 
 def _check_column(where: Path, table: str, column: Column, rule: Rule, keys: set[str]) -> None:
     name = rule.transformer
+    label = f"{table}.{column.name}"
+    if name == "keep" and column.json_type is not None and column.name not in keys \
+            and not column.generated:
+        raise OpsError(f"{where}: {label} is {column.type}, which holds whatever it was given "
+                       "(the API's metadata, an import's raw fields): keep is not possible",
+                       hint=f'Use {column.name} = {{ transformer = "json", keys = {{ "tier" = '
+                       '"keep" }} }}: keys name what stays, every other string is transformed '
+                       f"(others = {DEFAULT_JSON_OTHERS!r} by default).")
     if name == "keep":
         return
-    label = f"{table}.{column.name}"
     if column.name in keys:
         raise OpsError(f"{where}: {label} is part of a primary or foreign key, which is never "
                        f"transformed ({name})",

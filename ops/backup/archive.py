@@ -63,7 +63,7 @@ UNKNOWN = "unknown"  # encrypted and without a sidecar: cannot be told without t
 GOOD_VERDICTS = (VERIFIED, DRILLED)
 
 
-def kind_of(name: str, meta: dict | None) -> str:
+def kind_of(name: str, meta: dict[str, Any] | None) -> str:
     """The kind a backup's name and meta make it; an anonymized tenant backup is anonymized
     (what matters most to whoever would restore it)."""
     if name.startswith(SAFETY_PREFIX):
@@ -84,7 +84,7 @@ class Facts:
 
     kind: str | None  # None: unknown (encrypted, no sidecar)
     completeness: str  # complete | incomplete | unknown
-    meta: dict | None = None  # a plain backup's meta line (None: encrypted, or not ours)
+    meta: dict[str, Any] | None = None  # a plain backup's meta line (None: encrypted, or not ours)
     integrity: Integrity | None = None  # its sidecar
     tenant: dict[str, Any] | None = None  # {"id", "name"} for a backup of one tenant
     revision: str | None = None  # the schema revision it was taken at

@@ -90,7 +90,8 @@ class _ZstdFrames:
         self._zst.flush(zstandard.FLUSH_FRAME)
 
     def close(self) -> None:
-        self._zst.close()  # ends the frame; closefd=False leaves `raw` open
+        # ends the frame; closefd=False leaves `raw` open (zstandard leaves close() untyped)
+        self._zst.close()  # type: ignore[no-untyped-call]
 
 
 def frame_writer(compression: str, raw: BinaryIO) -> FrameWriter:
@@ -121,6 +122,7 @@ class ZstdReader(io.RawIOBase):
             self._source.close()
         super().close()
 
+    # typeshed's Buffer is wider than what BufferedReader hands us:
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
         while not self._output:
             if not self._step():
@@ -151,7 +153,8 @@ class ZstdReader(io.RawIOBase):
 def decompressing(stream: BinaryIO, compression: str) -> BinaryIO:
     """`stream`'s decompressed bytes, as a file to close before `stream` (zstd closes it)."""
     if compression == ZSTD:
-        return io.BufferedReader(ZstdReader(stream), 1 << 16)  # type: ignore[return-value]
+        return io.BufferedReader(ZstdReader(stream), 1 << 16)
+    # a GzipFile is a binary file; typeshed does not say BinaryIO:
     return gzip.GzipFile(fileobj=stream, mode="rb")  # type: ignore[return-value]
 
 

@@ -67,6 +67,7 @@ from ops.core.db import (
     connection,
     first_line,
     pin_settings,
+    scalar,
     server_version,
 )
 from ops.core.errors import OpsError, UsageError
@@ -153,7 +154,7 @@ def _backup(settings: Settings, archive: Archive, *, output: str | Path | None,
             report.line(f"🏢 Tenant: {found} — only its rows are backed up")
         anonymizer = None
         if anonymize is not None:
-            anonymizer = Anonymizer(anonymize, anonymize_key(settings, conn))
+            anonymizer = Anonymizer(anonymize, anonymize_key(settings, conn, report))
             report.line(f"🎭 Anonymizing with {anonymize.path.name} "
                         f"(sha256 {anonymize.sha256[:12]}…)")
         result = write_backup(conn, ref, compression=compression, recipients=recipients,
@@ -241,8 +242,12 @@ def _write(conn: psycopg.Connection, result: BackupResult, ref: BackupRef,
     sources = tenant_rows(discovered, result.tenant, lock=lock_rows) if result.tenant else {}
     masks: dict[str, TableMask] = {}
     if anonymizer is not None:  # checks the policy against the whole schema: before any file
+        from ops.backup.leaks import refuse_leaks, sample_leaks  # it streams rows with ours
+
         masks = anonymizer.masks(chosen, discovered, unique_keys(conn),
                                  lambda t: column_keys(t.column_names))
+        refuse_leaks(sample_leaks(conn, chosen, masks, anonymizer.fake_domains),
+                     anonymizer.policy)
     conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS SHARE MODE").format(  # no DDL under our feet
         sql.SQL(", ").join(t.ident for t in chosen)))
     stats = table_stats(conn, chosen)
@@ -250,7 +255,7 @@ def _write(conn: psycopg.Connection, result: BackupResult, ref: BackupRef,
         "tool": TOOL_NAME,
         "toolVersion": __version__,
         "alembicRevision": current_revision(conn),
-        "database": conn.execute("SELECT current_database()").fetchone()[0],
+        "database": scalar(conn, "SELECT current_database()"),
         "serverVersion": server_version(conn),
         "tables": [t.name for t in chosen],
         "columns": {t.name: t.column_names for t in chosen},
@@ -334,7 +339,7 @@ def _start_streams(conn: psycopg.Connection, chosen: list[Table],
     sizes = {name: stat.bytes for name, stat in stats.items()}
     if sum(sizes.values()) < PARALLEL_MIN_BYTES:
         return None
-    snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
+    snapshot = scalar(conn, "SELECT pg_export_snapshot()")
     return stream_parts(open_connection, snapshot, chosen, sizes, jobs, out.part, out.compression,
                         lambda c, t, write: stream_table(c, t, write, no_progress,
                                                           sources.get(t.name),
@@ -482,7 +487,7 @@ def stream_table(conn: psycopg.Connection, table: Table, write: Callable[[bytes]
     digest = hashlib.sha256()
     rows = 0
     first = True
-    pending: list[bytes] = []
+    pending: list[memoryview | bytes] = []
     pending_bytes = 0
 
     def flush() -> None:
@@ -500,7 +505,10 @@ def stream_table(conn: psycopg.Connection, table: Table, write: Callable[[bytes]
 
     with conn.cursor().copy(copy_query(table, source, mask)) as copy:
         header = True
-        for data in copy:  # PostgreSQL sends one row per message
+        data: memoryview | bytes
+        line: memoryview | bytes
+        # PostgreSQL sends one row per message; psycopg types it Buffer, hands out memoryview:
+        for data in copy:  # type: ignore[assignment]
             if header:
                 data = _skip_binary_header(data)
                 header = False
@@ -551,6 +559,7 @@ def _discard(data: bytes) -> None:
     return None
 
 
+
 def _two_fields(data: memoryview | bytes, table: Table) -> tuple[memoryview | bytes, ...]:
     """The two JSON texts of an anonymized row (kept object, values to replace)."""
     count, size = _FIELD_HEAD.unpack_from(data)
@@ -567,7 +576,7 @@ def _skip_binary_header(data: memoryview | bytes) -> memoryview | bytes:
     return data[19 + extension:]
 
 
-def json_lines(rows: list[bytes]) -> bytes:
+def json_lines(rows: list[memoryview | bytes]) -> bytes:
     """The rows' JSON texts, one per line, joined by newlines (none after the last).
 
     row_to_json escapes control characters inside strings, so a raw newline or carriage

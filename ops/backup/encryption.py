@@ -128,9 +128,15 @@ def recipients_for(settings: Settings, encrypt_to: str | None = None) -> list[An
     return parse_recipients(text) if text.strip() else []
 
 
-def identities_for(settings: Settings, identity: str | Path | None = None) -> list[Any]:
+# An identity file's path, or identities already loaded (a key held only in memory)
+Identity = str | Path | list[Any] | None
+
+
+def identities_for(settings: Settings, identity: Identity = None) -> list[Any]:
     """The identities that decrypt backups: `identity`, else BACKUP_IDENTITY_FILE (none:
     encrypted backups cannot be read, and say so when met)."""
+    if isinstance(identity, list):
+        return identity
     path = identity or settings.backup_identity_file
     return load_identities(path) if path else []
 
@@ -162,6 +168,7 @@ class _QueueSource:
             if piece is _END:
                 self._ended = True
             else:
+                # the queue holds bytes or the _END sentinel, ruled out above:
                 self._current = memoryview(piece)  # type: ignore[arg-type]
         size = len(self._current) if size < 0 else size
         out, self._current = bytes(self._current[:size]), self._current[size:]
@@ -368,6 +375,7 @@ class _DecryptingStream(io.RawIOBase):
         if item is _END:
             self._eof = True
         else:
+            # the queue holds bytes or the _END sentinel, ruled out above:
             self._pending = memoryview(item)  # type: ignore[arg-type]
 
     def readable(self) -> bool:
@@ -398,7 +406,7 @@ def decrypting_reader(raw: Readable, identities: Sequence[Any], *,
         raise OpsError(f"{what} is encrypted and no identity was given to decrypt it",
                        hint=_IDENTITY_HINT)
     stream = _DecryptingStream(raw, identities, what)
-    return io.BufferedReader(stream, 1 << 20)  # type: ignore[return-value]
+    return io.BufferedReader(stream, 1 << 20)
 
 
 def _decrypt_error(exc: BaseException, what: str, position: int) -> BaseException:

@@ -11,11 +11,10 @@ it is complete, so nothing here can mistake work in progress for a backup.
 from __future__ import annotations
 
 import re
-import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from ops.backup.compression import READ_ERRORS, SUFFIXES, decompressing, detect, from_name
 from ops.backup.format import meta_in_tail
@@ -135,7 +134,7 @@ def next_backup_name(name: str) -> str:
 _TAIL_WINDOWS = (64 * 1024, 4 * 1024 * 1024)
 
 
-def read_meta(source: Source, *, size: int | None = None) -> dict | None:
+def read_meta(source: Source, *, size: int | None = None) -> dict[str, Any] | None:
     """The meta object of a backup we wrote, read from the end (one or two range reads);
     None when absent.
 
@@ -198,10 +197,3 @@ def _ends_like_json_object(ref: BackupRef) -> bool:
 def _size(ref: BackupRef) -> int:
     return next((o.size for o in ref.store.list() if o.name == ref.name), 0)
 
-
-# --- private local files (the parallel backup's parts) --------------------------------------
-
-
-def private_temp_dir() -> Path:
-    """A new directory only this user can read, for part files of a backup to a bucket."""
-    return Path(tempfile.mkdtemp(prefix="tasklets-backup-"))

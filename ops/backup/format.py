@@ -61,7 +61,7 @@ import json
 import re
 from collections.abc import Iterable
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from ops.backup.compression import GZIP, ZSTD, decompressing, detect, last_frame
 from ops.core.limits import summarize
@@ -132,11 +132,11 @@ def table_close_line(last: bool) -> bytes:
     return b"]\n" if last else b"],\n"
 
 
-def meta_line(meta: dict) -> bytes:
+def meta_line(meta: dict[str, Any]) -> bytes:
     return META_PREFIX + json.dumps(meta, ensure_ascii=False).encode() + b"}\n"
 
 
-def parse_header(line: bytes) -> dict | None:
+def parse_header(line: bytes) -> dict[str, Any] | None:
     """{"timestamp", "version"} from our first line; None when the file is laid out otherwise."""
     if not (line.startswith(b'{"timestamp": ') and line.endswith(_HEADER_END)):
         return None
@@ -158,7 +158,7 @@ def parse_table_open(line: bytes) -> str | None:
     return next(iter(value)) if isinstance(value, dict) and len(value) == 1 else None
 
 
-def parse_meta_line(line: bytes) -> dict | None:
+def parse_meta_line(line: bytes) -> dict[str, Any] | None:
     """The meta object of our last line, None for anything else."""
     if not line.startswith(META_PREFIX):
         return None
@@ -170,7 +170,7 @@ def parse_meta_line(line: bytes) -> dict | None:
     return meta if isinstance(meta, dict) else None
 
 
-def describe_partial(meta: dict | None) -> str | None:
+def describe_partial(meta: dict[str, Any] | None) -> str | None:
     """What a --tables/--exclude-tables backup holds, from its meta; None for a full one."""
     partial = (meta or {}).get("partial")
     if not isinstance(partial, dict):
@@ -180,7 +180,7 @@ def describe_partial(meta: dict | None) -> str | None:
     return f"only {summarize(only)}" if only else f"without {summarize(without)}"
 
 
-def describe_tenant(meta: dict | None) -> str | None:
+def describe_tenant(meta: dict[str, Any] | None) -> str | None:
     """`Acme (id 2)` for a backup of one tenant, from its meta; None for any other backup."""
     tenant = (meta or {}).get("tenant")
     if not isinstance(tenant, dict):
@@ -191,13 +191,13 @@ def describe_tenant(meta: dict | None) -> str | None:
 # --- reading meta from the tail, without streaming the whole file -------------------------
 
 
-def meta_in_tail(tail: bytes) -> dict | None:
+def meta_in_tail(tail: bytes) -> dict[str, Any] | None:
     """The meta object at the end of a plain or compressed backup, given its last bytes; None
     when they hold no meta line (another layout, cut short, or encrypted)."""
     return _meta_in_tail(tail) or _meta_in_last_frame(tail)
 
 
-def _meta_in_tail(tail: bytes) -> dict | None:
+def _meta_in_tail(tail: bytes) -> dict[str, Any] | None:
     tail = tail.rstrip(b" \t\r\n")
     start = tail.rfind(b"\n" + META_PREFIX)
     if start < 0:
@@ -209,7 +209,7 @@ _META_MAX = 4 << 20  # our meta line is far smaller: a bigger frame is not it
 _FRAME_TRIES = 64  # frame starts tried from the end before giving up on a file
 
 
-def _meta_in_last_frame(tail: bytes) -> dict | None:
+def _meta_in_last_frame(tail: bytes) -> dict[str, Any] | None:
     """Our meta line is alone in the last zstd frame / gzip member: find and parse it.
 
     Each try inflates at most _META_MAX bytes, so a decompression bomb costs no more.
@@ -223,5 +223,6 @@ def open_backup(path: Path) -> BinaryIO:
     with path.open("rb") as fh:
         compression = detect(fh.read(4))
     if compression == GZIP:
+        # a GzipFile is a binary file; typeshed does not say BinaryIO:
         return gzip.open(path, "rb")  # type: ignore[return-value]
     return decompressing(path.open("rb"), ZSTD) if compression else path.open("rb")

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 import psycopg
 
 from ops.core.config import Settings
-from ops.core.db import connection
+from ops.core.db import connection, scalar
 from ops.core.errors import OpsError
 from ops.core.output import SILENT, Reporter
 
@@ -47,7 +47,7 @@ def backup_lock(settings: Settings, *, wait: bool = True,
 
 
 def _try_lock(conn: psycopg.Connection) -> bool:
-    return conn.execute("SELECT pg_try_advisory_lock(%s)", (BACKUP_LOCK_KEY,)).fetchone()[0]
+    return bool(scalar(conn, "SELECT pg_try_advisory_lock(%s)", (BACKUP_LOCK_KEY,)))
 
 
 def _holder(conn: psycopg.Connection) -> str:

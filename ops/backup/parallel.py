@@ -1,5 +1,7 @@
 """Parallel backup: several connections share one exported snapshot, each streams whole tables
-into a hidden part file, and the parts are spliced into the backup in table order.
+into a part file, and the parts are spliced into the backup in table order. The backup's writer
+makes the part files (ops.backup.writer: in a private scratch directory, encrypted when the
+backup is).
 
 Why: row_to_json runs in the server backend, one core per connection; on a 2-core machine two
 streams (each with its own compressor) roughly halve a large backup. The result is byte-for-byte the
@@ -14,6 +16,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import psycopg
 
@@ -24,6 +27,16 @@ from ops.core.db import SNAPSHOT_SETTINGS, pin_settings
 PartStreamer = Callable[[psycopg.Connection, Table, Callable[[bytes], None]], tuple[int, str]]
 
 
+class PartSink(Protocol):
+    """A part file being written (`path`), and its bytes' way there."""
+
+    path: Path
+
+    def write(self, data: bytes, /) -> None: ...
+
+    def close(self) -> None: ...
+
+
 @dataclass
 class Part:
     path: Path
@@ -32,14 +45,15 @@ class Part:
 
 
 class PartFile:
-    """One table's row lines (whole zstd frames / gzip members when compressing), written
-    beside the target."""
+    """One table's row lines (whole zstd frames / gzip members when compressing)."""
 
-    def __init__(self, path: Path, compression: str | None) -> None:
-        self.path = path
-        self._raw = path.open("r+b", buffering=1 << 20)  # created private by the writer
-        self._gz: FrameWriter | None = frame_writer(compression, self._raw) \
-            if compression else None
+    def __init__(self, sink: PartSink, compression: str | None) -> None:
+        self.path = sink.path
+        self._raw = sink
+        self._gz: FrameWriter | None = None
+        if compression:
+            # frame_writer takes any object with write() (a PartSink here), typed BinaryIO
+            self._gz = frame_writer(compression, sink)  # type: ignore[arg-type]
 
     def write(self, data: bytes) -> None:
         (self._gz or self._raw).write(data)
@@ -77,7 +91,7 @@ class PartStreams:
 
 def stream_parts(open_connection: Callable[[], psycopg.Connection], snapshot: str,
                  tables: list[Table], sizes: dict[str, int], jobs: int,
-                 new_part: Callable[[int], Path], compression: str | None,
+                 new_part: Callable[[int], PartSink], compression: str | None,
                  stream: PartStreamer) -> PartStreams:
     """Stream `tables` over `jobs` connections, biggest first (each free connection takes the
     next, which balances them); each table's future resolves to its finished part file.
@@ -99,7 +113,8 @@ def stream_parts(open_connection: Callable[[], psycopg.Connection], snapshot: st
             conn.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")  # must come first
             pin_settings(conn, SNAPSHOT_SETTINGS, local=True)
             local.conn = conn
-        return local.conn
+        found: psycopg.Connection = local.conn
+        return found
 
     def work(table: Table) -> Part:
         if streams.stopping.is_set():

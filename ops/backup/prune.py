@@ -98,7 +98,8 @@ def prune(archive: Archive, *, keep: int | None = None,
     listing = archive.listing()
     now = now or utc_now()
     everything = listing.backups
-    backups, others = [], []
+    backups: list[BackupFile] = []
+    others: list[BackupFile] = []
     for found in everything:
         kind = archive.facts(found, listing).kind
         # a backup of unknown kind (encrypted, no sidecar) may be a full one: never counted

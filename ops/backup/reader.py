@@ -25,7 +25,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 import orjson
 
@@ -117,8 +117,9 @@ class BackupReader:
     encrypted: bool = False
     timestamp: str | None = None
     version: str | None = None
-    meta: dict | None = None
-    tail_meta: dict | None = None  # meta read from the file's end when opened (our layout)
+    meta: dict[str, Any] | None = None
+    # meta read from the file's end when opened (our layout)
+    tail_meta: dict[str, Any] | None = None
     sha256: dict[str, str] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
     _fh: BinaryIO | None = None
@@ -177,10 +178,12 @@ class BackupReader:
         if not self.encrypted:  # meta is inside the ciphertext otherwise
             self.tail_meta = read_meta(self.ref)
 
-    def _stacked(self, stream: BinaryIO) -> io.BufferedReader:
+    def _stacked(self, stream: BinaryIO) -> io.BufferedReader[Any]:
         """`stream` (buffered, so its first bytes can be peeked), to be closed with us."""
-        buffered = stream if isinstance(stream, io.BufferedReader) else io.BufferedReader(
-            stream)  # type: ignore[arg-type]
+        if isinstance(stream, io.BufferedReader):
+            buffered = stream
+        else:  # every stream stacked here is a raw or buffered binary file
+            buffered = io.BufferedReader(cast(io.RawIOBase, stream))
         self._opened.append(buffered)
         return buffered
 
@@ -200,7 +203,7 @@ class BackupReader:
             with contextlib.suppress(Exception):  # closing after a failure must not mask it
                 self._opened.pop().close()
 
-    def _take_header(self, header: dict) -> None:
+    def _take_header(self, header: dict[str, Any]) -> None:
         timestamp = header.get("timestamp")
         self.timestamp = timestamp if isinstance(timestamp, str) else None
         version = header.get("version")
@@ -439,6 +442,11 @@ def exact_loads(content: bytes) -> Any:
 
 
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
+
+
+def _skip_whitespace(text: str, pos: int) -> int:
+    found = _WHITESPACE.match(text, pos)  # matches always: the pattern takes the empty string
+    return found.end() if found else pos
 _CHUNK = 1 << 20
 
 
@@ -471,7 +479,7 @@ class JsonStream:
     def peek(self) -> str:
         """The next character that is not whitespace ("" at the end of the file)."""
         while True:
-            self._pos = _WHITESPACE.match(self._buf, self._pos).end()
+            self._pos = _skip_whitespace(self._buf, self._pos)
             if self._pos < len(self._buf):
                 return self._buf[self._pos]
             if self._eof:
@@ -546,7 +554,7 @@ def table_names(source: Source, identities: Sequence[Any] = ()) -> list[str]:
         return [section.name for section in reader.sections()]
 
 
-def backup_meta(source: Source, identities: Sequence[Any] = ()) -> dict | None:
+def backup_meta(source: Source, identities: Sequence[Any] = ()) -> dict[str, Any] | None:
     """A backup's meta: read from its tail, or, when encrypted (meta is inside the
     ciphertext), by streaming it through."""
     ref = as_ref(source)

@@ -123,7 +123,7 @@ def _check_rows(section: Section) -> frozenset[str] | None:
     return fields
 
 
-def _check_fields_against_meta(meta: dict | None, fields: dict[str, frozenset[str] | None]
+def _check_fields_against_meta(meta: dict[str, Any] | None, fields: dict[str, frozenset[str] | None]
                                ) -> None:
     columns = (meta or {}).get("columns")
     if not isinstance(columns, dict):
@@ -138,7 +138,7 @@ def _check_fields_against_meta(meta: dict | None, fields: dict[str, frozenset[st
                            f"lists ({summarize(sorted(found ^ expected))})")
 
 
-def _check_meta_lists_every_table(meta: dict, counts: dict[str, int]) -> None:
+def _check_meta_lists_every_table(meta: dict[str, Any], counts: dict[str, int]) -> None:
     """The reader checks meta's tables against the file; this checks the other direction."""
     listed = meta.get("rowCounts")
     if not isinstance(listed, dict):

@@ -16,19 +16,19 @@ import contextlib
 import os
 import queue
 import shutil
-import tempfile
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, BinaryIO
 
 from ops.backup.compression import FrameWriter, frame_writer
-from ops.backup.encryption import EncryptingWriter, encrypting_writer
-from ops.backup.files import BackupRef, private_temp_dir
+from ops.backup.encryption import EncryptingWriter, decrypting_reader, encrypting_writer
+from ops.backup.files import BackupRef
 from ops.backup.integrity import HashingWriter
 from ops.backup.storage.interface import ObjectExistsError, Writer
 from ops.core.errors import OpsError
+from ops.core.scratch import scratch_dir
 
 _COPY_BUFFER = 1 << 20
 _QUEUED_WRITES = 16  # ~16 MB in flight at most: memory stays flat
@@ -40,6 +40,31 @@ _NAME_ATTEMPTS = 1000
 class _Splice:
     def __init__(self, path: Path) -> None:
         self.path = path
+
+
+class PartOutput:
+    """Where one part's bytes go: its file, through age to this run's in-memory key when the
+    backup is encrypted (so no row reaches the disk in the clear)."""
+
+    def __init__(self, path: Path, recipients: Sequence[Any]) -> None:
+        self.path = path
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC, 0o600)
+        self._file: BinaryIO = os.fdopen(fd, "wb", buffering=1 << 20)
+        self._encrypting = encrypting_writer(self._file, recipients) if recipients else None
+
+    def write(self, data: bytes) -> None:
+        (self._encrypting or self._file).write(data)
+
+    def flush(self) -> None:
+        """The compressors flush at frame ends; the file is flushed when closed."""
+        return None
+
+    def close(self) -> None:
+        try:
+            if self._encrypting is not None:
+                self._encrypting.close()
+        finally:
+            self._file.close()
 
 
 class BackupWriter:
@@ -65,13 +90,22 @@ class BackupWriter:
         if recipients:
             self._encrypting = encrypting_writer(self._hashing, recipients)
             self._raw = self._encrypting
+        self._scratch = contextlib.ExitStack()
         self._parts_dir: Path | None = None
-        self._parts: list[Path] = []
+        self._parts_lock = threading.Lock()  # the streams ask for parts at the same time
+        # Parts of an encrypted backup are encrypted to a key that lives only in this process:
+        # whatever becomes of the files, nobody can read them once it is gone.
+        self._part_identity: Any = None
+        if recipients:
+            from pyrage import x25519
+
+            self._part_identity = x25519.Identity.generate()
         self._gz: FrameWriter | None = None
         self._queue: queue.Queue[object] | None = None
         self._thread: threading.Thread | None = None
         self._failure: BaseException | None = None
         if compression:
+            # the raw writer is a binary file without BinaryIO's whole surface:
             self._gz = frame_writer(compression, self._raw)  # type: ignore[arg-type]
             self._queue = queue.Queue(maxsize=_QUEUED_WRITES)
             self._thread = threading.Thread(target=self._compress_loop, daemon=True,
@@ -89,8 +123,9 @@ class BackupWriter:
                     self._gz.end_frame()  # writes the frame's end; the raw file stays open
                 elif isinstance(item, _Splice):  # finished frames, copied as they are
                     self._gz.end_frame()
-                    _append_file(self._raw, item.path)
+                    self._append_part(item.path)
                 else:
+                    # items are bytes once parts (Path) are handled above:
                     self._gz.write(item)  # type: ignore[arg-type]
             except BaseException as exc:  # handed to the producer on its next call
                 self._failure = exc
@@ -119,25 +154,33 @@ class BackupWriter:
         if self._queue is not None:
             self._put(_Splice(path))
         else:
-            _append_file(self._raw, path)
+            self._append_part(path)
 
     def new_member(self) -> None:
         """End the current frame (gzip member) and start another (no-op for plain files)."""
         if self._queue is not None:
             self._put(_NEW_MEMBER)
 
-    def part(self, index: int) -> Path:
-        """A private temp file for the parallel backup's part `index`: beside the backups in
-        a local directory, in a private temp directory for a bucket."""
-        directory = self.ref.store.local_directory
-        if directory is None:
-            self._parts_dir = self._parts_dir or private_temp_dir()
-            directory = self._parts_dir
-        fd, name = tempfile.mkstemp(dir=directory, prefix=f".{self.ref.name}.",
-                                    suffix=f".part{index}.partial")
-        os.close(fd)
-        self._parts.append(Path(name))
-        return self._parts[-1]
+    def part(self, index: int) -> PartOutput:
+        """A new file for the parallel backup's part `index`, in this run's private scratch
+        directory (ops.core.scratch): beside the backups in a local directory (the same disk
+        as the backup), in the system's temp directory for a bucket."""
+        with self._parts_lock:
+            if self._parts_dir is None:
+                self._parts_dir = self._scratch.enter_context(
+                    scratch_dir(self.ref.store.local_directory))
+        recipients = [self._part_identity.to_public()] if self._part_identity else []
+        return PartOutput(self._parts_dir / f"part{index}", recipients)
+
+    def _append_part(self, path: Path) -> None:
+        with path.open("rb") as raw:
+            if self._part_identity is None:
+                shutil.copyfileobj(raw, self._raw, _COPY_BUFFER)
+            else:
+                with decrypting_reader(raw, [self._part_identity],
+                                       what=f"part {path.name}") as part:
+                    shutil.copyfileobj(part, self._raw, _COPY_BUFFER)
+        path.unlink()
 
     def commit(self) -> int:
         """Finish the stream and publish it (never over another backup); returns the size.
@@ -168,6 +211,7 @@ class BackupWriter:
     def _later_names(self) -> Iterator[str]:
         name = self.ref.name
         for _ in range(_NAME_ATTEMPTS if self.next_name else 0):
+            # no attempts are made when next_name is None:
             name = self.next_name(name)  # type: ignore[misc]
             yield name
 
@@ -185,11 +229,8 @@ class BackupWriter:
         self._remove_parts_dir()
 
     def _remove_parts_dir(self) -> None:
-        for part in self._parts:  # those not spliced yet (a spliced part is gone)
-            part.unlink(missing_ok=True)
-        if self._parts_dir is not None:
-            shutil.rmtree(self._parts_dir, ignore_errors=True)
-            self._parts_dir = None
+        self._scratch.close()  # the directory, with any part not spliced yet
+        self._parts_dir = None
 
     def __enter__(self) -> BackupWriter:
         return self
@@ -198,9 +239,3 @@ class BackupWriter:
                  tb: TracebackType | None) -> None:
         if exc_type is not None:
             self.discard()
-
-
-def _append_file(out: HashingWriter | EncryptingWriter, path: Path) -> None:
-    with path.open("rb") as part:
-        shutil.copyfileobj(part, out, _COPY_BUFFER)  # type: ignore[arg-type]
-    path.unlink()

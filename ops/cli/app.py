@@ -54,6 +54,7 @@ CompressOption = Annotated[bool | None, typer.Option(
     "--compress/--no-compress", show_default=False,
     help=f"Write .json.zst ({DEFAULT_COMPRESSION}, level 3: smaller and faster than gzip). "
     "Default: BACKUP_COMPRESS (off).")]
+# a functional Enum: its members come from COMPRESSIONS:
 Compression = StrEnum("Compression", {name: name for name in COMPRESSIONS})  # type: ignore[misc]
 CompressionOption = Annotated[Compression | None, typer.Option(
     "--compression", show_default=False, help="Compress with this one (gzip: .json.gz, as "

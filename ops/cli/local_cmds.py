@@ -16,6 +16,10 @@ def _url() -> str:
     from ops.dev.localdb import relative, url_to_use
 
     url, started = url_to_use(state.env_file)
+    if started is not None and started.secured:
+        typer.echo("🔐 The project-local PostgreSQL now requires a password for every "
+                   f"connection (scram-sha-256), kept in {state.env_file or '.env'} as "
+                   "LOCALPG_PASSWORD", err=True)
     if started is not None and started.started:
         typer.echo(f"🐘 Started the project-local PostgreSQL on 127.0.0.1:{started.port} "
                    f"({relative(started.data_dir)}; stop it with `make down RUN=local`)",

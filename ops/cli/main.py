@@ -25,6 +25,7 @@ from ops.cli import (
 )
 from ops.cli.app import app, state
 from ops.core.errors import OpsError
+from ops.core.extras import missing_extra
 from ops.core.output import host_paths, record_invocation
 
 __all__ = ["app", "main"]
@@ -63,10 +64,13 @@ def _run(err: Console, argv: list[str] | None) -> None:
         err.print("❌ Interrupted; any open transaction was rolled back, nothing was changed.",
                   markup=False)
         sys.exit(INTERRUPTED)
-    except Exception as exc:  # a driver error, or a bug: one line unless --debug
+    except Exception as exc:  # a driver error, a missing extra, or a bug: one line
         if state.debug:
             traceback.print_exc()
-        if _is_driver_error(exc):
+        if (missing := missing_extra(exc)) is not None:
+            err.print(f"❌ {missing.message}", markup=False)
+            err.print(f"💡 {missing.hint}", markup=False)
+        elif _is_driver_error(exc):
             from ops.core.db import first_line
 
             err.print(host_paths(f"❌ database error: {first_line(exc)}"), markup=False)

@@ -34,6 +34,7 @@ def _legacy_notice(out: Reporter, alias: str, runs: str) -> None:
 def _seed(as_json: bool, **options: object) -> None:
     from ops.seed.builtin import run_seeds
 
+    # options are run_seeds' keyword arguments, passed through:
     result = run_seeds(settings(), report=reporter(as_json), **options)  # type: ignore[arg-type]
     if as_json:
         print_json(result)

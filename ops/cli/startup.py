@@ -136,6 +136,7 @@ def _defer_option_coercion() -> None:
         return DeferredParam(parameter_info=info, annotation=descriptor.annotation,
                              descriptor=descriptor, plain_str=plain_str)
 
+    # a marker attribute on the function object, read by the start-up code:
     deferred.deferred = True  # type: ignore[attr-defined]
     typer_core.build_runtime_param = deferred
 

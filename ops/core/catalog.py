@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import psycopg
 from psycopg import sql
 
+from ops.core.db import scalar
 from ops.core.errors import OpsError
 from ops.core.output import suggest
 
@@ -63,7 +64,7 @@ class Table:
     unique_keys: tuple[tuple[str, ...], ...] = field(default=())
 
     @property
-    def ident(self) -> sql.Composed:
+    def ident(self) -> sql.Identifier:
         return sql.Identifier(APP_SCHEMA, self.name)
 
     @property
@@ -241,7 +242,7 @@ def row_counts(conn: psycopg.Connection, tables: list[Table]) -> dict[str, int]:
         sql.SQL("SELECT {}::text, count(*) FROM {}").format(sql.Literal(t.name), t.ident)
         for t in tables
     )
-    counts = dict(conn.execute(query).fetchall())
+    counts: dict[str, int] = dict(conn.execute(query).fetchall())
     return {t.name: counts[t.name] for t in tables}
 
 
@@ -256,7 +257,7 @@ def require_schema(tables: list[Table]) -> None:
 
 def current_revision(conn: psycopg.Connection) -> str | None:
     """The database's Alembic revision, or None when it was never migrated."""
-    exists = conn.execute("SELECT to_regclass('public.alembic_version') IS NOT NULL").fetchone()[0]
+    exists = scalar(conn, "SELECT to_regclass('public.alembic_version') IS NOT NULL")
     if not exists:
         return None
     row = conn.execute("SELECT version_num FROM alembic_version LIMIT 1").fetchone()

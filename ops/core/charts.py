@@ -187,7 +187,7 @@ def _fit(label: str, width: float) -> str:
 def _nice_step(rough: float) -> float:
     """1, 2 or 5 times a power of ten, at least `rough`."""
     power = 10 ** math.floor(math.log10(rough))
-    return next(m * power for m in (1, 2, 5, 10) if m * power >= rough)
+    return float(next(m * power for m in (1, 2, 5, 10) if m * power >= rough))
 
 
 def _time_ticks(first: float, last: float, count: int = 5) -> list[float]:

@@ -183,7 +183,8 @@ def mask_url(url: str) -> str:
     from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
     try:
-        info = conninfo_to_dict(url)
+        info = {key: str(value) for key, value in conninfo_to_dict(url).items()
+                if value is not None}
     except ProgrammingError:
         return "<unparseable connection string>"
     if "password" in info:

@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.abc import Params
 from psycopg.conninfo import conninfo_to_dict
 
 from ops.core.config import Settings
@@ -135,12 +137,22 @@ def first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else exc.__class__.__name__
 
 
+def scalar(conn: psycopg.Connection, query: str | sql.SQL | sql.Composed,
+           params: Params | None = None) -> Any:
+    """The first value of the first row: for the queries that always return one row (SHOW,
+    aggregates, function calls)."""
+    row = conn.execute(query, params).fetchone()
+    if row is None:
+        raise OpsError("The server returned no row where one was expected.")
+    return row[0]
+
+
 def is_superuser(conn: psycopg.Connection) -> bool:
-    return conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()[0]
+    return bool(scalar(conn, "SELECT rolsuper FROM pg_roles WHERE rolname = current_user"))
 
 
 def server_version(conn: psycopg.Connection) -> str:
-    return conn.execute("SHOW server_version").fetchone()[0]
+    return str(scalar(conn, "SHOW server_version"))
 
 
 @dataclass(frozen=True)
@@ -161,7 +173,7 @@ class DatabaseIdentity:
             return False
         return self.database_oid == other.database_oid and self.database == other.database
 
-    def as_meta(self) -> dict:
+    def as_meta(self) -> dict[str, object]:
         return {"systemIdentifier": self.system_identifier, "databaseOid": self.database_oid,
                 "database": self.database}
 
@@ -180,9 +192,11 @@ class DatabaseIdentity:
 
 def database_identity(conn: psycopg.Connection) -> DatabaseIdentity:
     """The server's own identification of the connected database (cluster + oid + name)."""
-    name, oid = conn.execute(
-        "SELECT d.datname, d.oid::bigint FROM pg_database d "
-        "WHERE d.datname = current_database()").fetchone()
+    found = conn.execute("SELECT d.datname, d.oid::bigint FROM pg_database d "
+                         "WHERE d.datname = current_database()").fetchone()
+    if found is None:
+        raise OpsError("The server did not list the database it is connected to.")
+    name, oid = found
     system: str | None = None
     try:  # executable by anyone on stock PostgreSQL; a managed service may revoke it
         with conn.transaction():

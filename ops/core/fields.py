@@ -33,7 +33,9 @@ Indexed = Annotated[str, checked(check_indexed)]
 Name = Annotated[str, Field(min_length=1), checked(check_indexed)]
 Title = Annotated[str, Field(min_length=1), checked(check_text)]
 JsonObject = Annotated[dict[str, Any], checked(check_json)]
+# the values come from one tuple, so they are not repeated here:
 Status = Literal[WORK_STATUSES]  # type: ignore[valid-type]
+# the values come from one tuple, so they are not repeated here:
 Priority = Literal[PRIORITIES]  # type: ignore[valid-type]
 
 

@@ -15,6 +15,7 @@ import psycopg
 
 from ops.core.catalog import OPS_METADATA_TABLE
 from ops.core.config import Settings
+from ops.core.db import scalar
 from ops.core.errors import Refused
 from ops.core.output import suggest_flag
 
@@ -24,8 +25,8 @@ ENVIRONMENT_KEY = "environment"
 
 def stored_environment(conn: psycopg.Connection) -> str | None:
     """The environment marker recorded in the database, if any."""
-    exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL",
-                          (f"public.{OPS_METADATA_TABLE}",)).fetchone()[0]
+    exists = scalar(conn, "SELECT to_regclass(%s) IS NOT NULL",
+                    (f"public.{OPS_METADATA_TABLE}",))
     if not exists:
         return None
     row = conn.execute(f"SELECT value FROM {OPS_METADATA_TABLE} WHERE key = %s",

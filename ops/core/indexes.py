@@ -25,6 +25,7 @@ import psycopg
 from psycopg import errors, sql
 
 from ops.core.catalog import APP_SCHEMA
+from ops.core.db import scalar
 from ops.core.errors import OpsError
 
 INDEX, KEY, FOREIGN_KEY = "index", "key", "foreign key"
@@ -123,9 +124,8 @@ def set_aside(conn: psycopg.Connection, tables: Collection[str],
     params = {"schema": APP_SCHEMA, "names": list(tables), "kinds": list(kinds),
               "keys": bool({INDEX, KEY} & set(kinds))}
     # Definitions with every name schema-qualified, whatever the session's search_path.
-    search_path = conn.execute(
-        "SELECT current_setting('search_path'), set_config('search_path', 'pg_catalog', true)"
-    ).fetchone()[0]
+    search_path = scalar(conn, "SELECT current_setting('search_path'), "
+                               "set_config('search_path', 'pg_catalog', true)")
     try:
         blocker = conn.execute(_BLOCKERS_SQL, params).fetchone()
         if blocker is not None:
@@ -156,6 +156,7 @@ def rebuild(conn: psycopg.Connection, aside: SetAside, explain: Explain | None =
     raises an OpsError naming it; so does a dangling reference: `explain(foreign_key)`, when
     given, finds the row (the failed constraint is rolled back to a savepoint first)."""
     for definition in aside.definitions:
+        statement: sql.Composable
         if definition.kind == INDEX:
             statement = sql.SQL(definition.text)
         else:
@@ -171,7 +172,7 @@ def rebuild(conn: psycopg.Connection, aside: SetAside, explain: Explain | None =
             raise _duplicate_error(definition, exc) from None
 
 
-def _add_foreign_key(conn: psycopg.Connection, statement: sql.Composable,
+def _add_foreign_key(conn: psycopg.Connection, statement: sql.SQL | sql.Composed,
                      definition: Definition, explain: Explain | None) -> None:
     try:
         with conn.transaction():  # a savepoint: `explain` may query after a failure

@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -46,7 +47,7 @@ class Tenant:
     def __str__(self) -> str:
         return f"{self.name} (id {self.id})"
 
-    def as_meta(self) -> dict:
+    def as_meta(self) -> dict[str, Any]:
         return {"id": self.id, "name": self.name}
 
 

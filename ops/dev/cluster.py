@@ -19,6 +19,7 @@ import stat
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 from ops.core.errors import OpsError
 
@@ -124,18 +125,22 @@ def server_user_ids() -> tuple[int, int] | None:
 
 @dataclass
 class LocalCluster:
-    """A PostgreSQL cluster in `data_dir`, listening on 127.0.0.1:`port` with trust auth."""
+    """A PostgreSQL cluster in `data_dir`, listening on 127.0.0.1:`port`: every connection
+    needs `password` (scram-sha-256), or, for throwaway test clusters without one, none
+    (trust)."""
 
     data_dir: Path
     port: int
     bin_dir: Path
+    password: str | None = None
 
     @property
     def url(self) -> str:
         return self.url_for("postgres")
 
     def url_for(self, dbname: str, user: str = SUPERUSER) -> str:
-        return f"postgresql://{user}@127.0.0.1:{self.port}/{dbname}"
+        secret = f":{quote(self.password, safe='')}" if self.password else ""
+        return f"postgresql://{user}{secret}@127.0.0.1:{self.port}/{dbname}"
 
     def _cmd(self, *args: str) -> subprocess.CompletedProcess[str]:
         ids = server_user_ids()
@@ -148,8 +153,23 @@ class LocalCluster:
         )
 
     def init(self) -> None:
-        result = self._cmd("initdb", "-D", str(self.data_dir), "-U", SUPERUSER, "-A", "trust",
-                           "-E", "UTF8", "--locale=C.UTF-8", "--no-sync")
+        """initdb: with a password, scram-sha-256 for every connection (the password reaches
+        initdb through a private file, removed at once), else trust."""
+        auth = ["-A", "trust"]
+        pwfile = self.data_dir.parent / ".initdb-password"
+        if self.password:
+            fd = os.open(pwfile, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+            with os.fdopen(fd, "w") as out:
+                out.write(self.password + "\n")
+            ids = server_user_ids()
+            if ids is not None:
+                os.chown(pwfile, *ids)
+            auth = ["-A", "scram-sha-256", f"--pwfile={pwfile}"]
+        try:
+            result = self._cmd("initdb", "-D", str(self.data_dir), "-U", SUPERUSER, *auth,
+                               "-E", "UTF8", "--locale=C.UTF-8", "--no-sync")
+        finally:
+            pwfile.unlink(missing_ok=True)
         if result.returncode != 0:
             raise OpsError(f"initdb failed: {result.stderr.strip().splitlines()[-1:]}",
                            hint=INSTALL_HINT)

@@ -8,6 +8,12 @@ cluster keeps its port in .localpg/port (54329 unless taken when it was created)
 stays the same across restarts. `url` prints only the URL, to stdout, for scripts (as given:
 with any password it holds); `up` and `psql` never print or pass a password on a command line.
 Other messages go to stderr.
+
+Every connection needs a password (scram-sha-256, over TCP and the unix socket alike): on a
+shared machine, trust on 127.0.0.1 lets any local user in as the superuser, and from there run
+programs as the developer (`COPY ... TO PROGRAM`). The password is generated when the cluster
+is made and kept in the env file (`LOCALPG_PASSWORD`, the file then mode 0600); a cluster made
+before that (trust) is switched to the password the next time it is used.
 """
 
 from __future__ import annotations
@@ -27,12 +33,35 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from ops.core.config import PROJECT_ROOT, normalise_url
+from ops.core.envfile import env_value, generate_secret, set_env_value
 from ops.core.errors import OpsError
-from ops.dev.cluster import LocalCluster, find_bin_dir, free_port, server_user_ids
+from ops.dev.cluster import (
+    SUPERUSER,
+    LocalCluster,
+    find_bin_dir,
+    free_port,
+    server_user_ids,
+)
 
 LOCAL_DIR = PROJECT_ROOT / ".localpg"
 DEFAULT_PORT = 54329
 DATABASE = "tasklets"
+PASSWORD_KEY = "LOCALPG_PASSWORD"
+SALT_KEY = "ANONYMIZE_SALT"
+_PASSWORD_COMMENT = ("The project-local PostgreSQL's superuser password (make ... RUN=local),\n"
+                     "generated for this checkout; .localpg/ accepts no connection without it.")
+_SALT_COMMENT = "backup --anonymize's secret key, generated for this checkout."
+# Every connection, TCP or unix socket, needs the password: nothing is trusted.
+_PASSWORD_HBA = """\
+# Written by tasklets-db: every connection needs the password (scram-sha-256), kept in the
+# project's env file as LOCALPG_PASSWORD.
+local   all             all                     scram-sha-256
+host    all             all     127.0.0.1/32    scram-sha-256
+host    all             all     ::1/128         scram-sha-256
+local   replication     all                     scram-sha-256
+host    replication     all     127.0.0.1/32    scram-sha-256
+host    replication     all     ::1/128         scram-sha-256
+"""
 
 
 @dataclass(frozen=True)
@@ -41,6 +70,7 @@ class LocalDb:
     port: int
     data_dir: Path
     started: bool  # started by this call (False: it was already running)
+    secured: bool = False  # a cluster from before passwords, switched to one by this call
 
 
 def configured_url(env_file: str | os.PathLike[str] | None = ".env") -> str | None:
@@ -51,12 +81,18 @@ def configured_url(env_file: str | os.PathLike[str] | None = ".env") -> str | No
     return url or None
 
 
-def ensure_local_db(base_dir: Path = LOCAL_DIR) -> LocalDb:
-    """Create (first time), start (when stopped) and return the project-local database."""
+def ensure_local_db(base_dir: Path = LOCAL_DIR,
+                    env_file: str | os.PathLike[str] | None = ".env") -> LocalDb:
+    """Create (first time), start (when stopped) and return the project-local database; its
+    password lives in `env_file` (generated there, with ANONYMIZE_SALT when that is empty, the
+    first time)."""
     base_dir.mkdir(parents=True, exist_ok=True)
+    env = Path(env_file or ".env")
     with _locked(base_dir):
         cluster = _cluster(base_dir)
+        cluster.password = env_value(env, PASSWORD_KEY)
         if not (cluster.data_dir / "PG_VERSION").exists():
+            cluster.password = cluster.password or _new_secrets(env)
             ids = server_user_ids()
             if ids is not None:
                 os.chown(base_dir, *ids)
@@ -72,8 +108,45 @@ def ensure_local_db(base_dir: Path = LOCAL_DIR) -> LocalDb:
                     f"that server or delete {base_dir / 'port'} to pick another port.",
                 ) from exc
             started = True
+        secured = _trusts_connections(cluster)
+        if secured:
+            cluster.password = cluster.password or _new_secrets(env)
+            _require_password(cluster)
+        elif cluster.password is None:
+            raise OpsError(f"the project-local PostgreSQL in {relative(base_dir)} needs its "
+                           f"password, {PASSWORD_KEY} in {relative(env)}, which has none",
+                           hint=f"Put the line back into {relative(env)}, or remove "
+                           f"{relative(base_dir)} (its data goes) to start a new one.")
         _create_database(cluster)
-    return LocalDb(cluster.url_for(DATABASE), cluster.port, cluster.data_dir, started)
+    return LocalDb(cluster.url_for(DATABASE), cluster.port, cluster.data_dir, started, secured)
+
+
+def _new_secrets(env: Path) -> str:
+    """A new password, written to the env file (with a salt for anonymized snapshots when
+    the file has none yet)."""
+    password = generate_secret()
+    set_env_value(env, PASSWORD_KEY, password, comment=_PASSWORD_COMMENT)
+    if env_value(env, SALT_KEY) is None:
+        set_env_value(env, SALT_KEY, generate_secret(), comment=_SALT_COMMENT)
+    return password
+
+
+def _trusts_connections(cluster: LocalCluster) -> bool:
+    """Whether pg_hba.conf lets anyone in without a password (clusters made before them)."""
+    hba = cluster.data_dir / "pg_hba.conf"
+    lines = (line.split("#", 1)[0].split() for line in hba.read_text().splitlines())
+    return any("trust" in words for words in lines)
+
+
+def _require_password(cluster: LocalCluster) -> None:
+    """Give the superuser the password and require it of every connection (the switch of a
+    trusting cluster: this connection still gets in without it)."""
+    with psycopg.connect(cluster.url, autocommit=True) as conn:
+        conn.execute("SET password_encryption = 'scram-sha-256'")
+        conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(
+            sql.Identifier(SUPERUSER), sql.Literal(cluster.password)))
+        (cluster.data_dir / "pg_hba.conf").write_text(_PASSWORD_HBA)  # keeps its owner
+        conn.execute("SELECT pg_reload_conf()")
 
 
 def stop_local_db(base_dir: Path = LOCAL_DIR) -> bool:
@@ -95,7 +168,7 @@ def running_local_url(env_file: str | os.PathLike[str] | None = ".env",
     too. None otherwise (never starts it)."""
     if configured_url(env_file) or not (base_dir / "data" / "PG_VERSION").exists():
         return None
-    return ensure_local_db(base_dir).url if local_db_running(base_dir) else None
+    return ensure_local_db(base_dir, env_file).url if local_db_running(base_dir) else None
 
 
 def local_db_running(base_dir: Path = LOCAL_DIR) -> bool:
@@ -152,7 +225,7 @@ def url_to_use(env_file: str | os.PathLike[str] | None) -> tuple[str, LocalDb | 
     url = configured_url(env_file)
     if url:
         return url, None
-    db = ensure_local_db()
+    db = ensure_local_db(env_file=env_file)
     return db.url, db
 
 

@@ -260,4 +260,5 @@ def _keep(conn: psycopg.Connection, tables: list[Table]) -> _Kept:
                 sql.Identifier(APP_SCHEMA, OPS_METADATA_TABLE)))
             columns = [d.name for d in cur.description or []]
             rows = cur.fetchall()
+    # rows are the tuples fetchall returns, typed loosely by psycopg:
     return _Kept(owner, grants, types, columns, rows)  # type: ignore[arg-type]

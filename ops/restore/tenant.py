@@ -20,7 +20,6 @@ be deferred, so a row outside the tenant that references it is refused up front.
 from __future__ import annotations
 
 import contextlib
-import tempfile
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -29,7 +28,7 @@ import psycopg
 from psycopg import sql
 
 from ops.backup.archive import Archive
-from ops.backup.encryption import identities_for
+from ops.backup.encryption import Identity, identities_for
 from ops.backup.files import BackupRef
 from ops.backup.format import describe_partial
 from ops.backup.reader import BackupReader
@@ -39,6 +38,7 @@ from ops.core.db import connect, first_line, is_superuser
 from ops.core.errors import OpsError, UsageError
 from ops.core.guard import refuse_production, unconfirmed
 from ops.core.output import SILENT, Reporter, suggest
+from ops.core.scratch import scratch_dir
 from ops.core.tenancy import Tenant, TenantScope, tenant_scope
 from ops.restore.apply import (
     DEFERRED,
@@ -93,7 +93,7 @@ class TenantRestoreResult(RestoreResult):
 
 def restore_tenant(settings: Settings, source: str | Path | BackupRef | None, tenant: str, *,
                    archive: Archive | None = None,
-                   identity: str | Path | None = None, new_ids: bool = False,
+                   identity: Identity = None, new_ids: bool = False,
                    rename: str | None = None,
                    safety_backup: bool = True, allow_production: bool = False,
                    allow_schema_mismatch: bool = False, dry_run: bool = False,
@@ -420,20 +420,24 @@ def copy_tenant(settings: Settings, tenant: str, to_url: str, *, rename: str | N
     restored with new ids: the source is only read. The target's production guard is its
     environment marker: APP_ENV describes DATABASE_URL, the source.
     """
+    from pyrage import x25519
+
     from ops.backup.create import backup
 
     started = time.monotonic()
     target = replace(settings, database_url=to_url, app_env="development", app_env_set=False)
     report.line(f"🔄 Copying tenant {tenant} to {mask_url(to_url)}...")
-    # a private local directory: never the backup store, and never encrypted, as the copy
-    # is read back at once by this process
-    with tempfile.TemporaryDirectory(prefix="tasklets-copy-") as work:
-        made = backup(settings, output=Path(work) / "tenant.json", tenant=tenant,
-                      encrypt_to="")
+    # Through a private scratch directory (never the backup store), age-encrypted to a key
+    # that exists only in this process's memory: the rows never reach the disk readable, even
+    # if the process is killed before it removes the file.
+    key = x25519.Identity.generate()
+    with scratch_dir() as work:
+        made = backup(settings, output=work / "tenant.json.age", tenant=tenant,
+                      encrypt_to=str(key.to_public()))
         assert made.tenant is not None
         report.line(f"📤 Read tenant {made.tenant}: {made.total_rows} rows")
-        restored = restore_tenant(target, made.ref, str(made.tenant.id), new_ids=True,
-                                  rename=rename, safety_backup=False,
+        restored = restore_tenant(target, made.ref, str(made.tenant.id), identity=[key],
+                                  new_ids=True, rename=rename, safety_backup=False,
                                   allow_production=allow_production, dry_run=dry_run,
                                   action="copy a tenant into", report=report)
     return CopyResult(made.tenant, mask_url(to_url), _loaded_as(restored), restored.tables,

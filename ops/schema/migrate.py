@@ -251,6 +251,7 @@ def describe_diff(diff: object) -> str:
     """One line per Alembic diff tuple, e.g. 'add_column: tasks.color'."""
     if isinstance(diff, list):  # column modifications come grouped
         return "; ".join(describe_diff(d) for d in diff)
+    # Alembic types a diff as a tuple or list of them; the list case returned above:
     kind, *rest = diff  # type: ignore[misc]
     parts: list[str] = []
     for item in rest:

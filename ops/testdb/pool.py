@@ -512,6 +512,7 @@ class Pool:
 
 
 def open_pool(admin: Admin, limits: Limits = Limits(), **options: object) -> Pool:
+    # options are Pool's keyword arguments, passed through:
     return Pool(admin, limits, **options).start()  # type: ignore[arg-type]
 
 

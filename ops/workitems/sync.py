@@ -80,6 +80,7 @@ def chunks(items: Sequence[T], size: int = CHUNK_SIZE, *,
     chunk: list[T] = []
     used = 0
     for item in items:
+        # items are sized (bytes) whenever max_bytes is given:
         weight = len(item) if max_bytes is not None else 0  # type: ignore[arg-type]
         if chunk and (len(chunk) >= size or (max_bytes is not None
                                              and used + weight > max_bytes)):

@@ -34,8 +34,8 @@ def storage_servers() -> Iterator[Callable[[str], Server]]:
     _SHARED.clear()
 
 
-def _backend(kind: str, servers: Callable[[str], Server], monkeypatch: pytest.MonkeyPatch,
-             tmp_path: Path) -> Backend:
+def storage_backend(kind: str, servers: Callable[[str], Server],
+                    monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Backend:
     if kind == "file":
         use_server_env(monkeypatch, None)
         return Backend(kind, str(tmp_path / "backups"), None)
@@ -48,14 +48,14 @@ def _backend(kind: str, servers: Callable[[str], Server], monkeypatch: pytest.Mo
 def backend(request: pytest.FixtureRequest, storage_servers: Callable[[str], Server],
             monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Backend:
     """Each storage kind in turn, at a prefix of this test's own."""
-    return _backend(request.param, storage_servers, monkeypatch, tmp_path)
+    return storage_backend(request.param, storage_servers, monkeypatch, tmp_path)
 
 
 @pytest.fixture(params=["s3", "gs", "az"])
 def cloud_backend(request: pytest.FixtureRequest, storage_servers: Callable[[str], Server],
                   monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Backend:
     """Each remote storage kind in turn, at a prefix of this test's own."""
-    return _backend(request.param, storage_servers, monkeypatch, tmp_path)
+    return storage_backend(request.param, storage_servers, monkeypatch, tmp_path)
 
 
 @pytest.fixture(scope="session")

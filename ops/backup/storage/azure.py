@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import os
 import uuid
@@ -187,7 +188,7 @@ class AzureStore(RemoteStore):
         with contextlib.suppress(ResourceNotFoundError):
             blob.delete_blob()
 
-    def incomplete_uploads(self) -> list[IncompleteUpload]:
+    def incomplete_uploads(self) -> builtins.list[IncompleteUpload]:
         with self.translating("listing unfinished uploads in"):
             committed = {b.name for b in self._walk()}
             found = []

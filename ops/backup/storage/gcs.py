@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import os
 import uuid
@@ -130,7 +131,8 @@ class GCSStore(RemoteStore):
 
         blob = self._bucket().get_blob(self.key(name), retry=self._retry)
         if blob is None:
-            raise NotFound("no such object")
+            # google-api-core leaves its exceptions' constructors untyped
+            raise NotFound("no such object")  # type: ignore[no-untyped-call]
         return int(blob.size)
 
     def _range(self, name: str, start: int, end: int) -> bytes:
@@ -156,7 +158,7 @@ class GCSStore(RemoteStore):
     def open_writer(self, name: str, *, part_size: int = PART_SIZE) -> Writer:
         return _GCSWriter(self, name, part_size)
 
-    def _delete_keys(self, keys: list[str]) -> None:
+    def _delete_keys(self, keys: builtins.list[str]) -> None:
         from google.api_core.exceptions import NotFound
 
         bucket = self._bucket()
@@ -168,7 +170,7 @@ class GCSStore(RemoteStore):
         with self.translating("deleting", name):
             self._delete_keys([self.key(name)])
 
-    def incomplete_uploads(self) -> list[IncompleteUpload]:
+    def incomplete_uploads(self) -> builtins.list[IncompleteUpload]:
         started: dict[tuple[str, str], datetime] = {}
         with self.translating("listing unfinished uploads in"):
             for blob in self.client.list_blobs(self.bucket, prefix=self.parts_prefix,

@@ -9,6 +9,7 @@ object that exists. Failures surface as one-line `OpsError`s naming the variable
 
 from __future__ import annotations
 
+import builtins
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -110,7 +111,7 @@ class Store(ABC):
         """Remove the object; one that is already gone is not an error."""
 
     @abstractmethod
-    def incomplete_uploads(self) -> list[IncompleteUpload]:
+    def incomplete_uploads(self) -> builtins.list[IncompleteUpload]:
         """Uploads started and never finished (writers killed or cut off), oldest first."""
 
     @abstractmethod
@@ -118,7 +119,7 @@ class Store(ABC):
         """Discard one incomplete upload and everything it stored."""
 
     def abort_incomplete(self, older_than: timedelta, *, now: datetime | None = None,
-                         dry_run: bool = False) -> list[IncompleteUpload]:
+                         dry_run: bool = False) -> builtins.list[IncompleteUpload]:
         """Abort the incomplete uploads this tool started at least `older_than` ago, by both
         the server's clock and its own record (a server that dates uploads wrongly, as moto
         does, must not get a running one aborted); returns them (`dry_run`: only returns

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import errno
 import os
@@ -87,7 +88,7 @@ class LocalStore(Store):
         with _local_errors(self, "deleting", name):
             self._path(name).unlink(missing_ok=True)
 
-    def incomplete_uploads(self) -> list[IncompleteUpload]:
+    def incomplete_uploads(self) -> builtins.list[IncompleteUpload]:
         if not self.directory.is_dir():
             return []
         found = []

@@ -274,7 +274,7 @@ class ChunkStream(io.RawIOBase):
 
 def chunk_reader(chunks: Iterator[bytes], store: RemoteStore, name: str,
             close: Callable[[], None] | None = None) -> BinaryIO:
-    return io.BufferedReader(ChunkStream(chunks, store, name, close), 1 << 20)  # type: ignore[return-value]
+    return io.BufferedReader(ChunkStream(chunks, store, name, close), 1 << 20)
 
 
 def byte_ranges(size: int, chunk: int = READ_CHUNK) -> Iterator[tuple[int, int]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import hashlib
 import json
@@ -134,7 +135,7 @@ class S3Store(RemoteStore):
                 if exc.response.get("Error", {}).get("Code") == "InvalidRange":
                     return b""  # an empty object has no last bytes
                 raise
-            return response["Body"].read()
+            return bytes(response["Body"].read())
 
     def open_writer(self, name: str, *, part_size: int = PART_SIZE) -> Writer:
         return _S3Writer(self, name, max(part_size, _S3_MIN_PART))
@@ -160,7 +161,7 @@ class S3Store(RemoteStore):
                     found[record["upload"]] = datetime.fromisoformat(record["started"])
         return found
 
-    def incomplete_uploads(self) -> list[IncompleteUpload]:
+    def incomplete_uploads(self) -> builtins.list[IncompleteUpload]:
         found = []
         with self.translating("listing unfinished uploads in"):
             records = self._records()
