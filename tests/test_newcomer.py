@@ -138,16 +138,18 @@ def password_role(pg_cluster, pg_server_url: str):
             admin.execute("DROP ROLE pwcheck")
 
 
+@pytest.mark.parametrize(("run", "setting"), [("docker", "POSTGRES_PASSWORD in .env"),
+                                              ("local", "LOCALPG_PASSWORD in .env")])
 def test_a_wrong_password_says_to_check_the_password_in_env(run_cli, password_role,
-                                                            pg_server_url: str):
+                                                            pg_server_url: str, run, setting):
     port = conninfo_to_dict(pg_server_url)["port"]
     url = f"postgresql://{password_role}:wrong@127.0.0.1:{port}/postgres"
     result = run_cli("status", env={"DATABASE_URL": url, "TASKLETS_MAKE_TARGET": "db-status",
-                                    "TASKLETS_RUN": "docker"})
+                                    "TASKLETS_RUN": run})
     assert result.returncode == 1
     message, hint = result.stderr.splitlines()
     assert "password authentication failed" in message and "wrong" not in message
-    assert "POSTGRES_PASSWORD in .env" in hint and "DATABASE_URL" in hint
+    assert setting in hint and "DATABASE_URL" in hint
     assert "make up" not in hint
 
 

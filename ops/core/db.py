@@ -99,7 +99,11 @@ def connect_hint(exc: psycopg.OperationalError) -> str:
     """What to check for a failed connection: the credentials when the server refused them,
     else whether the server is up and where the settings point."""
     text = str(exc)
+    local = via_make() and run_mode() == "local"
     if any(words in text for words in _AUTH_FAILED) and "does not exist" not in text:
+        if local:
+            return ("Check the password: LOCALPG_PASSWORD in .env is the project-local "
+                    "PostgreSQL's (or the one in DATABASE_URL, when that is set).")
         return ("Check the user and password: POSTGRES_USER/POSTGRES_PASSWORD in .env, or the "
                 "ones in DATABASE_URL. The compose db keeps the password it was first started "
                 "with: put that one back in .env, or recreate the db with "
@@ -107,7 +111,7 @@ def connect_hint(exc: psycopg.OperationalError) -> str:
     if all(words in text for words in _NO_DATABASE):
         return ("Check the user and database name: POSTGRES_USER/POSTGRES_DB in .env, or the "
                 "ones in DATABASE_URL.")
-    if via_make() and run_mode() == "local":
+    if local:
         return ("Is the project-local PostgreSQL up? `make up RUN=local` starts it (its log: "
                 ".localpg/server.log); or set DATABASE_URL in .env to your own server.")
     if via_make():
