@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 
 import psycopg
 import pytest
 from psycopg import sql
 from support.databases import create_database, drop_database, with_dbname
-from support.restore import table_hashes
+from support.restore import insert_sample, table_hashes
 
 from ops.backup.create import backup
 from ops.core.config import Settings
@@ -122,5 +123,90 @@ def test_a_drill_refuses_a_scratch_database_url_that_is_the_live_database(
     result = restore_drill(Settings(**{**vars(settings),
                                        "scratch_database_url": settings.database_url}))
 
-    assert not result.ok and "SCRATCH_DATABASE_URL names the live database" in result.problem
+    assert not result.ok and "reaches the live database" in result.problem
+    assert table_hashes(conn) == sample
+
+
+def alias(url: str) -> str:
+    """The same database's URL through another host name."""
+    assert "@127.0.0.1:" in url
+    return url.replace("@127.0.0.1:", "@localhost:")
+
+
+def test_a_drill_refuses_the_live_database_through_another_host_alias(
+        settings: Settings, sample: dict, conn, run_cli):
+    backup(settings)
+
+    done = run_cli("verify", "--restore",
+                   env={"SCRATCH_DATABASE_URL": alias(settings.database_url)})
+
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert "SCRATCH_DATABASE_URL (localhost:" in done.stderr
+    assert "reaches the live database (the server identifies both as" in done.stderr
+    assert table_hashes(conn) == sample
+
+
+@pytest.fixture
+def scratch_url(pg_server_url: str, template_db: str) -> Iterator[str]:
+    """A database at head for SCRATCH_DATABASE_URL."""
+    name = create_database(pg_server_url, template_db)
+    yield with_dbname(pg_server_url, name)
+    drop_database(pg_server_url, name)
+
+
+def drill_into(settings: Settings, url: str):
+    return restore_drill(Settings(**{**vars(settings), "scratch_database_url": url}))
+
+
+def test_a_drill_refuses_a_production_marked_scratch_database(settings: Settings, sample: dict,
+                                                              scratch_url: str):
+    backup(settings)
+    with psycopg.connect(scratch_url, autocommit=True) as scratch:
+        scratch.execute("INSERT INTO ops_metadata (key, value) VALUES ('environment', "
+                        "'production') ON CONFLICT (key) DO UPDATE SET value = 'production'")
+        insert_sample(scratch)
+        before = table_hashes(scratch)
+
+        result = drill_into(settings, scratch_url)
+
+        assert not result.ok and "is production-marked" in result.problem
+        assert table_hashes(scratch) == before
+
+
+def test_a_drill_refuses_a_scratch_database_holding_app_data_unless_it_marked_it(
+        settings: Settings, sample: dict, scratch_url: str):
+    backup(settings)
+    with psycopg.connect(scratch_url, autocommit=True) as scratch:
+        insert_sample(scratch)
+        before = table_hashes(scratch)
+
+        result = drill_into(settings, scratch_url)
+
+        assert not result.ok and table_hashes(scratch) == before
+        assert f"the scratch database {result.scratch} holds the app's data (tenants: 2, " \
+            in result.problem
+        scratch.execute("TRUNCATE tenants CASCADE")
+
+        assert drill_into(settings, scratch_url).ok  # empty: used, and marked as the drill's
+        insert_sample(scratch)  # as a drill killed half-way leaves it
+        result = drill_into(settings, scratch_url)
+        assert result.ok, result.problem
+
+
+def test_the_schedulers_drill_refuses_the_live_database_through_an_alias(
+        settings: Settings, sample: dict, conn):
+    from ops.schedule.cycle import CycleOptions, CycleResult
+    from ops.schedule.metrics import BackupMetrics
+    from ops.schedule.scheduler import SchedulerOptions, run_scheduler
+
+    aliased = Settings(**{**vars(settings),
+                          "scratch_database_url": alias(settings.database_url)})
+    results: list[CycleResult] = []
+
+    status = run_scheduler(aliased, SchedulerOptions(cycle=CycleOptions(),
+                                                     drill_every=timedelta(days=7)),
+                           metrics=BackupMetrics(), notifier=None, on_cycle=results.append)
+
+    assert status == 1 and results[0].stage == "drill"
+    assert "reaches the live database" in results[0].error
     assert table_hashes(conn) == sample

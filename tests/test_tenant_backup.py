@@ -55,7 +55,7 @@ def test_backup_tenant_holds_only_that_tenants_rows(settings: Settings, conn, tw
     assert {row["teamId"] for row in tables["team_members"]} <= ids["teams"]
     assert 2 in ids["teams"] and 1 not in ids["teams"]  # its own, not SysTech's
     meta = data["meta"]
-    assert meta["tenant"] == {"id": GLOBEX, "name": "Globex"}
+    assert meta["tenant"] == {"id": GLOBEX, "name": "Globex", "slug": "globex"}
     assert meta["partial"] is None and meta["totalRows"] == result.total_rows
     assert result.tenant == Tenant(GLOBEX, "Globex")
 
@@ -83,7 +83,7 @@ def test_compressed_and_parallel_tenant_backups_hold_the_same_rows(
 
     assert packed.path.name.endswith(".json.zst")
     assert packed.sha256 == plain.sha256 and packed.tables == plain.tables
-    assert read_meta(packed.path)["tenant"] == {"id": GLOBEX, "name": "Globex"}
+    assert read_meta(packed.path)["tenant"] == {"id": GLOBEX, "name": "Globex", "slug": "globex"}
 
 
 def test_backups_lists_the_tenant_of_a_tenant_backup(run_cli, settings, conn, two_tenants):
@@ -135,7 +135,7 @@ def test_cli_backup_tenant_prints_the_tenant_and_json(run_cli, settings: Setting
     assert done.returncode == 0, done.stderr
     assert "🏢 Tenant: SysTech (id 1) — only its rows are backed up" in done.stdout
     as_json = json.loads(run_cli("backup", "--tenant", "1", "--json").stdout)
-    assert as_json["tenant"] == {"id": SYSTECH, "name": "SysTech"}
+    assert as_json["tenant"] == {"id": SYSTECH, "name": "SysTech", "slug": "systech"}
     assert as_json["tables"] == tenant_counts(conn, SYSTECH)
 
 
@@ -158,7 +158,7 @@ def test_an_anonymized_tenant_backup_holds_that_tenant_with_nobodys_data(
     result = backup(salted, tenant="Globex", anonymize=load_policy(DEFAULT_POLICY))
 
     data = load(result.path)
-    assert data["meta"]["tenant"] == {"id": GLOBEX, "name": "Globex"}
+    assert data["meta"]["tenant"] == {"id": GLOBEX, "name": "Globex", "slug": "globex"}
     assert data["meta"]["anonymized"] is True
     assert {name: len(rows) for name, rows in data["tables"].items()} == tenant_counts(
         conn, GLOBEX)

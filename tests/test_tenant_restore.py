@@ -120,7 +120,7 @@ def test_the_safety_backup_holds_the_replaced_rows_and_undoes_the_restore(
     assert result.safety_backup is not None
     safety = Path(result.safety_backup)
     assert safety.name.startswith("pre-restore-")
-    assert read_meta(safety)["tenant"] == {"id": GLOBEX, "name": "Globex"}
+    assert read_meta(safety)["tenant"] == {"id": GLOBEX, "name": "Globex", "slug": "globex"}
     assert read_meta(safety)["totalRows"] == sum(rows for rows, _ in changed[GLOBEX].values())
     restore_tenant(settings, safety, "Globex", safety_backup=False)
     assert snapshot(conn) == changed
@@ -281,7 +281,7 @@ def test_as_table_owner_any_reference_from_another_tenant_is_refused_up_front(
         assert table_hashes(conn) == before and not safety_backups(settings.backup_dir)
 
 
-def test_a_restored_row_referencing_a_missing_row_outside_the_tenant_is_refused(
+def test_a_restored_row_referencing_a_row_outside_the_tenant_is_refused(
         settings: Settings, conn, two_tenants):
     conn.execute("INSERT INTO users (id, tenant_id, email, name, password_hash, role) VALUES "
                  "(90, 1, 'gone@systech.test', 'Gone', 'hash', 'support')")
@@ -292,7 +292,7 @@ def test_a_restored_row_referencing_a_missing_row_outside_the_tenant_is_refused(
     before = table_hashes(conn)
 
     with pytest.raises(OpsError, match=r"table tasks row id=5: assignee_id=90 points to a "
-                                       r"missing users row"):
+                                       r"users row outside tenant Globex \(id 3\)"):
         restore_tenant(settings, made.path, "Globex")
     assert table_hashes(conn) == before
 
@@ -392,7 +392,10 @@ def test_options_that_do_not_go_together_are_usage_errors(run_cli, settings, con
     before = table_hashes(conn)
 
     for args, message in (
-            (["--new-ids"], "--new-ids and --rename go with --tenant"),
+            (["--new-ids"], "--new-ids, --rename and --into-tenant go with --tenant"),
+            (["--into-tenant", "1"], "--new-ids, --rename and --into-tenant go with --tenant"),
+            (["--tenant", "Globex", "--new-ids", "--into-tenant", "1"],
+             "--into-tenant names a tenant to replace; --new-ids adds one"),
             (["--tenant", "Globex", "--only-listed-tables"],
              "--only-listed-tables does not apply to --tenant")):
         code, err = one_line(run_cli("restore", made.path.name, *args))

@@ -77,14 +77,19 @@ def restore(
         "--new-ids", help="With --tenant: add the tenant under fresh ids instead of replacing "
         "it (e.g. into another database).")] = False,
     rename: Rename = None,
+    into_tenant: Annotated[str | None, typer.Option(
+        "--into-tenant", metavar="TENANT", help="With --tenant: the live tenant (a name, slug "
+        "or id) to replace, when the backup cannot show it is the same tenant (an older "
+        "backup, or one of another database); under another id than the backup's, every row "
+        "is loaded under a fresh id.")] = None,
     dry_run: DryRun = False,
     allow_production: AllowProduction = False,
     as_json: JsonOption = False,
 ) -> None:
     """Replace all data with a backup's, atomically (a safety backup is taken first)."""
     if tenant is None:
-        if new_ids or rename is not None:
-            raise UsageError("--new-ids and --rename go with --tenant")
+        if new_ids or rename is not None or into_tenant is not None:
+            raise UsageError("--new-ids, --rename and --into-tenant go with --tenant")
         from ops.restore.apply import restore as restore_database
 
         result = restore_database(
@@ -100,6 +105,7 @@ def restore(
 
         result = restore_tenant(
             settings(), file, tenant, identity=identity, new_ids=new_ids, rename=rename,
+            into=into_tenant,
             safety_backup=not no_safety_backup, allow_production=allow_production,
             allow_schema_mismatch=allow_schema_mismatch, dry_run=dry_run,
             report=reporter(as_json))

@@ -210,3 +210,9 @@ def database_identity(conn: psycopg.Connection) -> DatabaseIdentity:
     except psycopg.Error:
         system = None
     return DatabaseIdentity(system, oid, name)
+
+
+def identity_of(settings: Settings) -> DatabaseIdentity:
+    """The identity of the database `settings` names (one short connection)."""
+    with connection(settings, autocommit=True) as conn:
+        return database_identity(conn)

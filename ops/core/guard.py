@@ -21,16 +21,41 @@ from ops.core.output import suggest_flag
 
 PRODUCTION = "production"
 ENVIRONMENT_KEY = "environment"
+# A database a restore drill may overwrite: set by the drill on the SCRATCH_DATABASE_URL
+# database it restores into, so that data a drill left there (a killed drill) is its own.
+SCRATCH_KEY = "scratch"
+SCRATCH_VALUE = "restore drills overwrite this database"
 
 
 def stored_environment(conn: psycopg.Connection) -> str | None:
     """The environment marker recorded in the database, if any."""
+    return _stored(conn, ENVIRONMENT_KEY)
+
+
+def is_scratch(conn: psycopg.Connection) -> bool:
+    """Whether a restore drill marked the database as its scratch database."""
+    return _stored(conn, SCRATCH_KEY) == SCRATCH_VALUE
+
+
+def mark_scratch(conn: psycopg.Connection) -> None:
+    """Mark the database (at head: ops_metadata exists) as a drill's scratch database."""
+    _store(conn, SCRATCH_KEY, SCRATCH_VALUE)
+
+
+def _store(conn: psycopg.Connection, key: str, value: str) -> None:
+    conn.execute(
+        f"INSERT INTO {OPS_METADATA_TABLE} (key, value) VALUES (%s, %s) "
+        "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()",
+        (key, value))
+
+
+def _stored(conn: psycopg.Connection, key: str) -> str | None:
     exists = scalar(conn, "SELECT to_regclass(%s) IS NOT NULL",
                     (f"public.{OPS_METADATA_TABLE}",))
     if not exists:
         return None
     row = conn.execute(f"SELECT value FROM {OPS_METADATA_TABLE} WHERE key = %s",
-                       (ENVIRONMENT_KEY,)).fetchone()
+                       (key,)).fetchone()
     return row[0] if row else None
 
 
@@ -53,10 +78,7 @@ def record_environment(conn: psycopg.Connection, settings: Settings, *,
     wanted = settings.app_env
     if before == PRODUCTION and wanted != PRODUCTION and not allow_production:
         return MarkerChange(before, before, kept_production=True)
-    conn.execute(
-        f"INSERT INTO {OPS_METADATA_TABLE} (key, value) VALUES (%s, %s) "
-        "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()",
-        (ENVIRONMENT_KEY, wanted))
+    _store(conn, ENVIRONMENT_KEY, wanted)
     return MarkerChange(before, wanted)
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
@@ -39,27 +39,39 @@ TENANT_NAME_COLUMN = "name"
 _NUMBER = re.compile(r"[0-9]+")
 
 
+TENANT_SLUG_COLUMN = "slug"
+
+
 @dataclass(frozen=True)
 class Tenant:
     id: int
     name: str
+    # what identifies a tenant across databases (ids are per database); None where the
+    # tenants table, or an older backup's meta, has none. Not part of equality: the same
+    # row read with or without it is the same tenant.
+    slug: str | None = field(default=None, compare=False)
 
     def __str__(self) -> str:
         return f"{self.name} (id {self.id})"
 
     def as_meta(self) -> dict[str, Any]:
-        return {"id": self.id, "name": self.name}
+        meta: dict[str, Any] = {"id": self.id, "name": self.name}
+        if self.slug is not None:
+            meta["slug"] = self.slug
+        return meta
 
 
 def pick_tenant(tenants: Iterable[Tenant], ref: str) -> Tenant | None:
     """The tenant `ref` names: by id when it is a number and such a tenant exists, else by
-    name (so a tenant called "42" is still reachable when no tenant has id 42)."""
+    name (so a tenant called "42" is still reachable when no tenant has id 42), else by
+    slug."""
     candidates = list(tenants)
     if _NUMBER.fullmatch(ref):
         for tenant in candidates:
             if tenant.id == int(ref):
                 return tenant
-    return next((tenant for tenant in candidates if tenant.name == ref), None)
+    return next((tenant for tenant in candidates if tenant.name == ref), None) \
+        or next((tenant for tenant in candidates if tenant.slug == ref), None)
 
 
 @dataclass(frozen=True)
@@ -140,11 +152,29 @@ class TenantScope:
 
     def lookup(self, conn: psycopg.Connection, ref: str) -> Tenant | None:
         number = int(ref) if _NUMBER.fullmatch(ref) else None
-        query = sql.SQL("SELECT {id}, {name}::text FROM {root} WHERE {id} = %s OR {name}::text "
-                        "= %s").format(id=sql.Identifier(self.root.primary_key[0]),
-                                       name=sql.Identifier(self.name_column),
-                                       root=self.root.ident)
-        return pick_tenant((Tenant(*row) for row in conn.execute(query, (number, ref))), ref)
+        where = sql.SQL("{id} = %s OR {name}::text = %s").format(
+            id=sql.Identifier(self.root.primary_key[0]), name=sql.Identifier(self.name_column))
+        if TENANT_SLUG_COLUMN in self.root.column_names:
+            where = sql.SQL("{} OR {}::text = %s").format(where,
+                                                          sql.Identifier(TENANT_SLUG_COLUMN))
+            return pick_tenant(self.select(conn, where, (number, ref, ref)), ref)
+        return pick_tenant(self.select(conn, where, (number, ref)), ref)
+
+    def by_id(self, conn: psycopg.Connection, tenant_id: int) -> Tenant | None:
+        found = self.select(conn, sql.SQL("{} = %s").format(
+            sql.Identifier(self.root.primary_key[0])), (tenant_id,))
+        return found[0] if found else None
+
+    def select(self, conn: psycopg.Connection, where: sql.Composable,
+               params: tuple[Any, ...] = ()) -> list[Tenant]:
+        """The live tenants `where` (over the tenants table's columns) selects, by id."""
+        slug = sql.SQL("{}::text").format(sql.Identifier(TENANT_SLUG_COLUMN)) \
+            if TENANT_SLUG_COLUMN in self.root.column_names else sql.SQL("NULL::text")
+        query = sql.SQL("SELECT {id}, {name}::text, {slug} FROM {root} WHERE {where} "
+                        "ORDER BY 1").format(id=sql.Identifier(self.root.primary_key[0]),
+                                             name=sql.Identifier(self.name_column), slug=slug,
+                                             root=self.root.ident, where=where)
+        return [Tenant(*row) for row in conn.execute(query, params)]
 
     def listing(self, conn: psycopg.Connection, limit: int = 10) -> str:
         """A few of the database's tenants, for hints: `SysTech (id 1), Acme (id 2)`."""

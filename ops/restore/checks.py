@@ -65,7 +65,7 @@ def _dangling_query(table: Table, fk: ForeignKey, *, child: sql.Composable | Non
     instead - which makes the planner cost the whole anti-join: for the first row only, it
     may well pick a nested loop over two unindexed staged tables.
     """
-    shown = list(table.primary_key) + [c for c in fk.columns if c not in table.primary_key]
+    shown = _shown(table, fk)
     return sql.SQL(
         "SELECT {shown} FROM {child} c WHERE {not_null} AND NOT EXISTS "
         "(SELECT FROM {parent} p WHERE {match}){limit}"
@@ -118,6 +118,33 @@ def validate_staged_references(conn: psycopg.Connection, tables: list[Table],
     return checked
 
 
+def refuse_references_out(conn: psycopg.Connection, tables: list[Table],
+                          staged: Callable[[str], sql.Composable], confined: Collection[str],
+                          owner: str) -> None:
+    """Refuse a staged row (`staged(name)`: the rows about to be loaded into that table)
+    whose foreign key into a table of `confined` points to no staged row: the staged rows
+    are one tenant's, `owner`, and a tenant's row may reference its own rows only (or a
+    shared lookup, a table not confined). One anti-join per key over two staged tables (no
+    live row is read); OpsError names the first such row and its reference.
+    Run it before ids are remapped, while a key still means what the file meant by it."""
+    for table in tables:
+        for fk in table.foreign_keys:
+            if fk.ref_table not in confined:
+                continue
+            child, parent = staged(table.name), staged(fk.ref_table)
+            if not conn.execute(_dangling_query(table, fk, child=child, parent=parent,
+                                                count=True)).fetchone()[0]:
+                continue
+            bad = conn.execute(_dangling_query(table, fk, child=child, parent=parent)).fetchone()
+            row, key, target = _reference(table, fk, bad)
+            raise OpsError(
+                f"table {table.name} row {row}: {key} points to a {fk.ref_table} row outside "
+                f"tenant {owner} ({target} is not one of its rows; foreign key {fk.name}); "
+                "nothing was changed",
+                hint="A tenant's rows may reference only its own rows (and shared lookups): "
+                "fix that row in the source, or use another backup.")
+
+
 def _match(fk: ForeignKey, parent: str) -> sql.Composable:
     """The join condition of `fk` between the referenced row `parent` and the row `c`."""
     return sql.SQL(" AND ").join(
@@ -126,14 +153,24 @@ def _match(fk: ForeignKey, parent: str) -> sql.Composable:
         for c, r in zip(fk.columns, fk.ref_columns, strict=True))
 
 
-def _dangling_error(table: Table, fk: ForeignKey, parent: Table | None,
-                    bad: tuple) -> OpsError:
-    shown = list(table.primary_key) + [c for c in fk.columns if c not in table.primary_key]
-    values = dict(zip(shown, bad, strict=True))
+def _shown(table: Table, fk: ForeignKey) -> list[str]:
+    """The columns `_dangling_query` returns: the row's primary key, then the key's columns."""
+    return list(table.primary_key) + [c for c in fk.columns if c not in table.primary_key]
+
+
+def _reference(table: Table, fk: ForeignKey, bad: tuple) -> tuple[str, str, str]:
+    """A row `_dangling_query` found, as text: its key, its reference, the row referenced."""
+    values = dict(zip(_shown(table, fk), bad, strict=True))
     row = ", ".join(f"{c}={values[c]}" for c in table.primary_key) or "(no primary key)"
     key = ", ".join(f"{c}={values[c]}" for c in fk.columns)
     target = ", ".join(f"{r}={values[c]}" for c, r in zip(fk.columns, fk.ref_columns,
                                                             strict=True))
+    return row, key, target
+
+
+def _dangling_error(table: Table, fk: ForeignKey, parent: Table | None,
+                    bad: tuple) -> OpsError:
+    row, key, target = _reference(table, fk, bad)
     return OpsError(
         f"table {table.name} row {row}: {key} points to a missing {fk.ref_table} row "
         f"({target} does not exist; foreign key {fk.name}); nothing was changed",

@@ -8,8 +8,11 @@ emptied afterwards - then checked three ways:
   their row counts and sha256 compared with the meta once more, so what sits in the database
   (not only what was read from the file) is the backup's data;
 - `check` (ops.schema.migrate.schema_differences) finds no drift in the scratch database.
-The live database is never connected to: a new scratch database is created and dropped
-through the server's maintenance database (`postgres`, else `template1`).
+The live database is never written to: a new scratch database is created and dropped
+through the server's maintenance database (`postgres`, else `template1`); a given one is
+checked first (not the live database as the servers identify them, not production-marked,
+no app data unless a drill marked it as its scratch database), for which the live database
+is connected to once, to read its identity.
 """
 
 from __future__ import annotations
@@ -30,14 +33,25 @@ from ops.backup.encryption import identities_for
 from ops.backup.files import BackupRef, is_encrypted_name, read_meta, utc_now
 from ops.backup.reader import BackupReader
 from ops.core.config import Settings, url_with_database
-from ops.core.db import connect, first_line, target_description
+from ops.core.db import (
+    DatabaseIdentity,
+    connect,
+    database_identity,
+    first_line,
+    identity_of,
+    scalar,
+    target_description,
+)
 from ops.core.errors import OpsError, Refused
+from ops.core.guard import PRODUCTION, is_scratch, mark_scratch, stored_environment
 from ops.core.output import SILENT, Reporter
 from ops.restore.apply import restore
 from ops.restore.reset import reset
 from ops.schema.migrate import push, schema_differences
 
 SCRATCH_PREFIX = "tasklets_drill_"
+# Tables whose rows mean a database holds the app's data (a scratch target must not).
+APP_DATA_TABLES = ("tenants", "users")
 MAINTENANCE_DATABASES = ("postgres", "template1")
 
 
@@ -85,6 +99,9 @@ def restore_drill(settings: Settings, source: str | BackupRef | None = "latest",
 def _drill(scratch: Settings, archive: Archive, ref: BackupRef, identity: str | None,
            identities: Sequence[Any], result: DrillResult, report: Reporter) -> None:
     push(scratch)
+    if not result.scratch_created:  # before it holds data: a drill killed later left it
+        with connect(scratch, autocommit=True) as conn:
+            mark_scratch(conn)
     # an anonymized snapshot named by the operator is drilled as it is
     restored = restore(scratch, ref, archive=archive, identity=identity, safety_backup=False,
                        allow_anonymized=True)
@@ -141,14 +158,10 @@ def _compare_on_server(scratch: Settings, meta: dict | None, restored: dict[str,
 def _scratch_database(settings: Settings, result: DrillResult,
                       report: Reporter) -> Iterator[Settings]:
     """Settings aimed at the scratch database; it is dropped (or, given, emptied) after."""
-    live = target_description(settings.database_url)
     if settings.scratch_database_url:
         scratch = _scratch_settings(settings, settings.scratch_database_url)
         result.scratch = target_description(scratch.database_url)
-        if result.scratch == live:
-            raise Refused("SCRATCH_DATABASE_URL names the live database; a drill would "
-                          "replace its data", hint="Point SCRATCH_DATABASE_URL at a database "
-                          "of its own (its data is replaced by every drill).")
+        _refuse_unsafe_scratch(settings, scratch, result.scratch)
         try:
             yield scratch
         finally:
@@ -174,6 +187,47 @@ def _scratch_database(settings: Settings, result: DrillResult,
         yield scratch
     finally:
         _drop(admin, name, report)
+
+
+def _refuse_unsafe_scratch(settings: Settings, scratch: Settings, shown: str) -> None:
+    """Refuse a SCRATCH_DATABASE_URL database that is the live one (as the servers identify
+    them: `localhost` and `127.0.0.1`, or a DNS alias, name the same database), that is
+    production-marked, or that holds the app's data without being a drill's scratch
+    database (marked by the drill that first used it)."""
+    with connect(scratch, autocommit=True) as conn:
+        here = database_identity(conn)
+        environment = stored_environment(conn)
+        marked = is_scratch(conn)
+        held = _app_rows(conn)
+    try:
+        live: DatabaseIdentity | None = identity_of(settings)
+    except OpsError:  # the live database is down: the checks below still hold
+        live = None
+    fix = ("Point SCRATCH_DATABASE_URL at a database of its own (its data is replaced by "
+           "every drill), or leave it unset: the drill then creates one and drops it.")
+    if live is not None and live.same_database(here):
+        raise Refused(f"SCRATCH_DATABASE_URL ({shown}) reaches the live database (the server "
+                      f"identifies both as {here.database}, oid {here.database_oid}); a drill "
+                      "would replace its data", hint=fix)
+    if environment == PRODUCTION:
+        raise Refused(f"the scratch database {shown} is production-marked; a drill would "
+                      "replace its data", hint=fix)
+    if held and not marked:
+        raise Refused(f"the scratch database {shown} holds the app's data ({held}) and is not "
+                      "a drill's scratch database; a drill would replace it",
+                      hint=f"{fix} Once empty, the first drill marks it as its own.")
+
+
+def _app_rows(conn: psycopg.Connection) -> str:
+    """`tenants: 3, users: 12`: the app's data in a database (empty: none, or no such tables)."""
+    held = []
+    for table in APP_DATA_TABLES:
+        if scalar(conn, "SELECT to_regclass(%s) IS NOT NULL", (f"public.{table}",)):
+            rows = scalar(conn, sql.SQL("SELECT count(*) FROM (SELECT FROM {} LIMIT 1000) t")
+                          .format(sql.Identifier("public", table)))
+            if rows:
+                held.append(f"{table}: {rows}{'+' if rows == 1000 else ''}")
+    return ", ".join(held)
 
 
 def _scratch_settings(settings: Settings, url: str) -> Settings:

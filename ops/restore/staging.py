@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import chain
 from typing import Any
 
@@ -28,7 +28,7 @@ from ops.core.errors import BadBackup, NotFound, OpsError, UsageError
 from ops.core.limits import summarize
 from ops.core.output import Reporter, suggest, suggest_flag
 from ops.core.slugs import free_slug, slugify
-from ops.core.tenancy import Tenant, TenantScope, pick_tenant
+from ops.core.tenancy import TENANT_SLUG_COLUMN, Tenant, TenantScope, pick_tenant
 from ops.restore.apply import (
     PROGRESS_EVERY,
     Options,
@@ -72,8 +72,10 @@ def meta_tenant(meta: dict | None) -> Tenant | None:
     if found is None:
         return None
     try:
-        return Tenant(int(found["id"]), str(found["name"]))
-    except (TypeError, KeyError, ValueError):
+        slug = found.get("slug")
+        return Tenant(int(found["id"]), str(found["name"]),
+                      slug if isinstance(slug, str) else None)
+    except (AttributeError, TypeError, KeyError, ValueError):
         raise ValueError("meta.tenant is not an object with id and name") from None
 
 
@@ -152,13 +154,20 @@ def _pick(rows: list[Row], plan: TablePlan, scope: TenantScope, expected: Tenant
     """The tenant among the file's tenants rows: the one meta names, else the one `ref` does."""
     id_key = _key_getter(plan, scope.root.primary_key, name)
     name_key = _key_getter(plan, (scope.name_column,), name)
+    slug_key = _key_getter(plan, (TENANT_SLUG_COLUMN,), name) \
+        if TENANT_SLUG_COLUMN in plan.columns else lambda row: None
     listed = []
     for row_no, line_no, value in rows:
         try:
-            listed.append(Tenant(id_key(value), str(name_key(value))))
+            slug = slug_key(value)
+            listed.append(Tenant(id_key(value), str(name_key(value)),
+                                 None if slug is None else str(slug)))
         except (KeyError, TypeError):
             plan.values(value, row_no, line_no)  # raises the error naming the row
-    if expected is not None:
+    if expected is not None:  # meta's; the slug from its row where meta has none
+        row = next((t for t in listed if t.id == expected.id), None)
+        if expected.slug is None and row is not None:
+            return replace(expected, slug=row.slug)
         return expected
     found = pick_tenant(listed, ref)
     if found is None:
@@ -284,9 +293,10 @@ def settle_slug(conn: psycopg.Connection, scope: TenantScope, stages: dict[str, 
 
 
 def remap_ids(conn: psycopg.Connection, scope: TenantScope, stages: dict[str, Stage],
-              tenant: Tenant) -> int:
+              tenant: Tenant, root_id: int | None = None) -> int:
     """Give every staged row whose primary key comes from a sequence a fresh id from it, and
-    rewrite every foreign key to those rows; returns the tenant's new id.
+    rewrite every foreign key to those rows; returns the tenant's new id (`root_id`: that
+    one, the id of the live tenant the rows replace).
 
     References to rows outside the staged ones (shared rows) are kept as they are: the
     reference checks then require them to exist in this database.
@@ -314,6 +324,9 @@ def remap_ids(conn: psycopg.Connection, scope: TenantScope, stages: dict[str, St
             map=ident, sequence=sql.Literal(sequence.as_string(conn)), pk=sql.Identifier(pk),
             stage=stage.ident))
         maps[table.name] = (ident, pk)
+    if root_id is not None and scope.root.name in maps:
+        conn.execute(sql.SQL("UPDATE {} SET new = %s WHERE old = %s").format(
+            maps[scope.root.name][0]), (root_id, tenant.id))
     for stage in stages.values():
         table = stage.table
         for column in stage.columns:
@@ -340,9 +353,12 @@ def _map_of(table: Table, column: str,
 
 
 def regenerate_public_ids(conn: psycopg.Connection, stages: dict[str, Stage],
-                          report: Reporter) -> dict[str, int]:
+                          report: Reporter,
+                          replaced: Callable[[str], sql.Composable] | None = None
+                          ) -> dict[str, int]:
     """New random values for staged public ids (unique uuid columns nothing references)
-    that are taken in this database; returns how many per table."""
+    that are taken in this database - by a row other than those `replaced(name)` selects
+    (live rows `x` about to be deleted); returns how many per table."""
     referenced = {(fk.ref_table, c) for stage in stages.values()
                   for fk in stage.table.foreign_keys for c in fk.ref_columns}
     regenerated: dict[str, int] = {}
@@ -355,9 +371,11 @@ def regenerate_public_ids(conn: psycopg.Connection, stages: dict[str, Stage],
                 continue
             taken = conn.execute(sql.SQL(
                 "UPDATE {stage} s SET {column} = gen_random_uuid() WHERE EXISTS "
-                "(SELECT FROM {live} x WHERE x.{column} = s.{column})").format(
+                "(SELECT FROM {live} x WHERE x.{column} = s.{column}{unless})").format(
                 stage=stage.ident, column=sql.Identifier(name),
-                live=sql.Identifier(APP_SCHEMA, table.name))).rowcount
+                live=sql.Identifier(APP_SCHEMA, table.name),
+                unless=sql.SQL("") if replaced is None else sql.SQL(" AND NOT ({})").format(
+                    replaced(table.name)))).rowcount
             if taken:
                 regenerated[table.name] = regenerated.get(table.name, 0) + taken
                 report.line(f"🔑 {table.name}: {taken} {name} value(s) already taken here, "

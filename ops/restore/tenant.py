@@ -34,8 +34,8 @@ from ops.backup.format import describe_partial
 from ops.backup.reader import BackupReader
 from ops.core.catalog import Table, current_revision, discover_tables, require_schema
 from ops.core.config import Settings, mask_url
-from ops.core.db import connect, first_line, is_superuser
-from ops.core.errors import OpsError, UsageError
+from ops.core.db import DatabaseIdentity, connect, first_line, identity_of, is_superuser
+from ops.core.errors import OpsError, Refused, UsageError
 from ops.core.guard import refuse_production, unconfirmed
 from ops.core.output import SILENT, Reporter, suggest
 from ops.core.scratch import scratch_dir
@@ -49,7 +49,11 @@ from ops.restore.apply import (
     database_error,
     write_safety_backup,
 )
-from ops.restore.checks import advance_sequences, validate_staged_references
+from ops.restore.checks import (
+    advance_sequences,
+    refuse_references_out,
+    validate_staged_references,
+)
 from ops.restore.staging import (
     Stage,
     analyze_stages,
@@ -73,8 +77,8 @@ from ops.restore.tenant_rows import (
     refuse_dangling,
     refuse_outside_references,
     same_row,
-    tenant_exists,
 )
+from ops.restore.tenant_target import check_target
 
 
 @dataclass
@@ -88,13 +92,14 @@ class TenantRestoreResult(RestoreResult):
     new_ids: bool = False
     new_tenant_id: int | None = None
     renamed_to: str | None = None
+    into_tenant: Tenant | None = None  # the live tenant replaced under fresh ids
     public_ids_regenerated: dict[str, int] = field(default_factory=dict)
 
 
 def restore_tenant(settings: Settings, source: str | Path | BackupRef | None, tenant: str, *,
                    archive: Archive | None = None,
                    identity: Identity = None, new_ids: bool = False,
-                   rename: str | None = None,
+                   rename: str | None = None, into: str | None = None,
                    safety_backup: bool = True, allow_production: bool = False,
                    allow_schema_mismatch: bool = False, dry_run: bool = False,
                    action: str = "restore a tenant into",
@@ -105,8 +110,12 @@ def restore_tenant(settings: Settings, source: str | Path | BackupRef | None, te
     BACKUP_DIR, a path or an object URL: a backup of that tenant, or a full one; `identity`
     (default BACKUP_IDENTITY_FILE) decrypts an encrypted one. With `new_ids` the tenant
     is added instead, every id drawn fresh from this database's sequences (nothing is
-    replaced; `rename` if its name is taken).
+    replaced; `rename` if its name is taken). Otherwise the live tenant replaced must be the
+    backup's (ops.restore.tenant_target), or the one `into` names.
     """
+    if into is not None and new_ids:
+        raise UsageError("--into-tenant names a tenant to replace; --new-ids adds one: use "
+                         "one of them")
     started = time.monotonic()
     options = Options(safety_backup and not new_ids, allow_production, allow_schema_mismatch,
                       dry_run=dry_run)
@@ -142,7 +151,8 @@ def restore_tenant(settings: Settings, source: str | Path | BackupRef | None, te
             refuse_production(conn, settings, action=action, allow_production=allow_production)
         result.fk_mode = REPLICA if is_superuser(conn) else DEFERRED
         conn.commit()
-        _restore(conn, settings, archive, reader, scope, tenant, result, options, report)
+        _restore(conn, settings, archive, reader, scope, tenant, into, result, options,
+                 report)
     result.total_rows = sum(result.tables.values())
     result.total_deleted = sum(result.deleted.values())
     result.total_inserted = sum(result.inserted.values())
@@ -156,14 +166,16 @@ def restore_tenant(settings: Settings, source: str | Path | BackupRef | None, te
 
 
 def _loaded_as(result: TenantRestoreResult) -> Tenant | None:
+    if result.tenant is not None and result.into_tenant is not None:
+        return Tenant(result.into_tenant.id, result.tenant.name)
     if result.tenant is None or not result.new_ids:
         return result.tenant
     return Tenant(result.new_tenant_id or 0, result.renamed_to or result.tenant.name)
 
 
 def _restore(conn: psycopg.Connection, settings: Settings, archive: Archive,
-             reader: BackupReader, scope: TenantScope, ref: str, result: TenantRestoreResult,
-             options: Options, report: Reporter) -> None:
+             reader: BackupReader, scope: TenantScope, ref: str, into: str | None,
+             result: TenantRestoreResult, options: Options, report: Reporter) -> None:
     safety: BackupRef | None = None
     committing = False
     try:
@@ -171,8 +183,15 @@ def _restore(conn: psycopg.Connection, settings: Settings, archive: Archive,
         stages = create_stages(conn, scope.tables)
         tenant = result.tenant = stage_backup(conn, reader, scope, stages, ref, result, options,
                                               report)
+        refuse_references_out(conn, scope.tables, lambda name: stages[name].ident,
+                              scope.placements, str(tenant))
         result.checksums_verified = reader.verify_meta()
         check_revision(reader.meta, result, options, report)
+        if not result.new_ids:
+            result.into_tenant = check_target(
+                conn, scope, tenant, DatabaseIdentity.from_meta((reader.meta or {}).get("source")),
+                reader.ref.name, into)
+        into_live = result.into_tenant
         for stage in stages.values():
             if not stage.in_file:
                 result.emptied.append(stage.table.name)
@@ -180,44 +199,52 @@ def _restore(conn: psycopg.Connection, settings: Settings, archive: Archive,
                             "are deleted")
         if result.renamed_to is not None:
             rename_tenant(conn, scope, stages, result.renamed_to)
-        if result.new_ids:
-            result.new_tenant_id = remap_ids(conn, scope, stages, tenant)
-            settle_slug(conn, scope, stages, result.renamed_to is not None, report)
-            result.public_ids_regenerated = regenerate_public_ids(conn, stages, report)
+        if result.new_ids or into_live is not None:
+            # into another tenant's id: every row under a fresh id, the tenant under that one
+            remapped = remap_ids(conn, scope, stages, tenant,
+                                 into_live.id if into_live is not None else None)
+            if result.new_ids:
+                result.new_tenant_id = remapped
+                settle_slug(conn, scope, stages, result.renamed_to is not None, report)
+            result.public_ids_regenerated = regenerate_public_ids(
+                conn, stages, report, None if into_live is None
+                else lambda name: scope.rows(name, into_live.id))
         analyze_stages(conn, stages)
-        replaced = None if result.new_ids else tenant
+        replaced = None if result.new_ids else into_live or tenant
         # Without foreign-key triggers nothing cascades from a deleted row to the rows left
         # in place, so rows identical to the backup's are left alone: only what changed is
         # written (with triggers, deleting a changed parent would run its ON DELETE actions
-        # on its unchanged children).
-        keep = replaced is not None and result.fk_mode == REPLICA
+        # on its unchanged children). Rows under fresh ids are never identical.
+        keep = replaced is not None and result.fk_mode == REPLICA and into_live is None
         if options.dry_run:
             _dry_run(conn, scope, stages, replaced, keep, result, report)
             return
         gone = None
         if replaced is not None:
-            report.line(f"🔒 Locking tenant {tenant}'s rows...")
-            lock_tenant(conn, scope, tenant)
-            if options.safety_backup and tenant_exists(conn, scope, tenant):
-                safety = write_safety_backup(conn, settings, archive, report, tenant)
+            report.line(f"🔒 Locking tenant {replaced}'s rows...")
+            lock_tenant(conn, scope, replaced)
+            # named as it is here (with --into-tenant, another name than the file's)
+            live = scope.by_id(conn, replaced.id)
+            if options.safety_backup and live is not None:
+                safety = write_safety_backup(conn, settings, archive, report, live)
                 result.safety_backup = str(safety)
             if result.fk_mode == DEFERRED:
-                refuse_outside_references(conn, scope, tenant)
+                refuse_outside_references(conn, scope, replaced)
             else:
                 gone = Gone(conn, scope)
         report.line("⚙️  Disabling foreign key checks...")
         _foreign_keys_off(conn, result.fk_mode)
         if replaced is not None:
-            result.deleted = delete_rows(conn, scope, tenant, gone=gone, stages=stages,
+            result.deleted = delete_rows(conn, scope, replaced, gone=gone, stages=stages,
                                          keep_identical=keep)
-            report.line(f"🗑️  Deleted tenant {tenant}'s rows"
+            report.line(f"🗑️  Deleted tenant {replaced}'s rows"
                         f"{' that differ from the backup' if keep else ''}: "
                         f"{sum(result.deleted.values())}")
         result.sequences_reset = advance_sequences(conn, scope.tables,
                                                    lambda name: stages[name].ident)
         _load(conn, scope, stages, replaced, keep, tenant, result, report)
-        if gone is not None:
-            refuse_dangling(conn, scope, tenant, gone)
+        if gone is not None and replaced is not None:
+            refuse_dangling(conn, scope, replaced, gone)
         report.line("⚙️  Re-enabling foreign key checks...")
         if result.fk_mode == REPLICA:
             conn.execute("SET LOCAL session_replication_role = DEFAULT")
@@ -426,6 +453,15 @@ def copy_tenant(settings: Settings, tenant: str, to_url: str, *, rename: str | N
 
     started = time.monotonic()
     target = replace(settings, database_url=to_url, app_env="development", app_env_set=False)
+    # by what the servers say, not the URLs' text: another host alias, a pooler in front
+    # reach the same database, whose guard (APP_ENV) the target's settings would drop
+    here = identity_of(settings)
+    if here.same_database(identity_of(target)):
+        raise Refused(f"--to {mask_url(to_url)} reaches this same database (the server "
+                      f"identifies both as {here.database}, oid {here.database_oid}); copy "
+                      "writes into another database; nothing was changed",
+                      hint="To add a copy of the tenant here, restore its backup with "
+                      "--new-ids --rename NEW.")
     report.line(f"🔄 Copying tenant {tenant} to {mask_url(to_url)}...")
     # Through a private scratch directory (never the backup store), age-encrypted to a key
     # that exists only in this process's memory: the rows never reach the disk readable, even

@@ -51,11 +51,6 @@ def lock_tenant(conn: psycopg.Connection, scope: TenantScope, tenant: Tenant) ->
             table.ident, scope.rows(table.name, tenant.id)))
 
 
-def tenant_exists(conn: psycopg.Connection, scope: TenantScope, tenant: Tenant) -> bool:
-    return conn.execute(sql.SQL("SELECT EXISTS (SELECT FROM {} x WHERE {})").format(
-        scope.root.ident, scope.rows(scope.root.name, tenant.id))).fetchone()[0]
-
-
 def count_rows(conn: psycopg.Connection, scope: TenantScope, tenant: Tenant,
                stages: dict[str, Stage] | None = None) -> dict[str, int]:
     """The tenant's rows per table (with `stages`: those not staged identically, which a
