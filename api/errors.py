@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from api.db import DatabaseUnavailable
 from ops.core.errors import NotFound, OpsError, Refused
 from ops.core.limits import summarize
+from ops.core.masking import mask_secrets
 
 MAX_FIELD_ERRORS = 100
 log = logging.getLogger("api")
@@ -74,7 +75,8 @@ OPS_STATUS = ((NotFound, 404), (Refused, 409))
 async def _ops_error(request: Request, exc: OpsError) -> JSONResponse:
     """An error from shared ops code: its one line (and hint), no internals."""
     code = next((status for kind, status in OPS_STATUS if isinstance(exc, kind)), 422)
-    return _json(code, exc.message, **({"hint": exc.hint} if exc.hint else {}))
+    return _json(code, mask_secrets(exc.message),
+                 **({"hint": mask_secrets(exc.hint)} if exc.hint else {}))
 
 
 async def _database(request: Request, exc: psycopg.Error) -> JSONResponse:

@@ -273,10 +273,10 @@ def test_every_login_costs_exactly_one_bcrypt_check(api_client: TestClient, worl
         assert len(bcrypt_checks) == 1, (email, extra)
 
 
-def test_failed_logins_back_off_per_account_and_success_resets(api_client: TestClient,
-                                                               world: World,
-                                                               bcrypt_checks: list[int]):
-    free = LoginThrottle.ACCOUNT_FREE_FAILURES
+def test_failed_logins_back_off_per_login_and_success_resets(api_client: TestClient,
+                                                             world: World,
+                                                             bcrypt_checks: list[int]):
+    free = LoginThrottle.LOGIN_FREE_FAILURES
     assert [_login(api_client, "dev@a.test", "wrong").status_code
             for _ in range(free + 1)] == [401] * (free + 1)
     bcrypt_checks.clear()
@@ -307,23 +307,46 @@ def test_failed_logins_back_off_per_client_ip(api_client: TestClient, world: Wor
 def test_backoff_doubles_to_a_cap_and_an_ip_is_not_reset_by_a_success():
     now = [0.0]
     throttle = LoginThrottle(clock=lambda: now[0])
-    for _ in range(LoginThrottle.ACCOUNT_FREE_FAILURES):
-        throttle.failed("a@x.test", "10.0.0.1")
-    assert throttle.retry_after("a@x.test", "10.0.0.1") == 0
+    for _ in range(LoginThrottle.LOGIN_FREE_FAILURES):
+        throttle.failed("a@x.test", "10.0.0.2")
+    assert throttle.retry_after("a@x.test", "10.0.0.2") == 0
     waits = []
     for _ in range(12):
         throttle.failed("a@x.test", "10.0.0.2")
-        waits.append(throttle.retry_after("a@x.test", "10.0.0.3"))
+        waits.append(throttle.retry_after("a@x.test", "10.0.0.2"))
         now[0] += waits[-1]
     assert waits == [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 900, 900]
     for i in range(LoginThrottle.IP_FREE_FAILURES + 1):
         throttle.failed(f"u{i}@x.test", "10.0.0.9")
-    throttle.succeeded("u0@x.test")
+    throttle.succeeded("u0@x.test", "10.0.0.9")
     assert throttle.retry_after("u0@x.test", "10.0.0.9") == 1  # the IP is still held
     assert throttle.retry_after("u0@x.test", "10.0.0.8") == 0  # the account is clear
     now[0] += 2 + throttle_module.FORGET_SECONDS
     throttle.failed("a@x.test", "10.0.0.2")  # an hour later: counting starts afresh
-    assert throttle.retry_after("a@x.test", "10.0.0.4") == 0
+    assert throttle.retry_after("a@x.test", "10.0.0.2") == 0
+
+
+def test_guesses_from_elsewhere_never_lock_the_real_user_out_for_long():
+    now = [0.0]
+    throttle = LoginThrottle(clock=lambda: now[0])
+    # One guesser, past its free failures up to the cap (not yet spraying from its address):
+    # it blocks only itself.
+    for _ in range(LoginThrottle.LOGIN_FREE_FAILURES + 11):
+        throttle.failed("ann@x.test", "203.0.113.7", tenant=1)
+    assert throttle.retry_after("ann@x.test", "203.0.113.7", tenant=1) == 900
+    assert throttle.retry_after("ann@x.test", "198.51.100.1", tenant=1) == 0  # Ann's own
+    assert throttle.retry_after("ann@x.test", "203.0.113.7", tenant=2) == 0  # other tenant
+    assert throttle.retry_after("ann@x.test", "203.0.113.7") == 0  # no tenant named
+    # Guesses spread over many addresses slow the account down, by at most a minute.
+    for i in range(200):
+        throttle.failed("ann@x.test", f"10.1.{i // 256}.{i % 256}", tenant=1)
+    held = throttle.retry_after("ann@x.test", "198.51.100.1", tenant=1)
+    assert 0 < held <= throttle_module.MAX_ACCOUNT_BLOCK_SECONDS
+    now[0] += held
+    assert throttle.retry_after("ann@x.test", "198.51.100.1", tenant=1) == 0
+    throttle.succeeded("ann@x.test", "198.51.100.1", tenant=1)
+    throttle.failed("ann@x.test", "10.9.9.9", tenant=1)  # the account's count starts afresh
+    assert throttle.retry_after("ann@x.test", "198.51.100.1", tenant=1) == 0
 
 
 def test_throttle_memory_is_bounded(monkeypatch):
@@ -331,7 +354,8 @@ def test_throttle_memory_is_bounded(monkeypatch):
     throttle = LoginThrottle()
     for i in range(1000):
         throttle.failed(f"made-up-{i}@x.test", f"10.0.{i // 256}.{i % 256}")
-    assert len(throttle._accounts.entries) == len(throttle._ips.entries) == 50
+    assert len(throttle._logins.entries) == len(throttle._accounts.entries) == \
+        len(throttle._ips.entries) == 50
 
 
 # --- nesting and size limits on every write path ---------------------------------------------

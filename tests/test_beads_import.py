@@ -364,3 +364,56 @@ def test_only_text_labels_become_tags_and_the_original_list_is_kept(settings, co
 
 def _issue_line(issue_id: str) -> str:
     return json.dumps({"id": issue_id, "title": "fine", "issue_type": "task"})
+
+
+# Values that reached the database (or Python's number and date limits) unchecked: each is
+# one invalid line naming its line number and field.
+BAD_VALUES = {
+    "labels": [5, True],
+    "dependencies": [7, [{"depends_on_id": int("9" * 2000)}],
+                     [{"depends_on_id": "bd-good", "type": "t" * 3000}]],
+    "priority": ["1e400", int("7" * 4000)],
+    "due_at": ["9999-12-31T23:59:59-23:59"],
+    "created_at": ["9999-12-31T23:59:59-00:01"],
+}
+
+
+def _bad_value_lines() -> list[tuple[str, str]]:
+    lines = []
+    for name, values in BAD_VALUES.items():
+        for n, value in enumerate(values):
+            issue = json.dumps({"id": f"bd-{name}-{n}", "title": "x", name: "@@"})
+            raw = value if isinstance(value, str) and name == "priority" else json.dumps(value)
+            lines.append((name, issue.replace('"@@"', raw)))
+    return lines
+
+
+@pytest.mark.parametrize("field, line", _bad_value_lines(),
+                         ids=[f"{f}-{i}" for i, (f, _) in enumerate(_bad_value_lines())])
+def test_each_bad_value_is_one_line_naming_line_and_field(settings, conn, systech, tmp_path,
+                                                          field, line):
+    path = write_jsonl(tmp_path / "bad.jsonl", _issue_line("bd-good"), line)
+    before = snapshot(conn)
+    with pytest.raises(OpsError) as refused:
+        run_import(settings, path)
+    message = refused.value.message
+    assert "1 invalid line(s)" in message and "line 2: " in message, message
+    assert field in message and len(message) < 600, message
+    assert snapshot(conn) == before
+    result = run_import(settings, path, skip_invalid=True)
+    assert [bad.split(":")[0] for bad in result.invalid_lines] == ["line 2"]
+    assert [row[0] for row in conn.execute("SELECT external_id FROM tasks")] == ["bd-good"]
+
+
+def test_offsets_postgresql_refuses_are_read_in_utc(settings, conn, systech, tmp_path):
+    path = write_jsonl(
+        tmp_path / "ok.jsonl", _issue_line("bd-good"),
+        {"id": "bd-2", "title": "x", "created_at": "2025-01-02T03:04:05-15:30",
+         "updated_at": "2025-01-02T03:04:05-23:59",
+         "due_at": "2025-03-01T23:00:00-12:00",
+         "dependencies": [{"depends_on_id": "bd-good", "type": "relates-to"}]})
+    run_import(settings, path)
+    task = item(conn, "task", "bd-2")
+    assert task["created_at"] == datetime(2025, 1, 2, 18, 34, 5, tzinfo=UTC)
+    assert task["updated_at"] == datetime(2025, 1, 3, 3, 3, 5, tzinfo=UTC)
+    assert dependencies(conn) == {("bd-2", "bd-good", "relates-to")}

@@ -295,3 +295,21 @@ def test_memory_stays_bounded_on_a_large_stream(tmp_path: Path) -> None:
     assert large_rss - small_rss < 20, (small_rss, large_rss)  # MiB: independent of size
     print(f"200 MB: peak RSS {large_rss} MiB, encrypt {encrypt_mb_s} MB/s, "
           f"decrypt {decrypt_mb_s} MB/s")
+
+
+@pytest.mark.security
+def test_an_identity_file_other_users_may_read_is_warned_about_every_time(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    identity = x25519.Identity.generate()
+    path = tmp_path / "age.key"
+    path.write_text(f"{identity}\n")
+    for mode in (0o644, 0o640, 0o604):
+        path.chmod(mode)
+        assert [str(i) for i in load_identities(path)] == [str(identity)]  # still usable
+        warned = capsys.readouterr().err
+        assert f"The identity file {path} is accessible to other users (mode {mode:04o})" \
+            in warned and f"chmod 600 {path}" in warned
+        assert str(identity) not in warned
+    path.chmod(0o600)
+    load_identities(path)
+    assert capsys.readouterr().err == ""

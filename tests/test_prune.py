@@ -116,17 +116,21 @@ def test_prune_removes_temp_files_of_runs_killed_over_a_day_ago(backup_dir: Path
                                                                 five: list[Path]) -> None:
     import os
 
-    stale = backup_dir / ".backup-2024-05-30T00-00-00-000Z.json.abc12345.partial"
-    fresh = backup_dir / ".backup-2024-06-01T11-59-00-000Z.json.def67890.partial"
-    # hidden .partial files another program named: never ours to remove, however old
+    stale = backup_dir / ".backup-2024-05-30T00-00-00-000Z.json.tasklets-41.abc12345.partial"
+    fresh = backup_dir / ".backup-2024-06-01T11-59-00-000Z.json.tasklets-42.def67890.partial"
+    # hidden .partial files another program named (even like ours, but without our mark):
+    # never ours to remove, however old
     foreign = [backup_dir / ".backup-2024-05-30T00-00-00-000Z.json.partial",
+               backup_dir / ".backup-2024-05-30T00-00-00-000Z.json.abc12345.partial",
+               backup_dir / ".backup-2024-05-30T00-00-00-000Z.json.tasklets.abc12345.partial",
                backup_dir / ".notes.txt.abc12345.partial"]
     for path, age in ((stale, days_ago(2)), (fresh, days_ago(0.01)),
                       *((f, days_ago(30)) for f in foreign)):
         path.write_bytes(b"{")
         os.utime(path, (age.timestamp(), age.timestamp()))
     planned = prune(Archive.at(backup_dir), keep=10, now=NOW)
-    assert planned.stale_temp_files == [stale.name.split(".abc")[0][1:]] and stale.exists()
+    assert planned.stale_temp_files == [stale.name.split(".tasklets")[0][1:]]
+    assert stale.exists()
     done = prune(Archive.at(backup_dir), keep=10, yes=True, now=NOW)
     assert done.stale_temp_files == planned.stale_temp_files
     assert not stale.exists() and fresh.exists() and all(f.exists() for f in foreign)

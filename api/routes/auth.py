@@ -19,21 +19,22 @@ router = APIRouter(prefix="/auth", tags=["auth"])
 def login(body: LoginRequest, request: Request, conn: DbConn) -> LoginResponse:
     """Exchange credentials for a token; the same 401 whether or not the email exists.
 
-    Failed logins are throttled per email and per client IP (api.throttle).
+    Failed logins are throttled per (tenant, email, client address), per account and per
+    client address (api.throttle).
     """
     settings = request.app.state.settings
     refuse_weak_key_in_production(conn, settings)
     throttle: LoginThrottle = request.app.state.login_throttle
     ip = request.client.host if request.client else "unknown"
-    wait = throttle.retry_after(body.email, ip)
+    wait = throttle.retry_after(body.email, ip, body.tenant)
     if wait:
         raise HTTPException(429, detail=f"too many failed logins: try again in {wait} s",
                             headers={"Retry-After": str(wait)})
     user = authenticate(conn, body.email, body.password, tenant_id=body.tenant)
     if user is None:
-        throttle.failed(body.email, ip)
+        throttle.failed(body.email, ip, body.tenant)
         raise HTTPException(401, detail=LOGIN_FAILED)
-    throttle.succeeded(body.email)
+    throttle.succeeded(body.email, ip, body.tenant)
     conn.execute("UPDATE users SET last_login_at = now() WHERE id = %s", (user.id,))
     issued = issue_token(settings.secret_key, user_id=user.id, tenant_id=user.tenant_id,
                          ttl_seconds=settings.token_ttl_seconds)

@@ -31,6 +31,7 @@ from typing import Any
 
 from ops.backup.files import (
     SAFETY_PREFIX,
+    SIDECAR_SUFFIX,
     BackupFile,
     BackupRef,
     as_ref,
@@ -39,7 +40,7 @@ from ops.backup.files import (
     parse_backup_name,
     read_meta,
 )
-from ops.backup.integrity import SIDECAR_SUFFIX, Integrity, read_sidecar
+from ops.backup.integrity import Integrity, read_sidecar
 from ops.backup.storage.factory import open_object, open_store
 from ops.backup.storage.interface import IncompleteUpload, ObjectInfo, Store
 from ops.backup.verdicts import BAD, DRILLED, VERIFIED, Verdicts, record_verdict
@@ -319,12 +320,10 @@ class Archive:
         record_verdict(ref, kind, **details)
 
     def delete(self, backup: BackupFile, listing: Listing) -> None:
-        """Delete a backup, then its verdicts and sidecar."""
+        """Delete a backup (and its sidecar), then its verdicts."""
         backup.ref.delete()
         for kind in listing.verdicts.of(backup.name):
             self.store.delete(f"{backup.name}.{kind}")
-        if backup.name in listing.sidecars:
-            self.store.delete(backup.name + SIDECAR_SUFFIX)
         self._facts.pop(backup.name, None)
 
     def incomplete_uploads(self) -> list[IncompleteUpload]:

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -146,9 +146,7 @@ def _backup(settings: Settings, archive: Archive, *, output: str | Path | None,
     jobs = jobs or settings.backup_jobs or ref.store.default_jobs
     if jobs < 1:
         raise UsageError(f"--jobs must be at least 1, not {jobs}")
-    with connection(settings) as conn:
-        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-        conn.read_only = True
+    with connection(settings, autocommit=True) as conn, locked_snapshot(conn):
         found = None
         if tenant is not None:  # looked up in the backup's own snapshot
             found = tenant_scope(discover_tables(conn)).find(conn, tenant)
@@ -163,7 +161,6 @@ def _backup(settings: Settings, archive: Archive, *, output: str | Path | None,
                               moment=moment, jobs=jobs,
                               open_connection=lambda: connect(settings, autocommit=True),
                               default_name=default_name, anonymizer=anonymizer)
-        conn.rollback()
     report.line("✅ Backup completed successfully!")
     report.line(f"📁 Backup file: {result.location}"
                 + (" (encrypted)" if result.encrypted else ""))
@@ -225,11 +222,65 @@ def write_backup(conn: psycopg.Connection, target: Source, *, compression: str |
                           tenant=tenant)
     args = (result, ref, recipients, tables, exclude, lock_rows, report, jobs,
             open_connection, default_name, anonymizer, moment)
-    if conn.autocommit:  # one snapshot per statement would not be consistent: open one
-        with conn.transaction():
-            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            return _write(conn, *args)
-    return _write(conn, *args)
+    try:
+        if _idle_autocommit(conn):  # one snapshot per statement would not be consistent
+            with locked_snapshot(conn):
+                return _write(conn, *args)
+        return _write(conn, *args)
+    except RecursionError:  # only the anonymizer parses values; the writer has discarded
+        raise OpsError("a JSON value is nested too deeply for the anonymizer (jsonb hundreds "
+                       "of levels deep); no backup file was written",
+                       hint="A backup without --anonymize keeps it; or flatten that value."
+                       ) from None
+
+
+def _idle_autocommit(conn: psycopg.Connection) -> bool:
+    return conn.autocommit and \
+        conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+
+
+@contextmanager
+def locked_snapshot(conn: psycopg.Connection) -> Iterator[None]:
+    """A REPEATABLE READ, READ ONLY transaction on an idle autocommit connection, whose
+    snapshot is taken only after ACCESS SHARE locks on every app table.
+
+    A table rewrite (ALTER ... TYPE, TRUNCATE, VACUUM FULL, CLUSTER) is not MVCC-safe: a
+    snapshot taken before it commits sees the rewritten table as empty. REPEATABLE READ
+    takes its snapshot at the transaction's first query, and LOCK TABLE is not one, so
+    locking first makes a backup either wait for a rewrite or keep it waiting. The tables
+    are found just before, in a transaction of their own; one created in between is locked
+    later by `_write`, whose check then refuses any rewrite that slipped in.
+    """
+    names = [t.ident for t in discover_tables(conn)]  # autocommit: no snapshot kept
+    with conn.transaction():
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        try:
+            if names:
+                conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS SHARE MODE").format(
+                    sql.SQL(", ").join(names)))
+        except (psycopg.errors.UndefinedTable,  # dropped between finding and locking
+                psycopg.errors.DeadlockDetected) as exc:  # a migration locking otherwise
+            raise _schema_changed(first_line(exc)) from None
+        yield
+
+
+def _schema_changed(detail: str) -> OpsError:
+    return OpsError(f"the schema changed while the backup started ({detail}); no backup file "
+                    "was written", hint="Run the backup again once the migration or restore "
+                    "that changes the schema has finished.")
+
+
+def refuse_rewritten(conn: psycopg.Connection, tables: list[Table]) -> None:
+    """OpsError when a table was rewritten (its file replaced) after this transaction's
+    snapshot: the snapshot would read it as empty. Compares the file the snapshot's
+    catalog names with the one the server uses now; call it with the tables locked."""
+    rewritten = [row[0] for row in conn.execute(
+        "SELECT c.relname FROM pg_class c WHERE c.oid = ANY(%s::regclass[]) "
+        "AND c.relfilenode IS DISTINCT FROM pg_relation_filenode(c.oid) ORDER BY 1",
+        ([t.ident.as_string(conn) for t in tables],))]
+    if rewritten:
+        raise _schema_changed(f"table {summarize(rewritten)} was rewritten by ALTER TABLE or "
+                              "TRUNCATE under the backup's snapshot")
 
 
 def _write(conn: psycopg.Connection, result: BackupResult, ref: BackupRef,
@@ -251,6 +302,7 @@ def _write(conn: psycopg.Connection, result: BackupResult, ref: BackupRef,
                      anonymizer.policy)
     conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS SHARE MODE").format(  # no DDL under our feet
         sql.SQL(", ").join(t.ident for t in chosen)))
+    refuse_rewritten(conn, chosen)
     stats = table_stats(conn, chosen)
     meta = {
         "tool": TOOL_NAME,
@@ -549,12 +601,10 @@ def table_digests(conn: psycopg.Connection, tables: list[str] | None = None
     snapshot would record them: the very code that writes backups serialises the rows, and
     nothing is written anywhere (a second implementation could agree with itself and
     disagree with the file)."""
-    snapshot = conn.transaction() if conn.autocommit else nullcontext()
-    with snapshot:
-        if conn.autocommit:
-            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+    with locked_snapshot(conn) if _idle_autocommit(conn) else nullcontext():
         pin_settings(conn, SNAPSHOT_SETTINGS, local=True)
         chosen = select_tables(discover_tables(conn), tables, None)
+        refuse_rewritten(conn, chosen)
         return {t.name: stream_table(conn, t, _discard, no_progress) for t in chosen}
 
 

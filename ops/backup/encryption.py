@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import io
 import queue
+import stat
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,6 +34,7 @@ from typing import Any, BinaryIO, Protocol
 
 from ops.core.config import Settings
 from ops.core.errors import BadBackup, OpsError
+from ops.core.output import Reporter
 
 AGE_MAGIC = b"age-encryption.org/v1\n"
 RECIPIENTS_VARIABLE = "BACKUP_ENCRYPT_TO"
@@ -97,9 +99,11 @@ def load_identities(path: str | Path) -> list[Any]:
     path = Path(path)
     try:
         content = path.read_bytes()
+        mode = path.stat().st_mode
     except OSError as exc:
         raise OpsError(f"cannot read the identity file {path}: {exc.strerror or exc}",
                        hint=_IDENTITY_HINT) from None
+    warn_if_shared(path, mode)
     if b"-----BEGIN" in content:
         try:
             return [ssh.Identity.from_buffer(content)]
@@ -119,6 +123,18 @@ def load_identities(path: str | Path) -> list[Any]:
     if not identities:
         raise OpsError(f"the identity file {path} holds no key", hint=_IDENTITY_HINT)
     return identities
+
+
+def warn_if_shared(path: Path, mode: int) -> None:
+    """Say on stderr, every time it is used, that an identity file other users may read is
+    exposed (as ssh does for its keys). A warning rather than a refusal: a Kubernetes secret
+    volume (defaultMode 0644) or a bind mount keeps such modes inside a container that is
+    itself the boundary, and refusing would break those deployments."""
+    if mode & 0o077:
+        Reporter().warn(
+            f"⚠️  The identity file {path} is accessible to other users "
+            f"(mode {stat.S_IMODE(mode):04o}): anyone who can read it can decrypt every "
+            f"backup. Run `chmod 600 {path}`.")
 
 
 def recipients_for(settings: Settings, encrypt_to: str | None = None) -> list[Any]:

@@ -22,6 +22,8 @@ from ops.backup.storage.factory import open_object
 from ops.backup.storage.interface import Store
 from ops.core.errors import OpsError
 
+SIDECAR_SUFFIX = ".sum"  # what ops.backup.integrity publishes beside each backup
+
 BACKUP_PREFIX = "backup-"
 SAFETY_PREFIX = "pre-restore-"
 _NAME = re.compile(
@@ -52,7 +54,9 @@ class BackupRef:
         return self.store.exists(self.name)
 
     def delete(self) -> None:
+        """Delete the backup and its sidecar (a sidecar alone would be litter)."""
         self.store.delete(self.name)
+        self.store.delete(self.name + SIDECAR_SUFFIX)
 
 
 Source = BackupRef | Path  # a backup to read: in a store, or a local file

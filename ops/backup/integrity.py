@@ -25,11 +25,10 @@ from typing import Any
 
 import orjson
 
-from ops.backup.files import BackupRef, utc_now
+from ops.backup.files import SIDECAR_SUFFIX, BackupRef, utc_now
 from ops.backup.storage.interface import ObjectExistsError, Writer
 from ops.core.errors import OpsError
 
-SIDECAR_SUFFIX = ".sum"
 _SIDECAR_MAX = 64 * 1024  # ours are a few hundred bytes: more is not a sidecar of ours
 _READ = 1 << 20
 

@@ -19,10 +19,12 @@ from pathlib import Path
 from typing import Protocol
 
 import psycopg
+from psycopg import sql
 
 from ops.backup.compression import FrameWriter, frame_writer
 from ops.core.catalog import Table
 from ops.core.db import SNAPSHOT_SETTINGS, pin_settings
+from ops.core.errors import OpsError
 
 PartStreamer = Callable[[psycopg.Connection, Table, Callable[[bytes], None]], tuple[int, str]]
 
@@ -89,6 +91,24 @@ class PartStreams:
             conn.close()
 
 
+def _lock_now(conn: psycopg.Connection, tables: list[Table]) -> None:
+    """ACCESS SHARE on the tables, or OpsError at once.
+
+    The exporting connection holds these locks already, so nobody can take them away; but a
+    lock request queues behind a waiting one, and an ALTER TABLE waiting for the exporter
+    would make this connection wait for it while the exporter waits for this connection: a
+    deadlock the server cannot see. NOWAIT turns it into a failed backup and a finished ALTER.
+    """
+    try:
+        conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS SHARE MODE NOWAIT").format(
+            sql.SQL(", ").join(t.ident for t in tables)))
+    except psycopg.errors.LockNotAvailable:
+        raise OpsError("a schema change (ALTER TABLE, TRUNCATE) is waiting for the backup's "
+                       "tables; the backup stopped so that it can go on, and no backup file "
+                       "was written",
+                       hint="Run the backup again once that change has finished.") from None
+
+
 def stream_parts(open_connection: Callable[[], psycopg.Connection], snapshot: str,
                  tables: list[Table], sizes: dict[str, int], jobs: int,
                  new_part: Callable[[int], PartSink], compression: str | None,
@@ -111,6 +131,7 @@ def stream_parts(open_connection: Callable[[], psycopg.Connection], snapshot: st
                 streams.connections.append(conn)
             conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             conn.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")  # must come first
+            _lock_now(conn, tables)
             pin_settings(conn, SNAPSHOT_SETTINGS, local=True)
             local.conn = conn
         found: psycopg.Connection = local.conn

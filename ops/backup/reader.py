@@ -30,6 +30,7 @@ from typing import Any, BinaryIO, cast
 import orjson
 
 from ops.backup.compression import READ_ERRORS, decompressing, detect
+from ops.backup.deep_json import is_deep, loads_deep_row
 from ops.backup.encryption import AGE_MAGIC, IDENTITY_VARIABLE, decrypting_reader, is_encrypted
 from ops.backup.files import Source, as_ref, is_encrypted_name, read_meta
 from ops.backup.format import (
@@ -329,8 +330,10 @@ class BackupReader:
                     continue
                 section.raw = content
                 try:
+                    if is_deep(content):
+                        raise ValueError("nested deeper than the fast parser goes")
                     value = fast_loads(content)
-                except ValueError:  # not JSON - or an integer beyond 64 bits: exact parser
+                except ValueError:  # not JSON, an integer beyond 64 bits, deep: exact parser
                     try:
                         value = exact_loads(content)
                     except (ValueError, RecursionError) as exc:
@@ -433,8 +436,14 @@ fast_loads = orjson.loads
 
 
 def exact_loads(content: bytes) -> Any:
-    """One JSON value, non-integers as Decimal (digits kept: 22.30 stays 22.30)."""
-    text = content.decode()
+    """One JSON value, non-integers as Decimal (digits kept: 22.30 stays 22.30); a row nested
+    too deep to parse keeps its deep fields as their text (ops.backup.deep_json)."""
+    if is_deep(content):
+        return loads_deep_row(content, _exact_text)
+    return _exact_text(content.decode())
+
+
+def _exact_text(text: str) -> Any:
     value, end = _DECODER.raw_decode(text)
     if end != len(text):
         raise ValueError("extra content after the row")

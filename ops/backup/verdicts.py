@@ -22,6 +22,7 @@ import orjson
 
 from ops.backup.files import BackupRef, utc_now
 from ops.backup.storage.interface import ObjectExistsError
+from ops.core.masking import mask_secrets
 
 VERIFIED = "verified"
 BAD = "bad"
@@ -49,8 +50,10 @@ class Verdicts:
 
 def record_verdict(ref: BackupRef, kind: str, **details: object) -> None:
     """Write `kind` for the backup (once: a verdict that exists already is kept as it is)."""
-    body = orjson.dumps({"backup": ref.name, "verdict": kind,
-                         "recorded": utc_now().isoformat(), **details}) + b"\n"
+    # masked: a problem may quote a store's error, and with it a signed URL
+    body = mask_secrets(orjson.dumps({"backup": ref.name, "verdict": kind,
+                                      "recorded": utc_now().isoformat(), **details}).decode()
+                        ).encode() + b"\n"
     try:
         with ref.store.open_writer(f"{ref.name}.{kind}") as writer:
             writer.write(body)

@@ -87,25 +87,37 @@ class ParsedBeads:
 
 
 def parse_timestamp(value: Any) -> datetime | None:
-    """RFC 3339 text -> aware datetime; None for empty or Go's zero time; ValueError if bad."""
+    """RFC 3339 text -> datetime in UTC; None for empty or Go's zero time; ValueError if bad.
+
+    In UTC because PostgreSQL refuses offsets beyond 15:59 that RFC 3339 allows (-23:59),
+    and a time that is no longer a year-9999 time in UTC is refused here, not by the database.
+    """
     if value is None or value == "":
         return None
     if not isinstance(value, str):
-        raise ValueError(f"not a timestamp: {value!r}")
+        raise ValueError(f"not a timestamp: {_short(value)}")
     try:  # fast path: Python 3.11 reads Z, offsets and long fractions (truncating)
-        parsed = datetime.fromisoformat(value)
+        parsed: datetime | None = datetime.fromisoformat(value)
     except ValueError:
-        return _parse_rfc3339(value)
-    if parsed.year <= 1:
+        parsed = _parse_rfc3339(value)
+    if parsed is None or parsed.year <= 1:
         return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    try:
+        return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    except OverflowError:
+        raise ValueError(f"{_short(value)} is out of range in UTC") from None
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _parse_rfc3339(value: str) -> datetime | None:
     """The slow path for what fromisoformat refuses (lower-case z, comma fractions...)."""
     m = _RFC3339.match(value.strip())
     if not m:
-        raise ValueError(f"not an RFC 3339 timestamp: {value!r}")
+        raise ValueError(f"not an RFC 3339 timestamp: {_short(value)}")
     year, month, day, hour, minute, second, fraction, offset = m.groups()
     if int(year) <= 1:  # Go's time.Time{} serialises as 0001-01-01T00:00:00Z: "unset"
         return None
@@ -119,7 +131,7 @@ def _parse_rfc3339(value: str) -> datetime | None:
         return datetime(int(year), int(month), int(day), int(hour or 0), int(minute or 0),
                         int(second or 0), micro, tzinfo=tz)
     except ValueError as exc:
-        raise ValueError(f"not an RFC 3339 timestamp: {value!r} ({exc})") from None
+        raise ValueError(f"not an RFC 3339 timestamp: {_short(value)} ({exc})") from None
 
 
 def parse_file(path: Path, *, skip_invalid: bool = False,
@@ -231,14 +243,15 @@ def _parse_line(number: int, line: bytes | str, parsed: ParsedBeads) -> BeadsIss
         return None
     times: dict[str, datetime] = {}
     try:
+        for name, value in obj.items():  # field by field first, so the message names it
+            check_json(value, name, max_depth=MAX_ISSUE_DEPTH - 1, max_bytes=MAX_ISSUE_BYTES)
         check_json(obj, "the issue", max_depth=MAX_ISSUE_DEPTH, max_bytes=MAX_ISSUE_BYTES)
-        check_text(title, "the title")
-        _check_storable(obj)
+        check_text(title, "title")
         for name in TIMESTAMP_FIELDS:
-            value = parse_timestamp(obj.get(name))
+            value = field_timestamp(obj, name, name)
             if value is not None:
                 times[name] = value
-        _check_nested(obj)
+        _check_shapes(obj)
     except ValueError as exc:
         invalid(f"{issue_id}: {exc}")
         return None
@@ -258,35 +271,48 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def _check_storable(obj: dict[str, Any]) -> None:
-    """Values that become indexed keys or typed columns must fit them (ValueError if not)."""
+def field_timestamp(obj: dict[str, Any], name: str, what: str) -> datetime | None:
+    """`obj[name]` as a UTC datetime (None if unset); ValueError naming `what` if bad."""
+    try:
+        return parse_timestamp(obj.get(name))
+    except ValueError as exc:
+        raise ValueError(f"{what}: {exc}") from None
+
+
+def _check_shapes(obj: dict[str, Any]) -> None:
+    """The fields the mapping reads have the shapes it expects, and what becomes an indexed
+    key or a typed column fits it (ValueError naming the field if not)."""
     for name in ("labels", "comments", "dependencies"):
-        if isinstance(obj.get(name), list) and len(obj[name]) > MAX_LIST_ITEMS:
+        entries = obj.get(name)
+        if entries is not None and not isinstance(entries, list):
+            raise ValueError(f"{name} must be a list, not {type(entries).__name__}")
+        if len(entries or ()) > MAX_LIST_ITEMS:
             raise ValueError(f"more than {MAX_LIST_ITEMS} {name}")
-    for label in obj.get("labels") or []:
+    for n, label in enumerate(obj.get("labels") or [], start=1):
         if isinstance(label, str):
-            check_indexed(label, "a label")
-    for dep in obj.get("dependencies") or []:
-        if isinstance(dep, dict) and isinstance(dep.get("depends_on_id"), str):
-            check_indexed(dep["depends_on_id"], "a dependency id")
+            check_indexed(label, f"labels[{n}]")
+    for name in ("comments", "dependencies"):
+        for n, entry in enumerate(obj.get(name) or [], start=1):
+            if not isinstance(entry, dict):
+                raise ValueError(f"{name} must be a list of objects ({name}[{n}] is "
+                                 f"{type(entry).__name__})")
+            field_timestamp(entry, "created_at", f"{name}[{n}].created_at")
+            for key in ("id", "issue_id", "depends_on_id", "type", "author"):
+                _check_key_text(entry.get(key), f"{name}[{n}].{key}")
+            if name == "comments" and isinstance(entry.get("text"), str):
+                check_text(entry["text"], f"comments[{n}].text")
+            if name == "dependencies" and not entry.get("depends_on_id"):
+                raise ValueError(f"dependencies[{n}]: a dependency without depends_on_id")
     minutes = obj.get("estimated_minutes")
     if isinstance(minutes, int | float) and not isinstance(minutes, bool) and not (
             0 <= minutes <= MAX_MINUTES):
         raise ValueError(f"estimated_minutes {minutes:g} is out of range (0 to {MAX_MINUTES})")
 
 
-def _check_nested(obj: dict[str, Any]) -> None:
-    """Dependencies and comments must be lists of objects with parseable timestamps."""
-    for name, required in (("dependencies", "depends_on_id"), ("comments", None)):
-        entries = obj.get(name)
-        if entries is None:
-            continue
-        if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
-            raise ValueError(f"{name} must be a list of objects")
-        for entry in entries:
-            if required and not entry.get(required):
-                raise ValueError(f"a dependency without {required}")
-            parse_timestamp(entry.get("created_at"))
-    labels = obj.get("labels")
-    if labels is not None and not isinstance(labels, list):
-        raise ValueError("labels must be a list")
+def _check_key_text(value: Any, what: str) -> None:
+    """An id or type the mapping turns into text (str(value)) for an indexed column."""
+    if value is None or value == "":
+        return
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ValueError(f"{what} must be text, not {type(value).__name__}")
+    check_indexed(str(value), what)

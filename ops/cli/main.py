@@ -6,8 +6,10 @@ command, `reset` included) does not load the code of all the others.
 
 from __future__ import annotations
 
+import signal
 import sys
 import traceback
+from types import FrameType
 
 from rich.console import Console
 
@@ -26,24 +28,40 @@ from ops.cli import (
 from ops.cli.app import app, state
 from ops.core.errors import OpsError
 from ops.core.extras import missing_extra
+from ops.core.masking import mask_secrets
 from ops.core.output import host_paths, record_invocation
 
 __all__ = ["app", "main"]
 
 INTERRUPTED = 130  # the shell's code for a command stopped by SIGINT
+TERMINATED = 143  # ... and by SIGTERM (what `docker stop` and Kubernetes send)
+STOPPED = "any open transaction was rolled back, nothing was changed."
+
+
+class Terminated(KeyboardInterrupt):
+    """Raised by SIGTERM: a KeyboardInterrupt, so every layer cleans up exactly as for
+    Ctrl-C (transactions rolled back, partial files and the safety backup removed)."""
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    # Once: a second SIGTERM must not interrupt the cleanup the first one started.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise Terminated()
+
+
+def _print_error(err: Console, message: str, hint: str | None = None) -> None:
+    """The one place an error reaches the terminal: one line (and the hint), secrets masked,
+    host paths in place of a container's mounts."""
+    err.print(host_paths(f"❌ {mask_secrets(message)}"), markup=False)
+    if hint:
+        err.print(host_paths(f"💡 {mask_secrets(hint)}"), markup=False)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI: exit 0 ok, 1 failure, 2 usage error; one line per expected error."""
     err = Console(stderr=True, highlight=False, soft_wrap=True)
+    previous = _handle_sigterm()
     record_invocation(sys.argv[1:] if argv is None else argv)
-    try:
-        _run(err, argv)
-    finally:
-        record_invocation([])  # hints of later calls in this process are not about this run
-
-
-def _run(err: Console, argv: list[str] | None) -> None:
     try:
         # Standalone mode handles usage errors (exit 2) and --help; our errors propagate here.
         app(args=argv, prog_name="tasklets-db")
@@ -51,33 +69,56 @@ def _run(err: Console, argv: list[str] | None) -> None:
         if state.debug:  # what led to it (the driver's error, a seed's exception...), even
             cause = exc.__cause__ or exc.__context__  # where the message replaced it
             traceback.print_exception(cause if cause is not None else exc)
-        err.print(host_paths(f"❌ {exc.message}"), markup=False)
-        if exc.hint:
-            err.print(host_paths(f"💡 {exc.hint}"), markup=False)
+        _print_error(err, exc.message, exc.hint)
         sys.exit(exc.exit_code)
     except SystemExit as exc:
-        if exc.code == INTERRUPTED:  # Typer turns Ctrl-C into a silent exit 130
-            err.print("❌ Interrupted; any open transaction was rolled back, nothing was "
-                      "changed.", markup=False)
+        if exc.code == INTERRUPTED:  # Typer turns Ctrl-C (and SIGTERM) into a silent 130
+            _stopped(err, _cause(exc))
         raise
-    except KeyboardInterrupt:  # Ctrl-C outside Typer's own handling
-        err.print("❌ Interrupted; any open transaction was rolled back, nothing was changed.",
-                  markup=False)
-        sys.exit(INTERRUPTED)
+    except KeyboardInterrupt as exc:  # Ctrl-C outside Typer's own handling
+        _stopped(err, exc)
     except Exception as exc:  # a driver error, a missing extra, or a bug: one line
         if state.debug:
             traceback.print_exc()
         if (missing := missing_extra(exc)) is not None:
-            err.print(f"❌ {missing.message}", markup=False)
-            err.print(f"💡 {missing.hint}", markup=False)
+            _print_error(err, missing.message, missing.hint)
         elif _is_driver_error(exc):
             from ops.core.db import first_line
 
-            err.print(host_paths(f"❌ database error: {first_line(exc)}"), markup=False)
+            _print_error(err, f"database error: {first_line(exc)}")
         elif not state.debug:
-            err.print(host_paths(f"❌ internal error: {exc.__class__.__name__}: {exc} "
-                                 "(re-run with --debug for the traceback)"), markup=False)
+            _print_error(err, f"internal error: {exc.__class__.__name__}: {exc} "
+                         "(re-run with --debug for the traceback)")
         sys.exit(1)
+    finally:
+        record_invocation([])  # hints of later calls in this process are not about this run
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _handle_sigterm() -> signal.Handlers | object | None:
+    """Treat SIGTERM like Ctrl-C for this run; the handler it replaced (None: not the main
+    thread, where Python allows no handler)."""
+    try:
+        return signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:
+        return None
+
+
+def _cause(exc: BaseException) -> BaseException | None:
+    """The interrupt behind Typer's exit 130 (it raises its Exit `from` the interrupt)."""
+    seen = exc.__context__
+    while seen is not None and not isinstance(seen, KeyboardInterrupt):
+        seen = seen.__cause__ or seen.__context__
+    return seen
+
+
+def _stopped(err: Console, interrupt: BaseException | None) -> None:
+    if isinstance(interrupt, Terminated):
+        _print_error(err, f"Terminated (SIGTERM); {STOPPED}")
+        sys.exit(TERMINATED)
+    _print_error(err, f"Interrupted; {STOPPED}")
+    sys.exit(INTERRUPTED)
 
 
 def _is_driver_error(exc: Exception) -> bool:

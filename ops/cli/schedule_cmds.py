@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated
 
@@ -23,7 +22,7 @@ from ops.cli.app import (
     retention_policy,
     settings,
 )
-from ops.core.output import Reporter, human_size, to_json
+from ops.core.output import Reporter, human_size, print_json
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -119,8 +118,7 @@ def schedule(
 
     def on_cycle(result: CycleResult) -> None:
         if as_json:
-            sys.stdout.write(to_json(result) + "\n")
-            sys.stdout.flush()
+            print_json(result, indent=False)
         else:
             _print_cycle(result, out)
         if not once:
@@ -134,9 +132,8 @@ def schedule(
 
     def on_start(first: datetime) -> None:
         if as_json:
-            sys.stdout.write(to_json({"event": "start", "schedule": str(when),
-                                      "next_run": first.isoformat()}) + "\n")
-            sys.stdout.flush()
+            print_json({"event": "start", "schedule": str(when),
+                        "next_run": first.isoformat()}, indent=False)
         else:
             out.line(f"⏭️  Next backup: {first:%Y-%m-%d %H:%M:%S} UTC")
 

@@ -195,7 +195,8 @@ class TableStats:
 def table_stats(conn: psycopg.Connection, tables: list[Table]) -> dict[str, TableStats]:
     """Cheap size facts per table, in one query (no table is scanned)."""
     found = conn.execute(
-        "SELECT c.relname, greatest(c.reltuples, 0)::bigint, pg_table_size(c.oid) "
+        "SELECT c.relname, greatest(c.reltuples, 0)::bigint, "
+        "coalesce(pg_table_size(c.oid), 0) "  # NULL for a table dropped meanwhile
         "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
         "WHERE n.nspname = %s AND c.relname = ANY(%s)",
         (APP_SCHEMA, [t.name for t in tables])).fetchall()

@@ -167,10 +167,6 @@ def url_with_database(url: str, dbname: str) -> str:
     return urlunsplit(parts._replace(path=f"/{quote(dbname, safe='')}", query=query))
 
 
-def sqlalchemy_url(url: str) -> str:
-    return "postgresql+psycopg://" + normalise_url(url).partition("://")[2]
-
-
 def mask_url(url: str) -> str:
     """The connection string with any password replaced by ***, for every message naming it.
 

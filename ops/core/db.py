@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import sql
@@ -14,7 +14,12 @@ from psycopg.conninfo import conninfo_to_dict
 
 from ops.core.config import Settings
 from ops.core.errors import OpsError
-from ops.core.output import run_mode, via_make
+from ops.core.output import quiet_library_logs, run_mode, via_make
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+quiet_library_logs("psycopg")
 
 CONNECT_TIMEOUT_SECONDS = 10
 
@@ -120,6 +125,16 @@ def connect_hint(exc: psycopg.OperationalError) -> str:
     return ("Is the database up (the compose db: `make up`)? Then check where this points: "
             "DATABASE_URL in .env, or when that is empty POSTGRES_HOST/POSTGRES_PORT (the "
             "compose db as published on this machine).")
+
+
+def sqlalchemy_engine(settings: Settings) -> Engine:
+    """A SQLAlchemy engine (Alembic's) whose every connection comes from `connect`: the
+    database the settings name, in whatever DSN form, never one rebuilt as a SQLAlchemy URL
+    (a key=value DSN has no URL form, and libpq would fill what it lost from PG* variables)."""
+    from sqlalchemy import create_engine, pool  # here: SQLAlchemy is slow to import
+
+    return create_engine("postgresql+psycopg://", creator=lambda: connect(settings),
+                         poolclass=pool.NullPool)
 
 
 @contextmanager

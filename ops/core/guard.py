@@ -93,14 +93,15 @@ def production_reasons(conn: psycopg.Connection, settings: Settings) -> list[str
 
 
 def refuse_production(conn: psycopg.Connection, settings: Settings, *, action: str,
-                      allow_production: bool) -> None:
-    """Raise (exit 2, nothing touched) when the target is production and not explicitly allowed."""
+                      allow_production: bool, hint: str | None = None) -> None:
+    """Raise (exit 2, nothing touched) when the target is production and not explicitly allowed
+    (`hint`: how to allow it, when not with --allow-production)."""
     reasons = production_reasons(conn, settings)
     if reasons and not allow_production:
         raise Refused(
             f"refusing to {action} a production database ({'; '.join(reasons)}); "
             "nothing was changed",
-            hint=f"If you really mean to: {suggest_flag('--allow-production')}.",
+            hint=hint or f"If you really mean to: {suggest_flag('--allow-production')}.",
         )
 
 

@@ -9,6 +9,9 @@ Why these numbers:
   its table: 32 levels is far beyond any real metadata.
 - Text must be valid UTF-8 without NUL: PostgreSQL text cannot hold NUL, and a lone
   surrogate (legal in JSON escapes, not in UTF-8) fails only when the row is written.
+- Numbers must be finite (jsonb has no Infinity; JSON text such as 1e400 parses to it) and
+  integers within 64 bits, which is what every JSON encoder between the database and a
+  client (orjson, JavaScript) carries without loss.
 
 Every check raises ValueError with a short reason naming the field; callers turn it into
 their own kind of error (a 422, an invalid beads line, an OpsError).
@@ -16,6 +19,7 @@ their own kind of error (a 422, an invalid beads line, an OpsError).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 MAX_INDEXED_BYTES = 1000
@@ -23,6 +27,7 @@ MAX_JSON_DEPTH = 32
 MAX_JSON_BYTES = 1 << 20  # one metadata document, as encoded JSON (approximately)
 MAX_TEXT_BYTES = 1 << 20  # one title, description or comment
 MAX_LIST_ITEMS = 1000  # labels, comments or dependencies of one item
+MAX_JSON_INT = (1 << 63) - 1
 
 
 def check_text(value: str, what: str, *, max_bytes: int = MAX_TEXT_BYTES) -> str:
@@ -70,9 +75,22 @@ def check_json(value: Any, what: str, *, max_depth: int = MAX_JSON_DEPTH,
             size += 2
             stack.extend((child, depth + 1) for child in node)
         else:
+            check_number(node, what)
             size += 8
         if size > max_bytes:
             raise ValueError(f"{what} is larger than {max_bytes} bytes as JSON")
+    return value
+
+
+def check_number(value: Any, what: str) -> Any:
+    """`value` unless it is a number JSON consumers cannot carry (infinite, or an integer
+    beyond 64 bits); booleans and other scalars pass."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{what} holds a number out of range (not finite)")
+    if isinstance(value, int) and not -MAX_JSON_INT - 1 <= value <= MAX_JSON_INT:
+        raise ValueError(f"{what} holds an integer beyond 64 bits")
     return value
 
 

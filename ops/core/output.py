@@ -19,6 +19,8 @@ from typing import Any, Protocol
 import orjson
 from rich.console import Console
 
+from ops.core.masking import mask_secrets
+
 
 class Advance(Protocol):
     def __call__(self, n: int = 1) -> None: ...
@@ -33,12 +35,12 @@ class Reporter:
 
     def line(self, text: str = "") -> None:
         if not self.quiet:
-            self.console.print(host_paths(text), markup=False)
+            self.console.print(host_paths(mask_secrets(text)), markup=False)
 
     def warn(self, text: str) -> None:
         if not self.quiet:
-            Console(stderr=True, highlight=False, soft_wrap=True).print(host_paths(text),
-                                                                        markup=False)
+            Console(stderr=True, highlight=False, soft_wrap=True).print(
+                host_paths(mask_secrets(text)), markup=False)
 
     @contextmanager
     def progress(self, description: str, total: int | None) -> Iterator[Advance]:
@@ -64,6 +66,20 @@ class Reporter:
                 bar.advance(task, n)
 
             yield advance
+
+
+def quiet_library_logs(*names: str) -> None:
+    """Keep these libraries' log records off stderr: they only repeat, in their own words, a
+    failure our one line reports (psycopg's "error ignored terminating <psycopg.Copy [BAD]>"
+    when the server goes away mid-COPY, urllib3's retries), and without a handler Python
+    prints them. Called where each library is first used, which has loaded `logging` already
+    (importing it at start-up would cost every command, `--help` included)."""
+    import logging
+
+    for name in names:
+        log = logging.getLogger(name)
+        if not any(isinstance(h, logging.NullHandler) for h in log.handlers):
+            log.addHandler(logging.NullHandler())
 
 
 def no_progress(n: int = 1) -> None:
@@ -95,8 +111,9 @@ def to_json(value: Any, *, indent: bool = False) -> str:
     return orjson.dumps(value, default=_jsonable, option=option).decode()
 
 
-def print_json(value: Any) -> None:
-    sys.stdout.write(to_json(value, indent=True) + "\n")
+def print_json(value: Any, *, indent: bool = True) -> None:
+    """A result as JSON on stdout (`--json`, the scheduler's JSON log), secrets masked."""
+    sys.stdout.write(mask_secrets(to_json(value, indent=indent)) + "\n")
     sys.stdout.flush()
 
 

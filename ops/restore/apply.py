@@ -50,6 +50,7 @@ from ops.core.indexes import SetAside, rebuild, set_aside
 from ops.core.output import SILENT, Reporter, suggest, suggest_flag
 from ops.core.tenancy import Tenant
 from ops.restore.checks import dangling_explainer, reset_sequences, validate_foreign_keys
+from ops.restore.fetched import fetched
 from ops.restore.migrating import SchemaSwap, older_revision_swap
 from ops.restore.plan import TablePlan, plan_table, row_label
 
@@ -158,7 +159,8 @@ def _restore_ref(settings: Settings, ref: BackupRef, archive: Archive,
                  identities: list, result: RestoreResult, options: Options,
                  report: Reporter) -> None:
     dry_run, only_listed_tables = options.dry_run, options.only_listed_tables
-    with BackupReader(ref, identities=identities) as reader, connect(settings) as conn:
+    with fetched(ref, report) as local, BackupReader(local, identities=identities) as reader, \
+            connect(settings) as conn:
         # Announced once the file's start reads as a backup: nothing for a file that is none.
         report.line("🔄 Starting database restore...")
         report.line(f"📂 Reading backup: {ref}")
@@ -179,7 +181,7 @@ def _restore_ref(settings: Settings, ref: BackupRef, archive: Archive,
         listed = None
         if only_listed_tables:
             in_meta = (meta or {}).get("tables")
-            listed = in_meta if isinstance(in_meta, list) else table_names(ref, identities)
+            listed = in_meta if isinstance(in_meta, list) else table_names(local, identities)
         targets = [t for t in tables if listed is None or t.name in listed]
         report.line(f"📊 Tables to restore: {len(swap.tables if swap else targets)}")
         if dry_run:
@@ -209,8 +211,8 @@ def check_revision(meta: dict | None, result: RestoreResult, options: Options,
         raise OpsError(
             f"schema mismatch: the backup was made at revision {revision}, the database is at "
             f"{database or 'no revision'}; nothing was changed",
-            hint=f"Bring the database to {revision} ({suggest('push')} if the backup is newer, "
-            f"`alembic downgrade {revision}` if older), or load the columns both have: "
+            hint=f"Run {suggest('push')} when the backup is newer (an older one is migrated "
+            "up by itself), or load the columns both have: "
             f"{suggest_flag('--allow-schema-mismatch')}.",
         )
     else:

@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 
+from ops.backup.deep_json import RawJson
 from ops.backup.format import JSON_NULL_KEY, key_to_column
 from ops.core.catalog import Column, Table
 from ops.core.errors import OpsError
@@ -45,9 +46,12 @@ _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circ
 
 
 def json_text(value: Any) -> str:
-    """JSON text for a parsed value, keeping Decimal digits exactly (22.30 stays 22.30)."""
+    """JSON text for a parsed value, keeping Decimal digits exactly (22.30 stays 22.30); a
+    value too deep to parse (RawJson) is its own text."""
     if type(value) is dict and not value:
         return "{}"
+    if type(value) is RawJson:
+        return value.text
     _decimals_seen.clear()
     text = _encode(value)
     if not _decimals_seen:
@@ -88,6 +92,8 @@ def _json_elements(value: Any) -> Any:
     One-dimensional: a nested list is a JSON array element (row_to_json cannot tell it from
     a second dimension, and multi-dimensional jsonb arrays are vanishingly rare).
     """
+    if type(value) is RawJson:
+        value = value.elements()
     if not isinstance(value, list):
         return value  # not an array: COPY reports it against the row
     return [None if v is None else json_text(v) for v in value]
@@ -136,19 +142,20 @@ def float_safe(column: Column) -> bool:
 
 
 def _has_float(value: Any) -> bool:
-    """Whether a parsed JSON value holds a float anywhere (type scans run in C)."""
+    """Whether a parsed JSON value holds a float anywhere (type scans run in C; a walk with
+    its own stack, so any depth)."""
     kind = type(value)
-    if kind is dict:
-        items: Any = value.values()
-    elif kind is list:
-        items = value
-    else:
+    if kind is not dict and kind is not list:
         return kind is float
-    kinds = set(map(type, items))
-    if float in kinds:
-        return True
-    if dict in kinds or list in kinds:
-        return any(_has_float(v) for v in items if type(v) in (dict, list))
+    pending = [value]
+    while pending:
+        node = pending.pop()
+        items = node.values() if type(node) is dict else node
+        kinds = set(map(type, items))
+        if float in kinds:
+            return True
+        if dict in kinds or list in kinds:
+            pending.extend(v for v in items if type(v) is dict or type(v) is list)
     return False
 
 

@@ -54,6 +54,7 @@ from ops.restore.checks import (
     refuse_references_out,
     validate_staged_references,
 )
+from ops.restore.fetched import fetched
 from ops.restore.staging import (
     Stage,
     analyze_stages,
@@ -133,7 +134,8 @@ def restore_tenant(settings: Settings, source: str | Path | BackupRef | None, te
                                  renamed_to=rename)
     report.line(f"🔄 Starting restore of tenant {tenant}...")
     report.line(f"📂 Reading backup: {ref}")
-    with BackupReader(ref, identities=identities) as reader, connect(settings) as conn:
+    with fetched(ref, report) as local, BackupReader(local, identities=identities) as reader, \
+            connect(settings) as conn:
         result.timestamp, result.layout = reader.timestamp, reader.layout
         report.line(f"📅 Backup timestamp: {reader.timestamp or 'unknown'}")
         tables = discover_tables(conn)

@@ -15,7 +15,6 @@ goes out has the secrets the process knows replaced by *** first (`Redactor`).
 from __future__ import annotations
 
 import os
-import re
 import socket
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +26,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from ops.core.config import Settings
 from ops.core.errors import UsageError
+from ops.core.masking import MASK, mask_secrets
 
 NOTIFY_TIMEOUT_SECONDS = 10.0
 PING_HOSTS = ("hc-ping.com",)
@@ -38,7 +38,6 @@ SECRET_VARIABLES = (
     "AZURE_STORAGE_ACCOUNT_KEY", "AZURE_STORAGE_SAS_TOKEN", "AZURE_STORAGE_CONNECTION_STRING",
     "SECRET_KEY", "TASKLETS_API_PASSWORD", "BACKUP_NOTIFY_URL",
 )
-_URL_PASSWORD = re.compile(r"(://[^:/@\s]+:)[^@/\s]+@")
 _MIN_SECRET = 4  # shorter values would blank out ordinary words
 
 
@@ -60,8 +59,8 @@ class Redactor:
 
     def __call__(self, text: str) -> str:
         for secret in self.secrets:
-            text = text.replace(secret, "***")
-        return _URL_PASSWORD.sub(r"\1***@", text)
+            text = text.replace(secret, MASK)
+        return mask_secrets(text)
 
 
 def _password(url: str) -> str:

@@ -17,15 +17,14 @@ from typing import TYPE_CHECKING
 import psycopg
 
 from ops.core.catalog import Table, current_revision, discover_tables
-from ops.core.config import PROJECT_ROOT, Settings, sqlalchemy_url
-from ops.core.db import connect, first_line
+from ops.core.config import PROJECT_ROOT, Settings
+from ops.core.db import connect, first_line, sqlalchemy_engine
 from ops.core.errors import OpsError, UsageError
 from ops.core.guard import MarkerChange, record_environment
 from ops.core.output import SILENT, Reporter, suggest, suggest_flag
 
 if TYPE_CHECKING:
     from alembic.config import Config
-    from sqlalchemy import Engine
 
 # Alembic and SQLAlchemy are imported inside the functions that need them: together they cost
 # about a second of start-up, which every backup/restore/seed command would otherwise pay.
@@ -38,7 +37,7 @@ def alembic_config(settings: Settings) -> Config:
 
     cfg = Config(str(PROJECT_ROOT / "alembic.ini"))
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-    cfg.attributes["database_url"] = settings.database_url
+    cfg.attributes["settings"] = settings
     return cfg
 
 
@@ -146,7 +145,7 @@ def push(settings: Settings, report: Reporter = SILENT, *,
     with connect(settings) as conn:
         before = current_revision(conn)
     pending = pending_revisions(settings, before)
-    engine = _engine(settings)
+    engine = sqlalchemy_engine(settings)
     try:
         with engine.begin() as sa_conn:
             cfg = alembic_config(settings)
@@ -172,12 +171,6 @@ def push(settings: Settings, report: Reporter = SILENT, *,
                     f"{settings.app_env if settings.app_env_set else 'unset'} does not "
                     f"downgrade it; to change the marker: {suggest_flag('--allow-production')})")
     return PushResult(before, head, pending, marker.after or settings.app_env, marker)
-
-
-def _engine(settings: Settings) -> Engine:
-    from sqlalchemy import create_engine, pool
-
-    return create_engine(sqlalchemy_url(settings.database_url), poolclass=pool.NullPool)
 
 
 def upgrade_sql(settings: Settings) -> str:
@@ -234,7 +227,7 @@ def schema_differences(settings: Settings) -> list[str]:
     diffs: list[str] = []
     if current != head:
         diffs.append(f"database revision is {current or 'none'}, head is {head}")
-    engine = _engine(settings)
+    engine = sqlalchemy_engine(settings)
     try:
         with engine.connect() as sa_conn:
             context = MigrationContext.configure(

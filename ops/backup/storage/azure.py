@@ -17,14 +17,14 @@ from ops.backup.storage.interface import (
     exists_error,
 )
 from ops.backup.storage.remote import (
-    CONNECT_TIMEOUT,
     CREDENTIAL_HINTS,
-    READ_TIMEOUT,
     RETRY_SECONDS,
     PartWriter,
     RemoteStore,
     chunk_reader,
+    connect_timeout,
     shown,
+    storage_timeout,
 )
 from ops.core.errors import OpsError
 
@@ -53,10 +53,11 @@ class AzureStore(RemoteStore):
         from azure.storage.blob import BlobServiceClient, LinearRetry
 
         options: dict[str, Any] = {
-            "connection_timeout": CONNECT_TIMEOUT, "read_timeout": READ_TIMEOUT,
+            "connection_timeout": connect_timeout(), "read_timeout": storage_timeout(),
             # downloads come in ranged requests of this size (the SDK's first one is 32 MB)
             "max_single_get_size": 4 << 20, "max_chunk_get_size": 4 << 20,
-            "retry_policy": LinearRetry(backoff=1, retry_total=max(1, RETRY_SECONDS),
+            "retry_policy": LinearRetry(backoff=1, retry_total=max(1, min(RETRY_SECONDS,
+                                                                       storage_timeout())),
                                         random_jitter_range=0)}
         env = os.environ
         connection = env.get("AZURE_STORAGE_CONNECTION_STRING")

@@ -30,6 +30,7 @@ from ops.backup.storage.local import LocalStore
 from ops.backup.storage.remote import CREDENTIAL_HINTS, RemoteStore, shown
 from ops.backup.storage.s3 import S3Store
 from ops.core.errors import OpsError
+from ops.core.output import quiet_library_logs
 
 ACCEPTED_FORMS = ("s3://bucket/prefix, gs://bucket/prefix, az://container/prefix "
                   "(or azure://), file:///path, or a plain path")
@@ -66,6 +67,7 @@ def open_store(location: str | Path) -> Store:
                            hint=f"Use one of: {ACCEPTED_FORMS}.")
         return LocalStore(Path(text))
     scheme, rest = match["scheme"].lower(), match["rest"]
+    quiet_library_logs("urllib3", "botocore", "boto3", "s3transfer", "azure", "google")
     if scheme == "file":
         parts = urlsplit(text)
         if parts.netloc not in ("", "localhost") or not parts.path:

@@ -17,15 +17,15 @@ from ops.backup.storage.interface import (
     exists_error,
 )
 from ops.backup.storage.remote import (
-    CONNECT_TIMEOUT,
     CREDENTIAL_HINTS,
-    READ_TIMEOUT,
     RETRY_SECONDS,
     PartWriter,
     RemoteStore,
     byte_ranges,
     chunk_reader,
+    connect_timeout,
     shown,
+    storage_timeout,
 )
 from ops.core.errors import OpsError
 
@@ -69,7 +69,8 @@ class GCSStore(RemoteStore):
     def _retry(self) -> Any:
         from google.cloud.storage.retry import DEFAULT_RETRY
 
-        return DEFAULT_RETRY.with_timeout(RETRY_SECONDS)
+        # no longer than STORAGE_TIMEOUT either: a stalled server fails in bounded time
+        return DEFAULT_RETRY.with_timeout(min(RETRY_SECONDS, storage_timeout()))
 
     def _bucket(self) -> Any:
         return self.client.bucket(self.bucket)
@@ -140,7 +141,7 @@ class GCSStore(RemoteStore):
         blob = self._bucket().blob(self.key(name))
         return bytes(blob.download_as_bytes(start=start, end=end - 1, raw_download=True,
                                             checksum=None, retry=self._retry,
-                                            timeout=(CONNECT_TIMEOUT, READ_TIMEOUT)))
+                                            timeout=(connect_timeout(), storage_timeout())))
 
     def open_reader(self, name: str) -> BinaryIO:
         with self.translating("opening", name):
@@ -207,7 +208,7 @@ class _GCSWriter(PartWriter):
         blob = self.gcs._bucket().blob(self._part(number))
         blob.upload_from_string(data, content_type="application/octet-stream",
                                 if_generation_match=0, retry=self.gcs._retry,
-                                timeout=(CONNECT_TIMEOUT, READ_TIMEOUT))
+                                timeout=(connect_timeout(), storage_timeout()))
 
     def _complete(self, parts: int) -> None:
         bucket = self.gcs._bucket()

@@ -26,9 +26,13 @@ from ops.core.defaults import DEFAULT_JOBS
 from ops.core.errors import OpsError
 
 _PARTIAL_SUFFIX = ".partial"
-# Our temp files: `.NAME.XXXXXXXX.partial` (mkstemp's 8 characters), NAME one we write
-_LOCAL_TEMP = re.compile(r"^\.(?P<name>(?:backup-|pre-restore-)[^/]+)\.[A-Za-z0-9_]{8}"
-                         r"(\.part\d+)?\.partial$")
+# Our temp files carry our own mark and the writing process's id:
+# `.NAME.tasklets-PID.XXXXXXXX.partial` (mkstemp's 8 characters), NAME one we write. Only
+# those are ever removed as a killed run's: a hidden .partial without the mark (another
+# program's, or a copy being made) is not ours, whatever it is named like.
+_OWN_MARK = "tasklets-"
+_LOCAL_TEMP = re.compile(r"^\.(?P<name>(?:backup-|pre-restore-)[^/]+)\." + _OWN_MARK
+                         + r"\d+\.[A-Za-z0-9_]{8}\.partial$")
 PRIVATE_DIR = 0o700
 
 # --- Local directories -------------------------------------------------------------------------
@@ -150,8 +154,9 @@ class _LocalWriter(Writer):
         super().__init__(store, target.name)
         self.target = target
         with _local_errors(store, "creating a temp file in"):
-            fd, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.",
-                                        suffix=_PARTIAL_SUFFIX)
+            fd, temp = tempfile.mkstemp(
+                dir=target.parent, prefix=f".{target.name}.{_OWN_MARK}{os.getpid()}.",
+                suffix=_PARTIAL_SUFFIX)
         self.temp = Path(temp)
         self._file = os.fdopen(fd, "wb", buffering=1 << 20)
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import queue
-import re
 import threading
 from abc import abstractmethod
 from collections.abc import Callable, Iterator
@@ -24,6 +24,7 @@ from typing import Any, BinaryIO
 
 from ops.backup.storage.interface import Store, Writer, check_name
 from ops.core.errors import OpsError
+from ops.core.masking import mask_secrets
 
 _PARTS_PER_SIZE = 2000
 _MAX_DOUBLINGS = 4
@@ -33,6 +34,25 @@ READ_CHUNK = 8 << 20
 RETRY_SECONDS = 20
 CONNECT_TIMEOUT = 10
 READ_TIMEOUT = 60
+TIMEOUT_VARIABLE = "STORAGE_TIMEOUT"
+
+
+def storage_timeout() -> int:
+    """Seconds one storage request may wait for the server (STORAGE_TIMEOUT, default
+    READ_TIMEOUT): a stalled server fails the command then, rather than keeping a backup's
+    or a restore's table locks held for as long as it stalls."""
+    value = os.environ.get(TIMEOUT_VARIABLE, "").strip()
+    if not value:
+        return READ_TIMEOUT
+    if not value.isdigit() or int(value) < 1:
+        raise OpsError(f"{TIMEOUT_VARIABLE}={value!r} is not a whole number of seconds",
+                       hint=f"Set {TIMEOUT_VARIABLE} to 10, 60, ... or leave it empty for "
+                       f"{READ_TIMEOUT}.")
+    return int(value)
+
+
+def connect_timeout() -> int:
+    return min(CONNECT_TIMEOUT, storage_timeout())
 
 
 class RemoteStore(Store):
@@ -284,5 +304,5 @@ def byte_ranges(size: int, chunk: int = READ_CHUNK) -> Iterator[tuple[int, int]]
 
 
 def shown(text: str) -> str:
-    """A location as it may be printed: anything between :// and @ is dropped."""
-    return re.sub(r"://[^/@]*@", "://", text)[:200]
+    """A location as it may be printed: its secrets masked, its length bounded."""
+    return mask_secrets(text)[:200]

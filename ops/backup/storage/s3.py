@@ -18,13 +18,13 @@ from ops.backup.storage.interface import (
     exists_error,
 )
 from ops.backup.storage.remote import (
-    CONNECT_TIMEOUT,
     CREDENTIAL_HINTS,
-    READ_TIMEOUT,
     PartWriter,
     RemoteStore,
     chunk_reader,
+    connect_timeout,
     shown,
+    storage_timeout,
 )
 from ops.core.errors import OpsError
 
@@ -52,7 +52,7 @@ class S3Store(RemoteStore):
         # one, so us-east-1 stands in when none is configured.
         region = os.environ.get("AWS_REGION") or session.region_name or "us-east-1"
         self.client = session.client("s3", region_name=region, config=Config(
-            connect_timeout=CONNECT_TIMEOUT, read_timeout=READ_TIMEOUT))
+            connect_timeout=connect_timeout(), read_timeout=storage_timeout()))
 
     def _error(self, exc: Exception, doing: str, name: str | None) -> OpsError:
         from botocore import exceptions as bx
