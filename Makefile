@@ -92,6 +92,7 @@ DATABASE_URL_SETTING := $(call setting,DATABASE_URL,)
 DATABASE_URL_SET := $(findstring =,$(DATABASE_URL_SETTING))$(findstring ://,$(DATABASE_URL_SETTING))
 API_PORT := $(call setting,API_PORT,8000)
 METRICS_PORT := $(call setting,METRICS_PORT,9187)
+CAPTURE_METRICS_PORT := $(call setting,CAPTURE_METRICS_PORT,9188)
 PROMETHEUS_PORT := $(call setting,PROMETHEUS_PORT,9090)
 # The configuration the compose Prometheus mounts (monitoring-up checks that it is a file:
 # Docker would create a root-owned directory in place of a missing one).
@@ -219,7 +220,7 @@ $(ENV_FILE):
 # --- Docker plumbing ---------------------------------------------------------------------------
 
 # Docker targets without an engine: one line pointing at RUN=local, not a daemon error.
-DOCKER_GOALS := $(filter build up down logs dev scheduler-up monitoring-up testdb-up db-%,$(MAKECMDGOALS))
+DOCKER_GOALS := $(filter build up down logs dev scheduler-up monitoring-up testdb-up capture-up capture-down db-%,$(MAKECMDGOALS))
 ifneq ($(and $(filter docker,$(RUN)),$(DOCKER_GOALS)),)
 ifeq ($(shell [ -n "$(COMPOSE)" ] && docker info >/dev/null 2>&1 && echo yes),)
 $(error ❌ No Docker engine answers$(if $(COMPOSE),, (no docker compose either)), so make $(DOCKER_GOALS) cannot run. 💡 Start Docker, or run without it: make $(MAKECMDGOALS) RUN=local)
@@ -262,6 +263,10 @@ db-shell: $(CLI_DEPS)
 	@$(TASKLETS_DB) --env-file $(ENV_FILE) local psql
 scheduler-up:
 	@echo "❌ scheduler-up runs the scheduler container. 💡 In the foreground here: make db-schedule RUN=local" >&2; exit 1
+capture-up: $(CLI_DEPS)
+	@$(call tasklets) capture $(ARGS)
+capture-down:
+	@echo "❌ capture-down stops the capture container; RUN=local capture-up runs in the foreground (Ctrl-C stops it). 💡 make db-capture-stop RUN=local drops its slot" >&2; exit 1
 testdb-up: $(CLI_DEPS)
 	@$(call tasklets) testdb serve --port $(TESTDB_PORT) $(ARGS)
 else
@@ -274,7 +279,7 @@ up: $(CLI_DEPS) ## Start db and api in the background (RUN=local: the project-lo
 	$(call wait_healthy,api)
 	@echo "✅ API on http://127.0.0.1:$(API_PORT) (docs at /docs); database published on 127.0.0.1"
 down: docker-ready $(ENV_FILE) ## Stop the stack; ARGS=-v also drops its data (RUN=local: stop .localpg)
-	@$(QUIET) $(DC) --profile studio --profile scheduled --profile monitoring --profile testdb down $(ARGS)
+	@$(QUIET) $(DC) --profile studio --profile scheduled --profile monitoring --profile testdb --profile capture down $(ARGS)
 logs: docker-ready $(ENV_FILE) ## Follow the services' logs; ARGS=SERVICE for one (RUN=local: .localpg/server.log)
 	$(DC) logs -f --tail=100 $(ARGS)
 dev: api-port $(CLI_DEPS) ## Run the API in the foreground on 127.0.0.1:API_PORT (RUN=local: tasklets-db serve)
@@ -286,6 +291,12 @@ scheduler-up: $(CLI_DEPS) ## Start the backup scheduler (profile scheduled) and 
 	$(DC) --profile scheduled up -d $(if $(DATABASE_URL_SET),--no-deps) scheduler
 	$(call wait_healthy,scheduler,--profile scheduled)
 	@echo "✅ Scheduler up: metrics on http://127.0.0.1:$(METRICS_PORT)/metrics; logs: make logs ARGS=scheduler"
+capture-up: $(CLI_DEPS) ## Start change capture (profile capture; RUN=local: in the foreground): changes into segments beside the backups, metrics on 127.0.0.1:CAPTURE_METRICS_PORT
+	$(DC) --profile capture up -d $(if $(DATABASE_URL_SET),--no-deps) capture
+	$(call wait_healthy,capture,--profile capture)
+	@echo "✅ Capture up: metrics on http://127.0.0.1:$(CAPTURE_METRICS_PORT)/metrics; make db-capture-status shows lag and retained WAL"
+capture-down: docker-ready $(ENV_FILE) ## Stop change capture (its slot stays and keeps WAL: make db-capture-stop drops it)
+	$(QUIET) $(DC) --profile capture rm -sf capture
 testdb-up: testdb-settings $(CLI_DEPS) ## Serve fresh test databases on 127.0.0.1:TESTDB_PORT (profile testdb; RUN=local: in the foreground)
 	$(DC) --profile testdb up -d $(if $(DATABASE_URL_SET),--no-deps) testdb
 	$(call wait_healthy,testdb,--profile testdb)
@@ -348,6 +359,12 @@ db-backups-check: $(CLI_DEPS) ## Exit 1 when the newest good backup is older tha
 db-prune: $(CLI_DEPS) ## Delete old backups: ARGS="--keep 5 --yes" (prune; shows the plan without --yes)
 	@$(call tasklets) prune $(ARGS)
 
+db-capture-status: $(CLI_DEPS) ## Capture slot, lag and retained WAL (capture status; ARGS=--json)
+	@$(call tasklets) capture status $(ARGS)
+
+db-capture-stop: $(CLI_DEPS) ## Drop capture's replication slot and publication (capture stop --drop-slot)
+	@$(call tasklets) capture stop --drop-slot $(ARGS)
+
 db-schedule: $(CLI_DEPS) ## Run the backup scheduler in the foreground; ARGS="--once" for one cycle (schedule)
 	@$(call tasklets) schedule $(ARGS)
 
@@ -360,8 +377,8 @@ HOST_BACKUP = $(if $(filter docker,$(RUN)),$(wildcard $(BACKUP)))
 BACKUP_ARG = $(call quote,$(if $(HOST_BACKUP),/restore/$(notdir $(BACKUP)),$(or $(BACKUP),latest)))
 BACKUP_MOUNT = $(if $(HOST_BACKUP),-v "$(abspath $(BACKUP)):/restore/$(notdir $(BACKUP)):ro")
 
-db-restore: $(CLI_DEPS) ## Restore BACKUP=file (default: the latest backup) (restore)
-	@$(call tasklets,$(BACKUP_MOUNT)) restore $(BACKUP_ARG) $(ARGS)
+db-restore: $(CLI_DEPS) ## Restore BACKUP=file (default: the latest backup), or AT=time (-15m, ISO, latest) (restore)
+	@$(call tasklets,$(BACKUP_MOUNT)) restore $(BACKUP_ARG) $(if $(AT),--at $(call quote,$(AT))) $(ARGS)
 
 db-compare: $(CLI_DEPS) ## Check that the database holds exactly BACKUP=file's data (default: the latest) (compare)
 	@$(call tasklets,$(BACKUP_MOUNT)) compare $(BACKUP_ARG) $(ARGS)

@@ -237,6 +237,17 @@ def _run(bench: Bench, args: argparse.Namespace) -> dict:
     if "tenant" in wanted:
         found, writes = tenant_cases(bench, args)
         cases += found
+    pitr: dict = {}
+    if "pitr" in wanted:
+        from bench.pitr_bench import pitr_cases
+
+        found, pitr = pitr_cases(bench, args)
+        cases += found
+    capture: dict = {}
+    if "capture" in wanted:
+        from bench.capture_bench import capture_results
+
+        capture = capture_results(bench, args)
     testdb: dict = {}
     if "testdb" in wanted:
         from bench.testdb_bench import testdb_results
@@ -256,6 +267,8 @@ def _run(bench: Bench, args: argparse.Namespace) -> dict:
         "cases": [c.summary() for c in cases],
         "rss_flatness": rss,
         "other_tenant_writes": writes,
+        "pitr_load": pitr,
+        "capture": capture,
         "testdb": testdb,
     }
 
@@ -485,8 +498,16 @@ def main(argv: list[str] | None = None) -> None:
                              "rows, 24 MB)")
     parser.add_argument("--random-seed", type=int, default=42,
                         help="seed of the generated data (same seed, same rows)")
+    parser.add_argument("--pitr-transactions", type=int, default=20_000,
+                        help="write-load transactions after the tenant's backup in the "
+                        "point-in-time case")
+    parser.add_argument("--capture-seconds", type=float, default=20,
+                        help="seconds of write load per round of the capture case (alone, "
+                        "then with capture running)")
+    parser.add_argument("--capture-flush-every", default="5s",
+                        help="capture's --flush-every in the capture case")
     parser.add_argument("--cases", default="backup,restore,anonymize,reset,beads,storage,tenant,"
-                        "testdb,baseline",
+                        "pitr,capture,testdb,baseline",
                         help="comma-separated subset (restore needs backup's files)")
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR,
                         help="where the results JSON goes (default bench/results)")

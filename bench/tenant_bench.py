@@ -39,7 +39,7 @@ def tenant_cases(bench: Bench, args: argparse.Namespace) -> tuple[list[Case], di
     from bench.run import CLI, Case, Side, format_case
 
     url = bench.create_db("bench_tenant", template="bench_src")
-    tenant_id = _add_tenant(url, args.scale * SHARE / (1 - SHARE), args.random_seed)
+    tenant_id = add_tenant(url, args.scale * SHARE / (1 - SHARE), args.random_seed)
     files = bench.work / "files"
     full, alone = files / "tenants-full.json", files / "tenant-alone.json"
     bench.cli(url, "backup", "--output", str(full))
@@ -91,7 +91,7 @@ def tenant_cases(bench: Bench, args: argparse.Namespace) -> tuple[list[Case], di
     return cases, writes
 
 
-def _add_tenant(url: str, scale: float, random_seed: int) -> int:
+def add_tenant(url: str, scale: float, random_seed: int) -> int:
     """A second tenant with `scale` units of the volume seed (and the lookup tags, so its
     work items get item tags as SysTech's do); returns its id."""
     with psycopg.connect(url) as conn:

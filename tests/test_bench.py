@@ -38,6 +38,7 @@ def test_bench_runs_every_comparison_and_writes_the_results_file(tmp_path: Path,
     done = subprocess.run(
         [sys.executable, "-m", "bench", "--scale", "0.03", "--runs", "1", "--small-scale", "0.03",
          "--large-scale", "0.06", "--beads-issues", "20", "--testdb-scale", "0.03",
+         "--pitr-transactions", "30", "--capture-seconds", "2",
          "--results-dir", str(tmp_path)],
         cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -67,10 +68,17 @@ def test_bench_runs_every_comparison_and_writes_the_results_file(tmp_path: Path,
     for case in tenant:  # each against the full restore
         assert case["rows"] > 50 and case["ratio"] > 0
         assert [side["label"] for side in case["theirs"]] == ["tasklets-db restore (every tenant)"]
+    [pitr] = [case for name, case in cases.items() if name.startswith("point-in-time")]
+    assert pitr["ratio"] > 0 and pitr["sizes_bytes"]["change segments"] > 0
+    assert results["pitr_load"]["transactions"] == 30 and results["pitr_load"]["segments"] >= 1
     writes = results["other_tenant_writes"]
     # another tenant's writes never wait for the tenant restore's locks
     assert writes["restore --tenant"]["waited"] == writes["restore --tenant"][
         "lock_waits_seen"] == 0
+    capture = results["capture"]
+    assert capture["tps_with_capture"] > 0 and capture["throughput_ratio"] > 0
+    assert capture["lag_samples"] > 0 and capture["segment_bytes"] > 0
+    assert 10 < capture["rss_peak_mb"] < 1000
     testdb = results["testdb"]
     assert testdb["handout"]["all"]["count"] == 8 * testdb["rounds"]
     assert testdb["second_run_built"] is False  # once per hash

@@ -71,13 +71,15 @@ CRONJOB_SCHEMA = {
 SECRETS = ("DATABASE_URL", "AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID", "BACKUP_NOTIFY_URL")
 
 
-def schedule_options() -> set[str]:
-    """The options `tasklets-db schedule` has."""
+def command_options(*path: str) -> set[str]:
+    """The options of `tasklets-db PATH...`."""
     from typer.main import get_command
 
     from ops.cli.main import app
 
-    command = get_command(app).commands["schedule"]  # type: ignore[attr-defined]
+    command = get_command(app)
+    for name in path:
+        command = command.commands[name]  # type: ignore[attr-defined]
     return {opt for param in command.params for opt in param.opts}
 
 
@@ -89,9 +91,46 @@ def test_the_kubernetes_cronjob_matches_the_schema_and_runs_one_cycle():
     (container,) = manifest["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
     args = container["args"]
     assert args[:3] == ["tasklets-db", "schedule", "--once"]
-    assert {a for a in args if a.startswith("--")} <= schedule_options()
+    assert {a for a in args if a.startswith("--")} <= command_options("schedule")
     env = {e["name"]: e for e in container["env"]}
     for name in SECRETS:  # from a Secret, never written in the manifest
+        assert "valueFrom" in env[name], name
+
+
+# The parts of apps/v1 Deployment the capture manifest uses, as required there.
+DEPLOYMENT_SCHEMA = {
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "properties": {
+        "apiVersion": {"const": "apps/v1"},
+        "kind": {"const": "Deployment"},
+        "metadata": {"type": "object", "required": ["name"]},
+        "spec": {"type": "object", "required": ["selector", "template"], "properties": {
+            "replicas": {"const": 1},
+            "strategy": {"type": "object", "properties": {"type": {"const": "Recreate"}}},
+            "selector": {"type": "object", "required": ["matchLabels"]},
+            "template": {"type": "object", "required": ["metadata", "spec"], "properties": {
+                "spec": {**_POD_SPEC, "required": ["containers"],
+                         "properties": {**_POD_SPEC["properties"],
+                                        "restartPolicy": {"const": "Always"}}}}},
+        }},
+    },
+}
+
+
+def test_the_kubernetes_capture_deployment_matches_the_schema_and_runs_capture():
+    manifest = yaml.safe_load((DEPLOY / "kubernetes" / "capture-deployment.yaml").read_text())
+
+    jsonschema.validate(manifest, DEPLOYMENT_SCHEMA)
+    spec = manifest["spec"]
+    assert spec["selector"]["matchLabels"].items() <= spec["template"]["metadata"]["labels"].items()
+    (container,) = spec["template"]["spec"]["containers"]
+    args = container["args"]
+    assert args[:2] == ["tasklets-db", "capture"]
+    assert {a for a in args if a.startswith("--")} <= command_options("capture")
+    assert args[args.index("--metrics-port") + 1] == str(container["ports"][0]["containerPort"])
+    env = {e["name"]: e for e in container["env"]}
+    for name in ("DATABASE_URL", "AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID"):
         assert "valueFrom" in env[name], name
 
 
@@ -106,7 +145,8 @@ def test_the_github_actions_workflow_is_scheduled_and_runs_one_cycle():
     assert all("uses" in step or "run" in step for step in job["steps"])
     runs = [shlex.split(step["run"]) for step in job["steps"] if "run" in step]
     cycle = next(r for r in runs if r[:2] == ["tasklets-db", "schedule"])
-    assert "--once" in cycle and {a for a in cycle if a.startswith("--")} <= schedule_options()
+    assert "--once" in cycle
+    assert {a for a in cycle if a.startswith("--")} <= command_options("schedule")
     assert ["tasklets-db", "backups", "check", "--max-age", "26h"] in runs
     for name in SECRETS:
         assert job["env"][name].startswith("${{ secrets."), name

@@ -17,8 +17,8 @@ counts toward what retention keeps.
 Verdicts (ops.backup.verdicts) say what was found out later: `latest` prefers backups with a
 good one, and a backup with a `.bad` one is never picked.
 
-One obvious place for what else a store will hold: change segments ([3/5]) are listed by
-`segments()`, from the same listing.
+Change segments (`changes-….jsonl.zst`, written by `capture`) are listed by `segments()`,
+from the same listing; they are never taken for backups.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from ops.backup.files import (
     read_meta,
 )
 from ops.backup.integrity import Integrity, read_sidecar
+from ops.backup.segment_files import SegmentInfo, parse_segment_name
 from ops.backup.storage.factory import open_object, open_store
 from ops.backup.storage.interface import IncompleteUpload, ObjectInfo, Store
 from ops.backup.verdicts import BAD, DRILLED, VERIFIED, Verdicts, record_verdict
@@ -90,6 +91,7 @@ class Facts:
     tenant: dict[str, Any] | None = None  # {"id", "name"} for a backup of one tenant
     revision: str | None = None  # the schema revision it was taken at
     rows: int | None = None
+    capture: dict[str, Any] | None = None  # where change replay starts (restore --at)
 
     @property
     def usable(self) -> bool:
@@ -104,6 +106,8 @@ class Listing:
     backups: list[BackupFile] = field(default_factory=list)  # newest first
     verdicts: Verdicts = field(default_factory=lambda: Verdicts({}))
     sidecars: set[str] = field(default_factory=set)  # backup names that have one
+    segments: list[SegmentInfo] = field(default_factory=list)  # change segments, LSN order
+    segment_sidecars: set[str] = field(default_factory=set)
     others: list[ObjectInfo] = field(default_factory=list)
 
 
@@ -141,7 +145,14 @@ class Archive:
                     BackupRef(self.store, info.name), moment, info.size,
                     compression is not None, info.name.endswith(".age"), safety))
                 continue
+            segment = parse_segment_name(info.name, info.size)
+            if segment is not None:
+                result.segments.append(segment)
+                continue
             stem, dot, suffix = info.name.rpartition(".")
+            if dot and "." + suffix == SIDECAR_SUFFIX and parse_segment_name(stem) is not None:
+                result.segment_sidecars.add(stem)
+                continue
             if dot and parse_backup_name(stem) is not None:
                 if suffix in (VERIFIED, BAD, DRILLED):
                     found.setdefault(stem, {})[suffix] = info.modified
@@ -151,6 +162,7 @@ class Archive:
                     continue
             result.others.append(info)
         result.backups.sort(key=lambda b: (b.timestamp, b.name), reverse=True)
+        result.segments.sort(key=lambda s: (s.start_lsn, s.end_lsn))
         result.verdicts = Verdicts(found)
         return result
 
@@ -162,10 +174,10 @@ class Archive:
     def verdicts(self) -> Verdicts:
         return self.listing().verdicts
 
-    def segments(self) -> list[ObjectInfo]:
-        """Change segments ([3/5], ops.capture): none are written yet. They will be told apart
-        in `listing()` as backups and verdicts are, and listed here."""
-        return []
+    def segments(self) -> list[SegmentInfo]:
+        """Change segments (ops.capture.segments), in LSN order, as their names tell; their
+        sidecars say more (commit times), read when needed."""
+        return self.listing().segments
 
     def facts(self, backup: BackupFile, listing: Listing | None = None) -> Facts:
         """Kind, completeness and what meta says, read once per backup (a range read of a plain
@@ -194,10 +206,13 @@ class Archive:
         revision = (meta or {}).get("alembicRevision") if meta else (
             integrity.revision if integrity else None)
         rows = (meta or {}).get("totalRows") if meta else (integrity.rows if integrity else None)
+        capture = (meta or {}).get("capture") if meta else (
+            integrity.capture if integrity else None)
         facts = Facts(kind, completeness, meta, integrity,
                       tenant if isinstance(tenant, dict) else None,
                       revision if isinstance(revision, str) else None,
-                      rows if isinstance(rows, int) else None)
+                      rows if isinstance(rows, int) else None,
+                      capture if isinstance(capture, dict) else None)
         self._facts[backup.name] = facts
         return facts
 
@@ -224,9 +239,12 @@ class Archive:
                 candidates.append(found)
         return candidates[0] if candidates else None
 
-    def latest_for_tenant(self, tenant: str) -> BackupFile | None:
+    def latest_for_tenant(self, tenant: str,
+                          accept: Callable[[BackupFile, Facts], bool] | None = None
+                          ) -> BackupFile | None:
         """What `restore --tenant T latest` restores: the newest full backup or backup of that
-        tenant (a name or an id). The one place a tenant restore's implicit choice is made."""
+        tenant (a name or an id) that `accept` takes (`restore --at`: newest before a time,
+        verified or not). The one place a tenant restore's implicit choice is made."""
         from ops.core.tenancy import Tenant, pick_tenant
 
         def holds(found: BackupFile, facts: Facts) -> bool:
@@ -239,6 +257,9 @@ class Archive:
                 return False
             return pick_tenant([candidate], tenant) is not None
 
+        if accept is not None:
+            return self.latest(kinds=(FULL, TENANT), prefer_verified=False,
+                               accept=lambda b, f: holds(b, f) and accept(b, f))
         return self.latest(kinds=(FULL, TENANT), accept=holds)
 
     def is_verified(self, backup: BackupFile, listing: Listing | None = None) -> bool:
@@ -325,6 +346,10 @@ class Archive:
         for kind in listing.verdicts.of(backup.name):
             self.store.delete(f"{backup.name}.{kind}")
         self._facts.pop(backup.name, None)
+
+    def delete_segment(self, segment: SegmentInfo) -> None:
+        """Delete a change segment and its sidecar."""
+        BackupRef(self.store, segment.name).delete()
 
     def incomplete_uploads(self) -> list[IncompleteUpload]:
         """Uploads of backups still running or killed mid-way (nothing ever reads them)."""

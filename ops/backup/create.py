@@ -14,7 +14,7 @@ import struct
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -146,21 +146,24 @@ def _backup(settings: Settings, archive: Archive, *, output: str | Path | None,
     jobs = jobs or settings.backup_jobs or ref.store.default_jobs
     if jobs < 1:
         raise UsageError(f"--jobs must be at least 1, not {jobs}")
-    with connection(settings, autocommit=True) as conn, locked_snapshot(conn):
-        found = None
-        if tenant is not None:  # looked up in the backup's own snapshot
-            found = tenant_scope(discover_tables(conn)).find(conn, tenant)
-            report.line(f"🏢 Tenant: {found} — only its rows are backed up")
-        anonymizer = None
-        if anonymize is not None:
-            anonymizer = Anonymizer(anonymize, anonymize_key(settings, conn, report))
-            report.line(f"🎭 Anonymizing with {anonymize.path.name} "
-                        f"(sha256 {anonymize.sha256[:12]}…)")
-        result = write_backup(conn, ref, compression=compression, recipients=recipients,
-                              tables=tables, exclude=exclude, tenant=found, report=report,
-                              moment=moment, jobs=jobs,
-                              open_connection=lambda: connect(settings, autocommit=True),
-                              default_name=default_name, anonymizer=anonymizer)
+    with connection(settings, autocommit=True) as conn:
+        wal_lsn = wal_position(conn)  # before the snapshot: see capture_start
+        with locked_snapshot(conn):
+            found = None
+            if tenant is not None:  # looked up in the backup's own snapshot
+                found = tenant_scope(discover_tables(conn)).find(conn, tenant)
+                report.line(f"🏢 Tenant: {found} — only its rows are backed up")
+            anonymizer = None
+            if anonymize is not None:
+                anonymizer = Anonymizer(anonymize, anonymize_key(settings, conn, report))
+                report.line(f"🎭 Anonymizing with {anonymize.path.name} "
+                            f"(sha256 {anonymize.sha256[:12]}…)")
+            result = write_backup(conn, ref, compression=compression, recipients=recipients,
+                                  tables=tables, exclude=exclude, tenant=found, report=report,
+                                  moment=moment, jobs=jobs,
+                                  open_connection=lambda: connect(settings, autocommit=True),
+                                  default_name=default_name, anonymizer=anonymizer,
+                                  wal_lsn=wal_lsn)
     report.line("✅ Backup completed successfully!")
     report.line(f"📁 Backup file: {result.location}"
                 + (" (encrypted)" if result.encrypted else ""))
@@ -199,8 +202,8 @@ def write_backup(conn: psycopg.Connection, target: Source, *, compression: str |
                  tenant: Tenant | None = None, lock_rows: bool = False,
                  report: Reporter = SILENT, moment: datetime | None = None, jobs: int = 1,
                  open_connection: Callable[[], psycopg.Connection] | None = None,
-                 default_name: bool = False, anonymizer: Anonymizer | None = None
-                 ) -> BackupResult:
+                 default_name: bool = False, anonymizer: Anonymizer | None = None,
+                 wal_lsn: str | None = None) -> BackupResult:
     """Stream the chosen tables, as `conn`'s current transaction sees them, into `target` (a
     backup in a store, or a local file).
 
@@ -212,7 +215,8 @@ def write_backup(conn: psycopg.Connection, target: Source, *, compression: str |
     streams. `tenant` takes only that tenant's rows (meta records it); `lock_rows` locks
     them FOR UPDATE as they are read, so that a caller about to replace them (a tenant
     restore's safety backup) saves exactly what it replaces. `anonymizer` transforms every
-    row on its way to the file.
+    row on its way to the file. `wal_lsn` (read by `wal_position` before the snapshot) makes
+    meta record where change replay starts ("capture").
     """
     moment = moment or utc_now()
     ref = as_ref(target)
@@ -221,7 +225,7 @@ def write_backup(conn: psycopg.Connection, target: Source, *, compression: str |
                           encrypted=bool(recipients), timestamp=iso_timestamp(moment),
                           tenant=tenant)
     args = (result, ref, recipients, tables, exclude, lock_rows, report, jobs,
-            open_connection, default_name, anonymizer, moment)
+            open_connection, default_name, anonymizer, moment, wal_lsn)
     try:
         if _idle_autocommit(conn):  # one snapshot per statement would not be consistent
             with locked_snapshot(conn):
@@ -287,7 +291,8 @@ def _write(conn: psycopg.Connection, result: BackupResult, ref: BackupRef,
            recipients: Sequence[Any], only: list[str] | None, exclude: list[str] | None,
            lock_rows: bool, report: Reporter, jobs: int,
            open_connection: Callable[[], psycopg.Connection] | None,
-           default_name: bool, anonymizer: Anonymizer | None, moment: datetime) -> BackupResult:
+           default_name: bool, anonymizer: Anonymizer | None, moment: datetime,
+           wal_lsn: str | None) -> BackupResult:
     pin_settings(conn, SNAPSHOT_SETTINGS, local=True)
     discovered = discover_tables(conn)
     chosen = select_tables(discovered, only, exclude)
@@ -324,6 +329,7 @@ def _write(conn: psycopg.Connection, result: BackupResult, ref: BackupRef,
         "jsonText": {t.name: keys for t in chosen if (keys := json_text_keys(t))},
         "tenant": result.tenant.as_meta() if result.tenant else None,
         **(anonymizer.meta if anonymizer is not None else {}),
+        "capture": capture_start(conn, wal_lsn) if wal_lsn else None,
     }
     current = chosen[0].name
     parts: PartStreams | None = None
@@ -368,7 +374,7 @@ def _write(conn: psycopg.Connection, result: BackupResult, ref: BackupRef,
         write_sidecar(out.ref, Integrity(
             result.size_bytes, out.sha256, kind_of(out.ref.name, meta),
             result.tenant.as_meta() if result.tenant else None, meta["alembicRevision"],
-            result.total_rows))
+            result.total_rows, capture=meta["capture"]))
     except OSError as exc:
         raise OpsError(
             f"cannot write backup {result.location}: {exc.strerror or exc}",
@@ -399,6 +405,27 @@ def _start_streams(conn: psycopg.Connection, chosen: list[Table],
                         lambda c, t, write: stream_table(c, t, write, no_progress,
                                                           sources.get(t.name),
                                                           masks.get(t.name)))
+
+
+def wal_position(conn: psycopg.Connection) -> str | None:
+    """The WAL position now, read in a transaction of its own just before the backup's snapshot
+    is taken: every transaction that snapshot misses commits after it, so change replay
+    (restore --at) starts there. None on a standby (no WAL of its own to replay from)."""
+    lsn = scalar(conn, "SELECT CASE WHEN pg_is_in_recovery() THEN NULL "
+                 "ELSE pg_current_wal_lsn()::text END")
+    if not conn.autocommit:
+        conn.rollback()
+    return str(lsn) if lsn is not None else None
+
+
+def capture_start(conn: psycopg.Connection, wal_lsn: str) -> dict[str, str]:
+    """What replay needs to apply exactly the transactions this snapshot does not hold: the
+    snapshot (xmin:xmax:xip), the WAL position read before it, and a moment after it was taken
+    (every transaction it holds committed before then)."""
+    snapshot = scalar(conn, "SELECT pg_current_snapshot()::text")
+    moment: datetime = scalar(conn, "SELECT clock_timestamp()")
+    return {"snapshot": str(snapshot), "walLsn": wal_lsn,
+            "snapshotTime": moment.astimezone(UTC).isoformat(timespec="microseconds")}
 
 
 def select_tables(discovered: list[Table], only: list[str] | None,

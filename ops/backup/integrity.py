@@ -43,6 +43,12 @@ class Integrity:
     tenant: dict[str, Any] | None = None
     revision: str | None = None
     rows: int | None = None
+    # a change segment's range in time and counts (firstCommit, lastCommit, transactions,
+    # changes), so coverage is known without reading (or decrypting) the segment
+    segment: dict[str, Any] | None = None
+    # a backup's consistent start for change replay (meta's "capture"), readable without the
+    # identity so `restore --at` picks among encrypted backups too
+    capture: dict[str, Any] | None = None
 
 
 class HashingWriter:
@@ -93,9 +99,12 @@ def read_sidecar(ref: BackupRef) -> Integrity | None:
         return None
     tenant = found.get("tenant")
     rows = found.get("rows")
+    segment, capture = found.get("segment"), found.get("capture")
     return Integrity(size, sha256, _text(found.get("kind")),
                      tenant if isinstance(tenant, dict) else None,
-                     _text(found.get("revision")), rows if isinstance(rows, int) else None)
+                     _text(found.get("revision")), rows if isinstance(rows, int) else None,
+                     segment if isinstance(segment, dict) else None,
+                     capture if isinstance(capture, dict) else None)
 
 
 def _text(value: object) -> str | None:

@@ -16,14 +16,16 @@ uploads this tool started in runs killed more than a day ago (no run takes that 
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from ops.backup.archive import FULL, KINDS, SAFETY, Archive
+from ops.backup.archive import FULL, KINDS, SAFETY, TENANT, Archive, Listing
 from ops.backup.files import BackupFile, utc_now
 from ops.backup.retention import NEWEST_GOOD, NEWEST_VERIFIED, RetentionPolicy, plan_retention
+from ops.backup.segment_files import parse_lsn
 from ops.core.errors import UsageError
 from ops.core.output import SILENT, Reporter, human_size, suggest, suggest_flag
 
@@ -45,6 +47,8 @@ class PruneResult:
     stale_temp_files: list[str] = field(default_factory=list)  # killed runs' .partial files
     policy: str | None = None  # the retention policy applied, when one was
     reasons: dict[str, list[str]] = field(default_factory=dict)  # policy: kept name -> why
+    segments_deleted: list[str] = field(default_factory=list)  # change segments no kept
+    # backup needs (all before the oldest kept backup's start of replay)
 
 
 def parse_age(text: str) -> timedelta:
@@ -150,8 +154,11 @@ def prune(archive: Archive, *, keep: int | None = None,
         if yes:
             archive.delete(found, listing)
         result.freed_bytes += found.size
+    if FULL in counted_kinds:
+        _prune_segments(archive, listing, [b for b in everything if b not in doomed], result,
+                        yes, report)
     _remove_stale_uploads(archive, result, yes, now, report)
-    if not doomed and not result.stale_temp_files:
+    if not doomed and not result.stale_temp_files and not result.segments_deleted:
         report.line("✅ Nothing to prune.")
     elif yes:
         report.line(f"✅ Deleted {len(doomed)} backup(s), {human_size(result.freed_bytes)} freed")
@@ -159,6 +166,33 @@ def prune(archive: Archive, *, keep: int | None = None,
         report.line(f"ℹ️  Dry run: nothing deleted. To delete {len(doomed)} file(s) "
                     f"({human_size(result.freed_bytes)}): {suggest_flag('--yes')}")
     return result
+
+
+def _prune_segments(archive: Archive, listing: Listing, kept: list[BackupFile],
+                    result: PruneResult, yes: bool, report: Reporter) -> None:
+    """Change segments wholly before the oldest start of replay (meta "capture" walLsn) of the
+    full and tenant backups kept: `restore --at` never reads them. While no kept backup
+    records a start, every segment is kept."""
+    starts = []
+    for found in kept:
+        facts = archive.facts(found, listing)
+        wal = (facts.capture or {}).get("walLsn")
+        if facts.usable and facts.kind in (FULL, TENANT) and isinstance(wal, str):
+            with contextlib.suppress(ValueError):
+                starts.append(parse_lsn(wal))
+    if not starts:
+        return
+    floor = min(starts)
+    doomed = [s for s in listing.segments if s.end_lsn <= floor]
+    result.segments_deleted = [s.name for s in doomed]
+    if doomed:
+        size = sum(s.size for s in doomed)
+        report.line(f"🗑️  {len(doomed)} change segment(s) older than every kept backup "
+                    f"({human_size(size)}){'' if yes else ': would delete'}")
+        result.freed_bytes += size
+    if yes:
+        for segment in doomed:
+            archive.delete_segment(segment)
 
 
 def _kinds(kinds: Sequence[str] | None) -> set[str]:

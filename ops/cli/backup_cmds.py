@@ -3,7 +3,8 @@ prune, compare."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -28,6 +29,11 @@ from ops.cli.app import (
 from ops.core.defaults import DEFAULT_JOBS
 from ops.core.errors import NotFound, OpsError, UsageError
 from ops.core.output import human_size, print_json, suggest, suggest_flag
+
+if TYPE_CHECKING:
+    from ops.backup.archive import Archive
+    from ops.capture.status import LagCheck
+    from ops.core.config import Settings
 
 
 def _names(value: str | None) -> list[str] | None:
@@ -147,6 +153,10 @@ def backups(
         out.line(f"{mark} {b.name:<{width}}  {human_size(b.size_bytes):>10}  {rows:>14}  "
                  f"{b.status}{sealed}{kind}{partial}{tenant}"
                  f"{' — ' + b.problem if b.problem else ''}")
+    if archive.segments():
+        from ops.capture.coverage import coverage
+
+        out.line(f"🔁 {coverage(archive).line()}")
     partials = archive.incomplete_uploads()
     if partials:
         out.line(f"ℹ️  {len(partials)} unfinished upload(s) ({partials[0].name}, ...): a "
@@ -173,27 +183,64 @@ def _chart(path: str, verify: bool, as_json: bool) -> None:
                     f"written to {result.chart}{left_out}")
 
 
+@backups_app.command("coverage")
+def backups_coverage(as_json: JsonOption = False) -> None:
+    """What `restore --at` can reach: the change segments `capture` stored, from when to when,
+    gaps in their LSN chain, and the lag (now - the last stored change). Exit 1 on a gap."""
+    from ops.backup.archive import Archive
+    from ops.capture.coverage import coverage
+
+    found = coverage(Archive.from_settings(settings()))
+    if as_json:
+        print_json(found.as_json())
+        raise typer.Exit(1 if found.gaps else 0)
+    if found.gaps:
+        raise OpsError(f"change segments have gaps: {found.line()}",
+                       hint="A restore --at across a gap is refused; a full backup after the "
+                       "gap starts a new covered range.")
+    reporter().line(f"🔁 {found.line()}")
+
+
 @backups_app.command("check")
 def backups_check(
     max_age: Annotated[str | None, typer.Option(
         "--max-age", metavar="AGE", show_default=False, help="The oldest the newest good "
         "backup may be (90s, 30m, 26h, 2d). Default: BACKUP_MAX_AGE, else 26h.")] = None,
+    max_capture_lag: Annotated[str | None, typer.Option(
+        "--max-capture-lag", metavar="DURATION", show_default=False, help="Also fail when "
+        "the oldest change capture has not stored is older than DURATION (30s, 5m), or "
+        "nothing is captured (no slot: CAPTURE_SLOT, default tasklets_capture).")] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Exit 0 when the newest good backup is younger than --max-age, 1 when it is older or
-    there is none (for monitors, cron and container health checks)."""
+    """Exit 0 when the newest good backup is younger than --max-age (and, with
+    --max-capture-lag, capture is that close behind), 1 otherwise or when there is none (for
+    monitors, cron and container health checks)."""
     from ops.backup.archive import Archive
     from ops.backup.freshness import DEFAULT_MAX_AGE, check_freshness
 
     cfg = settings()
-    check = check_freshness(Archive.from_settings(cfg),
-                            max_age or cfg.backup_max_age or DEFAULT_MAX_AGE)
+    archive = Archive.from_settings(cfg)
+    check = check_freshness(archive, max_age or cfg.backup_max_age or DEFAULT_MAX_AGE)
+    lag = _capture_lag(cfg, archive, max_capture_lag) if max_capture_lag else None
+    ok = check.ok and (lag is None or lag.ok)
     if as_json:
-        print_json(check)
-        raise typer.Exit(0 if check.ok else 1)
-    if not check.ok:
-        raise OpsError(check.line)
-    reporter().line(f"✅ {check.line}")
+        print_json({**asdict(check), "capture": lag} if lag is not None else check)
+        raise typer.Exit(0 if ok else 1)
+    if not ok:
+        raise OpsError("; ".join(c.line for c in (check, lag) if c is not None and not c.ok))
+    for line in (check.line, lag.line if lag is not None else None):
+        if line:
+            reporter().line(f"✅ {line}")
+
+
+def _capture_lag(cfg: Settings, archive: Archive, max_lag: str) -> LagCheck:
+    from ops.capture.slot import configured_slot
+    from ops.capture.status import capture_status, check_capture_lag
+    from ops.core.db import connection
+
+    slot = configured_slot()
+    with connection(cfg, autocommit=True) as conn:
+        return check_capture_lag(capture_status(conn, archive, slot, slot), max_lag)
 
 
 @app.command()
@@ -206,12 +253,23 @@ def verify(
         "(created and dropped on the same server, or SCRATCH_DATABASE_URL), compare every "
         "table with its meta again on the server, run `check`, remove it. The live database "
         "is never touched.")] = False,
+    at: Annotated[str | None, typer.Option(
+        "--at", help="With --restore: drill `restore --at TIME` (the backup TIME picks and "
+        "the change segments up to it, replayed into the scratch database).")] = None,
+    changes: Annotated[bool, typer.Option(
+        "--changes", help="Check every change segment instead: stored bytes against its "
+        "sidecar, content against its trailer checksum (with the identity when encrypted), "
+        "and that their LSN ranges follow each other without a gap.")] = False,
     identity: IdentityOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Stream a backup and check its structure, row counts and sha256 against its meta."""
+    if at is not None and not restore:
+        raise UsageError("--at goes with --restore (a drill of restore --at)")
+    if changes:
+        return _verify_changes(identity, as_json)
     if restore:
-        return _restore_drill(file, identity, as_json)
+        return _restore_drill(file, identity, as_json, at)
     from ops.backup.archive import Archive
     from ops.backup.encryption import identities_for
     from ops.backup.verify import CHECKED_STORED, verify_and_record
@@ -244,10 +302,28 @@ def verify(
         out.line(f"📊 Tables: {len(result.tables)}, rows: {result.total_rows}")
 
 
-def _restore_drill(file: str, identity: str | None, as_json: bool) -> None:
+def _verify_changes(identity: str | None, as_json: bool) -> None:
+    from ops.backup.archive import Archive
+    from ops.backup.encryption import identities_for
+    from ops.capture.verify import verify_changes
+
+    cfg = settings()
+    result = verify_changes(Archive.from_settings(cfg), identities_for(cfg, identity),
+                            report=reporter(as_json))
+    if as_json:
+        print_json(result)
+    if not result.ok:
+        raise OpsError(f"change segments are NOT whole: {result.problems[0]}",
+                       hint="restore --at refuses times past the first problem; a full "
+                       "backup after it starts a new covered range.")
+
+
+def _restore_drill(file: str, identity: str | None, as_json: bool,
+                   at: str | None = None) -> None:
     from ops.restore.drill import restore_drill
 
-    result = restore_drill(settings(), file, identity=identity, report=reporter(as_json))
+    result = restore_drill(settings(), file, identity=identity, at=at,
+                           report=reporter(as_json))
     if as_json:
         print_json(result)
     if not result.ok:

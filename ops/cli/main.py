@@ -18,6 +18,7 @@ from ops.cli import (
     api_cmds,  # noqa: F401
     backup_cmds,  # noqa: F401
     beads_cmds,  # noqa: F401
+    capture_cmds,  # noqa: F401
     local_cmds,  # noqa: F401
     restore_cmds,  # noqa: F401
     schedule_cmds,  # noqa: F401

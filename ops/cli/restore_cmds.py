@@ -77,6 +77,10 @@ def restore(
         "--new-ids", help="With --tenant: add the tenant under fresh ids instead of replacing "
         "it (e.g. into another database).")] = False,
     rename: Rename = None,
+    at: Annotated[str | None, typer.Option(
+        "--at", help="Restore to this moment: the newest backup before it, then the changes "
+        "`capture` stored up to it. ISO 8601 with a zone (2026-12-07T14:32:00Z), an offset "
+        "before now (-15m, -2h), or latest (the last change stored). Takes no FILE.")] = None,
     into_tenant: Annotated[str | None, typer.Option(
         "--into-tenant", metavar="TENANT", help="With --tenant: the live tenant (a name, slug "
         "or id) to replace, when the backup cannot show it is the same tenant (an older "
@@ -87,6 +91,22 @@ def restore(
     as_json: JsonOption = False,
 ) -> None:
     """Replace all data with a backup's, atomically (a safety backup is taken first)."""
+    if at is not None:
+        if file != "latest" or new_ids or rename is not None or only_listed_tables \
+                or into_tenant is not None:
+            raise UsageError("--at picks the backup itself: it takes no FILE, --new-ids, "
+                             "--rename, --into-tenant or --only-listed-tables")
+        from ops.restore.at_time import restore_at
+
+        extra = {} if tenant is not None else {"allow_anonymized": allow_anonymized}
+        found = restore_at(settings(), at, tenant=tenant, identity=identity, dry_run=dry_run,
+                           safety_backup=not no_safety_backup,
+                           allow_production=allow_production,
+                           allow_schema_mismatch=allow_schema_mismatch,
+                           report=reporter(as_json), **extra)
+        if as_json:
+            print_json({**found.as_json(), "restore": found.restore})
+        return
     if tenant is None:
         if new_ids or rename is not None or into_tenant is not None:
             raise UsageError("--new-ids, --rename and --into-tenant go with --tenant")

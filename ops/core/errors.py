@@ -46,3 +46,15 @@ class BadBackup(OpsError):
     def __init__(self, name: str, detail: str, hint: str | None = None) -> None:
         super().__init__(f"bad backup {name}: {detail}; nothing was changed", hint=hint)
         self.detail = detail
+
+
+class BadSegment(OpsError):
+    """A change segment that cannot be read or applied (corrupt, truncated, not ours, or not
+    the range its name says); `detail` says what is wrong with it."""
+
+    def __init__(self, name: str, detail: str, hint: str | None = None) -> None:
+        super().__init__(f"bad change segment {name}: {detail}; nothing was changed",
+                         hint=hint or "Restore to a time before this segment, or re-create "
+                         "the changes it held with a new full backup.")
+        self.name = name
+        self.detail = detail

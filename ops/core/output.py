@@ -136,7 +136,7 @@ _MAKE_COMMANDS: dict[tuple[str, ...], tuple[str, dict[str, str], str | None]] = 
     ("verify",): ("db-verify", {}, "BACKUP"),
     ("prune",): ("db-prune", {}, None),
     ("reset",): ("db-reset", {"--confirm": "CONFIRM=yes"}, None),
-    ("restore",): ("db-restore", {}, "BACKUP"),
+    ("restore",): ("db-restore", {"--at": "AT"}, "BACKUP"),
     ("copy",): ("db-copy", {}, None),
     ("compare",): ("db-compare", {}, "BACKUP"),
     ("anonymize", "check"): ("db-anonymize-check", {}, None),

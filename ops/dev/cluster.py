@@ -174,13 +174,17 @@ class LocalCluster:
             raise OpsError(f"initdb failed: {result.stderr.strip().splitlines()[-1:]}",
                            hint=INSTALL_HINT)
 
-    def start(self, log_file: Path | None = None, *, durable: bool = False) -> None:
-        """Start the server; throwaway clusters (durable=False) trade crash safety for speed."""
+    def start(self, log_file: Path | None = None, *, durable: bool = False,
+              options: str = "") -> None:
+        """Start the server; throwaway clusters (durable=False) trade crash safety for speed.
+        `options` are more `-c name=value` settings (later ones win)."""
         log = log_file or self.data_dir / "server.log"
         opts = (f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.data_dir} "
-                "-c max_connections=200 -c shared_buffers=256MB")
+                "-c max_connections=200 -c shared_buffers=256MB -c wal_level=logical")
         if not durable:
             opts += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        if options:
+            opts += " " + options
         result = self._cmd("pg_ctl", "-D", str(self.data_dir), "-l", str(log), "-o", opts,
                            "-w", "-t", "60", "start")
         if result.returncode != 0:

@@ -94,6 +94,8 @@ class Options:
     only_listed_tables: bool = False
     dry_run: bool = False
     allow_anonymized: bool = False
+    # restore --at: applies change segments after the load, in the same transaction
+    replay: Callable[[psycopg.Connection, list[Table]], None] | None = None
 
 
 def restore(settings: Settings, source: str | Path | BackupRef | None = "latest", *,
@@ -101,14 +103,17 @@ def restore(settings: Settings, source: str | Path | BackupRef | None = "latest"
             safety_backup: bool = True, allow_production: bool = False,
             allow_schema_mismatch: bool = False, only_listed_tables: bool = False,
             allow_anonymized: bool = False,
-            dry_run: bool = False, report: Reporter = SILENT) -> RestoreResult:
+            dry_run: bool = False, report: Reporter = SILENT,
+            replay: Callable[[psycopg.Connection, list[Table]], None] | None = None
+            ) -> RestoreResult:
     """Restore `source` (latest: the newest full backup, a verified one when there is one; a
     name in the archive, a path, an object URL, or a BackupRef) into the database; `identity`
     (default BACKUP_IDENTITY_FILE) decrypts an encrypted backup. An anonymized snapshot is
     restored in full only with `allow_anonymized`. A backup found bad on the way gets its
-    `.bad` verdict."""
+    `.bad` verdict. `replay` (restore --at) is called with the connection and the tables
+    once the backup is loaded and its keys rebuilt, before foreign keys are checked."""
     options = Options(safety_backup, allow_production, allow_schema_mismatch,
-                      only_listed_tables, dry_run, allow_anonymized)
+                      only_listed_tables, dry_run, allow_anonymized, replay)
     started = time.monotonic()
     archive = archive or Archive.from_settings(settings)
     ref = source if isinstance(source, BackupRef) else archive.resolve(source)
@@ -187,6 +192,8 @@ def _restore_ref(settings: Settings, ref: BackupRef, archive: Archive,
         if dry_run:
             conn.rollback()
             _dry_run(reader, swap.tables if swap else tables, result, options, report)
+            if options.replay is not None:
+                options.replay(conn, swap.tables if swap else tables)
         else:
             refuse_production(conn, settings, action="restore into",
                               allow_production=options.allow_production)
@@ -297,6 +304,9 @@ def _restore(conn: psycopg.Connection, settings: Settings, archive: Archive,
             result.indexes_rebuilt = len(aside.definitions) - len(rebuilt)
             report.line(f"🏗️  Rebuilt {result.indexes_rebuilt} indexes and keys; "
                         f"{len(rebuilt)} foreign keys re-added and validated")
+        if options.replay is not None:
+            report.line("🔁 Applying the changes after the backup...")
+            options.replay(conn, tables)
         changed = {t.name for t in targets}
         result.foreign_keys_checked = len(rebuilt) + validate_foreign_keys(
             conn, tables, changed, skip=rebuilt)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -104,7 +105,8 @@ def restore_tenant(settings: Settings, source: str | Path | BackupRef | None, te
                    safety_backup: bool = True, allow_production: bool = False,
                    allow_schema_mismatch: bool = False, dry_run: bool = False,
                    action: str = "restore a tenant into",
-                   report: Reporter = SILENT) -> TenantRestoreResult:
+                   report: Reporter = SILENT,
+                   replay: Callable[..., None] | None = None) -> TenantRestoreResult:
     """Replace the rows of the tenant `tenant` (a name or an id) with the backup's.
 
     `source` is latest (the newest backup that is not of another tenant), a name in
@@ -112,14 +114,16 @@ def restore_tenant(settings: Settings, source: str | Path | BackupRef | None, te
     (default BACKUP_IDENTITY_FILE) decrypts an encrypted one. With `new_ids` the tenant
     is added instead, every id drawn fresh from this database's sequences (nothing is
     replaced; `rename` if its name is taken). Otherwise the live tenant replaced must be the
-    backup's (ops.restore.tenant_target), or the one `into` names.
+    backup's (ops.restore.tenant_target), or the one `into` names. `replay` (restore --at) is
+    called with the connection, the tenant scope, the stages and the tenant's id once its
+    rows are staged: it brings the staged rows forward before they replace the live ones.
     """
     if into is not None and new_ids:
         raise UsageError("--into-tenant names a tenant to replace; --new-ids adds one: use "
                          "one of them")
     started = time.monotonic()
     options = Options(safety_backup and not new_ids, allow_production, allow_schema_mismatch,
-                      dry_run=dry_run)
+                      dry_run=dry_run, replay=replay)
     archive = archive or Archive.from_settings(settings)
     if isinstance(source, BackupRef):
         ref = source
@@ -185,6 +189,9 @@ def _restore(conn: psycopg.Connection, settings: Settings, archive: Archive,
         stages = create_stages(conn, scope.tables)
         tenant = result.tenant = stage_backup(conn, reader, scope, stages, ref, result, options,
                                               report)
+        if options.replay is not None:  # first: the checks below see the rows as replayed
+            report.line(f"🔁 Applying tenant {tenant}'s changes after the backup...")
+            options.replay(conn, scope, stages, tenant.id)
         refuse_references_out(conn, scope.tables, lambda name: stages[name].ident,
                               scope.placements, str(tenant))
         result.checksums_verified = reader.verify_meta()

@@ -1,0 +1,129 @@
+"""`tasklets-db capture` (the change capture service), `capture status`, `capture stop`."""
+
+from __future__ import annotations
+
+import signal
+from typing import Annotated
+
+import typer
+
+from ops.cli.app import JsonOption, app, reporter, settings
+from ops.core.errors import OpsError, UsageError
+from ops.core.output import human_size, print_json
+
+capture_app = typer.Typer(no_args_is_help=False)
+app.add_typer(capture_app, name="capture")
+
+SlotOption = Annotated[str | None, typer.Option(
+    "--slot", show_default=False, help="The logical replication slot (and publication) "
+    "capture reads through; one capture per slot. Default: CAPTURE_SLOT, else "
+    "tasklets_capture.")]
+
+
+@capture_app.callback(invoke_without_command=True)
+def capture(
+    ctx: typer.Context,
+    flush_every: Annotated[str, typer.Option(
+        "--flush-every", metavar="INTERVAL", help="Store a change segment this often "
+        "(5s, 1m): the most a crash of the database server can lose.")] = "5s",
+    flush_mb: Annotated[int, typer.Option(
+        "--flush-mb", min=1, help="Also store a segment once this many MB of changes are "
+        "waiting.")] = 16,
+    once: Annotated[bool, typer.Option(
+        "--once", help="Store what the slot holds now, then exit (cron, tests).")] = False,
+    slot: SlotOption = None,
+    metrics_port: Annotated[int | None, typer.Option(
+        "--metrics-port", help="Serve Prometheus metrics on this port (0: any free one).")]
+    = None,
+    metrics_host: Annotated[str, typer.Option(
+        "--metrics-host", help="Address the metrics listen on (0.0.0.0 in a container).")]
+    = "127.0.0.1",
+) -> None:
+    """Capture every committed change of the app's tables into change segments beside the
+    backups (BACKUP_DIR), for `restore --at`. Runs until stopped (SIGTERM, Ctrl-C)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from ops.backup.archive import Archive
+    from ops.backup.prune import parse_age
+    from ops.capture.metrics import CaptureMetrics
+    from ops.capture.service import MB, Capture, CaptureOptions
+    from ops.capture.slot import configured_slot
+
+    interval = parse_age(flush_every).total_seconds()
+    if interval <= 0:
+        raise UsageError(f"--flush-every {flush_every}: give a positive interval (5s, 1m)")
+    cfg = settings()
+    slot = configured_slot(slot)
+    out = reporter()
+    options = CaptureOptions(slot=slot, flush_every=interval, flush_bytes=flush_mb * MB,
+                             once=once)
+    service = Capture(cfg, Archive.from_settings(cfg), options, report=out)
+    service.open()
+    metrics = CaptureMetrics(service.progress)
+    if metrics_port is not None:
+        port = metrics.serve(metrics_host, metrics_port)
+        out.line(f"📈 metrics on http://{metrics_host}:{port}/metrics")
+    previous = signal.signal(signal.SIGTERM, lambda *_: service.stop_event.set())
+    out.line(f"👀 capturing changes through slot {slot} into {service.archive} "
+             f"(a segment every {flush_every} or {flush_mb} MB)")
+    try:
+        done = service.run()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        metrics.stop()
+    out.line(f"✅ capture stopped: {done.segments} segment(s), {done.transactions} "
+             f"transaction(s), {human_size(done.bytes)} stored")
+
+
+@capture_app.command("status")
+def status(slot: SlotOption = None, as_json: JsonOption = False) -> None:
+    """The slot, whether a capture runs on it, the WAL it holds back and the capture lag."""
+    from ops.backup.archive import Archive
+    from ops.capture.slot import configured_slot
+    from ops.capture.status import capture_status
+    from ops.core.db import connection
+
+    cfg = settings()
+    slot = configured_slot(slot)
+    with connection(cfg, autocommit=True) as conn:
+        found = capture_status(conn, Archive.from_settings(cfg), slot, slot)
+    if as_json:
+        print_json(found)
+        return
+    out = reporter()
+    if not found.exists:
+        raise OpsError(f"no replication slot {slot}: changes are not being captured",
+                       hint="Start capture: make capture-up (or tasklets-db capture).")
+    running = f"running (session {found.pid})" if found.running else "NOT running"
+    out.line(f"🔌 slot {slot}: {running}, confirmed {found.confirmed_lsn}")
+    retained = human_size(found.retained_wal_bytes or 0)
+    out.line(f"🗄️  retained WAL {retained} ({found.wal_status}); lag {found.lag_seconds:.1f}s")
+    out.line(f"💾 {found.segments} segment(s); last stored {found.last_flush or 'never'}")
+
+
+@capture_app.command("stop")
+def stop(
+    drop_slot: Annotated[bool, typer.Option(
+        "--drop-slot", help="Drop the replication slot and publication (the server stops "
+        "keeping WAL for capture; changes from now on are not captured).")] = False,
+    slot: SlotOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Remove what capture set up on the database (stop the service itself first:
+    make capture-down)."""
+    if not drop_slot:
+        raise UsageError("capture stop changes nothing without --drop-slot",
+                         hint="Stop the service with make capture-down; add --drop-slot to "
+                         "also remove its slot and publication.")
+    from ops.capture.slot import configured_slot, drop
+    from ops.core.db import connection
+
+    cfg = settings()
+    slot = configured_slot(slot)
+    with connection(cfg, autocommit=True) as conn:
+        dropped = drop(conn, slot, slot)
+    if as_json:
+        print_json({"dropped": dropped})
+        return
+    reporter().line(f"🧹 dropped {', '.join(dropped)}" if dropped
+                    else f"nothing to drop: no slot or publication {slot}")

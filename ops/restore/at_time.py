@@ -1,0 +1,298 @@
+"""`restore --at TIME` and `restore --tenant X --at TIME`: the newest complete backup taken
+before TIME that holds what is asked, then the changes committed up to TIME from the change
+segments, all in the one transaction the restore already uses.
+
+Which changes: exactly those the backup's snapshot does not hold (meta "capture": the
+snapshot, and the WAL position read just before it, where the first needed segment starts),
+committed at or before TIME, in LSN order, each once. Segments must follow each other without
+a gap from that position to TIME, at the backup's schema revision (capture takes a full
+backup after every migration, so a time after one picks that backup); otherwise the restore
+refuses naming the range that is covered, before anything is touched.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from ops.backup.archive import FULL, Archive, Facts
+from ops.backup.encryption import identities_for
+from ops.backup.files import BackupFile, utc_now
+from ops.capture.coverage import Coverage, coverage, covered_until, when
+from ops.capture.segments import (
+    Change,
+    SegmentInfo,
+    Transaction,
+    lsn_text,
+    parse_lsn,
+    read_segment,
+    segment_facts,
+)
+from ops.core.catalog import Table
+from ops.core.config import Settings
+from ops.core.errors import NotFound, OpsError, UsageError
+from ops.core.output import SILENT, Reporter, suggest
+from ops.core.tenancy import TenantScope
+from ops.restore.apply import RestoreResult, restore
+from ops.restore.replay import Counts, Snapshot, Target, apply, wanted
+from ops.restore.staging import Stage
+from ops.restore.tenant import restore_tenant
+
+LATEST = "latest"
+_OFFSET = re.compile(r"^-(\d+)([smhd])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def parse_at(text: str, now: datetime | None = None) -> datetime | None:
+    """The moment `--at` names: ISO 8601 with a zone, `-15m`/`-2h`/`-30s`/`-1d` before now,
+    or `latest` (None: the last change stored)."""
+    text = text.strip()
+    if text == LATEST:
+        return None
+    offset = _OFFSET.match(text)
+    if offset:
+        return (now or utc_now()) - timedelta(**{_UNITS[offset[2]]: int(offset[1])})
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise UsageError(f"--at {text!r} is not a time this tool can place",
+                         hint="Give ISO 8601 with a zone (2026-12-07T14:32:00Z, "
+                         "…+01:00), an offset before now (-15m, -2h), or latest.")
+    return moment.astimezone(UTC)
+
+
+@dataclass
+class ReplayPlan:
+    """What a point-in-time restore will use."""
+
+    backup: BackupFile
+    facts: Facts
+    snapshot: Snapshot
+    at: datetime  # the target time (latest: the last change stored)
+    segments: list[SegmentInfo] = field(default_factory=list)
+    counts: Counts = field(default_factory=Counts)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"backup": self.backup.name, "at": self.at.isoformat(),
+                "snapshotTime": self.facts.capture.get("snapshotTime") if self.facts.capture
+                else None,
+                "segments": [s.name for s in self.segments],
+                "transactions": self.counts.transactions, "tables": self.counts.as_json()}
+
+
+def _snapshot_time(facts: Facts) -> datetime | None:
+    capture = facts.capture or {}
+    try:
+        return datetime.fromisoformat(capture["snapshotTime"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def plan_replay(archive: Archive, at: datetime | None, *,
+                tenant: str | None = None) -> ReplayPlan:
+    """Pick the backup and the segments for TIME (None: the last change stored); refuse,
+    naming the covered range, what cannot be restored exactly."""
+    cover = coverage(archive)
+    moment = at or cover.end
+    if moment is None:
+        raise NotFound(f"no change segments in {archive}: there is no change to restore to",
+                       hint=f"Run {suggest('capture')} to record changes between backups.")
+
+    def before(found: BackupFile, facts: Facts) -> bool:
+        taken = _snapshot_time(facts)
+        return taken is not None and taken <= moment and bool((facts.capture or {}).get(
+            "walLsn"))
+
+    if tenant is None:
+        backup = archive.latest(kinds=(FULL,), accept=before, prefer_verified=False)
+    else:
+        backup = archive.latest_for_tenant(tenant, accept=before)
+    if backup is None:
+        raise NotFound(f"no complete backup {'holding tenant ' + tenant + ' ' if tenant else ''}"
+                       f"taken before {when(moment)} records where change replay starts",
+                       hint=f"Changes are covered from {cover.describe()}; backups taken by "
+                       "this version record their start: pick a later time, or take a "
+                       f"backup ({suggest('backup')}).")
+    facts = archive.facts(backup)
+    capture = facts.capture or {}
+    plan = ReplayPlan(backup, facts, Snapshot.parse(str(capture.get("snapshot"))), moment)
+    plan.segments = _chain(archive, cover, parse_lsn(str(capture["walLsn"])), moment,
+                           facts.revision)
+    return plan
+
+
+def _chain(archive: Archive, cover: Coverage, start: int, moment: datetime,
+           revision: str | None) -> list[SegmentInfo]:
+    """The segments from `start` that hold every change committed up to `moment`, without a
+    gap; refuses naming the covered range otherwise."""
+    chain: list[SegmentInfo] = []
+    position: int | None = None
+
+    def refuse(why: str) -> OpsError:
+        return OpsError(f"cannot restore to {when(moment)}: {why}; nothing was changed",
+                        hint=f"Changes are covered from {cover.describe()}"
+                        + (f" (gaps: {', '.join(f'{a}..{b}' for a, b in cover.gaps)})"
+                           if cover.gaps else "") + ".")
+
+    for seg in cover.segments:
+        if seg.end_lsn <= start or (position is not None and seg.end_lsn <= position):
+            continue  # before the backup, or a range stored already
+        if position is None and seg.start_lsn > start:
+            raise refuse(f"the changes from {lsn_text(start)} (the backup's start) to "
+                         f"{lsn_text(seg.start_lsn)} are missing")
+        if position is not None and seg.start_lsn > position:
+            raise refuse(f"the changes from {lsn_text(position)} to "
+                         f"{lsn_text(seg.start_lsn)} are missing (a segment is lost)")
+        seg = segment_facts(archive, seg)
+        if seg.first_commit is not None and seg.first_commit > moment:
+            return chain  # every change up to the moment is in the segments before
+        if revision is not None and seg.revision not in (None, revision):
+            raise refuse(f"the schema changed (to {seg.revision}) between the backup and "
+                         "that time")
+        chain.append(seg)
+        position = seg.end_lsn
+    until = covered_until(chain[-1]) if chain else cover.end
+    if until is None or until < moment:
+        raise refuse("it is after the last stored change")
+    return chain
+
+
+def transactions(archive: Archive, plan: ReplayPlan,
+                 identities: Sequence[Any]) -> Iterator[Transaction]:
+    """The plan's transactions to apply, in order, each once."""
+    revision = plan.facts.revision
+
+    def stream() -> Iterator[Transaction]:
+        for seg in plan.segments:
+            yield from read_segment(archive, seg, identities=identities, revision=revision)
+
+    return wanted(stream(), plan.snapshot, lambda tx: tx.commit_time <= plan.at)
+
+
+# -- the two restores ----------------------------------------------------------------------
+
+
+@dataclass
+class AtTimeResult:
+    restore: RestoreResult
+    plan: ReplayPlan
+
+    def as_json(self) -> dict[str, Any]:
+        return {"pointInTime": self.plan.as_json(), "dryRun": self.restore.dry_run,
+                "restoredRows": self.restore.total_rows, "seconds": self.restore.seconds,
+                "safetyBackup": self.restore.safety_backup}
+
+
+def restore_at(settings: Settings, at: str, *, tenant: str | None = None,
+               archive: Archive | None = None, identity: str | Path | None = None,
+               dry_run: bool = False, report: Reporter = SILENT,
+               **options: Any) -> AtTimeResult:
+    """Restore the database (or, with `tenant`, that tenant's rows) as it was at `at`."""
+    archive = archive or Archive.from_settings(settings)
+    identities = identities_for(settings, identity)
+    plan = plan_replay(archive, parse_at(at), tenant=tenant)
+    report.line(f"🕐 Restoring to {when(plan.at)} from {plan.backup.name} and "
+                f"{len(plan.segments)} change segment(s)")
+    if tenant is None:
+        result: RestoreResult = restore(
+            settings, plan.backup.ref, archive=archive, identity=identity, dry_run=dry_run,
+            replay=_full_replay(archive, plan, identities, dry_run), report=report, **options)
+    else:
+        result = restore_tenant(
+            settings, plan.backup.ref, tenant, archive=archive, identity=identity,
+            dry_run=dry_run, replay=_tenant_replay(archive, plan, identities), report=report,
+            **options)
+    counts = plan.counts
+    report.line(f"🔁 Changes {'to apply' if dry_run else 'applied'}: {counts.transactions} "
+                f"transactions; " + (", ".join(
+                    f"{t} +{c['inserted']} ~{c['updated']} -{c['deleted']}"
+                    for t, c in counts.as_json().items()) or "no rows"))
+    return AtTimeResult(result, plan)
+
+
+Replay = Callable[..., None]
+
+
+def _full_replay(archive: Archive, plan: ReplayPlan, identities: Sequence[Any],
+                 dry_run: bool) -> Replay:
+    def replay(conn: psycopg.Connection, tables: list[Table]) -> None:
+        txs = transactions(archive, plan, identities)
+        if dry_run:  # nothing was loaded: count what each change would do
+            _count(txs, plan.counts, {t.name for t in tables})
+            return
+        apply(Target(conn, tables), txs, plan.counts)
+    return replay
+
+
+def _count(txs: Iterator[Transaction], counts: Counts, tables: set[str]) -> None:
+    which = {"insert": counts.inserted, "update": counts.updated, "delete": counts.deleted}
+    for tx in txs:
+        counts.transactions += 1
+        for change in tx.changes:
+            if change.table in tables and change.op in which:
+                counts.add(which[change.op], change.table, 1)
+
+
+def _tenant_replay(archive: Archive, plan: ReplayPlan, identities: Sequence[Any]) -> Replay:
+    def replay(conn: psycopg.Connection, scope: TenantScope, stages: dict[str, Stage],
+               tenant_id: int) -> None:
+        for stage in stages.values():  # replay finds rows by key: without an index, a scan
+            if stage.table.primary_key:
+                conn.execute(sql.SQL("CREATE INDEX ON {} ({})").format(
+                    stage.ident, sql.SQL(", ").join(map(sql.Identifier,
+                                                        stage.table.primary_key))))
+        target = Target(conn, scope.tables, lambda name: stages[name].ident,
+                        unconstrained=True)
+        member = _Membership(conn, scope, stages, tenant_id)
+        apply(target, transactions(archive, plan, identities), plan.counts, member)
+        for stage in stages.values():
+            stage.rows = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(
+                stage.ident)).fetchone()[0]
+    return replay
+
+
+class _Membership:
+    """Whether a change's row is the tenant's, decided as the tenant restore decides it (its
+    tenant id, or the key placing it in a row of the tenant), with the keys of the tenant's
+    rows kept up to date as changes add rows."""
+
+    def __init__(self, conn: psycopg.Connection, scope: TenantScope,
+                 stages: dict[str, Stage], tenant_id: int) -> None:
+        self.scope, self.tenant = scope, str(tenant_id)
+        self.keys: dict[tuple[str, tuple[str, ...]], set[tuple]] = {}
+        for place in scope.placements.values():
+            via = place.via
+            if via is not None and (via.ref_table, via.ref_columns) not in self.keys:
+                rows = conn.execute(sql.SQL("SELECT {} FROM {}").format(
+                    sql.SQL(", ").join(sql.SQL("{}::text").format(sql.Identifier(c))
+                                       for c in via.ref_columns),
+                    stages[via.ref_table].ident)).fetchall()
+                self.keys[(via.ref_table, via.ref_columns)] = set(rows)
+
+    def __call__(self, change: Change) -> bool | None:
+        row = change.row or {}
+        name = change.table
+        if name not in self.scope.placements:
+            return False
+        via = self.scope.via(name)
+        columns = self.scope.membership_columns(name)
+        if any(c not in row for c in columns):
+            return None
+        if via is None:
+            ours = row[columns[0]] == self.tenant
+        else:
+            ours = tuple(row[c] for c in columns) in self.keys[(via.ref_table, via.ref_columns)]
+        if ours:  # rows placed through this one now join the tenant too
+            for (table, ref_columns), found in self.keys.items():
+                if table == name and all(c in row for c in ref_columns):
+                    found.add(tuple(row[c] for c in ref_columns))
+        return ours

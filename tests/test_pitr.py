@@ -1,0 +1,313 @@
+"""Point-in-time restore ([3/5] #27): backups record where change replay starts, and
+`restore --at` / `restore --tenant X --at` bring a database to any covered second."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+from pyrage import x25519
+from support.backup import load
+from support.capture import drain, drop_slot, slot_name
+from support.restore import table_hashes
+from support.tenants import GLOBEX, SYSTECH, insert_two_tenants, tenant_hashes
+
+from ops.backup.archive import Archive
+from ops.backup.create import backup
+from ops.backup.prune import prune
+from ops.capture.segments import (
+    Change,
+    Origin,
+    Transaction,
+    parse_lsn,
+    read_segment,
+    segment_facts,
+    write_segment,
+)
+from ops.core.config import Settings
+from ops.core.errors import BadSegment, OpsError, UsageError
+from ops.restore.at_time import parse_at, restore_at
+from ops.restore.drill import restore_drill
+
+
+def test_a_backup_records_the_snapshot_that_misses_a_transaction_in_flight(
+        settings: Settings, conn: psycopg.Connection, db_url: str) -> None:
+    with psycopg.connect(db_url) as other:
+        other.execute("INSERT INTO tenants (name, slug) VALUES ('In flight', 'in-flight')")
+        xid = other.execute("SELECT pg_current_xact_id()::text::bigint").fetchone()[0]
+        result = backup(settings)
+        other.commit()
+    committed_at = parse_lsn(conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0])
+    capture = load(result.path)["meta"]["capture"]
+    xmin, xmax, xip = capture["snapshot"].split(":")
+    assert xid >= int(xmax) or str(xid) in xip.split(",")  # not in the backup
+    assert parse_lsn(capture["walLsn"]) < committed_at  # its commit comes after walLsn
+    assert capture["snapshotTime"].endswith("+00:00")
+    assert "In flight" not in {row["name"] for row in load(result.path)["tables"]["tenants"]}
+
+
+# --- the oracle: restore --at Ti equals the database as it was at Ti ----------------------
+
+LOAD = [
+    # step 1: both tenants edited, a TOASTed description written, rows deleted
+    """
+    UPDATE tasks SET title = title || ' v1', description = (
+        SELECT string_agg(md5(random()::text || g), '') FROM generate_series(1, 150) g)
+      WHERE id IN (10, 15);
+    INSERT INTO tags (tenant_id, name) VALUES (1, 'pitr-s1'), (3, 'pitr-g1'), (3, 'pitr-move');
+    DELETE FROM item_tags WHERE tag_id IN (1, 3);
+    UPDATE tenants SET settings = '{"pitr": [1, 2.50]}' WHERE id = 3;
+    """,
+    # step 2: the TOASTed value left untouched by an update; a tenant added; a key
+    # changed; a row moved to another tenant; a TRUNCATE
+    """
+    UPDATE tasks SET status = 'done', labels = '{a,"b c"}' WHERE id IN (10, 15);
+    INSERT INTO tenants (id, name, slug) VALUES (40, 'Initrode', 'initrode');
+    INSERT INTO tags (tenant_id, name) VALUES (40, 'new-tenant');
+    DELETE FROM comments WHERE tenant_id = 3 AND id IN (
+        SELECT id FROM comments WHERE tenant_id = 3 ORDER BY id LIMIT 3);
+    UPDATE tags SET id = id + 1000 WHERE name = 'pitr-g1';
+    UPDATE tags SET tenant_id = 1 WHERE name = 'pitr-move';  -- it leaves Globex
+    TRUNCATE item_tags;
+    """,
+    # step 3: more of both, after the last point restored to
+    """
+    UPDATE tasks SET title = 'after' WHERE tenant_id IN (1, 3);
+    DELETE FROM tags WHERE name LIKE 'pitr-%';
+    """,
+]
+
+
+@pytest.fixture
+def captured(settings: Settings, conn: psycopg.Connection, db_url: str) -> Iterator[dict]:
+    """Two tenants, a slot, a backup with a transaction in flight across it, then the load
+    steps, each captured into its own segment; the database's state at each step's end."""
+    insert_two_tenants(conn, volume=0.01)
+    conn.commit()
+    slot = slot_name()
+    try:
+        drain(settings, slot, initial_backup=False)
+        with psycopg.connect(db_url) as other:
+            other.execute("UPDATE tasks SET title = 'in flight' WHERE id = 20")
+            backup(settings)
+            other.commit()
+        points = []
+        for step in LOAD:
+            conn.execute(step)
+            conn.commit()
+            at = conn.execute("SELECT clock_timestamp()").fetchone()[0]
+            points.append({"at": at, "all": table_hashes(conn),
+                           "globex": tenant_hashes(conn, GLOBEX)})
+            conn.commit()
+            drain(settings, slot, initial_backup=False)
+        yield {"points": points[:-1], "slot": slot}
+    finally:
+        drop_slot(db_url, slot)
+
+
+def test_restore_at_each_time_equals_the_database_then(settings: Settings,
+                                                      conn: psycopg.Connection,
+                                                      captured: dict) -> None:
+    for point in reversed(captured["points"]):
+        result = restore_at(settings, point["at"].isoformat(), safety_backup=False)
+        assert result.plan.counts.transactions > 0
+        conn.rollback()
+        assert table_hashes(conn) == point["all"]
+
+
+def test_restore_tenant_at_a_time_replaces_only_that_tenant(settings: Settings,
+                                                           conn: psycopg.Connection,
+                                                           captured: dict) -> None:
+    systech_now = tenant_hashes(conn, SYSTECH)
+    for point in captured["points"]:
+        restore_at(settings, point["at"].isoformat(), tenant="Globex", safety_backup=False)
+        conn.rollback()
+        assert tenant_hashes(conn, GLOBEX) == point["globex"]
+        assert tenant_hashes(conn, SYSTECH) == systech_now  # the others as they are now
+
+
+def test_dry_run_names_backup_segments_and_counts_and_changes_nothing(
+        settings: Settings, conn: psycopg.Connection, captured: dict) -> None:
+    before = table_hashes(conn)
+    result = restore_at(settings, captured["points"][0]["at"].isoformat(), dry_run=True)
+    conn.rollback()
+    assert table_hashes(conn) == before
+    shown = result.as_json()["pointInTime"]
+    assert shown["backup"].startswith("backup-") and shown["segments"]
+    assert shown["tables"]["tags"]["inserted"] == 3
+    assert shown["tables"]["tasks"]["updated"] >= 2
+
+
+def test_a_time_outside_coverage_is_one_line_naming_the_range(
+        settings: Settings, captured: dict) -> None:
+    later = captured["points"][-1]["at"] + timedelta(days=1)
+    with pytest.raises(OpsError) as found:
+        restore_at(settings, later.isoformat())
+    assert "after the last stored change" in found.value.message
+    assert "Changes are covered from" in (found.value.hint or "")
+    with pytest.raises(OpsError, match="no complete backup"):
+        restore_at(settings, "2020-01-01T00:00:00Z")
+
+
+def test_a_corrupt_or_missing_segment_is_refused_and_nothing_changes(
+        settings: Settings, conn: psycopg.Connection, captured: dict,
+        backup_dir: Path) -> None:
+    at = captured["points"][-1]["at"]
+    before = table_hashes(conn)
+    archive = Archive.at(backup_dir)
+    segments = archive.segments()
+    needed = [s for s in segments if (segment_facts(archive, s).first_commit or at) < at]
+    path = backup_dir / needed[-1].name
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(BadSegment, match=needed[-1].name):
+        restore_at(settings, at.isoformat(), safety_backup=False)
+    conn.rollback()
+    assert table_hashes(conn) == before
+    (backup_dir / needed[0].name).unlink()
+    with pytest.raises(OpsError, match="are missing"):
+        restore_at(settings, at.isoformat())
+
+
+def test_a_segment_stored_twice_is_applied_once(settings: Settings, conn: psycopg.Connection,
+                                                captured: dict, backup_dir: Path) -> None:
+    archive = Archive.at(backup_dir)
+    first, second = archive.segments()[:2]
+    both = list(read_segment(archive, first)) + list(read_segment(archive, second))
+    write_segment(archive, both, start_lsn=first.start_lsn, end_lsn=second.end_lsn,
+                  revision=segment_facts(archive, first).revision, origin=Origin("x", "y"))
+    point = captured["points"][-1]
+    restore_at(settings, point["at"].isoformat(), safety_backup=False)
+    conn.rollback()
+    assert table_hashes(conn) == point["all"]
+
+
+def test_at_takes_iso_with_a_zone_offsets_and_latest() -> None:
+    now = datetime(2026, 12, 7, 15, 0, tzinfo=UTC)
+    assert parse_at("-15m", now) == now - timedelta(minutes=15)
+    assert parse_at("-2h", now) == now - timedelta(hours=2)
+    assert parse_at("2026-12-07T14:32:00Z") == datetime(2026, 12, 7, 14, 32, tzinfo=UTC)
+    assert parse_at("2026-12-07T15:32:00+01:00") == datetime(2026, 12, 7, 14, 32, tzinfo=UTC)
+    assert parse_at("latest") is None
+    for bad in ("2026-12-07T14:32:00", "yesterday", "-5x"):
+        with pytest.raises(UsageError, match="--at"):
+            parse_at(bad)
+
+
+def test_latest_applies_every_stored_change(settings: Settings, conn: psycopg.Connection,
+                                            captured: dict) -> None:
+    now = table_hashes(conn)
+    restore_at(settings, "latest", safety_backup=False)
+    conn.rollback()
+    assert table_hashes(conn) == now
+
+
+def test_backups_show_coverage_and_verify_checks_segments(
+        captured: dict, backup_dir: Path, run_cli) -> None:
+    listed = run_cli("backups")
+    assert listed.returncode == 0, listed.stderr
+    assert "change segment(s)" in listed.stdout and "restore --at covers" in listed.stdout
+    shown = json.loads(run_cli("backups", "coverage", "--json").stdout)
+    assert shown["segments"] >= 3 and shown["gaps"] == [] and shown["to"] >= shown["from"]
+    checked = json.loads(run_cli("verify", "--changes", "--json").stdout)
+    assert checked["ok"] and checked["transactions"] >= 3
+    archive = Archive.at(backup_dir)
+    middle = archive.segments()[1]
+    (backup_dir / middle.name).unlink()
+    gap = run_cli("backups", "coverage")
+    assert gap.returncode == 1 and "GAP" in gap.stderr + gap.stdout
+    failed = run_cli("verify", "--changes")
+    assert failed.returncode == 1 and "are missing" in failed.stderr + failed.stdout
+
+
+def test_drill_replays_into_a_scratch_database(settings: Settings, conn: psycopg.Connection,
+                                               captured: dict) -> None:
+    before = table_hashes(conn)
+    drilled = restore_drill(settings, at=captured["points"][0]["at"].isoformat())
+    assert drilled.ok, drilled.problem
+    assert "transaction(s) replayed" in drilled.checked[0]
+    conn.rollback()
+    assert table_hashes(conn) == before  # the live database is never touched
+
+
+def test_prune_keeps_the_segments_a_kept_backup_needs(settings: Settings,
+                                                      conn: psycopg.Connection,
+                                                      captured: dict, backup_dir: Path) -> None:
+    archive = Archive.at(backup_dir)
+    before = {s.name for s in archive.segments()}
+    assert prune(archive, keep=5, yes=True).segments_deleted == []  # the backup needs all
+    later = backup(settings)  # a newer backup: what came before it is not needed any more
+    conn.execute("UPDATE tenants SET plan = 'after the backup' WHERE id = 1")
+    conn.commit()
+    drain(settings, captured["slot"], initial_backup=False)
+    after = {s.name for s in archive.segments()} - before
+    assert prune(archive, keep=1).segments_deleted == sorted(before)  # shown, not deleted
+    result = prune(archive, keep=1, yes=True)
+    wal = parse_lsn(load(later.path)["meta"]["capture"]["walLsn"])
+    assert set(result.segments_deleted) == before
+    assert {s.name for s in archive.segments()} == after and after
+    assert all(s.end_lsn > wal for s in archive.segments())
+    assert not [p for p in backup_dir.iterdir() if p.name.removesuffix(".sum") in before]
+
+
+def test_a_migration_between_backup_and_time_is_refused(settings: Settings, captured: dict,
+                                                       backup_dir: Path) -> None:
+    archive = Archive.at(backup_dir)
+    last = segment_facts(archive, archive.segments()[-1])
+    assert last.last_commit is not None
+    later = Transaction(1, last.end_lsn + 10, last.end_lsn + 20,
+                        last.last_commit + timedelta(seconds=5),
+                        [Change("insert", "tags", {"id": "999", "tenant_id": "1", "name": "x"})])
+    write_segment(archive, [later], start_lsn=last.end_lsn, end_lsn=later.end_lsn,
+                  revision="another_revision", origin=Origin("x", "y"))
+    with pytest.raises(OpsError, match="the schema changed"):
+        restore_at(settings, "latest")
+
+
+def test_the_cli_dry_run_prints_the_plan_as_json(captured: dict, run_cli) -> None:
+    at = captured["points"][0]["at"].isoformat()
+    done = run_cli("restore", "--tenant", "Globex", "--at", at, "--dry-run", "--json")
+    assert done.returncode == 0, done.stderr
+    shown = json.loads(done.stdout)
+    assert shown["dryRun"] is True and shown["pointInTime"]["segments"]
+    assert shown["pointInTime"]["tables"]["tags"]["inserted"] == 2  # Globex's only
+    wrong = run_cli("restore", "--at", "yesterday")
+    assert wrong.returncode == 2 and "--at 'yesterday'" in wrong.stderr
+    assert "Traceback" not in wrong.stderr
+
+
+def test_encrypted_backups_and_segments_restore_to_a_time_with_the_identity(
+        settings: Settings, conn: psycopg.Connection, db_url: str, tmp_path: Path) -> None:
+    identity = x25519.Identity.generate()
+    key_file = tmp_path / "key.txt"
+    key_file.write_text(str(identity) + "\n")
+    sealed = replace(settings, backup_encrypt_to=str(identity.to_public()),
+                     backup_identity_file=key_file)
+    insert_two_tenants(conn, volume=0)
+    conn.commit()
+    slot = slot_name()
+    try:
+        drain(sealed, slot, initial_backup=False)
+        backup(sealed)
+        conn.execute("UPDATE tasks SET title = 'sealed' WHERE tenant_id = 3")
+        conn.commit()
+        at = conn.execute("SELECT clock_timestamp()").fetchone()[0]
+        then = tenant_hashes(conn, GLOBEX)
+        conn.execute("DELETE FROM comments WHERE tenant_id = 3")
+        conn.commit()
+        drain(sealed, slot, initial_backup=False)
+    finally:
+        drop_slot(db_url, slot)
+    archive = Archive.at(settings.backup_dir)
+    assert all(s.encrypted for s in archive.segments())
+    with pytest.raises(OpsError, match="no identity"):
+        restore_at(replace(sealed, backup_identity_file=None), at.isoformat(), tenant="Globex")
+    restore_at(sealed, at.isoformat(), tenant="Globex", safety_backup=False)
+    conn.rollback()
+    assert tenant_hashes(conn, GLOBEX) == then
