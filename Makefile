@@ -13,9 +13,12 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 VENV_PY := $(VENV)/bin/python
+# What running needs (RUN=local), and on top of it the test extras (test, lint, bench).
 VENV_STAMP := $(VENV)/.installed
+VENV_TEST_STAMP := $(VENV)/.installed-test
 TASKLETS_DB := $(VENV)/bin/tasklets-db
 ARGS ?=
+BUILD_FLAGS ?=
 RUN ?= docker
 ifeq ($(filter $(RUN),docker local),)
 $(error RUN=$(RUN) is not one of: docker (default), local)
@@ -81,7 +84,8 @@ BEADS_PATH := $(call setting,BEADS_FILE,.beads/issues.jsonl)
 override BEADS_FILE := $(if $(wildcard $(BEADS_PATH)),$(abspath $(BEADS_PATH)),/dev/null)
 export BEADS_FILE
 # The custom seeds folder; the ops container mounts it read-only at /app/seeds.
-override SEEDS_DIR := $(call absolute,$(call setting,SEEDS_DIR,./seeds))
+SEEDS_SETTING := $(call setting,SEEDS_DIR,./seeds)
+override SEEDS_DIR := $(call absolute,$(SEEDS_SETTING))
 export SEEDS_DIR
 # A DATABASE_URL replaces the compose db, which one-off runs then leave stopped (--no-deps).
 DATABASE_URL_SETTING := $(call setting,DATABASE_URL,)
@@ -107,6 +111,16 @@ OPS_INPUTS := $(shell find ops api migrations seeds -type f -not -path '*/__pyca
 # CLI is told the make target and mode so that its hints name what the user typed
 # (`make db-reset CONFIRM=yes`, not `tasklets-db reset --confirm`).
 CLI_CONTEXT = TASKLETS_MAKE_TARGET=$@ TASKLETS_RUN=$(RUN)
+# In a container, messages show the host paths the user gave instead of the mount points
+# (CONTAINER=HOST pairs joined by ":"; the CLI's one mapping, ops.core.output.host_paths).
+host_path_of = $(if $(2),:$(1)=$(2))
+HOST_PATHS = /backups=$(if $(filter /backups,$(BACKUP_LOCATION)),$(BACKUP_SETTING),backups)$\
+	$(call host_path_of,/app/migrations,migrations)$(call host_path_of,/app/seeds,$(SEEDS_SETTING))$\
+	$(call host_path_of,/beads/issues.jsonl,$(BEADS_PATH))$\
+	$(call host_path_of,/run/secrets/BACKUP_IDENTITY_FILE,$(BACKUP_IDENTITY_FILE_SETTING))$\
+	$(call host_path_of,/run/secrets/GOOGLE_APPLICATION_CREDENTIALS,$(GOOGLE_APPLICATION_CREDENTIALS_SETTING))$\
+	$(if $(HOST_BACKUP),$(call host_path_of,/restore/$(notdir $(BACKUP)),$(BACKUP)))$\
+	$(if $(HOST_FROM),$(call host_path_of,/restore/$(notdir $(FROM)),$(FROM)))
 ifeq ($(RUN),local)
 CLI_DEPS := $(VENV_STAMP) $(ENV_FILE)
 tasklets = url=$$($(TASKLETS_DB) --env-file $(ENV_FILE) local url) && \
@@ -115,7 +129,8 @@ else
 CLI_DEPS := docker-ready docker-settings $(ENV_FILE) $(OPS_STAMP)
 # Through docker/compose-quiet: the exit status stays, compose's noise on stderr goes.
 tasklets = $(QUIET) $(DC) run --rm $(TTY) $(if $(DATABASE_URL_SET),--no-deps) \
-	$(addprefix -e ,$(CLI_CONTEXT)) $(1) ops tasklets-db
+	$(addprefix -e ,$(CLI_CONTEXT)) -e $(call quote,TASKLETS_HOST_PATHS=$(HOST_PATHS)) \
+	$(1) ops tasklets-db
 endif
 QUIET := docker/compose-quiet
 
@@ -129,16 +144,21 @@ define wait_healthy
 	exit 1
 endef
 
+# $(call port_taken,PORT,VARIABLE,TARGET): stop with one line when something on this machine already
+# listens on the port a service is about to publish (Docker's own error names neither).
+port_taken = if (exec 3<>/dev/tcp/127.0.0.1/$(1)) 2>/dev/null; then echo "❌ Port $(1) on 127.0.0.1 is taken by another program, so make $(3) cannot serve there. 💡 Use another one: make $(3) $(2)=$$(($(1) + 1)) (or set $(2) in $(ENV_FILE))" >&2; exit 1; fi
+
 # Quote a make value for the shell.
 quote = '$(subst ','\'',$(1))'
 
 # $(call need,VAR,example): stop with one line when a required make variable is empty.
 need = @[ -n $(call quote,$($(1))) ] || { echo "❌ make $@ needs $(1)=... 💡 e.g. make $@ $(1)=$(2)" >&2; exit 2; }
 
-.PHONY: help compose-env venv test lint bench build up down logs dev docker-ready \
+.PHONY: api-port help compose-env venv test lint bench docs docs-serve docs-deps build up down logs dev docker-ready \
 	scheduler-up db-schedule testdb-up testdb-settings \
 	docker-settings db-push db-generate \
-	db-check db-status db-backup db-backups db-verify db-prune db-reset db-restore db-copy \
+	db-check db-status db-backup db-backups db-backups-check db-verify db-prune db-reset \
+	db-restore db-compare db-anonymize-check db-copy db-seed-list \
 	db-seed-lookups db-seed-sample db-seed-demo db-seed db-seed-custom db-import-beads \
 	db-import-beads-api db-fresh db-studio db-shell db-upgrade-postgres db-upgrade-postgres-finish \
 	upgrade-settings
@@ -159,25 +179,49 @@ compose-env: ## Print the exports that make a plain `docker compose` use this ch
 
 # --- Local virtualenv and tests ----------------------------------------------------------------
 
+# pip shows each package as it goes (a first install takes a minute or two): never silent.
+PIP_INSTALL = $(VENV_PY) -m pip install --disable-pip-version-check --progress-bar off
+PIP_LINES = awk '/^(Collecting|Installing collected|Successfully installed) / { print "   " $$0; fflush() }'
 $(VENV_STAMP): pyproject.toml
-	@test -x $(VENV_PY) || $(PYTHON) -m venv $(VENV)
-	@$(VENV_PY) -m pip install -q --disable-pip-version-check --upgrade pip
-	@$(VENV_PY) -m pip install -q --disable-pip-version-check -e '.[test]'
+	@test -x $(VENV_PY) || { echo "🐍 Creating $(VENV) (first run): the project and what running it needs..." >&2; \
+		$(PYTHON) -m venv $(VENV); }
+	@echo "📦 Installing into $(VENV) (pyproject.toml changed or first run)..." >&2
+	@$(PIP_INSTALL) -q --upgrade pip
+	@set -o pipefail; $(PIP_INSTALL) -e '.[all]' | $(PIP_LINES) >&2
 	@touch $@
 
-venv: $(VENV_STAMP) ## Create .venv and install the project with its test extras
+$(VENV_TEST_STAMP): $(VENV_STAMP)
+	@echo "📦 Installing the test extras into $(VENV) (pytest, the storage servers, ...)..." >&2
+	@set -o pipefail; $(PIP_INSTALL) -e '.[test]' | $(PIP_LINES) >&2
+	@touch $@
 
-test: $(VENV_STAMP) ## Run the whole test suite (throwaway PostgreSQL; container tests when Docker answers)
+venv: $(VENV_TEST_STAMP) ## Create .venv and install the project with its test extras
+
+test: $(VENV_TEST_STAMP) ## Run the whole test suite (throwaway PostgreSQL; container tests when Docker answers)
 	$(VENV_PY) -m pytest $(PYTEST_ARGS)
 
-lint: $(VENV_STAMP) ## ruff, no private-name imports, the dependency rule (import-linter), and mypy (strict on ops/core and ops/backup)
+lint: $(VENV_TEST_STAMP) ## ruff, no private-name imports, the dependency rule (import-linter), and mypy (strict on ops/core and ops/backup)
 	$(VENV_PY) -m pip install -q ruff && $(VENV)/bin/ruff check ops api bench migrations tests
 	$(VENV)/bin/ruff check --preview --select PLC2701 ops api bench migrations tests
 	$(VENV)/bin/lint-imports
 	$(VENV_PY) -m mypy
 
-bench: $(VENV_STAMP) ## Run the benchmarks (python -m bench ARGS...)
+bench: $(VENV_TEST_STAMP) ## Run the benchmarks (python -m bench ARGS...)
 	$(VENV_PY) -m bench $(ARGS)
+
+# The site's reference pages are generated from the CLI and .env.example at build time.
+DOCS_PORT := $(call setting,DOCS_PORT,8001)
+MKDOCS = $(VENV_PY) -m mkdocs
+docs-deps: $(VENV_STAMP)
+	@$(MKDOCS) --version >/dev/null 2>&1 || $(VENV_PY) -m pip install -q \
+		--disable-pip-version-check -e '.[docs]'
+
+docs: docs-deps ## Build the documentation site into build/site (strict: a broken link fails)
+	@NO_MKDOCS_2_WARNING=1 $(MKDOCS) build --strict
+	@echo "📖 Documentation site: build/site/index.html (make docs-serve to browse it)"
+
+docs-serve: docs-deps ## Serve the documentation site on http://127.0.0.1:8001 (DOCS_PORT), rebuilt on change
+	@NO_MKDOCS_2_WARNING=1 $(MKDOCS) serve --dev-addr 127.0.0.1:$(DOCS_PORT)
 
 # Both modes read their settings from ENV_FILE (RUN=local too: the API's SECRET_KEY is there).
 # Private (0600), with an ANONYMIZE_SALT of its own: a published default would let anyone test
@@ -213,8 +257,8 @@ docker-settings:
 	if [[ $$url =~ $$re ]]; then echo "❌ DATABASE_URL points at this machine (localhost or a local socket), which the containers cannot reach: there, localhost is the container. 💡 Leave DATABASE_URL empty to use the compose db, or run on this machine: make $(MAKECMDGOALS) RUN=local" >&2; exit 1; fi
 
 $(OPS_STAMP): $(OPS_INPUTS) | docker-ready $(ENV_FILE)
-	@echo "🔨 Building the ops image (code changed)..." >&2
-	@$(DC) build -q ops >&2
+	@echo "🔨 Building the ops image (first run, or the code changed; a first build installs the dependencies, a minute or two)..." >&2
+	@docker/build-progress $(DC) build $(BUILD_FLAGS) ops
 	@mkdir -p $(@D) && touch $@
 
 ifeq ($(RUN),local)
@@ -225,7 +269,7 @@ down: $(VENV_STAMP)
 	@$(TASKLETS_DB) local stop
 logs:
 	tail -n 100 -f .localpg/server.log
-dev: $(CLI_DEPS)
+dev: api-port $(CLI_DEPS)
 	@$(call tasklets) serve --port $(API_PORT) $(ARGS)
 db-studio:
 	@echo "❌ db-studio runs adminer in Docker. 💡 Use make db-shell RUN=local for psql" >&2; exit 1
@@ -240,19 +284,20 @@ capture-down:
 testdb-up: $(CLI_DEPS)
 	@$(call tasklets) testdb serve --port $(TESTDB_PORT) $(ARGS)
 else
-build: docker-ready $(ENV_FILE) ## Build the ops image (RUN=local: set up .venv)
-	$(DC) build ops
+build: docker-ready $(ENV_FILE) ## Build the ops image, a line per step (BUILD_FLAGS=--no-cache: from scratch; RUN=local: set up .venv)
+	@echo "🔨 Building the ops image..." >&2
+	@docker/build-progress $(DC) build $(BUILD_FLAGS) ops
 	@mkdir -p $(dir $(OPS_STAMP)) && touch $(OPS_STAMP)
 up: $(CLI_DEPS) ## Start db and api in the background (RUN=local: the project-local PostgreSQL)
-	$(DC) up -d db api
+	@$(QUIET) $(DC) up -d db api
 	$(call wait_healthy,api)
 	@echo "✅ API on http://127.0.0.1:$(API_PORT) (docs at /docs); database published on 127.0.0.1"
 down: docker-ready $(ENV_FILE) ## Stop the stack; ARGS=-v also drops its data (RUN=local: stop .localpg)
-	$(QUIET) $(DC) --profile studio --profile scheduled --profile monitoring --profile testdb --profile capture down $(ARGS)
+	@$(QUIET) $(DC) --profile studio --profile scheduled --profile monitoring --profile testdb --profile capture down $(ARGS)
 logs: docker-ready $(ENV_FILE) ## Follow the services' logs; ARGS=SERVICE for one (RUN=local: .localpg/server.log)
 	$(DC) logs -f --tail=100 $(ARGS)
-dev: $(CLI_DEPS) ## Run the API in the foreground on 127.0.0.1:API_PORT (RUN=local: tasklets-db serve)
-	$(DC) up api
+dev: api-port $(CLI_DEPS) ## Run the API in the foreground on 127.0.0.1:API_PORT (RUN=local: tasklets-db serve)
+	@$(DC) up api
 db-studio: docker-ready $(ENV_FILE) ## Open adminer (the studio profile) on 127.0.0.1:ADMINER_PORT
 	$(DC) --profile studio up -d adminer
 	@echo "✅ Adminer on http://127.0.0.1:$(ADMINER_PORT) (server: db; user, password, database: see $(ENV_FILE))"
@@ -274,10 +319,15 @@ testdb-up: testdb-settings $(CLI_DEPS) ## Serve fresh test databases on 127.0.0.
 testdb-settings: $(ENV_FILE)
 	@[ -n "$(call setting,TESTDB_TOKEN,)" ] || { echo "❌ TESTDB_TOKEN is empty, and the testdb service hands out database URLs with passwords to whoever asks. 💡 Add TESTDB_TOKEN=... to $(ENV_FILE) (python3 -c 'import secrets; print(secrets.token_urlsafe(32))')" >&2; exit 1; }
 db-shell: docker-ready $(ENV_FILE) ## psql in the db container (RUN=local: psql against the local database)
-	$(DC) up -d db
+	@$(QUIET) $(DC) up -d db
 	$(call wait_healthy,db)
-	$(DC) exec $(TTY) db sh -c 'exec psql -U "$$POSTGRES_USER" -d "$$POSTGRES_DB"'
+	@$(DC) exec $(TTY) db sh -c 'exec psql -U "$$POSTGRES_USER" -d "$$POSTGRES_DB"'
 endif
+
+# Before anything is built: API_PORT must be free, or already this stack's api (docker).
+api-port: $(ENV_FILE)
+	@$(if $(filter docker,$(RUN)),[ -n "$$($(DC) ps -q api 2>/dev/null)" ] ||) \
+		{ $(call port_taken,$(API_PORT),API_PORT,dev); }
 
 # --- Monitoring: Prometheus with the alert rules of deploy/prometheus -------------------------
 
@@ -317,6 +367,9 @@ db-backups: $(CLI_DEPS) ## List the backups (backups)
 db-verify: $(CLI_DEPS) ## Check BACKUP=file (default: the latest) against its checksums (verify)
 	@$(call tasklets,$(BACKUP_MOUNT)) verify $(BACKUP_ARG) $(ARGS)
 
+db-backups-check: $(CLI_DEPS) ## Exit 1 when the newest good backup is older than BACKUP_MAX_AGE (backups check; for cron and CI)
+	@$(call tasklets) backups check $(ARGS)
+
 db-prune: $(CLI_DEPS) ## Delete old backups: ARGS="--keep 5 --yes" (prune; shows the plan without --yes)
 	@$(call tasklets) prune $(ARGS)
 
@@ -341,6 +394,12 @@ BACKUP_MOUNT = $(if $(HOST_BACKUP),-v "$(abspath $(BACKUP)):/restore/$(notdir $(
 db-restore: $(CLI_DEPS) ## Restore BACKUP=file (default: the latest backup), or AT=time (-15m, ISO, latest) (restore)
 	@$(call tasklets,$(BACKUP_MOUNT)) restore $(BACKUP_ARG) $(if $(AT),--at $(call quote,$(AT))) $(ARGS)
 
+db-compare: $(CLI_DEPS) ## Check that the database holds exactly BACKUP=file's data (default: the latest) (compare)
+	@$(call tasklets,$(BACKUP_MOUNT)) compare $(BACKUP_ARG) $(ARGS)
+
+db-anonymize-check: $(CLI_DEPS) ## Exit 1 naming any column anonymize.toml does not classify (anonymize check)
+	@$(call tasklets) anonymize check $(ARGS)
+
 db-copy: $(CLI_DEPS) ## Copy one tenant into another database: ARGS="--tenant NAME --to URL" (copy)
 	@$(call tasklets) copy $(ARGS)
 
@@ -355,6 +414,9 @@ db-seed-demo: $(CLI_DEPS) ## Legacy alias of db-seed-sample (seed demo)
 
 db-seed: $(CLI_DEPS) ## Seed the default set (seed)
 	@$(call tasklets) seed $(ARGS)
+
+db-seed-list: $(CLI_DEPS) ## List the seeds db-seed-custom can run (seed list)
+	@$(call tasklets) seed list $(ARGS)
 
 db-seed-custom: $(CLI_DEPS) ## Run one named seed: NAME=... (seed run NAME; seed list shows them)
 	$(call need,NAME,sample)

@@ -127,6 +127,22 @@ def test_db_restore_brings_back_the_latest_backup(stack):
     assert status_counts(stack["make"])["tables"] == stack["counts"]["fresh"]
 
 
+def test_messages_name_the_host_paths_given_not_the_container_mounts(stack):
+    not_a_backup = stack["make"]("db-restore", "BACKUP=README.md", check=False)
+    assert not_a_backup.returncode != 0
+    assert not_a_backup.stdout == ""  # no step announced before the header was checked
+    assert not_a_backup.stderr.startswith("❌ bad backup README.md: "), not_a_backup.stderr
+    nothing = stack["make"]("db-generate", "m=nothing changed")
+    assert "✅ Nothing to generate" in nothing.stdout
+    assert "ARGS=--allow-empty" in nothing.stdout
+    made = stack["make"]("db-backup")
+    assert f"📁 Backup file: {stack['backups']}/" in made.stdout  # BACKUP_DIR as given
+    for output in (not_a_backup, nothing, made):
+        assert "/restore/" not in output.stderr + output.stdout
+        assert "/app/" not in output.stderr + output.stdout
+        assert " /backups/" not in output.stderr + output.stdout
+
+
 def test_db_import_beads_imports_the_mounted_beads_file(stack):
     before = stack["counts"]["fresh"]  # restored just before
 
@@ -313,5 +329,8 @@ def test_down_v_removes_the_containers_and_the_data_volume(stack):
 @pytest.mark.security
 def test_down_again_on_a_stopped_stack_says_nothing(stack):
     again = stack["make"]("down")
+    volumes_again = stack["make"]("down", "ARGS=-v")
 
     assert again.stderr == ""
+    assert volumes_again.stderr == ""  # no "Volume ... not found"
+    assert volumes_again.stdout == ""  # nor the compose command line

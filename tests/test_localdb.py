@@ -26,6 +26,7 @@ from ops.dev.localdb import (
     configured_url,
     ensure_local_db,
     recorded_port,
+    running_local_url,
     stop_local_db,
 )
 
@@ -60,6 +61,24 @@ def test_ensure_local_db_creates_and_starts_a_reachable_tasklets_database(local_
     assert db.started
     with psycopg.connect(db.url) as conn:
         assert conn.execute("SELECT current_database()").fetchone()[0] == "tasklets"
+
+
+def test_the_bare_cli_finds_the_running_project_local_database_as_make_does(
+        local_dir, monkeypatch):
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    env_file = local_dir.parent / ".env"  # where ensure() keeps the password
+    env_file.write_text("DATABASE_URL=\nPOSTGRES_HOST=localhost\n")
+    assert running_local_url(env_file, local_dir) is None  # none created: POSTGRES_* apply
+    db = ensure(local_dir)
+
+    assert running_local_url(env_file, local_dir) == db.url
+    kept = env_file.read_text()
+    env_file.write_text(kept + "DATABASE_URL=postgresql://elsewhere/db\n")
+    assert running_local_url(env_file, local_dir) is None  # a configured URL wins
+    env_file.write_text(kept)
+    stop_local_db(local_dir)
+    assert running_local_url(env_file, local_dir) is None  # never started by the bare CLI
+    assert not (local_dir / "data" / "postmaster.pid").exists()
 
 
 def test_ensure_local_db_keeps_its_url_and_data_across_stop_and_start(local_dir):

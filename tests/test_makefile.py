@@ -11,6 +11,7 @@ import json
 import os
 import pty
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -34,6 +35,7 @@ TARGETS = [
     "db-reset", "db-restore", "db-copy", "db-seed-lookups", "db-seed-sample", "db-seed-demo",
     "db-seed", "db-seed-custom", "db-import-beads", "db-import-beads-api", "db-fresh",
     "db-studio", "db-shell", "db-upgrade-postgres", "db-upgrade-postgres-finish", "testdb-up",
+    "db-compare", "db-anonymize-check", "db-backups-check", "db-seed-list",
 ]
 
 
@@ -327,7 +329,8 @@ def test_docker_runs_keep_the_cli_exit_status_and_errors_without_compose_1_noise
         (PROJECT_ROOT / "build" / ".ops-image-stand-in_test").unlink(missing_ok=True)
 
     assert refused.returncode == 2
-    lines = [line for line in refused.stderr.splitlines() if not line.startswith("🔨 Building")]
+    lines = [line for line in refused.stderr.splitlines()  # not the image build's lines
+             if not line.startswith(("🔨 Building", "   ✅ Image built"))]
     assert lines[0] == "❌ reset deletes ALL data in every table; refusing without --confirm"
     assert len(lines) == 2 and lines[1].endswith(" db-reset] Error 2"), lines
     assert down.returncode == 0
@@ -471,7 +474,8 @@ def test_db_fresh_from_refuses_a_backup_that_is_not_anonymized(local_env, conn, 
     result = make("db-fresh", f"FROM={plain}", "RUN=local", env=local_env)
     assert result.returncode == 2
     assert "❌ plain.json is not an anonymized snapshot" in result.stderr
-    assert "`ARGS=--allow-real-data`" in result.stderr  # the hint names the make variable
+    # the hint is the make line to run, the flag in ARGS
+    assert f"`make db-fresh FROM={plain} ARGS=--allow-real-data RUN=local`" in result.stderr
     assert "make db-backup ARGS=--anonymize RUN=local" in result.stderr
     assert conn.execute("SELECT count(*) FROM tenants").fetchone()[0] == 1
 
@@ -502,3 +506,61 @@ def test_testdb_up_without_a_token_says_so_in_one_line_before_building(tmp_path:
     assert result.returncode != 0
     assert result.stderr.splitlines()[0].startswith("❌ TESTDB_TOKEN is empty")
     assert not calls.exists()  # no image built, nothing started
+
+
+def test_compare_anonymize_check_backups_check_and_seed_list_have_make_forms(
+        local_env, conn, tmp_path: Path):
+    listed = make("db-seed-list", "RUN=local", env=local_env)
+    assert listed.returncode == 0, listed.stderr
+    assert "sample" in listed.stdout
+    classified = make("db-anonymize-check", "RUN=local", env=local_env)
+    assert classified.returncode == 0, classified.stderr
+    stale = make("db-backups-check", "RUN=local", env=local_env)  # no backup yet
+    assert stale.returncode != 0 and stale.stderr.startswith("❌ no good full backup"), stale.stderr
+    made = make("db-backup", "RUN=local", env=local_env)
+    assert made.returncode == 0, made.stderr
+    assert make("db-backups-check", "RUN=local", env=local_env).returncode == 0
+    same = make("db-compare", "RUN=local", env=local_env)
+    assert same.returncode == 0, same.stderr
+    conn.execute("INSERT INTO tenants (name, slug) VALUES ('Drift', 'drift')")
+    drifted = make("db-compare", "RUN=local", env=local_env)
+    assert drifted.returncode != 0 and "tenants" in drifted.stdout + drifted.stderr
+
+
+def test_a_first_run_local_says_it_creates_the_venv_and_installs_only_what_running_needs(
+        local_env, tmp_path: Path):
+    fresh = f"VENV={tmp_path / 'venv'}"
+    running = make("-n", "db-status", "RUN=local", fresh, env=local_env).stdout
+    assert "Creating" in running and "pip install" in running
+    installs = [line for line in running.splitlines() if " -e " in line]
+    assert installs and all(".[test]" not in line for line in installs), installs
+    testing = make("-n", "test", fresh, env=local_env).stdout
+    assert any("-e '.[test]'" in line for line in testing.splitlines()), testing
+
+
+def test_dev_with_the_api_port_taken_says_to_set_api_port(local_env):
+    import socket
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        result = make("dev", "RUN=local", f"API_PORT={port}", env=local_env)
+    assert result.returncode != 0
+    assert result.stderr.splitlines()[0] == (
+        f"❌ Port {port} on 127.0.0.1 is taken by another program, so make dev cannot serve "
+        f"there. 💡 Use another one: make dev API_PORT={port + 1} (or set API_PORT in "
+        f"{local_env['ENV_FILE']})")
+
+
+@pytest.mark.parametrize("noise", [
+    ["Removing volume p_pgdata", "Volume p_pgdata not found."],  # a second `down -v`
+    ['Creating volume "p_pgdata-next" with default driver'],  # after upgrade-postgres-finish
+    ["p_db_1 is up-to-date"],  # db-shell, or a run whose db already runs
+])
+def test_compose_noise_the_readme_says_is_hidden_is_hidden(noise: list[str]):
+    script = "; ".join(f"echo {shlex.quote(line)} >&2" for line in [*noise, "kept"])
+    result = subprocess.run([str(PROJECT_ROOT / "docker" / "compose-quiet"), "bash", "-c",
+                             script + "; exit 3"], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 3
+    assert result.stderr == "kept\n"

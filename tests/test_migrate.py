@@ -87,6 +87,32 @@ def test_generate_refuses_when_database_is_behind(empty_db_url: str, tmp_path: P
         migrate.generate(settings, "something")
 
 
+def test_generate_without_model_changes_writes_nothing_and_says_so(run_cli):
+    versions = migrate.MIGRATIONS_DIR / "versions"
+    before = sorted(versions.glob("*.py"))
+    result = run_cli("generate", "-m", "nothing changed",
+                     env={"TASKLETS_MAKE_TARGET": "db-generate", "TASKLETS_RUN": "docker"})
+    assert result.returncode == 0, result.stderr
+    assert sorted(versions.glob("*.py")) == before
+    assert result.stdout.splitlines() == [
+        "✅ Nothing to generate: the models and the database match; no migration was written.",
+        "💡 For an empty one to fill in by hand: "
+        "`make db-generate m='nothing changed' ARGS=--allow-empty`"]
+
+
+def test_generate_allow_empty_writes_the_empty_revision(db_url: str, tmp_path: Path):
+    written = migrate.generate(Settings(database_url=db_url, backup_dir=tmp_path), "by hand",
+                               allow_empty=True)
+    try:
+        assert written is not None and written.is_file()
+        upgrade = written.read_text().split("def upgrade() -> None:")[1].split("def ")[0]
+        assert [line.strip() for line in upgrade.splitlines() if line.strip()
+                and not line.strip().startswith("#")] == ["pass"]
+    finally:
+        if written is not None:
+            written.unlink()
+
+
 # ---------------------------------------------------------------- 0002: minutes and slugs
 
 

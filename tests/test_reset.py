@@ -65,8 +65,14 @@ def test_through_make_hints_and_next_steps_name_make_targets(run_cli, conn, samp
     assert f"`make db-restore BACKUP=latest{local}`" in done.stdout
     assert f"`make db-fresh{local}`" in done.stdout
     assert "db-push" not in done.stdout
-    guarded = run_cli("reset", "--confirm", env={**via_make, "APP_ENV": "production"})
-    assert "`ARGS=--allow-production`" in guarded.stderr
+    production = {**via_make, "APP_ENV": "production"}
+    guarded = run_cli("reset", "--confirm", env=production)
+    assert f"`make db-reset CONFIRM=yes ARGS=--allow-production{local}`" in guarded.stderr
+    # Without CONFIRM=yes, the first hint already names everything a production reset needs.
+    first = run_cli("reset", env=production)
+    assert first.returncode == 2
+    assert "refusing without --confirm --allow-production" in first.stderr
+    assert f"Run `make db-reset CONFIRM=yes ARGS=--allow-production{local}`" in first.stderr
 
 
 def test_dry_run_lists_tables_with_row_counts_and_changes_nothing(run_cli, conn, sample):

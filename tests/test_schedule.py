@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -300,6 +300,29 @@ def test_sigterm_between_cycles_stops_at_once_with_status_0(
 
     assert len(backup_names(settings)) == 1
     assert lines[-1].startswith("🛑 Scheduler stopped")
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_the_log_says_the_schedule_and_the_next_run_at_start_not_after_the_first_cycle(
+        cli_env: dict[str, str], settings: Settings, sample: dict, log_format: str):
+    from ops.backup.create import backup
+
+    backup(settings)  # nothing missed: the first cycle is at the next midnight UTC
+    with process(cli_env, None, "schedule", "--every", "1d", "--log-format",
+                 log_format) as (child, lines):
+        wait_for_line(lines, "next_run" if log_format == "json" else "Next backup", child)
+        child.send_signal(signal.SIGTERM)
+        assert child.wait(WAIT) == 0
+
+    tomorrow = (datetime.now(UTC) + timedelta(days=1)).strftime("%Y-%m-%d")
+    if log_format == "json":
+        start = json.loads(lines[0])
+        assert start["event"] == "start" and start["schedule"] == "every 1d"
+        assert start["next_run"].startswith(f"{tomorrow}T00:00:00")
+    else:
+        assert lines[0].startswith("⏰ Scheduler: every 1d")
+        assert lines[1] == f"⏭️  Next backup: {tomorrow} 00:00:00 UTC\n"
+    assert len(backup_names(settings)) == 1
 
 
 def test_once_exits_with_the_cycle_status_and_logs_one_json_line(

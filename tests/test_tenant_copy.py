@@ -96,7 +96,8 @@ def test_copy_regenerates_taken_public_ids_and_needs_rename_for_a_taken_name(
         assert taken.returncode == 1
         assert taken.stderr.splitlines() == [
             "❌ a tenant named 'Globex' already exists here; nothing was changed",
-            "💡 Give the tenant another name with --rename NEW."]
+            "💡 Give the tenant another name: "
+            "`tasklets-db copy --tenant Globex --to URL --rename NEW`."]
         assert table_hashes(target) == there
 
         # (the test server trusts every login: the password only shows what output masks)

@@ -341,7 +341,8 @@ def test_a_tenant_backup_restored_under_another_tenants_name_is_refused(
     assert err == [f"❌ {made.path.name} is a backup of tenant Globex (id 3), not of 'SysTech'; "
                    "nothing was changed",
                    f"💡 Restore it as that tenant (`tasklets-db restore {made.path.name} "
-                   "--tenant 3`); to load its rows as another tenant add --new-ids --rename NEW."]
+                   "--tenant 3`); to load its rows as another tenant: `tasklets-db restore "
+                   f"{made.path.name} --tenant SysTech --new-ids --rename NEW`."]
     assert table_hashes(conn) == before
 
 
@@ -363,7 +364,8 @@ def test_id_collisions_with_other_tenants_list_the_first_few_and_suggest_new_ids
     assert "--new-ids" in err[1]
     assert table_hashes(conn) == before and not safety_backups(settings.backup_dir)
     dry = one_line(run_cli("restore", made.path.name, "--tenant", "Globex", "--dry-run"))
-    assert dry == (code, err)
+    assert dry[0] == code and dry[1][0] == err[0]  # the hint repeats the run: with --dry-run
+    assert dry[1][1] == err[1].replace("Globex --new-ids", "Globex --dry-run --new-ids")
     # fresh ids, as suggested: loads next to them
     done = run_cli("restore", made.path.name, "--tenant", "Globex", "--new-ids")
     assert done.returncode == 0, done.stderr
@@ -377,7 +379,9 @@ def test_the_same_tenant_name_twice_needs_rename(run_cli, settings: Settings, co
     code, err = one_line(run_cli("restore", made.path.name, "--tenant", "Globex", "--new-ids"))
 
     assert (code, err) == (1, ["❌ a tenant named 'Globex' already exists here; nothing was "
-                               "changed", "💡 Give the tenant another name with --rename NEW."])
+                               "changed", "💡 Give the tenant another name: `tasklets-db "
+                               f"restore {made.path.name} --tenant Globex --new-ids --rename "
+                               "NEW`."])
     assert table_hashes(conn) == before
 
 

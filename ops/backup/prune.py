@@ -27,7 +27,7 @@ from ops.backup.files import BackupFile, utc_now
 from ops.backup.retention import NEWEST_GOOD, NEWEST_VERIFIED, RetentionPolicy, plan_retention
 from ops.backup.segment_files import parse_lsn
 from ops.core.errors import UsageError
-from ops.core.output import SILENT, Reporter, human_size, suggest
+from ops.core.output import SILENT, Reporter, human_size, suggest, suggest_flag
 
 STALE_TEMP_AGE = timedelta(days=1)
 _AGE = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
@@ -163,8 +163,8 @@ def prune(archive: Archive, *, keep: int | None = None,
     elif yes:
         report.line(f"✅ Deleted {len(doomed)} backup(s), {human_size(result.freed_bytes)} freed")
     else:
-        report.line(f"ℹ️  Dry run: nothing deleted. Re-run with --yes to delete "
-                    f"{len(doomed)} file(s) ({human_size(result.freed_bytes)}).")
+        report.line(f"ℹ️  Dry run: nothing deleted. To delete {len(doomed)} file(s) "
+                    f"({human_size(result.freed_bytes)}): {suggest_flag('--yes')}")
     return result
 
 

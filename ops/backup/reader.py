@@ -93,6 +93,10 @@ class Section:
         return exact_loads(self.raw)
 
 
+NOT_AN_OBJECT = ("not valid JSON or truncated: the file is not a JSON object with \"tables\" "
+                 "(not a Tasklets backup)")
+
+
 @dataclass
 class BackupReader:
     """Open with `with BackupReader(source) as r:`; iterate `r.sections()` once, in order.
@@ -121,7 +125,7 @@ class BackupReader:
     counts: dict[str, int] = field(default_factory=dict)
     _fh: BinaryIO | None = None
     _opened: list[BinaryIO] = field(default_factory=list)  # to close, innermost last
-    _prefix: bytes = b""  # what was read to tell the layout, for the streaming reader
+    _doc: JsonStream | None = None  # the streaming layout's document, its start read
     _lineno: int = 0
     _where: str = "at the start"
 
@@ -161,7 +165,11 @@ class BackupReader:
             header = parse_header(first)
             if header is None:
                 self.layout = STREAMING
-                self._prefix = first
+                self._doc = JsonStream(stream, first)
+                # Checked on opening, so that nothing is announced or done for a file that
+                # is no backup at all (a README passed by mistake).
+                if self._doc.peek() != "{":
+                    raise self.error(NOT_AN_OBJECT)
                 return
         except _READ_ERRORS as exc:
             raise self.error(f"the file is truncated or corrupt at its start ({exc})") from None
@@ -358,11 +366,8 @@ class BackupReader:
     # -- any other layout (the seed's pretty-printed files)
 
     def _stream_sections(self) -> Iterator[Section]:
-        assert self._fh is not None
-        doc = JsonStream(self._fh, self._prefix)
-        if doc.peek() != "{":
-            raise self.error("not valid JSON or truncated: the file is not a JSON object "
-                             "with \"tables\" (not a Tasklets backup)")
+        doc = self._doc
+        assert doc is not None
         doc.expect("{")
         seen_tables = False
         for key in doc.members():

@@ -28,6 +28,7 @@ from ops.core.limits import (
     check_json,
     check_text,
 )
+from ops.core.output import suggest_flag
 
 TIMESTAMP_FIELDS = ("created_at", "updated_at", "closed_at", "started_at", "due_at",
                     "defer_until", "deleted_at")
@@ -152,7 +153,7 @@ def parse_file(path: Path, *, skip_invalid: bool = False,
         raise OpsError(
             f"{len(parsed.invalid)} invalid line(s) in {path}: {shown}"
             + (f"; and {more} more" if more > 0 else "") + " — nothing was imported",
-            hint="Fix those lines, or pass --skip-invalid to import the rest.",
+            hint=f"Fix those lines, or import the rest: {suggest_flag('--skip-invalid')}.",
         )
     return parsed
 

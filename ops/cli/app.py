@@ -7,6 +7,7 @@ emoji lines through a Reporter, or the result as JSON with --json.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -120,6 +121,13 @@ def _global_options(
 
 
 def settings() -> Settings:
+    """The settings; with no DATABASE_URL configured and the project-local PostgreSQL of
+    `make ... RUN=local` running, its database (what make would use), not POSTGRES_*."""
+    from ops.dev.localdb import running_local_url
+
+    local = running_local_url(state.env_file)
+    if local is not None:
+        os.environ["DATABASE_URL"] = local
     return load_settings(state.env_file)
 
 

@@ -84,7 +84,7 @@ def backup(
 
     if policy is not None and not anonymize:
         raise UsageError("--policy only applies with --anonymize",
-                         hint=f"Add {suggest_flag('--anonymize')}.")
+                         hint=f"Run {suggest_flag('--anonymize')}.")
     cfg = settings()
     archive = Archive.from_settings(cfg)
     with one_shot_metrics(cfg, archive, pushgateway=pushgateway, textfile=metrics_file,
@@ -297,7 +297,7 @@ def verify(
     out.line(f"✅ Backup verified: {result.checked}")
     if result.checked == CHECKED_STORED:
         out.line("💡 Its contents (rows, per-table checksums) are checked with the identity: "
-                 f"set BACKUP_IDENTITY_FILE or {suggest_flag('--identity FILE')}.")
+                 f"set BACKUP_IDENTITY_FILE or run {suggest_flag('--identity FILE')}.")
     else:
         out.line(f"📊 Tables: {len(result.tables)}, rows: {result.total_rows}")
 

@@ -30,6 +30,7 @@ from ops.cli.app import app, state
 from ops.core.errors import OpsError
 from ops.core.extras import missing_extra
 from ops.core.masking import mask_secrets
+from ops.core.output import host_paths, record_invocation
 
 __all__ = ["app", "main"]
 
@@ -50,16 +51,18 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 
 def _print_error(err: Console, message: str, hint: str | None = None) -> None:
-    """The one place an error reaches the terminal: one line (and the hint), secrets masked."""
-    err.print(f"❌ {mask_secrets(message)}", markup=False)
+    """The one place an error reaches the terminal: one line (and the hint), secrets masked,
+    host paths in place of a container's mounts."""
+    err.print(host_paths(f"❌ {mask_secrets(message)}"), markup=False)
     if hint:
-        err.print(f"💡 {mask_secrets(hint)}", markup=False)
+        err.print(host_paths(f"💡 {mask_secrets(hint)}"), markup=False)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI: exit 0 ok, 1 failure, 2 usage error; one line per expected error."""
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     previous = _handle_sigterm()
+    record_invocation(sys.argv[1:] if argv is None else argv)
     try:
         # Standalone mode handles usage errors (exit 2) and --help; our errors propagate here.
         app(args=argv, prog_name="tasklets-db")
@@ -89,6 +92,7 @@ def main(argv: list[str] | None = None) -> None:
                          "(re-run with --debug for the traceback)")
         sys.exit(1)
     finally:
+        record_invocation([])  # hints of later calls in this process are not about this run
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
 

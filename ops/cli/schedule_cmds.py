@@ -25,6 +25,8 @@ from ops.cli.app import (
 from ops.core.output import Reporter, human_size, print_json
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from ops.core.config import Settings
     from ops.schedule.cycle import CycleResult
     from ops.schedule.metrics import BackupMetrics
@@ -127,11 +129,19 @@ def schedule(
              + (f"; restore drills every {drill_every}" if drill_every else "")
              + (f"; metrics on http://{server.host}:{server.port}/metrics" if server else "")
              + (f"; notifications to {notifier.shown}" if notifier else ""))
+
+    def on_start(first: datetime) -> None:
+        if as_json:
+            print_json({"event": "start", "schedule": str(when),
+                        "next_run": first.isoformat()}, indent=False)
+        else:
+            out.line(f"⏭️  Next backup: {first:%Y-%m-%d %H:%M:%S} UTC")
+
     stopper = Stopper()
     try:
         with stopper.on_sigterm():
             status = run_scheduler(cfg, options, metrics=metrics, notifier=notifier,
-                                   on_cycle=on_cycle, stopper=stopper,
+                                   on_cycle=on_cycle, stopper=stopper, on_start=on_start,
                                    archive=Archive.from_settings(cfg), report=out)
     finally:
         if server is not None:

@@ -8,7 +8,7 @@ import typer
 
 from ops.cli.app import JsonOption, app, reporter, settings
 from ops.core.errors import OpsError
-from ops.core.output import human_size, print_json, suggest
+from ops.core.output import human_size, print_json, suggest, suggest_flag
 
 
 @app.command()
@@ -36,13 +36,22 @@ def push(
 @app.command()
 def generate(
     message: Annotated[str, typer.Option("-m", "--message", help="What the revision changes.")],
+    allow_empty: Annotated[bool, typer.Option(
+        "--allow-empty", help="Write a revision even when the models and the database match "
+        "(for a data migration you fill in by hand).")] = False,
 ) -> None:
     """Autogenerate a migration from the difference between the models and the database."""
     from ops.schema import migrate
 
-    path = migrate.generate(settings(), message)
-    typer.echo(f"✅ Generated {path}")
-    typer.echo(f"📝 Review it, then run {suggest('push')}.")
+    out = reporter()
+    path = migrate.generate(settings(), message, allow_empty=allow_empty)
+    if path is None:
+        out.line("✅ Nothing to generate: the models and the database match; no migration "
+                 "was written.")
+        out.line(f"💡 For an empty one to fill in by hand: {suggest_flag('--allow-empty')}")
+        return
+    out.line(f"✅ Generated {path}")
+    out.line(f"📝 Review it, then run {suggest('push')}.")
 
 
 @app.command()

@@ -14,7 +14,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from ops.core.config import Settings
 from ops.core.errors import OpsError
-from ops.core.output import quiet_library_logs, suggest
+from ops.core.output import quiet_library_logs, run_mode, via_make
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -86,13 +86,45 @@ def connect(settings: Settings, *, autocommit: bool = False) -> psycopg.Connecti
     except psycopg.OperationalError as exc:
         raise OpsError(
             f"cannot connect to database {target_description(url)}: {first_line(exc)}",
-            hint=f"Is PostgreSQL running and DATABASE_URL right? {suggest('status')} "
-            "shows the target.",
-        ) from None
+            hint=connect_hint(exc)) from None
     pin_settings(conn)
     if not autocommit:
         conn.commit()
     return conn
+
+
+# libpq's words for a server that answered but refused who we are (SQLSTATE 28000/28P01,
+# 3D000; libpq gives connection failures no SQLSTATE, so the text is what there is).
+_AUTH_FAILED = ("password authentication failed", "no password supplied", "role ",
+                "authentication failed", "no pg_hba.conf entry")
+_NO_DATABASE = ("database ", "does not exist")
+
+
+def connect_hint(exc: psycopg.OperationalError) -> str:
+    """What to check for a failed connection: the credentials when the server refused them,
+    else whether the server is up and where the settings point."""
+    text = str(exc)
+    local = via_make() and run_mode() == "local"
+    if any(words in text for words in _AUTH_FAILED) and "does not exist" not in text:
+        if local:
+            return ("Check the password: LOCALPG_PASSWORD in .env is the project-local "
+                    "PostgreSQL's (or the one in DATABASE_URL, when that is set).")
+        return ("Check the user and password: POSTGRES_USER/POSTGRES_PASSWORD in .env, or the "
+                "ones in DATABASE_URL. The compose db keeps the password it was first started "
+                "with: put that one back in .env, or recreate the db with "
+                "`make down ARGS=-v` (deletes its data).")
+    if all(words in text for words in _NO_DATABASE):
+        return ("Check the user and database name: POSTGRES_USER/POSTGRES_DB in .env, or the "
+                "ones in DATABASE_URL.")
+    if local:
+        return ("Is the project-local PostgreSQL up? `make up RUN=local` starts it (its log: "
+                ".localpg/server.log); or set DATABASE_URL in .env to your own server.")
+    if via_make():
+        return ("Is the database up? `make up` starts the compose db (`make logs ARGS=db` "
+                "shows why it is not); with your own server, check DATABASE_URL in .env.")
+    return ("Is the database up (the compose db: `make up`)? Then check where this points: "
+            "DATABASE_URL in .env, or when that is empty POSTGRES_HOST/POSTGRES_PORT (the "
+            "compose db as published on this machine).")
 
 
 def sqlalchemy_engine(settings: Settings) -> Engine:

@@ -101,5 +101,18 @@ def refuse_production(conn: psycopg.Connection, settings: Settings, *, action: s
         raise Refused(
             f"refusing to {action} a production database ({'; '.join(reasons)}); "
             "nothing was changed",
-            hint=hint or f"If you really mean to, add {suggest_flag('--allow-production')}.",
+            hint=hint or f"If you really mean to: {suggest_flag('--allow-production')}.",
         )
+
+
+def unconfirmed(conn: psycopg.Connection, settings: Settings, message: str, *,
+                allow_production: bool) -> Refused:
+    """The refusal of a destructive run without --confirm. Its hint names everything the run
+    needs (--allow-production too, on a production target), so that following it works."""
+    needed = "--confirm"
+    if not allow_production and production_reasons(conn, settings):
+        needed += " --allow-production"
+    return Refused(f"{message}; refusing without {needed} (nothing was changed)",
+                   hint=f"Run {suggest_flag(needed)} (or {suggest_flag('--dry-run')} to see "
+                   "what it would delete).")
+

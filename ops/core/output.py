@@ -7,6 +7,7 @@ Work functions receive a Reporter and call `line` / `progress`; they never print
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import sys
 from collections.abc import Iterator
@@ -34,12 +35,12 @@ class Reporter:
 
     def line(self, text: str = "") -> None:
         if not self.quiet:
-            self.console.print(mask_secrets(text), markup=False)
+            self.console.print(host_paths(mask_secrets(text)), markup=False)
 
     def warn(self, text: str) -> None:
         if not self.quiet:
-            Console(stderr=True, highlight=False, soft_wrap=True).print(mask_secrets(text),
-                                                                        markup=False)
+            Console(stderr=True, highlight=False, soft_wrap=True).print(
+                host_paths(mask_secrets(text)), markup=False)
 
     @contextmanager
     def progress(self, description: str, total: int | None) -> Iterator[Advance]:
@@ -119,6 +120,9 @@ def print_json(value: Any, *, indent: bool = True) -> None:
 # `make db-*` passes these, so hints name what the user typed rather than the CLI underneath.
 MAKE_TARGET_ENV = "TASKLETS_MAKE_TARGET"
 RUN_MODE_ENV = "TASKLETS_RUN"
+# In a container: what the mounts are on the host, as CONTAINER=HOST pairs joined by ":"
+# (/restore/x.json=x.json:/backups=./backups), so messages show the paths the user gave.
+HOST_PATHS_ENV = "TASKLETS_HOST_PATHS"
 
 # CLI command -> (make target, {flag: make variable}, make variable for the FILE argument)
 _MAKE_COMMANDS: dict[tuple[str, ...], tuple[str, dict[str, str], str | None]] = {
@@ -127,24 +131,54 @@ _MAKE_COMMANDS: dict[tuple[str, ...], tuple[str, dict[str, str], str | None]] = 
     ("check",): ("db-check", {}, None),
     ("status",): ("db-status", {}, None),
     ("backup",): ("db-backup", {}, None),
+    ("backups", "check"): ("db-backups-check", {}, None),
     ("backups",): ("db-backups", {}, None),
     ("verify",): ("db-verify", {}, "BACKUP"),
     ("prune",): ("db-prune", {}, None),
     ("reset",): ("db-reset", {"--confirm": "CONFIRM=yes"}, None),
     ("restore",): ("db-restore", {"--at": "AT"}, "BACKUP"),
     ("copy",): ("db-copy", {}, None),
+    ("compare",): ("db-compare", {}, "BACKUP"),
+    ("anonymize", "check"): ("db-anonymize-check", {}, None),
     ("seed", "lookups"): ("db-seed-lookups", {}, None),
     ("seed", "sample"): ("db-seed-sample", {}, None),
     ("seed", "run"): ("db-seed-custom", {}, "NAME"),
+    ("seed", "list"): ("db-seed-list", {}, None),
     ("seed",): ("db-seed", {}, None),
-    ("import", "beads"): ("db-import-beads", {}, None),
+    ("import", "beads"): ("db-import-beads", {"--file": "BEADS_FILE", "--api-url": "API_URL"},
+                          None),
     ("fresh",): ("db-fresh", {"--from": "FROM"}, None),
-    ("serve",): ("dev", {}, None),
+    ("serve",): ("dev", {"--port": "API_PORT"}, None),
 }
+# Options of the app itself, given before the command (make passes --env-file).
+_GLOBAL_OPTIONS = {"--env-file": 1, "--debug": 0}
+
+_invocation: list[str] = []  # the command line of this run, from the command on
 
 
 def via_make() -> bool:
     return bool(os.environ.get(MAKE_TARGET_ENV))
+
+
+def record_invocation(argv: list[str]) -> None:
+    """Remember this run's command line (without the app's own options), so that a hint can
+    say how to run it again with one more option."""
+    words = list(argv)
+    while words and words[0] in _GLOBAL_OPTIONS:
+        del words[:1 + _GLOBAL_OPTIONS[words[0]]]
+    _invocation[:] = [_retypeable(word) for word in words]
+
+
+# A word of the command line that may hold a credential (a database URL with a user, a storage
+# URL with a signature or token, a key=value DSN's password) is never echoed back in a hint.
+_SECRET_WORD = re.compile(r"://[^/?#\s]*@|password|passwd|sig=|signature|token|secret|key=",
+                          re.IGNORECASE)
+
+
+def _retypeable(word: str) -> str:
+    if _SECRET_WORD.search(word):
+        return "URL" if "://" in word else "DSN"
+    return host_paths(word)
 
 
 def suggest(cli: str) -> str:
@@ -181,8 +215,30 @@ def suggest(cli: str) -> str:
 
 
 def suggest_flag(flag: str) -> str:
-    """How to add one option to the command just run: `--flag`, or `ARGS=--flag` via make."""
-    return f"`ARGS={shlex.quote(flag)}`" if via_make() else f"`{flag}`"
+    """How to run the command just run again with `flag` (`--yes`, `--rename NEW`): through
+    make, that make line with the flag in ARGS (a bare `--yes` means nothing to make)."""
+    if not _invocation:
+        return f"`ARGS={shlex.quote(flag)}`" if via_make() else f"`{flag}`"
+    return suggest(shlex.join([*_invocation, *shlex.split(flag)]))
+
+
+def host_paths(text: str) -> str:
+    """`text` with the container's mount points (/restore/x.json, /backups, /app/migrations)
+    replaced by the host paths they mount; unchanged outside a container started by make."""
+    mounts = dict(pair.partition("=")[::2] for pair in
+                  os.environ.get(HOST_PATHS_ENV, "").split(":") if pair.startswith("/"))
+    mounts = {inside: outside for inside, outside in mounts.items() if outside}
+    if not mounts or not any(inside in text for inside in mounts):
+        return text
+    # One pass, longest mount first, whole path components only (not /backupsX or a/backups).
+    insides = "|".join(re.escape(inside) for inside in sorted(mounts, key=len, reverse=True))
+    return re.sub(rf"(?<![\w./-])(?:{insides})(?![\w.-])",
+                  lambda found: mounts[found.group()], text)
+
+
+def run_mode() -> str | None:
+    """docker or local when run through make, else None."""
+    return os.environ.get(RUN_MODE_ENV) if via_make() else None
 
 
 def _run_mode() -> list[str]:

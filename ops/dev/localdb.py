@@ -161,6 +161,16 @@ def stop_local_db(base_dir: Path = LOCAL_DIR) -> bool:
         return True
 
 
+def running_local_url(env_file: str | os.PathLike[str] | None = ".env",
+                      base_dir: Path = LOCAL_DIR) -> str | None:
+    """The project-local database's URL when nothing else is configured and it runs: what
+    `make ... RUN=local` uses, found the same way, so the bare CLI talks to that database
+    too. None otherwise (never starts it)."""
+    if configured_url(env_file) or not (base_dir / "data" / "PG_VERSION").exists():
+        return None
+    return ensure_local_db(base_dir, env_file).url if local_db_running(base_dir) else None
+
+
 def local_db_running(base_dir: Path = LOCAL_DIR) -> bool:
     return (base_dir / "data" / "PG_VERSION").exists() and _cluster(base_dir).is_running()
 

@@ -119,8 +119,6 @@ def restore(settings: Settings, source: str | Path | BackupRef | None = "latest"
     ref = source if isinstance(source, BackupRef) else archive.resolve(source)
     identities = identities_for(settings, identity)
     result = RestoreResult(source=str(ref), dry_run=dry_run)
-    report.line("🔄 Starting database restore...")
-    report.line(f"📂 Reading backup: {ref}")
     if source in (None, "", "latest") and not archive.verdicts().of(ref.name):
         note = (f"{ref.name} has not been verified (no verified backup to prefer); "
                 f"{suggest('verify')} checks a backup first")
@@ -158,7 +156,7 @@ def _refuse_anonymized(facts: object, ref: BackupRef, options: Options) -> None:
     if kind and not options.allow_anonymized:
         raise Refused(f"{ref.name} is an anonymized snapshot: restoring it would replace every "
                       "email, name and password hash in the database; nothing was changed",
-                      hint=f"Add {suggest_flag('--allow-anonymized')} if that is what you want "
+                      hint=f"If that is what you want: {suggest_flag('--allow-anonymized')} "
                       f"({suggest('fresh --from FILE')} makes a developer database from one).")
 
 
@@ -168,6 +166,9 @@ def _restore_ref(settings: Settings, ref: BackupRef, archive: Archive,
     dry_run, only_listed_tables = options.dry_run, options.only_listed_tables
     with fetched(ref, report) as local, BackupReader(local, identities=identities) as reader, \
             connect(settings) as conn:
+        # Announced once the file's start reads as a backup: nothing for a file that is none.
+        report.line("🔄 Starting database restore...")
+        report.line(f"📂 Reading backup: {ref}")
         result.timestamp = reader.timestamp
         result.layout = reader.layout
         report.line(f"📅 Backup timestamp: {reader.timestamp or 'unknown'}")
@@ -218,7 +219,8 @@ def check_revision(meta: dict | None, result: RestoreResult, options: Options,
             f"schema mismatch: the backup was made at revision {revision}, the database is at "
             f"{database or 'no revision'}; nothing was changed",
             hint=f"Run {suggest('push')} when the backup is newer (an older one is migrated "
-            "up by itself), or pass --allow-schema-mismatch to load the columns both have.",
+            "up by itself), or load the columns both have: "
+            f"{suggest_flag('--allow-schema-mismatch')}.",
         )
     else:
         note = (f"schema mismatch allowed: backup at {revision}, database at "

@@ -37,7 +37,7 @@ from ops.core.catalog import (
 from ops.core.config import Settings
 from ops.core.db import first_line
 from ops.core.errors import OpsError, Refused
-from ops.core.output import Reporter
+from ops.core.output import Reporter, suggest_flag
 from ops.schema.migrate import (
     known_revisions,
     schema_at,
@@ -45,8 +45,10 @@ from ops.schema.migrate import (
     upgrade_path,
 )
 
-_NOT_MIGRATED_HINT = ("Pass --allow-schema-mismatch to load the columns both revisions have "
-                      "into the current schema instead.")
+
+def _not_migrated_hint() -> str:
+    return ("Or load the columns both revisions have into the current schema instead: "
+            f"{suggest_flag('--allow-schema-mismatch')}.")
 
 
 @dataclass
@@ -87,7 +89,7 @@ class SchemaSwap:
                 f"other objects depend on the app's tables ({first_line(exc)}), and restoring "
                 f"a backup made at {self.source} rebuilds them; nothing was changed",
                 hint="Drop those objects (views, foreign keys from other tables) first. "
-                + _NOT_MIGRATED_HINT) from None
+                + _not_migrated_hint()) from None
         rebuilt = discover_tables(conn)
         report.line(f"🏗️  Schema rebuilt at {self.source} from the migrations "
                     f"({len(rebuilt)} tables)")
@@ -155,7 +157,7 @@ def _refuse_foreign_tables(tables: list[Table]) -> None:
             f"the database holds tables the migrations do not create ({', '.join(foreign)}): "
             "restoring a backup made at an older revision rebuilds the schema from the "
             "migrations and would lose them; nothing was changed",
-            hint="Move those tables to another schema first. " + _NOT_MIGRATED_HINT)
+            hint="Move those tables to another schema first. " + _not_migrated_hint())
 
 
 def _run_migrations(conn: psycopg.Connection, settings: Settings, revision: str,
@@ -169,7 +171,7 @@ def _run_migrations(conn: psycopg.Connection, settings: Settings, revision: str,
             raise exc.orig from None  # the connection is gone: the restore says so
         raise OpsError(f"{failed}: {first_line(exc.orig or exc)}; nothing was changed",
                        hint="Fix that row in the backup (or restore another one). "
-                       + _NOT_MIGRATED_HINT) from None
+                       + _not_migrated_hint()) from None
 
 
 # ---------------------------------------------------------------- what survives the rebuild

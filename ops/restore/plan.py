@@ -25,6 +25,7 @@ from ops.backup.format import JSON_NULL_KEY, key_to_column
 from ops.core.catalog import Column, Table
 from ops.core.errors import OpsError
 from ops.core.limits import summarize
+from ops.core.output import suggest_flag
 
 # json_text lets the C encoder do the work and marks each Decimal so its exact text can be
 # put back afterwards; the pure-Python path is the fallback when a string holds the marker.
@@ -329,8 +330,8 @@ def plan_table(table: Table, first_row: Any, *, line_no: int | None,
         raise OpsError(
             f"table {table.name}: {problem}; nothing was changed",
             hint="The backup was made from a different schema. Bring the database to the "
-            "backup's revision, or pass --allow-schema-mismatch to load the columns both have "
-            "(others get their defaults).",
+            f"backup's revision, or load the columns both have (others get their defaults): "
+            f"{suggest_flag('--allow-schema-mismatch')}.",
         )
     fields = len(first_row) - (JSON_NULL_KEY in first_row)
     return TablePlan(table, tuple(keys), tuple(columns), fields, dropped, defaulted,

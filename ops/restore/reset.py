@@ -17,8 +17,8 @@ from ops.core.catalog import (
 )
 from ops.core.config import Settings
 from ops.core.db import connect, first_line
-from ops.core.errors import OpsError, Refused
-from ops.core.guard import refuse_production
+from ops.core.errors import OpsError
+from ops.core.guard import refuse_production, unconfirmed
 from ops.core.output import SILENT, Reporter, suggest
 
 # What to do with an emptied database: (what for, command) - rendered as the user runs things.
@@ -46,14 +46,10 @@ class ResetResult:
 def reset(settings: Settings, *, confirm: bool = False, dry_run: bool = False,
           allow_production: bool = False, report: Reporter = SILENT) -> ResetResult:
     """Truncate every app table (never alembic_version/ops_metadata), atomically."""
-    if not confirm and not dry_run:
-        raise Refused(
-            "reset deletes ALL data in every table; refusing without --confirm "
-            "(nothing was changed)",
-            hint=f"Run {suggest('reset --confirm')} (or {suggest('reset --dry-run')} to see "
-            "what it would delete).",
-        )
     with connect(settings) as conn:
+        if not confirm and not dry_run:
+            raise unconfirmed(conn, settings, "reset deletes ALL data in every table",
+                              allow_production=allow_production)
         tables = discover_tables(conn)
         require_schema(tables)
         if dry_run:

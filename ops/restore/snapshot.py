@@ -47,8 +47,8 @@ def fresh_from_snapshot(settings: Settings, source: str, *, identity: str | Path
     if not anonymized and not allow_real_data:
         raise Refused(f"{path.name} is not an anonymized snapshot (its meta does not say "
                       "anonymized): it may hold real people's data; nothing was changed",
-                      hint=f"Use a snapshot made by {suggest('backup --anonymize')}, or add "
-                      f"{suggest_flag('--allow-real-data')} if you may hold this data.")
+                      hint=f"Use a snapshot made by {suggest('backup --anonymize')}, or, if you "
+                      f"may hold this data, {suggest_flag('--allow-real-data')}.")
     with connection(settings) as conn:  # before push, which rewrites the environment marker
         refuse_production(conn, settings, action="restore a snapshot into",
                           allow_production=allow_production)

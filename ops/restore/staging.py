@@ -26,7 +26,7 @@ from ops.backup.reader import BackupReader, Row, Section
 from ops.core.catalog import APP_SCHEMA, Table
 from ops.core.errors import BadBackup, NotFound, OpsError, UsageError
 from ops.core.limits import summarize
-from ops.core.output import Reporter, suggest
+from ops.core.output import Reporter, suggest, suggest_flag
 from ops.core.slugs import free_slug, slugify
 from ops.core.tenancy import TENANT_SLUG_COLUMN, Tenant, TenantScope, pick_tenant
 from ops.restore.apply import (
@@ -91,8 +91,8 @@ def tenant_in_meta(meta: dict | None, ref: str, name: str) -> Tenant | None:
         same = suggest(f"restore {name} --tenant {tenant.id}")
         raise UsageError(
             f"{name} is a backup of tenant {tenant}, not of {ref!r}; nothing was changed",
-            hint=f"Restore it as that tenant ({same}); to load its rows as another tenant add "
-            "--new-ids --rename NEW.")
+            hint=f"Restore it as that tenant ({same}); to load its rows as another tenant: "
+            f"{suggest_flag('--new-ids --rename NEW')}.")
     return tenant
 
 

@@ -20,7 +20,6 @@ be deferred, so a row outside the tenant that references it is refused up front.
 from __future__ import annotations
 
 import contextlib
-import shlex
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -38,7 +37,7 @@ from ops.core.catalog import Table, current_revision, discover_tables, require_s
 from ops.core.config import Settings, mask_url
 from ops.core.db import DatabaseIdentity, connect, first_line, identity_of, is_superuser
 from ops.core.errors import OpsError, Refused, UsageError
-from ops.core.guard import refuse_production
+from ops.core.guard import refuse_production, unconfirmed
 from ops.core.output import SILENT, Reporter, suggest
 from ops.core.scratch import scratch_dir
 from ops.core.tenancy import Tenant, TenantScope, tenant_scope
@@ -374,14 +373,11 @@ def reset_tenant(settings: Settings, tenant: str, *, confirm: bool = False,
                  keep_tenant: bool = False, dry_run: bool = False,
                  allow_production: bool = False, report: Reporter = SILENT) -> TenantResetResult:
     """Delete every row of one tenant (its tenants row too, unless `keep_tenant`), atomically."""
-    if not confirm and not dry_run:
-        raise Refused(
-            f"reset --tenant deletes every row of tenant {tenant!r}; refusing without "
-            "--confirm (nothing was changed)",
-            hint=f"Run {suggest(f'reset --tenant {shlex.quote(tenant)} --confirm')} (or "
-            f"{suggest(f'reset --tenant {shlex.quote(tenant)} --dry-run')} to see what it "
-            "would delete).")
     with connect(settings) as conn:
+        if not confirm and not dry_run:
+            raise unconfirmed(conn, settings,
+                              f"reset --tenant deletes every row of tenant {tenant!r}",
+                              allow_production=allow_production)
         tables = discover_tables(conn)
         require_schema(tables)
         scope = tenant_scope(tables)

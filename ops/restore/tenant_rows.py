@@ -16,6 +16,7 @@ from psycopg import sql
 from ops.core.catalog import APP_SCHEMA, LOCK_TIMEOUT, ForeignKey, Table
 from ops.core.errors import OpsError
 from ops.core.limits import summarize
+from ops.core.output import suggest_flag
 from ops.core.tenancy import Tenant, TenantScope
 from ops.restore.staging import Stage
 
@@ -279,11 +280,13 @@ def collision_error(found: list[str], tenant: Tenant, scope: TenantScope,
     names = f"{scope.root.name} {scope.name_column}="
     if all(item.startswith(names) for item in found):
         return OpsError(f"a tenant named {tenant.name!r} already exists here; nothing was "
-                        "changed", hint="Give the tenant another name with --rename NEW.")
+                        "changed",
+                        hint=f"Give the tenant another name: {suggest_flag('--rename NEW')}.")
     shown = summarize(found, COLLISIONS_SHOWN - 1)
-    hint = ("These keys are taken here; rename (--rename) or change them in the source."
-            if new_ids else "Load the tenant under fresh ids with --new-ids (add --rename NEW "
-            "if its name is taken), e.g. into another database, as `copy` does.")
+    hint = (f"These keys are taken here; rename ({suggest_flag('--rename NEW')}) or change "
+            "them in the source." if new_ids else "Load the tenant under fresh ids, e.g. into "
+            f"another database, as `copy` does: {suggest_flag('--new-ids')} (with --rename NEW "
+            "if its name is taken).")
     return OpsError(f"rows of tenant {tenant} collide with rows outside it: {shown}; nothing "
                     "was changed", hint=hint)
 

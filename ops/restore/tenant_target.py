@@ -47,8 +47,8 @@ def check_target(conn: psycopg.Connection, scope: TenantScope, tenant: Tenant,
         raise Refused(
             f"{backup} holds {tenant} from {origin}, but here that tenant is {namesake}: its "
             f"rows would land under id {tenant.id}{_held(holder)}; nothing was changed",
-            hint=f"To replace {namesake.name} with it (under fresh ids), add "
-            f"{suggest_flag(f'--into-tenant {namesake.id}')}; or load it as a new tenant with "
+            hint=f"To replace {namesake.name} with it (under fresh ids): "
+            f"{suggest_flag(f'--into-tenant {namesake.id}')}; or load it as a new tenant: "
             f"{_new_ids()}.")
     if holder is None:
         return None  # no live tenant has its id, slug or name: nothing live is replaced
@@ -57,8 +57,8 @@ def check_target(conn: psycopg.Connection, scope: TenantScope, tenant: Tenant,
             f"{backup} does not record which database {tenant} came from (an older backup), "
             f"and here id {tenant.id} is {holder}: cannot tell they are the same tenant; "
             "nothing was changed",
-            hint=f"If they are, add {suggest_flag(f'--into-tenant {holder.id}')}; otherwise "
-            f"load it as a new tenant with {_new_ids()}.")
+            hint=f"If they are: {suggest_flag(f'--into-tenant {holder.id}')}; otherwise "
+            f"load it as a new tenant: {_new_ids()}.")
     if same:  # ids are a tenant's identity within one database (renamed or not)
         return None
     if holder.slug == tenant.slug and holder.name == tenant.name:
@@ -66,8 +66,8 @@ def check_target(conn: psycopg.Connection, scope: TenantScope, tenant: Tenant,
     raise Refused(
         f"{backup} holds {tenant} from {origin}, but here id {tenant.id} is {holder}: restoring "
         f"would replace {holder.name}'s rows; nothing was changed",
-        hint=f"Load it as a new tenant under fresh ids with {_new_ids()}, or, if {holder.name} "
-        f"is meant to be replaced, add {suggest_flag(f'--into-tenant {holder.id}')}.")
+        hint=f"Load it as a new tenant under fresh ids: {_new_ids()}; or, if {holder.name} "
+        f"is meant to be replaced: {suggest_flag(f'--into-tenant {holder.id}')}.")
 
 
 def _related(conn: psycopg.Connection, scope: TenantScope, tenant: Tenant) -> list[Tenant]:

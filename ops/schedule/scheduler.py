@@ -79,6 +79,7 @@ class SchedulerOptions:
 def run_scheduler(settings: Settings, options: SchedulerOptions, *, metrics: BackupMetrics,
                   notifier: Notifier | None, on_cycle: Callable[[CycleResult], None],
                   stopper: Stopper | None = None, archive: Archive | None = None,
+                  on_start: Callable[[datetime], None] | None = None,
                   report: Reporter = SILENT) -> int:
     """Run until stopped (or one cycle with no schedule); returns the exit status: 0, or 1
     when the single cycle of a one-shot run failed. The archive is opened once, for every
@@ -99,6 +100,8 @@ def run_scheduler(settings: Settings, options: SchedulerOptions, *, metrics: Bac
     moment = schedule.latest(now)
     if not _missed(archive, moment):
         moment = schedule.next_after(now)
+    if on_start is not None:  # the log says when the first cycle comes, not only after it
+        on_start(max(moment, now))
     failures = 0
     not_before = now
     while True:

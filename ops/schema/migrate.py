@@ -8,6 +8,7 @@ transaction), never committing it.
 
 from __future__ import annotations
 
+import contextlib
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,7 @@ from ops.core.config import PROJECT_ROOT, Settings
 from ops.core.db import connect, first_line, sqlalchemy_engine
 from ops.core.errors import OpsError, UsageError
 from ops.core.guard import MarkerChange, record_environment
-from ops.core.output import SILENT, Reporter, suggest
+from ops.core.output import SILENT, Reporter, suggest, suggest_flag
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -168,7 +169,7 @@ def push(settings: Settings, report: Reporter = SILENT, *,
     if marker.kept_production:
         report.line(f"🛡️  The database stays marked production (APP_ENV="
                     f"{settings.app_env if settings.app_env_set else 'unset'} does not "
-                    "downgrade it; add --allow-production to change the marker)")
+                    f"downgrade it; to change the marker: {suggest_flag('--allow-production')})")
     return PushResult(before, head, pending, marker.after or settings.app_env, marker)
 
 
@@ -183,8 +184,9 @@ def upgrade_sql(settings: Settings) -> str:
     return buffer.getvalue()
 
 
-def generate(settings: Settings, message: str) -> Path:
-    """Autogenerate a revision from the difference between the database and ops.schema.models."""
+def generate(settings: Settings, message: str, *, allow_empty: bool = False) -> Path | None:
+    """Autogenerate a revision from the difference between the database and ops.schema.models;
+    None, and nothing written, when there is no difference (unless `allow_empty`)."""
     from alembic import command
 
     if not message.strip():
@@ -198,9 +200,18 @@ def generate(settings: Settings, message: str) -> Path:
             hint=f"Run {suggest('push')} first.",
         )
     cfg = alembic_config(settings)
-    script = command.revision(cfg, message=message, autogenerate=True)
-    scripts = script if isinstance(script, list) else [script]
-    return Path(scripts[0].path)
+
+    def skip_empty(context: object, revision: object, directives: list) -> None:
+        if not allow_empty and all(d.upgrade_ops.is_empty() for d in directives):
+            directives[:] = []  # alembic then writes no file
+
+    # Alembic prints "Generating <path> ... done" itself, with the path as this process sees
+    # it (in a container, not the user's); the CLI says what was written instead.
+    with contextlib.redirect_stdout(io.StringIO()):
+        script = command.revision(cfg, message=message, autogenerate=True,
+                                  process_revision_directives=skip_empty)
+    scripts = [s for s in (script if isinstance(script, list) else [script]) if s is not None]
+    return Path(scripts[0].path) if scripts else None
 
 
 def schema_differences(settings: Settings) -> list[str]:
