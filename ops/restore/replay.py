@@ -181,8 +181,8 @@ class Target:
             self._queue(table, ops, _keys_of(table, key, row))
 
     def delete(self, table: Table, key: dict[str, str | None], counts: Counts) -> None:
-        self._queue(table, [("delete", (), self._key(table, key), counts.deleted)],
-                    _keys_of(table, key))
+        values = self._key(table, key)  # (it refuses a change without its key)
+        self._queue(table, [("delete", (), values, counts.deleted)], [tuple(values)])
 
     def empty(self, names: list[str], counts: Counts) -> None:
         """A TRUNCATE, as DELETEs children first (no table lock beyond what writers take)."""
