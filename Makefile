@@ -154,7 +154,7 @@ quote = '$(subst ','\'',$(1))'
 # $(call need,VAR,example): stop with one line when a required make variable is empty.
 need = @[ -n $(call quote,$($(1))) ] || { echo "❌ make $@ needs $(1)=... 💡 e.g. make $@ $(1)=$(2)" >&2; exit 2; }
 
-.PHONY: api-port help compose-env venv test lint bench build up down logs dev docker-ready \
+.PHONY: api-port help compose-env venv test lint bench docs docs-serve docs-deps build up down logs dev docker-ready \
 	scheduler-up db-schedule testdb-up testdb-settings \
 	docker-settings db-push db-generate \
 	db-check db-status db-backup db-backups db-backups-check db-verify db-prune db-reset \
@@ -208,6 +208,20 @@ lint: $(VENV_TEST_STAMP) ## ruff, no private-name imports, the dependency rule (
 
 bench: $(VENV_TEST_STAMP) ## Run the benchmarks (python -m bench ARGS...)
 	$(VENV_PY) -m bench $(ARGS)
+
+# The site's reference pages are generated from the CLI and .env.example at build time.
+DOCS_PORT := $(call setting,DOCS_PORT,8001)
+MKDOCS = $(VENV_PY) -m mkdocs
+docs-deps: $(VENV_STAMP)
+	@$(MKDOCS) --version >/dev/null 2>&1 || $(VENV_PY) -m pip install -q \
+		--disable-pip-version-check -e '.[docs]'
+
+docs: docs-deps ## Build the documentation site into build/site (strict: a broken link fails)
+	@NO_MKDOCS_2_WARNING=1 $(MKDOCS) build --strict
+	@echo "📖 Documentation site: build/site/index.html (make docs-serve to browse it)"
+
+docs-serve: docs-deps ## Serve the documentation site on http://127.0.0.1:8001 (DOCS_PORT), rebuilt on change
+	@NO_MKDOCS_2_WARNING=1 $(MKDOCS) serve --dev-addr 127.0.0.1:$(DOCS_PORT)
 
 # Both modes read their settings from ENV_FILE (RUN=local too: the API's SECRET_KEY is there).
 # Private (0600), with an ANONYMIZE_SALT of its own: a published default would let anyone test

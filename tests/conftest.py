@@ -287,7 +287,7 @@ def fault_ledger(request: pytest.FixtureRequest) -> list[dict]:
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
-    """Totals of the fault-injection suite, as the README quotes them."""
+    """Totals of the fault-injection suite, as docs/explanation/tests.md quotes them."""
     ledger = config.stash.get(FAULT_LEDGER, None)
     if not ledger:
         return

@@ -1,7 +1,7 @@
 """`make bench` end to end at a tiny scale: every comparison runs and lands in the results file.
 
 The figures at this scale mean nothing (start-up dominates); the test proves the benchmark
-itself works, so the README's numbers can always be re-run.
+itself works, so the numbers in docs/explanation/benchmarks.md can always be re-run.
 """
 
 from __future__ import annotations

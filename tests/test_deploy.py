@@ -190,5 +190,6 @@ def test_the_crontab_line_is_a_valid_schedule_running_a_make_target():
 
 @pytest.mark.parametrize("path", sorted(p.relative_to(DEPLOY) for p in DEPLOY.rglob("*")
                                          if p.is_file()))
-def test_the_readme_shows_every_deployment_example(path):
-    assert f"deploy/{path}" in (PROJECT_ROOT / "README.md").read_text()
+def test_the_docs_show_every_deployment_example(path):
+    docs = "\n".join(page.read_text() for page in (PROJECT_ROOT / "docs").rglob("*.md"))
+    assert f"deploy/{path}" in docs

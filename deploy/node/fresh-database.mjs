@@ -1,5 +1,5 @@
 // A fresh, migrated, seeded database per test for Node's test runner, from
-// `tasklets-db testdb serve` (README: Test databases). Copy it next to the app's tests:
+// `tasklets-db testdb serve` (docs/guides/testdb.md). Copy it next to the app's tests:
 //
 //   import { test } from 'node:test';
 //   import pg from 'pg';

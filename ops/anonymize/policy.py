@@ -79,7 +79,7 @@ class Policy:
 
 
 def _hint(path: Path) -> str:
-    return f"Fix {path} (the README's 'Anonymized snapshots' section describes its format)."
+    return f"Fix {path} (docs/how-to/anonymized-snapshots.md describes its format)."
 
 
 def load_policy(path: Path | None = None) -> Policy:
