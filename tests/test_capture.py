@@ -27,7 +27,7 @@ from ops.backup.archive import Archive
 from ops.capture.metrics import CaptureMetrics
 from ops.capture.segments import read_segment, segment_facts
 from ops.capture.service import Capture, CaptureOptions
-from ops.capture.slot import CaptureRefused
+from ops.capture.slot import CaptureRefused, lock_holder
 from ops.capture.status import capture_status, check_capture_lag
 from ops.core.config import Settings
 
@@ -125,6 +125,20 @@ def test_second_capture_on_one_slot_is_refused(settings: Settings, slot: str,
             assert capture_status(conn, archive, slot, slot).running
     finally:
         first.close()
+
+
+def test_a_capture_stopped_frees_its_slot_at_once(settings: Settings, slot: str,
+                                                  archive: Archive) -> None:
+    """The lock goes with the stop, not with the server's later end of the session: a
+    capture started right after another stopped (a restart, `--once` in a loop) is not
+    refused."""
+    first = Capture(settings, archive, CaptureOptions(slot=slot, initial_backup=False))
+    first.open()
+    first.close()
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        assert lock_holder(conn, slot) is None
+    for _ in range(50):
+        drain(settings, slot, initial_backup=False)
 
 
 def test_a_table_without_key_is_refused_in_one_line(settings: Settings,

@@ -47,6 +47,7 @@ from ops.capture.slot import (
     lsn_int,
     missing_replication,
     peek_options,
+    release_lock,
     require_logical,
     take_lock,
 )
@@ -178,6 +179,8 @@ class Capture:
 
     def close(self) -> None:
         if self.conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                release_lock(self.conn, self.options.slot)
             with contextlib.suppress(psycopg.Error):
                 self.conn.close()
             self.conn = None

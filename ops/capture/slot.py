@@ -192,6 +192,13 @@ def take_lock(conn: psycopg.Connection, slot: str) -> None:
         "its own slot (--slot).")
 
 
+def release_lock(conn: psycopg.Connection, slot: str) -> None:
+    """Let the slot's lock go now: the server drops a closed session's locks only when its
+    backend has exited, a moment after the client closed, and a capture started in that
+    moment (a restart, `--once` in a loop) would be refused."""
+    conn.execute("SELECT pg_advisory_unlock(%s)", (lock_key(slot),))
+
+
 def lock_holder(conn: psycopg.Connection, slot: str) -> int | None:
     key = lock_key(slot) & 0xFFFFFFFFFFFFFFFF
     row = conn.execute(
