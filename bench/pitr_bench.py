@@ -18,6 +18,7 @@ import psycopg
 
 from bench.measure import run_measured
 from bench.tenant_bench import DAMAGE, SHARE, TENANT, add_tenant
+from ops.backup.archive import Archive
 
 if TYPE_CHECKING:
     from bench.run import Bench, Case
@@ -34,10 +35,16 @@ def pitr_cases(bench: Bench, args: argparse.Namespace) -> tuple[list[Case], dict
     store.mkdir()
     extra = {"BACKUP_DIR": str(store), "CAPTURE_SLOT": "bench_pitr"}
     env = bench.env(url, **extra)
-    alone = bench.work / "files" / "pitr-tenant.json"
     try:
         bench.cli(url, "capture", "--once", **extra)  # the slot, and capture's first backup
-        bench.cli(url, "backup", "--tenant", TENANT, "--output", str(alone), **extra)
+        # into the store, so `--at` starts from this backup too (the newest holding the
+        # tenant), not from capture's full backup: both sides read the same tenant backup
+        bench.cli(url, "backup", "--tenant", TENANT, **extra)
+        archive = Archive.at(store)
+        found = archive.latest_for_tenant(TENANT)
+        if found is None or archive.facts(found).tenant is None:
+            raise RuntimeError(f"the tenant backup is not the newest holding {TENANT}")
+        alone = store / found.ref.name
         tps = _write_load(url, tenant_id, args.pitr_transactions, args.random_seed)
         started = time.perf_counter()
         bench.cli(url, "capture", "--once", **extra)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -11,9 +12,10 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg import sql
 from pyrage import x25519
 from support.backup import load
-from support.capture import drain, drop_slot, slot_name
+from support.capture import drain, drop_slot, slot_name, stored_transactions
 from support.restore import table_hashes
 from support.tenants import GLOBEX, SYSTECH, insert_two_tenants, tenant_hashes
 
@@ -29,26 +31,57 @@ from ops.capture.segments import (
     segment_facts,
     write_segment,
 )
+from ops.core.catalog import discover_tables
 from ops.core.config import Settings
 from ops.core.errors import BadSegment, OpsError, UsageError
 from ops.restore.at_time import parse_at, restore_at
 from ops.restore.drill import restore_drill
+from ops.restore.replay import Counts, Snapshot, Target, apply, wanted
 
 
 def test_a_backup_records_the_snapshot_that_misses_a_transaction_in_flight(
         settings: Settings, conn: psycopg.Connection, db_url: str) -> None:
-    with psycopg.connect(db_url) as other:
-        other.execute("INSERT INTO tenants (name, slug) VALUES ('In flight', 'in-flight')")
-        xid = other.execute("SELECT pg_current_xact_id()::text::bigint").fetchone()[0]
-        result = backup(settings)
-        other.commit()
-    committed_at = parse_lsn(conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()[0])
+    """The transaction is in flight across the backup: its rows are not in it, replay takes
+    it (by xid, even when its commit LSN equals walLsn), and the chain replay reads from
+    walLsn holds it. Its real commit LSN comes from capture: pg_current_wal_lsn() read after
+    the commit is the WAL *write* position, which with synchronous_commit off may not have
+    moved since walLsn was read (the flake this test once had)."""
+    slot = slot_name()
+    try:
+        drain(settings, slot, initial_backup=False)
+        with psycopg.connect(db_url) as other:
+            other.execute("INSERT INTO tenants (name, slug) VALUES ('In flight', 'in-flight')")
+            xid = other.execute("SELECT pg_current_xact_id()::text::bigint").fetchone()[0]
+            result = backup(settings)
+            other.commit()
+        drain(settings, slot, initial_backup=False)
+    finally:
+        drop_slot(db_url, slot)
     capture = load(result.path)["meta"]["capture"]
-    xmin, xmax, xip = capture["snapshot"].split(":")
-    assert xid >= int(xmax) or str(xid) in xip.split(",")  # not in the backup
-    assert parse_lsn(capture["walLsn"]) < committed_at  # its commit comes after walLsn
-    assert capture["snapshotTime"].endswith("+00:00")
+    snapshot, wal = Snapshot.parse(capture["snapshot"]), parse_lsn(capture["walLsn"])
+    assert xid >= snapshot.xmax or xid in snapshot.xip  # not in the backup
     assert "In flight" not in {row["name"] for row in load(result.path)["tables"]["tenants"]}
+    tx = next(tx for tx in stored_transactions(Archive.from_settings(settings))
+              if tx.xid == xid & 0xFFFFFFFF)
+    assert tx.lsn >= wal  # its commit record was written after walLsn was read
+    assert list(wanted([tx, tx], snapshot, lambda _: True)) == [tx]  # taken, once
+    assert capture["snapshotTime"].endswith("+00:00")
+
+
+def test_replay_takes_a_commit_at_wal_lsn_once_and_skips_what_the_snapshot_holds() -> None:
+    """The boundary: a commit LSN equal to walLsn is a transaction the snapshot may or may
+    not hold; the snapshot alone decides, and a segment stored twice applies it once."""
+    snapshot = Snapshot.parse("100:105:102")
+    at = parse_lsn("0/5000")
+
+    def tx(xid: int, lsn: int) -> Transaction:
+        return Transaction(xid=xid, lsn=lsn, end_lsn=lsn + 0x30,
+                           commit_time=datetime(2026, 1, 1, tzinfo=UTC), changes=[])
+
+    held, missed, later = tx(101, at), tx(102, at + 0x30), tx(105, at + 0x60)
+    stream = [held, missed, held, missed, later, later]  # overlapping segments
+    assert list(wanted(stream, snapshot, lambda _: True)) == [missed, later]
+    assert list(wanted([tx(102, at)], snapshot, lambda _: True)) == [tx(102, at)]
 
 
 # --- the oracle: restore --at Ti equals the database as it was at Ti ----------------------
@@ -311,3 +344,44 @@ def test_encrypted_backups_and_segments_restore_to_a_time_with_the_identity(
     restore_at(sealed, at.isoformat(), tenant="Globex", safety_backup=False)
     conn.rollback()
     assert tenant_hashes(conn, GLOBEX) == then
+
+
+def test_set_based_replay_equals_replaying_each_change_in_order(
+        conn: psycopg.Connection) -> None:
+    """A tenant's stages take changes in batches; keys touched again and again (inserts,
+    updates, key changes, joins, deletes, a TRUNCATE) must end as applying each change on
+    its own, in order, does — rows and counts alike."""
+    tags = next(t for t in discover_tables(conn) if t.name == "tags")
+    rng = random.Random(27)
+    changes: list[Change] = []
+    for number in range(400):
+        key, other = str(rng.randrange(6)), str(rng.randrange(6))
+        row = {"id": key, "tenant_id": "1", "name": f"n{number}", "color": rng.choice(
+            [None, "red", ""])}
+        op = "truncate" if number in (97, 194) else rng.choice(
+            ["insert", "insert", "update", "update", "move", "delete"])
+        if op == "insert":
+            changes.append(Change("insert", "tags", row, None))
+        elif op == "update":
+            changes.append(Change("update", "tags", row, None,
+                                  ("color",) if number % 3 == 0 else ()))
+        elif op == "move":
+            changes.append(Change("update", "tags", {**row, "id": other}, {"id": key}))
+        elif op == "delete":
+            changes.append(Change("delete", "tags", None, {"id": key}))
+        else:
+            changes.append(Change("truncate", "tags", None, None))
+    txs = [Transaction(i, i, i + 1, datetime(2026, 1, 1, tzinfo=UTC), changes[i:i + 7])
+           for i in range(0, len(changes), 7)]
+    found = {}
+    for name, unconstrained in (("one_by_one", False), ("batched", True)):
+        conn.execute(sql.SQL("CREATE TEMP TABLE {} AS SELECT * FROM tags WITH NO DATA")
+                     .format(sql.Identifier(name)))  # no constraints, as a stage
+        counts = Counts()
+        apply(Target(conn, [tags], lambda _, name=name: sql.Identifier(name),
+                     unconstrained=unconstrained), txs, counts, member=lambda _: True)
+        found[name] = (conn.execute(sql.SQL("SELECT id, name, color FROM {} ORDER BY 1, 2")
+                                    .format(sql.Identifier(name))).fetchall(),
+                       counts.as_json())
+    assert found["batched"] == found["one_by_one"]
+    assert found["batched"][0] and found["batched"][1]["tags"]["deleted"]

@@ -94,35 +94,37 @@ class Target:
 
     Statements are sent in a pipeline (no round trip waits for the one before: none of them
     depends on another's result) and rendered once per table and column set, so PostgreSQL
-    prepares them; rows affected are counted when the pipeline syncs."""
+    prepares them; rows affected are counted when the pipeline syncs.
+
+    Relations no constraint ties to others (a tenant's stages, `unconstrained`) take changes
+    in batches, set-based: per table, one statement per kind and column set over arrays of
+    values. No two changes waiting in a table's batch touch the same key (a change on a
+    waiting key sends the batch first), so each row's changes keep their order; the order
+    between tables does not matter without constraints. Live tables' foreign keys check each
+    statement, so there every change is sent on its own, in order."""
 
     BATCH = 500  # statements between syncs: bounds what waits to be counted
+    ROWS = 2000  # changes a table's batch holds before it is sent
+    KINDS = ("delete", "update", "insert", "join")  # a change's update before its join
 
     def __init__(self, conn: psycopg.Connection, tables: list[Table],
                  relation: Callable[[str], sql.Composable] | None = None, *,
                  unconstrained: bool = False) -> None:
         self.conn = conn
-        # relations without constraints (a tenant's stages): a delete may wait for others of
-        # its table, as nothing else checks it (live tables' foreign keys check each statement)
         self.unconstrained = unconstrained
         self.tables = {t.name: t for t in tables}
         self.order = {t.name: i for i, t in enumerate(tables)}
         self.relation = relation or (lambda name: self.tables[name].ident)
         self._rendered: dict[tuple, str] = {}
         self._pending: list[tuple[dict[str, int], str, psycopg.Cursor]] = []
-        # keys of rows that may have left a tenant, and where their deletions are counted
-        self._gone: dict[str, tuple[dict[str, int], list[list], set[tuple]]] = {}
+        self._batches: dict[str, _Batch] = {}
         self.pipeline: psycopg.Pipeline | None = None
 
     def table(self, name: str) -> Table | None:
         return self.tables.get(name)
 
     def _send(self, key: tuple, build: Callable[[], sql.Composable], params: list,
-              counted: dict[str, int], table: str, rows: list[list] | None = None) -> None:
-        """Send a statement; `rows`: the keys of the rows it touches (None: any row)."""
-        gone = self._gone.get(table)
-        if gone is not None and (rows is None or any(tuple(k) in gone[2] for k in rows)):
-            self._forget_now(table)  # a statement on a row to delete first: keep their order
+              counted: dict[str, int], table: str) -> None:
         text = self._rendered.get(key)
         if text is None:
             text = self._rendered[key] = build().as_string(self.conn)
@@ -130,42 +132,11 @@ class Target:
         if len(self._pending) >= self.BATCH:
             self.settle()
 
-    def forget(self, table: Table, key: dict[str, str | None], counts: Counts) -> None:
-        """Delete the row with this key, if there: sent with others of the table as one
-        statement, before any statement on a row with one of their keys (so each row's
-        changes keep their order; only for relations no constraint ties to others)."""
-        _, found, keys = self._gone.setdefault(table.name, (counts.deleted, [], set()))
-        found.append(self._key(table, key))
-        keys.add(tuple(found[-1]))
-        if len(found) >= self.BATCH:
-            self._forget_now(table.name)
-
-    def _forget_now(self, name: str) -> None:
-        counted, keys, _ = self._gone.pop(name)
-        table = self.tables[name]
-        columns = list(zip(*keys, strict=True))
-
-        def build() -> sql.Composable:
-            names = [sql.Identifier(f"k{i}") for i in range(len(table.primary_key))]
-            return sql.SQL("DELETE FROM {} WHERE ({}) IN (SELECT {} FROM unnest({}) AS k({}))"
-                           ).format(self.relation(name),
-                                    sql.SQL(", ").join(map(sql.Identifier, table.primary_key)),
-                                    sql.SQL(", ").join(
-                                        sql.SQL("{}::{}").format(n, sql.SQL(self._type(table, c)))
-                                        for n, c in zip(names, table.primary_key, strict=True)),
-                                    sql.SQL(", ").join(sql.SQL("%s::text[]") for _ in names),
-                                    sql.SQL(", ").join(names))
-
-        text = self._rendered.get(("forget", name))
-        if text is None:
-            text = self._rendered[("forget", name)] = build().as_string(self.conn)
-        cursor = self.conn.execute(text, [list(c) for c in columns])
-        self._pending.append((counted, name, cursor))
-
     def settle(self) -> None:
-        """Wait for what was sent and count the rows each statement affected."""
-        for name in list(self._gone):
-            self._forget_now(name)
+        """Send every batch, wait for what was sent and count the rows each statement
+        affected."""
+        for name in list(self._batches):
+            self._flush(name)
         if not self._pending:
             return
         if self.pipeline is not None:
@@ -178,11 +149,8 @@ class Target:
     def _type(self, table: Table, column: str) -> str:
         return next(c.type for c in table.columns if c.name == column)
 
-    def _typed(self, table: Table, column: str) -> sql.Composable:
-        return sql.SQL("%s::text::{}").format(sql.SQL(self._type(table, column)))
-
     def _key(self, table: Table, key: dict[str, str | None]) -> list:
-        """The primary-key values of a change (`_where`'s parameters)."""
+        """The primary-key values of a change."""
         if table.primary_key:
             with contextlib.suppress(KeyError):
                 return [key[c] for c in table.primary_key]
@@ -190,65 +158,124 @@ class Target:
         raise OpsError(f"a change to {table.name} does not carry its primary key "
                        f"({', '.join(missing) or 'none'}); it cannot be replayed")
 
-    def _where(self, table: Table) -> sql.Composable:
-        return sql.SQL(" AND ").join(sql.SQL("{} = {}").format(
-            sql.Identifier(c), self._typed(table, c)) for c in table.primary_key)
-
-    def insert(self, table: Table, row: dict[str, str | None], counts: Counts, *,
-               unless_present: bool = False) -> None:
-        """INSERT the row (`unless_present`: unless a row with its key is there)."""
+    def insert(self, table: Table, row: dict[str, str | None], counts: Counts) -> None:
         names = tuple(c.name for c in table.writable_columns if c.name in row)
-        keys = self._key(table, row) if unless_present else []
-
-        def build() -> sql.Composable:
-            values = sql.SQL(", ").join(self._typed(table, n) for n in names)
-            statement = sql.SQL("INSERT INTO {} ({}) OVERRIDING SYSTEM VALUE ").format(
-                self.relation(table.name), sql.SQL(", ").join(map(sql.Identifier, names)))
-            if not unless_present:
-                return statement + sql.SQL("VALUES ({})").format(values)
-            return statement + sql.SQL("SELECT {} WHERE NOT EXISTS (SELECT FROM {} "
-                                       "WHERE {})").format(values, self.relation(table.name),
-                                                           self._where(table))
-
-        self._send(("insert", table.name, names, unless_present), build,
-                   [row[n] for n in names] + keys, counts.inserted, table.name,
-                   _keys_of(table, row))
+        self._queue(table, [("insert", names, [row[n] for n in names], counts.inserted)],
+                    _keys_of(table, row))
 
     def update(self, table: Table, key: dict[str, str | None], row: dict[str, str | None],
-               unchanged: tuple[str, ...], counts: Counts) -> None:
+               unchanged: tuple[str, ...], counts: Counts, *, join: bool = False) -> None:
+        """UPDATE the row with `key`; `join`: then insert it unless a row with its (new) key
+        is there (a row that joined the scope: the target did not hold it)."""
         names = tuple(c.name for c in table.writable_columns
                       if c.name in row and c.name not in unchanged)
-        params = self._key(table, key)
-        if not names:
-            return
-
-        def build() -> sql.Composable:
-            return sql.SQL("UPDATE {} SET {} WHERE {}").format(
-                self.relation(table.name), sql.SQL(", ").join(
-                    sql.SQL("{} = {}").format(sql.Identifier(n), self._typed(table, n))
-                    for n in names), self._where(table))
-
-        self._send(("update", table.name, names), build, [row[n] for n in names] + params,
-                   counts.updated, table.name, _keys_of(table, key, row))
+        ops: list[tuple[str, tuple[str, ...], list, dict[str, int]]] = []
+        if names:
+            ops.append(("update", names, [row[n] for n in names] + self._key(table, key),
+                        counts.updated))
+        if join:
+            every = tuple(c.name for c in table.writable_columns if c.name in row)
+            ops.append(("join", every, [row[n] for n in every] + self._key(table, row),
+                        counts.inserted))
+        if ops:
+            self._queue(table, ops, _keys_of(table, key, row))
 
     def delete(self, table: Table, key: dict[str, str | None], counts: Counts) -> None:
-        self._send(("delete", table.name), lambda: sql.SQL("DELETE FROM {} WHERE {}").format(
-            self.relation(table.name), self._where(table)), self._key(table, key),
-            counts.deleted, table.name)
+        values = self._key(table, key)  # (it refuses a change without its key)
+        self._queue(table, [("delete", (), values, counts.deleted)], [tuple(values)])
 
     def empty(self, names: list[str], counts: Counts) -> None:
         """A TRUNCATE, as DELETEs children first (no table lock beyond what writers take)."""
         for name in sorted(names, key=lambda n: -self.order[n]):
+            self._flush(name)
             self._send(("empty", name), lambda name=name: sql.SQL("DELETE FROM {}").format(
                 self.relation(name)), [], counts.deleted, name)
         names.clear()
 
+    def _queue(self, table: Table, ops: list[tuple[str, tuple[str, ...], list,
+                                                     dict[str, int]]],
+               keys: list[tuple] | None) -> None:
+        """Add one change's statements (kind, columns, values, where counted) to its table's
+        batch; `keys`: the rows it touches (None: any row, so it is sent on its own)."""
+        batch = self._batches.get(table.name)
+        if batch is not None and keys is not None and ops[0][0] == "delete" and all(
+                batch.keys.get(k) == "delete" for k in keys):
+            return  # deleted already: a row that left the scope, changed again elsewhere
+        if batch is not None and (keys is None or not batch.keys.keys().isdisjoint(keys)):
+            self._flush(table.name)
+            batch = None
+        if batch is None:
+            batch = self._batches[table.name] = _Batch()
+        for kind, names, values, counted in ops:
+            batch.groups.setdefault((kind, names), (counted, []))[1].append(values)
+        batch.keys.update(dict.fromkeys(keys or (), ops[-1][0]))
+        batch.size += 1
+        if keys is None or batch.size >= self.ROWS or not self.unconstrained:
+            self._flush(table.name)
 
-def _keys_of(table: Table, *rows: dict[str, str | None]) -> list[list] | None:
+    def _flush(self, name: str) -> None:
+        """Send a table's batch: one statement per kind and column set, kinds in order."""
+        batch = self._batches.pop(name, None)
+        if batch is None:
+            return
+        table = self.tables[name]
+        for (kind, names), (counted, rows) in sorted(
+                batch.groups.items(), key=lambda item: self.KINDS.index(item[0][0])):
+            self._send(("batch", kind, name, names), lambda kind=kind, names=names:
+                       self._set_based(table, kind, names),
+                       [list(column) for column in zip(*rows, strict=True)], counted, name)
+
+    def _set_based(self, table: Table, kind: str, names: tuple[str, ...]) -> sql.Composable:
+        """The statement applying many changes of one kind and column set: each array
+        parameter is a column (values, then primary-key values), unnested as rows `u`."""
+        key = table.primary_key if kind != "insert" else []
+        columns = [*names, *key]
+        aliases = [sql.Identifier(f"c{i}") for i in range(len(columns))]
+
+        def value(index: int) -> sql.Composable:
+            return sql.SQL("u.{}::{}").format(aliases[index],
+                                               sql.SQL(self._type(table, columns[index])))
+
+        rows = sql.SQL("unnest({}) AS u({})").format(
+            sql.SQL(", ").join(sql.SQL("%s::text[]") for _ in columns),
+            sql.SQL(", ").join(aliases))
+        match = sql.SQL(" AND ").join(
+            sql.SQL("t.{} = {}").format(sql.Identifier(c), value(len(names) + i))
+            for i, c in enumerate(key))
+        relation = self.relation(table.name)
+        values = sql.SQL(", ").join(value(i) for i in range(len(names)))
+        if kind == "delete":
+            return sql.SQL("DELETE FROM {} AS t USING {} WHERE {}").format(relation, rows, match)
+        if kind == "update":
+            return sql.SQL("UPDATE {} AS t SET {} FROM {} WHERE {}").format(
+                relation, sql.SQL(", ").join(sql.SQL("{} = {}").format(sql.Identifier(n),
+                                                                       value(i))
+                                             for i, n in enumerate(names)), rows, match)
+        statement = sql.SQL("INSERT INTO {} ({}) OVERRIDING SYSTEM VALUE SELECT {} FROM {}"
+                            ).format(relation, sql.SQL(", ").join(map(sql.Identifier, names)),
+                                     values, rows)
+        if kind == "join":
+            statement += sql.SQL(" WHERE NOT EXISTS (SELECT FROM {} AS t WHERE {})").format(
+                relation, match)
+        return statement
+
+
+@dataclass
+class _Batch:
+    """A table's waiting changes: per (kind, columns), where they are counted and their
+    values; the keys they touch, each with the last kind of change to it."""
+
+    groups: dict[tuple[str, tuple[str, ...]], tuple[dict[str, int], list[list]]] = field(
+        default_factory=dict)
+    keys: dict[tuple, str] = field(default_factory=dict)
+    size: int = 0
+
+
+def _keys_of(table: Table, *rows: dict[str, str | None]) -> list[tuple] | None:
     """The primary keys of these rows; None when one lacks its key (then: any row)."""
     if not table.primary_key or any(c not in row for row in rows for c in table.primary_key):
         return None
-    return [[row[c] for c in table.primary_key] for row in rows]
+    return [tuple(row[c] for c in table.primary_key) for row in rows]
 
 
 def apply(target: Target, transactions: Iterable[Transaction], counts: Counts,
@@ -281,10 +308,7 @@ def _apply_one(target: Target, table: Table, change: Change, counts: Counts,
                member: Member | None) -> None:
     old = change.key or change.row or {}
     if change.op == "delete":
-        if target.unconstrained:
-            target.forget(table, old, counts)
-        else:
-            target.delete(table, old, counts)
+        target.delete(table, old, counts)
         return
     row = change.row or {}
     ours = True if member is None else member(change)
@@ -294,8 +318,7 @@ def _apply_one(target: Target, table: Table, change: Change, counts: Counts,
         return
     # update: the row as it was may be in the target; what it became may or may not be ours
     if ours is False:
-        target.forget(table, old, counts)  # it left the scope (a no-op when it never was in)
+        target.delete(table, old, counts)  # it left the scope (a no-op when it never was in)
         return
-    target.update(table, old, row, change.unchanged, counts)
-    if member is not None and not change.unchanged:
-        target.insert(table, row, counts, unless_present=True)  # it joined the scope
+    target.update(table, old, row, change.unchanged, counts,
+                  join=member is not None and not change.unchanged)  # it joined the scope
