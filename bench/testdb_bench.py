@@ -198,7 +198,9 @@ def _alternatives(bench: Bench, settings: Settings, rounds: int) -> dict:
         found["TRUNCATE + seed"].append(_ms(time.perf_counter() - started))
 
         url = bench.create_db(f"bench_testdb_fresh_{number}")
-        env = {k: v for k, v in bench.env(url).items() if not k.startswith("MAKE")}
+        # not the outer make's own settings: `make bench ARGS=…` would hand its ARGS on
+        env = {k: v for k, v in bench.env(url).items()
+               if not k.startswith("MAKE") and k != "ARGS"}
         env.update(ENV_FILE=os.devnull)
         started = time.perf_counter()
         done = subprocess.run(["make", "--no-print-directory", "-s", "db-fresh", "RUN=local"],
