@@ -65,20 +65,23 @@ def _holding(archive: Archive, xid: int) -> SegmentInfo:
 @pytest.fixture
 def raced(settings: Settings, conn: psycopg.Connection, db_url: str,
           backup_dir: Path) -> Iterator[Raced]:
-    """The race, made deterministic: the backup's snapshot is taken while a transaction is
-    open, the transaction commits and its segment is stored, and only then is walLsn read
-    (as a backup reading walLsn just after a commit record, and its snapshot before that
-    commit became visible, records them). The backup is written by the real writer with the
-    capture block the backup records for such a transaction; a later change follows."""
+    """The race, made deterministic: the backup's snapshot is taken while two transactions
+    are open; one commits and its segment is stored, and only then is walLsn read (as a
+    backup reading walLsn just after a commit record, and its snapshot before that commit
+    became visible, records them); the other commits after walLsn, before the backup's
+    check. The backup is written by the real writer with the capture block the backup
+    records for them; the second one's segment follows."""
     insert_two_tenants(conn, volume=0)
     archive = Archive.at(backup_dir)
     slot = slot_name()
     try:
         drain(settings, slot, initial_backup=False)
-        with psycopg.connect(db_url) as racer, \
+        with psycopg.connect(db_url) as racer, psycopg.connect(db_url) as later, \
                 psycopg.connect(db_url, autocommit=True) as reader:
             racer.execute("UPDATE tasks SET title = 'raced' WHERE id = 20")
-            xid = scalar(racer, "SELECT pg_current_xact_id()::text::bigint")
+            later.execute("UPDATE tasks SET title = 'after' WHERE id = 10")
+            xids = [scalar(c, "SELECT pg_current_xact_id()::text::bigint")
+                    for c in (racer, later)]
             with locked_snapshot(reader):
                 snapshot = scalar(reader, "SELECT pg_current_snapshot()::text")
                 taken = scalar(reader, "SELECT clock_timestamp()")
@@ -86,13 +89,14 @@ def raced(settings: Settings, conn: psycopg.Connection, db_url: str,
                 drain(settings, slot, initial_backup=False)
                 # the insert position: past the commit record even with synchronous_commit off
                 wal = scalar(reader, "SELECT pg_current_wal_insert_lsn()::text")
+                later.commit()
                 capture = {"snapshot": snapshot, "walLsn": wal,
                            "snapshotTime": taken.astimezone(UTC).isoformat(),
-                           "committedInSnapshot": [xid], "committedBy": wal}
+                           "committedInSnapshot": xids, "committedBy": scalar(
+                               reader, "SELECT pg_current_wal_insert_lsn()::text")}
                 write_backup(reader, archive.new_ref(utc_now()), capture=capture)
-        conn.execute("UPDATE tasks SET title = 'after' WHERE id = 10")
         drain(settings, slot, initial_backup=False)
-        yield Raced(xid, capture, _holding(archive, xid), table_hashes(conn))
+        yield Raced(xids[0], capture, _holding(archive, xids[0]), table_hashes(conn))
     finally:
         drop_slot(db_url, slot)
 
@@ -102,11 +106,11 @@ def test_a_commit_the_snapshot_missed_before_wal_lsn_is_replayed(
     snapshot = Snapshot.parse(raced.capture["snapshot"])
     assert not snapshot.holds(raced.xid & 0xFFFFFFFF)  # its rows are not in the backup
     assert raced.segment.end_lsn <= parse_lsn(raced.capture["walLsn"])  # replay's old start
+    restore_at(settings, "latest", safety_backup=False)
+    assert table_hashes(conn) == raced.after  # both titles, each once
     shown = restore_at(settings, "latest", dry_run=True).as_json()["pointInTime"]
     assert shown["segments"][0] == raced.segment.name  # listed like the others, first
     assert shown["transactions"] == 2
-    restore_at(settings, "latest", safety_backup=False)
-    assert table_hashes(conn) == raced.after  # the raced title, and the later one, once
 
 
 def test_a_raced_commit_in_no_segment_is_refused_naming_it(
@@ -118,9 +122,10 @@ def test_a_raced_commit_in_no_segment_is_refused_naming_it(
     before = table_hashes(conn)
     with pytest.raises(OpsError) as refused:
         restore_at(settings, "latest", safety_backup=False)
-    message = refused.value.message
-    assert str(raced.xid) in message and "nothing was changed" in message
-    assert f"to {raced.capture['walLsn']}" in message  # the range searched
+    message = refused.value.message  # the one committed after walLsn is found: not named
+    assert f"transaction(s) {raced.xid} committed" in message
+    assert "nothing was changed" in message
+    assert f"to {raced.capture['committedBy']}" in message  # the range searched
     assert "\n" not in message
     assert table_hashes(conn) == before
 

@@ -143,44 +143,47 @@ def plan_replay(archive: Archive, at: datetime | None, *, tenant: str | None = N
 def _find_racing(archive: Archive, cover: Coverage, plan: ReplayPlan,
                  identities: Sequence[Any]) -> None:
     """The transactions the backup's snapshot missed while they were committing (meta
-    "committedInSnapshot"): their commit records may precede walLsn, where the chain starts.
-    Looked for in the segments before it, newest first, back to LOOK_BACK before the
-    snapshot; the others committed at or after walLsn, before "committedBy": the chain's
-    first segments hold them. Refuses naming them and the range searched when one is in
-    neither."""
+    "committedInSnapshot"). Those committed at or after walLsn, before "committedBy", are in
+    the chain's first segments (applied with it); the others' commits precede walLsn: they
+    are looked for in the segments before it, newest first, back to LOOK_BACK before the
+    snapshot. Refuses naming them and the range searched when one is in neither."""
     capture = plan.facts.capture or {}
     wal = parse_lsn(str(capture["walLsn"]))
     missing = {int(x) for x in capture["committedInSnapshot"]}
-    since = (_snapshot_time(plan.facts) or plan.at) - LOOK_BACK
     revision, searched_from = plan.facts.revision, wal
-    found: list[Transaction] = []
-    for seg in walk_back(cover.segments, wal, since, archive.segment_facts):
-        if not missing or seg.revision not in (None, revision):
-            break  # all found; or a migration: the backup's schema starts after it
-        searched_from = seg.start_lsn
-        txs = [tx for tx in read_segment(archive, seg, identities=identities,
-                                         revision=revision)
-               if plan.snapshot.widen(tx.xid) in missing]
-        missing -= {plan.snapshot.widen(tx.xid) for tx in txs}
-        if txs:
-            plan.earlier.insert(0, seg)
-            found[:0] = txs
+
+    def read(seg: SegmentInfo) -> list[Transaction]:
+        return [tx for tx in read_segment(archive, seg, identities=identities,
+                                          revision=revision)
+                if plan.snapshot.widen(tx.xid) in missing]
+
     by = parse_lsn(str(capture.get("committedBy") or capture["walLsn"]))
     for seg in cover.segments:
         if not missing or seg.start_lsn >= by:
             break
         if seg.end_lsn > wal:
-            missing -= {plan.snapshot.widen(tx.xid) for tx in read_segment(
-                archive, seg, identities=identities, revision=revision)}
+            missing -= {plan.snapshot.widen(tx.xid) for tx in read(seg)}
+    since = (_snapshot_time(plan.facts) or plan.at) - LOOK_BACK
+    found: list[Transaction] = []
+    for seg in walk_back(cover.segments, wal, since, archive.segment_facts):
+        if not missing or seg.revision not in (None, revision):
+            break  # all found; or a migration: the backup's schema starts after it
+        searched_from = seg.start_lsn
+        txs = read(seg)
+        missing -= {plan.snapshot.widen(tx.xid) for tx in txs}
+        if txs:
+            plan.earlier.insert(0, seg)
+            found[:0] = txs
     if missing:
         raise OpsError(
             f"cannot restore to {when(plan.at)}: transaction(s) "
             f"{', '.join(map(str, sorted(missing)))} committed as backup {plan.backup.name} "
             f"took its snapshot, which does not hold them, and no change segment from "
             f"{lsn_text(searched_from)} to {lsn_text(by)} holds them; nothing was changed",
-            hint=f"Replay looks for them back to {when(since)} ({LOOK_BACK} before the "
-            "backup: a commit that waited longer for a synchronous standby is not searched "
-            "for). Pick a time after the next backup.")
+            hint=f"Replay looks for them back to {when(since)}, "
+            f"{LOOK_BACK.total_seconds() / 60:g} minutes before the backup (a commit that "
+            "waited longer for a synchronous standby is not searched for). Pick a time after "
+            "the next backup.")
     plan.racing = sorted(found, key=lambda tx: tx.lsn)
 
 
