@@ -21,6 +21,7 @@ from types import SimpleNamespace
 
 import psycopg
 import pytest
+from psycopg import sql
 from support.backup import load
 from support.capture import drain, drop_slot, slot_name
 from support.restore import table_hashes
@@ -276,3 +277,40 @@ def test_the_start_is_taken_again_once_the_racing_commit_is_visible(
     assert "committedInSnapshot" not in capture
     assert Snapshot.parse(capture["snapshot"]).holds(stalled.xid & 0xFFFFFFFF)
     assert 2 in {row["id"] for row in _rows(result.path)}  # in the backup, not replayed
+
+
+def _standby(url: str, names: str) -> None:
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute(sql.SQL("ALTER SYSTEM SET synchronous_standby_names = {}").format(
+            sql.Literal(names)))
+        admin.execute("SELECT pg_reload_conf()")
+
+
+def test_a_commit_waiting_for_a_standby_across_a_backup_is_replayed(
+        stalling: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The whole race on a real server: the commit's record is before walLsn, its segment
+    ends there, and restore --at latest still has its row, once."""
+    url, slot = stalling.database_url, slot_name()
+    _pauses(monkeypatch)  # no real pause: the commit waits on
+    _standby(url, "")  # capture's own set-up commits too
+    try:
+        drain(stalling, slot, initial_backup=False)
+        _standby(url, "nobody")
+        with stalled_commit(url, 3) as stalled:
+            drain(stalling, slot, initial_backup=False)  # stored before walLsn is read
+            result = backup(stalling)
+            stalled.release(url)
+        _standby(url, "")
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("INSERT INTO raced VALUES (4, 'after')")
+            drain(stalling, slot, initial_backup=False)
+            now = conn.execute("SELECT * FROM raced ORDER BY id").fetchall()
+            capture = load(result.path)["meta"]["capture"]
+            archive = Archive.from_settings(stalling)
+            assert _holding(archive, stalled.xid).end_lsn <= parse_lsn(capture["walLsn"])
+            restore_at(stalling, "latest", safety_backup=False)
+            assert conn.execute("SELECT * FROM raced ORDER BY id").fetchall() == now
+            assert (3, "stalled") in now
+    finally:
+        drop_slot(url, slot)
+        _standby(url, "nobody")
