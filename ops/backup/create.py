@@ -436,10 +436,9 @@ def replay_start(conn: psycopg.Connection) -> Iterator[dict[str, Any] | None]:
     before walLsn, where replay does not read. Such transactions are found at once (`_START`:
     the same query takes the snapshot), and the start taken again (the snapshot is only
     ever this transaction's; the parallel streams and the tenant lookup come after). Those
-    still committing after
-    START_RETRIES (a stalled synchronous standby) are recorded as "committedInSnapshot",
-    with "committedBy", a WAL position their commit records precede: replay then looks for
-    them before walLsn."""
+    still committing after START_RETRIES (a stalled synchronous standby) are recorded as
+    "committedInSnapshot", with "committedBy", a WAL position their commit records precede:
+    replay then looks for them before walLsn too."""
     for attempt in range(START_RETRIES + 1):
         wal_lsn = scalar(conn, "SELECT CASE WHEN pg_is_in_recovery() THEN NULL "
                          "ELSE pg_current_wal_lsn()::text END")

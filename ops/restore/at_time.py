@@ -6,8 +6,8 @@ Which changes: exactly those the backup's snapshot does not hold (meta "capture"
 snapshot, and the WAL position read just before it, where the first needed segment starts),
 committed at or before TIME, in LSN order, each once. A transaction the snapshot missed while
 it was committing ("committedInSnapshot") may have its commit before that position: it is
-looked for in the segments just before and applied first. Segments must follow each other without
-a gap from that position to TIME, at the backup's schema revision (capture takes a full
+looked for in the segments just before, and applied first. Segments must follow each other
+without a gap from that position to TIME, at the backup's schema revision (capture takes a full
 backup after every migration, so a time after one picks that backup); otherwise the restore
 refuses naming the range that is covered, before anything is touched.
 """
