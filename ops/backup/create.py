@@ -409,13 +409,15 @@ def _start_streams(conn: psycopg.Connection, chosen: list[Table],
 START_RETRIES = 3  # new snapshots taken while a transaction racing the first one commits
 START_PAUSE = 0.005  # seconds between them: a commit leaves the ProcArray within microseconds
 # The snapshot, a moment after it, and the transactions it misses whose commit is written
-# already: those in its xip committed since (pg_xact_status says "in progress" while a
-# transaction is in the ProcArray), and those waiting for a synchronous standby, committed
-# but in the ProcArray still (at or past xmax, often: latestCompletedXid waits for them).
-# pg_stat_activity's xid is 32 bits: its 64-bit form is the one nearest the snapshot's xmax.
-_START = sql.SQL(
+# already: those it misses (its xip, and xmax up to the next xid, which `age` reads) that
+# committed since — pg_xact_status says "in progress" while a transaction is in the
+# ProcArray — and those waiting for a synchronous standby, committed but in the ProcArray
+# still. pg_stat_activity's xid is 32 bits: its 64-bit form is the one nearest xmax.
+START_SQL = sql.SQL(
     "SELECT s::text, clock_timestamp(), ARRAY("
-    " SELECT x FROM pg_snapshot_xip(s) AS x WHERE pg_xact_status(x) = 'committed' UNION"
+    " SELECT x FROM (SELECT pg_snapshot_xip(s) AS x UNION ALL"
+    "  SELECT (m + g)::text::xid8 FROM generate_series(0, age(xid(pg_snapshot_xmax(s))) - 1)"
+    "  AS g) AS missed WHERE pg_xact_status(x) = 'committed' UNION"
     " SELECT (m + ((backend_xid::text::bigint - m % 4294967296 + 6442450944) % 4294967296)"
     " - 2147483648)::text::xid8 FROM pg_stat_activity"
     " WHERE wait_event = 'SyncRep' AND backend_xid IS NOT NULL ORDER BY 1)::text[]"
@@ -433,7 +435,7 @@ def replay_start(conn: psycopg.Connection) -> Iterator[dict[str, Any] | None]:
     commits after it, unless it was committing right then. A commit writes its WAL record,
     marks itself committed, waits for synchronous standbys (without bound), and only then
     becomes visible; a snapshot taken in between misses it although its commit record is
-    before walLsn, where replay does not read. Such transactions are found at once (`_START`:
+    before walLsn, where replay does not read. Such transactions are found at once (START_SQL:
     the same query takes the snapshot), and the start taken again (the snapshot is only
     ever this transaction's; the parallel streams and the tenant lookup come after). Those
     still committing after START_RETRIES (a stalled synchronous standby) are recorded as
@@ -446,7 +448,7 @@ def replay_start(conn: psycopg.Connection) -> Iterator[dict[str, Any] | None]:
             if wal_lsn is None:
                 yield None
                 return
-            snapshot, moment, racing = conn.execute(_START).fetchone()
+            snapshot, moment, racing = conn.execute(START_SQL).fetchone()
             if racing and attempt < START_RETRIES:
                 time.sleep(START_PAUSE)
                 continue  # read-only: leaving the transaction only ends it
