@@ -337,5 +337,5 @@ def test_the_start_finds_each_missed_transaction_that_committed_after_the_snapsh
             assert xids["in_xip"] in snapshot.xip and xids["at_xmax"] >= snapshot.xmax
             open_["in_xip"].commit()
             open_["at_xmax"].commit()
-            _, _, racing = reader.execute(create.START_SQL).fetchone()
+            _, _, racing = reader.execute(create.START_SQL).fetchall()[0]
     assert sorted(int(x) for x in racing) == sorted([xids["in_xip"], xids["at_xmax"]])

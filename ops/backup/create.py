@@ -448,7 +448,7 @@ def replay_start(conn: psycopg.Connection) -> Iterator[dict[str, Any] | None]:
             if wal_lsn is None:
                 yield None
                 return
-            snapshot, moment, racing = conn.execute(START_SQL).fetchone()
+            snapshot, moment, racing = conn.execute(START_SQL).fetchall()[0]
             if racing and attempt < START_RETRIES:
                 time.sleep(START_PAUSE)
                 continue  # read-only: leaving the transaction only ends it
