@@ -14,7 +14,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -45,6 +45,7 @@ from ops.capture.segments import (
 from ops.core.config import Settings
 from ops.core.db import scalar
 from ops.core.errors import OpsError
+from ops.core.output import Reporter
 from ops.dev.cluster import start_throwaway
 from ops.restore.at_time import plan_replay, restore_at
 from ops.restore.replay import Snapshot
@@ -265,6 +266,19 @@ def test_a_backup_records_a_commit_still_waiting_for_a_synchronous_standby(
     assert parse_lsn(capture["committedBy"]) >= parse_lsn(capture["walLsn"])
     assert not Snapshot.parse(capture["snapshot"]).holds(stalled.xid & 0xFFFFFFFF)
     assert 1 not in {row["id"] for row in _rows(result.path)}  # not in the backup
+
+
+def test_a_backup_warns_when_its_role_cannot_see_commits_waiting_for_a_standby(
+        stalling: Settings, capsys: pytest.CaptureFixture[str]) -> None:
+    with psycopg.connect(stalling.database_url, autocommit=True) as admin:
+        admin.execute("DROP ROLE IF EXISTS limited")
+        admin.execute("CREATE ROLE limited LOGIN")
+        admin.execute("GRANT SELECT ON raced TO limited")
+    url = stalling.database_url.replace("postgres@", "limited@", 1)
+    backup(replace(stalling, database_url=url), report=Reporter())
+    assert "Grant pg_read_all_stats" in capsys.readouterr().err
+    backup(stalling, report=Reporter())  # a superuser sees every session
+    assert "pg_read_all_stats" not in capsys.readouterr().err
 
 
 def test_the_start_is_taken_again_once_the_racing_commit_is_visible(

@@ -147,7 +147,8 @@ def _backup(settings: Settings, archive: Archive, *, output: str | Path | None,
     jobs = jobs or settings.backup_jobs or ref.store.default_jobs
     if jobs < 1:
         raise UsageError(f"--jobs must be at least 1, not {jobs}")
-    with connection(settings, autocommit=True) as conn, replay_start(conn) as capture:
+    with connection(settings, autocommit=True) as conn, \
+            replay_start(conn, report) as capture:
         found = None
         if tenant is not None:  # looked up in the backup's own snapshot
             found = tenant_scope(discover_tables(conn)).find(conn, tenant)
@@ -423,10 +424,15 @@ START_SQL = sql.SQL(
     " WHERE wait_event = 'SyncRep' AND backend_xid IS NOT NULL ORDER BY 1)::text[]"
     " FROM (SELECT pg_current_snapshot() AS s,"
     " pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS m) AS now")
+# Whether those waits are hidden from this role (other roles' sessions show no wait_event
+# nor backend_xid without pg_read_all_stats) while commits may wait for a standby.
+WAITS_UNSEEN_SQL = ("SELECT current_setting('synchronous_standby_names') <> '' AND NOT "
+                    "pg_has_role('pg_read_all_stats', 'USAGE')")
 
 
 @contextmanager
-def replay_start(conn: psycopg.Connection) -> Iterator[dict[str, Any] | None]:
+def replay_start(conn: psycopg.Connection,
+                 report: Reporter = SILENT) -> Iterator[dict[str, Any] | None]:
     """The backup's snapshot (`locked_snapshot`) on an idle autocommit connection, and what
     change replay (restore --at) needs to apply exactly the transactions it does not hold:
     meta "capture" (None on a standby, which has no WAL of its own to replay from).
@@ -441,6 +447,10 @@ def replay_start(conn: psycopg.Connection) -> Iterator[dict[str, Any] | None]:
     still committing after START_RETRIES (a stalled synchronous standby) are recorded as
     "committedInSnapshot", with "committedBy", a WAL position their commit records precede:
     replay then looks for them before walLsn too."""
+    if scalar(conn, WAITS_UNSEEN_SQL):
+        report.warn("⚠️  Synchronous standbys are configured and this role cannot see other "
+                    "sessions' waits: a commit waiting for a standby as the backup starts "
+                    "would be missed by restore --at. Grant pg_read_all_stats to this role.")
     for attempt in range(START_RETRIES + 1):
         wal_lsn = scalar(conn, "SELECT CASE WHEN pg_is_in_recovery() THEN NULL "
                          "ELSE pg_current_wal_lsn()::text END")
