@@ -25,7 +25,7 @@ from psycopg import sql
 from support.backup import load
 from support.capture import drain, drop_slot, slot_name
 from support.restore import table_hashes
-from support.tenants import insert_two_tenants
+from support.tenants import SYSTECH, insert_two_tenants, tenant_hashes
 
 from ops.backup import create
 from ops.backup.archive import Archive
@@ -113,6 +113,14 @@ def test_a_commit_the_snapshot_missed_before_wal_lsn_is_replayed(
     shown = restore_at(settings, "latest", dry_run=True).as_json()["pointInTime"]
     assert shown["segments"][0] == raced.segment.name  # listed like the others, first
     assert shown["transactions"] == 2
+
+
+def test_a_tenant_restore_takes_the_raced_commit_too(
+        settings: Settings, conn: psycopg.Connection, raced: Raced) -> None:
+    then = tenant_hashes(conn, SYSTECH)  # both raced tasks are SysTech's
+    plan = restore_at(settings, "latest", tenant="SysTech", safety_backup=False).plan
+    assert [s.name for s in plan.earlier] == [raced.segment.name]
+    assert tenant_hashes(conn, SYSTECH) == then
 
 
 def test_a_raced_commit_in_no_segment_is_refused_naming_it(
