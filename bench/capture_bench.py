@@ -3,8 +3,9 @@ throughput with capture running against the same load without it, segment bytes 
 that load, and capture's memory over the run (peak and flatness).
 
 Rounds alternate: the load alone, then the load while `tasklets-db capture` (a segment every
---capture-flush-every, default 5 s as the service's) runs as its own process; the lag is read
-from its metrics endpoint every quarter second, its RSS from /proc.
+--capture-flush-every, default 5 s as the service's) runs as its own process, started and caught
+up with what the slot kept meanwhile before the load begins; the lag is read from its metrics
+endpoint every quarter second, its RSS from /proc.
 """
 
 from __future__ import annotations
@@ -56,6 +57,9 @@ def capture_results(bench: Bench, args: argparse.Namespace) -> dict:
                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             try:
                 _wait_for_metrics(port, process)
+                # the slot kept the load alone's changes: store them before measuring a
+                # steady load, or the round measures catching up instead
+                _wait_caught_up(port)
                 stop = threading.Event()
                 sampler = threading.Thread(target=_sample, args=(port, process.pid, stop,
                                                                  lags, rss, others),

@@ -7,6 +7,7 @@ import secrets
 import time
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import orjson
@@ -82,6 +83,49 @@ def test_every_operation_is_stored_as_text_with_toast_unchanged_and_null(
     assert state.lag_seconds == 0.0 and state.oldest_pending_commit is None
     assert int(state.confirmed_lsn.split("/")[0], 16) << 32 | int(
         state.confirmed_lsn.split("/")[1], 16) == end
+
+
+def test_streamed_and_sql_reads_store_the_same_transactions(
+        settings: Settings, conn: psycopg.Connection, db_url: str, tmp_path: Path) -> None:
+    """The two ways of reading a slot (a replication connection, the SQL functions) store the
+    same transactions, changes and values."""
+    slots = {"stream": slot_name(), "sql": slot_name()}
+    stored: dict[str, list] = {}
+    try:
+        for read, name in slots.items():
+            each = replace(settings, backup_dir=tmp_path / read)
+            drain(each, name, initial_backup=False, read=read)
+        tenant = _tenant(conn)
+        big = secrets.token_hex(4000)  # TOASTed, then left unchanged by an update
+        conn.execute("INSERT INTO products (tenant_id, name, description) VALUES "
+                     "(%s, 'P', %s)", (tenant, big))
+        conn.execute("UPDATE products SET name = 'Q' WHERE tenant_id = %s", (tenant,))
+        conn.execute("DELETE FROM products WHERE tenant_id = %s", (tenant,))
+        for read, name in slots.items():
+            each = replace(settings, backup_dir=tmp_path / read)
+            drain(each, name, initial_backup=False, read=read)
+            stored[read] = [(tx.xid, tx.lsn, tx.commit_time, tx.changes)
+                            for tx in stored_transactions(Archive.from_settings(each))]
+        assert stored["stream"] == stored["sql"] and len(stored["sql"]) == 4
+    finally:
+        for name in slots.values():
+            drop_slot(db_url, name)
+
+
+def test_a_running_streamed_capture_shows_its_recovery_point_to_status(
+        settings: Settings, conn: psycopg.Connection, slot: str, archive: Archive) -> None:
+    """A capture streaming its slot holds it: status reads the lag from the moment the
+    capture names its session for (every change before it stored), not from a peek."""
+    with running(settings, slot) as capture:
+        wait_for(lambda: capture.progress.covered_until is not None, "a first cycle")
+        assert capture.stream is not None  # the test server allows replication on loopback
+        _tenant(conn)
+        wait_for(lambda: capture.progress.transactions >= 1, "the change stored")
+        state = capture_status(conn, archive, slot, slot)
+        assert state.running and state.lag_seconds is not None and state.lag_seconds < 5
+        assert state.oldest_pending_commit is None  # not peeked: the stream holds the slot
+        assert check_capture_lag(state, "1m").ok
+    assert capture_status(conn, archive, slot, slot).lag_seconds == 0.0  # stopped: peeked
 
 
 def test_segments_continue_each_other_and_cut_at_the_size_limit(
@@ -302,3 +346,4 @@ def test_a_non_superuser_role_with_replication_captures(owner_db_url: str, pg_se
             assert capture_status(conn, None, name, name).lag_seconds == 0.0
     finally:
         drop_slot(url, name)
+

@@ -28,7 +28,7 @@ from ops.capture.slot import REVISION_TABLE
 @dataclass
 class Assembled:
     transaction: Transaction
-    size: int  # bytes of values and names: what it costs to hold
+    size: int  # bytes of its pgoutput messages: what it costs to hold
     revision: str | None = None  # the alembic revision it set (a migration), if any
     oversize: bool = False  # its changes were too many to hold: not in `transaction`
 
@@ -46,15 +46,15 @@ class Assembler:
     def feed(self, rows: Iterable[bytes | memoryview]) -> Iterator[Assembled]:
         for data in rows:
             message = decode(data)
-            if isinstance(message, Begin):
+            if isinstance(message, RowChange):
+                self._row(message, len(data))
+            elif isinstance(message, Begin):
                 self._begin, self._changes, self._size = message, [], 0
                 self._revision, self._oversize = None, False
             elif isinstance(message, Commit):
                 yield self._commit(message)
             elif isinstance(message, Relation):
                 self.relations[message.oid] = message
-            elif isinstance(message, RowChange):
-                self._row(message)
             elif isinstance(message, Truncate):
                 for oid in message.relations:
                     self._add(Change("truncate", self._relation(oid).name), 16)
@@ -75,7 +75,7 @@ class Assembler:
             raise DecodeError(f"pgoutput change of relation {oid} before its Relation "
                               "message") from None
 
-    def _row(self, message: RowChange) -> None:
+    def _row(self, message: RowChange, size: int) -> None:
         relation = self._relation(message.relation)
         new = _named(relation.columns, message.new)
         if message.old is None:
@@ -92,10 +92,11 @@ class Assembler:
             return
         if message.op == "delete" and key is None:
             raise DecodeError(f"pgoutput delete on {relation.name} without a key")
-        unchanged = tuple(c for c, v in (new or {}).items() if v is UNCHANGED)
-        row = {c: v for c, v in new.items() if v is not UNCHANGED} if new is not None else None
-        size = sum(len(c) + len(v or "") for c, v in (row or {}).items()) \
-            + sum(len(c) + len(v or "") for c, v in (key or {}).items()) + 32
+        row: dict | None = new if message.new is not None else None
+        unchanged: tuple[str, ...] = ()
+        if message.new is not None and UNCHANGED in message.new:
+            unchanged = tuple(c for c, v in row.items() if v is UNCHANGED)
+            row = {c: v for c, v in row.items() if v is not UNCHANGED}
         self._add(Change(message.op, relation.name, row, key, unchanged), size)
 
     def _add(self, change: Change, size: int) -> None:

@@ -51,8 +51,9 @@ from ops.backup.storage.interface import ObjectExistsError
 from ops.core.errors import BadBackup, BadSegment, OpsError
 
 __all__ = [
-    "Change", "Origin", "SegmentInfo", "Transaction", "lsn_text", "parse_lsn", "read_segment",
-    "parse_segment_name", "segment_name", "verify_segment", "write_segment", "segment_facts",
+    "Change", "Encoded", "Origin", "SegmentInfo", "Transaction", "encode", "lsn_text",
+    "parse_lsn", "read_segment", "parse_segment_name", "segment_name", "verify_segment",
+    "write_segment", "segment_facts",
 ]
 
 FORMAT = "tasklets-changes"
@@ -62,6 +63,7 @@ OPS = ("insert", "update", "delete", "truncate")
 # (the capture service flushes long before; a bigger transaction is a bulk load that a backup
 # should carry instead).
 MAX_LINE = 256 << 20
+WRITE_CHUNK = 1 << 20  # lines are compressed and hashed this many bytes at a time
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,24 @@ class Transaction:
     end_lsn: int
     commit_time: datetime  # UTC, aware
     changes: list[Change] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """A transaction as its segment line: what capture holds until the segment is written
+    (a few times smaller than its changes as Python objects)."""
+
+    xid: int
+    lsn: int
+    end_lsn: int
+    commit_time: datetime
+    change_count: int
+    line: bytes
+
+
+def encode(tx: Transaction) -> Encoded:
+    return Encoded(tx.xid, tx.lsn, tx.end_lsn, tx.commit_time, len(tx.changes),
+                   transaction_line(tx))
 
 
 @dataclass(frozen=True)
@@ -116,8 +136,8 @@ def transaction_line(tx: Transaction) -> bytes:
         "changes": [_change_json(c) for c in tx.changes]}) + b"\n"
 
 
-def write_segment(archive: Archive, transactions: Iterable[Transaction], *, start_lsn: int,
-                  end_lsn: int, revision: str | None, origin: Origin,
+def write_segment(archive: Archive, transactions: Iterable[Transaction | Encoded], *,
+                  start_lsn: int, end_lsn: int, revision: str | None, origin: Origin,
                   recipients: Sequence[Any] = (),
                   complete_until: datetime | None = None) -> SegmentInfo:
     """Store the transactions as one segment, atomically (published whole or not at all),
@@ -146,22 +166,29 @@ def write_segment(archive: Archive, transactions: Iterable[Transaction], *, star
                 packer.write(line)
                 digest.update(line)
                 previous = start_lsn
-                for tx in transactions:
+                chunk: list[bytes] = []
+                chunk_size = 0
+                for given in transactions:
+                    tx = given if isinstance(given, Encoded) else encode(given)
                     if not start_lsn < tx.end_lsn <= end_lsn or tx.lsn < previous:
                         raise ValueError(f"transaction {tx.xid} at {lsn_text(tx.lsn)} is "
                                          f"outside or out of order in {name}")
                     previous = tx.lsn
-                    line = transaction_line(tx)
+                    line = tx.line
                     if len(line) > MAX_LINE:
                         raise OpsError(f"transaction {tx.xid} is {len(line)} bytes of "
                                        f"changes; a segment line holds at most {MAX_LINE}",
                                        hint="Take a full backup after bulk loads instead.")
-                    packer.write(line)
-                    digest.update(line)
+                    chunk.append(line)
+                    chunk_size += len(line)
+                    if chunk_size >= WRITE_CHUNK:
+                        _write_lines(packer, digest, chunk)
+                        chunk, chunk_size = [], 0
                     count += 1
-                    changes += len(tx.changes)
+                    changes += tx.change_count
                     first = first or tx.commit_time
                     last = tx.commit_time
+                _write_lines(packer, digest, chunk)
                 packer.write(orjson.dumps({"end": True, "transactions": count,
                                            "changes": changes,
                                            "sha256": digest.hexdigest()}) + b"\n")
@@ -185,6 +212,13 @@ def write_segment(archive: Archive, transactions: Iterable[Transaction], *, star
                                  revision, None, facts))
     return SegmentInfo(name, start_lsn, end_lsn, first, last, bool(recipients), size, count,
                        revision, until)
+
+
+def _write_lines(packer: Any, digest: Any, lines: list[bytes]) -> None:
+    """Compress and hash lines together: one call per line cost more than compressing."""
+    block = b"".join(lines)
+    packer.write(block)
+    digest.update(block)
 
 
 def _iso(moment: datetime | None) -> str | None:

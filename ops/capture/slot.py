@@ -15,6 +15,7 @@ import hashlib
 import os
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import psycopg
 from psycopg import errors, sql
@@ -27,6 +28,9 @@ from ops.core.errors import OpsError
 DEFAULT_SLOT = "tasklets_capture"
 REVISION_TABLE = "alembic_version"
 PROTOCOL = "1"
+MARKER_PREFIX = "tasklets-capture"  # the logical messages a cycle reads up to
+# A running capture's session is named for its recovery point: `capture status` reads it there.
+_COVERED = "tasklets-capture covered "
 
 WAL_LEVEL_HINT = (
     "Set wal_level=logical and restart PostgreSQL: the compose db service does (`make "
@@ -44,6 +48,8 @@ class SlotState:
     exists: bool
     active: bool  # a capture process holds the slot's lock
     holder_pid: int | None
+    covered_until: datetime | None  # what that capture says it has stored everything before
+    reading: bool  # a session holds the slot right now (a stream, or a read over SQL)
     confirmed_lsn: int | None
     retained_wal_bytes: int | None  # WAL the server keeps for the slot (from restart_lsn)
     wal_status: str | None  # reserved | extended | unreserved | lost
@@ -216,15 +222,37 @@ def slot_state(conn: psycopg.Connection, slot: str) -> SlotState:
     current = conn.execute("SELECT CASE WHEN pg_is_in_recovery() THEN NULL "
                            "ELSE pg_current_wal_lsn()::text END").fetchone()[0]
     row = conn.execute(
-        "SELECT confirmed_flush_lsn::text, "
+        "SELECT active, confirmed_flush_lsn::text, "
         " CASE WHEN pg_is_in_recovery() THEN NULL "
         " ELSE pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint END, wal_status "
         "FROM pg_replication_slots WHERE slot_name = %s", (slot,)).fetchone()
     if row is None:
-        return SlotState(slot, False, False, None, None, None, None, lsn_int(current))
+        return SlotState(slot, False, False, None, None, False, None, None, None,
+                         lsn_int(current))
     holder = lock_holder(conn, slot)
-    return SlotState(slot, True, holder is not None, holder, lsn_int(row[0]), row[1], row[2],
-                     lsn_int(current))
+    covered = None
+    if holder is not None:
+        name = conn.execute("SELECT application_name FROM pg_stat_activity WHERE pid = %s",
+                            (holder,)).fetchone()
+        covered = covered_from_name(name[0] if name else None)
+    reading, confirmed, retained, wal_status = row
+    return SlotState(slot, True, holder is not None, holder, covered, reading,
+                     lsn_int(confirmed), retained, wal_status, lsn_int(current))
+
+
+def covered_name(moment: datetime) -> str:
+    """The application_name a capture's session carries: `tasklets-capture covered <UTC>`."""
+    return _COVERED + moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def covered_from_name(name: str | None) -> datetime | None:
+    if not name or not name.startswith(_COVERED):
+        return None
+    try:
+        return datetime.strptime(name[len(_COVERED):], "%Y-%m-%dT%H:%M:%S.%fZ").replace(
+            tzinfo=UTC)
+    except ValueError:
+        return None
 
 
 def oldest_pending_commit(conn: psycopg.Connection, slot: str, publication: str, *,

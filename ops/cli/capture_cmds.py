@@ -25,13 +25,19 @@ def capture(
     ctx: typer.Context,
     flush_every: Annotated[str, typer.Option(
         "--flush-every", metavar="INTERVAL", help="Store a change segment this often "
-        "(5s, 1m): the most a crash of the database server can lose.")] = "5s",
+        "(5s, 1m): the recovery point, i.e. about the most a loss of the database server "
+        "can lose while capture keeps up.")] = "5s",
     flush_mb: Annotated[int, typer.Option(
         "--flush-mb", min=1, help="Also store a segment once this many MB of changes are "
         "waiting.")] = 16,
     once: Annotated[bool, typer.Option(
         "--once", help="Store what the slot holds now, then exit (cron, tests).")] = False,
     slot: SlotOption = None,
+    read: Annotated[str, typer.Option(
+        "--read", metavar="stream|sql", help="How to read the slot: stream (a replication "
+        "connection: the server decodes each change once; falls back to sql where one cannot "
+        "be had, e.g. through a pooler) or sql (SQL functions over an ordinary "
+        "connection).")] = "stream",
     metrics_port: Annotated[int | None, typer.Option(
         "--metrics-port", help="Serve Prometheus metrics on this port (0: any free one).")]
     = None,
@@ -52,11 +58,13 @@ def capture(
     interval = parse_age(flush_every).total_seconds()
     if interval <= 0:
         raise UsageError(f"--flush-every {flush_every}: give a positive interval (5s, 1m)")
+    if read not in ("stream", "sql"):
+        raise UsageError(f"--read {read}: give stream or sql")
     cfg = settings()
     slot = configured_slot(slot)
     out = reporter()
     options = CaptureOptions(slot=slot, flush_every=interval, flush_bytes=flush_mb * MB,
-                             once=once)
+                             once=once, read=read)
     service = Capture(cfg, Archive.from_settings(cfg), options, report=out)
     service.open()
     metrics = CaptureMetrics(service.progress)
@@ -65,7 +73,8 @@ def capture(
         out.line(f"📈 metrics on http://{metrics_host}:{port}/metrics")
     previous = signal.signal(signal.SIGTERM, lambda *_: service.stop_event.set())
     out.line(f"👀 capturing changes through slot {slot} into {service.archive} "
-             f"(a segment every {flush_every} or {flush_mb} MB)")
+             f"(a segment every {flush_every} or {flush_mb} MB, read "
+             f"{'streamed' if service.stream is not None else 'over SQL'})")
     try:
         done = service.run()
     finally:
@@ -97,7 +106,8 @@ def status(slot: SlotOption = None, as_json: JsonOption = False) -> None:
     running = f"running (session {found.pid})" if found.running else "NOT running"
     out.line(f"🔌 slot {slot}: {running}, confirmed {found.confirmed_lsn}")
     retained = human_size(found.retained_wal_bytes or 0)
-    out.line(f"🗄️  retained WAL {retained} ({found.wal_status}); lag {found.lag_seconds:.1f}s")
+    lag = "not known yet" if found.lag_seconds is None else f"{found.lag_seconds:.1f}s"
+    out.line(f"🗄️  retained WAL {retained} ({found.wal_status}); lag {lag}")
     out.line(f"💾 {found.segments} segment(s); last stored {found.last_flush or 'never'}")
 
 
