@@ -24,7 +24,7 @@ from the same listing; they are never taken for backups.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -41,7 +41,7 @@ from ops.backup.files import (
     read_meta,
 )
 from ops.backup.integrity import Integrity, read_sidecar
-from ops.backup.segment_files import SegmentInfo, parse_segment_name
+from ops.backup.segment_files import SegmentInfo, commit_time, parse_segment_name
 from ops.backup.storage.factory import open_object, open_store
 from ops.backup.storage.interface import IncompleteUpload, ObjectInfo, Store
 from ops.backup.verdicts import BAD, DRILLED, VERIFIED, Verdicts, record_verdict
@@ -178,6 +178,20 @@ class Archive:
         """Change segments (ops.capture.segments), in LSN order, as their names tell; their
         sidecars say more (commit times), read when needed."""
         return self.listing().segments
+
+    def segment_facts(self, info: SegmentInfo) -> SegmentInfo:
+        """`info` with what its sidecar says (commit range, counts, revision); as it is when
+        the segment has no sidecar."""
+        integrity = read_sidecar(BackupRef(self.store, info.name))
+        if integrity is None or integrity.segment is None:
+            return info
+        facts = integrity.segment
+        count = facts.get("transactions")
+        return replace(info, first_commit=commit_time(facts.get("firstCommit")),
+                       last_commit=commit_time(facts.get("lastCommit")),
+                       complete_until=commit_time(facts.get("completeUntil")),
+                       transactions=count if isinstance(count, int) else None,
+                       revision=integrity.revision)
 
     def facts(self, backup: BackupFile, listing: Listing | None = None) -> Facts:
         """Kind, completeness and what meta says, read once per backup (a range read of a plain

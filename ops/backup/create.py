@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -146,24 +147,23 @@ def _backup(settings: Settings, archive: Archive, *, output: str | Path | None,
     jobs = jobs or settings.backup_jobs or ref.store.default_jobs
     if jobs < 1:
         raise UsageError(f"--jobs must be at least 1, not {jobs}")
-    with connection(settings, autocommit=True) as conn:
-        wal_lsn = wal_position(conn)  # before the snapshot: see capture_start
-        with locked_snapshot(conn):
-            found = None
-            if tenant is not None:  # looked up in the backup's own snapshot
-                found = tenant_scope(discover_tables(conn)).find(conn, tenant)
-                report.line(f"🏢 Tenant: {found} — only its rows are backed up")
-            anonymizer = None
-            if anonymize is not None:
-                anonymizer = Anonymizer(anonymize, anonymize_key(settings, conn, report))
-                report.line(f"🎭 Anonymizing with {anonymize.path.name} "
-                            f"(sha256 {anonymize.sha256[:12]}…)")
-            result = write_backup(conn, ref, compression=compression, recipients=recipients,
-                                  tables=tables, exclude=exclude, tenant=found, report=report,
-                                  moment=moment, jobs=jobs,
-                                  open_connection=lambda: connect(settings, autocommit=True),
-                                  default_name=default_name, anonymizer=anonymizer,
-                                  wal_lsn=wal_lsn)
+    with connection(settings, autocommit=True) as conn, \
+            replay_start(conn, report) as capture:
+        found = None
+        if tenant is not None:  # looked up in the backup's own snapshot
+            found = tenant_scope(discover_tables(conn)).find(conn, tenant)
+            report.line(f"🏢 Tenant: {found} — only its rows are backed up")
+        anonymizer = None
+        if anonymize is not None:
+            anonymizer = Anonymizer(anonymize, anonymize_key(settings, conn, report))
+            report.line(f"🎭 Anonymizing with {anonymize.path.name} "
+                        f"(sha256 {anonymize.sha256[:12]}…)")
+        result = write_backup(conn, ref, compression=compression, recipients=recipients,
+                              tables=tables, exclude=exclude, tenant=found, report=report,
+                              moment=moment, jobs=jobs,
+                              open_connection=lambda: connect(settings, autocommit=True),
+                              default_name=default_name, anonymizer=anonymizer,
+                              capture=capture)
     report.line("✅ Backup completed successfully!")
     report.line(f"📁 Backup file: {result.location}"
                 + (" (encrypted)" if result.encrypted else ""))
@@ -203,7 +203,7 @@ def write_backup(conn: psycopg.Connection, target: Source, *, compression: str |
                  report: Reporter = SILENT, moment: datetime | None = None, jobs: int = 1,
                  open_connection: Callable[[], psycopg.Connection] | None = None,
                  default_name: bool = False, anonymizer: Anonymizer | None = None,
-                 wal_lsn: str | None = None) -> BackupResult:
+                 capture: dict[str, Any] | None = None) -> BackupResult:
     """Stream the chosen tables, as `conn`'s current transaction sees them, into `target` (a
     backup in a store, or a local file).
 
@@ -215,8 +215,8 @@ def write_backup(conn: psycopg.Connection, target: Source, *, compression: str |
     streams. `tenant` takes only that tenant's rows (meta records it); `lock_rows` locks
     them FOR UPDATE as they are read, so that a caller about to replace them (a tenant
     restore's safety backup) saves exactly what it replaces. `anonymizer` transforms every
-    row on its way to the file. `wal_lsn` (read by `wal_position` before the snapshot) makes
-    meta record where change replay starts ("capture").
+    row on its way to the file. `capture` (from `replay_start`, which took the snapshot) is
+    recorded in meta as where change replay starts.
     """
     moment = moment or utc_now()
     ref = as_ref(target)
@@ -225,7 +225,7 @@ def write_backup(conn: psycopg.Connection, target: Source, *, compression: str |
                           encrypted=bool(recipients), timestamp=iso_timestamp(moment),
                           tenant=tenant)
     args = (result, ref, recipients, tables, exclude, lock_rows, report, jobs,
-            open_connection, default_name, anonymizer, moment, wal_lsn)
+            open_connection, default_name, anonymizer, moment, capture)
     try:
         if _idle_autocommit(conn):  # one snapshot per statement would not be consistent
             with locked_snapshot(conn):
@@ -292,7 +292,7 @@ def _write(conn: psycopg.Connection, result: BackupResult, ref: BackupRef,
            lock_rows: bool, report: Reporter, jobs: int,
            open_connection: Callable[[], psycopg.Connection] | None,
            default_name: bool, anonymizer: Anonymizer | None, moment: datetime,
-           wal_lsn: str | None) -> BackupResult:
+           capture: dict[str, Any] | None) -> BackupResult:
     pin_settings(conn, SNAPSHOT_SETTINGS, local=True)
     discovered = discover_tables(conn)
     chosen = select_tables(discovered, only, exclude)
@@ -329,7 +329,7 @@ def _write(conn: psycopg.Connection, result: BackupResult, ref: BackupRef,
         "jsonText": {t.name: keys for t in chosen if (keys := json_text_keys(t))},
         "tenant": result.tenant.as_meta() if result.tenant else None,
         **(anonymizer.meta if anonymizer is not None else {}),
-        "capture": capture_start(conn, wal_lsn) if wal_lsn else None,
+        "capture": capture,
     }
     current = chosen[0].name
     parts: PartStreams | None = None
@@ -407,25 +407,69 @@ def _start_streams(conn: psycopg.Connection, chosen: list[Table],
                                                           masks.get(t.name)))
 
 
-def wal_position(conn: psycopg.Connection) -> str | None:
-    """The WAL position now, read in a transaction of its own just before the backup's snapshot
-    is taken: every transaction that snapshot misses commits after it, so change replay
-    (restore --at) starts there. None on a standby (no WAL of its own to replay from)."""
-    lsn = scalar(conn, "SELECT CASE WHEN pg_is_in_recovery() THEN NULL "
-                 "ELSE pg_current_wal_lsn()::text END")
-    if not conn.autocommit:
-        conn.rollback()
-    return str(lsn) if lsn is not None else None
+START_RETRIES = 3  # new snapshots taken while a transaction racing the first one commits
+START_PAUSE = 0.005  # seconds between them: a commit leaves the ProcArray within microseconds
+# The snapshot, a moment after it, and the transactions it misses whose commit is written
+# already: those it misses (its xip, and xmax up to the next xid, which `age` reads) that
+# committed since — pg_xact_status says "in progress" while a transaction is in the
+# ProcArray — and those waiting for a synchronous standby, committed but in the ProcArray
+# still. pg_stat_activity's xid is 32 bits: its 64-bit form is the one nearest xmax.
+START_SQL = sql.SQL(
+    "SELECT s::text, clock_timestamp(), ARRAY("
+    " SELECT x FROM (SELECT pg_snapshot_xip(s) AS x UNION ALL"
+    "  SELECT (m + g)::text::xid8 FROM generate_series(0, age(xid(pg_snapshot_xmax(s))) - 1)"
+    "  AS g) AS missed WHERE pg_xact_status(x) = 'committed' UNION"
+    " SELECT (m + ((backend_xid::text::bigint - m % 4294967296 + 6442450944) % 4294967296)"
+    " - 2147483648)::text::xid8 FROM pg_stat_activity"
+    " WHERE wait_event = 'SyncRep' AND backend_xid IS NOT NULL ORDER BY 1)::text[]"
+    " FROM (SELECT pg_current_snapshot() AS s,"
+    " pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS m) AS now")
+# Whether those waits are hidden from this role (other roles' sessions show no wait_event
+# nor backend_xid without pg_read_all_stats) while commits may wait for a standby.
+WAITS_UNSEEN_SQL = ("SELECT current_setting('synchronous_standby_names') <> '' AND NOT "
+                    "pg_has_role('pg_read_all_stats', 'USAGE')")
 
 
-def capture_start(conn: psycopg.Connection, wal_lsn: str) -> dict[str, str]:
-    """What replay needs to apply exactly the transactions this snapshot does not hold: the
-    snapshot (xmin:xmax:xip), the WAL position read before it, and a moment after it was taken
-    (every transaction it holds committed before then)."""
-    snapshot = scalar(conn, "SELECT pg_current_snapshot()::text")
-    moment: datetime = scalar(conn, "SELECT clock_timestamp()")
-    return {"snapshot": str(snapshot), "walLsn": wal_lsn,
-            "snapshotTime": moment.astimezone(UTC).isoformat(timespec="microseconds")}
+@contextmanager
+def replay_start(conn: psycopg.Connection,
+                 report: Reporter = SILENT) -> Iterator[dict[str, Any] | None]:
+    """The backup's snapshot (`locked_snapshot`) on an idle autocommit connection, and what
+    change replay (restore --at) needs to apply exactly the transactions it does not hold:
+    meta "capture" (None on a standby, which has no WAL of its own to replay from).
+
+    walLsn is read first, in a transaction of its own: a transaction the snapshot misses
+    commits after it, unless it was committing right then. A commit writes its WAL record,
+    marks itself committed, waits for synchronous standbys (without bound), and only then
+    becomes visible; a snapshot taken in between misses it although its commit record is
+    before walLsn, where replay does not read. Such transactions are found at once (START_SQL:
+    the same query takes the snapshot), and the start taken again (the snapshot is only
+    ever this transaction's; the parallel streams and the tenant lookup come after). Those
+    still committing after START_RETRIES (a stalled synchronous standby) are recorded as
+    "committedInSnapshot", with "committedBy", a WAL position their commit records precede:
+    replay then looks for them before walLsn too."""
+    if scalar(conn, WAITS_UNSEEN_SQL):
+        report.warn("⚠️  Synchronous standbys are configured and this role cannot see other "
+                    "sessions' waits: a commit waiting for a standby as the backup starts "
+                    "would be missed by restore --at. Grant pg_read_all_stats to this role.")
+    for attempt in range(START_RETRIES + 1):
+        wal_lsn = scalar(conn, "SELECT CASE WHEN pg_is_in_recovery() THEN NULL "
+                         "ELSE pg_current_wal_lsn()::text END")
+        with locked_snapshot(conn):
+            if wal_lsn is None:
+                yield None
+                return
+            snapshot, moment, racing = conn.execute(START_SQL).fetchall()[0]
+            if racing and attempt < START_RETRIES:
+                time.sleep(START_PAUSE)
+                continue  # read-only: leaving the transaction only ends it
+            capture: dict[str, Any] = {
+                "snapshot": str(snapshot), "walLsn": str(wal_lsn),
+                "snapshotTime": moment.astimezone(UTC).isoformat(timespec="microseconds")}
+            if racing:
+                capture["committedInSnapshot"] = [int(x) for x in racing]
+                capture["committedBy"] = str(scalar(conn, "SELECT pg_current_wal_lsn()"))
+            yield capture
+            return
 
 
 def select_tables(discovered: list[Table], only: list[str] | None,

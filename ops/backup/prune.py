@@ -21,11 +21,12 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from ops.backup.archive import FULL, KINDS, SAFETY, TENANT, Archive, Listing
 from ops.backup.files import BackupFile, utc_now
 from ops.backup.retention import NEWEST_GOOD, NEWEST_VERIFIED, RetentionPolicy, plan_retention
-from ops.backup.segment_files import parse_lsn
+from ops.backup.segment_files import LOOK_BACK, commit_time, parse_lsn, walk_back
 from ops.core.errors import UsageError
 from ops.core.output import SILENT, Reporter, human_size, suggest, suggest_flag
 
@@ -171,15 +172,18 @@ def prune(archive: Archive, *, keep: int | None = None,
 def _prune_segments(archive: Archive, listing: Listing, kept: list[BackupFile],
                     result: PruneResult, yes: bool, report: Reporter) -> None:
     """Change segments wholly before the oldest start of replay (meta "capture" walLsn) of the
-    full and tenant backups kept: `restore --at` never reads them. While no kept backup
+    full and tenant backups kept: `restore --at` never reads them. A backup whose snapshot
+    missed transactions as they committed ("committedInSnapshot") starts earlier: replay
+    looks for them in the segments LOOK_BACK before its snapshot. While no kept backup
     records a start, every segment is kept."""
     starts = []
     for found in kept:
         facts = archive.facts(found, listing)
-        wal = (facts.capture or {}).get("walLsn")
+        capture = facts.capture or {}
+        wal = capture.get("walLsn")
         if facts.usable and facts.kind in (FULL, TENANT) and isinstance(wal, str):
             with contextlib.suppress(ValueError):
-                starts.append(parse_lsn(wal))
+                starts.append(_replay_from(archive, listing, capture, parse_lsn(wal)))
     if not starts:
         return
     floor = min(starts)
@@ -193,6 +197,16 @@ def _prune_segments(archive: Archive, listing: Listing, kept: list[BackupFile],
     if yes:
         for segment in doomed:
             archive.delete_segment(segment)
+
+
+def _replay_from(archive: Archive, listing: Listing, capture: dict[str, Any],
+                 wal: int) -> int:
+    """The LSN from which `restore --at` may read segments for a backup starting at `wal`."""
+    taken = commit_time(capture.get("snapshotTime"))
+    if not capture.get("committedInSnapshot") or taken is None:
+        return wal
+    return min((s.start_lsn for s in walk_back(listing.segments, wal, taken - LOOK_BACK,
+                                               archive.segment_facts)), default=wal)
 
 
 def _kinds(kinds: Sequence[str] | None) -> set[str]:

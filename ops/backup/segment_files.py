@@ -12,8 +12,9 @@ change when each segment starts where the previous one ends.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 SEGMENT_PREFIX = "changes-"
 SEGMENT_KIND = "changes"  # the sidecar's kind
@@ -83,3 +84,33 @@ def commit_time(text: object) -> datetime | None:
     except ValueError:
         return None
     return moment if moment.tzinfo is not None else None
+
+
+# How far before a backup's snapshot replay looks for the transactions that snapshot missed
+# while they were committing ("committedInSnapshot": their commit records may precede
+# walLsn). Such a commit waits for a synchronous standby, and that wait has no bound; the
+# search must have one, and retention must know what to keep: a commit stalled longer than
+# this is refused by name (the standby was gone for minutes) rather than searched for
+# through the whole store.
+LOOK_BACK = timedelta(minutes=10)
+
+
+def walk_back(segments: Sequence[SegmentInfo], start: int, since: datetime,
+              facts: Callable[[SegmentInfo], SegmentInfo]) -> Iterator[SegmentInfo]:
+    """The segments before the LSN `start` (and before the one holding it), newest first,
+    without a gap, until one whose commits are all before `since` (with their sidecar
+    facts, from `facts`)."""
+    position = min(start, min((s.start_lsn for s in segments if s.end_lsn > start),
+                              default=max((s.end_lsn for s in segments), default=start)))
+    for seg in sorted((s for s in segments if s.end_lsn <= start),
+                      key=lambda s: (s.end_lsn, s.start_lsn), reverse=True):
+        if seg.start_lsn >= position:
+            continue  # a range stored twice, walked already
+        if seg.end_lsn < position:
+            return  # a gap: what came before cannot be read without it
+        seg = facts(seg)
+        latest = seg.last_commit or seg.complete_until
+        if latest is not None and latest < since:
+            return
+        yield seg
+        position = seg.start_lsn

@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, BinaryIO
 
@@ -226,18 +226,8 @@ def _iso(moment: datetime | None) -> str | None:
 
 
 def segment_facts(archive: Archive, info: SegmentInfo) -> SegmentInfo:
-    """`info` with what its sidecar says (commit range, counts, revision); as it is when the
-    segment has no sidecar."""
-    integrity = read_sidecar(BackupRef(archive.store, info.name))
-    if integrity is None or integrity.segment is None:
-        return info
-    facts = integrity.segment
-    count = facts.get("transactions")
-    return replace(info, first_commit=commit_time(facts.get("firstCommit")),
-                   last_commit=commit_time(facts.get("lastCommit")),
-                   complete_until=commit_time(facts.get("completeUntil")),
-                   transactions=count if isinstance(count, int) else None,
-                   revision=integrity.revision)
+    """`info` with what its sidecar says (commit range, counts, revision)."""
+    return archive.segment_facts(info)
 
 
 # --- reading ------------------------------------------------------------------------------

@@ -4,8 +4,10 @@ segments, all in the one transaction the restore already uses.
 
 Which changes: exactly those the backup's snapshot does not hold (meta "capture": the
 snapshot, and the WAL position read just before it, where the first needed segment starts),
-committed at or before TIME, in LSN order, each once. Segments must follow each other without
-a gap from that position to TIME, at the backup's schema revision (capture takes a full
+committed at or before TIME, in LSN order, each once. A transaction the snapshot missed while
+it was committing ("committedInSnapshot") may have its commit before that position: it is
+looked for in the segments just before, and applied first. Segments must follow each other
+without a gap from that position to TIME, at the backup's schema revision (capture takes a full
 backup after every migration, so a time after one picks that backup); otherwise the restore
 refuses naming the range that is covered, before anything is touched.
 """
@@ -25,6 +27,7 @@ from psycopg import sql
 from ops.backup.archive import FULL, Archive, Facts
 from ops.backup.encryption import identities_for
 from ops.backup.files import BackupFile, utc_now
+from ops.backup.segment_files import LOOK_BACK, walk_back
 from ops.capture.coverage import Coverage, coverage, covered_until, when
 from ops.capture.segments import (
     Change,
@@ -80,12 +83,16 @@ class ReplayPlan:
     at: datetime  # the target time (latest: the last change stored)
     segments: list[SegmentInfo] = field(default_factory=list)
     counts: Counts = field(default_factory=Counts)
+    # before walLsn: the segments holding commits the snapshot missed as they happened
+    # (meta "committedInSnapshot"), and those transactions, applied first
+    earlier: list[SegmentInfo] = field(default_factory=list)
+    racing: list[Transaction] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
         return {"backup": self.backup.name, "at": self.at.isoformat(),
                 "snapshotTime": self.facts.capture.get("snapshotTime") if self.facts.capture
                 else None,
-                "segments": [s.name for s in self.segments],
+                "segments": [s.name for s in [*self.earlier, *self.segments]],
                 "transactions": self.counts.transactions, "tables": self.counts.as_json()}
 
 
@@ -97,10 +104,11 @@ def _snapshot_time(facts: Facts) -> datetime | None:
         return None
 
 
-def plan_replay(archive: Archive, at: datetime | None, *,
-                tenant: str | None = None) -> ReplayPlan:
+def plan_replay(archive: Archive, at: datetime | None, *, tenant: str | None = None,
+                identities: Sequence[Any] = ()) -> ReplayPlan:
     """Pick the backup and the segments for TIME (None: the last change stored); refuse,
-    naming the covered range, what cannot be restored exactly."""
+    naming the covered range, what cannot be restored exactly. `identities` read encrypted
+    segments (those before the backup's start are read here when it needs them)."""
     cover = coverage(archive)
     moment = at or cover.end
     if moment is None:
@@ -127,7 +135,56 @@ def plan_replay(archive: Archive, at: datetime | None, *,
     plan = ReplayPlan(backup, facts, Snapshot.parse(str(capture.get("snapshot"))), moment)
     plan.segments = _chain(archive, cover, parse_lsn(str(capture["walLsn"])), moment,
                            facts.revision)
+    if capture.get("committedInSnapshot"):
+        _find_racing(archive, cover, plan, identities)
     return plan
+
+
+def _find_racing(archive: Archive, cover: Coverage, plan: ReplayPlan,
+                 identities: Sequence[Any]) -> None:
+    """The transactions the backup's snapshot missed while they were committing (meta
+    "committedInSnapshot"). Those committed at or after walLsn, before "committedBy", are in
+    the chain's first segments (applied with it); the others' commits precede walLsn: they
+    are looked for in the segments before it, newest first, back to LOOK_BACK before the
+    snapshot. Refuses naming them and the range searched when one is in neither."""
+    capture = plan.facts.capture or {}
+    wal = parse_lsn(str(capture["walLsn"]))
+    missing = {int(x) for x in capture["committedInSnapshot"]}
+    revision, searched_from = plan.facts.revision, wal
+
+    def read(seg: SegmentInfo) -> list[Transaction]:
+        return [tx for tx in read_segment(archive, seg, identities=identities,
+                                          revision=revision)
+                if plan.snapshot.widen(tx.xid) in missing]
+
+    by = parse_lsn(str(capture.get("committedBy") or capture["walLsn"]))
+    for seg in cover.segments:
+        if not missing or seg.start_lsn >= by:
+            break
+        if seg.end_lsn > wal:
+            missing -= {plan.snapshot.widen(tx.xid) for tx in read(seg)}
+    since = (_snapshot_time(plan.facts) or plan.at) - LOOK_BACK
+    found: list[Transaction] = []
+    for seg in walk_back(cover.segments, wal, since, archive.segment_facts):
+        if not missing or seg.revision not in (None, revision):
+            break  # all found; or a migration: the backup's schema starts after it
+        searched_from = seg.start_lsn
+        txs = read(seg)
+        missing -= {plan.snapshot.widen(tx.xid) for tx in txs}
+        if txs:
+            plan.earlier.insert(0, seg)
+            found[:0] = txs
+    if missing:
+        raise OpsError(
+            f"cannot restore to {when(plan.at)}: transaction(s) "
+            f"{', '.join(map(str, sorted(missing)))} committed as backup {plan.backup.name} "
+            f"took its snapshot, which does not hold them, and no change segment from "
+            f"{lsn_text(searched_from)} to {lsn_text(by)} holds them; nothing was changed",
+            hint=f"Replay looks for them back to {when(since)}, "
+            f"{LOOK_BACK.total_seconds() / 60:g} minutes before the backup (a commit that "
+            "waited longer for a synchronous standby is not searched for). Pick a time after "
+            "the next backup.")
+    plan.racing = sorted(found, key=lambda tx: tx.lsn)
 
 
 def _chain(archive: Archive, cover: Coverage, start: int, moment: datetime,
@@ -172,6 +229,7 @@ def transactions(archive: Archive, plan: ReplayPlan,
     revision = plan.facts.revision
 
     def stream() -> Iterator[Transaction]:
+        yield from plan.racing  # before walLsn, so before every transaction of the chain
         for seg in plan.segments:
             yield from read_segment(archive, seg, identities=identities, revision=revision)
 
@@ -199,9 +257,9 @@ def restore_at(settings: Settings, at: str, *, tenant: str | None = None,
     """Restore the database (or, with `tenant`, that tenant's rows) as it was at `at`."""
     archive = archive or Archive.from_settings(settings)
     identities = identities_for(settings, identity)
-    plan = plan_replay(archive, parse_at(at), tenant=tenant)
+    plan = plan_replay(archive, parse_at(at), tenant=tenant, identities=identities)
     report.line(f"🕐 Restoring to {when(plan.at)} from {plan.backup.name} and "
-                f"{len(plan.segments)} change segment(s)")
+                f"{len(plan.earlier) + len(plan.segments)} change segment(s)")
     if tenant is None:
         result: RestoreResult = restore(
             settings, plan.backup.ref, archive=archive, identity=identity, dry_run=dry_run,
