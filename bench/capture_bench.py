@@ -5,7 +5,7 @@ that load, and capture's memory over the run (peak and flatness).
 Rounds alternate: the load alone, then the load while `tasklets-db capture` (a segment every
 --capture-flush-every, default 5 s as the service's) runs as its own process, started and caught
 up with what the slot kept meanwhile before the load begins; the lag is read from its metrics
-endpoint every quarter second, its RSS from /proc.
+endpoint every half second (one request per sample), its RSS from /proc. Rounds run ABBA.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from bench.run import Bench
 
 WRITERS = 4
-SAMPLE_SECONDS = 0.25
+SAMPLE_SECONDS = 0.5
 SLOT = "bench_capture"
 
 
@@ -47,31 +47,41 @@ def capture_results(bench: Bench, args: argparse.Namespace) -> dict:
     others: dict[str, list[float]] = {"tasklets_capture_cycle_seconds": [],
                                       "tasklets_capture_retained_wal_bytes": []}
     seconds = args.capture_seconds
+    def with_capture(seed: int) -> float:
+        port = free_port()
+        process = subprocess.Popen(
+            [*CLI, "capture", "--metrics-port", str(port), "--flush-every",
+             args.capture_flush_every], env=bench.env(url, **extra),
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            _wait_for_metrics(port, process)
+            # the slot kept the load alone's changes: store them before measuring a steady
+            # load, or the round measures catching up instead
+            _wait_caught_up(port)
+            stop = threading.Event()
+            sampler = threading.Thread(target=_sample, args=(port, process.pid, stop, lags,
+                                                             rss, others), daemon=True)
+            sampler.start()
+            rate = _load(url, seconds, seed)
+            _wait_caught_up(port)  # what the load wrote is stored before the next round
+            stop.set()
+            sampler.join()
+            return rate
+        finally:
+            process.terminate()
+            process.wait(timeout=60)
+
     try:
         for round_number in range(bench.runs):
-            alone.append(_load(url, seconds, args.random_seed + round_number))
-            port = free_port()
-            process = subprocess.Popen(
-                [*CLI, "capture", "--metrics-port", str(port), "--flush-every",
-                 args.capture_flush_every], env=bench.env(url, **extra),
-                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-            try:
-                _wait_for_metrics(port, process)
-                # the slot kept the load alone's changes: store them before measuring a
-                # steady load, or the round measures catching up instead
-                _wait_caught_up(port)
-                stop = threading.Event()
-                sampler = threading.Thread(target=_sample, args=(port, process.pid, stop,
-                                                                 lags, rss, others),
-                                           daemon=True)
-                sampler.start()
-                captured.append(_load(url, seconds, args.random_seed + round_number))
-                _wait_caught_up(port)  # what the load wrote is stored before the next round
-                stop.set()
-                sampler.join()
-            finally:
-                process.terminate()
-                process.wait(timeout=60)
+            # ABBA: the tables grow and age over the rounds; the side that always ran second
+            # would always meet the slower database
+            seed = args.random_seed + round_number
+            if round_number % 2 == 0:
+                alone.append(_load(url, seconds, seed))
+                captured.append(with_capture(seed))
+            else:
+                captured.append(with_capture(seed))
+                alone.append(_load(url, seconds, seed))
     finally:
         bench.cli(url, "capture", "stop", "--drop-slot", **extra)
     segment_bytes = sum(p.stat().st_size for p in store.glob("changes-*"))
@@ -137,12 +147,20 @@ def _load(url: str, seconds: float, seed: int) -> float:
     return sum(counts) / (time.monotonic() - started)
 
 
-def _metric(port: int, name: str) -> float | None:
+def _metrics(port: int) -> dict[str, float]:
+    """Every sample of the capture's metrics page, by name (one request: the sampler shares
+    the load's process, and each request costs both processes CPU)."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
+        found = {}
         for line in response.read().decode().splitlines():
-            if line.startswith(name + " "):
-                return float(line.split()[1])
-    return None
+            if line and not line.startswith("#"):
+                name, _, value = line.partition(" ")
+                found[name] = float(value.split()[0])
+        return found
+
+
+def _metric(port: int, name: str) -> float | None:
+    return _metrics(port).get(name)
 
 
 def _wait_for_metrics(port: int, process: subprocess.Popen[bytes]) -> None:
@@ -173,11 +191,12 @@ def _sample(port: int, pid: int, stop: threading.Event, lags: list[float],
     status = Path(f"/proc/{pid}/status")
     while not stop.is_set():
         try:
-            lag = _metric(port, "tasklets_capture_lag_seconds")
+            found = _metrics(port)
+            lag = found.get("tasklets_capture_lag_seconds")
             if lag is not None and lag == lag:  # NaN before the first cycle
                 lags.append(lag)
             for name, seen in others.items():
-                value = _metric(port, name)
+                value = found.get(name)
                 if value is not None and value == value:
                     seen.append(value)
             for line in status.read_text().splitlines():
