@@ -35,6 +35,7 @@ from ops.capture.slot import CaptureRefused
 from ops.capture.status import capture_status, check_capture_lag
 from ops.core.config import PROJECT_ROOT, Settings
 from ops.dev.cluster import start_throwaway
+from ops.schema.migrate import upgrade_in_transaction
 
 pytest_plugins = ["support.capture_fixtures"]  # the `slot` fixture
 
@@ -149,6 +150,53 @@ def test_store_unreachable_for_a_while_capture_waits_then_catches_up_on_s3(
     finally:
         gate.close()
         server.stop()
+
+
+@pytest.mark.parametrize("read", ["stream", "sql"])
+def test_an_invalidated_slot_is_refused_in_one_line(backup_dir: Path, read: str) -> None:
+    """A slot that fell behind max_slot_wal_keep_size lost the WAL it needs: capture says so
+    in one line with the fix (drop the slot, start again with a full backup), whichever way
+    it reads, and the CLI exits non-zero without a traceback."""
+    base = Path(tempfile.mkdtemp(prefix="tasklets-lostslot-"))
+    os.chmod(base, 0o755)
+    cluster = start_throwaway(base)  # of its own: the shared server's slots stay whole
+    try:
+        cluster.stop("fast")
+        cluster.start(options="-c max_slot_wal_keep_size=1MB -c max_wal_size=32MB "
+                      "-c min_wal_size=32MB")
+        settings = Settings(database_url=cluster.url, backup_dir=backup_dir, app_env="test")
+        with psycopg.connect(cluster.url) as conn:
+            upgrade_in_transaction(conn, settings, "head")
+            conn.commit()
+        slot = f"lost_{read}"
+        drain(settings, slot, initial_backup=False, read=read)
+        with psycopg.connect(cluster.url, autocommit=True) as conn:
+            for _ in range(30):  # WAL past the slot's allowance, then a checkpoint drops it
+                conn.execute("CREATE SCHEMA IF NOT EXISTS scratch")  # not an app table
+                conn.execute("CREATE TABLE IF NOT EXISTS scratch.filler (n int)")
+                conn.execute("INSERT INTO scratch.filler SELECT generate_series(1, 100000)")
+                conn.execute("SELECT pg_switch_wal()")
+                conn.execute("CHECKPOINT")
+                if conn.execute("SELECT wal_status FROM pg_replication_slots WHERE "
+                                "slot_name = %s", (slot,)).fetchone()[0] == "lost":
+                    break
+            else:
+                pytest.fail("the slot was never invalidated")
+        with pytest.raises(CaptureRefused) as refused:
+            drain(settings, slot, initial_backup=False, read=read)
+        assert refused.value.message.startswith(f"replication slot {slot} cannot be read: ")
+        assert "\n" not in refused.value.message
+        assert "capture stop --drop-slot" in refused.value.hint
+        env = {**os.environ, "DATABASE_URL": cluster.url, "BACKUP_DIR": str(backup_dir),
+               "APP_ENV": "test"}
+        done = subprocess.run([sys.executable, "-m", "ops", "capture", "--once", "--slot",
+                               slot, "--read", read], env=env, capture_output=True,
+                              text=True, timeout=120, cwd=PROJECT_ROOT)
+        assert done.returncode != 0 and "Traceback" not in done.stderr
+        assert f"replication slot {slot} cannot be read" in done.stderr + done.stdout
+    finally:
+        cluster.stop("immediate")
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def test_a_server_without_logical_wal_is_refused_in_one_line(backup_dir: Path) -> None:
