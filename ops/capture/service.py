@@ -180,8 +180,6 @@ class Capture:
             conn.close()
             raise
         self.conn = conn
-        self._batch = None
-        self._assembler = Assembler(self.options.max_transaction_bytes)  # relations re-sent
         if created:
             self.report.line(f"📌 created replication slot {self.options.slot}")
             self.backup_due = self.options.initial_backup
@@ -222,10 +220,17 @@ class Capture:
                 return revision
         return current_revision(conn)
 
-    def close(self) -> None:
+    def _close_stream(self) -> None:
+        """Close the stream; what it read and did not store is read again from the slot by
+        the next one (which sends the tables' Relation messages again)."""
         if self.stream is not None:
             self.stream.close()
             self.stream = None
+        self._batch = None
+        self._assembler = Assembler(self.options.max_transaction_bytes)
+
+    def close(self) -> None:
+        self._close_stream()
         if self.conn is not None:
             with contextlib.suppress(psycopg.Error):
                 release_lock(self.conn, self.options.slot)
@@ -480,7 +485,12 @@ class Capture:
     def _take_backup_if_due(self) -> None:
         if not self.backup_due:
             return
+        streaming = self.stream is not None
+        if streaming:  # unread for the whole backup, the server would end it after its
+            self._close_stream()  # wal_sender_timeout (60 s): start again from the slot after
         result = backup(self.settings, archive=self.archive, report=self.report)
+        if streaming:
+            self.stream = self._open_stream()
         self.backup_due = False
         self.progress.backups += 1
         self.report.line(f"📦 full backup {result.name} taken (a base for replay)")
