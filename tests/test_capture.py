@@ -178,9 +178,12 @@ def test_a_capture_stopped_frees_its_slot_at_once(settings: Settings, slot: str,
     refused."""
     first = Capture(settings, archive, CaptureOptions(slot=slot, initial_backup=False))
     first.open()
+    assert first.stream is not None
     first.close()
     with psycopg.connect(settings.database_url, autocommit=True) as conn:
         assert lock_holder(conn, slot) is None
+        assert conn.execute("SELECT NOT active FROM pg_replication_slots WHERE slot_name = %s",
+                            (slot,)).fetchone()[0]  # the stream ended with the close
     for _ in range(50):
         drain(settings, slot, initial_backup=False)
 

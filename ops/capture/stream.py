@@ -120,8 +120,33 @@ class ReplicationStream:
         while self.pgconn.flush() == 1:  # 1: not all of it went out yet
             select.select([], [self.pgconn.socket], [], 1.0)
 
-    def close(self) -> None:
-        self.pgconn.finish()
+    def close(self, timeout: float = 5.0) -> None:
+        """End the stream the way the protocol does (CopyDone, then the server's), so that the
+        server has taken the last confirmation when this returns: the next reader of the slot
+        finds it where the stored segments end, and free. A dead connection is just closed."""
+        pgconn = self.pgconn
+        deadline = time.monotonic() + timeout
+        try:
+            if pgconn.status == pq.ConnStatus.OK and pgconn.put_copy_end() == 1:
+                while pgconn.flush() == 1 and time.monotonic() < deadline:
+                    select.select([], [pgconn.socket], [], 0.1)
+                while time.monotonic() < deadline:  # the server's data, then its CopyDone
+                    size, _ = pgconn.get_copy_data(1)
+                    if size < 0:
+                        break
+                    if size == 0:
+                        select.select([pgconn.socket], [], [], 0.1)
+                        pgconn.consume_input()
+                while time.monotonic() < deadline:  # START_REPLICATION's own result
+                    pgconn.consume_input()
+                    if pgconn.is_busy():
+                        select.select([pgconn.socket], [], [], 0.1)
+                    elif pgconn.get_result() is None:
+                        break
+        except psycopg.Error:
+            pass
+        finally:
+            pgconn.finish()
 
 
 def _text(message: bytes | None) -> str:
