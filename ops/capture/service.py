@@ -121,16 +121,9 @@ class _Batch:
     end: int = 0
     pending: list[Encoded] = field(default_factory=list)
     size: int = 0
-    rows_read: int = 0
 
     def __post_init__(self) -> None:
         self.end = self.end or self.start
-
-    def rows(self, cursor: psycopg.Cursor) -> Iterator[bytes]:
-        while fetched := cursor.fetchmany(FETCH_ROWS):
-            self.rows_read += len(fetched)
-            for (data,) in fetched:
-                yield data
 
 
 class Capture:
@@ -170,10 +163,10 @@ class Capture:
             created = ensure_slot(conn, self.options.slot)
             identity = database_identity(conn)
             self.origin = Origin(identity.system_identifier or "", identity.database)
+            self.position = self._confirmed(conn)
             if self.revision is None or created:
                 self.revision = (current_revision(conn) if created
                                  else self._stored_revision(conn))
-            self.position = self._confirmed(conn)
             if self.options.read == "stream":
                 self.stream = self._open_stream()
         except BaseException:
@@ -210,10 +203,9 @@ class Capture:
 
     def _stored_revision(self, conn: psycopg.Connection) -> str | None:
         """The revision the changes the slot holds were made at: the newest stored segment's
-        when it ends where the slot stands (a migration while capture was down is then still
-        ahead in the stream), else the database's."""
-        confirmed = self._confirmed(conn)
-        ending = [info for info in self.archive.segments() if info.end_lsn == confirmed]
+        when it ends where the slot stands, `position` (a migration while capture was down is
+        then still ahead in the stream), else the database's."""
+        ending = [info for info in self.archive.segments() if info.end_lsn == self.position]
         if ending:
             revision = segment_facts(self.archive, ending[-1]).revision
             if revision is not None:
@@ -362,12 +354,20 @@ class Capture:
                         "{}, {})").format(sql.Literal(self.options.slot),
                                           sql.Literal(upto_text), sql.Literal(PEEK_CHANGES),
                                           peek_options(self.options.publication_name))
-        batch.rows_read = 0
+        read = 0
+
+        def rows(cursor: psycopg.Cursor) -> Iterator[bytes]:
+            nonlocal read
+            while fetched := cursor.fetchmany(FETCH_ROWS):
+                read += len(fetched)
+                for (data,) in fetched:
+                    yield data
+
         try:
             with self.conn.transaction(), self.conn.cursor(name="tasklets_capture_peek",
                                                            binary=True) as cursor:
                 cursor.execute(query)
-                for item in self._assembler.feed(batch.rows(cursor)):
+                for item in self._assembler.feed(rows(cursor)):
                     self._take(batch, item)
         except errors.ObjectInUse:  # a `capture status` peeking right now: read again soon
             time.sleep(0.1)
@@ -376,7 +376,7 @@ class Capture:
             raise missing_replication(exc) from None
         except errors.ObjectNotInPrerequisiteState as exc:
             raise self._invalidated(exc) from None
-        return batch.rows_read < PEEK_CHANGES
+        return read < PEEK_CHANGES
 
     def _invalidated(self, exc: BaseException) -> CaptureRefused:
         """The slot lost WAL it needs (max_slot_wal_keep_size): its changes are gone."""
