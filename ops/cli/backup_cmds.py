@@ -31,7 +31,6 @@ from ops.core.errors import NotFound, OpsError, UsageError
 from ops.core.output import human_size, print_json, suggest, suggest_flag
 
 if TYPE_CHECKING:
-    from ops.backup.archive import Archive
     from ops.capture.status import LagCheck
     from ops.core.config import Settings
 
@@ -153,10 +152,11 @@ def backups(
         out.line(f"{mark} {b.name:<{width}}  {human_size(b.size_bytes):>10}  {rows:>14}  "
                  f"{b.status}{sealed}{kind}{partial}{tenant}"
                  f"{' — ' + b.problem if b.problem else ''}")
-    if archive.segments():
-        from ops.capture.coverage import coverage
+    from ops.capture.coverage import coverage
 
-        out.line(f"🔁 {coverage(archive).line()}")
+    changes = coverage(archive)  # (one listing: `segments()` first listed the store again)
+    if changes.segments:
+        out.line(f"🔁 {changes.line()}")
     partials = archive.incomplete_uploads()
     if partials:
         out.line(f"ℹ️  {len(partials)} unfinished upload(s) ({partials[0].name}, ...): a "
@@ -221,7 +221,7 @@ def backups_check(
     cfg = settings()
     archive = Archive.from_settings(cfg)
     check = check_freshness(archive, max_age or cfg.backup_max_age or DEFAULT_MAX_AGE)
-    lag = _capture_lag(cfg, archive, max_capture_lag) if max_capture_lag else None
+    lag = _capture_lag(cfg, max_capture_lag) if max_capture_lag else None
     ok = check.ok and (lag is None or lag.ok)
     if as_json:
         print_json({**asdict(check), "capture": lag} if lag is not None else check)
@@ -233,14 +233,14 @@ def backups_check(
             reporter().line(f"✅ {line}")
 
 
-def _capture_lag(cfg: Settings, archive: Archive, max_lag: str) -> LagCheck:
+def _capture_lag(cfg: Settings, max_lag: str) -> LagCheck:
     from ops.capture.slot import configured_slot
     from ops.capture.status import capture_status, check_capture_lag
     from ops.core.db import connection
 
     slot = configured_slot()
     with connection(cfg, autocommit=True) as conn:
-        return check_capture_lag(capture_status(conn, archive, slot, slot), max_lag)
+        return check_capture_lag(capture_status(conn, None, slot, slot), max_lag)
 
 
 @app.command()

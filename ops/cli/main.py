@@ -29,8 +29,7 @@ from ops.cli import (
 from ops.cli.app import app, state
 from ops.core.errors import OpsError
 from ops.core.extras import missing_extra
-from ops.core.masking import mask_secrets
-from ops.core.output import host_paths, record_invocation
+from ops.core.output import Reporter, record_invocation
 
 __all__ = ["app", "main"]
 
@@ -53,9 +52,10 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 def _print_error(err: Console, message: str, hint: str | None = None) -> None:
     """The one place an error reaches the terminal: one line (and the hint), secrets masked,
     host paths in place of a container's mounts."""
-    err.print(host_paths(f"❌ {mask_secrets(message)}"), markup=False)
+    out = Reporter(err)
+    out.line(f"❌ {message}")
     if hint:
-        err.print(host_paths(f"💡 {mask_secrets(hint)}"), markup=False)
+        out.line(f"💡 {hint}")
 
 
 def main(argv: list[str] | None = None) -> None:

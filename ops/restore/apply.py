@@ -86,6 +86,11 @@ class RestoreResult:
     notes: list[str] = field(default_factory=list)
 
 
+# restore --at's replay: (conn, tables) for a whole restore; (conn, scope, stages, tenant id)
+# for a tenant's, which replays into its stages.
+Replay = Callable[..., None]
+
+
 @dataclass
 class Options:
     safety_backup: bool = True
@@ -95,7 +100,7 @@ class Options:
     dry_run: bool = False
     allow_anonymized: bool = False
     # restore --at: applies change segments after the load, in the same transaction
-    replay: Callable[[psycopg.Connection, list[Table]], None] | None = None
+    replay: Replay | None = None
 
 
 def restore(settings: Settings, source: str | Path | BackupRef | None = "latest", *,
@@ -104,8 +109,7 @@ def restore(settings: Settings, source: str | Path | BackupRef | None = "latest"
             allow_schema_mismatch: bool = False, only_listed_tables: bool = False,
             allow_anonymized: bool = False,
             dry_run: bool = False, report: Reporter = SILENT,
-            replay: Callable[[psycopg.Connection, list[Table]], None] | None = None
-            ) -> RestoreResult:
+            replay: Replay | None = None) -> RestoreResult:
     """Restore `source` (latest: the newest full backup, a verified one when there is one; a
     name in the archive, a path, an object URL, or a BackupRef) into the database; `identity`
     (default BACKUP_IDENTITY_FILE) decrypts an encrypted backup. An anonymized snapshot is

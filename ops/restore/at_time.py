@@ -15,7 +15,7 @@ refuses naming the range that is covered, before anything is touched.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -43,7 +43,7 @@ from ops.core.config import Settings
 from ops.core.errors import NotFound, OpsError, UsageError
 from ops.core.output import SILENT, Reporter, suggest
 from ops.core.tenancy import TenantScope
-from ops.restore.apply import RestoreResult, restore
+from ops.restore.apply import Replay, RestoreResult, restore
 from ops.restore.replay import Counts, Snapshot, Target, apply, wanted
 from ops.restore.staging import Stage
 from ops.restore.tenant import restore_tenant
@@ -275,9 +275,6 @@ def restore_at(settings: Settings, at: str, *, tenant: str | None = None,
                     f"{t} +{c['inserted']} ~{c['updated']} -{c['deleted']}"
                     for t, c in counts.as_json().items()) or "no rows"))
     return AtTimeResult(result, plan)
-
-
-Replay = Callable[..., None]
 
 
 def _full_replay(archive: Archive, plan: ReplayPlan, identities: Sequence[Any],

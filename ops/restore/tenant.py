@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -45,6 +44,7 @@ from ops.restore.apply import (
     DEFERRED,
     REPLICA,
     Options,
+    Replay,
     RestoreResult,
     check_revision,
     database_error,
@@ -106,7 +106,7 @@ def restore_tenant(settings: Settings, source: str | Path | BackupRef | None, te
                    allow_schema_mismatch: bool = False, dry_run: bool = False,
                    action: str = "restore a tenant into",
                    report: Reporter = SILENT,
-                   replay: Callable[..., None] | None = None) -> TenantRestoreResult:
+                   replay: Replay | None = None) -> TenantRestoreResult:
     """Replace the rows of the tenant `tenant` (a name or an id) with the backup's.
 
     `source` is latest (the newest backup that is not of another tenant), a name in
