@@ -107,7 +107,6 @@ class Listing:
     verdicts: Verdicts = field(default_factory=lambda: Verdicts({}))
     sidecars: set[str] = field(default_factory=set)  # backup names that have one
     segments: list[SegmentInfo] = field(default_factory=list)  # change segments, LSN order
-    segment_sidecars: set[str] = field(default_factory=set)
     others: list[ObjectInfo] = field(default_factory=list)
 
 
@@ -151,8 +150,7 @@ class Archive:
                 continue
             stem, dot, suffix = info.name.rpartition(".")
             if dot and "." + suffix == SIDECAR_SUFFIX and parse_segment_name(stem) is not None:
-                result.segment_sidecars.add(stem)
-                continue
+                continue  # a segment's sidecar: read with the segment when needed
             if dot and parse_backup_name(stem) is not None:
                 if suffix in (VERIFIED, BAD, DRILLED):
                     found.setdefault(stem, {})[suffix] = info.modified
@@ -254,11 +252,11 @@ class Archive:
         return candidates[0] if candidates else None
 
     def latest_for_tenant(self, tenant: str,
-                          accept: Callable[[BackupFile, Facts], bool] | None = None
-                          ) -> BackupFile | None:
+                          accept: Callable[[BackupFile, Facts], bool] | None = None, *,
+                          prefer_verified: bool = True) -> BackupFile | None:
         """What `restore --tenant T latest` restores: the newest full backup or backup of that
-        tenant (a name or an id) that `accept` takes (`restore --at`: newest before a time,
-        verified or not). The one place a tenant restore's implicit choice is made."""
+        tenant (a name or an id) that `accept` takes (`restore --at`: newest before a time).
+        The one place a tenant restore's implicit choice is made."""
         from ops.core.tenancy import Tenant, pick_tenant
 
         def holds(found: BackupFile, facts: Facts) -> bool:
@@ -271,10 +269,9 @@ class Archive:
                 return False
             return pick_tenant([candidate], tenant) is not None
 
-        if accept is not None:
-            return self.latest(kinds=(FULL, TENANT), prefer_verified=False,
-                               accept=lambda b, f: holds(b, f) and accept(b, f))
-        return self.latest(kinds=(FULL, TENANT), accept=holds)
+        return self.latest(kinds=(FULL, TENANT), prefer_verified=prefer_verified,
+                           accept=holds if accept is None
+                           else lambda b, f: holds(b, f) and accept(b, f))
 
     def is_verified(self, backup: BackupFile, listing: Listing | None = None) -> bool:
         verdicts = (listing or self.listing()).verdicts.of(backup.name)

@@ -53,7 +53,7 @@ def when(moment: datetime | None) -> str:
 def coverage(archive: Archive, now: datetime | None = None) -> Coverage:
     """The segments the archive holds, their time range, the LSN gaps between them and the
     lag (now - up to when changes are stored)."""
-    listed = sorted(archive.segments(), key=lambda s: (s.start_lsn, s.end_lsn))
+    listed = archive.segments()  # in LSN order
     gaps: list[tuple[str, str]] = []
     position: int | None = None
     for seg in listed:

@@ -233,27 +233,16 @@ def segment_facts(archive: Archive, info: SegmentInfo) -> SegmentInfo:
 # --- reading ------------------------------------------------------------------------------
 
 
-@dataclass
-class SegmentHeader:
-    start_lsn: int
-    end_lsn: int
-    revision: str | None
-    system_identifier: str | None
-    database: str | None
-
-
 def read_segment(archive: Archive, info: SegmentInfo, *, identities: Sequence[Any] = (),
-                 revision: str | None = None,
-                 header_seen: list[SegmentHeader] | None = None) -> Iterator[Transaction]:
+                 revision: str | None = None) -> Iterator[Transaction]:
     """The segment's transactions in order, streamed (one line in memory at a time).
 
     Raises BadSegment naming it when it is damaged, truncated (no trailer), not the range its
     name says, or (with `revision`) written at another schema revision — possibly after
-    yielding earlier transactions, so callers apply inside a transaction they roll back.
-    `header_seen` receives the header once read."""
+    yielding earlier transactions, so callers apply inside a transaction they roll back."""
     try:
         with _Opened(archive, info, identities) as (fh, tap):
-            yield from _transactions(fh, info, revision, header_seen)
+            yield from _transactions(fh, info, revision)
             if tap is not None:
                 problem = tap.problem(tap.integrity)
                 if problem is not None:
@@ -297,8 +286,8 @@ class _Tap(StoredBytesTap):
         self.integrity = integrity
 
 
-def _transactions(fh: BinaryIO, info: SegmentInfo, revision: str | None,
-                  header_seen: list[SegmentHeader] | None) -> Iterator[Transaction]:
+def _transactions(fh: BinaryIO, info: SegmentInfo,
+                  revision: str | None) -> Iterator[Transaction]:
     bad = _bad(info)
     digest = hashlib.sha256()
     lines = _lines(fh, info)
@@ -317,12 +306,9 @@ def _transactions(fh: BinaryIO, info: SegmentInfo, revision: str | None,
         raise bad("its header has no valid LSN range") from None
     if (start, end) != (info.start_lsn, info.end_lsn):
         raise bad(f"it holds {lsn_text(start)}..{lsn_text(end)}, not the range its name says")
-    found = SegmentHeader(start, end, _str(header.get("alembicRevision")),
-                          _str(header.get("systemIdentifier")), _str(header.get("database")))
-    if header_seen is not None:
-        header_seen.append(found)
-    if revision is not None and found.revision != revision:
-        raise BadSegment(info.name, f"written at schema revision {found.revision}, not "
+    found_revision = _str(header.get("alembicRevision"))
+    if revision is not None and found_revision != revision:
+        raise BadSegment(info.name, f"written at schema revision {found_revision}, not "
                          f"{revision}: replay would cross a migration",
                          hint="Restore to a time after the backup taken after that migration.")
     digest.update(line)

@@ -27,7 +27,7 @@ from psycopg import sql
 
 from ops.backup.archive import ANONYMIZED, Archive
 from ops.backup.create import write_backup
-from ops.backup.encryption import identities_for, recipients_for
+from ops.backup.encryption import Identity, identities_for, recipients_for
 from ops.backup.files import BackupRef, utc_now
 from ops.backup.format import column_keys, describe_partial, describe_tenant
 from ops.backup.integrity import read_sidecar
@@ -104,7 +104,7 @@ class Options:
 
 
 def restore(settings: Settings, source: str | Path | BackupRef | None = "latest", *,
-            archive: Archive | None = None, identity: str | Path | None = None,
+            archive: Archive | None = None, identity: Identity = None,
             safety_backup: bool = True, allow_production: bool = False,
             allow_schema_mismatch: bool = False, only_listed_tables: bool = False,
             allow_anonymized: bool = False,

@@ -27,7 +27,7 @@ from psycopg import sql
 from ops.backup.archive import FULL, Archive, Facts
 from ops.backup.encryption import identities_for
 from ops.backup.files import BackupFile, utc_now
-from ops.backup.segment_files import LOOK_BACK, walk_back
+from ops.backup.segment_files import LOOK_BACK, commit_time, walk_back
 from ops.capture.coverage import Coverage, coverage, covered_until, when
 from ops.capture.segments import (
     Change,
@@ -96,14 +96,6 @@ class ReplayPlan:
                 "transactions": self.counts.transactions, "tables": self.counts.as_json()}
 
 
-def _snapshot_time(facts: Facts) -> datetime | None:
-    capture = facts.capture or {}
-    try:
-        return datetime.fromisoformat(capture["snapshotTime"])
-    except (KeyError, TypeError, ValueError):
-        return None
-
-
 def plan_replay(archive: Archive, at: datetime | None, *, tenant: str | None = None,
                 identities: Sequence[Any] = ()) -> ReplayPlan:
     """Pick the backup and the segments for TIME (None: the last change stored); refuse,
@@ -116,14 +108,14 @@ def plan_replay(archive: Archive, at: datetime | None, *, tenant: str | None = N
                        hint=f"Run {suggest('capture')} to record changes between backups.")
 
     def before(found: BackupFile, facts: Facts) -> bool:
-        taken = _snapshot_time(facts)
+        taken = commit_time((facts.capture or {}).get("snapshotTime"))
         return taken is not None and taken <= moment and bool((facts.capture or {}).get(
             "walLsn"))
 
     if tenant is None:
         backup = archive.latest(kinds=(FULL,), accept=before, prefer_verified=False)
     else:
-        backup = archive.latest_for_tenant(tenant, accept=before)
+        backup = archive.latest_for_tenant(tenant, accept=before, prefer_verified=False)
     if backup is None:
         raise NotFound(f"no complete backup {'holding tenant ' + tenant + ' ' if tenant else ''}"
                        f"taken before {when(moment)} records where change replay starts",
@@ -163,7 +155,7 @@ def _find_racing(archive: Archive, cover: Coverage, plan: ReplayPlan,
             break
         if seg.end_lsn > wal:
             missing -= {plan.snapshot.widen(tx.xid) for tx in read(seg)}
-    since = (_snapshot_time(plan.facts) or plan.at) - LOOK_BACK
+    since = (commit_time(capture.get("snapshotTime")) or plan.at) - LOOK_BACK
     found: list[Transaction] = []
     for seg in walk_back(cover.segments, wal, since, archive.segment_facts):
         if not missing or seg.revision not in (None, revision):
@@ -262,11 +254,11 @@ def restore_at(settings: Settings, at: str, *, tenant: str | None = None,
                 f"{len(plan.earlier) + len(plan.segments)} change segment(s)")
     if tenant is None:
         result: RestoreResult = restore(
-            settings, plan.backup.ref, archive=archive, identity=identity, dry_run=dry_run,
+            settings, plan.backup.ref, archive=archive, identity=identities, dry_run=dry_run,
             replay=_full_replay(archive, plan, identities, dry_run), report=report, **options)
     else:
         result = restore_tenant(
-            settings, plan.backup.ref, tenant, archive=archive, identity=identity,
+            settings, plan.backup.ref, tenant, archive=archive, identity=identities,
             dry_run=dry_run, replay=_tenant_replay(archive, plan, identities), report=report,
             **options)
     counts = plan.counts

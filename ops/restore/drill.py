@@ -90,7 +90,7 @@ def restore_drill(settings: Settings, source: str | BackupRef | None = "latest",
         identities = identities_for(settings, identity)
         with _scratch_database(settings, result, report) as scratch:
             report.line(f"🧪 Restore drill: {ref.name} into {result.scratch}")
-            _drill(scratch, archive, ref, identity, identities, result, report)
+            _drill(scratch, archive, ref, identities, result, report)
         result.ok = True
     except OpsError as exc:
         result.problem = exc.message
@@ -106,15 +106,21 @@ def _finish(result: DrillResult, started: float, report: Reporter) -> DrillResul
     return result
 
 
-def _drill(scratch: Settings, archive: Archive, ref: BackupRef, identity: str | None,
-           identities: Sequence[Any], result: DrillResult, report: Reporter) -> None:
+def _prepare_scratch(scratch: Settings, result: DrillResult) -> None:
+    """Migrate the scratch database, and mark one the drill did not create as scratch before
+    it holds data (a drill killed later leaves it marked, so the next drill may use it)."""
     push(scratch)
-    if not result.scratch_created:  # before it holds data: a drill killed later left it
+    if not result.scratch_created:
         with connect(scratch, autocommit=True) as conn:
             mark_scratch(conn)
+
+
+def _drill(scratch: Settings, archive: Archive, ref: BackupRef, identities: Sequence[Any],
+           result: DrillResult, report: Reporter) -> None:
+    _prepare_scratch(scratch, result)
     # an anonymized snapshot named by the operator is drilled as it is
-    restored = restore(scratch, ref, archive=archive, identity=identity, safety_backup=False,
-                       allow_anonymized=True)
+    restored = restore(scratch, ref, archive=archive, identity=list(identities),
+                       safety_backup=False, allow_anonymized=True)
     result.tables = dict(restored.tables)
     result.total_rows = restored.total_rows
     against = "row counts and sha256 against meta" if restored.checksums_verified \
@@ -142,7 +148,7 @@ def _drill_at(scratch: Settings, archive: Archive, at: str, identity: str | None
     replayed in the restore's transaction, foreign keys validated, then `check`."""
     from ops.restore.at_time import restore_at
 
-    push(scratch)
+    _prepare_scratch(scratch, result)
     report.line(f"🧪 Restore drill to {at} into {result.scratch}")
     done = restore_at(scratch, at, archive=archive, identity=identity, safety_backup=False,
                       allow_anonymized=True)
