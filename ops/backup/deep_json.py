@@ -23,6 +23,7 @@ MAX_PARSED_DEPTH = 128
 _TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.DOTALL)
 _SEPARATORS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{},]', re.DOTALL)
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
+_KEYS = json.JSONDecoder()  # reads a row's field names
 
 
 class RawJson:
@@ -72,24 +73,25 @@ def loads_deep_row(content: bytes, loads: Callable[[str], Any]) -> Any:
     """A row object whose fields nested within MAX_PARSED_DEPTH are parsed with `loads` and
     the deeper ones kept as RawJson; ValueError when it is not a JSON object."""
     text = content.decode()
-    start = _skip(text, 0)
+    start = skip_whitespace(text, 0)
     if not text.startswith("{", start):
         raise ValueError("expected a JSON object")
     row: dict[str, Any] = {}
     for key_start, end in _members(text, start, "{", "}"):
-        key, after = json.JSONDecoder().raw_decode(text, key_start)
+        key, after = _KEYS.raw_decode(text, key_start)
         if not isinstance(key, str):
             raise ValueError("expected a field name")
-        colon = _skip(text, after)
+        colon = skip_whitespace(text, after)
         if not text.startswith(":", colon):
             raise ValueError("expected ':' after a field name")
-        value = text[_skip(text, colon + 1):end]
+        value = text[skip_whitespace(text, colon + 1):end]
         row[key] = RawJson(value) if depth_of(value) > MAX_PARSED_DEPTH - 1 else loads(value)
     return row
 
 
-def _skip(text: str, pos: int) -> int:
-    match = _WHITESPACE.match(text, pos)
+def skip_whitespace(text: str, pos: int) -> int:
+    """The position after the JSON whitespace at `pos`."""
+    match = _WHITESPACE.match(text, pos)  # matches always: the pattern takes the empty string
     return match.end() if match else pos
 
 
@@ -109,7 +111,7 @@ def _members(text: str, pos: int, opening: str, closing: str) -> list[tuple[int,
         elif token in ("]", "}"):
             depth -= 1
             if depth == 0:
-                if token != closing or _skip(text, match.end()) != len(text):
+                if token != closing or skip_whitespace(text, match.end()) != len(text):
                     raise ValueError("unbalanced brackets or content after the value")
                 if spans or text[start:match.start()].strip():
                     spans.append(_span(text, start, match.start()))
@@ -121,7 +123,7 @@ def _members(text: str, pos: int, opening: str, closing: str) -> list[tuple[int,
 
 
 def _span(text: str, start: int, end: int) -> tuple[int, int]:
-    start = _skip(text, start)
+    start = skip_whitespace(text, start)
     while end > start and text[end - 1] in " \t\n\r":
         end -= 1
     if end == start:

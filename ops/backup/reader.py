@@ -20,7 +20,6 @@ import contextlib
 import hashlib
 import io
 import json
-import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -30,7 +29,7 @@ from typing import Any, BinaryIO, cast
 import orjson
 
 from ops.backup.compression import READ_ERRORS, decompressing, detect
-from ops.backup.deep_json import is_deep, loads_deep_row
+from ops.backup.deep_json import is_deep, loads_deep_row, skip_whitespace
 from ops.backup.encryption import AGE_MAGIC, IDENTITY_VARIABLE, decrypting_reader, is_encrypted
 from ops.backup.files import Source, as_ref, is_encrypted_name, read_meta
 from ops.backup.format import (
@@ -450,12 +449,6 @@ def _exact_text(text: str) -> Any:
     return value
 
 
-_WHITESPACE = re.compile(r"[ \t\n\r]*")
-
-
-def _skip_whitespace(text: str, pos: int) -> int:
-    found = _WHITESPACE.match(text, pos)  # matches always: the pattern takes the empty string
-    return found.end() if found else pos
 _CHUNK = 1 << 20
 
 
@@ -488,7 +481,7 @@ class JsonStream:
     def peek(self) -> str:
         """The next character that is not whitespace ("" at the end of the file)."""
         while True:
-            self._pos = _skip_whitespace(self._buf, self._pos)
+            self._pos = skip_whitespace(self._buf, self._pos)
             if self._pos < len(self._buf):
                 return self._buf[self._pos]
             if self._eof:

@@ -104,7 +104,7 @@ def connect_hint(exc: psycopg.OperationalError) -> str:
     """What to check for a failed connection: the credentials when the server refused them,
     else whether the server is up and where the settings point."""
     text = str(exc)
-    local = via_make() and run_mode() == "local"
+    local = run_mode() == "local"
     if any(words in text for words in _AUTH_FAILED) and "does not exist" not in text:
         if local:
             return ("Check the password: LOCALPG_PASSWORD in .env is the project-local "

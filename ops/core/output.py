@@ -242,7 +242,7 @@ def run_mode() -> str | None:
 
 
 def _run_mode() -> list[str]:
-    return ["RUN=local"] if os.environ.get(RUN_MODE_ENV) == "local" else []
+    return ["RUN=local"] if run_mode() == "local" else []
 
 
 def human_size(n_bytes: int) -> str:

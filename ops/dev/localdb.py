@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
-from dotenv import dotenv_values
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
@@ -75,10 +74,8 @@ class LocalDb:
 
 def configured_url(env_file: str | os.PathLike[str] | None = ".env") -> str | None:
     """DATABASE_URL from the environment, else from env_file; None when neither sets one."""
-    url = os.environ.get("DATABASE_URL", "").strip()
-    if not url and env_file and Path(env_file).is_file():
-        url = (dotenv_values(env_file).get("DATABASE_URL") or "").strip()
-    return url or None
+    return os.environ.get("DATABASE_URL", "").strip() or (
+        env_value(Path(env_file), "DATABASE_URL") if env_file else None)
 
 
 def ensure_local_db(base_dir: Path = LOCAL_DIR,
