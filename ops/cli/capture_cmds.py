@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 from typing import Annotated
 
 import typer
@@ -10,6 +9,7 @@ import typer
 from ops.cli.app import JsonOption, app, reporter, settings
 from ops.core.errors import OpsError, UsageError
 from ops.core.output import human_size, print_json
+from ops.core.signals import on_sigterm
 
 capture_app = typer.Typer(no_args_is_help=False)
 app.add_typer(capture_app, name="capture")
@@ -71,14 +71,13 @@ def capture(
     if metrics_port is not None:
         port = metrics.serve(metrics_host, metrics_port)
         out.line(f"📈 metrics on http://{metrics_host}:{port}/metrics")
-    previous = signal.signal(signal.SIGTERM, lambda *_: service.stop_event.set())
-    out.line(f"👀 capturing changes through slot {slot} into {service.archive} "
-             f"(a segment every {flush_every} or {flush_mb} MB, read "
-             f"{'streamed' if service.stream is not None else 'over SQL'})")
     try:
-        done = service.run()
+        with on_sigterm(lambda *_: service.stop_event.set()):
+            out.line(f"👀 capturing changes through slot {slot} into {service.archive} "
+                     f"(a segment every {flush_every} or {flush_mb} MB, read "
+                     f"{'streamed' if service.stream is not None else 'over SQL'})")
+            done = service.run()
     finally:
-        signal.signal(signal.SIGTERM, previous)
         metrics.stop()
     out.line(f"✅ capture stopped: {done.segments} segment(s), {done.transactions} "
              f"transaction(s), {human_size(done.bytes)} stored")

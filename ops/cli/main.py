@@ -30,6 +30,7 @@ from ops.cli.app import app, state
 from ops.core.errors import OpsError
 from ops.core.extras import missing_extra
 from ops.core.output import Reporter, record_invocation
+from ops.core.signals import on_sigterm
 
 __all__ = ["app", "main"]
 
@@ -61,8 +62,12 @@ def _print_error(err: Console, message: str, hint: str | None = None) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI: exit 0 ok, 1 failure, 2 usage error; one line per expected error."""
     err = Console(stderr=True, highlight=False, soft_wrap=True)
-    previous = _handle_sigterm()
     record_invocation(sys.argv[1:] if argv is None else argv)
+    with on_sigterm(_on_sigterm):
+        _run(err, argv)
+
+
+def _run(err: Console, argv: list[str] | None) -> None:
     try:
         # Standalone mode handles usage errors (exit 2) and --help; our errors propagate here.
         app(args=argv, prog_name="tasklets-db")
@@ -93,17 +98,6 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(1)
     finally:
         record_invocation([])  # hints of later calls in this process are not about this run
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
-
-
-def _handle_sigterm() -> signal.Handlers | object | None:
-    """Treat SIGTERM like Ctrl-C for this run; the handler it replaced (None: not the main
-    thread, where Python allows no handler)."""
-    try:
-        return signal.signal(signal.SIGTERM, _on_sigterm)
-    except ValueError:
-        return None
 
 
 def _cause(exc: BaseException) -> BaseException | None:

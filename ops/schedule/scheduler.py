@@ -14,12 +14,10 @@
 from __future__ import annotations
 
 import contextlib
-import signal
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from types import FrameType
 
 from ops.backup.archive import Archive
 from ops.backup.files import utc_now
@@ -27,6 +25,7 @@ from ops.backup.verdicts import DRILLED
 from ops.core.config import Settings
 from ops.core.errors import OpsError
 from ops.core.output import SILENT, Reporter
+from ops.core.signals import on_sigterm
 from ops.schedule.cycle import FAILURE, CycleOptions, CycleResult, run_cycle, taken_since
 from ops.schedule.metrics import BackupMetrics
 from ops.schedule.notify import Notifier, Redactor
@@ -55,18 +54,9 @@ class Stopper:
             self.aborted = True
             raise StopRequested()
 
-    @contextlib.contextmanager
-    def on_sigterm(self) -> Iterator[None]:
+    def on_sigterm(self) -> contextlib.AbstractContextManager[None]:
         """Call request() on SIGTERM while the block runs (main thread only)."""
-
-        def handler(signum: int, frame: FrameType | None) -> None:
-            self.request()
-
-        previous = signal.signal(signal.SIGTERM, handler)
-        try:
-            yield
-        finally:
-            signal.signal(signal.SIGTERM, previous)
+        return on_sigterm(lambda *_: self.request())
 
 
 @dataclass
