@@ -116,6 +116,7 @@ class Archive:
     def __init__(self, store: Store) -> None:
         self.store = store
         self._facts: dict[str, Facts] = {}  # objects are never rewritten: facts stay true
+        self._segment_sidecars: dict[str, Integrity] = {}  # (read by coverage, replay, prune)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Archive:
@@ -180,7 +181,11 @@ class Archive:
     def segment_facts(self, info: SegmentInfo) -> SegmentInfo:
         """`info` with what its sidecar says (commit range, counts, revision); as it is when
         the segment has no sidecar."""
-        integrity = read_sidecar(BackupRef(self.store, info.name))
+        integrity = self._segment_sidecars.get(info.name)
+        if integrity is None:
+            integrity = read_sidecar(BackupRef(self.store, info.name))
+            if integrity is not None:  # (none yet: a segment is stored before its sidecar)
+                self._segment_sidecars[info.name] = integrity
         if integrity is None or integrity.segment is None:
             return info
         facts = integrity.segment
@@ -361,6 +366,7 @@ class Archive:
     def delete_segment(self, segment: SegmentInfo) -> None:
         """Delete a change segment and its sidecar."""
         BackupRef(self.store, segment.name).delete()
+        self._segment_sidecars.pop(segment.name, None)
 
     def incomplete_uploads(self) -> list[IncompleteUpload]:
         """Uploads of backups still running or killed mid-way (nothing ever reads them)."""
