@@ -20,9 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ops.core.catalog import Column, Table, discover_tables, require_schema
-from ops.core.config import PROJECT_ROOT, Settings
-from ops.core.db import connection
+from ops.core.catalog import Column, Table, require_schema
+from ops.core.config import PROJECT_ROOT
 from ops.core.errors import NotFound, OpsError
 from ops.core.limits import summarize
 
@@ -160,10 +159,8 @@ class PolicyCheck:
     transformed: dict[str, dict[str, str]]  # table -> column -> transformer
 
 
-def check_database(settings: Settings, policy: Policy) -> PolicyCheck:
-    """`anonymize check`: the policy against the live schema, without backing anything up."""
-    with connection(settings) as conn:
-        tables = discover_tables(conn)
+def check_tables(policy: Policy, tables: list[Table]) -> PolicyCheck:
+    """`anonymize check`: the policy against the live schema's tables."""
     require_schema(tables)
     check_policy(policy, tables)
     return PolicyCheck(policy.path, policy.sha256, len(tables),

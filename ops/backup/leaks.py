@@ -21,7 +21,7 @@ import psycopg
 from psycopg import sql
 
 from ops.anonymize.mask import Anonymizer, TableMask
-from ops.anonymize.policy import Policy, PolicyCheck, check_database
+from ops.anonymize.policy import Policy, PolicyCheck, check_tables
 from ops.backup.create import stream_table
 from ops.backup.format import JSON_NULL_KEY, column_keys
 from ops.core.catalog import Table, discover_tables, table_stats, unique_keys
@@ -77,13 +77,13 @@ def check_snapshot_policy(settings: Settings, policy: Policy) -> PolicyCheck:
     """`anonymize check`: every column classified, and a sample of rows anonymized without
     anything email- or path-like left. The fakes' key is a random one: their shape is what
     matters here, and the check needs no ANONYMIZE_SALT."""
-    result = check_database(settings, policy)
     anonymizer = Anonymizer(policy, secrets.token_bytes(32))
     with connection(settings) as conn:
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         conn.read_only = True
         pin_settings(conn, SNAPSHOT_SETTINGS, local=True)
         tables = discover_tables(conn)
+        result = check_tables(policy, tables)
         masks = anonymizer.masks(tables, tables, unique_keys(conn),
                                  lambda t: column_keys(t.column_names))
         refuse_leaks(sample_leaks(conn, tables, masks, anonymizer.fake_domains), policy)
