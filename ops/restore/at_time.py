@@ -298,13 +298,34 @@ def _tenant_replay(archive: Archive, plan: ReplayPlan, identities: Sequence[Any]
                     stage.ident, sql.SQL(", ").join(map(sql.Identifier,
                                                         stage.table.primary_key))))
         target = Target(conn, scope.tables, lambda name: stages[name].ident,
-                        unconstrained=True)
+                        unconstrained=True, present=_stage_keys(conn, stages))
         member = _Membership(conn, scope, stages, tenant_id)
         apply(target, transactions(archive, plan, identities), plan.counts, member)
         for stage in stages.values():
             stage.rows = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(
                 stage.ident)).fetchone()[0]
     return replay
+
+
+# Keys of staged rows held in memory to skip changes to rows a stage does not hold (about
+# 150 bytes each); a tenant with more rows has its larger tables' changes sent as statements.
+STAGE_KEYS = 500_000
+
+
+def _stage_keys(conn: psycopg.Connection, stages: dict[str, Stage]) -> dict[str, set[tuple]]:
+    """The primary keys (text form, as changes carry them) of each stage's rows, smallest
+    stages first while they fit STAGE_KEYS."""
+    present: dict[str, set[tuple]] = {}
+    budget = STAGE_KEYS
+    for stage in sorted(stages.values(), key=lambda s: s.rows):
+        key = stage.table.primary_key
+        if not key or stage.rows > budget:
+            continue
+        budget -= stage.rows
+        present[stage.table.name] = {tuple(row) for row in conn.execute(
+            sql.SQL("SELECT {} FROM {}").format(sql.SQL(", ").join(
+                sql.SQL("{}::text").format(sql.Identifier(c)) for c in key), stage.ident))}
+    return present
 
 
 class _Membership:

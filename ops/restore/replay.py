@@ -14,6 +14,7 @@ import contextlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
+import orjson
 import psycopg
 from psycopg import sql
 
@@ -109,9 +110,11 @@ class Target:
 
     def __init__(self, conn: psycopg.Connection, tables: list[Table],
                  relation: Callable[[str], sql.Composable] | None = None, *,
-                 unconstrained: bool = False) -> None:
+                 unconstrained: bool = False,
+                 present: dict[str, set[tuple]] | None = None) -> None:
         self.conn = conn
         self.unconstrained = unconstrained
+        self.present = present or {}
         self.tables = {t.name: t for t in tables}
         self.order = {t.name: i for i, t in enumerate(tables)}
         self.relation = relation or (lambda name: self.tables[name].ident)
@@ -158,36 +161,58 @@ class Target:
         raise OpsError(f"a change to {table.name} does not carry its primary key "
                        f"({', '.join(missing) or 'none'}); it cannot be replayed")
 
+    def _holds(self, table: Table, key: tuple) -> bool:
+        """Whether the relation may hold the row with `key` (True unless its keys are known)."""
+        keys = self.present.get(table.name)
+        return keys is None or key in keys
+
+    def _track(self, table: Table, gone: tuple | None, added: list[tuple] | None) -> None:
+        keys = self.present.get(table.name)
+        if keys is not None:
+            if gone is not None:
+                keys.discard(gone)
+            if added is None:  # a row without its key: it can no longer be told
+                del self.present[table.name]
+            else:
+                keys.update(added)
+
     def insert(self, table: Table, row: dict[str, str | None], counts: Counts) -> None:
         names = tuple(c.name for c in table.writable_columns if c.name in row)
-        self._queue(table, [("insert", names, [row[n] for n in names], counts.inserted)],
-                    _keys_of(table, row))
+        keys = _keys_of(table, row)
+        self._track(table, None, keys)
+        self._queue(table, [("insert", names, [row[n] for n in names], counts.inserted)], keys)
 
     def update(self, table: Table, key: dict[str, str | None], row: dict[str, str | None],
                unchanged: tuple[str, ...], counts: Counts, *, join: bool = False) -> None:
         """UPDATE the row with `key`; `join`: then insert it unless a row with its (new) key
         is there (a row that joined the scope: the target did not hold it)."""
+        old = self._key(table, key)
+        there = self._holds(table, tuple(old))
         names = tuple(c.name for c in table.writable_columns
                       if c.name in row and c.name not in unchanged)
         ops: list[tuple[str, tuple[str, ...], list, dict[str, int]]] = []
-        if names:
-            ops.append(("update", names, [row[n] for n in names] + self._key(table, key),
-                        counts.updated))
+        if names and there:
+            ops.append(("update", names, [row[n] for n in names] + old, counts.updated))
         if join:
             every = tuple(c.name for c in table.writable_columns if c.name in row)
             ops.append(("join", every, [row[n] for n in every] + self._key(table, row),
                         counts.inserted))
         if ops:
+            self._track(table, tuple(old), _keys_of(table, row))
             self._queue(table, ops, _keys_of(table, key, row))
 
     def delete(self, table: Table, key: dict[str, str | None], counts: Counts) -> None:
         values = self._key(table, key)  # (it refuses a change without its key)
+        if not self._holds(table, tuple(values)):
+            return  # a row the relation does not hold: the statement would find nothing
+        self._track(table, tuple(values), [])
         self._queue(table, [("delete", (), values, counts.deleted)], [tuple(values)])
 
     def empty(self, names: list[str], counts: Counts) -> None:
         """A TRUNCATE, as DELETEs children first (no table lock beyond what writers take)."""
         for name in sorted(names, key=lambda n: -self.order[n]):
             self._flush(name)
+            self.present.get(name, set()).clear()
             self._send(("empty", name), lambda name=name: sql.SQL("DELETE FROM {}").format(
                 self.relation(name)), [], counts.deleted, name)
         names.clear()
@@ -223,11 +248,14 @@ class Target:
                 batch.groups.items(), key=lambda item: self.KINDS.index(item[0][0])):
             self._send(("batch", kind, name, names), lambda kind=kind, names=names:
                        self._set_based(table, kind, names),
-                       [list(column) for column in zip(*rows, strict=True)], counted, name)
+                       [orjson.dumps(column).decode() for column in zip(*rows, strict=True)],
+                       counted, name)
 
     def _set_based(self, table: Table, kind: str, names: tuple[str, ...]) -> sql.Composable:
-        """The statement applying many changes of one kind and column set: each array
-        parameter is a column (values, then primary-key values), unnested as rows `u`."""
+        """The statement applying many changes of one kind and column set: each parameter
+        is a column (values, then primary-key values) as a JSON array of text or null, the
+        columns zipped as rows `u` (JSON because psycopg quotes a text[] element by element
+        in Python; orjson writes the whole column in C)."""
         key = table.primary_key if kind != "insert" else []
         columns = [*names, *key]
         aliases = [sql.Identifier(f"c{i}") for i in range(len(columns))]
@@ -236,8 +264,8 @@ class Target:
             return sql.SQL("u.{}::{}").format(aliases[index],
                                                sql.SQL(self._type(table, columns[index])))
 
-        rows = sql.SQL("unnest({}) AS u({})").format(
-            sql.SQL(", ").join(sql.SQL("%s::text[]") for _ in columns),
+        rows = sql.SQL("ROWS FROM ({}) AS u({})").format(
+            sql.SQL(", ").join(sql.SQL("json_array_elements_text(%s::json)") for _ in columns),
             sql.SQL(", ").join(aliases))
         match = sql.SQL(" AND ").join(
             sql.SQL("t.{} = {}").format(sql.Identifier(c), value(len(names) + i))
