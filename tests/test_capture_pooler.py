@@ -7,20 +7,11 @@ from dataclasses import replace
 
 import psycopg
 from support.capture import drain, drop_slot, slot_name, stored_transactions
+from support.faults import Lines
 from support.pgbouncer import pgbouncer
 
 from ops.backup.archive import Archive
 from ops.core.config import Settings
-from ops.core.output import Reporter
-
-
-class Lines(Reporter):
-    def __init__(self) -> None:
-        super().__init__(quiet=True)
-        self.lines: list[str] = []
-
-    def line(self, text: str = "") -> None:
-        self.lines.append(text)
 
 
 def test_capture_through_pgbouncer_falls_back_to_sql_and_stores_every_change(
