@@ -116,7 +116,8 @@ def plan_replay(archive: Archive, at: datetime | None, *, tenant: str | None = N
     if tenant is None:
         backup = archive.latest(kinds=(FULL,), accept=before, prefer_verified=False)
     else:
-        backup = archive.latest_for_tenant(tenant, accept=before, prefer_verified=False)
+        backup = archive.latest_for_tenant(tenant, accept=before, prefer_verified=False,
+                                           identities=identities)
     if backup is None:
         raise NotFound(f"no complete backup {'holding tenant ' + tenant + ' ' if tenant else ''}"
                        f"taken before {when(moment)} records where change replay starts",
