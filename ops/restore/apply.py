@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -42,7 +43,7 @@ from ops.core.catalog import (
     truncate_statement,
 )
 from ops.core.config import Settings
-from ops.core.db import connect, first_line, is_superuser
+from ops.core.db import connect, first_line, is_superuser, scalar
 from ops.core.defaults import DEFAULT_COMPRESSION
 from ops.core.errors import BadBackup, OpsError, Refused, UsageError
 from ops.core.guard import refuse_production
@@ -165,7 +166,7 @@ def _refuse_anonymized(facts: object, ref: BackupRef, options: Options) -> None:
 
 
 def _restore_ref(settings: Settings, ref: BackupRef, archive: Archive,
-                 identities: list, result: RestoreResult, options: Options,
+                 identities: list[Any], result: RestoreResult, options: Options,
                  report: Reporter) -> None:
     dry_run, only_listed_tables = options.dry_run, options.only_listed_tables
     with fetched(ref, report) as local, BackupReader(local, identities=identities) as reader, \
@@ -207,7 +208,7 @@ def _restore_ref(settings: Settings, ref: BackupRef, archive: Archive,
                      swap)
 
 
-def check_revision(meta: dict | None, result: RestoreResult, options: Options,
+def check_revision(meta: dict[str, Any] | None, result: RestoreResult, options: Options,
                    report: Reporter) -> None:
     """Refuse (or, when allowed, note) a backup made at another schema revision."""
     revision = meta.get("alembicRevision") if meta else None
@@ -234,7 +235,7 @@ def check_revision(meta: dict | None, result: RestoreResult, options: Options,
         report.line(f"ℹ️  {note.capitalize()}")
 
 
-def _older_revision_swap(conn: psycopg.Connection, settings: Settings, meta: dict,
+def _older_revision_swap(conn: psycopg.Connection, settings: Settings, meta: dict[str, Any],
                          tables: list[Table], result: RestoreResult, options: Options,
                          report: Reporter) -> SchemaSwap | None:
     swap = older_revision_swap(
@@ -246,7 +247,7 @@ def _older_revision_swap(conn: psycopg.Connection, settings: Settings, meta: dic
     return swap
 
 
-def _warn_if_partial(meta: dict, result: RestoreResult, options: Options,
+def _warn_if_partial(meta: dict[str, Any], result: RestoreResult, options: Options,
                      report: Reporter) -> None:
     """Say loudly that a --tables backup is being restored (latest may well be one)."""
     holds = describe_partial(meta)
@@ -372,8 +373,7 @@ def _clear(conn: psycopg.Connection, tables: list[Table], targets: list[Table],
         return True
     if result.fk_mode == DEFERRED:
         for table, fk in outside:
-            if conn.execute(sql.SQL("SELECT EXISTS (SELECT FROM {})").format(
-                    table.ident)).fetchone()[0]:
+            if scalar(conn, sql.SQL("SELECT EXISTS (SELECT FROM {})").format(table.ident)):
                 raise OpsError(
                     f"--only-listed-tables: clearing {fk.ref_table} would cascade into "
                     f"{table.name}, which the backup does not contain; nothing was changed",
@@ -397,7 +397,7 @@ def _set_aside(conn: psycopg.Connection, targets: list[Table], result: RestoreRe
     return aside
 
 
-def _check_before_locking(meta: dict, tables: list[Table], options: Options) -> None:
+def _check_before_locking(meta: dict[str, Any], tables: list[Table], options: Options) -> None:
     """Refuse, before any table is locked, what meta already shows cannot be restored: a
     backup of one tenant (a full restore would empty every other tenant), tables and columns
     the database lacks (the rows would be refused one by one later)."""
@@ -411,7 +411,8 @@ def _check_before_locking(meta: dict, tables: list[Table], options: Options) -> 
     if options.allow_schema_mismatch:
         return
     by_name = {t.name: t for t in tables}
-    columns = meta.get("columns") if isinstance(meta.get("columns"), dict) else {}
+    in_meta = meta.get("columns")
+    columns = in_meta if isinstance(in_meta, dict) else {}
     for name in meta.get("tables") or []:
         table = by_name.get(name)
         if table is None:

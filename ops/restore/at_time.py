@@ -40,6 +40,7 @@ from ops.capture.segments import (
 )
 from ops.core.catalog import Table
 from ops.core.config import Settings
+from ops.core.db import scalar
 from ops.core.errors import NotFound, OpsError, UsageError
 from ops.core.output import SILENT, Reporter, suggest
 from ops.core.tenancy import TenantScope
@@ -303,8 +304,7 @@ def _tenant_replay(archive: Archive, plan: ReplayPlan, identities: Sequence[Any]
         member = _Membership(conn, scope, stages, tenant_id)
         apply(target, transactions(archive, plan, identities), plan.counts, member)
         for stage in stages.values():
-            stage.rows = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(
-                stage.ident)).fetchone()[0]
+            stage.rows = scalar(conn, sql.SQL("SELECT count(*) FROM {}").format(stage.ident))
     return replay
 
 
@@ -317,10 +317,11 @@ STAGE_KEYS = 500_000
 PLAIN_KEY_TYPES = frozenset({"smallint", "integer", "bigint", "uuid", "text"})
 
 
-def stage_keys(conn: psycopg.Connection, stages: dict[str, Stage]) -> dict[str, set[tuple]]:
+def stage_keys(conn: psycopg.Connection,
+               stages: dict[str, Stage]) -> dict[str, set[tuple[Any, ...]]]:
     """The primary keys (text form, as changes carry them) of each stage's rows, smallest
     stages first while they fit STAGE_KEYS."""
-    present: dict[str, set[tuple]] = {}
+    present: dict[str, set[tuple[Any, ...]]] = {}
     budget = STAGE_KEYS
     for stage in sorted(stages.values(), key=lambda s: s.rows):
         key = stage.table.primary_key
@@ -343,7 +344,7 @@ class _Membership:
     def __init__(self, conn: psycopg.Connection, scope: TenantScope,
                  stages: dict[str, Stage], tenant_id: int) -> None:
         self.scope, self.tenant = scope, str(tenant_id)
-        self.keys: dict[tuple[str, tuple[str, ...]], set[tuple]] = {}
+        self.keys: dict[tuple[str, tuple[str, ...]], set[tuple[Any, ...]]] = {}
         for place in scope.placements.values():
             via = place.via
             if via is not None and (via.ref_table, via.ref_columns) not in self.keys:

@@ -8,11 +8,13 @@ nothing itself, and in deferred mode this finds the bad row first and names it c
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterator
+from typing import Any, cast
 
 import psycopg
 from psycopg import sql
 
 from ops.core.catalog import APP_SCHEMA, Column, ForeignKey, Table
+from ops.core.db import scalar
 from ops.core.errors import OpsError
 from ops.core.indexes import Definition
 
@@ -100,8 +102,8 @@ def validate_staged_references(conn: psycopg.Connection, tables: list[Table],
             checked += 1
             inside = staged(fk.ref_table)
             child = staged(table.name)
-            if not conn.execute(_dangling_query(table, fk, child=child, parent=inside,
-                                                count=True)).fetchone()[0]:
+            if not scalar(conn, _dangling_query(table, fk, child=child, parent=inside,
+                                                count=True)):
                 continue
             bad = conn.execute(_dangling_query(table, fk, child=child)).fetchone()
             if bad is not None:
@@ -132,10 +134,12 @@ def refuse_references_out(conn: psycopg.Connection, tables: list[Table],
             if fk.ref_table not in confined:
                 continue
             child, parent = staged(table.name), staged(fk.ref_table)
-            if not conn.execute(_dangling_query(table, fk, child=child, parent=parent,
-                                                count=True)).fetchone()[0]:
+            if not scalar(conn, _dangling_query(table, fk, child=child, parent=parent,
+                                                count=True)):
                 continue
-            bad = conn.execute(_dangling_query(table, fk, child=child, parent=parent)).fetchone()
+            # The count just found such a row among staged rows no other session can change.
+            bad = cast("tuple[Any, ...]", conn.execute(
+                _dangling_query(table, fk, child=child, parent=parent)).fetchone())
             row, key, target = _reference(table, fk, bad)
             raise OpsError(
                 f"table {table.name} row {row}: {key} points to a {fk.ref_table} row outside "
@@ -158,7 +162,7 @@ def _shown(table: Table, fk: ForeignKey) -> list[str]:
     return list(table.primary_key) + [c for c in fk.columns if c not in table.primary_key]
 
 
-def _reference(table: Table, fk: ForeignKey, bad: tuple) -> tuple[str, str, str]:
+def _reference(table: Table, fk: ForeignKey, bad: tuple[Any, ...]) -> tuple[str, str, str]:
     """A row `_dangling_query` found, as text: its key, its reference, the row referenced."""
     values = dict(zip(_shown(table, fk), bad, strict=True))
     row = ", ".join(f"{c}={values[c]}" for c in table.primary_key) or "(no primary key)"
@@ -169,7 +173,7 @@ def _reference(table: Table, fk: ForeignKey, bad: tuple) -> tuple[str, str, str]
 
 
 def _dangling_error(table: Table, fk: ForeignKey, parent: Table | None,
-                    bad: tuple) -> OpsError:
+                    bad: tuple[Any, ...]) -> OpsError:
     row, key, target = _reference(table, fk, bad)
     return OpsError(
         f"table {table.name} row {row}: {key} points to a missing {fk.ref_table} row "

@@ -164,7 +164,7 @@ def _drill_at(scratch: Settings, archive: Archive, at: str, identity: str | None
     _schema_check(scratch, result, report)
 
 
-def _meta(ref: BackupRef, identities: Sequence[Any]) -> dict | None:
+def _meta(ref: BackupRef, identities: Sequence[Any]) -> dict[str, Any] | None:
     """The backup's meta: from its tail, or (encrypted: the tail is ciphertext) by reading
     the file through."""
     if not is_encrypted_name(ref.name):
@@ -175,7 +175,8 @@ def _meta(ref: BackupRef, identities: Sequence[Any]) -> dict | None:
         return reader.meta
 
 
-def _compare_on_server(scratch: Settings, meta: dict | None, restored: dict[str, int]) -> str:
+def _compare_on_server(scratch: Settings, meta: dict[str, Any] | None,
+                       restored: dict[str, int]) -> str:
     """Serialise every table as `backup` does and compare with meta (or, without meta, with
     the rows restored); returns what was compared."""
     counts = (meta or {}).get("rowCounts") or restored

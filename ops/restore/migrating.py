@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -35,7 +36,7 @@ from ops.core.catalog import (
     lock_tables,
 )
 from ops.core.config import Settings
-from ops.core.db import first_line
+from ops.core.db import first_line, scalar
 from ops.core.errors import OpsError, Refused
 from ops.core.output import Reporter, suggest_flag
 from ops.schema.migrate import (
@@ -127,7 +128,7 @@ def older_revision_swap(conn: psycopg.Connection, settings: Settings, revision: 
             "tasklets-ops to restore it; nothing was changed",
             hint=f"Install a release whose migrations include {revision}, then restore again.")
     steps = upgrade_path(settings, revision, database) if database == known[-1] else None
-    if steps is None:
+    if steps is None or database is None:
         return None  # a newer backup, or a database behind head: the usual mismatch error
     if only_listed_tables:
         raise Refused(
@@ -206,7 +207,7 @@ class _Kept:
     grants: list[tuple[str, str, str, bool]]  # (table, grantee, privilege, grantable)
     types: list[str]  # the app's enum types
     marker_columns: list[str]
-    marker_rows: list[tuple]
+    marker_rows: list[tuple[Any, ...]]
 
     @contextmanager
     def as_owner(self, conn: psycopg.Connection) -> Iterator[None]:
@@ -247,18 +248,17 @@ class _Kept:
 def _keep(conn: psycopg.Connection, tables: list[Table]) -> _Kept:
     quoted = [sql.Identifier(APP_SCHEMA, t.name).as_string(conn) for t in tables]
     owners = [o for (o,) in conn.execute(_OWNERS_SQL, {"oids": quoted})]
-    me = conn.execute("SELECT current_user").fetchone()[0]
+    me = scalar(conn, "SELECT current_user")
     owner = owners[0] if len(owners) == 1 and owners[0] != me else None
     grants = [tuple(row) for row in conn.execute(_GRANTS_SQL, {"oids": quoted})]
     types = [t for (t,) in conn.execute(_ENUMS_SQL, {"oids": quoted, "schema": APP_SCHEMA})]
     columns: list[str] = []
-    rows: list[tuple] = []
-    if conn.execute("SELECT to_regclass(%s) IS NOT NULL",
-                    (f"{APP_SCHEMA}.{OPS_METADATA_TABLE}",)).fetchone()[0]:
+    rows: list[tuple[Any, ...]] = []
+    if scalar(conn, "SELECT to_regclass(%s) IS NOT NULL",
+              (f"{APP_SCHEMA}.{OPS_METADATA_TABLE}",)):
         with conn.cursor() as cur:
             cur.execute(sql.SQL("SELECT * FROM {}").format(
                 sql.Identifier(APP_SCHEMA, OPS_METADATA_TABLE)))
             columns = [d.name for d in cur.description or []]
             rows = cur.fetchall()
-    # rows are the tuples fetchall returns, typed loosely by psycopg:
-    return _Kept(owner, grants, types, columns, rows)  # type: ignore[arg-type]
+    return _Kept(owner, grants, types, columns, rows)

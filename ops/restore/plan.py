@@ -138,7 +138,7 @@ def float_safe(column: Column) -> bool:
     """Whether a value parsed as float still restores exactly into this column: floats and
     integers, and numeric of at most 15 digits (every such decimal is its float's repr)."""
     match = _FLOAT_SAFE.match(column.type)
-    return bool(match) and (match[2] is None or int(match[2]) <= 15)
+    return match is not None and (match[2] is None or int(match[2]) <= 15)
 
 
 def _has_float(value: Any) -> bool:
@@ -173,7 +173,8 @@ class TablePlan:
     json_text: frozenset[str] = frozenset()  # keys holding a json column's exact text
     _convert: tuple[tuple[int, Callable[[Any], Any]], ...] = ()
     _fast_convert: tuple[tuple[int, Callable[[Any], Any]], ...] = ()  # rows the fast parser read
-    _exact_scalars: Callable[[Any], tuple] = tuple  # values where a float would lose digits
+    # the values where a float would lose digits
+    _exact_scalars: Callable[[Any], tuple[Any, ...]] = tuple
     _exact_json: tuple[int, ...] = ()  # json/jsonb and numeric arrays: walked for floats
     _float_zeros: tuple[int, ...] = ()  # float columns: a 0 may have been -0
     _key_index: dict[str, int] = field(default_factory=dict)  # json column key -> position
@@ -207,13 +208,14 @@ class TablePlan:
                                                                strict=True))
                            if c in json_columns}
         getter = itemgetter(*self.keys) if self.keys else (lambda row: ())
+        self._get: Callable[[Any], tuple[Any, ...]]
         if len(self.keys) == 1:
             self._get = lambda row: (getter(row),)
         else:
             self._get = getter
 
     def values(self, row: Any, row_no: int, line_no: int | None,
-               exact: Callable[[], Any] | None = None) -> tuple | list:
+               exact: Callable[[], Any] | None = None) -> tuple[Any, ...] | list[Any]:
         """The COPY values for one row; bad shapes raise an OpsError naming the row.
 
         `exact` re-parses the row with Decimal numbers; it is called when the row came from
@@ -239,14 +241,15 @@ class TablePlan:
                 if values[i] == 0 or type(values[i]) is list and 0 in values[i]:
                     return self.values(exact(), row_no, line_no)
         if convert:
-            values = list(values)
+            converted = list(values)
             for i, to_copy in convert:
-                if values[i] is not None:
-                    values[i] = to_copy(values[i])
+                if converted[i] is not None:
+                    converted[i] = to_copy(converted[i])
+            return converted
         return values
 
-    def _with_json_nulls(self, row: dict, row_no: int, line_no: int | None,
-                         exact: Callable[[], Any] | None) -> list:
+    def _with_json_nulls(self, row: dict[str, Any], row_no: int, line_no: int | None,
+                         exact: Callable[[], Any] | None) -> list[Any]:
         """The values of a row whose JSON_NULL_KEY names json values that are JSON null."""
         marks = row[JSON_NULL_KEY]
         rest = {k: v for k, v in row.items() if k != JSON_NULL_KEY}

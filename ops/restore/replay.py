@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 import psycopg
@@ -111,14 +112,14 @@ class Target:
     def __init__(self, conn: psycopg.Connection, tables: list[Table],
                  relation: Callable[[str], sql.Composable] | None = None, *,
                  unconstrained: bool = False,
-                 present: dict[str, set[tuple]] | None = None) -> None:
+                 present: dict[str, set[tuple[Any, ...]]] | None = None) -> None:
         self.conn = conn
         self.unconstrained = unconstrained
         self.present = present or {}
         self.tables = {t.name: t for t in tables}
         self.order = {t.name: i for i, t in enumerate(tables)}
         self.relation = relation or (lambda name: self.tables[name].ident)
-        self._rendered: dict[tuple, str] = {}
+        self._rendered: dict[tuple[Any, ...], str] = {}
         self._pending: list[tuple[dict[str, int], str, psycopg.Cursor]] = []
         self._batches: dict[str, _Batch] = {}
         self.pipeline: psycopg.Pipeline | None = None
@@ -126,7 +127,7 @@ class Target:
     def table(self, name: str) -> Table | None:
         return self.tables.get(name)
 
-    def _send(self, key: tuple, build: Callable[[], sql.Composable], params: list,
+    def _send(self, key: tuple[Any, ...], build: Callable[[], sql.Composable], params: list[Any],
               counted: dict[str, int], table: str) -> None:
         text = self._rendered.get(key)
         if text is None:
@@ -152,7 +153,7 @@ class Target:
     def _type(self, table: Table, column: str) -> str:
         return next(c.type for c in table.columns if c.name == column)
 
-    def _key(self, table: Table, key: dict[str, str | None]) -> list:
+    def _key(self, table: Table, key: dict[str, str | None]) -> list[str | None]:
         """The primary-key values of a change."""
         if table.primary_key:
             with contextlib.suppress(KeyError):
@@ -161,12 +162,13 @@ class Target:
         raise OpsError(f"a change to {table.name} does not carry its primary key "
                        f"({', '.join(missing) or 'none'}); it cannot be replayed")
 
-    def _holds(self, table: Table, key: tuple) -> bool:
+    def _holds(self, table: Table, key: tuple[Any, ...]) -> bool:
         """Whether the relation may hold the row with `key` (True unless its keys are known)."""
         keys = self.present.get(table.name)
         return keys is None or key in keys
 
-    def _track(self, table: Table, gone: tuple | None, added: list[tuple] | None) -> None:
+    def _track(self, table: Table, gone: tuple[Any, ...] | None,
+               added: list[tuple[Any, ...]] | None) -> None:
         keys = self.present.get(table.name)
         if keys is not None:
             if gone is not None:
@@ -190,7 +192,7 @@ class Target:
         there = self._holds(table, tuple(old))
         names = tuple(c.name for c in table.writable_columns
                       if c.name in row and c.name not in unchanged)
-        ops: list[tuple[str, tuple[str, ...], list, dict[str, int]]] = []
+        ops: list[_Op] = []
         if names and there:
             ops.append(("update", names, [row[n] for n in names] + old, counts.updated))
         if join:
@@ -213,13 +215,13 @@ class Target:
         for name in sorted(names, key=lambda n: -self.order[n]):
             self._flush(name)
             self.present.get(name, set()).clear()
-            self._send(("empty", name), lambda name=name: sql.SQL("DELETE FROM {}").format(
-                self.relation(name)), [], counts.deleted, name)
+            def build(name: str = name) -> sql.Composable:
+                return sql.SQL("DELETE FROM {}").format(self.relation(name))
+
+            self._send(("empty", name), build, [], counts.deleted, name)
         names.clear()
 
-    def _queue(self, table: Table, ops: list[tuple[str, tuple[str, ...], list,
-                                                     dict[str, int]]],
-               keys: list[tuple] | None) -> None:
+    def _queue(self, table: Table, ops: list[_Op], keys: list[tuple[Any, ...]] | None) -> None:
         """Add one change's statements (kind, columns, values, where counted) to its table's
         batch; `keys`: the rows it touches (None: any row, so it is sent on its own)."""
         batch = self._batches.get(table.name)
@@ -246,8 +248,10 @@ class Target:
         table = self.tables[name]
         for (kind, names), (counted, rows) in sorted(
                 batch.groups.items(), key=lambda item: self.KINDS.index(item[0][0])):
-            self._send(("batch", kind, name, names), lambda kind=kind, names=names:
-                       self._set_based(table, kind, names),
+            def build(kind: str = kind, names: tuple[str, ...] = names) -> sql.Composable:
+                return self._set_based(table, kind, names)
+
+            self._send(("batch", kind, name, names), build,
                        [orjson.dumps(column).decode() for column in zip(*rows, strict=True)],
                        counted, name)
 
@@ -288,18 +292,23 @@ class Target:
         return statement
 
 
+# One statement of a change: (kind, columns, values, where its rows are counted).
+_Op = tuple[str, tuple[str, ...], list[Any], dict[str, int]]
+
+
 @dataclass
 class _Batch:
     """A table's waiting changes: per (kind, columns), where they are counted and their
     values; the keys they touch, each with the last kind of change to it."""
 
-    groups: dict[tuple[str, tuple[str, ...]], tuple[dict[str, int], list[list]]] = field(
+    groups: dict[tuple[str, tuple[str, ...]], tuple[dict[str, int], list[list[Any]]]] = field(
         default_factory=dict)
-    keys: dict[tuple, str] = field(default_factory=dict)
+    keys: dict[tuple[Any, ...], str] = field(default_factory=dict)
     size: int = 0
 
 
-def _keys_of(table: Table, *rows: dict[str, str | None]) -> list[tuple] | None:
+def _keys_of(table: Table,
+             *rows: dict[str, str | None]) -> list[tuple[str | None, ...]] | None:
     """The primary keys of these rows; None when one lacks its key (then: any row)."""
     if not table.primary_key or any(c not in row for row in rows for c in table.primary_key):
         return None

@@ -17,13 +17,14 @@ from array import array
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from itertools import chain
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import psycopg
 from psycopg import sql
 
 from ops.backup.reader import BackupReader, Row, Section
 from ops.core.catalog import APP_SCHEMA, Table
+from ops.core.db import scalar
 from ops.core.errors import BadBackup, NotFound, OpsError, UsageError
 from ops.core.limits import summarize
 from ops.core.output import Reporter, suggest, suggest_flag
@@ -32,13 +33,15 @@ from ops.core.tenancy import TENANT_SLUG_COLUMN, Tenant, TenantScope, pick_tenan
 from ops.restore.apply import (
     PROGRESS_EVERY,
     Options,
-    RestoreResult,
     copy_error,
     note_columns,
     skip_unknown_table,
 )
 from ops.restore.checks import serial_sequences
 from ops.restore.plan import TablePlan, plan_table
+
+if TYPE_CHECKING:  # tenant.py imports this module
+    from ops.restore.tenant import TenantRestoreResult
 
 
 @dataclass
@@ -65,7 +68,7 @@ def create_stages(conn: psycopg.Connection, tables: list[Table]) -> dict[str, St
     return stages
 
 
-def meta_tenant(meta: dict | None) -> Tenant | None:
+def meta_tenant(meta: dict[str, Any] | None) -> Tenant | None:
     """The tenant a backup of one tenant holds, from its meta (None: any other backup);
     ValueError when meta names a tenant without a proper id and name."""
     found = (meta or {}).get("tenant")
@@ -79,7 +82,7 @@ def meta_tenant(meta: dict | None) -> Tenant | None:
         raise ValueError("meta.tenant is not an object with id and name") from None
 
 
-def tenant_in_meta(meta: dict | None, ref: str, name: str) -> Tenant | None:
+def tenant_in_meta(meta: dict[str, Any] | None, ref: str, name: str) -> Tenant | None:
     """The tenant a tenant backup holds (None for other backups); `ref` must name it."""
     try:
         tenant = meta_tenant(meta)
@@ -97,13 +100,14 @@ def tenant_in_meta(meta: dict | None, ref: str, name: str) -> Tenant | None:
 
 
 def stage_backup(conn: psycopg.Connection, reader: BackupReader, scope: TenantScope,
-                 stages: dict[str, Stage], ref: str, result: RestoreResult, options: Options,
+                 stages: dict[str, Stage], ref: str, result: TenantRestoreResult,
+                 options: Options,
                  report: Reporter) -> Tenant:
     """Stage the rows of the tenant `ref` names (a name or an id) from the whole file; returns
     the tenant as the file has it. Rows of other tenants are read and skipped."""
     tenant = tenant_in_meta(reader.tail_meta, ref, reader.ref.name)
     # Key values of the tenant's rows in the tables other tables are placed through.
-    keys: dict[tuple[str, tuple[str, ...]], set] = {
+    keys: dict[tuple[str, tuple[str, ...]], set[Any]] = {
         (p.via.ref_table, p.via.ref_columns): set()
         for p in scope.placements.values() if p.via is not None}
     read = 0
@@ -199,7 +203,7 @@ def _key_getter(plan: TablePlan, columns: tuple[str, ...],
 
 
 def _membership(plan: TablePlan, scope: TenantScope, tenant: Tenant,
-                keys: dict[tuple[str, tuple[str, ...]], set],
+                keys: dict[tuple[str, tuple[str, ...]], set[Any]],
                 backup_name: str) -> Callable[[Any], bool]:
     """Whether a parsed row of the plan's table belongs to `tenant`."""
     name = plan.table.name
@@ -215,7 +219,8 @@ def _membership(plan: TablePlan, scope: TenantScope, tenant: Tenant,
 def _copy_members(conn: psycopg.Connection, stage: Stage, section: Section, plan: TablePlan,
                   rows: Iterator[Row], exact: Callable[[], Any] | None,
                   member: Callable[[Any], bool],
-                  collect: list[tuple[Callable[[Any], Any], set]], report: Reporter) -> None:
+                  collect: list[tuple[Callable[[Any], Any], set[Any]]],
+                  report: Reporter) -> None:
     """COPY the member rows into the stage; errors name the row and its file line.
 
     `exact` re-parses the current row with Decimal numbers (see TablePlan.values)."""
@@ -282,8 +287,9 @@ def settle_slug(conn: psycopg.Connection, scope: TenantScope, stages: dict[str, 
     if "slug" not in scope.root.column_names:
         return None
     stage = stages[scope.root.name]
-    slug, name = conn.execute(sql.SQL("SELECT slug, {} FROM {}").format(
-        sql.Identifier(scope.name_column), stage.ident)).fetchone()
+    # The stage holds the tenant's one row: stage_backup refuses a file without it.
+    slug, name = cast("tuple[Any, ...]", conn.execute(sql.SQL("SELECT slug, {} FROM {}").format(
+        sql.Identifier(scope.name_column), stage.ident)).fetchone())
     base = slugify(str(name)) if renamed or not slug else slug
     free = free_slug(conn, base)
     if free != slug:
@@ -337,8 +343,8 @@ def remap_ids(conn: psycopg.Connection, scope: TenantScope, stages: dict[str, St
                     stage=stage.ident, column=sql.Identifier(column), map=mapping))
     if scope.root.name not in maps:  # the tenants table draws no ids from a sequence
         return tenant.id
-    return conn.execute(sql.SQL("SELECT new FROM {} WHERE old = %s").format(
-        maps[scope.root.name][0]), (tenant.id,)).fetchone()[0]
+    return int(scalar(conn, sql.SQL("SELECT new FROM {} WHERE old = %s").format(
+        maps[scope.root.name][0]), (tenant.id,)))
 
 
 def _map_of(table: Table, column: str,

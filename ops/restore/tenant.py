@@ -252,7 +252,7 @@ def _restore(conn: psycopg.Connection, settings: Settings, archive: Archive,
         result.sequences_reset = advance_sequences(conn, scope.tables,
                                                    lambda name: stages[name].ident)
         _load(conn, scope, stages, replaced, keep, tenant, result, report)
-        if gone is not None:  # (set only when a tenant is replaced)
+        if gone is not None and replaced is not None:  # (gone: set only when one is replaced)
             refuse_dangling(conn, scope, replaced, gone)
         report.line("⚙️  Re-enabling foreign key checks...")
         if result.fk_mode == REPLICA:

@@ -9,11 +9,13 @@ touches (and locks) those rows only.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any, cast
 
 import psycopg
 from psycopg import sql
 
 from ops.core.catalog import APP_SCHEMA, LOCK_TIMEOUT, ForeignKey, Table
+from ops.core.db import scalar
 from ops.core.errors import OpsError
 from ops.core.limits import summarize
 from ops.core.output import suggest_flag
@@ -60,7 +62,7 @@ def count_rows(conn: psycopg.Connection, scope: TenantScope, tenant: Tenant,
             sql.Literal(t.name), t.ident, scope.rows(t.name, tenant.id),
             _unless_staged(stages[t.name]) if stages else sql.SQL(""))
         for t in scope.tables)
-    counts = dict(conn.execute(query).fetchall())
+    counts: dict[str, int] = dict(conn.execute(query).fetchall())
     return {t.name: counts[t.name] for t in scope.tables}
 
 
@@ -87,10 +89,10 @@ def same_row(stage: Stage, *, whole: bool = True) -> sql.Composable | None:
     as_values = [c.name for c in columns if _exact(c.type)]
     as_text = [c.name for c in columns if not _exact(c.type)]
     parts = list(key)
-    for names, cast in ((as_values, ""), (as_text, "::text")):
+    for names, suffix in ((as_values, ""), (as_text, "::text")):
         if names:
             parts.append(sql.SQL("({}) IS NOT DISTINCT FROM ({})").format(*(
-                sql.SQL(", ").join(sql.SQL("{}.{}" + cast).format(sql.Identifier(alias),
+                sql.SQL(", ").join(sql.SQL("{}.{}" + suffix).format(sql.Identifier(alias),
                                                                 sql.Identifier(c))
                                    for c in names) for alias in ("x", "s"))))
     return sql.SQL(" AND ").join(parts)
@@ -114,16 +116,15 @@ def count_loads(conn: psycopg.Connection, scope: TenantScope, tenant: Tenant,
                 stages: dict[str, Stage]) -> dict[str, int]:
     """Staged rows with no identical live row of the tenant: what a restore that keeps
     identical rows inserts."""
-    counts = {}
+    counts: dict[str, int] = {}
     for name, stage in stages.items():
         same = same_row(stage)
         if same is None or not stage.rows:
             counts[name] = stage.rows
             continue
-        counts[name] = conn.execute(sql.SQL(
+        counts[name] = scalar(conn, sql.SQL(
             "SELECT count(*) FROM {} s WHERE NOT EXISTS (SELECT FROM {} x WHERE {} AND {})"
-        ).format(stage.ident, stage.table.ident, scope.rows(name, tenant.id),
-                 same)).fetchone()[0]
+        ).format(stage.ident, stage.table.ident, scope.rows(name, tenant.id), same))
     return counts
 
 
@@ -181,22 +182,23 @@ def delete_rows(conn: psycopg.Connection, scope: TenantScope, tenant: Tenant, *,
         if keep_identical and stages is not None:
             where = sql.SQL("{}{}").format(where, _unless_staged(stages[table.name]))
         columns = gone.columns.get(table.name) if gone is not None else None
-        if not columns:
+        if not columns or gone is None:
             deleted[table.name] = conn.execute(sql.SQL("DELETE FROM {} x WHERE {}").format(
                 table.ident, where)).rowcount
             continue
         cols = sql.SQL(", ").join(map(sql.Identifier, columns))
-        back = sql.SQL("")
+        back: sql.Composable = sql.SQL("")
         if stages is not None:
             back = sql.SQL(" WHERE NOT EXISTS (SELECT FROM {} s WHERE {})").format(
                 stages[table.name].ident, sql.SQL(" AND ").join(
                     sql.SQL("s.{0} = d.{0}").format(sql.Identifier(c)) for c in columns))
-        deleted[table.name], gone.rows[table.name] = conn.execute(sql.SQL(
+        # A SELECT of two counts: always one row.
+        deleted[table.name], gone.rows[table.name] = cast("tuple[int, int]", conn.execute(sql.SQL(
             "WITH d AS (DELETE FROM {table} x WHERE {where} RETURNING {cols}), "
             "g AS (INSERT INTO {gone} SELECT {cols} FROM d{back} RETURNING 1) "
             "SELECT (SELECT count(*) FROM d), (SELECT count(*) FROM g)"
         ).format(table=table.ident, where=where, cols=cols, gone=gone.tables[table.name],
-                 back=back)).fetchone()
+                 back=back)).fetchone())
     return dict(reversed(deleted.items()))
 
 
@@ -303,7 +305,7 @@ def _shown(table: Table, fk: ForeignKey) -> sql.Composable:
     return sql.SQL(", ").join(sql.SQL("c.{}::text").format(sql.Identifier(c)) for c in shown)
 
 
-def _describe(table: Table, fk: ForeignKey, bad: tuple) -> str:
+def _describe(table: Table, fk: ForeignKey, bad: tuple[Any, ...]) -> str:
     shown = list(table.primary_key) + [c for c in fk.columns if c not in table.primary_key]
     values = dict(zip(shown, bad, strict=True))
     row = ", ".join(f"{c}={values[c]}" for c in table.primary_key) or "(no primary key)"

@@ -74,7 +74,7 @@ def _related(conn: psycopg.Connection, scope: TenantScope, tenant: Tenant) -> li
     """Live tenants with the tenant's id, name or slug."""
     match = [sql.SQL("{} = %s").format(sql.Identifier(scope.root.primary_key[0])),
              sql.SQL("{}::text = %s").format(sql.Identifier(scope.name_column))]
-    params: list = [tenant.id, tenant.name]
+    params: list[int | str] = [tenant.id, tenant.name]
     if tenant.slug is not None and TENANT_SLUG_COLUMN in scope.root.column_names:
         match.append(sql.SQL("{}::text = %s").format(sql.Identifier(TENANT_SLUG_COLUMN)))
         params.append(tenant.slug)
