@@ -321,7 +321,8 @@ class Capture:
             "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint "
             "FROM pg_replication_slots WHERE slot_name = %s",
             (self.options.slot,)).fetchone()
-        assert retained is not None  # the slot was read just now
+        if retained is None:
+            raise self._slot_gone()
         self.progress.retained_wal_bytes = retained[0]
         return complete
 
@@ -377,6 +378,9 @@ class Capture:
             raise missing_replication(exc) from None
         except errors.ObjectNotInPrerequisiteState as exc:
             raise self._invalidated(exc) from None
+        except errors.UndefinedObject:  # the slot, or the publication, does not exist
+            self._confirmed(self.conn)  # refuses when it is the slot
+            raise
         return read < PEEK_CHANGES
 
     def _invalidated(self, exc: BaseException) -> CaptureRefused:
@@ -447,10 +451,15 @@ class Capture:
         row = conn.execute("SELECT confirmed_flush_lsn::text FROM pg_replication_slots "
                            "WHERE slot_name = %s", (self.options.slot,)).fetchone()
         if row is None:
-            raise CaptureRefused(f"replication slot {self.options.slot} is gone (dropped while "
-                                 "capture ran)", hint="Start capture again: it creates the "
-                                 "slot and takes a full backup to start from.")
+            raise self._slot_gone()
         return lsn_int(row[0]) or 0
+
+    def _slot_gone(self) -> CaptureRefused:
+        """The slot was dropped while capture ran: over SQL it is held only during a read, so
+        `capture stop --drop-slot` succeeds between two."""
+        return CaptureRefused(f"replication slot {self.options.slot} is gone (dropped while "
+                              "capture ran)", hint="Start capture again: it creates the slot "
+                              "and takes a full backup to start from.")
 
     def _flush(self, batch: _Batch, end: int, *,
                complete_until: datetime | None = None) -> None:
