@@ -15,6 +15,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -22,6 +23,7 @@ from support.capture import (
     Gate,
     changes_of,
     drain,
+    drop_slot,
     running,
     segment_ranges,
     stored_transactions,
@@ -197,6 +199,33 @@ def test_an_invalidated_slot_is_refused_in_one_line(backup_dir: Path, read: str)
     finally:
         cluster.stop("immediate")
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.mark.parametrize("dropped", ["before a read", "just after a read"])
+def test_a_slot_dropped_under_a_running_sql_capture_stops_it_in_one_line(
+        settings: Settings, slot: str, dropped: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Read over SQL, the slot is held only during a read: `capture stop --drop-slot` between
+    two reads succeeds. The running capture then stops (no retry loop) with the slot-gone
+    line, whether the drop lands before its read or between the read and its look at the
+    slot's retained WAL."""
+    capture = Capture(settings, Archive.from_settings(settings),
+                      CaptureOptions(slot=slot, initial_backup=False, read="sql"))
+    capture.open()
+    if dropped == "before a read":
+        drop_slot(settings.database_url, slot)
+    else:  # a window of a few milliseconds: placed, not raced for
+        read = capture._peek
+
+        def read_then_drop(upto_text: str, batch: Any) -> bool:
+            complete = read(upto_text, batch)
+            drop_slot(settings.database_url, slot)
+            return complete
+
+        monkeypatch.setattr(capture, "_peek", read_then_drop)
+    with pytest.raises(CaptureRefused) as refused:
+        capture.run()
+    assert refused.value.message == f"replication slot {slot} is gone (dropped while capture ran)"
+    assert "Start capture again" in refused.value.hint
 
 
 def test_a_server_without_logical_wal_is_refused_in_one_line(backup_dir: Path) -> None:

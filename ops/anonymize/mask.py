@@ -218,7 +218,8 @@ class DateShift:
     """A date_shift column: the date moved by the row's shift, as JSON."""
 
     def __call__(self, value: str, days: int) -> bytes:
-        return b'"' + shift_date(value, days).encode() + b'"'
+        shifted: str = shift_date(value, days)  # a str given a str
+        return b'"' + shifted.encode() + b'"'
 
 
 def _json_string(fake: Callable[[str], str]) -> Callable[[str], bytes]:

@@ -18,7 +18,7 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from ops.core.catalog import Column, Table, require_schema
 from ops.core.config import PROJECT_ROOT
@@ -64,7 +64,8 @@ class Rule:
 
     @property
     def days(self) -> int:
-        return self.options.get("days", DEFAULT_SHIFT_DAYS)
+        days: int = self.options.get("days", DEFAULT_SHIFT_DAYS)  # checked by _rule
+        return days
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,7 @@ def load_policy(path: Path | None = None) -> Policy:
 
 
 def _rule(path: Path, where: str, spec: Any, allowed: tuple[str, ...]) -> Rule:
+    options: dict[str, Any]
     if isinstance(spec, str):
         name, options = spec, {}
     elif isinstance(spec, dict) and isinstance(spec.get("transformer"), str):
@@ -125,7 +127,8 @@ def _rule(path: Path, where: str, spec: Any, allowed: tuple[str, ...]) -> Rule:
             raise OpsError(f"{path}: {where}: {name} {takes}, not {option!r}",
                            hint=_hint(path))
         if not isinstance(value, known[option]) or (option == "days" and (
-                isinstance(value, bool) or not 1 <= value <= MAX_SHIFT_DAYS)):
+                # the isinstance above, with OPTIONS' int for days
+                isinstance(value, bool) or not 1 <= cast(int, value) <= MAX_SHIFT_DAYS)):
             raise OpsError(f"{path}: {where}: {option} = {value!r} is not valid for {name}",
                            hint="days is a whole number from 1 to 3650; domain a string; "
                            "keys a table; others a transformer name.")
@@ -205,17 +208,17 @@ def check_policy(policy: Policy, tables: list[Table]) -> None:
                        hint=f"Add `{first_column} = \"keep\"` (or a transformer, with a comment "
                        f"saying why) under [{first_table}] in {where}.")
     keys = key_columns(tables)
-    for table in tables:
+    for live_table in tables:
         shifts: set[int] = set()
-        for column in table.columns:
-            rule = policy.rule(table.name, column.name)
+        for column in live_table.columns:
+            rule = policy.rule(live_table.name, column.name)
             # a transformed key would break the references that keep the snapshot restorable
-            _check_column(where, table.name, column, rule, keys.get(table.name, set()))
+            _check_column(where, live_table.name, column, rule, keys.get(live_table.name, set()))
             if rule.transformer == "date_shift":
                 shifts.add(rule.days)
         if len(shifts) > 1:
-            raise OpsError(f"{where}: [{table.name}] shifts dates by {sorted(shifts)} days: one "
-                           "row's dates move together, so use one days value per table",
+            raise OpsError(f"{where}: [{live_table.name}] shifts dates by {sorted(shifts)} days: "
+                           "one row's dates move together, so use one days value per table",
                            hint=_hint(where))
 
 
@@ -244,7 +247,8 @@ def _check_column(where: Path, table: str, column: Column, rule: Rule, keys: set
     fits = {"text": base in _TEXT_TYPES, "date": base in _DATE_TYPES and not column.is_array,
             "json": column.json_type is not None and not column.is_array, None: True}[wanted]
     if not fits:
-        kind = {"text": "a text", "date": "a date or timestamp", "json": "a json or jsonb"}
+        kind: dict[str | None, str] = {"text": "a text", "date": "a date or timestamp",
+                                       "json": "a json or jsonb"}
         raise OpsError(f"{where}: {label} is {column.type}: {name} needs {kind[wanted]} column",
                        hint=_hint(where))
     if name == "null" and not column.nullable:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from ops.capture.pgoutput import (
     UNCHANGED,
@@ -92,11 +93,11 @@ class Assembler:
             return
         if message.op == "delete" and key is None:
             raise DecodeError(f"pgoutput delete on {relation.name} without a key")
-        row: dict | None = new if message.new is not None else None
+        row: dict[str, Any] | None = new if message.new is not None else None
         unchanged: tuple[str, ...] = ()
         if message.new is not None and UNCHANGED in message.new:
-            unchanged = tuple(c for c, v in row.items() if v is UNCHANGED)
-            row = {c: v for c, v in row.items() if v is not UNCHANGED}
+            unchanged = tuple(c for c, v in new.items() if v is UNCHANGED)
+            row = {c: v for c, v in new.items() if v is not UNCHANGED}
         self._add(Change(message.op, relation.name, row, key, unchanged), size)
 
     def _add(self, change: Change, size: int) -> None:
@@ -109,7 +110,7 @@ class Assembler:
         self._changes.append(change)
 
 
-def _named(columns: tuple[str, ...], values: tuple[object, ...] | None) -> dict:
+def _named(columns: tuple[str, ...], values: tuple[object, ...] | None) -> dict[str, Any]:
     if values is None:
         return {}
     if len(values) != len(columns):

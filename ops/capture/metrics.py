@@ -8,6 +8,7 @@ Labels never carry names, paths or URLs.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Gauge, generate_latest, start_http_server
@@ -20,7 +21,7 @@ class CaptureMetrics:
         self.registry = CollectorRegistry()
         self._server: WSGIServer | None = None
 
-        def gauge(name: str, documentation: str, value: object) -> None:
+        def gauge(name: str, documentation: str, value: Callable[[], float]) -> None:
             Gauge(name, documentation, registry=self.registry).set_function(value)
 
         gauge("tasklets_capture_lag_seconds", "How old the oldest change not yet stored in a "

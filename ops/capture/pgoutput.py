@@ -10,6 +10,7 @@ change segments keep ('n' is NULL, 'u' an unchanged TOASTed value an UPDATE did 
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
@@ -123,7 +124,7 @@ def decode(data: bytes | memoryview) -> Message:
         raise DecodeError(f"cannot decode pgoutput message {kind!r}: {exc}") from exc
 
 
-def _skip(kind: str) -> None:
+def _skip(kind: str) -> Message:
     if kind in ("O", "Y", "M"):
         return None
     raise DecodeError(f"unexpected pgoutput message {kind!r}",
@@ -192,5 +193,6 @@ def _truncate(data: bytes) -> Truncate:
     return Truncate(tuple(relations), bool(options & 1), bool(options & 2))
 
 
-_DECODERS = {"B": _begin, "C": _commit, "R": _relation, "I": _insert, "U": _update,
-             "D": _delete, "T": _truncate}
+_DECODERS: dict[str, Callable[[bytes], Message]] = {
+    "B": _begin, "C": _commit, "R": _relation, "I": _insert, "U": _update, "D": _delete,
+    "T": _truncate}

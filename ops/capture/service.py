@@ -64,7 +64,7 @@ from ops.capture.slot import (
 from ops.capture.stream import ReplicationStream, StreamRefused
 from ops.core.catalog import current_revision
 from ops.core.config import Settings
-from ops.core.db import connect, database_identity, first_line
+from ops.core.db import connect, database_identity, first_line, scalar
 from ops.core.errors import OpsError
 from ops.core.output import SILENT, Reporter
 
@@ -290,8 +290,7 @@ class Capture:
 
     def _insert_position(self) -> int:
         assert self.conn is not None
-        return lsn_int(self.conn.execute(
-            "SELECT pg_current_wal_insert_lsn()::text").fetchone()[0]) or 0
+        return lsn_int(scalar(self.conn, "SELECT pg_current_wal_insert_lsn()::text")) or 0
 
     def _current_batch(self) -> _Batch:
         if self._batch is None:
@@ -318,23 +317,26 @@ class Capture:
             self._covered(moment)
         else:
             self._flush(batch, batch.end)
-        self.progress.retained_wal_bytes = conn.execute(
+        retained = conn.execute(
             "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint "
             "FROM pg_replication_slots WHERE slot_name = %s",
-            (self.options.slot,)).fetchone()[0]
+            (self.options.slot,)).fetchone()
+        if retained is None:
+            raise self._slot_gone()
+        self.progress.retained_wal_bytes = retained[0]
         return complete
 
     def _read_stream_to(self, token: bytes, batch: _Batch) -> bool:
         """Stream into the batch up to the commit of the marker `token`; False when it has not
         arrived within flush_every (a backlog: the cycle stores what it read)."""
-        assert self.stream is not None
+        stream = self.stream
+        assert stream is not None
         seen = False
 
         def upto_marker() -> Iterator[bytes]:
             nonlocal seen
             marked = False
-            for data in self.stream.messages(time.monotonic() + max(self.options.flush_every,
-                                                                    1.0)):
+            for data in stream.messages(time.monotonic() + max(self.options.flush_every, 1.0)):
                 yield data
                 if data[:1] == b"M" and data.endswith(token):
                     marked = True
@@ -376,6 +378,9 @@ class Capture:
             raise missing_replication(exc) from None
         except errors.ObjectNotInPrerequisiteState as exc:
             raise self._invalidated(exc) from None
+        except errors.UndefinedObject:  # the slot, or the publication, does not exist
+            self._confirmed(self.conn)  # refuses when it is the slot
+            raise
         return read < PEEK_CHANGES
 
     def _invalidated(self, exc: BaseException) -> CaptureRefused:
@@ -407,9 +412,11 @@ class Capture:
         with conn.transaction():
             conn.execute("SET LOCAL synchronous_commit = local")  # the commit flushes it
             # the time first: a commit stamped before it has its record before the marker
-            moment, marker = conn.execute(
+            row = conn.execute(
                 "SELECT clock_timestamp(), pg_logical_emit_message(true, %s, %s)::text",
                 (MARKER_PREFIX, token)).fetchone()
+            assert row is not None  # a SELECT without FROM returns one row
+            moment, marker = row
         return token, marker, moment
 
     def _take(self, batch: _Batch, item: Assembled) -> None:
@@ -444,10 +451,15 @@ class Capture:
         row = conn.execute("SELECT confirmed_flush_lsn::text FROM pg_replication_slots "
                            "WHERE slot_name = %s", (self.options.slot,)).fetchone()
         if row is None:
-            raise CaptureRefused(f"replication slot {self.options.slot} is gone (dropped while "
-                                 "capture ran)", hint="Start capture again: it creates the "
-                                 "slot and takes a full backup to start from.")
+            raise self._slot_gone()
         return lsn_int(row[0]) or 0
+
+    def _slot_gone(self) -> CaptureRefused:
+        """The slot was dropped while capture ran: over SQL it is held only during a read, so
+        `capture stop --drop-slot` succeeds between two."""
+        return CaptureRefused(f"replication slot {self.options.slot} is gone (dropped while "
+                              "capture ran)", hint="Start capture again: it creates the slot "
+                              "and takes a full backup to start from.")
 
     def _flush(self, batch: _Batch, end: int, *,
                complete_until: datetime | None = None) -> None:

@@ -22,7 +22,7 @@ from psycopg import errors, sql
 
 from ops.capture.pgoutput import Begin, decode
 from ops.core.catalog import APP_SCHEMA, discover_tables
-from ops.core.db import first_line
+from ops.core.db import first_line, scalar
 from ops.core.errors import OpsError
 
 DEFAULT_SLOT = "tasklets_capture"
@@ -75,7 +75,7 @@ def peek_options(publication: str) -> sql.Composed:
 
 
 def require_logical(conn: psycopg.Connection) -> None:
-    level = conn.execute("SHOW wal_level").fetchone()[0]
+    level = scalar(conn, "SHOW wal_level")
     if level != "logical":
         raise CaptureRefused(f"the database runs with wal_level={level}; change capture "
                              "needs wal_level=logical", hint=WAL_LEVEL_HINT)
@@ -103,8 +103,8 @@ def captured_tables(conn: psycopg.Connection) -> list[str]:
             "and deletes could not be replayed",
             hint=f"Add a primary key in a migration, or ALTER TABLE {first} REPLICA IDENTITY "
             "FULL (every column then identifies the row).")
-    has_revision = conn.execute("SELECT to_regclass(%s) IS NOT NULL",
-                                (f"{APP_SCHEMA}.{REVISION_TABLE}",)).fetchone()[0]
+    has_revision = scalar(conn, "SELECT to_regclass(%s) IS NOT NULL",
+                          (f"{APP_SCHEMA}.{REVISION_TABLE}",))
     return sorted(names) + ([REVISION_TABLE] if has_revision else [])
 
 
@@ -188,7 +188,7 @@ def lock_key(slot: str) -> int:
 
 def take_lock(conn: psycopg.Connection, slot: str) -> None:
     """Hold the slot's lock on this session; refuse when another capture holds it."""
-    if conn.execute("SELECT pg_try_advisory_lock(%s)", (lock_key(slot),)).fetchone()[0]:
+    if scalar(conn, "SELECT pg_try_advisory_lock(%s)", (lock_key(slot),)):
         return
     pid = lock_holder(conn, slot)
     raise CaptureRefused(
@@ -219,8 +219,8 @@ def lock_holder(conn: psycopg.Connection, slot: str) -> int | None:
 
 
 def slot_state(conn: psycopg.Connection, slot: str) -> SlotState:
-    current = conn.execute("SELECT CASE WHEN pg_is_in_recovery() THEN NULL "
-                           "ELSE pg_current_wal_lsn()::text END").fetchone()[0]
+    current = scalar(conn, "SELECT CASE WHEN pg_is_in_recovery() THEN NULL "
+                     "ELSE pg_current_wal_lsn()::text END")
     row = conn.execute(
         "SELECT active, confirmed_flush_lsn::text, "
         " CASE WHEN pg_is_in_recovery() THEN NULL "

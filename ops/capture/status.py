@@ -58,8 +58,8 @@ def capture_status(conn: psycopg.Connection, archive: Archive | None, slot: str,
         if stored:
             newest = segment_facts(archive, stored[-1])
             status.last_segment = newest.name
-            status.last_flush = (newest.complete_until or newest.last_commit).isoformat() \
-                if (newest.complete_until or newest.last_commit) else None
+            until = newest.complete_until or newest.last_commit
+            status.last_flush = until.isoformat() if until else None
     return status
 
 

@@ -67,7 +67,7 @@ def _password(url: str) -> str:
     if not url:
         return ""
     try:
-        return conninfo_to_dict(url).get("password") or ""
+        return str(conninfo_to_dict(url).get("password") or "")  # parsed text: a str
     except ProgrammingError:
         return ""
 

@@ -37,7 +37,8 @@ class Schedule:
             return _EPOCH + (steps + 1) * self.every
         from croniter import croniter
 
-        return croniter(self.cron, moment).get_next(datetime)
+        following: datetime = croniter(self.cron, moment).get_next(datetime)
+        return following
 
     def latest(self, moment: datetime) -> datetime:
         """The last scheduled moment at or before `moment`."""
@@ -45,8 +46,9 @@ class Schedule:
             return _EPOCH + ((moment - _EPOCH) // self.every) * self.every
         from croniter import croniter
 
-        before = croniter(self.cron, moment).get_prev(datetime)
-        after = croniter(self.cron, before).get_next(datetime)  # `moment` itself, if scheduled
+        before: datetime = croniter(self.cron, moment).get_prev(datetime)
+        # `moment` itself, if scheduled
+        after: datetime = croniter(self.cron, before).get_next(datetime)
         return after if after <= moment else before
 
     def interval_at(self, moment: datetime) -> timedelta:

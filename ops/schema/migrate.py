@@ -12,7 +12,7 @@ import contextlib
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 import psycopg
 
@@ -25,6 +25,7 @@ from ops.core.output import SILENT, Reporter, suggest, suggest_flag
 
 if TYPE_CHECKING:
     from alembic.config import Config
+    from alembic.operations.ops import MigrationScript, UpgradeOps
 
 # Alembic and SQLAlchemy are imported inside the functions that need them: together they cost
 # about a second of start-up, which every backup/restore/seed command would otherwise pay.
@@ -128,9 +129,10 @@ def schema_at(conn: psycopg.Connection, settings: Settings, revision: str) -> li
     with conn.transaction(force_rollback=True):
         conn.execute("SET LOCAL search_path = pg_temp")
         upgrade_in_transaction(conn, settings, revision)
-        schema = conn.execute("SELECT nspname FROM pg_namespace "
-                              "WHERE oid = pg_my_temp_schema()").fetchone()[0]
-        return discover_tables(conn, schema)
+        row = conn.execute("SELECT nspname FROM pg_namespace "
+                           "WHERE oid = pg_my_temp_schema()").fetchone()
+        assert row is not None  # the upgrade made the temporary schema (alembic_version)
+        return discover_tables(conn, row[0])
 
 
 def push(settings: Settings, report: Reporter = SILENT, *,
@@ -151,8 +153,9 @@ def push(settings: Settings, report: Reporter = SILENT, *,
             cfg = alembic_config(settings)
             cfg.attributes["connection"] = sa_conn
             command.upgrade(cfg, "head")
-            marker = record_environment(sa_conn.connection.driver_connection, settings,
-                                        allow_production=allow_production)
+            # the engine's driver is psycopg, its connection open inside begin()
+            driver = cast("psycopg.Connection[Any]", sa_conn.connection.driver_connection)
+            marker = record_environment(driver, settings, allow_production=allow_production)
     except Exception as exc:  # SQLAlchemy/psycopg errors: one line, the transaction rolled back
         raise OpsError(
             f"migration failed, nothing applied: {first_line(exc.__cause__ or exc)}"
@@ -201,8 +204,11 @@ def generate(settings: Settings, message: str, *, allow_empty: bool = False) -> 
         )
     cfg = alembic_config(settings)
 
-    def skip_empty(context: object, revision: object, directives: list) -> None:
-        if not allow_empty and all(d.upgrade_ops.is_empty() for d in directives):
+    def skip_empty(context: object, revision: object,
+                   directives: list[MigrationScript]) -> None:
+        # autogenerate gives every script its UpgradeOps (None only for a hand-made one)
+        if not allow_empty and all(cast("UpgradeOps", d.upgrade_ops).is_empty()
+                                   for d in directives):
             directives[:] = []  # alembic then writes no file
 
     # Alembic prints "Generating <path> ... done" itself, with the path as this process sees
@@ -240,12 +246,11 @@ def schema_differences(settings: Settings) -> list[str]:
     return diffs
 
 
-def describe_diff(diff: object) -> str:
+def describe_diff(diff: tuple[Any, ...] | list[Any]) -> str:
     """One line per Alembic diff tuple, e.g. 'add_column: tasks.color'."""
     if isinstance(diff, list):  # column modifications come grouped
         return "; ".join(describe_diff(d) for d in diff)
-    # Alembic types a diff as a tuple or list of them; the list case returned above:
-    kind, *rest = diff  # type: ignore[misc]
+    kind, *rest = diff
     parts: list[str] = []
     for item in rest:
         name = getattr(item, "name", None)

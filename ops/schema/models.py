@@ -7,6 +7,10 @@ fails when they drift. Every foreign key is DEFERRABLE INITIALLY IMMEDIATE so a 
 
 from __future__ import annotations
 
+import uuid
+from datetime import datetime
+from typing import Any
+
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 
@@ -33,11 +37,12 @@ priority = pg.ENUM(*PRIORITIES, name="priority", metadata=metadata)
 ticket_status = pg.ENUM(*TICKET_STATUSES, name="ticket_status", metadata=metadata)
 
 
-def _id() -> sa.Column:
+def _id() -> sa.Column[int]:
     return sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True)
 
 
-def _fk(column: str, target: str, *, nullable: bool = True, ondelete: str = "CASCADE") -> sa.Column:
+def _fk(column: str, target: str, *, nullable: bool = True,
+        ondelete: str = "CASCADE") -> sa.Column[int]:
     return sa.Column(
         column,
         sa.BigInteger,
@@ -47,11 +52,11 @@ def _fk(column: str, target: str, *, nullable: bool = True, ondelete: str = "CAS
     )
 
 
-def _tenant() -> sa.Column:
+def _tenant() -> sa.Column[int]:
     return _fk("tenant_id", "tenants.id", nullable=False)
 
 
-def _timestamps() -> list[sa.Column]:
+def _timestamps() -> list[sa.Column[datetime]]:
     return [
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False,
                   server_default=sa.func.now()),
@@ -60,12 +65,12 @@ def _timestamps() -> list[sa.Column]:
     ]
 
 
-def _public_id() -> sa.Column:
+def _public_id() -> sa.Column[uuid.UUID]:
     return sa.Column("public_id", pg.UUID(as_uuid=True), nullable=False, unique=True,
                      server_default=sa.text("gen_random_uuid()"))
 
 
-def _work_item_columns() -> list[sa.Column]:
+def _work_item_columns() -> list[sa.Column[Any]]:
     """Columns epics, features and tasks share (the beads import keys on external_*)."""
     return [
         sa.Column("title", sa.Text, nullable=False),

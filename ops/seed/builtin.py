@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import psycopg
 
@@ -131,23 +132,26 @@ def seed_sample(conn: psycopg.Connection, report: Reporter = SILENT, *, scale: f
                                                 {"description": description})
         announce(report, "product", name, created, counts["Products"])
     links = counts["Client Products"] = Tally()
-    for client, product in CLIENT_PRODUCTS:
+    for licensee, product in CLIENT_PRODUCTS:
         _, created = get_or_create(
             conn, "client_products",
-            {"client_id": clients[client], "product_id": products[product]},
+            {"client_id": clients[licensee], "product_id": products[product]},
             {"licensed_at": "2024-01-01"}, returning=None)
         links.add(created)
     report.line(f"✅ Client products linked: {links.created}/{len(CLIENT_PRODUCTS)}")
 
     users: dict[str, int] = {}
     for email, name, role, client in USERS:
-        users[email], created = get_or_create(
-            conn, "users", {**tenant, "email": email},
-            lambda name=name, role=role, client=client: {
+        def new_user(name: str = name, role: str = role,
+                     client: str | None = client) -> dict[str, Any]:
+            return {
                 "name": name, "role": role, "password_hash": hash_password(SAMPLE_PASSWORD),
                 "user_type": "client" if client else "internal",
                 "client_id": clients[client] if client else None,
-            })
+            }
+
+        users[email], created = get_or_create(conn, "users", {**tenant, "email": email},
+                                              new_user)
         kind = "client user" if client else "internal user"
         announce(report, kind, f"{email} ({role})", created,
                  counts["Client Users" if client else "Internal Users"])

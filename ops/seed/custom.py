@@ -105,7 +105,7 @@ def load_seed(path: Path) -> Callable[..., Any]:
     finally:
         sys.path.remove(str(path.parent.resolve()))
         sys.modules.pop(module_name, None)
-    run = getattr(module, "run", None)
+    run: object = getattr(module, "run", None)
     if not callable(run):
         raise OpsError(f"seed file {path} does not define run(conn, report)",
                        hint="Add `def run(conn, report):` — see seeds/example_support_rota.py.")

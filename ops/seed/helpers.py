@@ -62,7 +62,10 @@ def get_or_create(
         sql.Identifier(returning) if returning else sql.SQL("1"),
     )
     inserted = conn.execute(query, _params(row)).fetchone()
-    return (inserted[0] if returning else None), True
+    if not returning:
+        return None, True
+    assert inserted is not None  # INSERT ... RETURNING gives the row it inserted
+    return inserted[0], True
 
 
 def _select(table: str, key: Mapping[str, Any], returning: str | None) -> sql.Composed:

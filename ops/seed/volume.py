@@ -33,6 +33,7 @@ import psycopg
 from psycopg import sql
 from psycopg.copy import QueuedLibpqWriter
 
+from ops.core.db import scalar
 from ops.core.defaults import DEFAULT_RANDOM_SEED
 from ops.core.errors import UsageError
 from ops.core.indexes import FOREIGN_KEY, SetAside, rebuild, set_aside
@@ -94,8 +95,8 @@ def generate_volume(conn: psycopg.Connection, tenant_id: int, *, scale: float,
         conn.execute(sql.SQL("ANALYZE {}").format(
             sql.SQL(", ").join(sql.Identifier(table) for table in large)))
     result.seconds = round(time.monotonic() - started, 3)
-    for table, rows in result.rows.items():
-        report.line(f"✅ {table}: {rows:,} rows")
+    for table, count in result.rows.items():
+        report.line(f"✅ {table}: {count:,} rows")
     report.line(f"📊 Volume data: {result.total_rows:,} rows in {result.seconds:.1f}s "
                 f"({result.rows_per_second:,} rows/s)")
     return result
@@ -107,7 +108,7 @@ def _large_loads(conn: psycopg.Connection, planned: dict[str, int]) -> list[str]
     Adding 0.1 units to a table of millions would otherwise re-check (and re-analyze) all the
     millions; small additions keep the constraints and leave statistics to autovacuum.
     """
-    estimates = dict(conn.execute(
+    estimates: dict[str, int] = dict(conn.execute(
         "SELECT relname, greatest(reltuples, 0)::bigint FROM pg_class"
         " WHERE oid = ANY(%s::regclass[])", ([f"public.{t}" for t in planned],)).fetchall())
     return [table for table, rows in planned.items()
@@ -139,7 +140,8 @@ def _next_free_id(conn: psycopg.Connection, table: str) -> int:
         "  WHERE format('%%I.%%I', schemaname, sequencename)"
         "   = pg_get_serial_sequence(%s, 'id')), 0)) + 1"
     ).format(sql.Identifier(table))
-    return conn.execute(query, (f"public.{table}",)).fetchone()[0]
+    next_id: int = scalar(conn, query, (f"public.{table}",))
+    return next_id
 
 
 def seeded_salt(random_seed: int) -> bytes:
