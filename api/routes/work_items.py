@@ -65,6 +65,10 @@ def check_references(conn: psycopg.Connection, tenant_id: int, product_id: int,
         raise invalid("assigneeId", "no such user in this tenant")
 
 
+def _missing(kind: Kind) -> HTTPException:
+    return HTTPException(404, detail=f"{kind.name} not found")
+
+
 def _conflict(kind: Kind) -> HTTPException:
     return HTTPException(409, detail=f"{kind.name} with this externalSource and externalId "
                                      "already exists in the product")
@@ -105,7 +109,7 @@ def add_routes(router: APIRouter, kind: Kind) -> None:
     def get_item(user: Reader, conn: DbConn, item_id: ItemId) -> dict[str, Any]:
         row = select_one(conn, kind.table, user.scope, item_id)
         if row is None:
-            raise HTTPException(404, detail=f"{kind.name} not found")
+            raise _missing(kind)
         return row
 
     def create_item(body: Create, user: Writer, conn: DbConn) -> dict[str, Any]:
@@ -116,13 +120,15 @@ def add_routes(router: APIRouter, kind: Kind) -> None:
         row = {"tenant_id": user.tenant_id, "created_by": user.id, **values}
         return _write(conn, kind, lambda: insert_row(conn, kind.table, row))
 
-    def update_item(body: Update, user: Writer, conn: DbConn,
-                    item_id: ItemId) -> dict[str, Any] | None:
+    def update_item(body: Update, user: Writer, conn: DbConn, item_id: ItemId) -> dict[str, Any]:
         current = get_item(user, conn, item_id)
         values = body.model_dump(by_alias=False, exclude_unset=True)
         check_references(conn, user.tenant_id, current["product_id"], values, item_id=item_id)
-        return _write(conn, kind,
-                      lambda: update_row(conn, kind.table, user.tenant_id, item_id, values))
+        row = _write(conn, kind,
+                     lambda: update_row(conn, kind.table, user.tenant_id, item_id, values))
+        if row is None:  # deleted by another session since it was read above
+            raise _missing(kind)
+        return row
 
     router.add_api_route(path, list_items, methods=["GET"], response_model=list[Out],
                          summary=f"List {kind.table}", tags=[kind.table])
