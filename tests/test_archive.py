@@ -17,6 +17,7 @@ from ops.anonymize.policy import load_policy
 from ops.backup import create as backup_module
 from ops.backup.archive import ANONYMIZED, COMPLETE, FULL, INCOMPLETE, TENANT, UNKNOWN, Archive
 from ops.backup.create import backup
+from ops.backup.encryption import load_identities
 from ops.backup.freshness import check_freshness
 from ops.backup.prune import prune
 from ops.backup.retention import RetentionPolicy
@@ -25,6 +26,7 @@ from ops.backup.verdicts import BAD, VERIFIED
 from ops.core.config import Settings
 from ops.core.errors import OpsError
 from ops.restore.apply import restore
+from ops.restore.tenant import restore_tenant
 from ops.schedule.cycle import CycleOptions, run_cycle
 from ops.schedule.metrics import BackupMetrics
 from ops.schedule.notify import Redactor
@@ -322,3 +324,32 @@ def test_prune_aborts_only_uploads_this_tool_started_and_that_are_old_by_both_cl
         running.abort()
         store.client.abort_multipart_upload(Bucket=store.bucket, Key=foreign["Key"],
                                             UploadId=foreign["UploadId"])
+
+
+def test_an_encrypted_tenant_backup_seals_its_tenant_name_and_latest_finds_it_by_name(
+        settings: Settings, conn: psycopg.Connection, keys, run_cli):
+    """The sidecar is read without the identity: an encrypted backup's tenant is there as its
+    id, the name and slug sealed to the backup's recipients; restore (which has the
+    identity) still finds the newest backup of a tenant by its name."""
+    conn.execute("INSERT INTO tenants (name, slug) VALUES ('Umbrella Health', 'umbrella-hq')")
+    tenant_id = conn.execute("SELECT id FROM tenants WHERE slug = 'umbrella-hq'").fetchone()[0]
+    made = backup(settings, tenant="Umbrella Health", encrypt_to=keys[0])
+
+    sidecar = made.path.with_name(made.name + ".sum").read_bytes()
+    assert b"Umbrella" not in sidecar and b"umbrella" not in sidecar
+    assert archive(settings).facts(archive(settings).backups()[0]).tenant.keys() == {
+        "id", "sealed"}
+    listing = run_cli("backups").stdout
+    assert f"tenant id {tenant_id} (name encrypted)" in listing and "Umbrella" not in listing
+    identities = load_identities(keys[1])
+    assert archive(settings).latest_for_tenant("Umbrella Health",
+                                               identities=identities).name == made.name
+    assert archive(settings).latest_for_tenant("umbrella-hq",
+                                               identities=identities).name == made.name
+    assert archive(settings).latest_for_tenant(str(tenant_id)).name == made.name  # by id
+    assert archive(settings).latest_for_tenant("Umbrella Health") is None  # no identity
+    other = x25519.Identity.generate()  # not the recipient: opens nothing
+    assert archive(settings).latest_for_tenant("Umbrella Health", identities=[other]) is None
+    sealed = replace(settings, backup_identity_file=keys[1])
+    assert restore_tenant(sealed, "latest", "Umbrella Health", dry_run=True).source == str(
+        made.path)

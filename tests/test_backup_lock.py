@@ -6,21 +6,12 @@ from __future__ import annotations
 import threading
 
 import pytest
+from support.faults import Lines
 
 from ops.backup.archive import Archive
 from ops.backup.create import backup
 from ops.backup.lock import BackupRunning, backup_lock
 from ops.core.config import Settings
-from ops.core.output import Reporter
-
-
-class Lines(Reporter):
-    def __init__(self) -> None:
-        super().__init__(quiet=True)
-        self.lines: list[str] = []
-
-    def line(self, text: str = "") -> None:
-        self.lines.append(text)
 
 
 def test_a_backup_waits_for_the_one_holding_the_lock_and_says_so(settings: Settings):

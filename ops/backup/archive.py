@@ -23,7 +23,7 @@ from the same listing; they are never taken for backups.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -40,7 +40,7 @@ from ops.backup.files import (
     parse_backup_name,
     read_meta,
 )
-from ops.backup.integrity import Integrity, read_sidecar
+from ops.backup.integrity import Integrity, open_tenant, read_sidecar
 from ops.backup.segment_files import SegmentInfo, commit_time, parse_segment_name
 from ops.backup.storage.factory import open_object, open_store
 from ops.backup.storage.interface import IncompleteUpload, ObjectInfo, Store
@@ -258,18 +258,22 @@ class Archive:
 
     def latest_for_tenant(self, tenant: str,
                           accept: Callable[[BackupFile, Facts], bool] | None = None, *,
-                          prefer_verified: bool = True) -> BackupFile | None:
+                          prefer_verified: bool = True,
+                          identities: Sequence[Any] = ()) -> BackupFile | None:
         """What `restore --tenant T latest` restores: the newest full backup or backup of that
-        tenant (a name or an id) that `accept` takes (`restore --at`: newest before a time).
-        The one place a tenant restore's implicit choice is made."""
+        tenant (an id, a name or a slug) that `accept` takes (`restore --at`: newest before a time).
+        The one place a tenant restore's implicit choice is made. An encrypted backup's
+        tenant is known by name only through `identities` (its sidecar seals the name)."""
         from ops.core.tenancy import Tenant, pick_tenant
 
         def holds(found: BackupFile, facts: Facts) -> bool:
-            of = facts.tenant
+            of = open_tenant(facts.tenant, identities)
             if of is None:
                 return facts.kind == FULL
             try:
-                candidate = Tenant(int(of["id"]), str(of["name"]))
+                slug = of.get("slug")
+                candidate = Tenant(int(of["id"]), str(of.get("name") or ""),
+                                   slug if isinstance(slug, str) else None)
             except (KeyError, TypeError, ValueError):  # a malformed one is not it
                 return False
             return pick_tenant([candidate], tenant) is not None

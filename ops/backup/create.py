@@ -46,7 +46,7 @@ from ops.backup.format import (
     table_close_line,
     table_open_line,
 )
-from ops.backup.integrity import Integrity, write_sidecar
+from ops.backup.integrity import Integrity, sidecar_tenant, write_sidecar
 from ops.backup.lock import backup_lock
 from ops.backup.parallel import PartStreams, stream_parts
 from ops.backup.storage.factory import open_object
@@ -373,7 +373,7 @@ def _write(conn: psycopg.Connection, result: BackupResult, ref: BackupRef,
             result.location, result.name, result.path = str(out.ref), out.ref.name, out.ref.path
         write_sidecar(out.ref, Integrity(
             result.size_bytes, out.sha256, kind_of(out.ref.name, meta),
-            result.tenant.as_meta() if result.tenant else None, meta["alembicRevision"],
+            sidecar_tenant(meta["tenant"], recipients), meta["alembicRevision"],
             result.total_rows, capture=meta["capture"]))
     except OSError as exc:
         raise OpsError(

@@ -157,6 +157,37 @@ def identities_for(settings: Settings, identity: Identity = None) -> list[Any]:
     return load_identities(path) if path else []
 
 
+# --- Small values ------------------------------------------------------------------------------
+
+
+def seal(value: Any, recipients: Sequence[Any]) -> str:
+    """A small JSON value age-encrypted to `recipients`, as base64 text: what an encrypted
+    backup's sidecar holds instead of a value it must not show (its tenant's name)."""
+    import base64
+
+    import orjson
+    import pyrage
+
+    return base64.b64encode(pyrage.encrypt(orjson.dumps(value), list(recipients))).decode()
+
+
+def unseal(sealed: object, identities: Sequence[Any]) -> Any:
+    """The value `seal` wrote; None when there is no identity, none fits, or it is not ours."""
+    import base64
+    import binascii
+
+    import orjson
+    import pyrage
+
+    if not identities or not isinstance(sealed, str):
+        return None
+    try:
+        return orjson.loads(pyrage.decrypt(base64.b64decode(sealed, validate=True),
+                                           list(identities)))
+    except (binascii.Error, pyrage.DecryptError, orjson.JSONDecodeError):
+        return None
+
+
 # --- Encrypting --------------------------------------------------------------------------------
 
 

@@ -181,10 +181,13 @@ def describe_partial(meta: dict[str, Any] | None) -> str | None:
 
 
 def describe_tenant(meta: dict[str, Any] | None) -> str | None:
-    """`Acme (id 2)` for a backup of one tenant, from its meta; None for any other backup."""
+    """`Acme (id 2)` for a backup of one tenant, from its meta (`id 2 (name encrypted)` from
+    an encrypted backup's sidecar); None for any other backup."""
     tenant = (meta or {}).get("tenant")
     if not isinstance(tenant, dict):
         return None
+    if "name" not in tenant:  # an encrypted backup's sidecar without the identity
+        return f"id {tenant.get('id')} (name encrypted)"
     return f"{tenant.get('name')} (id {tenant.get('id')})"
 
 

@@ -2,7 +2,9 @@
 
 Every backup we write gets, once it is published, a small JSON object beside it named
 `NAME.sum`: the stored object's length and sha256 (of the bytes in the store: ciphertext for an
-encrypted backup) and what meta says it is (kind, tenant, revision, rows):
+encrypted backup) and what meta says it is (kind, tenant, revision, rows). The sidecar of an
+encrypted backup is read without the identity, so its tenant there is the id alone, the name
+and slug sealed to the backup's recipients (`sidecar_tenant`, `open_tenant`):
 
     backup-2024-01-08T03-00-00-000Z.json.zst.age
     backup-2024-01-08T03-00-00-000Z.json.zst.age.sum   {"size": ..., "sha256": ..., "kind": ...}
@@ -20,11 +22,13 @@ from __future__ import annotations
 
 import hashlib
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
+from ops.backup.encryption import seal, unseal
 from ops.backup.files import SIDECAR_SUFFIX, BackupRef, utc_now
 from ops.backup.storage.interface import ObjectExistsError, Writer
 from ops.core.errors import OpsError
@@ -82,6 +86,27 @@ def write_sidecar(ref: BackupRef, integrity: Integrity) -> None:
             writer.commit()
     except ObjectExistsError:
         pass
+
+
+def sidecar_tenant(tenant: dict[str, Any] | None,
+                   recipients: Sequence[Any]) -> dict[str, Any] | None:
+    """What the sidecar says of a backup's tenant (meta's `tenant`): all of it for a plain
+    backup, whose meta says as much; for an encrypted one the id, and the rest sealed to its
+    recipients (a tenant's name is its customer's, and the backup was encrypted to hide it)."""
+    if tenant is None or not recipients:
+        return tenant
+    return {"id": tenant.get("id"),
+            "sealed": seal({k: v for k, v in tenant.items() if k != "id"}, recipients)}
+
+
+def open_tenant(tenant: dict[str, Any] | None,
+                identities: Sequence[Any]) -> dict[str, Any] | None:
+    """A sidecar's tenant with its sealed part opened by `identities`; the id alone when none
+    of them opens it."""
+    if tenant is None or "sealed" not in tenant:
+        return tenant
+    opened = unseal(tenant["sealed"], identities)
+    return {**(opened if isinstance(opened, dict) else {}), "id": tenant.get("id")}
 
 
 def read_sidecar(ref: BackupRef) -> Integrity | None:

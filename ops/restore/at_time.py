@@ -115,7 +115,8 @@ def plan_replay(archive: Archive, at: datetime | None, *, tenant: str | None = N
     if tenant is None:
         backup = archive.latest(kinds=(FULL,), accept=before, prefer_verified=False)
     else:
-        backup = archive.latest_for_tenant(tenant, accept=before, prefer_verified=False)
+        backup = archive.latest_for_tenant(tenant, accept=before, prefer_verified=False,
+                                           identities=identities)
     if backup is None:
         raise NotFound(f"no complete backup {'holding tenant ' + tenant + ' ' if tenant else ''}"
                        f"taken before {when(moment)} records where change replay starts",
@@ -298,7 +299,7 @@ def _tenant_replay(archive: Archive, plan: ReplayPlan, identities: Sequence[Any]
                     stage.ident, sql.SQL(", ").join(map(sql.Identifier,
                                                         stage.table.primary_key))))
         target = Target(conn, scope.tables, lambda name: stages[name].ident,
-                        unconstrained=True, present=_stage_keys(conn, stages))
+                        unconstrained=True, present=stage_keys(conn, stages))
         member = _Membership(conn, scope, stages, tenant_id)
         apply(target, transactions(archive, plan, identities), plan.counts, member)
         for stage in stages.values():
@@ -310,16 +311,22 @@ def _tenant_replay(archive: Archive, plan: ReplayPlan, identities: Sequence[Any]
 # Keys of staged rows held in memory to skip changes to rows a stage does not hold (about
 # 150 bytes each); a tenant with more rows has its larger tables' changes sent as statements.
 STAGE_KEYS = 500_000
+# Key types whose text form is one per value whatever the session's settings, so a key read
+# from a stage compares equal to the one a change carries (a timestamp's depends on TimeZone
+# and DateStyle): tables keyed otherwise have their changes sent as statements.
+PLAIN_KEY_TYPES = frozenset({"smallint", "integer", "bigint", "uuid", "text"})
 
 
-def _stage_keys(conn: psycopg.Connection, stages: dict[str, Stage]) -> dict[str, set[tuple]]:
+def stage_keys(conn: psycopg.Connection, stages: dict[str, Stage]) -> dict[str, set[tuple]]:
     """The primary keys (text form, as changes carry them) of each stage's rows, smallest
     stages first while they fit STAGE_KEYS."""
     present: dict[str, set[tuple]] = {}
     budget = STAGE_KEYS
     for stage in sorted(stages.values(), key=lambda s: s.rows):
         key = stage.table.primary_key
-        if not key or stage.rows > budget:
+        types = {c.name: c.type for c in stage.table.columns}
+        if not key or stage.rows > budget or not PLAIN_KEY_TYPES.issuperset(
+                types[c] for c in key):
             continue
         budget -= stage.rows
         present[stage.table.name] = {tuple(row) for row in conn.execute(

@@ -125,15 +125,15 @@ def restore_tenant(settings: Settings, source: str | Path | BackupRef | None, te
     options = Options(safety_backup and not new_ids, allow_production, allow_schema_mismatch,
                       dry_run=dry_run, replay=replay)
     archive = archive or Archive.from_settings(settings)
+    identities = identities_for(settings, identity)
     if isinstance(source, BackupRef):
         ref = source
     elif source in (None, "", "latest"):
-        latest = archive.latest_for_tenant(tenant)
+        latest = archive.latest_for_tenant(tenant, identities=identities)
         # none: resolving latest raises the error that lists what there is
         ref = latest.ref if latest is not None else archive.resolve("latest")
     else:
         ref = archive.resolve(str(source))
-    identities = identities_for(settings, identity)
     result = TenantRestoreResult(source=str(ref), dry_run=dry_run, new_ids=new_ids,
                                  renamed_to=rename)
     report.line(f"🔄 Starting restore of tenant {tenant}...")

@@ -124,3 +124,14 @@ class ActAt(Reporter):
                 self._fire()
 
         yield advance
+
+
+class Lines(Reporter):
+    """Keeps the lines a work function reports, for a test to read."""
+
+    def __init__(self) -> None:
+        super().__init__(quiet=True)
+        self.lines: list[str] = []
+
+    def line(self, text: str = "") -> None:
+        self.lines.append(text)
