@@ -102,9 +102,11 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(RequestValidationError, _validation)
-    app.add_exception_handler(StarletteHTTPException, _http)
-    app.add_exception_handler(DatabaseUnavailable, _unavailable)
-    app.add_exception_handler(OpsError, _ops_error)
-    app.add_exception_handler(psycopg.Error, _database)
-    app.add_exception_handler(Exception, _unexpected)
+    # FastAPI's decorator, called directly: Starlette's add_exception_handler is typed for
+    # handlers of any Exception, not of the one class each handler is registered for
+    app.exception_handler(RequestValidationError)(_validation)
+    app.exception_handler(StarletteHTTPException)(_http)
+    app.exception_handler(DatabaseUnavailable)(_unavailable)
+    app.exception_handler(OpsError)(_ops_error)
+    app.exception_handler(psycopg.Error)(_database)
+    app.exception_handler(Exception)(_unexpected)

@@ -195,15 +195,16 @@ class _UpdateMixin(InputModel):
         return self
 
 
-def _optional(model: type[InputModel], name: str, exclude: tuple[str, ...] = ()) -> type:
+def _optional(model: type[InputModel], name: str,
+              exclude: tuple[str, ...] = ()) -> type[InputModel]:
     """A PATCH body: the create model's fields (same constraints), all optional."""
     fields: dict[str, Any] = {}
     for field_name, info in model.model_fields.items():
         if field_name not in exclude:
-            constrained = info.annotation
+            # a type built at run time from the model's own field metadata:
+            constrained: Any = info.annotation
             if info.metadata:
-                # built at run time from the model's own field metadata:
-                constrained = Annotated[(constrained, *info.metadata)]  # type: ignore[valid-type]
+                constrained = Annotated[(constrained, *info.metadata)]
             fields[field_name] = (constrained | None, None)
     return create_model(name, __base__=_UpdateMixin, **fields)
 

@@ -53,7 +53,7 @@ def _value(column: str, value: Any) -> Any:
 
 def _where(table: str, scope: Scope, filters: dict[str, Any],
            ignore_case: frozenset[str]) -> tuple[sql.Composable, list[Any]]:
-    clauses = [sql.SQL("tenant_id = %s")]
+    clauses: list[sql.Composable] = [sql.SQL("tenant_id = %s")]
     params: list[Any] = [scope.tenant_id]
     if scope.client_id is not None:
         if table not in _CLIENT_RULES:
@@ -94,7 +94,10 @@ def insert_row(conn: psycopg.Connection, table: str, values: dict[str, Any]) -> 
     query = sql.SQL("INSERT INTO {} ({}) VALUES ({}) RETURNING *").format(
         sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns)),
         sql.SQL(", ").join(sql.Placeholder() * len(columns)))
-    return rows_as_dicts(conn).execute(query, [_value(c, values[c]) for c in columns]).fetchone()
+    row = rows_as_dicts(conn).execute(query, [_value(c, values[c]) for c in columns]).fetchone()
+    if row is None:  # RETURNING gives the row: no trigger or rule in the schema drops one
+        raise LookupError(f"INSERT INTO {table} returned no row")
+    return row
 
 
 def update_row(conn: psycopg.Connection, table: str, tenant_id: int, row_id: int,
@@ -105,7 +108,8 @@ def update_row(conn: psycopg.Connection, table: str, tenant_id: int, row_id: int
     """
     if not values:
         return select_one(conn, table, Scope(tenant_id), row_id)
-    assignments = [sql.SQL("{} = %s").format(sql.Identifier(c)) for c in values]
+    assignments: list[sql.Composable] = [
+        sql.SQL("{} = %s").format(sql.Identifier(c)) for c in values]
     assignments.append(sql.SQL("updated_at = now()"))
     query = sql.SQL("UPDATE {} SET {} WHERE id = %s AND tenant_id = %s RETURNING *").format(
         sql.Identifier(table), sql.SQL(", ").join(assignments))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import psycopg
@@ -342,6 +343,27 @@ def test_soft_deleted_items_are_hidden_unless_asked(api_client: TestClient, worl
     assert api_client.get("/api/epics", headers=headers).json() == []
     listed = api_client.get("/api/epics", headers=headers, params={"includeDeleted": True})
     assert [e["id"] for e in listed.json()] == [epic["id"]]
+
+
+def test_patch_of_an_item_deleted_while_it_waits_is_404_not_500(api_client: TestClient,
+                                                               world: World, db_url: str):
+    """The row is read, then deleted by another session before the UPDATE: no row comes back
+    (was: None served as the item, a 500)."""
+    headers = auth(api_client, "admin@a.test")
+    epic = _epic(api_client, headers, world.product_a)
+    with psycopg.connect(db_url) as other, ThreadPoolExecutor(1) as pool:
+        other.execute("DELETE FROM epics WHERE id = %s", (epic["id"],))  # holds the row lock
+        patching = pool.submit(api_client.patch, f"/api/epics/{epic['id']}", headers=headers,
+                               json={"title": "renamed"})
+        for _ in range(200):  # until the PATCH's UPDATE waits on the row lock (<= 10 s)
+            if other.execute("SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                             "AND query LIKE 'UPDATE%%epics%%'").fetchone() or patching.done():
+                break
+            time.sleep(0.05)
+        other.commit()
+        response = patching.result(timeout=30)
+    assert response.status_code == 404, response.text
+    assert response.json()["detail"] == "epic not found"
 
 
 def test_same_email_in_two_tenants_logs_into_the_oldest_account_unless_a_tenant_is_named(

@@ -16,7 +16,7 @@ from psycopg import sql
 from support.databases import with_dbname
 
 from ops.core.config import Settings
-from ops.core.errors import NotFound, OpsError, Refused
+from ops.core.errors import NotFound, OpsError, Refused, UsageError
 from ops.core.guard import record_environment
 from ops.testdb.admin import drop_pool_database, open_admin
 from ops.testdb.marks import COMMENT_TAG, Owner, classify, comment_for, pool_databases
@@ -244,6 +244,19 @@ def test_marks_are_read_strictly():
     assert classify(clone, comment_for("clone", "ffffffff" + "0" * 16, owner)) is None
     assert classify("tdb_0123abcd_89abcdef_7x", None) is None
     assert classify("tdb_bld_" + "b" * 24, comment_for("template", "c" * 24, None)) is None
+
+
+@pytest.mark.parametrize("seeds", [5, "lookups", "", ["lookups", ""], [None]])
+def test_a_recipe_refuses_seeds_that_are_not_a_list_of_names_in_one_line(seeds: object):
+    # a marker's seeds=5 once raised TypeError (not iterable) instead of the usage line
+    with pytest.raises(UsageError, match="seeds must be a list of seed names"):
+        Recipe.from_request(seeds)
+
+
+def test_a_recipe_takes_seeds_from_any_iterable_once():
+    assert Recipe.from_request(name for name in ["lookups", "sample"]).seeds \
+        == ("lookups", "sample")
+    assert Recipe.from_request(None).seeds == ()
 
 
 def test_refuses_a_role_without_createdb_in_one_line(pg_server_url: str, tmp_path: Path,

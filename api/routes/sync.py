@@ -14,8 +14,9 @@ from fastapi import APIRouter, HTTPException, Path
 
 from api.auth import Writer
 from api.db import DbConn
-from api.models import MAX_ID, ErrorOut, SyncRequest
+from api.models import ErrorOut, SyncRequest
 from api.queries import select_one
+from ops.core.fields import MAX_ID
 from ops.workitems.dependencies import sync_dependencies
 from ops.workitems.model import SyncResult, WorkItem
 from ops.workitems.sync import sync_work_items
@@ -27,7 +28,7 @@ router = APIRouter(tags=["sync"])
              responses={404: {"model": ErrorOut, "description": "No such product"},
                         422: {"model": ErrorOut, "description": "Invalid items"}})
 def sync_items(body: SyncRequest, user: Writer, conn: DbConn,
-               product_id: Annotated[int, Path(ge=1, le=MAX_ID)]) -> dict:
+               product_id: Annotated[int, Path(ge=1, le=MAX_ID)]) -> SyncResult:
     """Upsert WorkItems (parents first, keyed by externalSource + externalId).
 
     Send every chunk with `phase: items`, then every chunk again with
@@ -41,13 +42,15 @@ def sync_items(body: SyncRequest, user: Writer, conn: DbConn,
     if not user.is_importer:
         for item in items:
             record_caller_as_author(item, user.email)
-    key = {"tenant_id": user.tenant_id, "product_id": product_id, "items": items}
+    tenant_id = user.tenant_id
     result = SyncResult()
     with conn.transaction(force_rollback=body.dry_run):
         if body.phase in ("items", "all"):
-            result.merge(sync_work_items(conn, **key))
+            result.merge(sync_work_items(conn, tenant_id=tenant_id, product_id=product_id,
+                                         items=items))
         if body.phase in ("dependencies", "all"):
-            result.merge(sync_dependencies(conn, **key))
+            result.merge(sync_dependencies(conn, tenant_id=tenant_id, product_id=product_id,
+                                           items=items))
     return result
 
 

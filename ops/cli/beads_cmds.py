@@ -45,7 +45,8 @@ def beads(
 ) -> None:
     """Import a beads issues.jsonl (every format version) idempotently: re-running changes
     nothing; a newer export updates, adds and tombstone-deletes."""
-    from ops.beads.importer import ImportOptions, import_beads
+    from ops.beads.importer import import_beads
+    from ops.beads.prepare import ImportOptions
 
     options = ImportOptions(file=file, product=product, dry_run=dry_run,
                             skip_invalid=skip_invalid, include_ephemeral=include_ephemeral,

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from ops.cli.app import IdentityOption, JsonOption, app, reporter, settings
 from ops.core.errors import UsageError
 from ops.core.output import print_json
+
+if TYPE_CHECKING:
+    from ops.restore.reset import ResetResult
+    from ops.restore.tenant import TenantResetResult
 
 AllowProduction = Annotated[bool, typer.Option(
     "--allow-production", help="Allow a production target (APP_ENV or the database's marker).")]
@@ -18,8 +22,10 @@ Rename = Annotated[str | None, typer.Option(
 
 
 def _tenant_option(what: str) -> typer.models.OptionInfo:
-    return typer.Option("--tenant", help=f"{what} one tenant only (a name or an id); every "
-                        "other tenant stays exactly as it is.")
+    option: typer.models.OptionInfo = typer.Option(
+        "--tenant", help=f"{what} one tenant only (a name or an id); every other tenant stays "
+        "exactly as it is.")
+    return option
 
 
 @app.command()
@@ -34,6 +40,7 @@ def reset(
     as_json: JsonOption = False,
 ) -> None:
     """Empty every table (identities restarted) in one transaction; the schema stays."""
+    result: ResetResult | TenantResetResult
     if tenant is None:
         if keep_tenant:
             raise UsageError("--keep-tenant goes with --tenant")
@@ -98,7 +105,7 @@ def restore(
                              "--rename, --into-tenant or --only-listed-tables")
         from ops.restore.at_time import restore_at
 
-        extra = {} if tenant is not None else {"allow_anonymized": allow_anonymized}
+        extra: dict[str, Any] = {} if tenant is not None else {"allow_anonymized": allow_anonymized}
         found = restore_at(settings(), at, tenant=tenant, identity=identity, dry_run=dry_run,
                            safety_backup=not no_safety_backup,
                            allow_production=allow_production,

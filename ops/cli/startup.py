@@ -23,7 +23,10 @@ from dataclasses import dataclass
 from functools import cached_property
 from importlib.machinery import ModuleSpec, PathFinder
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
+
+if TYPE_CHECKING:
+    from importlib.abc import Loader
 
 TARGET = "typer.rich_utils"
 # module -> the class typer.rich_utils imports from it
@@ -39,7 +42,8 @@ class _Deferred(type):
     _name: str
 
     def _real(cls) -> type:
-        return getattr(importlib.import_module(cls._module), cls._name)
+        real: type = getattr(importlib.import_module(cls._module), cls._name)
+        return real
 
     def __call__(cls, *args: Any, **kwargs: Any) -> Any:
         return cls._real()(*args, **kwargs)
@@ -68,7 +72,8 @@ class _StandInLoader:
         return getattr(self.real, name)
 
     def create_module(self, spec: ModuleSpec) -> ModuleType | None:
-        return self.real.create_module(spec)
+        module: ModuleType | None = self.real.create_module(spec)
+        return module
 
     def exec_module(self, module: ModuleType) -> None:
         added = [name for name in DEFERRED if name not in sys.modules]
@@ -92,7 +97,8 @@ class _Finder:
             return None
         spec = PathFinder.find_spec(fullname, path)
         if spec is not None and spec.loader is not None:
-            spec.loader = _StandInLoader(spec.loader)
+            # a loader by duck typing: importlib.abc.Loader would cost its own import
+            spec.loader = cast("Loader", _StandInLoader(spec.loader))
         return spec
 
 
@@ -109,10 +115,11 @@ def _defer_option_coercion() -> None:
         )
     except ImportError:
         return
-    build: Callable[[TypeDescriptor], RuntimeParam] | None = getattr(
+    found: Callable[[TypeDescriptor], RuntimeParam] | None = getattr(
         typer_core, "build_runtime_param", None)
-    if build is None or getattr(build, "deferred", False):
+    if found is None or getattr(found, "deferred", False):
         return
+    build = found
 
     @dataclass(frozen=True)
     class DeferredParam(RuntimeParam):
@@ -138,7 +145,8 @@ def _defer_option_coercion() -> None:
 
     # a marker attribute on the function object, read by the start-up code:
     deferred.deferred = True  # type: ignore[attr-defined]
-    typer_core.build_runtime_param = deferred
+    # typer.core imports the name from typer._coercion without re-exporting it
+    typer_core.build_runtime_param = deferred  # type: ignore[attr-defined]
 
 
 def install() -> None:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 from enum import StrEnum
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from ops.cli.app import JsonOption, app, reporter, settings
 from ops.core.output import print_json
+
+if TYPE_CHECKING:
+    from ops.testdb.recipe import Recipe
 
 testdb_app = typer.Typer(
     help="Fresh, migrated, seeded databases for tests: a template per hash of what builds "
@@ -34,7 +37,7 @@ ServerOption = Annotated[str | None, typer.Option(
     help="Where `testdb serve` listens (default TESTDB_SERVER, else http://127.0.0.1:5010).")]
 
 
-def _recipe(seed: list[str] | None, snapshot: str | None):  # noqa: ANN202
+def _recipe(seed: list[str] | None, snapshot: str | None) -> Recipe:
     from ops.testdb.recipe import Recipe
 
     return Recipe.from_request(seed or [], snapshot)

@@ -15,10 +15,10 @@ import psycopg
 from psycopg import sql
 
 from ops.core.config import Settings, url_with_database
-from ops.core.db import connect, first_line, target_description
+from ops.core.db import connect, first_line, scalar, target_description
 from ops.core.errors import OpsError, Refused
 from ops.core.guard import production_reasons
-from ops.testdb.marks import PoolDatabase, classify
+from ops.testdb.marks import classify
 
 Strategy = Literal["file_copy", "wal_log"]
 MAINTENANCE_DATABASE = "postgres"
@@ -102,8 +102,7 @@ def drop_pool_database(conn: psycopg.Connection, admin: Admin, name: str) -> boo
     on it); False when it is gone or not the pool's."""
     row = conn.execute("SELECT shobj_description(oid, 'pg_database'), datistemplate "
                        "FROM pg_database WHERE datname = %s", (name,)).fetchone()
-    found: PoolDatabase | None = classify(name, row[0]) if row else None
-    if found is None:
+    if row is None or classify(name, row[0]) is None:
         return False
     if row[1]:
         conn.execute(sql.SQL("ALTER DATABASE {} IS_TEMPLATE false").format(
@@ -117,4 +116,5 @@ def drop_pool_database(conn: psycopg.Connection, admin: Admin, name: str) -> boo
 
 
 def database_size(conn: psycopg.Connection, name: str) -> int:
-    return conn.execute("SELECT pg_database_size(%s)", (name,)).fetchone()[0]
+    size: int = scalar(conn, "SELECT pg_database_size(%s)", (name,))
+    return size

@@ -29,7 +29,7 @@ class Client:
         return cls(server or os.environ.get("TESTDB_SERVER") or DEFAULT_SERVER,
                    os.environ.get("TESTDB_TOKEN", ""))
 
-    def _call(self, method: str, path: str, body: dict | None = None) -> Any:
+    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         try:
             response = httpx.request(method, self.server.rstrip("/") + path, json=body,
@@ -67,8 +67,9 @@ class Client:
     def give_back(self, name: str, *, recycle: bool = False) -> None:
         self._call("DELETE", f"/databases/{name}" + ("?recycle=true" if recycle else ""))
 
-    def status(self) -> dict:
-        return self._call("GET", "/status")
+    def status(self) -> dict[str, Any]:
+        found: dict[str, Any] = self._call("GET", "/status")
+        return found
 
 
 def database_name(database: str) -> str:

@@ -92,7 +92,7 @@ def create_app(pool: Pool, *, token: str = "") -> FastAPI:
     guarded = [Depends(authorized)]
 
     @app.get("/health")
-    def health() -> dict:
+    def health() -> dict[str, bool]:
         return {"ok": True}
 
     @app.get("/status", dependencies=guarded)

@@ -25,6 +25,7 @@ import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -88,7 +89,7 @@ class Owner:
     def presence(self) -> str:
         return f"{PRESENCE_PREFIX}{self.id}"
 
-    def as_mark(self) -> dict:
+    def as_mark(self) -> dict[str, Any]:
         return {"owner": self.id, "machine": self.machine, "pid": self.pid,
                 "started": self.started}
 
@@ -98,7 +99,7 @@ def comment_for(kind: str, template_hash: str, owner: Owner | None, **extra: obj
     return COMMENT_TAG + json.dumps(body, sort_keys=True, separators=(",", ":"))
 
 
-def parse_comment(text: str | None) -> dict | None:
+def parse_comment(text: str | None) -> dict[str, Any] | None:
     """Our mark from a database comment; None when the comment is not ours."""
     if not text or not text.startswith(COMMENT_TAG):
         return None
@@ -118,7 +119,7 @@ class PoolDatabase:
     kind: str  # template, build or clone
     hash: str  # the full template hash, or its first 8 characters (an uncommented clone)
     owner: str | None  # the instance that made it (None: a template, an uncommented build)
-    mark: dict = field(default_factory=dict)  # the comment's fields ({}: no comment yet)
+    mark: dict[str, Any] = field(default_factory=dict)  # the comment's fields ({}: no comment yet)
 
     @property
     def ready(self) -> bool:
@@ -144,7 +145,8 @@ def classify(name: str, comment: str | None) -> PoolDatabase | None:
     found = _CLONE.fullmatch(name)
     if found and (not mark or (mark.get("kind") == CLONE and mark.get("owner") == found[2]
                                and str(mark.get("hash", "")).startswith(found[1]))):
-        return PoolDatabase(name, CLONE, mark.get("hash", found[1]), found[2], mark)
+        # a commented clone's mark holds the hash (it starts with found[1], checked above)
+        return PoolDatabase(name, CLONE, mark["hash"] if mark else found[1], found[2], mark)
     return None
 
 
@@ -163,7 +165,7 @@ def present_owners(conn: psycopg.Connection) -> set[str]:
     return {name[len(PRESENCE_PREFIX):] for (name,) in rows}
 
 
-def _alive_here(mark: dict) -> bool | None:
+def _alive_here(mark: dict[str, Any]) -> bool | None:
     """Whether the owner process is alive, when it ran on this machine; None otherwise."""
     if mark.get("machine") != _machine() or not isinstance(mark.get("pid"), int):
         return None

@@ -19,10 +19,11 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import psycopg
 
-from ops.core.db import first_line
+from ops.core.db import first_line, scalar
 from ops.core.errors import NotFound, OpsError, UsageError
 from ops.core.output import SILENT, Reporter
 from ops.testdb.admin import Admin, create_database, drop_pool_database
@@ -268,8 +269,9 @@ class Pool:
     def _in_use(self, name: str) -> bool:
         try:
             with self.admin.connect() as conn:
-                return conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s",
-                                    (name,)).fetchone()[0] > 0
+                sessions: int = scalar(
+                    conn, "SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (name,))
+                return sessions > 0
         except (OpsError, psycopg.Error):
             return True
 
@@ -472,7 +474,7 @@ class Pool:
 
     # ------------------------------------------------------------------ status
 
-    def status(self) -> dict:
+    def status(self) -> dict[str, Any]:
         """What the pool holds and has done, for /status and `testdb status` (no URLs)."""
         now = time.monotonic()
         with self._cond:

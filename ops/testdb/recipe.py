@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,11 +47,15 @@ class Recipe:
 
     @classmethod
     def from_request(cls, seeds: object = (), snapshot: object = None) -> Recipe:
-        if isinstance(seeds, str) or not all(isinstance(s, str) and s for s in seeds or ()):
+        # read once: a generator checked and then copied would come back empty
+        items = seeds or ()
+        names = None if isinstance(seeds, str) or not isinstance(items, Iterable) \
+            else tuple(items)
+        if names is None or not all(isinstance(s, str) and s for s in names):
             raise UsageError("seeds must be a list of seed names, e.g. [\"lookups\", \"sample\"]")
         if snapshot is not None and not (isinstance(snapshot, str) and snapshot):
             raise UsageError("snapshot must be a backup's name, path or URL")
-        return cls(tuple(seeds or ()), snapshot or None)
+        return cls(names, snapshot or None)
 
 
 DEFAULT_RECIPE = Recipe()  # the schema at head, no data
