@@ -200,7 +200,7 @@ venv: $(VENV_TEST_STAMP) ## Create .venv and install the project with its test e
 test: $(VENV_TEST_STAMP) ## Run the whole test suite (throwaway PostgreSQL; container tests when Docker answers)
 	$(VENV_PY) -m pytest $(PYTEST_ARGS)
 
-lint: $(VENV_TEST_STAMP) ## ruff, no private-name imports, the dependency rule (import-linter), and mypy (strict on the paths pyproject lists)
+lint: $(VENV_TEST_STAMP) ## ruff, no private-name imports, the dependency rule (import-linter), and mypy (strict on ops and api)
 	$(VENV_PY) -m pip install -q ruff && $(VENV)/bin/ruff check ops api bench migrations tests
 	$(VENV)/bin/ruff check --preview --select PLC2701 ops api bench migrations tests
 	$(VENV)/bin/lint-imports

@@ -17,7 +17,7 @@ from ops.beads.prepare import LABELS, ImportOptions, PreparedImport, Target, pre
 from ops.beads.via_api import write_via_api
 from ops.core.catalog import discover_tables, require_schema
 from ops.core.config import Settings
-from ops.core.db import connection
+from ops.core.db import connection, scalar
 from ops.core.errors import NotFound, UsageError
 from ops.core.output import SILENT, Reporter, suggest
 from ops.core.tenancy import SYSTECH_TENANT, require_systech_tenant
@@ -74,12 +74,15 @@ def write_to_database(settings: Settings, prepared: PreparedImport, options: Imp
     with connection(settings) as conn, conn.transaction(force_rollback=options.dry_run):
         require_schema(discover_tables(conn))
         target = find_target(conn, options.product, report)
-        key = {"tenant_id": target.tenant_id, "product_id": target.product_id}
         sync = SyncResult()
         for chunk in chunks(prepared.items, CHUNK_SIZE):
-            sync.merge(sync_work_items(conn, items=chunk, report=report, **key))
+            sync.merge(sync_work_items(conn, tenant_id=target.tenant_id,
+                                       product_id=target.product_id, items=chunk,
+                                       report=report))
         for chunk in chunks(prepared.items, CHUNK_SIZE):
-            sync.merge(sync_dependencies(conn, items=chunk, report=report, **key))
+            sync.merge(sync_dependencies(conn, tenant_id=target.tenant_id,
+                                         product_id=target.product_id, items=chunk,
+                                         report=report))
         absent = _count_not_in_file(conn, target.product_id,
                                     [item.external_id for item in prepared.items])
         if absent:
@@ -157,5 +160,5 @@ def _count_not_in_file(conn: psycopg.Connection, product_id: int, external_ids: 
         f"(SELECT count(*) FROM {kind}s WHERE product_id = %(product)s"
         " AND external_source = %(source)s AND deleted_at IS NULL"
         " AND NOT (external_id = ANY(%(ids)s)))" for kind in KINDS)
-    return conn.execute(f"SELECT {query}", {"product": product_id, "source": SOURCE,
-                                            "ids": external_ids}).fetchone()[0]
+    return int(scalar(conn, f"SELECT {query}", {"product": product_id, "source": SOURCE,
+                                                "ids": external_ids}))

@@ -31,7 +31,7 @@ from pydantic import ValidationError
 
 from ops.beads.parse import BeadsIssue, parse_timestamp
 from ops.core.errors import OpsError
-from ops.workitems.model import KINDS, WorkComment, WorkDependency, WorkItem
+from ops.workitems.model import KINDS, Kind, WorkComment, WorkDependency, WorkItem
 
 __all__ = ["MappingResult", "WorkItem", "map_issues", "map_priority", "map_status"]
 
@@ -102,9 +102,11 @@ def map_priority(priority: Any) -> str | None:
     return PRIORITY_MAP.get(number)
 
 
-def kind_of(issue: BeadsIssue) -> str:
+def kind_of(issue: BeadsIssue) -> Kind:
     issue_type = _beads_type(issue)
-    return issue_type if issue_type in ("epic", "feature") else "task"
+    if issue_type == "epic":
+        return "epic"
+    return "feature" if issue_type == "feature" else "task"
 
 
 def _beads_type(issue: BeadsIssue) -> str:
@@ -247,7 +249,7 @@ def _parents_first(items: list[WorkItem], parents: dict[str, str]) -> list[WorkI
                                          positions[id(it)]))
 
 
-def _item(issue: BeadsIssue, kind: str) -> WorkItem:
+def _item(issue: BeadsIssue, kind: Kind) -> WorkItem:
     raw = issue.raw
     kept = {name: raw[name] for name in KEPT_FIELDS if raw.get(name) not in (None, "", [])}
     if "priority" not in raw:

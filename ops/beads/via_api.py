@@ -103,7 +103,8 @@ class ApiClient:
                            "--email for another user.")
         body = _ok(response, "log in")
         self.token = body["token"]
-        return body["user"]
+        user: dict[str, Any] = body["user"]
+        return user
 
     def find_product(self, name: str) -> dict[str, Any]:
         products = _ok(self.request("GET", "/api/products", params={"name": name}),
@@ -112,7 +113,8 @@ class ApiClient:
             raise NotFound(f'product "{name}" not found in your tenant: nothing was imported',
                            hint=f"Run {suggest('seed sample')} to create it, or pass "
                            "--product NAME for an existing product.")
-        return products[0]
+        product: dict[str, Any] = products[0]
+        return product
 
     def sync(self, product_id: int, items: list[str], *, phase: str,
              dry_run: bool = False) -> SyncResult:

@@ -19,6 +19,7 @@ import stat
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 from ops.core.errors import OpsError
@@ -107,7 +108,7 @@ def _runs_as(bin_dir: Path, ids: tuple[int, int]) -> bool:
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        return int(s.getsockname()[1])
 
 
 def server_user_ids() -> tuple[int, int] | None:
@@ -144,7 +145,7 @@ class LocalCluster:
 
     def _cmd(self, *args: str) -> subprocess.CompletedProcess[str]:
         ids = server_user_ids()
-        kwargs = {}
+        kwargs: dict[str, Any] = {}
         if ids is not None:
             kwargs = {"user": ids[0], "group": ids[1], "extra_groups": []}
         return subprocess.run(

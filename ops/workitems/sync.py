@@ -256,7 +256,7 @@ class _ChunkWriter:
                 " ON CONFLICT (tenant_id, name) DO NOTHING RETURNING id",
                 {**self.key, "names": names}).fetchall()
             self.result.tags_created += len(created)
-        tag_ids = dict(self.conn.execute(
+        tag_ids: dict[str, int] = dict(self.conn.execute(
             "SELECT name, id FROM tags WHERE tenant_id = %s AND name = ANY(%s)",
             (self.tenant_id, names)).fetchall()) if names else {}
         for kind in KINDS:
