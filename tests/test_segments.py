@@ -3,9 +3,11 @@ back exactly and streaming, and every kind of damage refused naming the segment.
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import orjson
 import pytest
 import zstandard
 from pyrage import x25519
@@ -181,3 +183,34 @@ def test_an_empty_segment_records_how_long_it_covers(tmp_path: Path) -> None:
     listed = segment_facts(archive, parse_segment_name(info.name))  # type: ignore[arg-type]
     assert listed.complete_until == until
     assert list(read_segment(archive, info)) == []
+
+
+@pytest.mark.parametrize(("change", "why"), [
+    ({"op": "insert", "table": "tasks"}, "an insert without its row"),
+    ({"op": "update", "table": "tasks", "key": {"id": "1"}}, "an update without its row"),
+    ({"op": "delete", "table": "tasks"}, "a delete without its key"),
+    ({"op": "merge", "table": "tasks"}, "unknown change 'merge'"),
+    ({"op": "insert", "table": 7, "row": {}}, "unknown change 'insert'"),
+    ({"op": "insert", "table": "tasks", "row": {"id": 1}}, "not an object of text or null"),
+    ({"op": "insert", "table": "tasks", "row": ["1"]}, "not an object of text or null"),
+    ({"op": "update", "table": "tasks", "row": {}, "unchanged": "description"},
+     "unchanged is not a list"),
+])
+def test_a_checksummed_but_malformed_change_is_refused_in_one_line(
+        tmp_path: Path, change: dict, why: str) -> None:
+    """A line whose trailer and checksum agree (written by hand, not by capture) but whose
+    change is not one replay can apply is refused naming the line, not applied half-read."""
+    archive = Archive.at(tmp_path)
+    info, _ = write(archive, count=1)
+    (tmp_path / (info.name + ".sum")).unlink()  # only the trailer can tell
+    path = tmp_path / info.name
+    header, line, _ = zstandard.ZstdDecompressor().decompressobj().decompress(
+        path.read_bytes()).splitlines(keepends=True)
+    item = orjson.loads(line)
+    item["changes"] = [change]
+    line = orjson.dumps(item) + b"\n"
+    trailer = orjson.dumps({"end": True, "transactions": 1, "changes": 1,
+                            "sha256": hashlib.sha256(header + line).hexdigest()}) + b"\n"
+    path.write_bytes(zstandard.ZstdCompressor().compress(header + line + trailer))
+    with pytest.raises(BadSegment, match=f"transaction line 1 is malformed .*{why}"):
+        list(read_segment(archive, info))

@@ -404,8 +404,8 @@ def _transaction(item: object, bad: Any, number: int) -> Transaction:
             change = Change(op, table, _values(raw.get("row")), _values(raw.get("key")),
                             unchanged or ())
             needs = _NEEDS[op]
-            if needs is not None and change[2 if needs == "row" else 3] is None:
-                raise ValueError(f"an {op} without its {needs}")
+            if needs is not None and getattr(change, needs) is None:
+                raise ValueError(f"{'a' if op == 'delete' else 'an'} {op} without its {needs}")
             changes.append(change)
         return Transaction(xid, parse_lsn(item["lsn"]), parse_lsn(item["endLsn"]),
                            moment.astimezone(UTC), changes)
