@@ -145,3 +145,44 @@ def test_a_backup_to_a_stalled_s3_server_fails_in_time_and_releases_its_locks(
     assert "\n" not in caught.value.message and "S3" in caught.value.message
     assert elapsed < 60, elapsed  # without the setting: minutes (60 s per request)
     assert _locks_of_others(conn) == 0
+
+
+# Every kind of request the tool makes, each on its own: a bound on downloads alone leaves a
+# listing, a check or a delete waiting for the client library's own timeout (a minute), once
+# per retry, when the server stalls.
+REQUESTS = {
+    "list": lambda store: store.list(),
+    "exists": lambda store: store.exists("kept.bin"),
+    "read tail": lambda store: store.read_tail("kept.bin", 16),
+    "read": lambda store: store.open_reader("kept.bin").read(),
+    "delete": lambda store: store.delete("kept.bin"),
+    "write": lambda store: _write(store, "new.bin"),
+}
+QUICK = 1  # seconds: every request here is a small one
+
+
+def _write(store, name: str) -> None:
+    with store.open_writer(name) as writer:
+        writer.write(b"x" * 1024)
+        writer.commit()
+
+
+@pytest.mark.faults
+@pytest.mark.parametrize("s3", ["s3", "gs", "az"], indirect=True)
+def test_every_request_to_a_stalled_server_fails_in_time(s3, monkeypatch: pytest.MonkeyPatch):
+    from ops.backup.storage.factory import open_store
+
+    _write(open_store(s3.location("every")), "kept.bin")
+    monkeypatch.setenv("STORAGE_TIMEOUT", str(QUICK))
+    s3.process.send_signal(signal.SIGSTOP)
+    slow = {}
+    for what, request in REQUESTS.items():
+        store = open_store(s3.location("every"))  # a new client: settings are read then
+        started = time.monotonic()
+        with pytest.raises(OpsError) as caught:
+            request(store)
+        elapsed = time.monotonic() - started
+        assert "\n" not in caught.value.message, (what, caught.value.message)
+        if elapsed > 4 * QUICK + 6:  # attempts x timeout, backoff, connect: seconds, not minutes
+            slow[what] = round(elapsed, 1)
+    assert not slow, slow

@@ -66,11 +66,14 @@ class GCSStore(RemoteStore):
         return self._client
 
     @property
-    def _retry(self) -> Any:
+    def _limits(self) -> dict[str, Any]:
+        """The retry and timeout every request passes: without its own timeout a request
+        waits the library's default (a minute) on a stalled server, and the retry deadline
+        does not interrupt a request in flight."""
         from google.cloud.storage.retry import DEFAULT_RETRY
 
-        # no longer than STORAGE_TIMEOUT either: a stalled server fails in bounded time
-        return DEFAULT_RETRY.with_timeout(min(RETRY_SECONDS, storage_timeout()))
+        return {"retry": DEFAULT_RETRY.with_timeout(min(RETRY_SECONDS, storage_timeout())),
+                "timeout": (connect_timeout(), storage_timeout())}
 
     def _bucket(self) -> Any:
         return self.client.bucket(self.bucket)
@@ -100,7 +103,7 @@ class GCSStore(RemoteStore):
         found = []
         with self.translating("listing"):
             blobs = self.client.list_blobs(self.bucket, prefix=self.prefix, delimiter="/",
-                                           retry=self._retry)
+                                           **self._limits)
             for blob in blobs:
                 name = self._direct(blob.name)
                 if name is not None:
@@ -109,7 +112,7 @@ class GCSStore(RemoteStore):
 
     def exists(self, name: str) -> bool:
         with self.translating("checking", name):
-            if self._bucket().blob(self.key(name)).exists(retry=self._retry):
+            if self._bucket().blob(self.key(name)).exists(**self._limits):
                 return True
             if self._bucket_missing():
                 raise self._missing("checking", name, bucket_gone=True)
@@ -122,7 +125,7 @@ class GCSStore(RemoteStore):
 
         try:
             next(iter(self.client.list_blobs(self.bucket, prefix=self.prefix, max_results=1,
-                                             retry=self._retry)), None)
+                                             **self._limits)), None)
         except NotFound:
             return False
         return True
@@ -130,7 +133,7 @@ class GCSStore(RemoteStore):
     def _size(self, name: str) -> int:
         from google.api_core.exceptions import NotFound
 
-        blob = self._bucket().get_blob(self.key(name), retry=self._retry)
+        blob = self._bucket().get_blob(self.key(name), **self._limits)
         if blob is None:
             # google-api-core leaves its exceptions' constructors untyped
             raise NotFound("no such object")  # type: ignore[no-untyped-call]
@@ -140,8 +143,7 @@ class GCSStore(RemoteStore):
         """Bytes [start, end): the emulator knows no suffix ranges, so both ends are given."""
         blob = self._bucket().blob(self.key(name))
         return bytes(blob.download_as_bytes(start=start, end=end - 1, raw_download=True,
-                                            checksum=None, retry=self._retry,
-                                            timeout=(connect_timeout(), storage_timeout())))
+                                            checksum=None, **self._limits))
 
     def open_reader(self, name: str) -> BinaryIO:
         with self.translating("opening", name):
@@ -165,7 +167,7 @@ class GCSStore(RemoteStore):
         bucket = self._bucket()
         for key in keys:
             with contextlib.suppress(NotFound):
-                bucket.blob(key).delete(retry=self._retry)
+                bucket.blob(key).delete(**self._limits)
 
     def delete(self, name: str) -> None:
         with self.translating("deleting", name):
@@ -175,7 +177,7 @@ class GCSStore(RemoteStore):
         started: dict[tuple[str, str], datetime] = {}
         with self.translating("listing unfinished uploads in"):
             for blob in self.client.list_blobs(self.bucket, prefix=self.parts_prefix,
-                                               retry=self._retry):
+                                               **self._limits):
                 name, _, rest = blob.name[len(self.parts_prefix):].partition("/")
                 upload = rest.partition("/")[0]
                 moment = blob.time_created
@@ -188,7 +190,7 @@ class GCSStore(RemoteStore):
     def abort_upload(self, upload: IncompleteUpload) -> None:
         with self.translating("aborting the upload of", upload.name):
             self._delete_keys([b.name for b in self.client.list_blobs(
-                self.bucket, prefix=upload.handle, retry=self._retry)])
+                self.bucket, prefix=upload.handle, **self._limits)])
 
 
 class _GCSWriter(PartWriter):
@@ -207,8 +209,7 @@ class _GCSWriter(PartWriter):
     def _upload_part(self, number: int, data: bytes) -> None:
         blob = self.gcs._bucket().blob(self._part(number))
         blob.upload_from_string(data, content_type="application/octet-stream",
-                                if_generation_match=0, retry=self.gcs._retry,
-                                timeout=(connect_timeout(), storage_timeout()))
+                                if_generation_match=0, **self.gcs._limits)
 
     def _complete(self, parts: int) -> None:
         bucket = self.gcs._bucket()
@@ -221,18 +222,18 @@ class _GCSWriter(PartWriter):
                 key = f"{self.parts_dir}c{level}-{index:06d}"
                 bucket.blob(key).compose(
                     [bucket.blob(s) for s in sources[index:index + _GCS_MAX_COMPOSE]],
-                    retry=self.gcs._retry)
+                    **self.gcs._limits)
                 merged.append(key)
             sources = merged
         if self.gcs.exists(self.name):
             raise exists_error(self.gcs, self.name)
         bucket.blob(self.target).compose([bucket.blob(s) for s in sources],
-                                         if_generation_match=0, retry=self.gcs._retry)
+                                         if_generation_match=0, **self.gcs._limits)
         with contextlib.suppress(Exception):  # leftovers stay listed as an incomplete upload
             self._discard()
 
     def _discard(self) -> None:
         self.gcs._delete_keys([b.name for b in self.gcs.client.list_blobs(
-            self.gcs.bucket, prefix=self.parts_dir, retry=self.gcs._retry)])
+            self.gcs.bucket, prefix=self.parts_dir, **self.gcs._limits)])
 
 
