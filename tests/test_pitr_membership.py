@@ -116,7 +116,8 @@ def test_rows_placed_through_a_parent_join_the_tenant_with_it_or_replay_refuses(
     now = tenant_hashes(conn, GLOBEX)
     try:
         restore_at(settings, at, tenant="Globex", safety_backup=False)
-    except OpsError:
+    except OpsError as exc:
+        assert "joined the tenant" in exc.message and "client_products" in exc.message
         conn.rollback()
         assert tenant_hashes(conn, GLOBEX) == now  # refused: nothing changed
         return
@@ -126,19 +127,21 @@ def test_rows_placed_through_a_parent_join_the_tenant_with_it_or_replay_refuses(
 
 def test_a_row_joining_the_tenant_with_an_unchanged_toasted_value_is_not_left_out(
         settings: Settings, conn: psycopg.Connection, scenario: tuple[str, str]) -> None:
-    """A SysTech tag with a TOASTed description moves to Globex: pgoutput sends it as
-    unchanged, so replay cannot write the row it never had; it must refuse (nothing changed)
-    rather than restore Globex without the tag."""
+    """A SysTech product (no row placed through it) with a TOASTed description moves to
+    Globex: pgoutput sends the description as unchanged, so replay cannot write the row it
+    never had; it must refuse (nothing changed) rather than restore Globex without it."""
     slot, _ = scenario
-    conn.execute("INSERT INTO tags (id, tenant_id, name, description) VALUES (960, 1, 'big', "
-                 "(SELECT string_agg(md5(random()::text || g), '') FROM generate_series(1, 400) g))")
+    conn.execute("INSERT INTO products (id, tenant_id, name, description) VALUES (62, 1, "
+                 "'big', (SELECT string_agg(md5(random()::text || g), '') "
+                 "FROM generate_series(1, 400) g))")
     conn.commit()
     at, globex, _ = _at_then_more(settings, conn, slot,
-                                  "UPDATE tags SET tenant_id = 3 WHERE id = 960")
+                                  "UPDATE products SET tenant_id = 3 WHERE id = 62")
     now = tenant_hashes(conn, GLOBEX)
     try:
         restore_at(settings, at, tenant="Globex", safety_backup=False)
-    except OpsError:
+    except OpsError as exc:
+        assert "joined the tenant" in exc.message and "description" in exc.message
         conn.rollback()
         assert tenant_hashes(conn, GLOBEX) == now
         return
