@@ -14,8 +14,8 @@ from support.tenants import GLOBEX, SYSTECH, insert_two_tenants, tenant_hashes
 
 from ops.backup.create import backup
 from ops.core.config import Settings
-from ops.core.errors import OpsError
-from ops.restore.at_time import restore_at
+from ops.core.errors import OpsError, UsageError
+from ops.restore.at_time import parse_at, restore_at
 
 # Rows placed through foreign keys, made before the backup: client 61 with product 61 and
 # their client_products row in Globex, client 60 / product 60 / (60, 60) in SysTech, and a
@@ -147,3 +147,12 @@ def test_a_row_joining_the_tenant_with_an_unchanged_toasted_value_is_not_left_ou
         return
     conn.rollback()
     assert tenant_hashes(conn, GLOBEX) == globex
+
+
+@pytest.mark.parametrize("text", ["-1000000d", "-99999999999h", "9999-12-31T23:59:59-01:00"])
+def test_an_at_out_of_the_calendar_is_a_usage_error_not_a_traceback(text: str, run_cli
+                                                                   ) -> None:
+    with pytest.raises(UsageError, match="--at"):
+        parse_at(text)
+    done = run_cli("restore", "--at", text)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr

@@ -61,17 +61,18 @@ def parse_at(text: str, now: datetime | None = None) -> datetime | None:
     if text == LATEST:
         return None
     offset = _OFFSET.match(text)
-    if offset:
-        return (now or utc_now()) - timedelta(**{_UNITS[offset[2]]: int(offset[1])})
-    try:
+    moment: datetime | None = None
+    try:  # (a date out of the calendar, before year 1 or after 9999, is no time either)
+        if offset:
+            return (now or utc_now()) - timedelta(**{_UNITS[offset[2]]: int(offset[1])})
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        moment = None
-    if moment is None or moment.tzinfo is None:
-        raise UsageError(f"--at {text!r} is not a time this tool can place",
-                         hint="Give ISO 8601 with a zone (2026-12-07T14:32:00Z, "
-                         "…+01:00), an offset before now (-15m, -2h), or latest.")
-    return moment.astimezone(UTC)
+        if moment.tzinfo is not None:
+            return moment.astimezone(UTC)
+    except (ValueError, OverflowError):
+        pass
+    raise UsageError(f"--at {text!r} is not a time this tool can place",
+                     hint="Give ISO 8601 with a zone (2026-12-07T14:32:00Z, "
+                     "…+01:00), an offset before now (-15m, -2h), or latest.")
 
 
 @dataclass
