@@ -377,6 +377,8 @@ def test_set_based_replay_equals_replaying_each_change_in_order(
     txs = [Transaction(i, i, i + 1, datetime(2026, 1, 1, tzinfo=UTC), changes[i:i + 7])
            for i in range(0, len(changes), 7)]
     def member(change: Change) -> bool | None:  # the tenant's, another's, or by its key
+        if change.unchanged:  # (the tenant's, it may not be joining: a row it does not hold
+            return None  # would be refused, as its TOASTed values are not in the change)
         return (True, True, False, None)[int((change.row or {})["name"][1:]) % 4]
 
     found = {}

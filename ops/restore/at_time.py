@@ -61,17 +61,18 @@ def parse_at(text: str, now: datetime | None = None) -> datetime | None:
     if text == LATEST:
         return None
     offset = _OFFSET.match(text)
-    if offset:
-        return (now or utc_now()) - timedelta(**{_UNITS[offset[2]]: int(offset[1])})
-    try:
+    moment: datetime | None = None
+    try:  # (a date out of the calendar, before year 1 or after 9999, is no time either)
+        if offset:
+            return (now or utc_now()) - timedelta(**{_UNITS[offset[2]]: int(offset[1])})
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        moment = None
-    if moment is None or moment.tzinfo is None:
-        raise UsageError(f"--at {text!r} is not a time this tool can place",
-                         hint="Give ISO 8601 with a zone (2026-12-07T14:32:00Z, "
-                         "…+01:00), an offset before now (-15m, -2h), or latest.")
-    return moment.astimezone(UTC)
+        if moment.tzinfo is not None:
+            return moment.astimezone(UTC)
+    except (ValueError, OverflowError):
+        pass
+    raise UsageError(f"--at {text!r} is not a time this tool can place",
+                     hint="Give ISO 8601 with a zone (2026-12-07T14:32:00Z, "
+                     "…+01:00), an offset before now (-15m, -2h), or latest.")
 
 
 @dataclass
@@ -302,6 +303,7 @@ def _tenant_replay(archive: Archive, plan: ReplayPlan, identities: Sequence[Any]
         target = Target(conn, scope.tables, lambda name: stages[name].ident,
                         unconstrained=True, present=stage_keys(conn, stages))
         member = _Membership(conn, scope, stages, tenant_id)
+        member.target = target
         apply(target, transactions(archive, plan, identities), plan.counts, member)
         for stage in stages.values():
             stage.rows = scalar(conn, sql.SQL("SELECT count(*) FROM {}").format(stage.ident))
@@ -339,36 +341,125 @@ def stage_keys(conn: psycopg.Connection,
 class _Membership:
     """Whether a change's row is the tenant's, decided as the tenant restore decides it (its
     tenant id, or the key placing it in a row of the tenant), with the keys of the tenant's
-    rows kept up to date as changes add rows."""
+    rows kept up to date as changes add and remove rows.
+
+    A row placed through a parent is the parent's tenant's as the transaction commits (the
+    keys are deferrable: a child may come before its parent), so each transaction is read
+    first for the parents it leaves in or out of the tenant (`begin`). A parent leaving the
+    tenant takes the rows placed through it out of the stages; a parent joining it by an
+    UPDATE brings rows the stages never held (another tenant's at the backup): replay
+    refuses rather than leave them out."""
 
     def __init__(self, conn: psycopg.Connection, scope: TenantScope,
                  stages: dict[str, Stage], tenant_id: int) -> None:
-        self.scope, self.tenant = scope, str(tenant_id)
+        self.conn, self.scope, self.stages, self.tenant = conn, scope, stages, str(tenant_id)
+        self.target: Target | None = None  # settled before rows are taken out of the stages
         self.keys: dict[tuple[str, tuple[str, ...]], set[tuple[Any, ...]]] = {}
+        self.ending: dict[tuple[str, tuple[str, ...]], dict[tuple[Any, ...], bool]] = {}
         for place in scope.placements.values():
             via = place.via
             if via is not None and (via.ref_table, via.ref_columns) not in self.keys:
-                rows = conn.execute(sql.SQL("SELECT {} FROM {}").format(
-                    sql.SQL(", ").join(sql.SQL("{}::text").format(sql.Identifier(c))
-                                       for c in via.ref_columns),
-                    stages[via.ref_table].ident)).fetchall()
-                self.keys[(via.ref_table, via.ref_columns)] = set(rows)
+                self.keys[(via.ref_table, via.ref_columns)] = self._read_keys(
+                    via.ref_table, via.ref_columns)
 
-    def __call__(self, change: Change) -> bool | None:
+    def _read_keys(self, table: str, columns: tuple[str, ...]) -> set[tuple[Any, ...]]:
+        return set(self.conn.execute(sql.SQL("SELECT {} FROM {}").format(
+            sql.SQL(", ").join(sql.SQL("{}::text").format(sql.Identifier(c)) for c in columns),
+            self.stages[table].ident)).fetchall())
+
+    def _parent_keys(self, name: str) -> list[tuple[tuple[str, ...], set[tuple[Any, ...]]]]:
+        return [(columns, found) for (table, columns), found in self.keys.items()
+                if table == name]
+
+    def begin(self, tx: Transaction) -> None:
+        """Which parents the transaction leaves in the tenant (True) or out of it (False)."""
+        self.ending = {}
+        parents = {table for table, _ in self.keys}
+        for _ in range(len(self.scope.placements)):  # a level of placements per round
+            before = repr(self.ending)
+            for change in tx.changes:
+                if change.table not in parents or change.op not in ("insert", "update",
+                                                                    "delete"):
+                    continue
+                ours = False if change.op == "delete" else self._ours(change)
+                row = change.row if change.op != "delete" else change.key
+                for columns, _ in self._parent_keys(change.table):
+                    if ours is not None and row and all(c in row for c in columns):
+                        self.ending.setdefault((change.table, columns), {})[
+                            tuple(row[c] for c in columns)] = ours
+            if repr(self.ending) == before:
+                break
+
+    def _ours(self, change: Change) -> bool | None:
         row = change.row or {}
         name = change.table
-        if name not in self.scope.placements:
-            return False
         via = self.scope.via(name)
         columns = self.scope.membership_columns(name)
         if any(c not in row for c in columns):
             return None
         if via is None:
-            ours = row[columns[0]] == self.tenant
-        else:
-            ours = tuple(row[c] for c in columns) in self.keys[(via.ref_table, via.ref_columns)]
-        if ours:  # rows placed through this one now join the tenant too
-            for (table, ref_columns), found in self.keys.items():
-                if table == name and all(c in row for c in ref_columns):
-                    found.add(tuple(row[c] for c in ref_columns))
+            return row[columns[0]] == self.tenant
+        parent = (via.ref_table, via.ref_columns)
+        key = tuple(row[c] for c in columns)
+        ending = self.ending.get(parent, {})
+        return ending[key] if key in ending else key in self.keys[parent]
+
+    def __call__(self, change: Change) -> bool | None:
+        name = change.table
+        if name not in self.scope.placements:
+            return False
+        ours = self._ours(change)
+        if ours is None:
+            return None
+        row = change.row or {}
+        old = {**row, **(change.key or {})}
+        for columns, found in self._parent_keys(name):
+            if not all(c in row and c in old for c in columns):
+                continue
+            was, now = tuple(old[c] for c in columns), tuple(row[c] for c in columns)
+            if ours:
+                if change.op == "update" and was not in found:
+                    self._refuse_join(name, was)
+                found.add(now)
+            elif was in found or now in found:
+                found.discard(was)
+                found.discard(now)
+                self._leave(name, columns, was)
         return ours
+
+    def _refuse_join(self, name: str, key: tuple[Any, ...]) -> None:
+        placed = sorted(p.table.name for p in self.scope.placements.values()
+                        if p.via is not None and p.via.ref_table == name)
+        raise OpsError(
+            f"cannot replay tenant {self.tenant}'s changes: a {name} row ({', '.join(key)}) "
+            f"joined the tenant from another one by an UPDATE, and the rows placed through it "
+            f"({', '.join(placed)}) were not the tenant's at the backup, so replay cannot "
+            "bring them; nothing was changed",
+            hint="Pick a time before that change, or take a backup after it "
+            f"({suggest('backup --tenant ' + self.tenant)}) to restore to later times.")
+
+    def _leave(self, name: str, columns: tuple[str, ...], key: tuple[Any, ...]) -> None:
+        """Take out of the stages the rows placed through the row `key` of `name`, which left
+        the tenant (they leave with it), children before their own children's keys are read."""
+        if self.target is None:
+            return
+        self.target.settle()  # the changes before this one, first
+        for place in self.scope.placements.values():
+            via = place.via
+            if via is None or via.ref_table != name or via.ref_columns != columns:
+                continue
+            child = place.table.name
+            gone = self.conn.execute(sql.SQL(
+                "DELETE FROM {} WHERE ({}) = ({}) RETURNING 1").format(
+                self.stages[child].ident,
+                sql.SQL(", ").join(sql.SQL("{}::text").format(sql.Identifier(c))
+                                   for c in via.columns),
+                sql.SQL(", ").join(sql.Literal(v) for v in key))).fetchall()
+            if gone:
+                self.target.present.pop(child, None)  # its keys can no longer be told
+                for ref_columns, found in self._parent_keys(child):
+                    stale = set(found)
+                    found.clear()
+                    found.update(self._read_keys(child, ref_columns))
+                    for lost in stale - found:
+                        self._leave(child, ref_columns, lost)

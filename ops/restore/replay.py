@@ -162,6 +162,25 @@ class Target:
         raise OpsError(f"a change to {table.name} does not carry its primary key "
                        f"({', '.join(missing) or 'none'}); it cannot be replayed")
 
+    def key_of(self, table: Table, key: dict[str, str | None]) -> list[str | None]:
+        return self._key(table, key)
+
+    def has(self, table: Table, key: dict[str, str | None]) -> bool:
+        """Whether the relation holds the row with `key` now (asked when its keys are not
+        known: the changes waiting are sent first)."""
+        values = self._key(table, key)
+        keys = self.present.get(table.name)
+        if keys is not None:
+            return tuple(values) in keys
+        self.settle()
+        match = sql.SQL(" AND ").join(
+            sql.SQL("t.{} = %s::text::{}").format(sql.Identifier(c),
+                                                  sql.SQL(self._type(table, c)))
+            for c in table.primary_key)
+        found = self.conn.execute(sql.SQL("SELECT EXISTS (SELECT FROM {} AS t WHERE {})").format(
+            self.relation(table.name), match), values).fetchone()
+        return bool(found and found[0])
+
     def _holds(self, table: Table, key: tuple[Any, ...]) -> bool:
         """Whether the relation may hold the row with `key` (True unless its keys are known)."""
         keys = self.present.get(table.name)
@@ -320,10 +339,13 @@ def apply(target: Target, transactions: Iterable[Transaction], counts: Counts,
     """Apply each transaction's changes to `target`, counting rows per table. `member`
     (a tenant's scope) says whether a change's row is the scope's: changes of other rows
     are skipped; None means its key decides (the row is the scope's if the target has it)."""
+    begin = getattr(member, "begin", None)  # told each transaction before its changes
     with target.conn.pipeline() as pipeline:
         target.pipeline = pipeline
         for tx in transactions:
             counts.transactions += 1
+            if begin is not None:
+                begin(tx)
             truncated: list[str] = []
             for change in tx.changes:
                 table = target.table(change.table)
@@ -357,5 +379,14 @@ def _apply_one(target: Target, table: Table, change: Change, counts: Counts,
     if ours is False:
         target.delete(table, old, counts)  # it left the scope (a no-op when it never was in)
         return
+    if member is not None and ours and change.unchanged and not target.has(table, old):
+        # it joined the scope, but pgoutput did not send its TOASTed values: the row cannot
+        # be written, and leaving it out would restore the scope without it
+        key = ", ".join(map(str, target.key_of(table, old)))
+        raise OpsError(
+            f"cannot replay a change to {table.name} ({key}): the row joined the tenant by an "
+            f"UPDATE that left {', '.join(change.unchanged)} "
+            "unchanged (TOASTed values the change does not carry); nothing was changed",
+            hint="Pick a time before that change, or take a backup of the tenant after it.")
     target.update(table, old, row, change.unchanged, counts,
                   join=member is not None and not change.unchanged)  # it joined the scope
