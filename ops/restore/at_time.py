@@ -302,9 +302,9 @@ def _tenant_replay(archive: Archive, plan: ReplayPlan, identities: Sequence[Any]
                                                         stage.table.primary_key))))
         target = Target(conn, scope.tables, lambda name: stages[name].ident,
                         unconstrained=True, present=stage_keys(conn, stages))
-        member = _Membership(conn, scope, stages, tenant_id)
-        member.target = target
-        apply(target, transactions(archive, plan, identities), plan.counts, member)
+        member = _Membership(target, scope, stages, tenant_id)
+        apply(target, transactions(archive, plan, identities), plan.counts, member,
+              member.begin)
         for stage in stages.values():
             stage.rows = scalar(conn, sql.SQL("SELECT count(*) FROM {}").format(stage.ident))
     return replay
@@ -350,10 +350,10 @@ class _Membership:
     UPDATE brings rows the stages never held (another tenant's at the backup): replay
     refuses rather than leave them out."""
 
-    def __init__(self, conn: psycopg.Connection, scope: TenantScope,
-                 stages: dict[str, Stage], tenant_id: int) -> None:
-        self.conn, self.scope, self.stages, self.tenant = conn, scope, stages, str(tenant_id)
-        self.target: Target | None = None  # settled before rows are taken out of the stages
+    def __init__(self, target: Target, scope: TenantScope, stages: dict[str, Stage],
+                 tenant_id: int) -> None:
+        self.target, self.conn = target, target.conn  # settled before rows leave the stages
+        self.scope, self.stages, self.tenant = scope, stages, str(tenant_id)
         self.keys: dict[tuple[str, tuple[str, ...]], set[tuple[Any, ...]]] = {}
         self.ending: dict[tuple[str, tuple[str, ...]], dict[tuple[Any, ...], bool]] = {}
         for place in scope.placements.values():
@@ -361,6 +361,7 @@ class _Membership:
             if via is not None and (via.ref_table, via.ref_columns) not in self.keys:
                 self.keys[(via.ref_table, via.ref_columns)] = self._read_keys(
                     via.ref_table, via.ref_columns)
+        self.parents = frozenset(table for table, _ in self.keys)
 
     def _read_keys(self, table: str, columns: tuple[str, ...]) -> set[tuple[Any, ...]]:
         return set(self.conn.execute(sql.SQL("SELECT {} FROM {}").format(
@@ -374,7 +375,9 @@ class _Membership:
     def begin(self, tx: Transaction) -> None:
         """Which parents the transaction leaves in the tenant (True) or out of it (False)."""
         self.ending = {}
-        parents = {table for table, _ in self.keys}
+        parents = self.parents
+        if not any(change.table in parents for change in tx.changes):
+            return  # most transactions: no parent row changes
         for _ in range(len(self.scope.placements)):  # a level of placements per round
             before = repr(self.ending)
             for change in tx.changes:
@@ -409,8 +412,8 @@ class _Membership:
         if name not in self.scope.placements:
             return False
         ours = self._ours(change)
-        if ours is None:
-            return None
+        if ours is None or name not in self.parents:
+            return ours
         row = change.row or {}
         old = {**row, **(change.key or {})}
         for columns, found in self._parent_keys(name):
@@ -441,8 +444,6 @@ class _Membership:
     def _leave(self, name: str, columns: tuple[str, ...], key: tuple[Any, ...]) -> None:
         """Take out of the stages the rows placed through the row `key` of `name`, which left
         the tenant (they leave with it), children before their own children's keys are read."""
-        if self.target is None:
-            return
         self.target.settle()  # the changes before this one, first
         for place in self.scope.placements.values():
             via = place.via

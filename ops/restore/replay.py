@@ -335,11 +335,12 @@ def _keys_of(table: Table,
 
 
 def apply(target: Target, transactions: Iterable[Transaction], counts: Counts,
-          member: Member | None = None) -> None:
+          member: Member | None = None,
+          begin: Callable[[Transaction], None] | None = None) -> None:
     """Apply each transaction's changes to `target`, counting rows per table. `member`
     (a tenant's scope) says whether a change's row is the scope's: changes of other rows
-    are skipped; None means its key decides (the row is the scope's if the target has it)."""
-    begin = getattr(member, "begin", None)  # told each transaction before its changes
+    are skipped; None means its key decides (the row is the scope's if the target has it).
+    `begin` is shown each transaction before its changes (membership as it commits)."""
     with target.conn.pipeline() as pipeline:
         target.pipeline = pipeline
         for tx in transactions:
