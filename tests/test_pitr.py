@@ -413,3 +413,32 @@ def teststage_keys_are_kept_only_for_keys_whose_text_form_is_fixed(
     stages = {"tags": Stage(tags, sql.Identifier("stage_tags"), rows=1),
               "by_time": Stage(by_time, sql.Identifier("stage_tags"), rows=1)}
     assert stage_keys(conn, stages) == {"tags": {("7",)}}
+
+
+def test_a_commit_stamped_before_time_in_a_segment_after_one_stamped_after_it_is_replayed(
+        settings: Settings, conn: psycopg.Connection, captured: dict,
+        backup_dir: Path) -> None:
+    """A commit's timestamp is taken before its record is written: a commit stamped earlier
+    can follow later-stamped ones in the log, across a segment boundary. With TIME between
+    the stamps, replay reads on past a segment whose every commit is stamped after TIME."""
+    archive = Archive.at(backup_dir)
+    last = segment_facts(archive, archive.segments()[-1])
+    assert last.last_commit is not None
+    xid = list(read_segment(archive, last))[-1].xid
+    at = last.last_commit + timedelta(seconds=1)
+
+    def tag(number: int, moment: datetime) -> Transaction:
+        lsn = last.end_lsn + 10 * number
+        return Transaction(xid + number, lsn, lsn + 5, moment, [Change("insert", "tags", {
+            "id": str(990 + number), "tenant_id": "1", "name": f"s{number}"})])
+
+    ms = timedelta(milliseconds=1)
+    start = last.end_lsn
+    for txs in ([tag(1, at + 2 * ms)], [tag(2, at + 3 * ms), tag(3, at - ms)]):
+        write_segment(archive, txs, start_lsn=start, end_lsn=txs[-1].end_lsn,
+                      revision=last.revision, origin=Origin("x", "y"))
+        start = txs[-1].end_lsn
+    restore_at(settings, at.isoformat(), safety_backup=False)
+    conn.rollback()
+    assert conn.execute("SELECT array_agg(id ORDER BY id) FROM tags WHERE id IN (991, 992, 993)"
+                        ).fetchone()[0] == [993]

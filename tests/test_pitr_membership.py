@@ -155,3 +155,23 @@ def test_an_at_out_of_the_calendar_is_a_usage_error_not_a_traceback(text: str, r
         parse_at(text)
     done = run_cli("restore", "--at", text)
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("gone", ["DELETE FROM tags WHERE id = 950",
+                                  "TRUNCATE tags CASCADE"])
+def test_a_parent_key_deleted_and_used_again_by_another_tenant_places_nothing_here(
+        settings: Settings, conn: psycopg.Connection, scenario: tuple[str, str],
+        gone: str) -> None:
+    """Tag 950 was Globex's at the backup; it is deleted (or its table truncated) and the
+    id given to a SysTech tag, which then tags a SysTech task: that item_tags row is SysTech's,
+    never Globex's."""
+    slot, _ = scenario
+    conn.execute(gone)  # a transaction of its own: the id is free before it is used again
+    conn.commit()
+    at, globex, _ = _at_then_more(settings, conn, slot, """
+        INSERT INTO tags (id, tenant_id, name) VALUES (950, 1, 'id used again');
+        INSERT INTO item_tags (id, tag_id, task_id) VALUES (902, 950, 10);
+    """)
+    restore_at(settings, at, tenant="Globex", safety_backup=False)
+    conn.rollback()
+    assert tenant_hashes(conn, GLOBEX) == globex

@@ -186,8 +186,11 @@ def write_segment(archive: Archive, transactions: Iterable[Transaction | Encoded
                         chunk, chunk_size = [], 0
                     count += 1
                     changes += tx.change_count
-                    first = first or tx.commit_time
-                    last = tx.commit_time
+                    # the range of commit stamps, which log order need not follow (a
+                    # commit is stamped before its record is written)
+                    moment = tx.commit_time
+                    first = moment if first is None or moment < first else first
+                    last = moment if last is None or moment > last else last
                 _write_lines(packer, digest, chunk)
                 packer.write(orjson.dumps({"end": True, "transactions": count,
                                            "changes": changes,

@@ -182,10 +182,17 @@ def _find_racing(archive: Archive, cover: Coverage, plan: ReplayPlan,
     plan.racing = sorted(found, key=lambda tx: tx.lsn)
 
 
+# A commit's timestamp is taken before its record is written, so a commit stamped earlier
+# may follow a later-stamped one in the log: a segment whose first commit is stamped after
+# TIME may still hold one stamped before it (a busy server's WAL insert waits: milliseconds).
+COMMIT_SKEW = timedelta(seconds=1)
+
+
 def _chain(archive: Archive, cover: Coverage, start: int, moment: datetime,
            revision: str | None) -> list[SegmentInfo]:
     """The segments from `start` that hold every change committed up to `moment`, without a
-    gap; refuses naming the covered range otherwise."""
+    gap (and those starting within COMMIT_SKEW after it); refuses naming the covered range
+    otherwise."""
     chain: list[SegmentInfo] = []
     position: int | None = None
 
@@ -205,7 +212,9 @@ def _chain(archive: Archive, cover: Coverage, start: int, moment: datetime,
             raise refuse(f"the changes from {lsn_text(position)} to "
                          f"{lsn_text(seg.start_lsn)} are missing (a segment is lost)")
         seg = segment_facts(archive, seg)
-        if seg.first_commit is not None and seg.first_commit > moment:
+        if seg.first_commit is not None and seg.first_commit > moment and (
+                seg.first_commit > moment + COMMIT_SKEW
+                or seg.revision not in (None, revision)):
             return chain  # every change up to the moment is in the segments before
         if revision is not None and seg.revision not in (None, revision):
             raise refuse(f"the schema changed (to {seg.revision}) between the backup and "
