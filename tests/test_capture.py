@@ -25,12 +25,14 @@ from support.capture import (
 )
 
 from ops.backup.archive import Archive
+from ops.backup.create import backup
 from ops.capture.metrics import CaptureMetrics
 from ops.capture.segments import read_segment, segment_facts
 from ops.capture.service import Capture, CaptureOptions
 from ops.capture.slot import CaptureRefused, lock_holder
 from ops.capture.status import capture_status, check_capture_lag
 from ops.core.config import Settings
+from ops.core.output import Reporter
 
 pytest_plugins = ["support.capture_fixtures"]  # the `slot` fixture
 
@@ -325,6 +327,46 @@ def test_a_transaction_too_big_to_hold_is_skipped_and_a_full_backup_covers_it(
             if prev[1] != nxt[0]]
     assert len(gaps) == 1  # the skipped transaction: a gap no segment covers
     assert archive.facts(archive.backups()[0]).rows >= 52  # the backup holds the bulk rows
+
+
+class Killed(BaseException):
+    """Capture's end where a kill -9 would end it (not an error it could handle)."""
+
+
+class KilledAfterAdvancing(Reporter):
+    """Ends capture at the first segment stored after the warning that a backup is owed:
+    the slot then stands past the skipped transaction, and the backup is not taken."""
+
+    def __init__(self) -> None:
+        super().__init__(quiet=True)
+        self.owed = False
+
+    def warn(self, text: str) -> None:
+        self.owed = self.owed or "a full backup follows" in text
+
+    def line(self, text: str = "") -> None:
+        if self.owed and text.startswith("💾"):
+            raise Killed
+
+
+def test_a_capture_killed_before_the_backup_it_owes_takes_it_when_it_starts_again(
+        settings: Settings, conn: psycopg.Connection, slot: str, archive: Archive) -> None:
+    drain(settings, slot, initial_backup=False)
+    backup(settings)  # a base before the bulk transaction
+    tenant = _tenant(conn)
+    with conn.transaction():
+        for i in range(50):
+            conn.execute("INSERT INTO tags (tenant_id, name, description) VALUES (%s, %s, %s)",
+                         (tenant, f"bulk{i}", "x" * 1000))
+    conn.execute("INSERT INTO tags (tenant_id, name) VALUES (%s, 'after')", (tenant,))
+    with pytest.raises(Killed):
+        drain(settings, slot, initial_backup=False, max_transaction_bytes=20_000,
+              report=KilledAfterAdvancing())
+    assert len(archive.backups()) == 1  # the slot is past the bulk rows; no backup has them
+
+    capture = drain(settings, slot, initial_backup=False, max_transaction_bytes=20_000)
+    assert capture.progress.backups == 1 and len(archive.backups()) == 2
+    assert archive.facts(archive.backups()[0]).rows >= 52  # the new one holds the bulk rows
 
 
 def test_a_non_superuser_role_with_replication_captures(owner_db_url: str, pg_server_url: str,

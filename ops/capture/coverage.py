@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from ops.backup.archive import Archive
+from ops.backup.archive import FULL, Archive
 from ops.backup.files import utc_now
-from ops.capture.segments import SegmentInfo, lsn_text, segment_facts
+from ops.capture.segments import SegmentInfo, lsn_text, parse_lsn, segment_facts
 
 
 @dataclass
@@ -72,3 +72,28 @@ def coverage(archive: Archive, now: datetime | None = None) -> Coverage:
 def covered_until(seg: SegmentInfo) -> datetime | None:
     known = [m for m in (seg.complete_until, seg.last_commit) if m is not None]
     return max(known) if known else None
+
+
+def base_missing(archive: Archive, position: int, revision: str | None) -> str | None:
+    """Why replay could not reach `position` (where the slot stands) from the newest full
+    backup that records its start, or None when it can. A capture killed after advancing past
+    a migration or a transaction too big to keep, before the full backup it then takes, leaves
+    exactly this: a revision the newest backup does not have, or a range no segment holds."""
+    newest = archive.latest(kinds=(FULL,), prefer_verified=False,
+                            accept=lambda _, facts: bool((facts.capture or {}).get("walLsn")))
+    if newest is None:
+        return None  # nothing to replay on yet: the first base is `initial_backup`'s to take
+    facts = archive.facts(newest)
+    if revision is not None and facts.revision not in (None, revision):
+        return f"the newest full backup is at schema revision {facts.revision}, the changes " \
+               f"at {revision}"
+    reached = parse_lsn(str((facts.capture or {})["walLsn"]))
+    for seg in archive.segments():  # in LSN order
+        if seg.end_lsn <= reached:
+            continue
+        if seg.start_lsn > reached:
+            break
+        reached = seg.end_lsn
+    if reached < position:
+        return f"no change segment holds {lsn_text(reached)} to {lsn_text(position)}"
+    return None

@@ -16,7 +16,8 @@ last minus how long the last cycle took, so the newest change not stored is at m
 Boundaries: a migration (a change to alembic_version in the stream) ends the segment before
 it, and a full backup is taken once it is stored, so that replay never crosses a revision; a
 transaction too big to hold (`max_transaction_bytes`) is skipped the same way: the segment
-ends before it, the next starts after it, and the full backup taken then contains it.
+ends before it, the next starts after it, and the full backup taken then contains it. A
+capture killed before that backup takes it when it opens again (`base_missing`).
 
 A database that restarts or a store that fails is waited for (growing pauses, each logged in
 one line); nothing is advanced until the segment is stored.
@@ -39,6 +40,7 @@ from ops.backup.archive import Archive
 from ops.backup.create import backup
 from ops.backup.encryption import recipients_for
 from ops.capture.assemble import Assembled, Assembler
+from ops.capture.coverage import base_missing
 from ops.capture.segments import (
     Encoded,
     Origin,
@@ -176,6 +178,11 @@ class Capture:
         if created:
             self.report.line(f"📌 created replication slot {self.options.slot}")
             self.backup_due = self.options.initial_backup
+            return
+        missing = base_missing(self.archive, self.position, self.revision)
+        if missing is not None:  # owed by a capture killed before it took it
+            self.report.line(f"📦 a full backup is due: {missing}")
+            self.backup_due = True
 
     def _open_stream(self) -> ReplicationStream | None:
         """The replication stream; None (changes read over SQL) where it is refused. A slot
