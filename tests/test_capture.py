@@ -309,15 +309,20 @@ def test_metrics_are_served_over_http_while_capture_runs(settings: Settings,
     assert values["tasklets_capture_segments"] >= 1
 
 
-def test_a_transaction_too_big_to_hold_is_skipped_and_a_full_backup_covers_it(
-        settings: Settings, conn: psycopg.Connection, slot: str, archive: Archive) -> None:
-    drain(settings, slot, initial_backup=False)
+def _bulk_then_one(conn: psycopg.Connection) -> None:
+    """One transaction of 50 tags of 1 kB (above a 20 kB max_transaction_bytes), then one."""
     tenant = _tenant(conn)
     with conn.transaction():
         for i in range(50):
             conn.execute("INSERT INTO tags (tenant_id, name, description) VALUES (%s, %s, %s)",
                          (tenant, f"bulk{i}", "x" * 1000))
     conn.execute("INSERT INTO tags (tenant_id, name) VALUES (%s, 'after')", (tenant,))
+
+
+def test_a_transaction_too_big_to_hold_is_skipped_and_a_full_backup_covers_it(
+        settings: Settings, conn: psycopg.Connection, slot: str, archive: Archive) -> None:
+    drain(settings, slot, initial_backup=False)
+    _bulk_then_one(conn)
     capture = drain(settings, slot, initial_backup=False, max_transaction_bytes=20_000)
     assert capture.progress.backups == 1
     names = [c["row"]["name"] for _, c in changes_of(stored_transactions(archive), "tags")]
@@ -353,12 +358,7 @@ def test_a_capture_killed_before_the_backup_it_owes_takes_it_when_it_starts_agai
         settings: Settings, conn: psycopg.Connection, slot: str, archive: Archive) -> None:
     drain(settings, slot, initial_backup=False)
     backup(settings)  # a base before the bulk transaction
-    tenant = _tenant(conn)
-    with conn.transaction():
-        for i in range(50):
-            conn.execute("INSERT INTO tags (tenant_id, name, description) VALUES (%s, %s, %s)",
-                         (tenant, f"bulk{i}", "x" * 1000))
-    conn.execute("INSERT INTO tags (tenant_id, name) VALUES (%s, 'after')", (tenant,))
+    _bulk_then_one(conn)
     with pytest.raises(Killed):
         drain(settings, slot, initial_backup=False, max_transaction_bytes=20_000,
               report=KilledAfterAdvancing())
