@@ -38,6 +38,7 @@ from ops.restore.at_time import parse_at, restore_at, stage_keys
 from ops.restore.drill import restore_drill
 from ops.restore.replay import Counts, Snapshot, Target, apply, wanted
 from ops.restore.staging import Stage
+from ops.restore.tenant import restore_tenant
 
 
 def test_a_backup_records_the_snapshot_that_misses_a_transaction_in_flight(
@@ -442,3 +443,30 @@ def test_a_commit_stamped_before_time_in_a_segment_after_one_stamped_after_it_is
     conn.rollback()
     assert conn.execute("SELECT array_agg(id ORDER BY id) FROM tags WHERE id IN (991, 992, 993)"
                         ).fetchone()[0] == [993]
+
+
+def test_a_tenant_restore_on_the_live_database_replays_as_it_happened(
+        settings: Settings, conn: psycopg.Connection, db_url: str) -> None:
+    """A tenant restore as superuser runs with foreign-key triggers off: it deletes and
+    inserts again a parent row that changed and leaves its unchanged children in place.
+    Replay must not run that delete's ON DELETE CASCADE on the children the database kept:
+    restore --at after it equals the database then."""
+    insert_two_tenants(conn, volume=0.01)
+    conn.commit()
+    slot = slot_name()
+    try:
+        drain(settings, slot, initial_backup=False)
+        made = backup(settings)
+        conn.execute("""UPDATE tenants SET settings = '{"changed": true}' WHERE id = 3""")
+        conn.commit()
+        restore_tenant(settings, made.path, "Globex", safety_backup=False)
+        expected = table_hashes(conn)
+        at = conn.execute("SELECT clock_timestamp()").fetchone()[0]
+        conn.commit()
+        drain(settings, slot, initial_backup=False)
+    finally:
+        drop_slot(db_url, slot)
+    assert expected["tasks"][0] > 0
+    restore_at(settings, at.isoformat(), safety_backup=False)
+    conn.rollback()
+    assert table_hashes(conn) == expected
