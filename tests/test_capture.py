@@ -221,6 +221,19 @@ def test_slot_creation_takes_a_base_backup(settings: Settings, slot: str,
     assert len(archive.backups()) == 1
 
 
+def test_a_capture_killed_before_its_initial_backup_takes_it_when_it_starts_again(
+        settings: Settings, slot: str, archive: Archive) -> None:
+    """The slot is created, then capture dies before the base backup it takes for it: the
+    next start owes that base (without it no change from the slot's start restores)."""
+    capture = Capture(settings, archive, CaptureOptions(slot=slot, once=True))
+    capture.open()
+    assert capture.backup_due
+    capture.close()  # killed before its first cycle: the slot stays, no backup was taken
+    assert archive.backups() == []
+    capture = drain(settings, slot)
+    assert capture.progress.backups == 1 and len(archive.backups()) == 1
+
+
 def test_a_migration_ends_the_segment_and_a_full_backup_follows(
         old_db_url: str, backup_dir: Path, slot_on_old: str) -> None:
     from support.migrations import FIRST, HEAD, migrate_to

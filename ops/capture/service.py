@@ -179,7 +179,8 @@ class Capture:
             self.report.line(f"📌 created replication slot {self.options.slot}")
             self.backup_due = self.options.initial_backup
             return
-        missing = base_missing(self.archive, self.position, self.revision)
+        missing = base_missing(self.archive, self.position, self.revision,
+                               initial=self.options.initial_backup)
         if missing is not None:  # owed by a capture killed before it took it
             self.report.line(f"📦 a full backup is due: {missing}")
             self.backup_due = True
