@@ -470,3 +470,34 @@ def test_a_tenant_restore_on_the_live_database_replays_as_it_happened(
     restore_at(settings, at.isoformat(), safety_backup=False)
     conn.rollback()
     assert table_hashes(conn) == expected
+
+
+def test_changes_to_a_table_with_an_always_identity_key_are_replayed(
+        settings: Settings, conn: psycopg.Connection, db_url: str) -> None:
+    """A GENERATED ALWAYS identity takes no value from an UPDATE (only DEFAULT): replay
+    still brings the row's changes, its key moved by SET id = DEFAULT included."""
+    conn.execute("CREATE TABLE always_ids (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY "
+                 "KEY, t text, twice int GENERATED ALWAYS AS (length(t) * 2) STORED)")
+    conn.execute("INSERT INTO always_ids (t) VALUES ('a'), ('b')")
+    conn.commit()
+    slot = slot_name()
+    try:
+        drain(settings, slot, initial_backup=False)
+        backup(settings)
+        conn.execute("UPDATE always_ids SET t = 'changed' WHERE id = 1")
+        conn.execute("UPDATE always_ids SET id = DEFAULT WHERE id = 2")
+        conn.execute("INSERT INTO always_ids (t) VALUES ('c')")
+        conn.commit()
+        expected = table_hashes(conn)
+        at = conn.execute("SELECT clock_timestamp()").fetchone()[0]
+        conn.commit()
+        drain(settings, slot, initial_backup=False)
+    finally:
+        drop_slot(db_url, slot)
+    restore_at(settings, at.isoformat(), safety_backup=False)
+    conn.rollback()
+    assert table_hashes(conn) == expected
+    assert conn.execute("SELECT attidentity FROM pg_attribute WHERE attrelid = "
+                        "'always_ids'::regclass AND attname = 'id'").fetchone()[0] == "a"
+    assert conn.execute("INSERT INTO always_ids (t) VALUES ('next') RETURNING id"
+                        ).fetchone()[0] == 5
