@@ -501,3 +501,32 @@ def test_changes_to_a_table_with_an_always_identity_key_are_replayed(
                         "'always_ids'::regclass AND attname = 'id'").fetchone()[0] == "a"
     assert conn.execute("INSERT INTO always_ids (t) VALUES ('next') RETURNING id"
                         ).fetchone()[0] == 5
+
+
+def test_changes_to_a_table_identified_by_replica_identity_full_are_replayed(
+        settings: Settings, conn: psycopg.Connection, db_url: str) -> None:
+    """Capture takes a table without a primary key when REPLICA IDENTITY FULL identifies its
+    rows (its refusal suggests it): replay finds each row by the whole old row."""
+    conn.execute("CREATE TABLE notes (body text, n int, doc jsonb)")
+    conn.execute("ALTER TABLE notes REPLICA IDENTITY FULL")
+    conn.execute("""INSERT INTO notes VALUES ('a', 1, '{"k": 1}'), ('a', 1, '{"k": 1}'),
+                    ('b', NULL, NULL)""")
+    conn.commit()
+    slot = slot_name()
+    try:
+        drain(settings, slot, initial_backup=False)
+        backup(settings)
+        conn.execute("UPDATE notes SET n = 2 WHERE ctid = (SELECT min(ctid) FROM notes "
+                     "WHERE body = 'a')")  # one of two identical rows
+        conn.execute("UPDATE notes SET body = 'c' WHERE n IS NULL")
+        conn.execute("DELETE FROM notes WHERE n = 2")
+        conn.commit()
+        expected = table_hashes(conn)
+        at = conn.execute("SELECT clock_timestamp()").fetchone()[0]
+        conn.commit()
+        drain(settings, slot, initial_backup=False)
+    finally:
+        drop_slot(db_url, slot)
+    restore_at(settings, at.isoformat(), safety_backup=False)
+    conn.rollback()
+    assert table_hashes(conn) == expected
