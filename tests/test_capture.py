@@ -159,6 +159,27 @@ def test_lag_shows_pending_changes_and_the_check_alarms(
     assert capture_status(conn, archive, slot, slot).lag_seconds == 0.0
 
 
+def test_a_capture_trying_its_store_again_still_shows_its_recovery_point(
+        settings: Settings, conn: psycopg.Connection, slot: str, archive: Archive) -> None:
+    """After a failed store capture starts again from the slot and tries once more (against a
+    store that hangs, for its whole timeout). Meanwhile its session holds the slot: it must
+    still name the moment it last had every change stored, or status finds no lag at all
+    ("capture is starting") and the lag check passes while nothing is stored."""
+    capture = Capture(settings, archive, CaptureOptions(slot=slot, initial_backup=False))
+    capture.open()
+    try:
+        capture.cycle()
+        assert capture.progress.covered_until is not None
+        capture.close()  # what run() does after the store failed, before it tries again
+        capture.open()
+        time.sleep(1.2)
+        state = capture_status(conn, None, slot, slot)
+        assert state.running and state.lag_seconds is not None and state.lag_seconds >= 1.0
+        assert not check_capture_lag(state, "1s").ok
+    finally:
+        capture.close()
+
+
 def test_second_capture_on_one_slot_is_refused(settings: Settings, slot: str,
                                                archive: Archive) -> None:
     first = Capture(settings, archive, CaptureOptions(slot=slot, initial_backup=False))
@@ -219,6 +240,19 @@ def test_slot_creation_takes_a_base_backup(settings: Settings, slot: str,
     capture = drain(settings, slot)
     assert capture.progress.backups == 1
     assert len(archive.backups()) == 1
+
+
+def test_a_capture_killed_before_its_initial_backup_takes_it_when_it_starts_again(
+        settings: Settings, slot: str, archive: Archive) -> None:
+    """The slot is created, then capture dies before the base backup it takes for it: the
+    next start owes that base (without it no change from the slot's start restores)."""
+    capture = Capture(settings, archive, CaptureOptions(slot=slot, once=True))
+    capture.open()
+    assert capture.backup_due
+    capture.close()  # killed before its first cycle: the slot stays, no backup was taken
+    assert archive.backups() == []
+    capture = drain(settings, slot)
+    assert capture.progress.backups == 1 and len(archive.backups()) == 1
 
 
 def test_a_migration_ends_the_segment_and_a_full_backup_follows(

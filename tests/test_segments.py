@@ -165,6 +165,27 @@ def test_writing_a_range_stored_already_keeps_the_stored_one(tmp_path: Path) -> 
     assert list(read_segment(archive, again)) == txs
 
 
+def test_a_range_stored_without_its_sidecar_gets_it_when_written_again(
+        tmp_path: Path) -> None:
+    """A capture killed between publishing a segment and its sidecar stores the range again
+    when it restarts: the stored segment is kept and gets its sidecar (coverage, `restore
+    --at latest` and `verify --changes` without the identity read it)."""
+    archive = Archive.at(tmp_path)
+    identity = x25519.Identity.generate()
+    info, txs = write(archive, recipients=[identity.to_public()])
+    stored = (tmp_path / info.name).read_bytes()
+    (tmp_path / (info.name + ".sum")).unlink()  # the kill: published, no sidecar yet
+    again, _ = write(Archive.at(tmp_path), recipients=[identity.to_public()])
+    assert (tmp_path / info.name).read_bytes() == stored
+    assert again.last_commit == txs[-1].commit_time
+    archive = Archive.at(tmp_path)
+    listed = segment_facts(archive, parse_segment_name(info.name))  # type: ignore[arg-type]
+    assert listed.last_commit == txs[-1].commit_time and listed.transactions == len(txs)
+    check = verify_segment(archive, listed)
+    assert check.problem is None and check.checked == "stored bytes against its sidecar"
+    assert list(read_segment(archive, listed, identities=[identity])) == txs
+
+
 def test_a_failed_write_publishes_nothing(tmp_path: Path) -> None:
     archive = Archive.at(tmp_path)
     txs = transactions(100)

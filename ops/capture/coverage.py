@@ -74,15 +74,18 @@ def covered_until(seg: SegmentInfo) -> datetime | None:
     return max(known) if known else None
 
 
-def base_missing(archive: Archive, position: int, revision: str | None) -> str | None:
+def base_missing(archive: Archive, position: int, revision: str | None, *,
+                 initial: bool = False) -> str | None:
     """Why replay could not reach `position` (where the slot stands) from the newest full
     backup that records its start, or None when it can. A capture killed after advancing past
     a migration or a transaction too big to keep, before the full backup it then takes, leaves
-    exactly this: a revision the newest backup does not have, or a range no segment holds."""
+    exactly this: a revision the newest backup does not have, or a range no segment holds.
+    `initial` (capture takes a base when it creates its slot): no such backup at all is one
+    missing too (a capture killed between creating its slot and that backup)."""
     newest = archive.latest(kinds=(FULL,), prefer_verified=False,
                             accept=lambda _, facts: bool((facts.capture or {}).get("walLsn")))
     if newest is None:
-        return None  # nothing to replay on yet: the first base is `initial_backup`'s to take
+        return "no full backup records where change replay starts" if initial else None
     facts = archive.facts(newest)
     if revision is not None and facts.revision not in (None, revision):
         return f"the newest full backup is at schema revision {facts.revision}, the changes " \

@@ -204,17 +204,40 @@ def write_segment(archive: Archive, transactions: Iterable[Transaction | Encoded
                 raise
             size = raw.commit()
     except ObjectExistsError:
+        if read_sidecar(ref) is None:  # stored by a run killed before it wrote the sidecar:
+            # the same range holds the same transactions; the stored bytes are hashed again
+            size, sha256 = _stored_digest(ref)
+            write_sidecar(ref, Integrity(size, sha256, SEGMENT_KIND, None, revision, None,
+                                         _facts(start_lsn, end_lsn, first, last,
+                                                complete_until, count, changes)))
         return segment_facts(archive, SegmentInfo(name, start_lsn, end_lsn,
                                                    encrypted=bool(recipients)))
-    known = [moment for moment in (complete_until, last) if moment is not None]
-    until = max(known) if known else None
-    facts = {"startLsn": lsn_text(start_lsn), "endLsn": lsn_text(end_lsn),
-             "firstCommit": _iso(first), "lastCommit": _iso(last),
-             "completeUntil": _iso(until), "transactions": count, "changes": changes}
+    facts = _facts(start_lsn, end_lsn, first, last, complete_until, count, changes)
     write_sidecar(ref, Integrity(size, stored.digest.hexdigest(), SEGMENT_KIND, None,
                                  revision, None, facts))
     return SegmentInfo(name, start_lsn, end_lsn, first, last, bool(recipients), size, count,
-                       revision, until)
+                       revision, commit_time(facts["completeUntil"]))
+
+
+def _facts(start_lsn: int, end_lsn: int, first: datetime | None, last: datetime | None,
+           complete_until: datetime | None, count: int, changes: int) -> dict[str, Any]:
+    """What a segment's sidecar says of its content."""
+    known = [moment for moment in (complete_until, last) if moment is not None]
+    until = max(known) if known else None
+    return {"startLsn": lsn_text(start_lsn), "endLsn": lsn_text(end_lsn),
+            "firstCommit": _iso(first), "lastCommit": _iso(last),
+            "completeUntil": _iso(until), "transactions": count, "changes": changes}
+
+
+def _stored_digest(ref: BackupRef) -> tuple[int, str]:
+    """The size and sha256 of the object stored under `ref`."""
+    digest = hashlib.sha256()
+    size = 0
+    with ref.open() as fh:
+        while block := fh.read(WRITE_CHUNK):
+            digest.update(block)
+            size += len(block)
+    return size, digest.hexdigest()
 
 
 def _write_lines(packer: Any, digest: Any, lines: list[bytes]) -> None:

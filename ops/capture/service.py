@@ -158,7 +158,11 @@ class Capture:
         and start the replication stream (or say why changes are read over SQL)."""
         conn = connect(self.settings, autocommit=True)
         try:
-            conn.execute("SET application_name = 'tasklets-capture'")
+            # a capture opening again (after a failed store, a lost database) goes on
+            # naming the moment it last had every change stored: status reads its lag there
+            covered = self.progress.covered_until
+            conn.execute(sql.SQL("SET application_name = {}").format(sql.Literal(
+                covered_name(covered) if covered is not None else "tasklets-capture")))
             require_logical(conn)
             take_lock(conn, self.options.slot)
             ensure_publication(conn, self.options.publication_name, captured_tables(conn))
@@ -179,7 +183,8 @@ class Capture:
             self.report.line(f"📌 created replication slot {self.options.slot}")
             self.backup_due = self.options.initial_backup
             return
-        missing = base_missing(self.archive, self.position, self.revision)
+        missing = base_missing(self.archive, self.position, self.revision,
+                               initial=self.options.initial_backup)
         if missing is not None:  # owed by a capture killed before it took it
             self.report.line(f"📦 a full backup is due: {missing}")
             self.backup_due = True

@@ -288,8 +288,21 @@ def _full_replay(archive: Archive, plan: ReplayPlan, identities: Sequence[Any],
         if dry_run:  # nothing was loaded: count what each change would do
             _count(txs, plan.counts, {t.name for t in tables})
             return
+        always = [(t, c.name) for t in tables for c in t.columns if c.identity == "a"]
+        _identity_generation(conn, always, "BY DEFAULT")
         apply(Target(conn, tables), txs, plan.counts)
+        _identity_generation(conn, always, "ALWAYS")
     return replay
+
+
+def _identity_generation(conn: psycopg.Connection, columns: list[tuple[Table, str]],
+                         generated: str) -> None:
+    """Make GENERATED ALWAYS identity columns take the values the changes carry (an UPDATE
+    may set one only to DEFAULT), and ALWAYS again after: within the restore's transaction,
+    on tables it holds locked, so nobody else sees the difference."""
+    for table, column in columns:
+        conn.execute(sql.SQL("ALTER TABLE {} ALTER COLUMN {} SET GENERATED {}").format(
+            table.ident, sql.Identifier(column), sql.SQL(generated)))
 
 
 def _count(txs: Iterator[Transaction], counts: Counts, tables: set[str]) -> None:

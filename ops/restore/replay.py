@@ -207,6 +207,13 @@ class Target:
                unchanged: tuple[str, ...], counts: Counts, *, join: bool = False) -> None:
         """UPDATE the row with `key`; `join`: then insert it unless a row with its (new) key
         is there (a row that joined the scope: the target did not hold it)."""
+        if not table.primary_key and not join and _has_old_row(key, row):
+            names = tuple(c.name for c in table.writable_columns
+                          if c.name in row and c.name not in unchanged)
+            if names:
+                self._unkeyed(table, "update", key, names, [row[n] for n in names],
+                              counts.updated)
+            return
         old = self._key(table, key)
         there = self._holds(table, tuple(old))
         names = tuple(c.name for c in table.writable_columns
@@ -223,11 +230,43 @@ class Target:
             self._queue(table, ops, _keys_of(table, key, row))
 
     def delete(self, table: Table, key: dict[str, str | None], counts: Counts) -> None:
+        if not table.primary_key and key:
+            self._unkeyed(table, "delete", key, (), [], counts.deleted)
+            return
         values = self._key(table, key)  # (it refuses a change without its key)
         if not self._holds(table, tuple(values)):
             return  # a row the relation does not hold: the statement would find nothing
         self._track(table, tuple(values), [])
         self._queue(table, [("delete", (), values, counts.deleted)], [tuple(values)])
+
+    def _unkeyed(self, table: Table, kind: str, old: dict[str, str | None],
+                 names: tuple[str, ...], values: list[str | None],
+                 counted: dict[str, int]) -> None:
+        """A change to a table without a primary key, whose REPLICA IDENTITY FULL sends the
+        whole old row: one row holding those values (of several equal ones, any) is found
+        by its physical place. Values are compared in their text form, cast by the type
+        first (every type has one; json has no equality)."""
+        self._flush(table.name)
+        columns = tuple(c for c in old if c in {col.name for col in table.columns})
+
+        def build() -> sql.Composable:
+            relation = self.relation(table.name)
+            match = sql.SQL(" AND ").join(
+                sql.SQL("t.{}::text IS NOT DISTINCT FROM %s::text::{}::text").format(
+                    sql.Identifier(c), sql.SQL(self._type(table, c))) for c in columns)
+            found = sql.SQL("(SELECT t.ctid FROM {} AS t WHERE {} LIMIT 1)").format(
+                relation, match)
+            if kind == "delete":
+                return sql.SQL("DELETE FROM {} WHERE ctid = {}").format(relation, found)
+            return sql.SQL("UPDATE {} SET {} WHERE ctid = {}").format(
+                relation, sql.SQL(", ").join(
+                    sql.SQL("{} = %s::text::{}").format(sql.Identifier(n),
+                                                        sql.SQL(self._type(table, n)))
+                    for n in names), found)
+
+        self.present.pop(table.name, None)  # its keys can no longer be told
+        self._send(("unkeyed", kind, table.name, names, columns), build,
+                   [*values, *(old[c] for c in columns)], counted, table.name)
 
     def empty(self, names: list[str], counts: Counts) -> None:
         """A TRUNCATE, as DELETEs children first (no table lock beyond what writers take)."""
@@ -324,6 +363,13 @@ class _Batch:
         default_factory=dict)
     keys: dict[tuple[Any, ...], str] = field(default_factory=dict)
     size: int = 0
+
+
+def _has_old_row(key: dict[str, str | None] | None,
+                      row: dict[str, str | None]) -> bool:
+    """Whether an UPDATE's `key` is the old row REPLICA IDENTITY FULL sends (not the new row
+    standing in for a key the change did not carry)."""
+    return bool(key) and key is not row
 
 
 def _keys_of(table: Table,
