@@ -15,7 +15,7 @@ import pytest
 from psycopg import sql
 from pyrage import x25519
 from support.backup import load
-from support.capture import drain, drop_slot, slot_name, stored_transactions
+from support.capture import drain, drop_slot, origin_of, slot_name, stored_transactions
 from support.restore import table_hashes
 from support.tenants import GLOBEX, SYSTECH, insert_two_tenants, tenant_hashes
 
@@ -216,7 +216,7 @@ def test_a_segment_stored_twice_is_applied_once(settings: Settings, conn: psycop
     first, second = archive.segments()[:2]
     both = list(read_segment(archive, first)) + list(read_segment(archive, second))
     write_segment(archive, both, start_lsn=first.start_lsn, end_lsn=second.end_lsn,
-                  revision=segment_facts(archive, first).revision, origin=Origin("x", "y"))
+                  revision=segment_facts(archive, first).revision, origin=origin_of(settings))
     point = captured["points"][-1]
     restore_at(settings, point["at"].isoformat(), safety_backup=False)
     conn.rollback()
@@ -300,7 +300,7 @@ def test_a_migration_between_backup_and_time_is_refused(settings: Settings, capt
                         last.last_commit + timedelta(seconds=5),
                         [Change("insert", "tags", {"id": "999", "tenant_id": "1", "name": "x"})])
     write_segment(archive, [later], start_lsn=last.end_lsn, end_lsn=later.end_lsn,
-                  revision="another_revision", origin=Origin("x", "y"))
+                  revision="another_revision", origin=origin_of(settings))
     with pytest.raises(OpsError, match="the schema changed"):
         restore_at(settings, "latest")
 
@@ -437,7 +437,7 @@ def test_a_commit_stamped_before_time_in_a_segment_after_one_stamped_after_it_is
     start = last.end_lsn
     for txs in ([tag(1, at + 2 * ms)], [tag(2, at + 3 * ms), tag(3, at - ms)]):
         write_segment(archive, txs, start_lsn=start, end_lsn=txs[-1].end_lsn,
-                      revision=last.revision, origin=Origin("x", "y"))
+                      revision=last.revision, origin=origin_of(settings))
         start = txs[-1].end_lsn
     restore_at(settings, at.isoformat(), safety_backup=False)
     conn.rollback()
@@ -530,3 +530,27 @@ def test_changes_to_a_table_identified_by_replica_identity_full_are_replayed(
     restore_at(settings, at.isoformat(), safety_backup=False)
     conn.rollback()
     assert table_hashes(conn) == expected
+
+
+def test_a_segment_of_another_database_is_refused_naming_it(
+        settings: Settings, conn: psycopg.Connection, captured: dict,
+        backup_dir: Path) -> None:
+    """A store shared by two databases, or kept across a new cluster (whose LSNs start
+    again), holds segments whose ranges fit the chain: replay must not apply them."""
+    archive = Archive.at(backup_dir)
+    last = segment_facts(archive, archive.segments()[-1])
+    assert last.last_commit is not None
+    xid = list(read_segment(archive, last))[-1].xid
+    stranger = Transaction(xid + 1, last.end_lsn + 10, last.end_lsn + 15,
+                           last.last_commit + timedelta(seconds=1),
+                           [Change("insert", "tags", {"id": "995", "tenant_id": "1",
+                                                      "name": "elsewhere"})])
+    info = write_segment(archive, [stranger], start_lsn=last.end_lsn, end_lsn=stranger.end_lsn,
+                         revision=last.revision, origin=Origin("7300000000000000999", "other"))
+    before = table_hashes(conn)
+    with pytest.raises(OpsError) as refused:
+        restore_at(settings, "latest", safety_backup=False)
+    message = refused.value.message
+    assert info.name in message and "other" in message and "\n" not in message, message
+    conn.rollback()
+    assert table_hashes(conn) == before

@@ -23,7 +23,7 @@ import psycopg
 import pytest
 from psycopg import sql
 from support.backup import load
-from support.capture import drain, drop_slot, slot_name
+from support.capture import drain, drop_slot, origin_of, slot_name
 from support.restore import table_hashes
 from support.tenants import SYSTECH, insert_two_tenants, tenant_hashes
 
@@ -34,7 +34,6 @@ from ops.backup.files import utc_now
 from ops.backup.prune import prune
 from ops.capture.segments import (
     Change,
-    Origin,
     SegmentInfo,
     Transaction,
     parse_lsn,
@@ -152,7 +151,7 @@ def test_prune_keeps_the_segments_before_a_backup_that_replay_searches(
     stale = write_segment(archive, [old], start_lsn=first.start_lsn - 0x100,
                           end_lsn=first.start_lsn,
                           revision=segment_facts(archive, first).revision,
-                          origin=Origin("x", "y"))
+                          origin=origin_of(settings))
     deleted = prune(archive, keep=1, yes=True).segments_deleted
     assert deleted == [stale.name]
     assert raced.segment.name in {s.name for s in archive.segments()}

@@ -451,6 +451,7 @@ def replay_start(conn: psycopg.Connection,
         report.warn("⚠️  Synchronous standbys are configured and this role cannot see other "
                     "sessions' waits: a commit waiting for a standby as the backup starts "
                     "would be missed by restore --at. Grant pg_read_all_stats to this role.")
+    identity = database_identity(conn)
     for attempt in range(START_RETRIES + 1):
         wal_lsn = scalar(conn, "SELECT CASE WHEN pg_is_in_recovery() THEN NULL "
                          "ELSE pg_current_wal_lsn()::text END")
@@ -464,7 +465,9 @@ def replay_start(conn: psycopg.Connection,
                 continue  # read-only: leaving the transaction only ends it
             capture: dict[str, Any] = {
                 "snapshot": str(snapshot), "walLsn": str(wal_lsn),
-                "snapshotTime": moment.astimezone(UTC).isoformat(timespec="microseconds")}
+                "snapshotTime": moment.astimezone(UTC).isoformat(timespec="microseconds"),
+                # whose changes replay may apply: a segment says which database wrote it
+                "systemIdentifier": identity.system_identifier, "database": identity.database}
             if racing:
                 capture["committedInSnapshot"] = [int(x) for x in racing]
                 capture["committedBy"] = str(scalar(conn, "SELECT pg_current_wal_lsn()"))

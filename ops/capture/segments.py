@@ -108,8 +108,26 @@ def encode(tx: Transaction) -> Encoded:
 class Origin:
     """The database the changes came from (a segment is refused against another one)."""
 
-    system_identifier: str
+    system_identifier: str  # "" where the server hides it
     database: str
+
+    @classmethod
+    def of_backup(cls, capture: dict[str, Any] | None) -> Origin | None:
+        """The database a backup's capture facts name (None: a backup that records none)."""
+        database = (capture or {}).get("database")
+        if not isinstance(database, str):
+            return None
+        system = (capture or {}).get("systemIdentifier")
+        return cls(system if isinstance(system, str) else "", database)
+
+    def same(self, other: Origin) -> bool:
+        """Whether both name one database (an identifier hidden on either side: by name)."""
+        return self.database == other.database and (
+            not self.system_identifier or not other.system_identifier
+            or self.system_identifier == other.system_identifier)
+
+    def __str__(self) -> str:
+        return f"database {self.database} of cluster {self.system_identifier or '(hidden)'}"
 
 
 # --- writing ------------------------------------------------------------------------------
@@ -260,15 +278,17 @@ def segment_facts(archive: Archive, info: SegmentInfo) -> SegmentInfo:
 
 
 def read_segment(archive: Archive, info: SegmentInfo, *, identities: Sequence[Any] = (),
-                 revision: str | None = None) -> Iterator[Transaction]:
+                 revision: str | None = None,
+                 origin: Origin | None = None) -> Iterator[Transaction]:
     """The segment's transactions in order, streamed (one line in memory at a time).
 
     Raises BadSegment naming it when it is damaged, truncated (no trailer), not the range its
-    name says, or (with `revision`) written at another schema revision — possibly after
-    yielding earlier transactions, so callers apply inside a transaction they roll back."""
+    name says, or (with `revision`, `origin`) written at another schema revision or by another
+    database — possibly after yielding earlier transactions, so callers apply inside a
+    transaction they roll back."""
     try:
         with _Opened(archive, info, identities) as (fh, tap):
-            yield from _transactions(fh, info, revision)
+            yield from _transactions(fh, info, revision, origin)
             if tap is not None:
                 problem = tap.problem(tap.integrity)
                 if problem is not None:
@@ -312,8 +332,8 @@ class _Tap(StoredBytesTap):
         self.integrity = integrity
 
 
-def _transactions(fh: BinaryIO, info: SegmentInfo,
-                  revision: str | None) -> Iterator[Transaction]:
+def _transactions(fh: BinaryIO, info: SegmentInfo, revision: str | None,
+                  origin: Origin | None) -> Iterator[Transaction]:
     bad = _bad(info)
     digest = hashlib.sha256()
     lines = _lines(fh, info)
@@ -332,6 +352,13 @@ def _transactions(fh: BinaryIO, info: SegmentInfo,
         raise bad("its header has no valid LSN range") from None
     if (start, end) != (info.start_lsn, info.end_lsn):
         raise bad(f"it holds {lsn_text(start)}..{lsn_text(end)}, not the range its name says")
+    if origin is not None:
+        writer = Origin(_str(header.get("systemIdentifier")) or "",
+                        _str(header.get("database")) or "")
+        if not origin.same(writer):
+            raise BadSegment(info.name, f"written by {writer}, not the backup's {origin}",
+                             hint="A store holds one database's changes: move the other "
+                             "database's segments out of it, or give each its own BACKUP_DIR.")
     found_revision = _str(header.get("alembicRevision"))
     if revision is not None and found_revision != revision:
         raise BadSegment(info.name, f"written at schema revision {found_revision}, not "

@@ -31,6 +31,7 @@ from ops.backup.segment_files import LOOK_BACK, commit_time, walk_back
 from ops.capture.coverage import Coverage, coverage, covered_until, when
 from ops.capture.segments import (
     Change,
+    Origin,
     SegmentInfo,
     Transaction,
     lsn_text,
@@ -89,6 +90,11 @@ class ReplayPlan:
     # (meta "committedInSnapshot"), and those transactions, applied first
     earlier: list[SegmentInfo] = field(default_factory=list)
     racing: list[Transaction] = field(default_factory=list)
+
+    @property
+    def origin(self) -> Origin | None:
+        """The database whose changes may be applied (None: a backup that does not say)."""
+        return Origin.of_backup(self.facts.capture)
 
     def as_json(self) -> dict[str, Any]:
         return {"backup": self.backup.name, "at": self.at.isoformat(),
@@ -149,7 +155,7 @@ def _find_racing(archive: Archive, cover: Coverage, plan: ReplayPlan,
 
     def read(seg: SegmentInfo) -> list[Transaction]:
         return [tx for tx in read_segment(archive, seg, identities=identities,
-                                          revision=revision)
+                                          revision=revision, origin=plan.origin)
                 if plan.snapshot.widen(tx.xid) in missing]
 
     by = parse_lsn(str(capture.get("committedBy") or capture["walLsn"]))
@@ -235,7 +241,8 @@ def transactions(archive: Archive, plan: ReplayPlan,
     def stream() -> Iterator[Transaction]:
         yield from plan.racing  # before walLsn, so before every transaction of the chain
         for seg in plan.segments:
-            yield from read_segment(archive, seg, identities=identities, revision=revision)
+            yield from read_segment(archive, seg, identities=identities, revision=revision,
+                                    origin=plan.origin)
 
     return wanted(stream(), plan.snapshot, lambda tx: tx.commit_time <= plan.at)
 

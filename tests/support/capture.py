@@ -14,9 +14,10 @@ from collections.abc import Callable, Iterator
 import psycopg
 
 from ops.backup.archive import Archive
-from ops.capture.segments import Transaction, read_segment
+from ops.capture.segments import Origin, Transaction, read_segment
 from ops.capture.service import Capture, CaptureOptions
 from ops.core.config import Settings
+from ops.core.db import identity_of
 from ops.core.output import SILENT
 
 _NUMBERS = itertools.count()
@@ -25,6 +26,12 @@ _NUMBERS = itertools.count()
 def slot_name() -> str:
     """A slot name no other test (nor another test process) uses: slots are per server."""
     return f"capture_test_{os.getpid()}_{next(_NUMBERS)}"
+
+
+def origin_of(settings: Settings) -> Origin:
+    """The database `settings` names, as capture writes it into a segment's header."""
+    identity = identity_of(settings)
+    return Origin(identity.system_identifier or "", identity.database)
 
 
 def drop_slot(url: str, slot: str) -> None:
