@@ -554,3 +554,12 @@ def test_a_segment_of_another_database_is_refused_naming_it(
     assert info.name in message and "other" in message and "\n" not in message, message
     conn.rollback()
     assert table_hashes(conn) == before
+
+
+@pytest.mark.parametrize("args", [["verify", "--at", "-1m"],
+                                  ["verify", "--restore", "backup-x.json.zst", "--at", "-1m"]])
+def test_a_verify_at_that_cannot_mean_what_it_says_is_a_usage_line(run_cli,
+                                                                    args: list[str]) -> None:
+    done = run_cli(*args)
+    assert done.returncode == 2 and "--at" in done.stderr and "Traceback" not in done.stderr
+    assert len([line for line in done.stderr.splitlines() if line.strip()]) <= 2, done.stderr

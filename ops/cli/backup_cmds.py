@@ -266,6 +266,10 @@ def verify(
     """Stream a backup and check its structure, row counts and sha256 against its meta."""
     if at is not None and not restore:
         raise UsageError("--at goes with --restore (a drill of restore --at)")
+    if at is not None and file != "latest":
+        raise UsageError(f"--at picks the backup itself (the newest complete one before "
+                         f"TIME), so {file} would not be drilled",
+                         hint="Give --at TIME or a backup, not both.")
     if changes:
         return _verify_changes(identity, as_json)
     if restore:
