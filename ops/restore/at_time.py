@@ -62,7 +62,6 @@ def parse_at(text: str, now: datetime | None = None) -> datetime | None:
     if text == LATEST:
         return None
     offset = _OFFSET.match(text)
-    moment: datetime | None = None
     try:  # (a date out of the calendar, before year 1 or after 9999, is no time either)
         if offset:
             return (now or utc_now()) - timedelta(**{_UNITS[offset[2]]: int(offset[1])})
@@ -408,7 +407,7 @@ class _Membership:
         if not any(change.table in parents for change in tx.changes):
             return  # most transactions: no parent row changes
         for _ in range(len(self.scope.placements)):  # a level of placements per round
-            before = repr(self.ending)
+            before = {parent: dict(keys) for parent, keys in self.ending.items()}
             for change in tx.changes:
                 if change.table not in parents or change.op not in ("insert", "update",
                                                                     "delete"):
@@ -419,7 +418,7 @@ class _Membership:
                     if ours is not None and row and all(c in row for c in columns):
                         self.ending.setdefault((change.table, columns), {})[
                             tuple(row[c] for c in columns)] = ours
-            if repr(self.ending) == before:
+            if self.ending == before:
                 break
 
     def _ours(self, change: Change) -> bool | None:
