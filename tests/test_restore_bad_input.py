@@ -89,6 +89,18 @@ def test_truncated_plain_file(settings, conn, sample, good_backup: Path, keep: f
     _expect_refused(settings, conn, sample, path, "truncated")
 
 
+@pytest.mark.parametrize("cut", [1, 4, 9])
+def test_a_file_cut_inside_a_tables_opening_line_is_called_truncated(
+        settings, conn, sample, good_backup: Path, cut: int):
+    """Cut short, the second table's `"name": [` line reads as malformed: the refusal must
+    still say truncated (a random cut found this)."""
+    data = good_backup.read_bytes()
+    second = data.index(b'],\n"') + 3  # where the line opening the second table starts
+    path = good_backup.with_name("cut.json")
+    path.write_bytes(data[:second + cut])
+    _expect_refused(settings, conn, sample, path, "truncated")
+
+
 def test_truncated_gzip_file(settings, conn, sample, good_backup: Path):
     data = gzip.compress(good_backup.read_bytes())
     path = good_backup.with_name("cut.json.gz")

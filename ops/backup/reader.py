@@ -279,6 +279,14 @@ class BackupReader:
                              f"{MAX_ROW_BYTES >> 20} MB (no row is that large)")
         return raw
 
+    def _cut(self, raw: bytes) -> BadBackup | None:
+        """The truncation a last line without its newline is (cut short, it reads as
+        malformed), or None for a whole line."""
+        if raw.endswith(b"\n"):
+            return None
+        return self.error(f"the file is truncated {self._where} (line {self._lineno} ends "
+                          "without its newline)")
+
     def _line_sections(self) -> Iterator[Section]:
         fh = self._fh
         assert fh is not None
@@ -290,7 +298,8 @@ class BackupReader:
             if text.startswith(b'"'):
                 name = parse_table_open(raw)
                 if name is None:
-                    raise self.error(f"line {self._lineno}: expected `\"table\": [`")
+                    raise self._cut(raw) or self.error(
+                        f"line {self._lineno}: expected `\"table\": [`")
                 section = Section(name, iter(()), self._lineno + 1, approximate=True,
                                   json_text=self.json_text_keys(name))
                 section.rows = self._line_rows(section)
@@ -299,7 +308,8 @@ class BackupReader:
                 self._take_tail(text + fh.read(_TAIL_MAX))
                 return
             else:
-                raise self.error(f"line {self._lineno}: unexpected content outside a table")
+                raise self._cut(raw) or self.error(
+                    f"line {self._lineno}: unexpected content outside a table")
         raise self.error(f"the file is truncated {self._where} (it ends before the tables "
                          "are closed)")
 
