@@ -342,3 +342,28 @@ def test_a_template_from_an_anonymized_snapshot_and_never_from_real_data(
         pool.ensure(Recipe(snapshot=str(plain)))
     after = {db.name for db in _pool_dbs(pg_server_url) if db.kind != "clone"}
     assert after == builds_before  # nothing half-built kept
+
+
+def test_a_template_another_process_finishes_just_after_the_look_is_not_built_again(
+        pool: Pool, server_settings: Settings, pg_server_url: str,
+        monkeypatch: pytest.MonkeyPatch):
+    """Two builders of one template: the other renames its build to the template between
+    this one's look (none yet) and its CREATE of the build's name, free again by then. Seen
+    under xdist as 'database "tdb_tpl_…" already exists' at this one's rename. The look is
+    made to miss once, as that interleaving does."""
+    from ops.testdb import templates
+
+    recipe = Recipe(("probe",))
+    first = pool.ensure(recipe)
+    real = templates.find_template
+    looks: list[str] = []
+
+    def late(conn: psycopg.Connection, template_hash: str):
+        looks.append(template_hash)
+        return None if len(looks) == 1 else real(conn, template_hash)
+
+    monkeypatch.setattr(templates, "find_template", late)
+    with Pool(open_admin(server_settings), Limits(ready=0)) as second:
+        again = second.ensure(recipe)
+    assert again.hash == first.hash and again.name == first.name and not again.built
+    assert templates.build_name(first.hash) not in _names(pg_server_url)

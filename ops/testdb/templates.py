@@ -74,11 +74,18 @@ def ensure_template(admin: Admin, recipe: Recipe, template_hash: str, owner: Own
             try:
                 create_database(conn, admin, building,
                                 comment_for(BUILD, template_hash, owner, family=recipe.family))
-                break
             except (psycopg.errors.DuplicateDatabase, psycopg.errors.UniqueViolation):
                 # another process builds it (two CREATEs at once: the catalog's unique
                 # index says so): wait for it, or for it to die
                 pass
+            else:
+                # another process may have renamed its build to the template between the
+                # look above and this CREATE (the name was free again): ours is not needed
+                found = find_template(conn, template_hash)
+                if found is None:
+                    break
+                drop_pool_database(conn, admin, building)
+                return found
             if any(db.name == building for db in orphans(conn, owner, grace=grace)):
                 drop_pool_database(conn, admin, building)
                 continue
