@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,7 +20,7 @@ from support.restore import table_hashes
 from support.tenants import GLOBEX, SYSTECH, insert_two_tenants, tenant_hashes
 
 from ops.backup.archive import Archive
-from ops.backup.create import backup
+from ops.backup.create import BackupResult, backup
 from ops.backup.prune import prune
 from ops.capture.segments import (
     Change,
@@ -445,6 +445,27 @@ def test_a_commit_stamped_before_time_in_a_segment_after_one_stamped_after_it_is
                         ).fetchone()[0] == [993]
 
 
+def _restored_to_then(settings: Settings, conn: psycopg.Connection, db_url: str,
+                      change: Callable[[BackupResult], None]) -> dict:
+    """A slot, a full backup, `change` (given the backup), then restore --at the moment
+    after it: the database's tables as they were at that moment, and as restored."""
+    slot = slot_name()
+    try:
+        drain(settings, slot, initial_backup=False)
+        change(backup(settings))
+        conn.commit()
+        expected = table_hashes(conn)
+        at = conn.execute("SELECT clock_timestamp()").fetchone()[0]
+        conn.commit()
+        drain(settings, slot, initial_backup=False)
+    finally:
+        drop_slot(db_url, slot)
+    restore_at(settings, at.isoformat(), safety_backup=False)
+    conn.rollback()
+    assert table_hashes(conn) == expected
+    return expected
+
+
 def test_a_tenant_restore_on_the_live_database_replays_as_it_happened(
         settings: Settings, conn: psycopg.Connection, db_url: str) -> None:
     """A tenant restore as superuser runs with foreign-key triggers off: it deletes and
@@ -453,23 +474,14 @@ def test_a_tenant_restore_on_the_live_database_replays_as_it_happened(
     restore --at after it equals the database then."""
     insert_two_tenants(conn, volume=0.01)
     conn.commit()
-    slot = slot_name()
-    try:
-        drain(settings, slot, initial_backup=False)
-        made = backup(settings)
+
+    def change(made: BackupResult) -> None:
         conn.execute("""UPDATE tenants SET settings = '{"changed": true}' WHERE id = 3""")
         conn.commit()
         restore_tenant(settings, made.path, "Globex", safety_backup=False)
-        expected = table_hashes(conn)
-        at = conn.execute("SELECT clock_timestamp()").fetchone()[0]
-        conn.commit()
-        drain(settings, slot, initial_backup=False)
-    finally:
-        drop_slot(db_url, slot)
+
+    expected = _restored_to_then(settings, conn, db_url, change)
     assert expected["tasks"][0] > 0
-    restore_at(settings, at.isoformat(), safety_backup=False)
-    conn.rollback()
-    assert table_hashes(conn) == expected
 
 
 def test_changes_to_a_table_with_an_always_identity_key_are_replayed(
@@ -480,23 +492,10 @@ def test_changes_to_a_table_with_an_always_identity_key_are_replayed(
                  "KEY, t text, twice int GENERATED ALWAYS AS (length(t) * 2) STORED)")
     conn.execute("INSERT INTO always_ids (t) VALUES ('a'), ('b')")
     conn.commit()
-    slot = slot_name()
-    try:
-        drain(settings, slot, initial_backup=False)
-        backup(settings)
-        conn.execute("UPDATE always_ids SET t = 'changed' WHERE id = 1")
-        conn.execute("UPDATE always_ids SET id = DEFAULT WHERE id = 2")
-        conn.execute("INSERT INTO always_ids (t) VALUES ('c')")
-        conn.commit()
-        expected = table_hashes(conn)
-        at = conn.execute("SELECT clock_timestamp()").fetchone()[0]
-        conn.commit()
-        drain(settings, slot, initial_backup=False)
-    finally:
-        drop_slot(db_url, slot)
-    restore_at(settings, at.isoformat(), safety_backup=False)
-    conn.rollback()
-    assert table_hashes(conn) == expected
+    _restored_to_then(settings, conn, db_url, lambda _: conn.execute(
+        "UPDATE always_ids SET t = 'changed' WHERE id = 1;"
+        "UPDATE always_ids SET id = DEFAULT WHERE id = 2;"
+        "INSERT INTO always_ids (t) VALUES ('c')"))
     assert conn.execute("SELECT attidentity FROM pg_attribute WHERE attrelid = "
                         "'always_ids'::regclass AND attname = 'id'").fetchone()[0] == "a"
     assert conn.execute("INSERT INTO always_ids (t) VALUES ('next') RETURNING id"
@@ -512,24 +511,11 @@ def test_changes_to_a_table_identified_by_replica_identity_full_are_replayed(
     conn.execute("""INSERT INTO notes VALUES ('a', 1, '{"k": 1}'), ('a', 1, '{"k": 1}'),
                     ('b', NULL, NULL)""")
     conn.commit()
-    slot = slot_name()
-    try:
-        drain(settings, slot, initial_backup=False)
-        backup(settings)
-        conn.execute("UPDATE notes SET n = 2 WHERE ctid = (SELECT min(ctid) FROM notes "
-                     "WHERE body = 'a')")  # one of two identical rows
-        conn.execute("UPDATE notes SET body = 'c' WHERE n IS NULL")
-        conn.execute("DELETE FROM notes WHERE n = 2")
-        conn.commit()
-        expected = table_hashes(conn)
-        at = conn.execute("SELECT clock_timestamp()").fetchone()[0]
-        conn.commit()
-        drain(settings, slot, initial_backup=False)
-    finally:
-        drop_slot(db_url, slot)
-    restore_at(settings, at.isoformat(), safety_backup=False)
-    conn.rollback()
-    assert table_hashes(conn) == expected
+    _restored_to_then(settings, conn, db_url, lambda _: conn.execute(
+        "UPDATE notes SET n = 2 WHERE ctid = (SELECT min(ctid) FROM notes "
+        "WHERE body = 'a');"  # one of two identical rows
+        "UPDATE notes SET body = 'c' WHERE n IS NULL;"
+        "DELETE FROM notes WHERE n = 2"))
 
 
 def test_a_segment_of_another_database_is_refused_naming_it(

@@ -59,6 +59,21 @@ def _at_then_more(settings: Settings, conn: psycopg.Connection, slot: str, chang
     return at.isoformat(), then[0], then[1]
 
 
+def _refused_joining(settings: Settings, conn: psycopg.Connection, at: str, globex: dict,
+                     naming: str) -> None:
+    """Globex restored to `at` is refused in one line saying a row joined the tenant and
+    naming `naming`, with Globex's rows as they are now (not as at `at`)."""
+    now = tenant_hashes(conn, GLOBEX)
+    assert now != globex  # (the later change is there to be undone)
+    with pytest.raises(OpsError) as refused:
+        restore_at(settings, at, tenant="Globex", safety_backup=False)
+    message = refused.value.message
+    assert "joined the tenant" in message and naming in message, message
+    assert "\n" not in message
+    conn.rollback()
+    assert tenant_hashes(conn, GLOBEX) == now  # refused: nothing changed
+
+
 def test_a_child_inserted_before_its_parent_in_one_transaction_is_the_parents_tenants(
         settings: Settings, conn: psycopg.Connection, scenario: tuple[str, str]) -> None:
     """The keys are DEFERRABLE: a transaction may insert an item_tags row before the tag
@@ -114,15 +129,7 @@ def test_a_parent_joining_the_tenant_by_an_update_is_refused_with_nothing_change
         UPDATE clients SET tenant_id = 3 WHERE id = 60;
         UPDATE products SET tenant_id = 3 WHERE id = 60;
     """)
-    now = tenant_hashes(conn, GLOBEX)
-    assert now != globex  # (the later change is there to be undone)
-    with pytest.raises(OpsError) as refused:
-        restore_at(settings, at, tenant="Globex", safety_backup=False)
-    message = refused.value.message
-    assert "joined the tenant" in message and "client_products" in message, message
-    assert "\n" not in message
-    conn.rollback()
-    assert tenant_hashes(conn, GLOBEX) == now  # refused: nothing changed
+    _refused_joining(settings, conn, at, globex, "client_products")
 
 
 def test_a_row_joining_the_tenant_with_an_unchanged_toasted_value_is_refused(
@@ -137,15 +144,7 @@ def test_a_row_joining_the_tenant_with_an_unchanged_toasted_value_is_refused(
     conn.commit()
     at, globex, _ = _at_then_more(settings, conn, slot,
                                   "UPDATE products SET tenant_id = 3 WHERE id = 62")
-    now = tenant_hashes(conn, GLOBEX)
-    assert now != globex
-    with pytest.raises(OpsError) as refused:
-        restore_at(settings, at, tenant="Globex", safety_backup=False)
-    message = refused.value.message
-    assert "joined the tenant" in message and "description" in message, message
-    assert "\n" not in message
-    conn.rollback()
-    assert tenant_hashes(conn, GLOBEX) == now  # refused: nothing changed
+    _refused_joining(settings, conn, at, globex, "description")
 
 
 @pytest.mark.parametrize("text", ["-1000000d", "-99999999999h", "9999-12-31T23:59:59-01:00"])

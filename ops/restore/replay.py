@@ -162,9 +162,6 @@ class Target:
         raise OpsError(f"a change to {table.name} does not carry its primary key "
                        f"({', '.join(missing) or 'none'}); it cannot be replayed")
 
-    def key_of(self, table: Table, key: dict[str, str | None]) -> list[str | None]:
-        return self._key(table, key)
-
     def has(self, table: Table, key: dict[str, str | None]) -> bool:
         """Whether the relation holds the row with `key` now (asked when its keys are not
         known: the changes waiting are sent first)."""
@@ -247,7 +244,8 @@ class Target:
         by its physical place. Values are compared in their text form, cast by the type
         first (every type has one; json has no equality)."""
         self._flush(table.name)
-        columns = tuple(c for c in old if c in {col.name for col in table.columns})
+        known = set(table.column_names)
+        columns = tuple(c for c in old if c in known)
 
         def build() -> sql.Composable:
             relation = self.relation(table.name)
@@ -365,8 +363,7 @@ class _Batch:
     size: int = 0
 
 
-def _has_old_row(key: dict[str, str | None] | None,
-                      row: dict[str, str | None]) -> bool:
+def _has_old_row(key: dict[str, str | None] | None, row: dict[str, str | None]) -> bool:
     """Whether an UPDATE's `key` is the old row REPLICA IDENTITY FULL sends (not the new row
     standing in for a key the change did not carry)."""
     return bool(key) and key is not row
@@ -429,7 +426,7 @@ def _apply_one(target: Target, table: Table, change: Change, counts: Counts,
     if member is not None and ours and change.unchanged and not target.has(table, old):
         # it joined the scope, but pgoutput did not send its TOASTed values: the row cannot
         # be written, and leaving it out would restore the scope without it
-        key = ", ".join(map(str, target.key_of(table, old)))
+        key = ", ".join(str(old[c]) for c in table.primary_key)
         raise OpsError(
             f"cannot replay a change to {table.name} ({key}): the row joined the tenant by an "
             f"UPDATE that left {', '.join(change.unchanged)} "
